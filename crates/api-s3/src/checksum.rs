@@ -1,0 +1,103 @@
+//! Verifying what the client claimed about the body against what the write path computed.
+
+use base64::Engine as _;
+use chuan_core::hash::ChecksumAlgorithm;
+use chuan_core::store::Digests;
+use s3s::{s3_error, S3Result};
+
+/// The digests a request asserts: `Content-MD5` and any `x-amz-checksum-*` value, from
+/// headers or (for `aws-chunked` bodies) from trailers read after the body.
+#[derive(Debug, Default)]
+pub struct Claims {
+    pub content_md5: Option<String>,
+    pub checksums: Vec<(ChecksumAlgorithm, String)>,
+    /// `x-amz-checksum-algorithm` / `x-amz-sdk-checksum-algorithm`.
+    pub algorithm: Option<ChecksumAlgorithm>,
+}
+
+impl Claims {
+    pub fn new(
+        content_md5: Option<String>,
+        algorithm: Option<&str>,
+        crc32: Option<String>,
+        crc32c: Option<String>,
+        crc64nvme: Option<String>,
+        sha1: Option<String>,
+        sha256: Option<String>,
+    ) -> S3Result<Self> {
+        let mut c = Claims {
+            content_md5,
+            ..Default::default()
+        };
+        if let Some(a) = algorithm {
+            c.algorithm =
+                Some(ChecksumAlgorithm::parse(a).ok_or_else(|| {
+                    s3_error!(InvalidArgument, "unsupported checksum algorithm {a}")
+                })?);
+        }
+        for (alg, v) in [
+            (ChecksumAlgorithm::Crc32, crc32),
+            (ChecksumAlgorithm::Crc32c, crc32c),
+            (ChecksumAlgorithm::Crc64Nvme, crc64nvme),
+            (ChecksumAlgorithm::Sha1, sha1),
+            (ChecksumAlgorithm::Sha256, sha256),
+        ] {
+            if let Some(v) = v {
+                c.checksums.push((alg, v));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Adds values that arrived as trailers of an `aws-chunked` body.
+    pub fn add_trailers(&mut self, trailers: Option<s3s::TrailingHeaders>) -> S3Result<()> {
+        let Some(map) = trailers.and_then(|t| t.take()) else {
+            return Ok(());
+        };
+        for alg in ChecksumAlgorithm::ALL {
+            let name = format!("x-amz-checksum-{}", alg.name().to_ascii_lowercase());
+            if let Some(v) = map.get(name.as_str()) {
+                let v = v
+                    .to_str()
+                    .map_err(|_| s3_error!(InvalidArgument, "invalid trailer {name}"))?;
+                self.checksums.retain(|(a, _)| *a != alg);
+                self.checksums.push((alg, v.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The algorithm to remember for the object: the one the client named or sent.
+    pub fn algorithm(&self) -> Option<ChecksumAlgorithm> {
+        self.algorithm
+            .or_else(|| self.checksums.first().map(|(a, _)| *a))
+    }
+
+    pub fn verify(&self, d: &Digests) -> S3Result<()> {
+        if let Some(md5) = &self.content_md5 {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(md5.trim())
+                .ok()
+                .filter(|r| r.len() == 16)
+                .ok_or_else(|| {
+                    s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid.")
+                })?;
+            if hex::encode(raw) != d.md5 {
+                return Err(s3_error!(
+                    BadDigest,
+                    "The Content-MD5 you specified did not match what we received."
+                ));
+            }
+        }
+        for (alg, claimed) in &self.checksums {
+            if alg.encode(d) != claimed.trim() {
+                return Err(s3_error!(
+                    BadDigest,
+                    "The {} you specified did not match the calculated checksum.",
+                    format!("x-amz-checksum-{}", alg.name().to_ascii_lowercase())
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! DeleteObject and DeleteObjects.
+
+use chuan_core::{Engine, Principal};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result};
+
+use crate::error::OrS3;
+
+pub async fn delete_object(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<DeleteObjectInput>,
+) -> S3Result<S3Response<DeleteObjectOutput>> {
+    // Deleting a missing key succeeds, as in S3.
+    engine
+        .delete_object(p, &req.input.bucket, &req.input.key)
+        .await
+        .s3()?;
+    Ok(S3Response::new(DeleteObjectOutput::default()))
+}
+
+pub async fn delete_objects(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<DeleteObjectsInput>,
+) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let input = req.input;
+    engine.check_bucket(p, &input.bucket).await.s3()?;
+    let quiet = input.delete.quiet.unwrap_or(false);
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for obj in input.delete.objects {
+        match engine.delete_object(p, &input.bucket, &obj.key).await {
+            Ok(_) => {
+                if !quiet {
+                    deleted.push(DeletedObject {
+                        key: Some(obj.key),
+                        ..Default::default()
+                    });
+                }
+            }
+            Err(e) => {
+                let err = crate::to_s3_error(e);
+                errors.push(Error {
+                    code: Some(err.code().as_str().to_owned()),
+                    key: Some(obj.key),
+                    message: err.message().map(str::to_owned),
+                    version_id: None,
+                });
+            }
+        }
+    }
+    Ok(S3Response::new(DeleteObjectsOutput {
+        deleted: Some(deleted),
+        errors: Some(errors),
+        ..Default::default()
+    }))
+}

@@ -1,0 +1,49 @@
+//! Core errors as S3 errors: the code and status S3 itself answers with.
+
+use chuan_core::CoreError;
+use s3s::{S3Error, S3ErrorCode};
+
+pub fn to_s3_error(e: CoreError) -> S3Error {
+    use S3ErrorCode as C;
+    let (code, msg) = match &e {
+        CoreError::NoSuchBucket => (C::NoSuchBucket, "The specified bucket does not exist.".to_owned()),
+        CoreError::BucketExists => (C::BucketAlreadyExists, "The requested bucket name is not available.".to_owned()),
+        CoreError::BucketNotEmpty => (C::BucketNotEmpty, "The bucket you tried to delete is not empty.".to_owned()),
+        CoreError::InvalidBucketName(m) => (C::InvalidBucketName, format!("The specified bucket is not valid: {m}")),
+        CoreError::NoSuchKey => (C::NoSuchKey, "The specified key does not exist.".to_owned()),
+        CoreError::InvalidKey(m) => (C::InvalidArgument, format!("Invalid key: {m}")),
+        CoreError::KeyTooLong => (C::KeyTooLongError, "Your key is too long (at most 1024 bytes).".to_owned()),
+        CoreError::NoSuchUpload => (
+            C::NoSuchUpload,
+            "The specified multipart upload does not exist. The upload ID might be invalid, or the upload might have been aborted or completed."
+                .to_owned(),
+        ),
+        CoreError::InvalidPart(m) => (C::InvalidPart, format!("One or more of the specified parts could not be found or did not match: {m}")),
+        CoreError::InvalidPartOrder => (C::InvalidPartOrder, "The list of parts was not in ascending order.".to_owned()),
+        CoreError::EntityTooSmall { .. } => (C::EntityTooSmall, format!("Your proposed upload is smaller than the minimum allowed size: {e}")),
+        CoreError::BadDigest { .. } => (C::BadDigest, format!("{e}")),
+        CoreError::IncompleteBody | CoreError::Body(_) => {
+            (C::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header.".to_owned())
+        }
+        CoreError::PreconditionFailed => (C::PreconditionFailed, "At least one of the preconditions you specified did not hold.".to_owned()),
+        CoreError::AccessDenied => (C::AccessDenied, "Access Denied".to_owned()),
+        CoreError::InvalidRange => (C::InvalidRange, "The requested range is not satisfiable".to_owned()),
+        CoreError::InvalidArgument(m) => (C::InvalidArgument, m.clone()),
+        CoreError::Io(_) | CoreError::Internal(_) => {
+            tracing::error!(error = %e, "internal error");
+            (C::InternalError, "We encountered an internal error. Please try again.".to_owned())
+        }
+    };
+    S3Error::with_message(code, msg)
+}
+
+/// `?` for core results inside S3 handlers.
+pub trait OrS3<T> {
+    fn s3(self) -> s3s::S3Result<T>;
+}
+
+impl<T> OrS3<T> for Result<T, CoreError> {
+    fn s3(self) -> s3s::S3Result<T> {
+        self.map_err(to_s3_error)
+    }
+}

@@ -1,0 +1,276 @@
+//! GetObject and HeadObject: ranges, conditional requests, response overrides, checksums.
+
+use chuan_core::hash::ChecksumAlgorithm;
+use chuan_core::store::{ContentRecord, Digests, ObjectRecord};
+use chuan_core::{Engine, Principal};
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use crate::error::OrS3;
+use crate::timestamp;
+
+/// Sets the one checksum field of `algorithm` (full-object digests only).
+pub(crate) fn set_checksum(
+    crc32: &mut Option<String>,
+    crc32c: &mut Option<String>,
+    crc64nvme: &mut Option<String>,
+    sha1: &mut Option<String>,
+    sha256: &mut Option<String>,
+    algorithm: Option<ChecksumAlgorithm>,
+    d: &Digests,
+) {
+    let Some(alg) = algorithm else { return };
+    let slot = match alg {
+        ChecksumAlgorithm::Crc32 => crc32,
+        ChecksumAlgorithm::Crc32c => crc32c,
+        ChecksumAlgorithm::Crc64Nvme => crc64nvme,
+        ChecksumAlgorithm::Sha1 => sha1,
+        ChecksumAlgorithm::Sha256 => sha256,
+    };
+    *slot = Some(alg.encode(d));
+}
+
+/// The checksum S3 reports for an object with `ChecksumMode: ENABLED`: the algorithm used at
+/// upload (CRC64NVME when none was), full-object for single-part content, composite
+/// (`<checksum>-<parts>`) for multipart content.
+pub(crate) fn object_checksum(
+    rec: &ObjectRecord,
+    content: &ContentRecord,
+) -> Option<(ChecksumAlgorithm, String, ChecksumType)> {
+    let alg = rec
+        .meta
+        .checksum_algorithm
+        .as_deref()
+        .and_then(ChecksumAlgorithm::parse)
+        .unwrap_or(ChecksumAlgorithm::Crc64Nvme);
+    if content.extents.len() <= 1 || alg == ChecksumAlgorithm::Crc64Nvme {
+        let d = content.digests.as_ref()?;
+        return Some((
+            alg,
+            alg.encode(d),
+            ChecksumType::from_static(ChecksumType::FULL_OBJECT),
+        ));
+    }
+    let value = alg.composite(content.extents.iter().map(|e| &e.digests));
+    Some((
+        alg,
+        value,
+        ChecksumType::from_static(ChecksumType::COMPOSITE),
+    ))
+}
+
+struct Conditions<'a> {
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
+
+fn secs(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+fn etag_matches(cond: &ETagCondition, etag: &str) -> bool {
+    match cond {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == etag,
+    }
+}
+
+/// RFC 7232 evaluation order, as S3 applies it.
+fn check_conditions(rec: &ObjectRecord, c: &Conditions<'_>) -> S3Result<()> {
+    let modified = rec.modified_ms / 1000;
+    if let Some(m) = c.if_match {
+        if !etag_matches(m, &rec.etag) {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
+    } else if let Some(t) = c.if_unmodified_since {
+        if modified > secs(t) {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
+    }
+    if let Some(m) = c.if_none_match {
+        if etag_matches(m, &rec.etag) {
+            return Err(s3_error!(NotModified));
+        }
+    } else if let Some(t) = c.if_modified_since {
+        if modified <= secs(t) {
+            return Err(s3_error!(NotModified));
+        }
+    }
+    Ok(())
+}
+
+fn expires(meta: &chuan_core::store::ObjectMeta) -> Option<Timestamp> {
+    meta.expires
+        .as_deref()
+        .and_then(|e| Timestamp::parse(TimestampFormat::HttpDate, e).ok())
+}
+
+fn user_metadata(rec: &ObjectRecord) -> Option<Metadata> {
+    (!rec.meta.user.is_empty()).then(|| rec.meta.user.clone().into_iter().collect())
+}
+
+const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
+pub async fn get_object(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
+    let input = &req.input;
+    let rec = engine
+        .head_object(p, &input.bucket, &input.key)
+        .await
+        .s3()?;
+    check_conditions(
+        &rec,
+        &Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        },
+    )?;
+    let content = engine.content(rec.content_id).await.s3()?;
+    let size = content.size;
+    let (start, end, content_range) = match &input.range {
+        None => (0, size, None),
+        Some(r) => {
+            let range = r
+                .check(size)
+                .map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
+            (
+                range.start,
+                range.end,
+                Some(format!("bytes {}-{}/{}", range.start, range.end - 1, size)),
+            )
+        }
+    };
+    let stream = engine.read(&content, start, end);
+    let body = StreamingBlob::wrap(stream);
+    let mut out = GetObjectOutput {
+        body: Some(body),
+        accept_ranges: Some("bytes".into()),
+        content_length: Some((end - start) as i64),
+        content_range,
+        e_tag: Some(ETag::Strong(rec.etag.clone())),
+        last_modified: Some(timestamp(rec.modified_ms)),
+        content_type: Some(
+            rec.meta
+                .content_type
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
+        ),
+        content_encoding: rec.meta.content_encoding.clone(),
+        content_disposition: rec.meta.content_disposition.clone(),
+        content_language: rec.meta.content_language.clone(),
+        cache_control: rec.meta.cache_control.clone(),
+        expires: expires(&rec.meta),
+        metadata: user_metadata(&rec),
+        parts_count: (content.extents.len() > 1).then_some(content.extents.len() as i32),
+        ..Default::default()
+    };
+    let whole = start == 0 && end == size;
+    if whole
+        && input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+    {
+        if let Some((alg, value, ty)) = object_checksum(&rec, &content) {
+            match alg {
+                ChecksumAlgorithm::Crc32 => out.checksum_crc32 = Some(value),
+                ChecksumAlgorithm::Crc32c => out.checksum_crc32c = Some(value),
+                ChecksumAlgorithm::Crc64Nvme => out.checksum_crc64nvme = Some(value),
+                ChecksumAlgorithm::Sha1 => out.checksum_sha1 = Some(value),
+                ChecksumAlgorithm::Sha256 => out.checksum_sha256 = Some(value),
+            }
+            out.checksum_type = Some(ty);
+        }
+    }
+    Ok(S3Response::new(out))
+}
+
+pub async fn head_object(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
+    let input = &req.input;
+    let rec = engine
+        .head_object(p, &input.bucket, &input.key)
+        .await
+        .s3()?;
+    check_conditions(
+        &rec,
+        &Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        },
+    )?;
+    let content = engine.content(rec.content_id).await.s3()?;
+    let (len, content_range) = match &input.range {
+        None => (content.size, None),
+        Some(r) => {
+            let range = r
+                .check(content.size)
+                .map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
+            (
+                range.end - range.start,
+                Some(format!(
+                    "bytes {}-{}/{}",
+                    range.start,
+                    range.end - 1,
+                    content.size
+                )),
+            )
+        }
+    };
+    let mut out = HeadObjectOutput {
+        accept_ranges: Some("bytes".into()),
+        content_length: Some(len as i64),
+        content_range,
+        e_tag: Some(ETag::Strong(rec.etag.clone())),
+        last_modified: Some(timestamp(rec.modified_ms)),
+        content_type: Some(
+            rec.meta
+                .content_type
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
+        ),
+        content_encoding: rec.meta.content_encoding.clone(),
+        content_disposition: rec.meta.content_disposition.clone(),
+        content_language: rec.meta.content_language.clone(),
+        cache_control: rec.meta.cache_control.clone(),
+        expires: expires(&rec.meta),
+        metadata: user_metadata(&rec),
+        parts_count: (content.extents.len() > 1).then_some(content.extents.len() as i32),
+        ..Default::default()
+    };
+    if input
+        .checksum_mode
+        .as_ref()
+        .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+    {
+        if let Some((alg, value, ty)) = object_checksum(&rec, &content) {
+            match alg {
+                ChecksumAlgorithm::Crc32 => out.checksum_crc32 = Some(value),
+                ChecksumAlgorithm::Crc32c => out.checksum_crc32c = Some(value),
+                ChecksumAlgorithm::Crc64Nvme => out.checksum_crc64nvme = Some(value),
+                ChecksumAlgorithm::Sha1 => out.checksum_sha1 = Some(value),
+                ChecksumAlgorithm::Sha256 => out.checksum_sha256 = Some(value),
+            }
+            out.checksum_type = Some(ty);
+        }
+    }
+    Ok(S3Response::new(out))
+}

@@ -1,0 +1,117 @@
+//! The S3 dialect: a translator from the S3 wire protocol to the core [`Engine`].
+//!
+//! Wire parsing, SigV4 (header, presigned, `aws-chunked` streaming with signed or unsigned
+//! trailers), POST-policy checks and XML rendering come from the `s3s` crate; this crate maps
+//! each operation onto engine calls and maps [`CoreError`]s back onto S3 error codes.
+//! It keeps no state of its own.
+//!
+//! Files follow the operation groups: `bucket.rs`, `put.rs` (PutObject, POST Object),
+//! `get.rs` (Get/Head with ranges and conditionals), `list.rs` (ListObjects v1/v2),
+//! `copy.rs`, `delete.rs`, `multipart.rs`, with `checksum.rs` for digest verification and
+//! `error.rs` for the error mapping.
+
+mod bucket;
+mod checksum;
+mod copy;
+mod delete;
+mod error;
+mod get;
+mod list;
+mod multipart;
+mod put;
+
+use chuan_core::{Engine, Principal};
+use s3s::auth::{Credentials, S3Auth, SecretKey};
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
+use std::sync::Arc;
+
+pub use error::to_s3_error;
+
+/// The S3 API over one engine.
+#[derive(Clone)]
+pub struct ChuanS3 {
+    engine: Arc<Engine>,
+}
+
+impl ChuanS3 {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+
+    /// The principal behind an authenticated request (s3s has already verified the signature).
+    async fn principal(&self, creds: &Option<Credentials>) -> S3Result<Principal> {
+        let creds = creds
+            .as_ref()
+            .ok_or_else(|| s3_error!(AccessDenied, "anonymous access is not allowed"))?;
+        match self
+            .engine
+            .credential(&creds.access_key)
+            .await
+            .map_err(to_s3_error)?
+        {
+            Some((_, p)) => Ok(p),
+            None => Err(s3_error!(InvalidAccessKeyId)),
+        }
+    }
+}
+
+/// Looks up the secret of an access key for s3s's SigV4 verification.
+pub struct EngineAuth(pub Arc<Engine>);
+
+#[async_trait::async_trait]
+impl S3Auth for EngineAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.0.credential(access_key).await.map_err(to_s3_error)? {
+            Some((secret, _)) => Ok(SecretKey::from(secret)),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "the access key does not exist"
+            )),
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($($op:ident($input:ty) -> $output:ty => $module:ident;)*) => {
+        #[async_trait::async_trait]
+        impl S3 for ChuanS3 {
+            $(
+                async fn $op(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
+                    let p = self.principal(&req.credentials).await?;
+                    $module::$op(&self.engine, &p, req).await
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    create_bucket(CreateBucketInput) -> CreateBucketOutput => bucket;
+    head_bucket(HeadBucketInput) -> HeadBucketOutput => bucket;
+    delete_bucket(DeleteBucketInput) -> DeleteBucketOutput => bucket;
+    list_buckets(ListBucketsInput) -> ListBucketsOutput => bucket;
+    get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput => bucket;
+    put_object(PutObjectInput) -> PutObjectOutput => put;
+    get_object(GetObjectInput) -> GetObjectOutput => get;
+    head_object(HeadObjectInput) -> HeadObjectOutput => get;
+    delete_object(DeleteObjectInput) -> DeleteObjectOutput => delete;
+    delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput => delete;
+    copy_object(CopyObjectInput) -> CopyObjectOutput => copy;
+    list_objects(ListObjectsInput) -> ListObjectsOutput => list;
+    list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output => list;
+    create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput => multipart;
+    upload_part(UploadPartInput) -> UploadPartOutput => multipart;
+    upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput => multipart;
+    complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput => multipart;
+    abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput => multipart;
+    list_parts(ListPartsInput) -> ListPartsOutput => multipart;
+    list_multipart_uploads(ListMultipartUploadsInput) -> ListMultipartUploadsOutput => multipart;
+}
+
+/// Milliseconds since the epoch as an s3s timestamp.
+pub(crate) fn timestamp(ms: i64) -> Timestamp {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    Timestamp::from(t)
+}

@@ -1,0 +1,170 @@
+//! ListObjects (v1) and ListObjectsV2.
+
+use base64::Engine as _;
+use chuan_core::{Engine, ListQuery, ListResult, Principal};
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use crate::error::OrS3;
+use crate::timestamp;
+
+const MAX_KEYS: i32 = 1000;
+
+/// `encoding-type=url`: percent-encode everything but unreserved characters and `/`, which
+/// is what the AWS SDKs decode (they unquote, so a literal `+` must arrive as `%2B`).
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+struct Rendered {
+    contents: Vec<Object>,
+    prefixes: Vec<CommonPrefix>,
+}
+
+fn render(result: &ListResult, url: bool) -> Rendered {
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
+    Rendered {
+        contents: result
+            .objects
+            .iter()
+            .map(|o| Object {
+                key: Some(enc(&o.key)),
+                size: Some(o.size as i64),
+                e_tag: Some(ETag::Strong(o.etag.clone())),
+                last_modified: Some(timestamp(o.modified_ms)),
+                storage_class: Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                )),
+                ..Default::default()
+            })
+            .collect(),
+        prefixes: result
+            .common_prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(enc(p)),
+            })
+            .collect(),
+    }
+}
+
+fn max_keys(v: Option<i32>) -> S3Result<usize> {
+    match v {
+        None => Ok(MAX_KEYS as usize),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must be non-negative")),
+        Some(n) => Ok(n.min(MAX_KEYS) as usize),
+    }
+}
+
+fn wants_url(e: &Option<EncodingType>) -> S3Result<bool> {
+    match e {
+        None => Ok(false),
+        Some(e) if e.as_str() == EncodingType::URL => Ok(true),
+        Some(_) => Err(s3_error!(
+            InvalidArgument,
+            "Invalid Encoding Method specified in Request"
+        )),
+    }
+}
+
+pub async fn list_objects(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<ListObjectsInput>,
+) -> S3Result<S3Response<ListObjectsOutput>> {
+    let input = req.input;
+    let url = wants_url(&input.encoding_type)?;
+    let q = ListQuery {
+        prefix: input.prefix.clone().unwrap_or_default(),
+        delimiter: input.delimiter.clone(),
+        after: input.marker.clone().filter(|m| !m.is_empty()),
+        max_keys: max_keys(input.max_keys)?,
+    };
+    let result = engine.list_objects(p, &input.bucket, &q).await.s3()?;
+    let r = render(&result, url);
+    let enc = |s: String| if url { url_encode(&s) } else { s };
+    Ok(S3Response::new(ListObjectsOutput {
+        name: Some(input.bucket),
+        prefix: Some(enc(q.prefix.clone())),
+        marker: Some(enc(input.marker.unwrap_or_default())),
+        delimiter: input.delimiter.map(enc),
+        max_keys: Some(q.max_keys as i32),
+        is_truncated: Some(result.truncated),
+        next_marker: if result.truncated {
+            result.next_after.clone().map(enc)
+        } else {
+            None
+        },
+        contents: Some(r.contents),
+        common_prefixes: Some(r.prefixes),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}
+
+fn encode_token(after: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after)
+}
+
+fn decode_token(token: &str) -> S3Result<String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
+}
+
+pub async fn list_objects_v2(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<ListObjectsV2Input>,
+) -> S3Result<S3Response<ListObjectsV2Output>> {
+    let input = req.input;
+    let url = wants_url(&input.encoding_type)?;
+    let after = match (&input.continuation_token, &input.start_after) {
+        (Some(t), _) if !t.is_empty() => Some(decode_token(t)?),
+        (_, Some(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    let q = ListQuery {
+        prefix: input.prefix.clone().unwrap_or_default(),
+        delimiter: input.delimiter.clone(),
+        after,
+        max_keys: max_keys(input.max_keys)?,
+    };
+    let result = engine.list_objects(p, &input.bucket, &q).await.s3()?;
+    let r = render(&result, url);
+    let enc = |s: String| if url { url_encode(&s) } else { s };
+    Ok(S3Response::new(ListObjectsV2Output {
+        name: Some(input.bucket),
+        prefix: Some(enc(q.prefix.clone())),
+        delimiter: input.delimiter.map(enc),
+        max_keys: Some(q.max_keys as i32),
+        key_count: Some((r.contents.len() + r.prefixes.len()) as i32),
+        continuation_token: input.continuation_token,
+        start_after: input.start_after.map(enc),
+        is_truncated: Some(result.truncated),
+        next_continuation_token: if result.truncated {
+            result.next_after.as_deref().map(encode_token)
+        } else {
+            None
+        },
+        contents: Some(r.contents),
+        common_prefixes: Some(r.prefixes),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}

@@ -1,0 +1,396 @@
+//! Multipart uploads: sessions live in the core's metadata (they survive restarts), parts are
+//! blobs, and completion writes a manifest of part blobs without copying their bytes.
+
+use chuan_core::hash::ChecksumAlgorithm;
+use chuan_core::store::PartRecord;
+use chuan_core::{Engine, Principal};
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result, StdError};
+
+use crate::checksum::Claims;
+use crate::error::OrS3;
+use crate::get::set_checksum;
+use crate::put::object_meta;
+use crate::timestamp;
+
+const MAX_PART_NUMBER: i32 = 10_000;
+
+fn part_number(n: i32) -> S3Result<u32> {
+    if !(1..=MAX_PART_NUMBER).contains(&n) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
+    Ok(n as u32)
+}
+
+fn upload_algorithm(meta: &chuan_core::store::ObjectMeta) -> Option<ChecksumAlgorithm> {
+    meta.checksum_algorithm
+        .as_deref()
+        .and_then(ChecksumAlgorithm::parse)
+}
+
+pub async fn create_multipart_upload(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let input = req.input;
+    let mut meta = object_meta(
+        input.content_type,
+        input.content_encoding,
+        input.content_disposition,
+        input.content_language,
+        input.cache_control,
+        input.expires,
+        input.metadata,
+    );
+    if let Some(a) = &input.checksum_algorithm {
+        let alg = ChecksumAlgorithm::parse(a.as_str())
+            .ok_or_else(|| s3_error!(InvalidArgument, "unsupported checksum algorithm"))?;
+        meta.checksum_algorithm = Some(alg.name().to_owned());
+    }
+    let algorithm = input.checksum_algorithm.clone();
+    let upload = engine
+        .create_upload(p, &input.bucket, &input.key, meta)
+        .await
+        .s3()?;
+    Ok(S3Response::new(CreateMultipartUploadOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(upload.id),
+        checksum_algorithm: algorithm,
+        ..Default::default()
+    }))
+}
+
+pub async fn upload_part(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
+    let input = req.input;
+    let number = part_number(input.part_number)?;
+    let upload = engine
+        .upload(p, &input.bucket, &input.key, &input.upload_id)
+        .await
+        .s3()?;
+    let mut claims = Claims::new(
+        input.content_md5,
+        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        input.checksum_crc32,
+        input.checksum_crc32c,
+        input.checksum_crc64nvme,
+        input.checksum_sha1,
+        input.checksum_sha256,
+    )?;
+    let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
+    let staged = engine.stage(body).await.s3()?;
+    if let Some(len) = input.content_length {
+        if len >= 0 && len as u64 != staged.size {
+            return Err(s3_error!(
+                IncompleteBody,
+                "The body is {} bytes; Content-Length said {len}.",
+                staged.size
+            ));
+        }
+    }
+    claims.add_trailers(req.trailing_headers)?;
+    if let Err(e) = claims.verify(&staged.digests) {
+        engine.metrics.uploads_rejected.inc();
+        return Err(e);
+    }
+    let digests = staged.digests.clone();
+    let part = engine.commit_part(&upload, number, staged).await.s3()?;
+    let mut out = UploadPartOutput {
+        e_tag: Some(ETag::Strong(part.etag)),
+        ..Default::default()
+    };
+    let alg = claims
+        .algorithm()
+        .or_else(|| upload_algorithm(&upload.meta));
+    set_checksum(
+        &mut out.checksum_crc32,
+        &mut out.checksum_crc32c,
+        &mut out.checksum_crc64nvme,
+        &mut out.checksum_sha1,
+        &mut out.checksum_sha256,
+        alg,
+        &digests,
+    );
+    Ok(S3Response::new(out))
+}
+
+/// `bytes=first-last` of a copy source.
+fn copy_range(range: &str, size: u64) -> S3Result<(u64, u64)> {
+    let bad = || {
+        s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+    };
+    let spec = range.strip_prefix("bytes=").ok_or_else(bad)?;
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let (first, last): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if first > last || last >= size {
+        return Err(s3_error!(
+            InvalidRange,
+            "The requested range is not satisfiable"
+        ));
+    }
+    Ok((first, last + 1))
+}
+
+pub async fn upload_part_copy(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let input = req.input;
+    let number = part_number(input.part_number)?;
+    let upload = engine
+        .upload(p, &input.bucket, &input.key, &input.upload_id)
+        .await
+        .s3()?;
+    let (src_bucket, src_key) = crate::copy::source(&input.copy_source)?;
+    let src = engine.head_object(p, &src_bucket, &src_key).await.s3()?;
+    if let Some(ETagCondition::ETag(e)) = &input.copy_source_if_match {
+        if e.value() != src.etag {
+            return Err(s3_error!(PreconditionFailed));
+        }
+    }
+    let content = engine.content(src.content_id).await.s3()?;
+    let (start, end) = match &input.copy_source_range {
+        Some(r) => copy_range(r, content.size)?,
+        None => (0, content.size),
+    };
+    // A part is a blob of its own, so a range of the source is re-ingested (a whole-blob
+    // source would dedup to the same blob and cost no space).
+    let stream = engine.read(&content, start, end);
+    let staged = engine.stage(stream).await.s3()?;
+    let part = engine.commit_part(&upload, number, staged).await.s3()?;
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(ETag::Strong(part.etag)),
+            last_modified: Some(timestamp(part.modified_ms)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+/// A checksum the client listed for a part in CompleteMultipartUpload must be the part's.
+fn check_part_checksums(listed: &CompletedPart, stored: &PartRecord) -> S3Result<()> {
+    for (alg, v) in [
+        (ChecksumAlgorithm::Crc32, &listed.checksum_crc32),
+        (ChecksumAlgorithm::Crc32c, &listed.checksum_crc32c),
+        (ChecksumAlgorithm::Crc64Nvme, &listed.checksum_crc64nvme),
+        (ChecksumAlgorithm::Sha1, &listed.checksum_sha1),
+        (ChecksumAlgorithm::Sha256, &listed.checksum_sha256),
+    ] {
+        if let Some(v) = v {
+            if alg.encode(&stored.digests) != *v {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "The {} checksum of part {} does not match",
+                    alg.name(),
+                    stored.number
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn complete_multipart_upload(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let input = req.input;
+    let upload = engine
+        .upload(p, &input.bucket, &input.key, &input.upload_id)
+        .await
+        .s3()?;
+    let listed = input
+        .multipart_upload
+        .and_then(|m| m.parts)
+        .unwrap_or_default();
+    let mut parts = Vec::with_capacity(listed.len());
+    for part in &listed {
+        let n = part
+            .part_number
+            .ok_or_else(|| s3_error!(MalformedXML, "a Part has no PartNumber"))?;
+        let etag = part
+            .e_tag
+            .as_ref()
+            .ok_or_else(|| s3_error!(MalformedXML, "a Part has no ETag"))?;
+        parts.push((part_number(n)?, etag.value().to_owned()));
+    }
+    // Per-part checksums are checked before anything is committed.
+    if listed.iter().any(|l| {
+        l.checksum_crc32.is_some()
+            || l.checksum_crc32c.is_some()
+            || l.checksum_sha1.is_some()
+            || l.checksum_sha256.is_some()
+            || l.checksum_crc64nvme.is_some()
+    }) {
+        let stored = engine.list_parts(&upload, 0, 10_001).await.s3()?;
+        for l in &listed {
+            if let Some(s) = stored
+                .iter()
+                .find(|s| Some(s.number as i32) == l.part_number)
+            {
+                check_part_checksums(l, s)?;
+            }
+        }
+    }
+    let (rec, chosen) = engine.complete_upload(&upload, &parts).await.s3()?;
+    let mut out = CompleteMultipartUploadOutput {
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        e_tag: Some(ETag::Strong(rec.etag)),
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        ..Default::default()
+    };
+    if let Some(alg) = upload_algorithm(&upload.meta) {
+        if alg != ChecksumAlgorithm::Crc64Nvme {
+            let value = alg.composite(chosen.iter().map(|p| &p.digests));
+            match alg {
+                ChecksumAlgorithm::Crc32 => out.checksum_crc32 = Some(value),
+                ChecksumAlgorithm::Crc32c => out.checksum_crc32c = Some(value),
+                ChecksumAlgorithm::Sha1 => out.checksum_sha1 = Some(value),
+                ChecksumAlgorithm::Sha256 => out.checksum_sha256 = Some(value),
+                ChecksumAlgorithm::Crc64Nvme => {}
+            }
+            out.checksum_type = Some(ChecksumType::from_static(ChecksumType::COMPOSITE));
+        }
+    }
+    Ok(S3Response::new(out))
+}
+
+pub async fn abort_multipart_upload(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let input = req.input;
+    let upload = engine
+        .upload(p, &input.bucket, &input.key, &input.upload_id)
+        .await
+        .s3()?;
+    engine.abort_upload(&upload).await.s3()?;
+    Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+}
+
+pub async fn list_parts(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
+    let input = req.input;
+    let upload = engine
+        .upload(p, &input.bucket, &input.key, &input.upload_id)
+        .await
+        .s3()?;
+    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let marker = input
+        .part_number_marker
+        .map(|m| m.max(0) as u32)
+        .unwrap_or(0);
+    let mut parts = engine.list_parts(&upload, marker, max + 1).await.s3()?;
+    let truncated = parts.len() > max;
+    parts.truncate(max);
+    let alg = upload_algorithm(&upload.meta);
+    let next = parts.last().map(|p| p.number as i32);
+    let list = parts
+        .iter()
+        .map(|part| {
+            let mut out = Part {
+                part_number: Some(part.number as i32),
+                e_tag: Some(ETag::Strong(part.etag.clone())),
+                size: Some(part.size as i64),
+                last_modified: Some(timestamp(part.modified_ms)),
+                ..Default::default()
+            };
+            set_checksum(
+                &mut out.checksum_crc32,
+                &mut out.checksum_crc32c,
+                &mut out.checksum_crc64nvme,
+                &mut out.checksum_sha1,
+                &mut out.checksum_sha256,
+                alg,
+                &part.digests,
+            );
+            out
+        })
+        .collect();
+    Ok(S3Response::new(ListPartsOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(input.upload_id),
+        max_parts: Some(max as i32),
+        part_number_marker: input.part_number_marker,
+        next_part_number_marker: if truncated { next } else { None },
+        is_truncated: Some(truncated),
+        parts: Some(list),
+        checksum_algorithm: alg.map(|a| ChecksumAlgorithm_::from(a.name().to_owned())),
+        ..Default::default()
+    }))
+}
+
+type ChecksumAlgorithm_ = s3s::dto::ChecksumAlgorithm;
+
+pub async fn list_multipart_uploads(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let input = req.input;
+    let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let id_marker = input.upload_id_marker.clone().unwrap_or_default();
+    // Without an upload-id marker, the key marker excludes that key entirely.
+    let after = if key_marker.is_empty() {
+        None
+    } else if id_marker.is_empty() {
+        Some((key_marker.as_str(), "\u{10FFFF}"))
+    } else {
+        Some((key_marker.as_str(), id_marker.as_str()))
+    };
+    let mut uploads = engine
+        .list_uploads(p, &input.bucket, &prefix, after, max + 1)
+        .await
+        .s3()?;
+    let truncated = uploads.len() > max;
+    uploads.truncate(max);
+    let next = uploads.last().map(|u| (u.key.clone(), u.id.clone()));
+    let list = uploads
+        .into_iter()
+        .map(|u| MultipartUpload {
+            key: Some(u.key),
+            upload_id: Some(u.id),
+            initiated: Some(timestamp(u.created_ms)),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            ..Default::default()
+        })
+        .collect();
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: input.prefix,
+        key_marker: input.key_marker,
+        upload_id_marker: input.upload_id_marker,
+        next_key_marker: if truncated {
+            next.as_ref().map(|n| n.0.clone())
+        } else {
+            None
+        },
+        next_upload_id_marker: if truncated { next.map(|n| n.1) } else { None },
+        max_uploads: Some(max as i32),
+        is_truncated: Some(truncated),
+        uploads: Some(list),
+        ..Default::default()
+    }))
+}
+
+#[allow(dead_code)]
+fn _assert_stderror(_: StdError) {}

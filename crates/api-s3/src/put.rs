@@ -1,0 +1,111 @@
+//! PutObject (and POST Object, which s3s delegates here after checking the policy).
+
+use chuan_core::store::{ObjectMeta, WriteCondition};
+use chuan_core::PutTarget;
+use chuan_core::{Engine, Principal};
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use crate::checksum::Claims;
+use crate::error::OrS3;
+
+pub(crate) fn object_meta(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<Timestamp>,
+    metadata: Option<Metadata>,
+) -> ObjectMeta {
+    ObjectMeta {
+        content_type,
+        content_encoding,
+        content_disposition,
+        content_language,
+        cache_control,
+        expires: expires.and_then(|t| {
+            let mut buf = Vec::new();
+            t.format(TimestampFormat::HttpDate, &mut buf).ok()?;
+            String::from_utf8(buf).ok()
+        }),
+        user: metadata
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default(),
+        checksum_algorithm: None,
+    }
+}
+
+pub async fn put_object(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
+    let input = req.input;
+    // Refuse before reading a byte of the body.
+    engine.check_bucket(p, &input.bucket).await.s3()?;
+    chuan_core::names::validate_key(&input.key).map_err(crate::to_s3_error)?;
+    let condition = match (&input.if_none_match, &input.if_match) {
+        (Some(ETagCondition::Any), _) => Some(WriteCondition::Absent),
+        (_, Some(ETagCondition::ETag(e))) => Some(WriteCondition::EtagIs(e.value().to_owned())),
+        (_, Some(ETagCondition::Any)) => Some(WriteCondition::EtagIs("*".into())),
+        _ => None,
+    };
+    let mut claims = Claims::new(
+        input.content_md5,
+        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        input.checksum_crc32,
+        input.checksum_crc32c,
+        input.checksum_crc64nvme,
+        input.checksum_sha1,
+        input.checksum_sha256,
+    )?;
+    let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
+    let staged = engine.stage(body).await.s3()?;
+    if let Some(len) = input.content_length {
+        if len >= 0 && len as u64 != staged.size {
+            return Err(s3_error!(
+                IncompleteBody,
+                "The body is {} bytes; Content-Length said {len}.",
+                staged.size
+            ));
+        }
+    }
+    claims.add_trailers(req.trailing_headers)?;
+    if let Err(e) = claims.verify(&staged.digests) {
+        engine.metrics.uploads_rejected.inc();
+        return Err(e);
+    }
+    let mut meta = object_meta(
+        input.content_type,
+        input.content_encoding,
+        input.content_disposition,
+        input.content_language,
+        input.cache_control,
+        input.expires,
+        input.metadata,
+    );
+    meta.checksum_algorithm = claims.algorithm().map(|a| a.name().to_owned());
+    let digests = staged.digests.clone();
+    let target = PutTarget {
+        bucket: input.bucket,
+        key: input.key,
+        meta,
+        condition,
+    };
+    let rec = engine.commit_put(p, target, staged).await.s3()?;
+    let mut out = PutObjectOutput {
+        e_tag: Some(ETag::Strong(rec.etag)),
+        ..Default::default()
+    };
+    crate::get::set_checksum(
+        &mut out.checksum_crc32,
+        &mut out.checksum_crc32c,
+        &mut out.checksum_crc64nvme,
+        &mut out.checksum_sha1,
+        &mut out.checksum_sha256,
+        claims.algorithm(),
+        &digests,
+    );
+    Ok(S3Response::new(out))
+}

@@ -1,0 +1,169 @@
+//! Routing each request to the dialect that speaks it.
+//!
+//! One listener serves every protocol. The order of the tests matters:
+//! 1. `/_chuan/...` is Chuan's own (health, metrics, admin); no bucket may start with `_`.
+//! 2. The `Authorization` scheme names the dialect when it is unambiguous
+//!    (`UCloud`/`Inspur` → UFile, `UPYUN` → UpYun, `Bearer` → Aliyun Drive).
+//! 3. Reserved top-level paths (`/files/v1|v2/` COS, `/v2/`, `/adrive/`, `/users/` Aliyun
+//!    Drive, `/api/v1/` IoT), which the core refuses as bucket names.
+//! 4. Everything else is S3 (SigV4 headers or query, POST policy forms, path or virtual-host).
+//!
+//! Requests in absolute form (`PUT http://host/key`, sent by clients behind `HTTP_PROXY`) are
+//! first normalised to origin form with the authority moved into `Host`.
+
+use chuan_core::Engine;
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+use crate::admin;
+
+pub struct State {
+    pub engine: Arc<Engine>,
+    pub s3: s3s::service::S3Service,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Chuan,
+    S3,
+    /// A protocol Chuan routes but this build does not serve yet.
+    Unserved(&'static str),
+}
+
+pub fn classify(uri: &Uri, headers: &http::HeaderMap) -> Dialect {
+    let path = uri.path();
+    if path.starts_with("/_chuan/") || path == "/_chuan" {
+        return Dialect::Chuan;
+    }
+    if let Some(auth) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let scheme = auth.split_once(' ').map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            "UCloud" | "Inspur" => return Dialect::Unserved("UFile"),
+            "UPYUN" => return Dialect::Unserved("UpYun"),
+            "Bearer" => return Dialect::Unserved("Aliyun Drive"),
+            _ => {}
+        }
+    }
+    const ROUTES: &[(&str, &str)] = &[
+        ("/files/v1/", "Tencent COS v3"),
+        ("/files/v2/", "Tencent COS v4"),
+        ("/v2/", "Aliyun Drive"),
+        ("/adrive/", "Aliyun Drive"),
+        ("/users/", "Aliyun Drive"),
+        ("/api/v1/", "UCloud IoT"),
+    ];
+    for (prefix, name) in ROUTES {
+        if path.starts_with(prefix) {
+            return Dialect::Unserved(name);
+        }
+    }
+    Dialect::S3
+}
+
+/// Moves an absolute-form target's authority into `Host` and keeps only path and query.
+fn normalise_target<B>(req: &mut Request<B>) {
+    if req.uri().authority().is_none() {
+        return;
+    }
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    if let Ok(v) = HeaderValue::from_str(&authority) {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
+    if let Ok(uri) = pq.parse() {
+        *req.uri_mut() = uri;
+    }
+}
+
+pub async fn handle(
+    state: Arc<State>,
+    mut req: Request<Incoming>,
+) -> Result<Response<s3s::Body>, std::convert::Infallible> {
+    state.engine.metrics.http_requests.inc();
+    normalise_target(&mut req);
+    let resp = match classify(req.uri(), req.headers()) {
+        Dialect::Chuan => {
+            admin::handle(&state.engine, req.method(), req.uri().path(), req.uri().query(), req.headers()).await
+        }
+        Dialect::S3 => match state.s3.call(req.map(s3s::Body::from)).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(error = ?e, "S3 request failed");
+                Response::builder()
+                    .status(StatusCode::INTERNAL_SERVER_ERROR)
+                    .body(s3s::Body::from("internal error\n".to_owned()))
+                    .expect("valid response")
+            }
+        },
+        Dialect::Unserved(name) => Response::builder()
+            .status(StatusCode::NOT_IMPLEMENTED)
+            .header("content-type", "application/json")
+            .body(s3s::Body::from(
+                serde_json::json!({
+                    "error": "NotImplemented",
+                    "message": format!("the {name} protocol is routed here but not served by this version of Chuan")
+                })
+                .to_string(),
+            ))
+            .expect("valid response"),
+    };
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify_str(uri: &str, auth: Option<&str>) -> Dialect {
+        let mut h = http::HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(http::header::AUTHORIZATION, a.parse().unwrap());
+        }
+        classify(&uri.parse().unwrap(), &h)
+    }
+
+    #[test]
+    fn routes_by_path_and_scheme() {
+        assert_eq!(classify_str("/_chuan/health", None), Dialect::Chuan);
+        assert_eq!(
+            classify_str("/bucket/key", Some("AWS4-HMAC-SHA256 Credential=x")),
+            Dialect::S3
+        );
+        assert_eq!(
+            classify_str("/key", Some("UCloud pub:sig")),
+            Dialect::Unserved("UFile")
+        );
+        assert_eq!(
+            classify_str("/files/v2/123/b/x", Some("c2lnbg==")),
+            Dialect::Unserved("Tencent COS v4")
+        );
+        assert_eq!(
+            classify_str("/adrive/v2/file/createWithFolders", Some("Bearer t")),
+            Dialect::Unserved("Aliyun Drive")
+        );
+        assert_eq!(classify_str("/filesx/y", None), Dialect::S3);
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form() {
+        let mut req = Request::builder()
+            .uri("http://b.example.com:9000/k?x=1")
+            .body(())
+            .unwrap();
+        normalise_target(&mut req);
+        assert_eq!(req.uri().to_string(), "/k?x=1");
+        assert_eq!(req.headers()[http::header::HOST], "b.example.com:9000");
+    }
+}

@@ -1,0 +1,151 @@
+//! `chuan`: the server binary and its command-line tools.
+//!
+//! This is the only crate that wires dialects to the engine: it opens the stores, builds the
+//! engine, starts the background jobs and the HTTP listener, and routes each request to the
+//! dialect that speaks it (see `dispatch.rs`).
+
+mod admin;
+mod dispatch;
+mod host;
+mod server;
+mod setup;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "chuan",
+    version,
+    about = "Chuan: a deduplicating upload and object storage server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct DataArg {
+    /// Data directory (metadata database, blobs, temporary files).
+    #[arg(long, default_value = "./chuan-data", env = "CHUAN_DATA")]
+    data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server with embedded stores.
+    Serve {
+        #[command(flatten)]
+        data: DataArg,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000", env = "CHUAN_LISTEN")]
+        listen: SocketAddr,
+        /// Base domains for virtual-host bucket addressing (`<bucket>.<domain>`).
+        #[arg(long = "domain", default_values = ["localhost"])]
+        domains: Vec<String>,
+        /// Seconds an unreferenced blob is kept before garbage collection frees it.
+        #[arg(long, default_value_t = 900)]
+        gc_grace_secs: u64,
+    },
+    /// Print logical vs physical usage of a data directory.
+    Stats {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Check that metadata and blobs agree; exits 1 if they do not.
+    Fsck {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Manage tenants and their credentials.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a tenant (or add a credential to it) and print its S3 access key and secret.
+    CreateTenant {
+        name: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// List credentials (secrets are not shown).
+    ListCredentials {
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHUAN_LOG")
+                .unwrap_or_else(|_| "info,s3s=off".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve {
+                data,
+                listen,
+                domains,
+                gc_grace_secs,
+            } => {
+                server::serve(server::ServeOptions {
+                    data: data.data,
+                    listen,
+                    domains,
+                    gc_grace_secs,
+                })
+                .await
+            }
+            Command::Stats { data } => {
+                let engine = setup::open_engine(&data.data, Default::default())?;
+                println!("{}", serde_json::to_string_pretty(&engine.stats().await?)?);
+                Ok(())
+            }
+            Command::Fsck { data } => {
+                let engine = setup::open_engine(&data.data, Default::default())?;
+                let report = engine.fsck().await?;
+                for p in &report.problems {
+                    println!("problem: {p}");
+                }
+                if report.problems.is_empty() {
+                    println!("fsck: {} blobs checked, clean", report.blobs_checked);
+                    Ok(())
+                } else {
+                    println!(
+                        "fsck: {} blobs checked, {} problems",
+                        report.blobs_checked,
+                        report.problems.len()
+                    );
+                    std::process::exit(1);
+                }
+            }
+            Command::Admin { command } => match command {
+                AdminCommand::CreateTenant { name, data } => {
+                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let cred = admin::create_tenant(&engine, &name).await?;
+                    println!("{}", serde_json::to_string_pretty(&cred)?);
+                    Ok(())
+                }
+                AdminCommand::ListCredentials { data } => {
+                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    for c in engine.meta().list_credentials().await? {
+                        println!("{}\t{}\t{}", c.access_key, c.tenant, c.kind);
+                    }
+                    Ok(())
+                }
+            },
+        }
+    })
+}

@@ -1,0 +1,135 @@
+//! `chuan serve`: listener, background jobs, crash recovery and graceful shutdown.
+
+use chuan_core::EngineConfig;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+use crate::dispatch::{self, State};
+use crate::host::BaseDomains;
+use crate::setup;
+
+pub struct ServeOptions {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub domains: Vec<String>,
+    pub gc_grace_secs: u64,
+}
+
+/// POST Object bodies are buffered by s3s to check the policy's content-length-range;
+/// this bounds that memory.
+const POST_OBJECT_MAX_BYTES: u64 = 64 << 20;
+
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let config = EngineConfig {
+        gc_grace: Duration::from_secs(opts.gc_grace_secs),
+        ..Default::default()
+    };
+    let engine = setup::open_engine(&opts.data, config)?;
+
+    // A clean shutdown leaves this marker; without it the last run crashed, and blobs that
+    // were renamed into place but never committed may be lying around.
+    let marker = opts.data.join("clean-shutdown");
+    let crashed = !marker.exists() && opts.data.join("blobs").read_dir()?.next().is_some();
+    let _ = std::fs::remove_file(&marker);
+    let swept = engine.sweep_all_temps()?;
+    if crashed {
+        let orphans = engine.remove_orphan_blobs().await?;
+        tracing::warn!(temps = swept, orphans, "recovered from an unclean shutdown");
+    } else if swept > 0 {
+        tracing::info!(temps = swept, "removed stale temporary files");
+    }
+
+    let (ak, sk, generated) = setup::ensure_root_credentials(&engine, &opts.data).await?;
+    if generated {
+        eprintln!(
+            "Root credentials (saved in {}):\n  access key: {ak}\n  secret key: {sk}",
+            opts.data.join("root-credentials").display()
+        );
+    } else {
+        tracing::info!(access_key = %ak, "root credentials loaded");
+    }
+
+    let mut builder =
+        s3s::service::S3ServiceBuilder::new(chuan_api_s3::ChuanS3::new(engine.clone()));
+    builder.set_auth(chuan_api_s3::EngineAuth(engine.clone()));
+    builder.set_host(BaseDomains(opts.domains.clone()));
+    let mut s3_config = s3s::config::S3Config::default();
+    s3_config.post_object_max_file_size = POST_OBJECT_MAX_BYTES;
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        s3_config,
+    ))));
+    let state = Arc::new(State {
+        engine: engine.clone(),
+        s3: builder.build(),
+    });
+
+    let background = spawn_background(engine.clone());
+
+    let listener = TcpListener::bind(opts.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, data = %opts.data.display(), "chuan is serving");
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                };
+                // Small responses must not wait for delayed ACKs (Nagle).
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let svc = hyper::service::service_fn(move |req| dispatch::handle(state.clone(), req));
+                let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: shutting down"); break; }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s; closing anyway");
+    }
+    background.abort();
+    drop(state);
+    std::fs::write(&marker, b"")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_background(engine: Arc<chuan_core::Engine>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut digests = tokio::time::interval(Duration::from_secs(1));
+        let mut gc = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = digests.tick() => {
+                    if let Err(e) = engine.compute_pending_digests(16).await {
+                        tracing::warn!(error = %e, "digest job failed");
+                    }
+                }
+                _ = gc.tick() => {
+                    match engine.gc(engine.config.gc_grace).await {
+                        Ok(r) if r.blobs_freed > 0 || r.temps_removed > 0 => tracing::info!(?r, "garbage collected"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "gc failed"),
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,614 @@
+//! The engine: every operation a dialect can ask for, with its rules.
+
+use bytes::Bytes;
+use chuan_store::*;
+use futures::{Stream, StreamExt, TryStreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{CoreError, CoreResult};
+use crate::hash::{multipart_etag, MainHasher, Md5Hasher};
+use crate::ingest::{self, Staged};
+use crate::metrics::Metrics;
+use crate::names::{validate_bucket, validate_key};
+
+/// Who is asking. Every dialect's credentials resolve to one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: String,
+    pub access_key: String,
+    /// Root credentials: may act on every tenant's buckets and use the admin API.
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long an unreferenced blob is kept before GC may remove it.
+    pub gc_grace: Duration,
+    /// Smallest multipart part but the last (S3: 5 MiB).
+    pub min_part_size: u64,
+    pub region: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            gc_grace: Duration::from_secs(15 * 60),
+            min_part_size: 5 << 20,
+            region: "us-east-1".into(),
+        }
+    }
+}
+
+/// Striped locks over blob ids: a commit that makes a blob durable and references it, and a
+/// GC pass that forgets and deletes it, never interleave for the same blob.
+struct BlobLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl BlobLocks {
+    fn new() -> Self {
+        Self((0..256).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+    async fn lock(&self, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = u8::from_str_radix(id.get(0..2).unwrap_or("00"), 16).unwrap_or(0);
+        self.0[stripe as usize].lock().await
+    }
+}
+
+pub struct Engine {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    locks: BlobLocks,
+    pub config: EngineConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Result of a GC pass.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct GcReport {
+    pub blobs_freed: u64,
+    pub bytes_freed: u64,
+    pub temps_removed: u64,
+}
+
+/// What a request to write an object carries besides its bytes.
+#[derive(Debug, Clone)]
+pub struct PutTarget {
+    pub bucket: String,
+    pub key: String,
+    pub meta: ObjectMeta,
+    pub condition: Option<WriteCondition>,
+}
+
+impl Engine {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, config: EngineConfig) -> Self {
+        Self {
+            meta,
+            blobs,
+            locks: BlobLocks::new(),
+            config,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    // ----- principals
+
+    /// Resolves an access key of any dialect to its secret and principal.
+    pub async fn credential(&self, access_key: &str) -> CoreResult<Option<(String, Principal)>> {
+        Ok(self.meta.get_credential(access_key).await?.map(|c| {
+            let principal = Principal {
+                tenant: c.tenant.clone(),
+                access_key: c.access_key.clone(),
+                admin: c.kind == "root",
+            };
+            (c.secret, principal)
+        }))
+    }
+
+    // ----- buckets
+
+    async fn bucket_for(&self, p: &Principal, name: &str) -> CoreResult<BucketRecord> {
+        let b = self
+            .meta
+            .get_bucket(name)
+            .await?
+            .ok_or(CoreError::NoSuchBucket)?;
+        if b.tenant != p.tenant && !p.admin {
+            return Err(CoreError::AccessDenied);
+        }
+        Ok(b)
+    }
+
+    /// Checks that the bucket exists and the principal may use it (before reading a body).
+    pub async fn check_bucket(&self, p: &Principal, name: &str) -> CoreResult<BucketRecord> {
+        self.bucket_for(p, name).await
+    }
+
+    pub async fn create_bucket(
+        &self,
+        p: &Principal,
+        name: &str,
+        region: Option<&str>,
+    ) -> CoreResult<()> {
+        validate_bucket(name)?;
+        let rec = BucketRecord {
+            name: name.to_owned(),
+            tenant: p.tenant.clone(),
+            public: false,
+            region: region.unwrap_or(&self.config.region).to_owned(),
+            created_ms: now_ms(),
+        };
+        match self.meta.create_bucket(rec).await {
+            Err(StoreError::Exists) => Err(CoreError::BucketExists),
+            r => Ok(r?),
+        }
+    }
+
+    pub async fn delete_bucket(&self, p: &Principal, name: &str) -> CoreResult<()> {
+        self.bucket_for(p, name).await?;
+        match self.meta.delete_bucket(name).await {
+            Err(StoreError::NotEmpty) => Err(CoreError::BucketNotEmpty),
+            Err(StoreError::NotFound) => Err(CoreError::NoSuchBucket),
+            r => Ok(r?),
+        }
+    }
+
+    pub async fn list_buckets(&self, p: &Principal) -> CoreResult<Vec<BucketRecord>> {
+        Ok(self
+            .meta
+            .list_buckets(if p.admin { None } else { Some(&p.tenant) })
+            .await?)
+    }
+
+    // ----- writing
+
+    /// Phase one of every write: stream the body into an invisible temporary blob.
+    pub async fn stage<S, E>(&self, body: S) -> CoreResult<Staged>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let staged = ingest::stage(self.blobs.as_ref(), body).await?;
+        self.metrics.bytes_ingested.inc_by(staged.size);
+        Ok(staged)
+    }
+
+    /// Makes a staged blob durable under its name and runs `commit` (which must reference
+    /// it) while no GC pass can free it.
+    async fn publish<T>(
+        &self,
+        staged: Staged,
+        commit: impl std::future::Future<Output = CoreResult<T>>,
+    ) -> CoreResult<T> {
+        let id = staged.digests.sha256.clone();
+        let _guard = self.locks.lock(&id).await;
+        if self.blobs.size(&id)?.is_some() {
+            self.metrics.dedup_hits.inc();
+        }
+        let blobs = self.blobs.clone();
+        let temp = staged.temp;
+        let pid = id.clone();
+        tokio::task::spawn_blocking(move || blobs.persist(temp, &pid))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))??;
+        commit.await
+    }
+
+    /// Phase two of a simple upload: publish the staged bytes as `target`.
+    pub async fn commit_put(
+        &self,
+        p: &Principal,
+        target: PutTarget,
+        staged: Staged,
+    ) -> CoreResult<ObjectRecord> {
+        validate_key(&target.key)?;
+        self.bucket_for(p, &target.bucket).await?;
+        let extent = Extent {
+            blob: staged.digests.sha256.clone(),
+            size: staged.size,
+            digests: staged.digests.clone(),
+        };
+        let content = NewContent {
+            size: staged.size,
+            etag: staged.digests.md5.clone(),
+            digests: Some(staged.digests.clone()),
+            extents: vec![extent],
+        };
+        let write = ObjectWrite {
+            bucket: target.bucket,
+            key: target.key,
+            content: ContentSource::New(content),
+            meta: target.meta,
+            modified_ms: now_ms(),
+            condition: target.condition,
+        };
+        let rec = self
+            .publish(staged, async {
+                self.meta.put_object(write).await.map_err(write_error)
+            })
+            .await?;
+        self.metrics.objects_committed.inc();
+        Ok(rec)
+    }
+
+    /// Points `dst` at the content of `src`: no bytes are copied.
+    pub async fn copy_object(
+        &self,
+        p: &Principal,
+        src_bucket: &str,
+        src_key: &str,
+        dst: PutTarget,
+        replace_meta: bool,
+    ) -> CoreResult<ObjectRecord> {
+        validate_key(&dst.key)?;
+        self.bucket_for(p, src_bucket).await?;
+        self.bucket_for(p, &dst.bucket).await?;
+        let src = self
+            .meta
+            .get_object(src_bucket, src_key)
+            .await?
+            .ok_or(CoreError::NoSuchKey)?;
+        let write = ObjectWrite {
+            bucket: dst.bucket,
+            key: dst.key,
+            content: ContentSource::Existing(src.content_id),
+            meta: if replace_meta { dst.meta } else { src.meta },
+            modified_ms: now_ms(),
+            condition: dst.condition,
+        };
+        let rec = self.meta.put_object(write).await.map_err(write_error)?;
+        self.metrics.objects_committed.inc();
+        Ok(rec)
+    }
+
+    pub async fn delete_object(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+    ) -> CoreResult<Option<ObjectRecord>> {
+        self.bucket_for(p, bucket).await?;
+        Ok(self.meta.delete_object(bucket, key).await?)
+    }
+
+    // ----- reading
+
+    pub async fn head_object(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+    ) -> CoreResult<ObjectRecord> {
+        self.bucket_for(p, bucket).await?;
+        self.meta
+            .get_object(bucket, key)
+            .await?
+            .ok_or(CoreError::NoSuchKey)
+    }
+
+    pub async fn content(&self, id: i64) -> CoreResult<ContentRecord> {
+        self.meta
+            .get_content(id)
+            .await?
+            .ok_or_else(|| CoreError::Internal(format!("content {id} is missing")))
+    }
+
+    /// Streams bytes `[start, end)` of a content, opening each extent's blob only when the
+    /// stream reaches it.
+    pub fn read(&self, content: &ContentRecord, start: u64, end: u64) -> ByteStream {
+        let mut pieces = Vec::new();
+        let mut offset = 0u64;
+        for e in &content.extents {
+            let (e_start, e_end) = (offset, offset + e.size);
+            offset = e_end;
+            if e_end <= start || e_start >= end {
+                continue;
+            }
+            let from = start.max(e_start) - e_start;
+            let to = end.min(e_end) - e_start;
+            pieces.push((e.blob.clone(), from, to - from));
+        }
+        let blobs = self.blobs.clone();
+        let metrics = self.metrics.clone();
+        let s = futures::stream::iter(pieces)
+            .map(move |(blob, off, len)| blobs.read(&blob, off, len))
+            .try_flatten()
+            .inspect_ok(move |b| {
+                metrics.bytes_served.inc_by(b.len() as u64);
+            });
+        Box::pin(s)
+    }
+
+    // ----- listing
+
+    pub async fn list_objects(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        q: &crate::list::ListQuery,
+    ) -> CoreResult<crate::list::ListResult> {
+        self.bucket_for(p, bucket).await?;
+        crate::list::list(self.meta.as_ref(), bucket, q).await
+    }
+
+    // ----- multipart
+
+    pub async fn create_upload(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta,
+    ) -> CoreResult<UploadRecord> {
+        validate_key(key)?;
+        let b = self.bucket_for(p, bucket).await?;
+        let rec = UploadRecord {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            tenant: b.tenant,
+            created_ms: now_ms(),
+            meta,
+        };
+        self.meta.create_upload(rec.clone()).await?;
+        Ok(rec)
+    }
+
+    /// The upload session, checked against the bucket and key the request names.
+    pub async fn upload(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> CoreResult<UploadRecord> {
+        self.bucket_for(p, bucket).await?;
+        match self.meta.get_upload(upload_id).await? {
+            Some(u) if u.bucket == bucket && u.key == key => Ok(u),
+            _ => Err(CoreError::NoSuchUpload),
+        }
+    }
+
+    pub async fn commit_part(
+        &self,
+        upload: &UploadRecord,
+        number: u32,
+        staged: Staged,
+    ) -> CoreResult<PartRecord> {
+        let part = PartWrite {
+            upload_id: upload.id.clone(),
+            number,
+            blob: staged.digests.sha256.clone(),
+            size: staged.size,
+            etag: staged.digests.md5.clone(),
+            digests: staged.digests.clone(),
+        };
+        let rec = PartRecord {
+            upload_id: part.upload_id.clone(),
+            number,
+            blob: part.blob.clone(),
+            size: part.size,
+            etag: part.etag.clone(),
+            digests: part.digests.clone(),
+            modified_ms: now_ms(),
+        };
+        self.publish(staged, async {
+            match self.meta.put_part(part).await {
+                Err(StoreError::NotFound) => Err(CoreError::NoSuchUpload),
+                r => Ok(r?),
+            }
+        })
+        .await?;
+        self.metrics.parts_committed.inc();
+        Ok(rec)
+    }
+
+    pub async fn list_parts(
+        &self,
+        upload: &UploadRecord,
+        after: u32,
+        limit: usize,
+    ) -> CoreResult<Vec<PartRecord>> {
+        Ok(self.meta.list_parts(&upload.id, after, limit).await?)
+    }
+
+    pub async fn list_uploads(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        prefix: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> CoreResult<Vec<UploadRecord>> {
+        self.bucket_for(p, bucket).await?;
+        Ok(self.meta.list_uploads(bucket, prefix, after, limit).await?)
+    }
+
+    /// Assembles the named parts into the object: a manifest of the part blobs, no copy.
+    /// `parts` are (number, etag) as the client listed them.
+    pub async fn complete_upload(
+        &self,
+        upload: &UploadRecord,
+        parts: &[(u32, String)],
+    ) -> CoreResult<(ObjectRecord, Vec<PartRecord>)> {
+        if parts.is_empty() {
+            return Err(CoreError::InvalidPart(
+                "at least one part must be listed".into(),
+            ));
+        }
+        if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(CoreError::InvalidPartOrder);
+        }
+        let stored = self.meta.list_parts(&upload.id, 0, 10_001).await?;
+        let mut chosen = Vec::with_capacity(parts.len());
+        for (i, (number, etag)) in parts.iter().enumerate() {
+            let want = etag.trim_matches('"');
+            let part = stored
+                .iter()
+                .find(|p| p.number == *number)
+                .ok_or_else(|| CoreError::InvalidPart(format!("part {number} was not uploaded")))?;
+            if part.etag != want {
+                return Err(CoreError::InvalidPart(format!(
+                    "part {number}'s ETag does not match"
+                )));
+            }
+            if i + 1 < parts.len() && part.size < self.config.min_part_size {
+                return Err(CoreError::EntityTooSmall {
+                    part: *number,
+                    size: part.size,
+                    min: self.config.min_part_size,
+                });
+            }
+            chosen.push(part.clone());
+        }
+        let etag = multipart_etag(chosen.iter().map(|p| p.etag.as_str()));
+        let complete = CompleteUpload {
+            upload_id: upload.id.clone(),
+            parts: chosen.iter().map(|p| (p.number, p.etag.clone())).collect(),
+            etag,
+            modified_ms: now_ms(),
+        };
+        let rec = match self.meta.complete_upload(complete).await {
+            Err(StoreError::NotFound) => return Err(CoreError::NoSuchUpload),
+            Err(StoreError::Conflict(m)) => return Err(CoreError::InvalidPart(m)),
+            r => r?,
+        };
+        self.metrics.objects_committed.inc();
+        Ok((rec, chosen))
+    }
+
+    pub async fn abort_upload(&self, upload: &UploadRecord) -> CoreResult<()> {
+        match self.meta.abort_upload(&upload.id).await {
+            Err(StoreError::NotFound) => Err(CoreError::NoSuchUpload),
+            r => Ok(r?),
+        }
+    }
+
+    // ----- background work
+
+    /// Frees blobs unreferenced for longer than `grace`, and temporary files that no
+    /// upload in this process is writing and that are older than `grace`.
+    pub async fn gc(&self, grace: Duration) -> CoreResult<GcReport> {
+        let cutoff = now_ms() - grace.as_millis() as i64;
+        let mut report = GcReport::default();
+        loop {
+            let ids = self.meta.unreferenced_blobs(cutoff, 512).await?;
+            if ids.is_empty() {
+                break;
+            }
+            let mut progressed = false;
+            for id in ids {
+                let _guard = self.locks.lock(&id).await;
+                if self.meta.forget_blob(&id, cutoff).await? {
+                    let size = self.blobs.size(&id)?.unwrap_or(0);
+                    self.blobs.delete(&id)?;
+                    report.blobs_freed += 1;
+                    report.bytes_freed += size;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        // Temporaries of live uploads are younger than any sane grace; with grace 0 (tests,
+        // admin) only files untouched for a few seconds go, so an upload in progress, which
+        // writes continuously, keeps its file.
+        let age = grace.max(Duration::from_secs(2));
+        report.temps_removed = self.blobs.sweep_temps(age)? as u64;
+        self.metrics.blobs_freed.inc_by(report.blobs_freed);
+        self.metrics.temps_swept.inc_by(report.temps_removed);
+        Ok(report)
+    }
+
+    /// Removes blobs on disk that no metadata row names (a crash between making a blob
+    /// durable and committing the row that references it). Only at startup, when no upload
+    /// can be between those two steps.
+    pub async fn remove_orphan_blobs(&self) -> CoreResult<usize> {
+        let (known, _) = self.meta.check().await?;
+        let known: std::collections::HashSet<String> =
+            known.into_iter().map(|(id, _)| id).collect();
+        let mut removed = 0;
+        for id in self.blobs.list()? {
+            if !known.contains(&id) {
+                self.blobs.delete(&id)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes every temporary file: only at startup, when no upload can be in flight.
+    pub fn sweep_all_temps(&self) -> CoreResult<usize> {
+        let n = self.blobs.sweep_temps(Duration::ZERO)?;
+        self.metrics.temps_swept.inc_by(n as u64);
+        Ok(n)
+    }
+
+    /// Computes whole-content digests for content assembled from parts, then enters them in
+    /// the hash index (which is what makes such content findable for instant upload).
+    pub async fn compute_pending_digests(&self, limit: usize) -> CoreResult<usize> {
+        let pending = self.meta.contents_missing_digests(limit).await?;
+        self.metrics.digest_backlog.set(pending.len() as i64);
+        let mut done = 0;
+        for content in pending {
+            let mut main = MainHasher::default();
+            let mut md5 = Md5Hasher::default();
+            let mut stream = self.read(&content, 0, content.size);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                main.update(&chunk);
+                md5.update(&chunk);
+            }
+            self.meta
+                .set_content_digests(content.id, main.finish(md5.finish_hex()))
+                .await?;
+            self.metrics.digests_computed.inc();
+            done += 1;
+        }
+        let left = self.meta.stats().await?.pending_digests;
+        self.metrics.digest_backlog.set(left as i64);
+        Ok(done)
+    }
+
+    pub async fn stats(&self) -> CoreResult<StoreStats> {
+        Ok(self.meta.stats().await?)
+    }
+
+    /// Consistency check: reference counts agree with the rows holding them, every blob the
+    /// metadata names exists with its size, and no stored blob is unknown to the metadata.
+    pub async fn fsck(&self) -> CoreResult<FsckReport> {
+        let (known, mut problems) = self.meta.check().await?;
+        let mut on_disk: std::collections::HashSet<String> =
+            self.blobs.list()?.into_iter().collect();
+        for (id, size) in &known {
+            match self.blobs.size(id)? {
+                None => problems.push(format!("blob {id} is in the metadata but missing on disk")),
+                Some(s) if s != *size => problems.push(format!(
+                    "blob {id} is {s} bytes on disk, {size} in the metadata"
+                )),
+                _ => {}
+            }
+            on_disk.remove(id);
+        }
+        for id in on_disk {
+            problems.push(format!(
+                "blob {id} is on disk but unknown to the metadata (orphan)"
+            ));
+        }
+        Ok(FsckReport {
+            blobs_checked: known.len() as u64,
+            problems,
+        })
+    }
+}
+
+fn write_error(e: StoreError) -> CoreError {
+    match e {
+        StoreError::Conflict(m) if m.contains("precondition") => CoreError::PreconditionFailed,
+        other => other.into(),
+    }
+}

@@ -1,0 +1,58 @@
+//! Errors of the core, in protocol-neutral terms. Each dialect maps them to its own codes.
+
+use chuan_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("the bucket does not exist")]
+    NoSuchBucket,
+    #[error("the bucket already exists")]
+    BucketExists,
+    #[error("the bucket is not empty")]
+    BucketNotEmpty,
+    #[error("invalid bucket name: {0}")]
+    InvalidBucketName(String),
+    #[error("the key does not exist")]
+    NoSuchKey,
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    #[error("the key is longer than 1024 bytes")]
+    KeyTooLong,
+    #[error("the upload does not exist")]
+    NoSuchUpload,
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    #[error("parts must be listed in ascending order")]
+    InvalidPartOrder,
+    #[error("part {part} is {size} bytes, smaller than the minimum {min}")]
+    EntityTooSmall { part: u32, size: u64, min: u64 },
+    #[error("the {algorithm} digest does not match the body")]
+    BadDigest { algorithm: &'static str },
+    #[error("the body ended before its declared length")]
+    IncompleteBody,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("access denied")]
+    AccessDenied,
+    #[error("invalid range")]
+    InvalidRange,
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("request body stream failed: {0}")]
+    Body(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Backend(m) => CoreError::Internal(m),
+            other => CoreError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The write path: one pass over the body that writes a temporary blob and feeds every hasher.
+//!
+//! Three stages connected by small bounded channels, so memory stays at a few chunks whatever
+//! the body size: the async pump (reads the request body), a blocking writer thread (file
+//! write, SHA-1, SHA-256, CRCs, periodic write-back), and a blocking MD5 thread. When the body
+//! ends the writer fsyncs the file; the blob is still invisible until a commit renames it into
+//! place and records it in metadata.
+
+use bytes::Bytes;
+use chuan_store::{BlobStore, Digests, TempBlob};
+use futures::{Stream, StreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::error::{CoreError, CoreResult};
+use crate::hash::{MainHasher, Md5Hasher};
+
+/// Chunks in flight between stages.
+const CHANNEL_DEPTH: usize = 8;
+/// Start kernel write-back every this many bytes so the final fsync has little left to do.
+const WRITEBACK_EVERY: usize = 32 << 20;
+
+/// A body written to an invisible, durable temporary blob, with all its digests.
+/// Dropping it removes the temporary file.
+pub struct Staged {
+    pub(crate) temp: TempBlob,
+    pub size: u64,
+    pub digests: Digests,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("size", &self.size)
+            .field("digests", &self.digests)
+            .finish()
+    }
+}
+
+/// Marks the stage as abandoned if the pump does not reach the end (error, or the request
+/// future dropped because the client went away), so the writer skips the fsync.
+struct AbandonGuard {
+    abandoned: Arc<AtomicBool>,
+    finished: bool,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.abandoned.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+pub async fn stage<S, E>(blobs: &dyn BlobStore, body: S) -> CoreResult<Staged>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: std::fmt::Display,
+{
+    let temp = blobs.create_temp()?;
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let mut guard = AbandonGuard {
+        abandoned: abandoned.clone(),
+        finished: false,
+    };
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let (md5_tx, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+
+    let md5_task = tokio::task::spawn_blocking(move || {
+        let mut h = Md5Hasher::default();
+        while let Some(b) = md5_rx.blocking_recv() {
+            h.update(&b);
+        }
+        h.finish_hex()
+    });
+    let writer_abandoned = abandoned.clone();
+    let write_task = tokio::task::spawn_blocking(move || -> CoreResult<(TempBlob, MainHasher)> {
+        let mut temp = temp;
+        let mut h = MainHasher::default();
+        let mut since_writeback = 0usize;
+        while let Some(b) = rx.blocking_recv() {
+            if md5_tx.blocking_send(b.clone()).is_err() {
+                return Err(CoreError::Internal("md5 hasher stopped".into()));
+            }
+            h.update(&b);
+            temp.write_all(&b)?;
+            since_writeback += b.len();
+            if since_writeback >= WRITEBACK_EVERY {
+                temp.start_writeback();
+                since_writeback = 0;
+            }
+        }
+        drop(md5_tx);
+        if writer_abandoned.load(Ordering::SeqCst) {
+            return Err(CoreError::IncompleteBody);
+        }
+        temp.sync()?;
+        Ok((temp, h))
+    });
+
+    let mut body = std::pin::pin!(body);
+    let mut failure = None;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(b) if b.is_empty() => {}
+            Ok(b) => {
+                if tx.send(b).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            Err(e) => {
+                failure = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if failure.is_none() {
+        guard.finished = true;
+    }
+    drop(guard);
+    drop(tx);
+
+    let written = write_task
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    let md5 = md5_task
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    if let Some(msg) = failure {
+        return Err(CoreError::Body(msg));
+    }
+    let (temp, main) = written?;
+    let size = temp.len();
+    Ok(Staged {
+        temp,
+        size,
+        digests: main.finish(md5),
+    })
+}

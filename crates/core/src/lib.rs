@@ -1,0 +1,29 @@
+//! Chuan's core engine: the rules every dialect shares, with no HTTP in sight.
+//!
+//! A dialect (S3, UFile, COS, ...) parses its wire format, authenticates the caller to a
+//! [`Principal`], and calls the [`Engine`]. The engine owns naming rules, authorization,
+//! deduplication, multipart assembly, listing, garbage collection and the background digest
+//! job. It is written against the [`chuan_store`] traits only.
+//!
+//! The write path ([`ingest`]) is two-phase so that a dialect can check digests that arrive
+//! only after the body (S3 trailers, UpYun block hashes): [`Engine::stage`] streams the body
+//! into an invisible, fsynced temporary blob while computing every digest in the same pass;
+//! the dialect compares what the client claimed; then [`Engine::commit_put`] (or
+//! [`Engine::commit_part`]) publishes it in one metadata transaction. Dropping a [`Staged`]
+//! instead leaves nothing behind.
+
+pub mod error;
+pub mod hash;
+pub mod ingest;
+pub mod names;
+
+mod engine;
+mod list;
+mod metrics;
+
+pub use chuan_store as store;
+pub use engine::{Engine, EngineConfig, GcReport, Principal, PutTarget};
+pub use error::{CoreError, CoreResult};
+pub use ingest::Staged;
+pub use list::{ListQuery, ListResult};
+pub use metrics::Metrics;

@@ -1,0 +1,37 @@
+//! Chuan's storage layer: the two traits the core engine is written against, and their
+//! embedded implementations.
+//!
+//! * [`BlobStore`] keeps immutable, content-addressed byte blobs (named by their SHA-256).
+//!   Writers stage bytes in a [`TempBlob`] (always a local file, so hashing and fsync happen
+//!   in one pass), then [`BlobStore::persist`] makes it durable under its final name.
+//!   [`LocalBlobStore`] is the default: `blobs/ab/cd/<sha256>` under the data dir.
+//! * [`MetaStore`] keeps everything else (tenants, credentials, buckets, objects, contents,
+//!   the hash index, upload sessions and their parts) with transactional updates.
+//!   [`SqliteMetaStore`] is the embedded default: SQLite in WAL mode, `synchronous=FULL`,
+//!   with one writer thread that batches concurrent writes into one transaction (group commit)
+//!   so durable small writes do not each pay a full fsync.
+//!
+//! Reference counting lives here because it must change in the same transaction as the rows
+//! that hold the references: a blob's `refs` counts the content extents and upload parts that
+//! name it; a content's `refs` counts the objects that point at it.
+
+mod blob;
+mod meta;
+mod model;
+mod sqlite;
+
+pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
+pub use meta::{
+    CompleteUpload, ContentSource, ListPage, ListStart, MetaStore, NewContent, ObjectWrite,
+    PartWrite, StoreError, StoreResult, UploadListPage, WriteCondition,
+};
+pub use model::*;
+pub use sqlite::SqliteMetaStore;
+
+/// Milliseconds since the Unix epoch, the one time unit stored in metadata.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

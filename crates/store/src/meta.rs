@@ -1,0 +1,159 @@
+//! The metadata store contract. Every method is one transaction.
+
+use async_trait::async_trait;
+
+use crate::model::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    Exists,
+    #[error("not empty")]
+    NotEmpty,
+    /// A precondition checked inside the transaction failed (an ETag that changed, a part
+    /// that was replaced, content that was freed meanwhile).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("metadata backend error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Content to create along with the object that first references it.
+#[derive(Debug, Clone)]
+pub struct NewContent {
+    pub size: u64,
+    pub etag: String,
+    pub digests: Option<Digests>,
+    pub extents: Vec<Extent>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ContentSource {
+    New(NewContent),
+    /// Share content that already exists (copy, instant upload). Fails with `Conflict` if it
+    /// was freed meanwhile.
+    Existing(i64),
+}
+
+/// What must hold of the current object for a write to proceed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// `If-None-Match: *`
+    Absent,
+    /// `If-Match: <etag>`
+    EtagIs(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectWrite {
+    pub bucket: String,
+    pub key: String,
+    pub content: ContentSource,
+    pub meta: ObjectMeta,
+    pub modified_ms: i64,
+    pub condition: Option<WriteCondition>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartWrite {
+    pub upload_id: String,
+    pub number: u32,
+    pub blob: BlobId,
+    pub size: u64,
+    pub etag: String,
+    pub digests: Digests,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompleteUpload {
+    pub upload_id: String,
+    /// Part numbers in order, each with the ETag the caller validated against; the store
+    /// re-checks them inside the transaction so a concurrently replaced part is refused.
+    pub parts: Vec<(u32, String)>,
+    pub etag: String,
+    pub modified_ms: i64,
+}
+
+/// Where an ordered scan begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListStart<'a> {
+    Beginning,
+    /// Keys strictly greater than this one.
+    After(&'a str),
+    /// Keys greater than or equal to this one.
+    From(&'a str),
+}
+
+pub type ListPage = Vec<ObjectRecord>;
+pub type UploadListPage = Vec<UploadRecord>;
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    // --- tenants and credentials
+    async fn put_credential(&self, cred: CredentialRecord) -> StoreResult<()>;
+    async fn get_credential(&self, access_key: &str) -> StoreResult<Option<CredentialRecord>>;
+    async fn list_credentials(&self) -> StoreResult<Vec<CredentialRecord>>;
+
+    // --- buckets
+    async fn create_bucket(&self, bucket: BucketRecord) -> StoreResult<()>;
+    async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>>;
+    async fn list_buckets(&self, tenant: Option<&str>) -> StoreResult<Vec<BucketRecord>>;
+    /// Refuses with `NotEmpty` while objects or upload sessions remain.
+    async fn delete_bucket(&self, name: &str) -> StoreResult<()>;
+
+    // --- objects and contents
+    async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
+    async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>>;
+    /// Objects with `key` starting with `prefix`, from `start` on, in byte order.
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start: ListStart<'_>,
+        limit: usize,
+    ) -> StoreResult<ListPage>;
+    async fn put_object(&self, write: ObjectWrite) -> StoreResult<ObjectRecord>;
+    async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
+    /// The hash index: content with this digest and size.
+    async fn find_content(&self, algo: &str, digest: &str, size: u64) -> StoreResult<Option<i64>>;
+    async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>>;
+    async fn set_content_digests(&self, id: i64, digests: Digests) -> StoreResult<()>;
+
+    // --- upload sessions
+    async fn create_upload(&self, upload: UploadRecord) -> StoreResult<()>;
+    async fn get_upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> StoreResult<UploadListPage>;
+    /// Adds or replaces a part (a replaced part's blob loses a reference).
+    async fn put_part(&self, part: PartWrite) -> StoreResult<()>;
+    async fn list_parts(
+        &self,
+        upload_id: &str,
+        after: u32,
+        limit: usize,
+    ) -> StoreResult<Vec<PartRecord>>;
+    /// Turns the named parts into the extents of new content and points the upload's key at
+    /// it; unnamed parts are dropped; the session is gone afterwards. No blob is copied.
+    async fn complete_upload(&self, complete: CompleteUpload) -> StoreResult<ObjectRecord>;
+    async fn abort_upload(&self, id: &str) -> StoreResult<()>;
+
+    // --- garbage collection and checks
+    /// Blobs with no reference since before `cutoff_ms`.
+    async fn unreferenced_blobs(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<BlobId>>;
+    /// Deletes the blob's row if it is still unreferenced since before `cutoff_ms`; returns
+    /// whether it did (the caller then removes the bytes).
+    async fn forget_blob(&self, id: &str, cutoff_ms: i64) -> StoreResult<bool>;
+    async fn stats(&self) -> StoreResult<StoreStats>;
+    /// Cross-checks reference counts against the rows that hold them; returns the blobs the
+    /// metadata knows (id, size) and the problems found.
+    async fn check(&self) -> StoreResult<(Vec<(BlobId, u64)>, Vec<String>)>;
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Create/refresh the project-local virtualenv <repo>/.venv with the Python
+# tooling of the S3 compatibility suite (tests/compat/requirements.txt).
+#
+# Idempotent: does nothing when .venv already holds exactly these
+# requirements (stamp file with their hash). Installs the Debian packages
+# it needs (curl, python3-venv) with apt-get only when they are missing.
+#
+#   scripts/setup-venv.sh && .venv/bin/pytest tests/compat -q
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+REQ="$ROOT/tests/compat/requirements.txt"
+STAMP="$VENV/.chuan-requirements.sha256"
+PYTHON="${PYTHON:-python3}"
+
+log() { printf 'setup-venv: %s\n' "$*" >&2; }
+
+apt_install() {
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo="sudo"
+        else
+            log "need root (or sudo) to apt-get install: $*"
+            exit 1
+        fi
+    fi
+    log "apt-get install $*"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# --- system packages, only if missing ---------------------------------------
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
+if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    command -v apt-get >/dev/null 2>&1 || { log "missing ${missing[*]} and no apt-get"; exit 1; }
+    apt_install "${missing[@]}"
+fi
+
+# --- venv ---------------------------------------------------------------------
+want="$( { cat "$REQ"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1 \
+    && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    log "$VENV is up to date"
+    exit 0
+fi
+
+pyver() { "$1" -c 'import sys; print(sys.version)' 2>/dev/null; }
+if [ ! -x "$VENV/bin/python" ] || [ "$(pyver "$VENV/bin/python")" != "$(pyver "$PYTHON")" ]; then
+    log "creating $VENV"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+log "installing ${REQ#"$ROOT"/}"
+"$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQ"
+"$VENV/bin/python" -c 'import boto3, botocore, awscrt, pytest, requests'
+"$VENV/bin/aws" --version >/dev/null
+
+rm -f "$STAMP"
+printf '%s\n' "$want" >"$STAMP"
+log "ready: $VENV ($("$VENV/bin/aws" --version 2>&1))"
