@@ -18,24 +18,16 @@ pub async fn create_bucket(
         .as_ref()
         .and_then(|c| c.location_constraint.as_ref())
         .map(|l| l.as_str().to_owned());
-    match engine
-        .create_bucket(p, &input.bucket, region.as_deref())
-        .await
-    {
+    match engine.create_bucket(p, &input.bucket, region.as_deref()).await {
         Err(CoreError::BucketExists) => {
-            let existing = engine
-                .meta()
-                .get_bucket(&input.bucket)
-                .await
-                .map_err(CoreError::from)
-                .s3()?;
+            let existing = engine.meta().get_bucket(&input.bucket).await.map_err(CoreError::from).s3()?;
             if existing.is_some_and(|b| b.tenant == p.tenant) {
-                return Err(s3_error!(BucketAlreadyOwnedByYou, "Your previous request to create the named bucket succeeded and you already own it."));
+                return Err(s3_error!(
+                    BucketAlreadyOwnedByYou,
+                    "Your previous request to create the named bucket succeeded and you already own it."
+                ));
             }
-            Err(s3_error!(
-                BucketAlreadyExists,
-                "The requested bucket name is not available."
-            ))
+            Err(s3_error!(BucketAlreadyExists, "The requested bucket name is not available."))
         }
         r => {
             r.s3()?;
@@ -53,10 +45,7 @@ pub async fn head_bucket(
     req: S3Request<HeadBucketInput>,
 ) -> S3Result<S3Response<HeadBucketOutput>> {
     let b = engine.check_bucket(p, &req.input.bucket).await.s3()?;
-    Ok(S3Response::new(HeadBucketOutput {
-        bucket_region: Some(b.region),
-        ..Default::default()
-    }))
+    Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(b.region), ..Default::default() }))
 }
 
 pub async fn delete_bucket(
@@ -84,10 +73,7 @@ pub async fn list_buckets(
         .collect();
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(list),
-        owner: Some(Owner {
-            display_name: Some(p.tenant.clone()),
-            id: Some(p.tenant.clone()),
-        }),
+        owner: Some(Owner { display_name: Some(p.tenant.clone()), id: Some(p.tenant.clone()) }),
         ..Default::default()
     }))
 }
@@ -100,7 +86,5 @@ pub async fn get_bucket_location(
     let b = engine.check_bucket(p, &req.input.bucket).await.s3()?;
     // S3 answers an empty LocationConstraint for us-east-1.
     let location = (b.region != "us-east-1").then(|| BucketLocationConstraint::from(b.region));
-    Ok(S3Response::new(GetBucketLocationOutput {
-        location_constraint: location,
-    }))
+    Ok(S3Response::new(GetBucketLocationOutput { location_constraint: location }))
 }

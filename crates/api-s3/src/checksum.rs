@@ -25,15 +25,12 @@ impl Claims {
         sha1: Option<String>,
         sha256: Option<String>,
     ) -> S3Result<Self> {
-        let mut c = Claims {
-            content_md5,
-            ..Default::default()
-        };
+        let mut c = Claims { content_md5, ..Default::default() };
         if let Some(a) = algorithm {
-            c.algorithm =
-                Some(ChecksumAlgorithm::parse(a).ok_or_else(|| {
-                    s3_error!(InvalidArgument, "unsupported checksum algorithm {a}")
-                })?);
+            c.algorithm = Some(
+                ChecksumAlgorithm::parse(a)
+                    .ok_or_else(|| s3_error!(InvalidArgument, "unsupported checksum algorithm {a}"))?,
+            );
         }
         for (alg, v) in [
             (ChecksumAlgorithm::Crc32, crc32),
@@ -57,9 +54,7 @@ impl Claims {
         for alg in ChecksumAlgorithm::ALL {
             let name = format!("x-amz-checksum-{}", alg.name().to_ascii_lowercase());
             if let Some(v) = map.get(name.as_str()) {
-                let v = v
-                    .to_str()
-                    .map_err(|_| s3_error!(InvalidArgument, "invalid trailer {name}"))?;
+                let v = v.to_str().map_err(|_| s3_error!(InvalidArgument, "invalid trailer {name}"))?;
                 self.checksums.retain(|(a, _)| *a != alg);
                 self.checksums.push((alg, v.to_owned()));
             }
@@ -69,8 +64,7 @@ impl Claims {
 
     /// The algorithm to remember for the object: the one the client named or sent.
     pub fn algorithm(&self) -> Option<ChecksumAlgorithm> {
-        self.algorithm
-            .or_else(|| self.checksums.first().map(|(a, _)| *a))
+        self.algorithm.or_else(|| self.checksums.first().map(|(a, _)| *a))
     }
 
     pub fn verify(&self, d: &Digests) -> S3Result<()> {
@@ -79,14 +73,9 @@ impl Claims {
                 .decode(md5.trim())
                 .ok()
                 .filter(|r| r.len() == 16)
-                .ok_or_else(|| {
-                    s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid.")
-                })?;
+                .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))?;
             if hex::encode(raw) != d.md5 {
-                return Err(s3_error!(
-                    BadDigest,
-                    "The Content-MD5 you specified did not match what we received."
-                ));
+                return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
             }
         }
         for (alg, claimed) in &self.checksums {

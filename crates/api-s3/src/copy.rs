@@ -11,10 +11,7 @@ use crate::timestamp;
 pub(crate) fn source(copy_source: &CopySource) -> S3Result<(String, String)> {
     match copy_source {
         CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
-        _ => Err(s3_error!(
-            NotImplemented,
-            "access point copy sources are not supported"
-        )),
+        _ => Err(s3_error!(NotImplemented, "access point copy sources are not supported")),
     }
 }
 
@@ -25,10 +22,7 @@ pub async fn copy_object(
 ) -> S3Result<S3Response<CopyObjectOutput>> {
     let input = req.input;
     let (src_bucket, src_key) = source(&input.copy_source)?;
-    let replace = input
-        .metadata_directive
-        .as_ref()
-        .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+    let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
     if src_bucket == input.bucket && src_key == input.key && !replace {
         return Err(s3_error!(
             InvalidRequest,
@@ -56,16 +50,8 @@ pub async fn copy_object(
         input.metadata,
     );
     meta.checksum_algorithm = src.meta.checksum_algorithm.clone();
-    let target = PutTarget {
-        bucket: input.bucket,
-        key: input.key,
-        meta,
-        condition: None,
-    };
-    let rec = engine
-        .copy_object(p, &src_bucket, &src_key, target, replace)
-        .await
-        .s3()?;
+    let target = PutTarget { bucket: input.bucket, key: input.key, meta, condition: None };
+    let rec = engine.copy_object(p, &src_bucket, &src_key, target, replace).await.s3()?;
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(rec.etag)),

@@ -12,10 +12,7 @@ pub async fn delete_object(
     req: S3Request<DeleteObjectInput>,
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
     // Deleting a missing key succeeds, as in S3.
-    engine
-        .delete_object(p, &req.input.bucket, &req.input.key)
-        .await
-        .s3()?;
+    engine.delete_object(p, &req.input.bucket, &req.input.key).await.s3()?;
     Ok(S3Response::new(DeleteObjectOutput::default()))
 }
 
@@ -33,10 +30,7 @@ pub async fn delete_objects(
         match engine.delete_object(p, &input.bucket, &obj.key).await {
             Ok(_) => {
                 if !quiet {
-                    deleted.push(DeletedObject {
-                        key: Some(obj.key),
-                        ..Default::default()
-                    });
+                    deleted.push(DeletedObject { key: Some(obj.key), ..Default::default() });
                 }
             }
             Err(e) => {
@@ -50,9 +44,5 @@ pub async fn delete_objects(
             }
         }
     }
-    Ok(S3Response::new(DeleteObjectsOutput {
-        deleted: Some(deleted),
-        errors: Some(errors),
-        ..Default::default()
-    }))
+    Ok(S3Response::new(DeleteObjectsOutput { deleted: Some(deleted), errors: Some(errors), ..Default::default() }))
 }

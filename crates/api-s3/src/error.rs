@@ -22,7 +22,8 @@ pub fn to_s3_error(e: CoreError) -> S3Error {
         CoreError::InvalidPartOrder => (C::InvalidPartOrder, "The list of parts was not in ascending order.".to_owned()),
         CoreError::EntityTooSmall { .. } => (C::EntityTooSmall, format!("Your proposed upload is smaller than the minimum allowed size: {e}")),
         CoreError::BadDigest { .. } => (C::BadDigest, format!("{e}")),
-        CoreError::IncompleteBody | CoreError::Body(_) => {
+        CoreError::Body(m) => return body_error(m),
+        CoreError::IncompleteBody => {
             (C::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header.".to_owned())
         }
         CoreError::PreconditionFailed => (C::PreconditionFailed, "At least one of the preconditions you specified did not hold.".to_owned()),
@@ -35,6 +36,34 @@ pub fn to_s3_error(e: CoreError) -> S3Error {
         }
     };
     S3Error::with_message(code, msg)
+}
+
+/// A failure of the request body stream. The verifying streams s3s puts in front of the body
+/// (payload SHA-256, `aws-chunked` chunk signatures) keep their error types private, so they
+/// are recognised by their messages; s3s is pinned to one version and the compatibility suite
+/// checks each case.
+fn body_error(message: &str) -> S3Error {
+    if message.contains("Sha256Mismatch") {
+        let mut e = S3Error::with_message(
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        return e;
+    }
+    if message.contains("SignatureMismatch") {
+        return S3Error::with_message(
+            S3ErrorCode::SignatureDoesNotMatch,
+            "The chunk signature we calculated does not match the signature you provided.",
+        );
+    }
+    if message.contains("FormatError") {
+        return S3Error::with_message(S3ErrorCode::InvalidRequest, "The aws-chunked body is malformed.");
+    }
+    S3Error::with_message(
+        S3ErrorCode::IncompleteBody,
+        "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+    )
 }
 
 /// `?` for core results inside S3 handlers.

@@ -45,18 +45,10 @@ pub(crate) fn object_checksum(
         .unwrap_or(ChecksumAlgorithm::Crc64Nvme);
     if content.extents.len() <= 1 || alg == ChecksumAlgorithm::Crc64Nvme {
         let d = content.digests.as_ref()?;
-        return Some((
-            alg,
-            alg.encode(d),
-            ChecksumType::from_static(ChecksumType::FULL_OBJECT),
-        ));
+        return Some((alg, alg.encode(d), ChecksumType::from_static(ChecksumType::FULL_OBJECT)));
     }
     let value = alg.composite(content.extents.iter().map(|e| &e.digests));
-    Some((
-        alg,
-        value,
-        ChecksumType::from_static(ChecksumType::COMPOSITE),
-    ))
+    Some((alg, value, ChecksumType::from_static(ChecksumType::COMPOSITE)))
 }
 
 struct Conditions<'a> {
@@ -82,17 +74,11 @@ fn check_conditions(rec: &ObjectRecord, c: &Conditions<'_>) -> S3Result<()> {
     let modified = rec.modified_ms / 1000;
     if let Some(m) = c.if_match {
         if !etag_matches(m, &rec.etag) {
-            return Err(s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            ));
+            return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
         }
     } else if let Some(t) = c.if_unmodified_since {
         if modified > secs(t) {
-            return Err(s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            ));
+            return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
         }
     }
     if let Some(m) = c.if_none_match {
@@ -108,9 +94,7 @@ fn check_conditions(rec: &ObjectRecord, c: &Conditions<'_>) -> S3Result<()> {
 }
 
 fn expires(meta: &chuan_core::store::ObjectMeta) -> Option<Timestamp> {
-    meta.expires
-        .as_deref()
-        .and_then(|e| Timestamp::parse(TimestampFormat::HttpDate, e).ok())
+    meta.expires.as_deref().and_then(|e| Timestamp::parse(TimestampFormat::HttpDate, e).ok())
 }
 
 fn user_metadata(rec: &ObjectRecord) -> Option<Metadata> {
@@ -125,10 +109,7 @@ pub async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = &req.input;
-    let rec = engine
-        .head_object(p, &input.bucket, &input.key)
-        .await
-        .s3()?;
+    let rec = engine.head_object(p, &input.bucket, &input.key).await.s3()?;
     check_conditions(
         &rec,
         &Conditions {
@@ -143,14 +124,8 @@ pub async fn get_object(
     let (start, end, content_range) = match &input.range {
         None => (0, size, None),
         Some(r) => {
-            let range = r
-                .check(size)
-                .map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
-            (
-                range.start,
-                range.end,
-                Some(format!("bytes {}-{}/{}", range.start, range.end - 1, size)),
-            )
+            let range = r.check(size).map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
+            (range.start, range.end, Some(format!("bytes {}-{}/{}", range.start, range.end - 1, size)))
         }
     };
     let stream = engine.read(&content, start, end);
@@ -162,12 +137,7 @@ pub async fn get_object(
         content_range,
         e_tag: Some(ETag::Strong(rec.etag.clone())),
         last_modified: Some(timestamp(rec.modified_ms)),
-        content_type: Some(
-            rec.meta
-                .content_type
-                .clone()
-                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
-        ),
+        content_type: Some(rec.meta.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into())),
         content_encoding: rec.meta.content_encoding.clone(),
         content_disposition: rec.meta.content_disposition.clone(),
         content_language: rec.meta.content_language.clone(),
@@ -178,12 +148,7 @@ pub async fn get_object(
         ..Default::default()
     };
     let whole = start == 0 && end == size;
-    if whole
-        && input
-            .checksum_mode
-            .as_ref()
-            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
-    {
+    if whole && input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED) {
         if let Some((alg, value, ty)) = object_checksum(&rec, &content) {
             match alg {
                 ChecksumAlgorithm::Crc32 => out.checksum_crc32 = Some(value),
@@ -204,10 +169,7 @@ pub async fn head_object(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = &req.input;
-    let rec = engine
-        .head_object(p, &input.bucket, &input.key)
-        .await
-        .s3()?;
+    let rec = engine.head_object(p, &input.bucket, &input.key).await.s3()?;
     check_conditions(
         &rec,
         &Conditions {
@@ -221,18 +183,9 @@ pub async fn head_object(
     let (len, content_range) = match &input.range {
         None => (content.size, None),
         Some(r) => {
-            let range = r
-                .check(content.size)
-                .map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
-            (
-                range.end - range.start,
-                Some(format!(
-                    "bytes {}-{}/{}",
-                    range.start,
-                    range.end - 1,
-                    content.size
-                )),
-            )
+            let range =
+                r.check(content.size).map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
+            (range.end - range.start, Some(format!("bytes {}-{}/{}", range.start, range.end - 1, content.size)))
         }
     };
     let mut out = HeadObjectOutput {
@@ -241,12 +194,7 @@ pub async fn head_object(
         content_range,
         e_tag: Some(ETag::Strong(rec.etag.clone())),
         last_modified: Some(timestamp(rec.modified_ms)),
-        content_type: Some(
-            rec.meta
-                .content_type
-                .clone()
-                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
-        ),
+        content_type: Some(rec.meta.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into())),
         content_encoding: rec.meta.content_encoding.clone(),
         content_disposition: rec.meta.content_disposition.clone(),
         content_language: rec.meta.content_language.clone(),
@@ -256,11 +204,7 @@ pub async fn head_object(
         parts_count: (content.extents.len() > 1).then_some(content.extents.len() as i32),
         ..Default::default()
     };
-    if input
-        .checksum_mode
-        .as_ref()
-        .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
-    {
+    if input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED) {
         if let Some((alg, value, ty)) = object_checksum(&rec, &content) {
             match alg {
                 ChecksumAlgorithm::Crc32 => out.checksum_crc32 = Some(value),

@@ -19,6 +19,7 @@ mod get;
 mod list;
 mod multipart;
 mod put;
+mod service;
 
 use chuan_core::{Engine, Principal};
 use s3s::auth::{Credentials, S3Auth, SecretKey};
@@ -27,6 +28,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use std::sync::Arc;
 
 pub use error::to_s3_error;
+pub use service::S3Dialect;
 
 /// The S3 API over one engine.
 #[derive(Clone)]
@@ -41,15 +43,8 @@ impl ChuanS3 {
 
     /// The principal behind an authenticated request (s3s has already verified the signature).
     async fn principal(&self, creds: &Option<Credentials>) -> S3Result<Principal> {
-        let creds = creds
-            .as_ref()
-            .ok_or_else(|| s3_error!(AccessDenied, "anonymous access is not allowed"))?;
-        match self
-            .engine
-            .credential(&creds.access_key)
-            .await
-            .map_err(to_s3_error)?
-        {
+        let creds = creds.as_ref().ok_or_else(|| s3_error!(AccessDenied, "anonymous access is not allowed"))?;
+        match self.engine.credential(&creds.access_key).await.map_err(to_s3_error)? {
             Some((_, p)) => Ok(p),
             None => Err(s3_error!(InvalidAccessKeyId)),
         }
@@ -64,10 +59,7 @@ impl S3Auth for EngineAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         match self.0.credential(access_key).await.map_err(to_s3_error)? {
             Some((secret, _)) => Ok(SecretKey::from(secret)),
-            None => Err(s3_error!(
-                InvalidAccessKeyId,
-                "the access key does not exist"
-            )),
+            None => Err(s3_error!(InvalidAccessKeyId, "the access key does not exist")),
         }
     }
 }

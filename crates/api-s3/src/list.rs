@@ -40,19 +40,11 @@ fn render(result: &ListResult, url: bool) -> Rendered {
                 size: Some(o.size as i64),
                 e_tag: Some(ETag::Strong(o.etag.clone())),
                 last_modified: Some(timestamp(o.modified_ms)),
-                storage_class: Some(ObjectStorageClass::from_static(
-                    ObjectStorageClass::STANDARD,
-                )),
+                storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
                 ..Default::default()
             })
             .collect(),
-        prefixes: result
-            .common_prefixes
-            .iter()
-            .map(|p| CommonPrefix {
-                prefix: Some(enc(p)),
-            })
-            .collect(),
+        prefixes: result.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect(),
     }
 }
 
@@ -68,10 +60,7 @@ fn wants_url(e: &Option<EncodingType>) -> S3Result<bool> {
     match e {
         None => Ok(false),
         Some(e) if e.as_str() == EncodingType::URL => Ok(true),
-        Some(_) => Err(s3_error!(
-            InvalidArgument,
-            "Invalid Encoding Method specified in Request"
-        )),
+        Some(_) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request")),
     }
 }
 
@@ -98,11 +87,7 @@ pub async fn list_objects(
         delimiter: input.delimiter.map(enc),
         max_keys: Some(q.max_keys as i32),
         is_truncated: Some(result.truncated),
-        next_marker: if result.truncated {
-            result.next_after.clone().map(enc)
-        } else {
-            None
-        },
+        next_marker: if result.truncated { result.next_after.clone().map(enc) } else { None },
         contents: Some(r.contents),
         common_prefixes: Some(r.prefixes),
         encoding_type: input.encoding_type,
@@ -119,12 +104,7 @@ fn decode_token(token: &str) -> S3Result<String> {
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                "The continuation token provided is incorrect"
-            )
-        })
+        .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
 }
 
 pub async fn list_objects_v2(
@@ -157,11 +137,7 @@ pub async fn list_objects_v2(
         continuation_token: input.continuation_token,
         start_after: input.start_after.map(enc),
         is_truncated: Some(result.truncated),
-        next_continuation_token: if result.truncated {
-            result.next_after.as_deref().map(encode_token)
-        } else {
-            None
-        },
+        next_continuation_token: if result.truncated { result.next_after.as_deref().map(encode_token) } else { None },
         contents: Some(r.contents),
         common_prefixes: Some(r.prefixes),
         encoding_type: input.encoding_type,

@@ -5,7 +5,7 @@ use chuan_core::hash::ChecksumAlgorithm;
 use chuan_core::store::PartRecord;
 use chuan_core::{Engine, Principal};
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result, StdError};
+use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use crate::checksum::Claims;
 use crate::error::OrS3;
@@ -17,18 +17,13 @@ const MAX_PART_NUMBER: i32 = 10_000;
 
 fn part_number(n: i32) -> S3Result<u32> {
     if !(1..=MAX_PART_NUMBER).contains(&n) {
-        return Err(s3_error!(
-            InvalidArgument,
-            "Part number must be an integer between 1 and 10000, inclusive"
-        ));
+        return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
     }
     Ok(n as u32)
 }
 
 fn upload_algorithm(meta: &chuan_core::store::ObjectMeta) -> Option<ChecksumAlgorithm> {
-    meta.checksum_algorithm
-        .as_deref()
-        .and_then(ChecksumAlgorithm::parse)
+    meta.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::parse)
 }
 
 pub async fn create_multipart_upload(
@@ -52,10 +47,7 @@ pub async fn create_multipart_upload(
         meta.checksum_algorithm = Some(alg.name().to_owned());
     }
     let algorithm = input.checksum_algorithm.clone();
-    let upload = engine
-        .create_upload(p, &input.bucket, &input.key, meta)
-        .await
-        .s3()?;
+    let upload = engine.create_upload(p, &input.bucket, &input.key, meta).await.s3()?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -72,10 +64,7 @@ pub async fn upload_part(
 ) -> S3Result<S3Response<UploadPartOutput>> {
     let input = req.input;
     let number = part_number(input.part_number)?;
-    let upload = engine
-        .upload(p, &input.bucket, &input.key, &input.upload_id)
-        .await
-        .s3()?;
+    let upload = engine.upload(p, &input.bucket, &input.key, &input.upload_id).await.s3()?;
     let mut claims = Claims::new(
         input.content_md5,
         input.checksum_algorithm.as_ref().map(|a| a.as_str()),
@@ -89,11 +78,7 @@ pub async fn upload_part(
     let staged = engine.stage(body).await.s3()?;
     if let Some(len) = input.content_length {
         if len >= 0 && len as u64 != staged.size {
-            return Err(s3_error!(
-                IncompleteBody,
-                "The body is {} bytes; Content-Length said {len}.",
-                staged.size
-            ));
+            return Err(s3_error!(IncompleteBody, "The body is {} bytes; Content-Length said {len}.", staged.size));
         }
     }
     claims.add_trailers(req.trailing_headers)?;
@@ -103,13 +88,8 @@ pub async fn upload_part(
     }
     let digests = staged.digests.clone();
     let part = engine.commit_part(&upload, number, staged).await.s3()?;
-    let mut out = UploadPartOutput {
-        e_tag: Some(ETag::Strong(part.etag)),
-        ..Default::default()
-    };
-    let alg = claims
-        .algorithm()
-        .or_else(|| upload_algorithm(&upload.meta));
+    let mut out = UploadPartOutput { e_tag: Some(ETag::Strong(part.etag)), ..Default::default() };
+    let alg = claims.algorithm().or_else(|| upload_algorithm(&upload.meta));
     set_checksum(
         &mut out.checksum_crc32,
         &mut out.checksum_crc32c,
@@ -131,10 +111,7 @@ fn copy_range(range: &str, size: u64) -> S3Result<(u64, u64)> {
     let (a, b) = spec.split_once('-').ok_or_else(bad)?;
     let (first, last): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
     if first > last || last >= size {
-        return Err(s3_error!(
-            InvalidRange,
-            "The requested range is not satisfiable"
-        ));
+        return Err(s3_error!(InvalidRange, "The requested range is not satisfiable"));
     }
     Ok((first, last + 1))
 }
@@ -146,10 +123,7 @@ pub async fn upload_part_copy(
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let input = req.input;
     let number = part_number(input.part_number)?;
-    let upload = engine
-        .upload(p, &input.bucket, &input.key, &input.upload_id)
-        .await
-        .s3()?;
+    let upload = engine.upload(p, &input.bucket, &input.key, &input.upload_id).await.s3()?;
     let (src_bucket, src_key) = crate::copy::source(&input.copy_source)?;
     let src = engine.head_object(p, &src_bucket, &src_key).await.s3()?;
     if let Some(ETagCondition::ETag(e)) = &input.copy_source_if_match {
@@ -206,23 +180,18 @@ pub async fn complete_multipart_upload(
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
-    let upload = engine
-        .upload(p, &input.bucket, &input.key, &input.upload_id)
-        .await
-        .s3()?;
-    let listed = input
-        .multipart_upload
-        .and_then(|m| m.parts)
-        .unwrap_or_default();
+    let upload = engine.upload(p, &input.bucket, &input.key, &input.upload_id).await.s3()?;
+    let listed = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
+    if listed.is_empty() {
+        return Err(s3_error!(
+            MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema: it lists no Part."
+        ));
+    }
     let mut parts = Vec::with_capacity(listed.len());
     for part in &listed {
-        let n = part
-            .part_number
-            .ok_or_else(|| s3_error!(MalformedXML, "a Part has no PartNumber"))?;
-        let etag = part
-            .e_tag
-            .as_ref()
-            .ok_or_else(|| s3_error!(MalformedXML, "a Part has no ETag"))?;
+        let n = part.part_number.ok_or_else(|| s3_error!(MalformedXML, "a Part has no PartNumber"))?;
+        let etag = part.e_tag.as_ref().ok_or_else(|| s3_error!(MalformedXML, "a Part has no ETag"))?;
         parts.push((part_number(n)?, etag.value().to_owned()));
     }
     // Per-part checksums are checked before anything is committed.
@@ -235,10 +204,7 @@ pub async fn complete_multipart_upload(
     }) {
         let stored = engine.list_parts(&upload, 0, 10_001).await.s3()?;
         for l in &listed {
-            if let Some(s) = stored
-                .iter()
-                .find(|s| Some(s.number as i32) == l.part_number)
-            {
+            if let Some(s) = stored.iter().find(|s| Some(s.number as i32) == l.part_number) {
                 check_part_checksums(l, s)?;
             }
         }
@@ -273,10 +239,7 @@ pub async fn abort_multipart_upload(
     req: S3Request<AbortMultipartUploadInput>,
 ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
     let input = req.input;
-    let upload = engine
-        .upload(p, &input.bucket, &input.key, &input.upload_id)
-        .await
-        .s3()?;
+    let upload = engine.upload(p, &input.bucket, &input.key, &input.upload_id).await.s3()?;
     engine.abort_upload(&upload).await.s3()?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
@@ -287,15 +250,9 @@ pub async fn list_parts(
     req: S3Request<ListPartsInput>,
 ) -> S3Result<S3Response<ListPartsOutput>> {
     let input = req.input;
-    let upload = engine
-        .upload(p, &input.bucket, &input.key, &input.upload_id)
-        .await
-        .s3()?;
+    let upload = engine.upload(p, &input.bucket, &input.key, &input.upload_id).await.s3()?;
     let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
-    let marker = input
-        .part_number_marker
-        .map(|m| m.max(0) as u32)
-        .unwrap_or(0);
+    let marker = input.part_number_marker.map(|m| m.max(0) as u32).unwrap_or(0);
     let mut parts = engine.list_parts(&upload, marker, max + 1).await.s3()?;
     let truncated = parts.len() > max;
     parts.truncate(max);
@@ -357,10 +314,7 @@ pub async fn list_multipart_uploads(
     } else {
         Some((key_marker.as_str(), id_marker.as_str()))
     };
-    let mut uploads = engine
-        .list_uploads(p, &input.bucket, &prefix, after, max + 1)
-        .await
-        .s3()?;
+    let mut uploads = engine.list_uploads(p, &input.bucket, &prefix, after, max + 1).await.s3()?;
     let truncated = uploads.len() > max;
     uploads.truncate(max);
     let next = uploads.last().map(|u| (u.key.clone(), u.id.clone()));
@@ -379,11 +333,7 @@ pub async fn list_multipart_uploads(
         prefix: input.prefix,
         key_marker: input.key_marker,
         upload_id_marker: input.upload_id_marker,
-        next_key_marker: if truncated {
-            next.as_ref().map(|n| n.0.clone())
-        } else {
-            None
-        },
+        next_key_marker: if truncated { next.as_ref().map(|n| n.0.clone()) } else { None },
         next_upload_id_marker: if truncated { next.map(|n| n.1) } else { None },
         max_uploads: Some(max as i32),
         is_truncated: Some(truncated),
@@ -391,6 +341,3 @@ pub async fn list_multipart_uploads(
         ..Default::default()
     }))
 }
-
-#[allow(dead_code)]
-fn _assert_stderror(_: StdError) {}

@@ -20,7 +20,7 @@ pub(crate) fn object_meta(
 ) -> ObjectMeta {
     ObjectMeta {
         content_type,
-        content_encoding,
+        content_encoding: content_encoding.and_then(strip_aws_chunked),
         content_disposition,
         content_language,
         cache_control,
@@ -29,11 +29,20 @@ pub(crate) fn object_meta(
             t.format(TimestampFormat::HttpDate, &mut buf).ok()?;
             String::from_utf8(buf).ok()
         }),
-        user: metadata
-            .map(|m| m.into_iter().collect())
-            .unwrap_or_default(),
+        user: metadata.map(|m| m.into_iter().collect()).unwrap_or_default(),
         checksum_algorithm: None,
     }
+}
+
+/// `aws-chunked` describes how the request body was framed, not the object: S3 drops it from
+/// the stored Content-Encoding.
+fn strip_aws_chunked(encoding: String) -> Option<String> {
+    let kept: Vec<&str> = encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
 }
 
 pub async fn put_object(
@@ -64,11 +73,7 @@ pub async fn put_object(
     let staged = engine.stage(body).await.s3()?;
     if let Some(len) = input.content_length {
         if len >= 0 && len as u64 != staged.size {
-            return Err(s3_error!(
-                IncompleteBody,
-                "The body is {} bytes; Content-Length said {len}.",
-                staged.size
-            ));
+            return Err(s3_error!(IncompleteBody, "The body is {} bytes; Content-Length said {len}.", staged.size));
         }
     }
     claims.add_trailers(req.trailing_headers)?;
@@ -87,17 +92,9 @@ pub async fn put_object(
     );
     meta.checksum_algorithm = claims.algorithm().map(|a| a.name().to_owned());
     let digests = staged.digests.clone();
-    let target = PutTarget {
-        bucket: input.bucket,
-        key: input.key,
-        meta,
-        condition,
-    };
+    let target = PutTarget { bucket: input.bucket, key: input.key, meta, condition };
     let rec = engine.commit_put(p, target, staged).await.s3()?;
-    let mut out = PutObjectOutput {
-        e_tag: Some(ETag::Strong(rec.etag)),
-        ..Default::default()
-    };
+    let mut out = PutObjectOutput { e_tag: Some(ETag::Strong(rec.etag)), ..Default::default() };
     crate::get::set_checksum(
         &mut out.checksum_crc32,
         &mut out.checksum_crc32c,

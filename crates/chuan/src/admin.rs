@@ -24,9 +24,7 @@ pub async fn create_tenant(engine: &Engine, name: &str) -> anyhow::Result<NewCre
     anyhow::ensure!(
         !name.is_empty()
             && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "tenant names are 1-64 characters of letters, digits, '-' and '_'"
     );
     anyhow::ensure!(name != "root", "the root tenant already exists");
@@ -57,11 +55,7 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
 }
 
 fn json(status: StatusCode, v: &impl Serialize) -> Resp {
-    respond(
-        status,
-        "application/json",
-        serde_json::to_vec(v).unwrap_or_default(),
-    )
+    respond(status, "application/json", serde_json::to_vec(v).unwrap_or_default())
 }
 
 fn error(status: StatusCode, msg: &str) -> Resp {
@@ -69,10 +63,7 @@ fn error(status: StatusCode, msg: &str) -> Resp {
 }
 
 async fn is_root(engine: &Engine, headers: &http::HeaderMap) -> bool {
-    let Some(auth) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let Some(b64) = auth.strip_prefix("Basic ") else {
@@ -98,11 +89,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
 /// Handles a request whose path starts with `/_chuan/`.
@@ -114,9 +101,7 @@ pub async fn handle(
     headers: &http::HeaderMap,
 ) -> Resp {
     match (method, path) {
-        (&Method::GET | &Method::HEAD, "/_chuan/health") => {
-            respond(StatusCode::OK, "text/plain", "ok\n")
-        }
+        (&Method::GET | &Method::HEAD, "/_chuan/health") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/_chuan/metrics") => respond(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -124,14 +109,9 @@ pub async fn handle(
         ),
         (_, p) if p.starts_with("/_chuan/admin/") => {
             if !is_root(engine, headers).await {
-                let mut r = error(
-                    StatusCode::UNAUTHORIZED,
-                    "root credentials required (HTTP Basic: access key and secret)",
-                );
-                r.headers_mut().insert(
-                    "www-authenticate",
-                    http::HeaderValue::from_static("Basic realm=\"chuan\""),
-                );
+                let mut r =
+                    error(StatusCode::UNAUTHORIZED, "root credentials required (HTTP Basic: access key and secret)");
+                r.headers_mut().insert("www-authenticate", http::HeaderValue::from_static("Basic realm=\"chuan\""));
                 return r;
             }
             admin(engine, method, &p["/_chuan/admin/".len()..], query).await
@@ -146,7 +126,9 @@ async fn admin(engine: &Engine, method: &Method, op: &str, query: Option<&str>) 
             (&Method::GET, "stats") => json(StatusCode::OK, &engine.stats().await?),
             (&Method::GET, "fsck") => json(StatusCode::OK, &engine.fsck().await?),
             (&Method::POST, "gc") => {
-                let grace = query_param(query, "grace_secs").and_then(|v| v.parse().ok()).unwrap_or(engine.config.gc_grace.as_secs());
+                let grace = query_param(query, "grace_secs")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(engine.config.gc_grace.as_secs());
                 json(StatusCode::OK, &engine.gc(Duration::from_secs(grace)).await?)
             }
             (&Method::POST, "digests") => {

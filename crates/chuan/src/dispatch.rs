@@ -1,7 +1,8 @@
 //! Routing each request to the dialect that speaks it.
 //!
 //! One listener serves every protocol. The order of the tests matters:
-//! 1. `/_chuan/...` is Chuan's own (health, metrics, admin); no bucket may start with `_`.
+//! 1. `/_chuan/...` is Chuan's own (health, metrics, admin); no bucket may start with `_`, so
+//!    `PUT /_chuan` still reaches S3 and is refused there as an invalid bucket name.
 //! 2. The `Authorization` scheme names the dialect when it is unambiguous
 //!    (`UCloud`/`Inspur` → UFile, `UPYUN` → UpYun, `Bearer` → Aliyun Drive).
 //! 3. Reserved top-level paths (`/files/v1|v2/` COS, `/v2/`, `/adrive/`, `/users/` Aliyun
@@ -13,6 +14,7 @@
 
 use chuan_core::Engine;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
+
 use hyper::body::Incoming;
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use crate::admin;
 
 pub struct State {
     pub engine: Arc<Engine>,
-    pub s3: s3s::service::S3Service,
+    pub s3: chuan_api_s3::S3Dialect,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,13 +35,10 @@ pub enum Dialect {
 
 pub fn classify(uri: &Uri, headers: &http::HeaderMap) -> Dialect {
     let path = uri.path();
-    if path.starts_with("/_chuan/") || path == "/_chuan" {
+    if path.starts_with("/_chuan/") {
         return Dialect::Chuan;
     }
-    if let Some(auth) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let scheme = auth.split_once(' ').map(|(s, _)| s).unwrap_or("");
         match scheme {
             "UCloud" | "Inspur" => return Dialect::Unserved("UFile"),
@@ -69,16 +68,8 @@ fn normalise_target<B>(req: &mut Request<B>) {
     if req.uri().authority().is_none() {
         return;
     }
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .unwrap_or_default();
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
+    let authority = req.uri().authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
+    let pq = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
     if let Ok(v) = HeaderValue::from_str(&authority) {
         req.headers_mut().insert(http::header::HOST, v);
     }
@@ -93,20 +84,17 @@ pub async fn handle(
 ) -> Result<Response<s3s::Body>, std::convert::Infallible> {
     state.engine.metrics.http_requests.inc();
     normalise_target(&mut req);
+    let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v != "0");
     let resp = match classify(req.uri(), req.headers()) {
         Dialect::Chuan => {
             admin::handle(&state.engine, req.method(), req.uri().path(), req.uri().query(), req.headers()).await
         }
-        Dialect::S3 => match state.s3.call(req.map(s3s::Body::from)).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                tracing::error!(error = ?e, "S3 request failed");
-                Response::builder()
-                    .status(StatusCode::INTERNAL_SERVER_ERROR)
-                    .body(s3s::Body::from("internal error\n".to_owned()))
-                    .expect("valid response")
-            }
-        },
+        Dialect::S3 => state.s3.handle(req).await,
         Dialect::Unserved(name) => Response::builder()
             .status(StatusCode::NOT_IMPLEMENTED)
             .header("content-type", "application/json")
@@ -119,6 +107,13 @@ pub async fn handle(
             ))
             .expect("valid response"),
     };
+    let mut resp = resp;
+    // An error answered before the body was read (often with `Expect: 100-continue` never
+    // granted) leaves the client unsure whether to send the body; the next request on the
+    // connection can then be misread. Closing the connection removes the ambiguity.
+    if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Ok(resp)
 }
 
@@ -137,18 +132,9 @@ mod tests {
     #[test]
     fn routes_by_path_and_scheme() {
         assert_eq!(classify_str("/_chuan/health", None), Dialect::Chuan);
-        assert_eq!(
-            classify_str("/bucket/key", Some("AWS4-HMAC-SHA256 Credential=x")),
-            Dialect::S3
-        );
-        assert_eq!(
-            classify_str("/key", Some("UCloud pub:sig")),
-            Dialect::Unserved("UFile")
-        );
-        assert_eq!(
-            classify_str("/files/v2/123/b/x", Some("c2lnbg==")),
-            Dialect::Unserved("Tencent COS v4")
-        );
+        assert_eq!(classify_str("/bucket/key", Some("AWS4-HMAC-SHA256 Credential=x")), Dialect::S3);
+        assert_eq!(classify_str("/key", Some("UCloud pub:sig")), Dialect::Unserved("UFile"));
+        assert_eq!(classify_str("/files/v2/123/b/x", Some("c2lnbg==")), Dialect::Unserved("Tencent COS v4"));
         assert_eq!(
             classify_str("/adrive/v2/file/createWithFolders", Some("Bearer t")),
             Dialect::Unserved("Aliyun Drive")
@@ -158,10 +144,7 @@ mod tests {
 
     #[test]
     fn absolute_form_becomes_origin_form() {
-        let mut req = Request::builder()
-            .uri("http://b.example.com:9000/k?x=1")
-            .body(())
-            .unwrap();
+        let mut req = Request::builder().uri("http://b.example.com:9000/k?x=1").body(()).unwrap();
         normalise_target(&mut req);
         assert_eq!(req.uri().to_string(), "/k?x=1");
         assert_eq!(req.headers()[http::header::HOST], "b.example.com:9000");

@@ -15,10 +15,7 @@ impl S3Host for BaseDomains {
             _ => host,
         };
         for domain in &self.0 {
-            if let Some(bucket) = name
-                .strip_suffix(domain.as_str())
-                .and_then(|b| b.strip_suffix('.'))
-            {
+            if let Some(bucket) = name.strip_suffix(domain.as_str()).and_then(|b| b.strip_suffix('.')) {
                 if !bucket.is_empty() {
                     return Ok(VirtualHost::new(domain.as_str()).with_bucket(bucket));
                 }

@@ -15,11 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(
-    name = "chuan",
-    version,
-    about = "Chuan: a deduplicating upload and object storage server"
-)]
+#[command(name = "chuan", version, about = "Chuan: a deduplicating upload and object storage server")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,30 +79,16 @@ enum AdminCommand {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CHUAN_LOG")
-                .unwrap_or_else(|_| "info,s3s=off".into()),
+            tracing_subscriber::EnvFilter::try_from_env("CHUAN_LOG").unwrap_or_else(|_| "info,s3s=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve {
-                data,
-                listen,
-                domains,
-                gc_grace_secs,
-            } => {
-                server::serve(server::ServeOptions {
-                    data: data.data,
-                    listen,
-                    domains,
-                    gc_grace_secs,
-                })
-                .await
+            Command::Serve { data, listen, domains, gc_grace_secs } => {
+                server::serve(server::ServeOptions { data: data.data, listen, domains, gc_grace_secs }).await
             }
             Command::Stats { data } => {
                 let engine = setup::open_engine(&data.data, Default::default())?;
@@ -123,11 +105,7 @@ fn main() -> anyhow::Result<()> {
                     println!("fsck: {} blobs checked, clean", report.blobs_checked);
                     Ok(())
                 } else {
-                    println!(
-                        "fsck: {} blobs checked, {} problems",
-                        report.blobs_checked,
-                        report.problems.len()
-                    );
+                    println!("fsck: {} blobs checked, {} problems", report.blobs_checked, report.problems.len());
                     std::process::exit(1);
                 }
             }

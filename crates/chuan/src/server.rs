@@ -25,10 +25,7 @@ pub struct ServeOptions {
 const POST_OBJECT_MAX_BYTES: u64 = 64 << 20;
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    let config = EngineConfig {
-        gc_grace: Duration::from_secs(opts.gc_grace_secs),
-        ..Default::default()
-    };
+    let config = EngineConfig { gc_grace: Duration::from_secs(opts.gc_grace_secs), ..Default::default() };
     let engine = setup::open_engine(&opts.data, config)?;
 
     // A clean shutdown leaves this marker; without it the last run crashed, and blobs that
@@ -54,19 +51,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tracing::info!(access_key = %ak, "root credentials loaded");
     }
 
-    let mut builder =
-        s3s::service::S3ServiceBuilder::new(chuan_api_s3::ChuanS3::new(engine.clone()));
-    builder.set_auth(chuan_api_s3::EngineAuth(engine.clone()));
-    builder.set_host(BaseDomains(opts.domains.clone()));
-    let mut s3_config = s3s::config::S3Config::default();
-    s3_config.post_object_max_file_size = POST_OBJECT_MAX_BYTES;
-    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
-        s3_config,
-    ))));
-    let state = Arc::new(State {
-        engine: engine.clone(),
-        s3: builder.build(),
-    });
+    let s3 = chuan_api_s3::S3Dialect::new(engine.clone(), BaseDomains(opts.domains.clone()), POST_OBJECT_MAX_BYTES);
+    let state = Arc::new(State { engine: engine.clone(), s3 });
 
     let background = spawn_background(engine.clone());
 
@@ -98,10 +84,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after 30 s; closing anyway");
     }
     background.abort();

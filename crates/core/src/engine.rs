@@ -32,11 +32,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self {
-            gc_grace: Duration::from_secs(15 * 60),
-            min_part_size: 5 << 20,
-            region: "us-east-1".into(),
-        }
+        Self { gc_grace: Duration::from_secs(15 * 60), min_part_size: 5 << 20, region: "us-east-1".into() }
     }
 }
 
@@ -81,13 +77,7 @@ pub struct PutTarget {
 
 impl Engine {
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, config: EngineConfig) -> Self {
-        Self {
-            meta,
-            blobs,
-            locks: BlobLocks::new(),
-            config,
-            metrics: Arc::new(Metrics::default()),
-        }
+        Self { meta, blobs, locks: BlobLocks::new(), config, metrics: Arc::new(Metrics::default()) }
     }
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
@@ -99,11 +89,8 @@ impl Engine {
     /// Resolves an access key of any dialect to its secret and principal.
     pub async fn credential(&self, access_key: &str) -> CoreResult<Option<(String, Principal)>> {
         Ok(self.meta.get_credential(access_key).await?.map(|c| {
-            let principal = Principal {
-                tenant: c.tenant.clone(),
-                access_key: c.access_key.clone(),
-                admin: c.kind == "root",
-            };
+            let principal =
+                Principal { tenant: c.tenant.clone(), access_key: c.access_key.clone(), admin: c.kind == "root" };
             (c.secret, principal)
         }))
     }
@@ -111,11 +98,7 @@ impl Engine {
     // ----- buckets
 
     async fn bucket_for(&self, p: &Principal, name: &str) -> CoreResult<BucketRecord> {
-        let b = self
-            .meta
-            .get_bucket(name)
-            .await?
-            .ok_or(CoreError::NoSuchBucket)?;
+        let b = self.meta.get_bucket(name).await?.ok_or(CoreError::NoSuchBucket)?;
         if b.tenant != p.tenant && !p.admin {
             return Err(CoreError::AccessDenied);
         }
@@ -127,12 +110,7 @@ impl Engine {
         self.bucket_for(p, name).await
     }
 
-    pub async fn create_bucket(
-        &self,
-        p: &Principal,
-        name: &str,
-        region: Option<&str>,
-    ) -> CoreResult<()> {
+    pub async fn create_bucket(&self, p: &Principal, name: &str, region: Option<&str>) -> CoreResult<()> {
         validate_bucket(name)?;
         let rec = BucketRecord {
             name: name.to_owned(),
@@ -157,10 +135,7 @@ impl Engine {
     }
 
     pub async fn list_buckets(&self, p: &Principal) -> CoreResult<Vec<BucketRecord>> {
-        Ok(self
-            .meta
-            .list_buckets(if p.admin { None } else { Some(&p.tenant) })
-            .await?)
+        Ok(self.meta.list_buckets(if p.admin { None } else { Some(&p.tenant) }).await?)
     }
 
     // ----- writing
@@ -198,19 +173,10 @@ impl Engine {
     }
 
     /// Phase two of a simple upload: publish the staged bytes as `target`.
-    pub async fn commit_put(
-        &self,
-        p: &Principal,
-        target: PutTarget,
-        staged: Staged,
-    ) -> CoreResult<ObjectRecord> {
+    pub async fn commit_put(&self, p: &Principal, target: PutTarget, staged: Staged) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
         self.bucket_for(p, &target.bucket).await?;
-        let extent = Extent {
-            blob: staged.digests.sha256.clone(),
-            size: staged.size,
-            digests: staged.digests.clone(),
-        };
+        let extent = Extent { blob: staged.digests.sha256.clone(), size: staged.size, digests: staged.digests.clone() };
         let content = NewContent {
             size: staged.size,
             etag: staged.digests.md5.clone(),
@@ -225,11 +191,7 @@ impl Engine {
             modified_ms: now_ms(),
             condition: target.condition,
         };
-        let rec = self
-            .publish(staged, async {
-                self.meta.put_object(write).await.map_err(write_error)
-            })
-            .await?;
+        let rec = self.publish(staged, async { self.meta.put_object(write).await.map_err(write_error) }).await?;
         self.metrics.objects_committed.inc();
         Ok(rec)
     }
@@ -246,11 +208,7 @@ impl Engine {
         validate_key(&dst.key)?;
         self.bucket_for(p, src_bucket).await?;
         self.bucket_for(p, &dst.bucket).await?;
-        let src = self
-            .meta
-            .get_object(src_bucket, src_key)
-            .await?
-            .ok_or(CoreError::NoSuchKey)?;
+        let src = self.meta.get_object(src_bucket, src_key).await?.ok_or(CoreError::NoSuchKey)?;
         let write = ObjectWrite {
             bucket: dst.bucket,
             key: dst.key,
@@ -264,36 +222,20 @@ impl Engine {
         Ok(rec)
     }
 
-    pub async fn delete_object(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        key: &str,
-    ) -> CoreResult<Option<ObjectRecord>> {
+    pub async fn delete_object(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<Option<ObjectRecord>> {
         self.bucket_for(p, bucket).await?;
         Ok(self.meta.delete_object(bucket, key).await?)
     }
 
     // ----- reading
 
-    pub async fn head_object(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        key: &str,
-    ) -> CoreResult<ObjectRecord> {
+    pub async fn head_object(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<ObjectRecord> {
         self.bucket_for(p, bucket).await?;
-        self.meta
-            .get_object(bucket, key)
-            .await?
-            .ok_or(CoreError::NoSuchKey)
+        self.meta.get_object(bucket, key).await?.ok_or(CoreError::NoSuchKey)
     }
 
     pub async fn content(&self, id: i64) -> CoreResult<ContentRecord> {
-        self.meta
-            .get_content(id)
-            .await?
-            .ok_or_else(|| CoreError::Internal(format!("content {id} is missing")))
+        self.meta.get_content(id).await?.ok_or_else(|| CoreError::Internal(format!("content {id} is missing")))
     }
 
     /// Streams bytes `[start, end)` of a content, opening each extent's blob only when the
@@ -358,13 +300,7 @@ impl Engine {
     }
 
     /// The upload session, checked against the bucket and key the request names.
-    pub async fn upload(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> CoreResult<UploadRecord> {
+    pub async fn upload(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> CoreResult<UploadRecord> {
         self.bucket_for(p, bucket).await?;
         match self.meta.get_upload(upload_id).await? {
             Some(u) if u.bucket == bucket && u.key == key => Ok(u),
@@ -372,12 +308,7 @@ impl Engine {
         }
     }
 
-    pub async fn commit_part(
-        &self,
-        upload: &UploadRecord,
-        number: u32,
-        staged: Staged,
-    ) -> CoreResult<PartRecord> {
+    pub async fn commit_part(&self, upload: &UploadRecord, number: u32, staged: Staged) -> CoreResult<PartRecord> {
         let part = PartWrite {
             upload_id: upload.id.clone(),
             number,
@@ -406,12 +337,7 @@ impl Engine {
         Ok(rec)
     }
 
-    pub async fn list_parts(
-        &self,
-        upload: &UploadRecord,
-        after: u32,
-        limit: usize,
-    ) -> CoreResult<Vec<PartRecord>> {
+    pub async fn list_parts(&self, upload: &UploadRecord, after: u32, limit: usize) -> CoreResult<Vec<PartRecord>> {
         Ok(self.meta.list_parts(&upload.id, after, limit).await?)
     }
 
@@ -435,9 +361,7 @@ impl Engine {
         parts: &[(u32, String)],
     ) -> CoreResult<(ObjectRecord, Vec<PartRecord>)> {
         if parts.is_empty() {
-            return Err(CoreError::InvalidPart(
-                "at least one part must be listed".into(),
-            ));
+            return Err(CoreError::InvalidPart("at least one part must be listed".into()));
         }
         if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err(CoreError::InvalidPartOrder);
@@ -451,9 +375,7 @@ impl Engine {
                 .find(|p| p.number == *number)
                 .ok_or_else(|| CoreError::InvalidPart(format!("part {number} was not uploaded")))?;
             if part.etag != want {
-                return Err(CoreError::InvalidPart(format!(
-                    "part {number}'s ETag does not match"
-                )));
+                return Err(CoreError::InvalidPart(format!("part {number}'s ETag does not match")));
             }
             if i + 1 < parts.len() && part.size < self.config.min_part_size {
                 return Err(CoreError::EntityTooSmall {
@@ -529,8 +451,7 @@ impl Engine {
     /// can be between those two steps.
     pub async fn remove_orphan_blobs(&self) -> CoreResult<usize> {
         let (known, _) = self.meta.check().await?;
-        let known: std::collections::HashSet<String> =
-            known.into_iter().map(|(id, _)| id).collect();
+        let known: std::collections::HashSet<String> = known.into_iter().map(|(id, _)| id).collect();
         let mut removed = 0;
         for id in self.blobs.list()? {
             if !known.contains(&id) {
@@ -563,9 +484,7 @@ impl Engine {
                 main.update(&chunk);
                 md5.update(&chunk);
             }
-            self.meta
-                .set_content_digests(content.id, main.finish(md5.finish_hex()))
-                .await?;
+            self.meta.set_content_digests(content.id, main.finish(md5.finish_hex())).await?;
             self.metrics.digests_computed.inc();
             done += 1;
         }
@@ -582,27 +501,21 @@ impl Engine {
     /// metadata names exists with its size, and no stored blob is unknown to the metadata.
     pub async fn fsck(&self) -> CoreResult<FsckReport> {
         let (known, mut problems) = self.meta.check().await?;
-        let mut on_disk: std::collections::HashSet<String> =
-            self.blobs.list()?.into_iter().collect();
+        let mut on_disk: std::collections::HashSet<String> = self.blobs.list()?.into_iter().collect();
         for (id, size) in &known {
             match self.blobs.size(id)? {
                 None => problems.push(format!("blob {id} is in the metadata but missing on disk")),
-                Some(s) if s != *size => problems.push(format!(
-                    "blob {id} is {s} bytes on disk, {size} in the metadata"
-                )),
+                Some(s) if s != *size => {
+                    problems.push(format!("blob {id} is {s} bytes on disk, {size} in the metadata"))
+                }
                 _ => {}
             }
             on_disk.remove(id);
         }
         for id in on_disk {
-            problems.push(format!(
-                "blob {id} is on disk but unknown to the metadata (orphan)"
-            ));
+            problems.push(format!("blob {id} is on disk but unknown to the metadata (orphan)"));
         }
-        Ok(FsckReport {
-            blobs_checked: known.len() as u64,
-            problems,
-        })
+        Ok(FsckReport { blobs_checked: known.len() as u64, problems })
     }
 }
 

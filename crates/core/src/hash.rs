@@ -102,13 +102,7 @@ pub enum ChecksumAlgorithm {
 }
 
 impl ChecksumAlgorithm {
-    pub const ALL: [ChecksumAlgorithm; 5] = [
-        Self::Crc32,
-        Self::Crc32c,
-        Self::Crc64Nvme,
-        Self::Sha1,
-        Self::Sha256,
-    ];
+    pub const ALL: [ChecksumAlgorithm; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
 
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name.to_ascii_uppercase().as_str() {
@@ -174,10 +168,7 @@ mod tests {
         assert_eq!(d.crc32c, 0xE306_9283);
         assert_eq!(d.crc64nvme, 0xAE8B_1486_0A79_9888);
         assert_eq!(d.crc64xz, 0x995D_C9BB_DF19_39FA);
-        assert_eq!(
-            d.sha256,
-            "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225"
-        );
+        assert_eq!(d.sha256, "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225");
     }
 
     #[test]
@@ -185,14 +176,8 @@ mod tests {
         let d = digest_all(b"hello");
         // Values as the AWS SDKs compute them for "hello".
         assert_eq!(ChecksumAlgorithm::Crc32.encode(&d), "NhCmhg==");
-        assert_eq!(
-            ChecksumAlgorithm::Sha1.encode(&d),
-            "qvTGHdzF6KLavt4PO0gs2a6pQ00="
-        );
-        let etag = multipart_etag([
-            "5d41402abc4b2a76b9719d911017c592",
-            "5d41402abc4b2a76b9719d911017c592",
-        ]);
+        assert_eq!(ChecksumAlgorithm::Sha1.encode(&d), "qvTGHdzF6KLavt4PO0gs2a6pQ00=");
+        let etag = multipart_etag(["5d41402abc4b2a76b9719d911017c592", "5d41402abc4b2a76b9719d911017c592"]);
         assert!(etag.ends_with("-2"));
         assert_eq!(etag.len(), 32 + 2);
     }

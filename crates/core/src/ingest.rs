@@ -30,10 +30,7 @@ pub struct Staged {
 
 impl std::fmt::Debug for Staged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Staged")
-            .field("size", &self.size)
-            .field("digests", &self.digests)
-            .finish()
+        f.debug_struct("Staged").field("size", &self.size).field("digests", &self.digests).finish()
     }
 }
 
@@ -59,10 +56,7 @@ where
 {
     let temp = blobs.create_temp()?;
     let abandoned = Arc::new(AtomicBool::new(false));
-    let mut guard = AbandonGuard {
-        abandoned: abandoned.clone(),
-        finished: false,
-    };
+    let mut guard = AbandonGuard { abandoned: abandoned.clone(), finished: false };
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let (md5_tx, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -121,20 +115,12 @@ where
     drop(guard);
     drop(tx);
 
-    let written = write_task
-        .await
-        .map_err(|e| CoreError::Internal(e.to_string()))?;
-    let md5 = md5_task
-        .await
-        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    let written = write_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
+    let md5 = md5_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
     if let Some(msg) = failure {
         return Err(CoreError::Body(msg));
     }
     let (temp, main) = written?;
     let size = temp.len();
-    Ok(Staged {
-        temp,
-        size,
-        digests: main.finish(md5),
-    })
+    Ok(Staged { temp, size, digests: main.finish(md5) })
 }

@@ -38,19 +38,15 @@ pub async fn list(meta: &dyn MetaStore, bucket: &str, q: &ListQuery) -> CoreResu
     let delim = q.delimiter.as_deref().filter(|d| !d.is_empty());
     let roll_up = |key: &str| -> Option<String> {
         let d = delim?;
-        key[q.prefix.len()..]
-            .find(d)
-            .map(|pos| key[..q.prefix.len() + pos + d.len()].to_owned())
+        key[q.prefix.len()..].find(d).map(|pos| key[..q.prefix.len() + pos + d.len()].to_owned())
     };
     // Resuming after a common prefix means resuming after everything under it.
     let mut cursor = match &q.after {
         None => None,
-        Some(a) if a.starts_with(&q.prefix) && roll_up(a).as_deref() == Some(a.as_str()) => {
-            match prefix_successor(a) {
-                Some(s) => Some(Cursor::From(s)),
-                None => return Ok(out),
-            }
-        }
+        Some(a) if a.starts_with(&q.prefix) && roll_up(a).as_deref() == Some(a.as_str()) => match prefix_successor(a) {
+            Some(s) => Some(Cursor::From(s)),
+            None => return Ok(out),
+        },
         Some(a) => Some(Cursor::After(a.clone())),
     };
     loop {

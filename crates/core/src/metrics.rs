@@ -26,66 +26,26 @@ pub struct Metrics {
 impl Metrics {
     pub fn render(&self) -> String {
         let mut reg = Registry::with_prefix("chuan");
-        reg.register(
-            "ingested_bytes",
-            "Bytes received into the store",
-            self.bytes_ingested.clone(),
-        );
-        reg.register(
-            "objects_committed",
-            "Objects written",
-            self.objects_committed.clone(),
-        );
-        reg.register(
-            "parts_committed",
-            "Multipart parts written",
-            self.parts_committed.clone(),
-        );
+        reg.register("ingested_bytes", "Bytes received into the store", self.bytes_ingested.clone());
+        reg.register("objects_committed", "Objects written", self.objects_committed.clone());
+        reg.register("parts_committed", "Multipart parts written", self.parts_committed.clone());
         reg.register(
             "uploads_rejected",
             "Uploads refused after staging (digest mismatch, precondition)",
             self.uploads_rejected.clone(),
         );
-        reg.register(
-            "dedup_hits",
-            "Writes whose bytes were already stored",
-            self.dedup_hits.clone(),
-        );
-        reg.register(
-            "served_bytes",
-            "Bytes sent to clients",
-            self.bytes_served.clone(),
-        );
-        reg.register(
-            "blobs_freed",
-            "Unreferenced blobs removed by GC",
-            self.blobs_freed.clone(),
-        );
-        reg.register(
-            "temps_swept",
-            "Stale temporary files removed",
-            self.temps_swept.clone(),
-        );
-        reg.register(
-            "digests_computed",
-            "Whole-content digests computed in background",
-            self.digests_computed.clone(),
-        );
-        reg.register(
-            "digest_backlog",
-            "Contents waiting for whole-content digests",
-            self.digest_backlog.clone(),
-        );
+        reg.register("dedup_hits", "Writes whose bytes were already stored", self.dedup_hits.clone());
+        reg.register("served_bytes", "Bytes sent to clients", self.bytes_served.clone());
+        reg.register("blobs_freed", "Unreferenced blobs removed by GC", self.blobs_freed.clone());
+        reg.register("temps_swept", "Stale temporary files removed", self.temps_swept.clone());
+        reg.register("digests_computed", "Whole-content digests computed in background", self.digests_computed.clone());
+        reg.register("digest_backlog", "Contents waiting for whole-content digests", self.digest_backlog.clone());
         reg.register(
             "digest_lag_seconds",
             "Age of the oldest content waiting for digests",
             self.digest_lag_seconds.clone(),
         );
-        reg.register(
-            "http_requests",
-            "HTTP requests received",
-            self.http_requests.clone(),
-        );
+        reg.register("http_requests", "HTTP requests received", self.http_requests.clone());
         let mut out = String::new();
         let _ = encode(&mut out, &reg);
         out

@@ -17,10 +17,7 @@ pub fn validate_bucket(name: &str) -> CoreResult<()> {
     if name.len() < 3 || name.len() > 63 {
         return bad("must be 3 to 63 characters long");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-    {
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-') {
         return bad("only lower-case letters, digits, '.' and '-' are allowed");
     }
     let first = name.as_bytes()[0];
@@ -50,13 +47,8 @@ pub fn validate_key(key: &str) -> CoreResult<()> {
     if key.len() > MAX_KEY_BYTES {
         return Err(CoreError::KeyTooLong);
     }
-    if key
-        .chars()
-        .any(|c| c == '\0' || (c.is_control() && c != '\t'))
-    {
-        return Err(CoreError::InvalidKey(
-            "control characters are not allowed in keys".into(),
-        ));
+    if key.chars().any(|c| c == '\0' || (c.is_control() && c != '\t')) {
+        return Err(CoreError::InvalidKey("control characters are not allowed in keys".into()));
     }
     Ok(())
 }
@@ -95,14 +87,8 @@ mod tests {
 
     #[test]
     fn key_rules() {
-        assert!(
-            validate_key("../../etc/passwd").is_ok(),
-            "keys are opaque, never paths"
-        );
-        assert!(matches!(
-            validate_key(&"k".repeat(1025)),
-            Err(CoreError::KeyTooLong)
-        ));
+        assert!(validate_key("../../etc/passwd").is_ok(), "keys are opaque, never paths");
+        assert!(matches!(validate_key(&"k".repeat(1025)), Err(CoreError::KeyTooLong)));
         assert!(validate_key(&"k".repeat(1024)).is_ok());
         assert!(validate_key("a\0b").is_err());
         assert!(validate_key("").is_err());

@@ -10,8 +10,7 @@ use std::time::{Duration, SystemTime};
 use crate::model::BlobId;
 
 /// A stream of bytes read from a blob.
-pub type ByteStream =
-    std::pin::Pin<Box<dyn futures_core::Stream<Item = io::Result<Bytes>> + Send + Sync>>;
+pub type ByteStream = std::pin::Pin<Box<dyn futures_core::Stream<Item = io::Result<Bytes>> + Send + Sync>>;
 
 /// Bytes being written, not yet visible. Always a local file, so the write path can hash,
 /// write and fsync in one pass whatever the backend. Dropping it removes the file.
@@ -44,10 +43,7 @@ impl TempBlob {
 
     /// Make the bytes durable (the blob is still invisible).
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file
-            .as_mut()
-            .expect("temp blob already closed")
-            .sync_all()
+        self.file.as_mut().expect("temp blob already closed").sync_all()
     }
 
     pub fn len(&self) -> u64 {
@@ -117,10 +113,7 @@ impl LocalBlobStore {
         // Ids are produced by our own hasher, but they also arrive from metadata: never let
         // anything that is not 64 hex digits become a path.
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad blob id {id:?}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad blob id {id:?}")));
         }
         Ok(self.blobs.join(&id[0..2]).join(&id[2..4]).join(id))
     }
@@ -133,18 +126,9 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 #[async_trait]
 impl BlobStore for LocalBlobStore {
     fn create_temp(&self) -> io::Result<TempBlob> {
-        let path = self
-            .tmp
-            .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        Ok(TempBlob {
-            file: Some(file),
-            path,
-            written: 0,
-        })
+        let path = self.tmp.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        Ok(TempBlob { file: Some(file), path, written: 0 })
     }
 
     fn persist(&self, temp: TempBlob, id: &BlobId) -> io::Result<()> {

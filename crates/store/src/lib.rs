@@ -22,16 +22,13 @@ mod sqlite;
 
 pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
 pub use meta::{
-    CompleteUpload, ContentSource, ListPage, ListStart, MetaStore, NewContent, ObjectWrite,
-    PartWrite, StoreError, StoreResult, UploadListPage, WriteCondition,
+    CompleteUpload, ContentSource, ListPage, ListStart, MetaStore, NewContent, ObjectWrite, PartWrite, StoreError,
+    StoreResult, UploadListPage, WriteCondition,
 };
 pub use model::*;
 pub use sqlite::SqliteMetaStore;
 
 /// Milliseconds since the Unix epoch, the one time unit stored in metadata.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -135,12 +135,7 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> StoreResult<UploadListPage>;
     /// Adds or replaces a part (a replaced part's blob loses a reference).
     async fn put_part(&self, part: PartWrite) -> StoreResult<()>;
-    async fn list_parts(
-        &self,
-        upload_id: &str,
-        after: u32,
-        limit: usize,
-    ) -> StoreResult<Vec<PartRecord>>;
+    async fn list_parts(&self, upload_id: &str, after: u32, limit: usize) -> StoreResult<Vec<PartRecord>>;
     /// Turns the named parts into the extents of new content and points the upload's key at
     /// it; unnamed parts are dropped; the session is gone afterwards. No blob is copied.
     async fn complete_upload(&self, complete: CompleteUpload) -> StoreResult<ObjectRecord>;

@@ -21,11 +21,7 @@ pub struct Digests {
 impl Digests {
     /// (algorithm, digest) pairs as entered in the hash index.
     pub fn index_entries(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("md5", self.md5.clone()),
-            ("sha1", self.sha1.clone()),
-            ("sha256", self.sha256.clone()),
-        ]
+        vec![("md5", self.md5.clone()), ("sha1", self.sha1.clone()), ("sha256", self.sha256.clone())]
     }
 }
 

@@ -136,15 +136,10 @@ impl SqliteMetaStore {
         });
         {
             let guard = self.jobs.lock();
-            let sender = guard
-                .as_ref()
-                .ok_or_else(|| StoreError::Backend("metadata store closed".into()))?;
-            sender
-                .send(job)
-                .map_err(|_| StoreError::Backend("metadata writer stopped".into()))?;
+            let sender = guard.as_ref().ok_or_else(|| StoreError::Backend("metadata store closed".into()))?;
+            sender.send(job).map_err(|_| StoreError::Backend("metadata writer stopped".into()))?;
         }
-        rx.await
-            .map_err(|_| StoreError::Backend("metadata writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::Backend("metadata writer stopped".into()))?
     }
 
     async fn read<T: Send + 'static>(
@@ -187,8 +182,7 @@ fn writer_loop(conn: &mut Connection, rx: mpsc::Receiver<Job>) {
         }
         let mut replies = Vec::with_capacity(batch.len());
         let result = (|| -> rusqlite::Result<()> {
-            let mut txn =
-                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for job in batch.drain(..) {
                 replies.push(job(&mut txn));
             }
@@ -214,9 +208,8 @@ fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+    serde_json::from_str(s)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
@@ -294,13 +287,7 @@ fn blob_unref(txn: &Connection, id: &str) -> StoreResult<()> {
 fn insert_content(txn: &Connection, c: &NewContent) -> StoreResult<i64> {
     txn.execute(
         "INSERT INTO contents(size, refs, etag, digests, extents, created) VALUES(?1, 0, ?2, ?3, ?4, ?5)",
-        params![
-            c.size as i64,
-            c.etag,
-            c.digests.as_ref().map(to_json).transpose()?,
-            to_json(&c.extents)?,
-            now_ms()
-        ],
+        params![c.size as i64, c.etag, c.digests.as_ref().map(to_json).transpose()?, to_json(&c.extents)?, now_ms()],
     )
     .map_err(backend)?;
     let id = txn.last_insert_rowid();
@@ -327,26 +314,16 @@ fn index_content(txn: &Connection, id: i64, size: u64, d: &Digests) -> StoreResu
 /// Drops one object reference to a content; frees the content (and its blob references)
 /// when it was the last.
 fn content_unref(txn: &Connection, id: i64) -> StoreResult<()> {
-    txn.execute(
-        "UPDATE contents SET refs = refs - 1 WHERE id = ?1",
-        params![id],
-    )
-    .map_err(backend)?;
+    txn.execute("UPDATE contents SET refs = refs - 1 WHERE id = ?1", params![id]).map_err(backend)?;
     let row: Option<(i64, String)> = txn
-        .query_row(
-            "SELECT refs, extents FROM contents WHERE id = ?1",
-            params![id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT refs, extents FROM contents WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map_err(backend)?;
     if let Some((refs, extents)) = row {
         if refs <= 0 {
             let extents: Vec<Extent> = from_json(&extents).map_err(backend)?;
-            txn.execute("DELETE FROM contents WHERE id = ?1", params![id])
-                .map_err(backend)?;
-            txn.execute("DELETE FROM hash_index WHERE content = ?1", params![id])
-                .map_err(backend)?;
+            txn.execute("DELETE FROM contents WHERE id = ?1", params![id]).map_err(backend)?;
+            txn.execute("DELETE FROM hash_index WHERE content = ?1", params![id]).map_err(backend)?;
             for e in extents {
                 blob_unref(txn, &e.blob)?;
             }
@@ -376,19 +353,11 @@ fn set_object(
     modified_ms: i64,
 ) -> StoreResult<ObjectRecord> {
     let size: i64 = txn
-        .query_row(
-            "SELECT size FROM contents WHERE id = ?1",
-            params![content_id],
-            |r| r.get(0),
-        )
+        .query_row("SELECT size FROM contents WHERE id = ?1", params![content_id], |r| r.get(0))
         .optional()
         .map_err(backend)?
         .ok_or_else(|| StoreError::Conflict("content was freed meanwhile".into()))?;
-    txn.execute(
-        "UPDATE contents SET refs = refs + 1 WHERE id = ?1",
-        params![content_id],
-    )
-    .map_err(backend)?;
+    txn.execute("UPDATE contents SET refs = refs + 1 WHERE id = ?1", params![content_id]).map_err(backend)?;
     let old = get_object_tx(txn, bucket, key)?;
     txn.execute(
         "INSERT INTO objects(bucket, key, content, size, etag, modified, meta) VALUES(?1,?2,?3,?4,?5,?6,?7)
@@ -412,19 +381,15 @@ fn set_object(
 
 fn drop_upload(txn: &Connection, id: &str) -> StoreResult<()> {
     let blobs: Vec<String> = {
-        let mut st = txn
-            .prepare("SELECT blob FROM parts WHERE upload = ?1")
-            .map_err(backend)?;
+        let mut st = txn.prepare("SELECT blob FROM parts WHERE upload = ?1").map_err(backend)?;
         let rows = st.query_map(params![id], |r| r.get(0)).map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)?
     };
     for b in blobs {
         blob_unref(txn, &b)?;
     }
-    txn.execute("DELETE FROM parts WHERE upload = ?1", params![id])
-        .map_err(backend)?;
-    txn.execute("DELETE FROM uploads WHERE id = ?1", params![id])
-        .map_err(backend)?;
+    txn.execute("DELETE FROM parts WHERE upload = ?1", params![id]).map_err(backend)?;
+    txn.execute("DELETE FROM uploads WHERE id = ?1", params![id]).map_err(backend)?;
     Ok(())
 }
 
@@ -563,9 +528,7 @@ impl MetaStore for SqliteMetaStore {
             if busy {
                 return Err(StoreError::NotEmpty);
             }
-            let n = txn
-                .execute("DELETE FROM buckets WHERE name = ?1", params![name])
-                .map_err(backend)?;
+            let n = txn.execute("DELETE FROM buckets WHERE name = ?1", params![name]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -581,13 +544,9 @@ impl MetaStore for SqliteMetaStore {
 
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>> {
         self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"),
-                params![id],
-                content_from_row,
-            )
-            .optional()
-            .map_err(backend)
+            c.query_row(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"), params![id], content_from_row)
+                .optional()
+                .map_err(backend)
         })
         .await
     }
@@ -616,10 +575,7 @@ impl MetaStore for SqliteMetaStore {
             );
             let mut st = c.prepare_cached(&sql).map_err(backend)?;
             let rows = st
-                .query_map(
-                    params![bucket, from, prefix.len() as i64, prefix, limit as i64],
-                    object_from_row,
-                )
+                .query_map(params![bucket, from, prefix.len() as i64, prefix, limit as i64], object_from_row)
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })
@@ -643,28 +599,14 @@ impl MetaStore for SqliteMetaStore {
                 ContentSource::New(c) => (insert_content(txn, c)?, c.etag.clone()),
                 ContentSource::Existing(id) => {
                     let etag: String = txn
-                        .query_row(
-                            "SELECT etag FROM contents WHERE id = ?1",
-                            params![id],
-                            |r| r.get(0),
-                        )
+                        .query_row("SELECT etag FROM contents WHERE id = ?1", params![id], |r| r.get(0))
                         .optional()
                         .map_err(backend)?
-                        .ok_or_else(|| {
-                            StoreError::Conflict("content was freed meanwhile".into())
-                        })?;
+                        .ok_or_else(|| StoreError::Conflict("content was freed meanwhile".into()))?;
                     (*id, etag)
                 }
             };
-            set_object(
-                txn,
-                &w.bucket,
-                &w.key,
-                content_id,
-                &etag,
-                &w.meta,
-                w.modified_ms,
-            )
+            set_object(txn, &w.bucket, &w.key, content_id, &etag, &w.meta, w.modified_ms)
         })
         .await
     }
@@ -674,11 +616,8 @@ impl MetaStore for SqliteMetaStore {
         self.write(move |txn| {
             let old = get_object_tx(txn, &bucket, &key)?;
             if let Some(o) = &old {
-                txn.execute(
-                    "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
-                    params![bucket, key],
-                )
-                .map_err(backend)?;
+                txn.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, key])
+                    .map_err(backend)?;
                 content_unref(txn, o.content_id)?;
             }
             Ok(old)
@@ -714,19 +653,12 @@ impl MetaStore for SqliteMetaStore {
     async fn set_content_digests(&self, id: i64, d: Digests) -> StoreResult<()> {
         self.write(move |txn| {
             let size: Option<i64> = txn
-                .query_row(
-                    "SELECT size FROM contents WHERE id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT size FROM contents WHERE id = ?1", params![id], |r| r.get(0))
                 .optional()
                 .map_err(backend)?;
             let Some(size) = size else { return Ok(()) };
-            txn.execute(
-                "UPDATE contents SET digests = ?2 WHERE id = ?1",
-                params![id, to_json(&d)?],
-            )
-            .map_err(backend)?;
+            txn.execute("UPDATE contents SET digests = ?2 WHERE id = ?1", params![id, to_json(&d)?])
+                .map_err(backend)?;
             index_content(txn, id, size as u64, &d)
         })
         .await
@@ -766,9 +698,7 @@ impl MetaStore for SqliteMetaStore {
         limit: usize,
     ) -> StoreResult<UploadListPage> {
         let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
-        let (key_marker, id_marker) = after
-            .map(|(k, i)| (k.to_owned(), i.to_owned()))
-            .unwrap_or_default();
+        let (key_marker, id_marker) = after.map(|(k, i)| (k.to_owned(), i.to_owned())).unwrap_or_default();
         self.read(move |c| {
             let mut st = c
                 .prepare_cached(
@@ -780,14 +710,7 @@ impl MetaStore for SqliteMetaStore {
                 .map_err(backend)?;
             let rows = st
                 .query_map(
-                    params![
-                        bucket,
-                        prefix.len() as i64,
-                        prefix,
-                        key_marker,
-                        id_marker,
-                        limit as i64
-                    ],
+                    params![bucket, prefix.len() as i64, prefix, key_marker, id_marker, limit as i64],
                     upload_from_row,
                 )
                 .map_err(backend)?;
@@ -827,12 +750,7 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
-    async fn list_parts(
-        &self,
-        upload_id: &str,
-        after: u32,
-        limit: usize,
-    ) -> StoreResult<Vec<PartRecord>> {
+    async fn list_parts(&self, upload_id: &str, after: u32, limit: usize) -> StoreResult<Vec<PartRecord>> {
         let id = upload_id.to_owned();
         self.read(move |c| {
             let mut st = c
@@ -841,9 +759,7 @@ impl MetaStore for SqliteMetaStore {
                      WHERE upload = ?1 AND number > ?2 ORDER BY number LIMIT ?3",
                 )
                 .map_err(backend)?;
-            let rows = st
-                .query_map(params![id, after, limit as i64], part_from_row)
-                .map_err(backend)?;
+            let rows = st.query_map(params![id, after, limit as i64], part_from_row).map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })
         .await
@@ -877,34 +793,13 @@ impl MetaStore for SqliteMetaStore {
                     return Err(StoreError::Conflict(format!("part {number} has changed")));
                 }
                 size += part.size;
-                extents.push(Extent {
-                    blob: part.blob,
-                    size: part.size,
-                    digests: part.digests,
-                });
+                extents.push(Extent { blob: part.blob, size: part.size, digests: part.digests });
             }
             // A single extent already has whole-content digests; more need the background job.
-            let digests = if extents.len() == 1 {
-                Some(extents[0].digests.clone())
-            } else {
-                None
-            };
-            let content = NewContent {
-                size,
-                etag: cu.etag.clone(),
-                digests,
-                extents,
-            };
+            let digests = if extents.len() == 1 { Some(extents[0].digests.clone()) } else { None };
+            let content = NewContent { size, etag: cu.etag.clone(), digests, extents };
             let content_id = insert_content(txn, &content)?;
-            let obj = set_object(
-                txn,
-                &upload.bucket,
-                &upload.key,
-                content_id,
-                &cu.etag,
-                &upload.meta,
-                cu.modified_ms,
-            )?;
+            let obj = set_object(txn, &upload.bucket, &upload.key, content_id, &cu.etag, &upload.meta, cu.modified_ms)?;
             drop_upload(txn, &cu.upload_id)?;
             Ok(obj)
         })
@@ -915,11 +810,7 @@ impl MetaStore for SqliteMetaStore {
         let id = id.to_owned();
         self.write(move |txn| {
             let exists: bool = txn
-                .query_row(
-                    "SELECT EXISTS(SELECT 1 FROM uploads WHERE id = ?1)",
-                    params![id],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT EXISTS(SELECT 1 FROM uploads WHERE id = ?1)", params![id], |r| r.get(0))
                 .map_err(backend)?;
             if !exists {
                 return Err(StoreError::NotFound);
@@ -931,12 +822,9 @@ impl MetaStore for SqliteMetaStore {
 
     async fn unreferenced_blobs(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<BlobId>> {
         self.read(move |c| {
-            let mut st = c
-                .prepare("SELECT id FROM blobs WHERE refs <= 0 AND zero_since <= ?1 LIMIT ?2")
-                .map_err(backend)?;
-            let rows = st
-                .query_map(params![cutoff_ms, limit as i64], |r| r.get(0))
-                .map_err(backend)?;
+            let mut st =
+                c.prepare("SELECT id FROM blobs WHERE refs <= 0 AND zero_since <= ?1 LIMIT ?2").map_err(backend)?;
+            let rows = st.query_map(params![cutoff_ms, limit as i64], |r| r.get(0)).map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })
         .await
@@ -946,10 +834,7 @@ impl MetaStore for SqliteMetaStore {
         let id = id.to_owned();
         self.write(move |txn| {
             let n = txn
-                .execute(
-                    "DELETE FROM blobs WHERE id = ?1 AND refs <= 0 AND zero_since <= ?2",
-                    params![id, cutoff_ms],
-                )
+                .execute("DELETE FROM blobs WHERE id = ?1 AND refs <= 0 AND zero_since <= ?2", params![id, cutoff_ms])
                 .map_err(backend)?;
             Ok(n > 0)
         })
@@ -959,9 +844,7 @@ impl MetaStore for SqliteMetaStore {
     async fn stats(&self) -> StoreResult<StoreStats> {
         self.read(move |c| {
             let q = |sql: &str| -> StoreResult<u64> {
-                c.query_row(sql, [], |r| r.get::<_, i64>(0))
-                    .map(|v| v as u64)
-                    .map_err(backend)
+                c.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|v| v as u64).map_err(backend)
             };
             Ok(StoreStats {
                 buckets: q("SELECT count(*) FROM buckets")?,
@@ -1023,9 +906,7 @@ impl MetaStore for SqliteMetaStore {
             }
             // Content reference counts against objects.
             let mut st = c
-                .prepare(
-                    "SELECT c.id, c.refs, (SELECT count(*) FROM objects o WHERE o.content = c.id) FROM contents c",
-                )
+                .prepare("SELECT c.id, c.refs, (SELECT count(*) FROM objects o WHERE o.content = c.id) FROM contents c")
                 .map_err(backend)?;
             let mut rows = st.query([]).map_err(backend)?;
             while let Some(r) = rows.next().map_err(backend)? {

@@ -1,0 +1,79 @@
+//! The S3 dialect as the dispatcher sees it: one `handle` per request.
+
+use bytes::Bytes;
+use chuan_core::Engine;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use s3s::host::S3Host;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use std::sync::Arc;
+
+use crate::{ChuanS3, EngineAuth};
+
+pub struct S3Dialect {
+    service: S3Service,
+}
+
+impl S3Dialect {
+    /// `post_object_max_bytes` bounds the memory s3s uses to buffer a POST Object file part
+    /// while it checks the policy's `content-length-range`.
+    pub fn new(engine: Arc<Engine>, host: impl S3Host, post_object_max_bytes: u64) -> Self {
+        let mut builder = S3ServiceBuilder::new(ChuanS3::new(engine.clone()));
+        builder.set_auth(EngineAuth(engine));
+        builder.set_host(host);
+        let mut config = s3s::config::S3Config::default();
+        config.post_object_max_file_size = post_object_max_bytes;
+        builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(config))));
+        Self { service: builder.build() }
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<s3s::Body> {
+        let is_post = req.method() == http::Method::POST;
+        match self.service.call(req.map(s3s::Body::from)).await {
+            Ok(resp) if is_post && resp.status() == StatusCode::BAD_REQUEST => post_policy_fixup(resp).await,
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(error = ?e, "S3 request failed");
+                xml_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                )
+            }
+        }
+    }
+}
+
+fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{}</Message></Error>",
+        message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    );
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/xml")
+        .body(s3s::Body::from(body))
+        .expect("valid response")
+}
+
+/// s3s answers a POST Object whose form breaks a policy condition with 400
+/// `InvalidPolicyDocument`; S3 answers 403 `AccessDenied` ("Invalid according to Policy"),
+/// which is what browser upload code checks for. Error bodies are small, so reading one is fine.
+async fn post_policy_fixup(resp: Response<s3s::Body>) -> Response<s3s::Body> {
+    let (parts, body) = resp.into_parts();
+    let bytes: Bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    if text.contains("<Code>InvalidPolicyDocument</Code>") && text.contains("Policy condition") {
+        let detail = text
+            .split("<Message>")
+            .nth(1)
+            .and_then(|m| m.split("</Message>").next())
+            .unwrap_or("Policy Condition failed");
+        return xml_error(StatusCode::FORBIDDEN, "AccessDenied", &format!("Invalid according to Policy: {detail}"));
+    }
+    Response::from_parts(parts, s3s::Body::from(bytes))
+}

@@ -1,0 +1,326 @@
+//! Engine behaviour against the embedded stores (SQLite + local files) in a temp dir.
+
+use bytes::Bytes;
+use chuan_core::store::{LocalBlobStore, ObjectMeta, SqliteMetaStore, WriteCondition};
+use chuan_core::{CoreError, Engine, EngineConfig, ListQuery, Principal, PutTarget};
+use futures::StreamExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn open(dir: &Path) -> Arc<Engine> {
+    let meta = SqliteMetaStore::open(&dir.join("meta.db")).unwrap();
+    let blobs = LocalBlobStore::open(dir).unwrap();
+    let config = EngineConfig { min_part_size: 1024, ..Default::default() };
+    Arc::new(Engine::new(Arc::new(meta), Arc::new(blobs), config))
+}
+
+fn alice() -> Principal {
+    Principal { tenant: "alice".into(), access_key: "AK".into(), admin: false }
+}
+
+fn body(data: &[u8], chunk: usize) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let chunks: Vec<Result<Bytes, std::io::Error>> =
+        data.chunks(chunk.max(1)).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    futures::stream::iter(chunks)
+}
+
+fn target(bucket: &str, key: &str) -> PutTarget {
+    PutTarget { bucket: bucket.into(), key: key.into(), meta: ObjectMeta::default(), condition: None }
+}
+
+async fn put(e: &Engine, key: &str, data: &[u8]) -> chuan_core::store::ObjectRecord {
+    let staged = e.stage(body(data, 7919)).await.unwrap();
+    e.commit_put(&alice(), target("bkt", key), staged).await.unwrap()
+}
+
+async fn read_all(e: &Engine, key: &str) -> Vec<u8> {
+    let rec = e.head_object(&alice(), "bkt", key).await.unwrap();
+    let content = e.content(rec.content_id).await.unwrap();
+    let mut s = e.read(&content, 0, content.size);
+    let mut out = Vec::new();
+    while let Some(c) = s.next().await {
+        out.extend_from_slice(&c.unwrap());
+    }
+    out
+}
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn same_content_is_stored_once_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let data = pseudo_random(300_000, 1);
+    let a = put(&e, "a", &data).await;
+    let b = put(&e, "b", &data).await;
+    assert_eq!(a.etag, b.etag);
+    assert_eq!(a.etag, format!("{:x}", md5_of(&data)));
+    let stats = e.stats().await.unwrap();
+    assert_eq!(stats.logical_bytes, 600_000);
+    assert_eq!(stats.physical_bytes, 300_000);
+    assert_eq!(stats.blobs, 1);
+    assert_eq!(read_all(&e, "b").await, data);
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+fn md5_of(data: &[u8]) -> md5_hex::Hex {
+    md5_hex::Hex(chuan_core::hash::digest_all(data).md5)
+}
+
+mod md5_hex {
+    pub struct Hex(pub String);
+    impl std::fmt::LowerHex for Hex {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_fails_midway_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let broken = futures::stream::iter(vec![
+        Ok(Bytes::from(vec![1u8; 100_000])),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
+    ]);
+    let err = e.stage(broken).await.unwrap_err();
+    assert!(matches!(err, CoreError::Body(_)), "{err:?}");
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temp file left behind");
+    assert_eq!(e.stats().await.unwrap().blobs, 0);
+}
+
+#[tokio::test]
+async fn a_staged_body_dropped_before_commit_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    let staged = e.stage(body(b"never committed", 4)).await.unwrap();
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 1);
+    drop(staged);
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn multipart_completion_references_part_blobs_without_copying() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let up = e.create_upload(&alice(), "bkt", "big", ObjectMeta::default()).await.unwrap();
+    let parts: Vec<Vec<u8>> = (0..3).map(|i| pseudo_random(2048 + i * 10, i as u64 + 10)).collect();
+    // Out of order, as parallel clients send them.
+    let mut etags = vec![String::new(); 3];
+    for i in [2usize, 0, 1] {
+        let staged = e.stage(body(&parts[i], 1000)).await.unwrap();
+        etags[i] = e.commit_part(&up, i as u32 + 1, staged).await.unwrap().etag;
+    }
+    let before = e.stats().await.unwrap().physical_bytes;
+    let list: Vec<(u32, String)> = etags.iter().enumerate().map(|(i, t)| (i as u32 + 1, t.clone())).collect();
+    let (rec, _) = e.complete_upload(&up, &list).await.unwrap();
+    assert_eq!(e.stats().await.unwrap().physical_bytes, before, "completion must not write part data again");
+    assert!(rec.etag.ends_with("-3"));
+    let all: Vec<u8> = parts.concat();
+    assert_eq!(read_all(&e, "big").await, all);
+    // The background job gives assembled content its whole-file digests.
+    assert_eq!(e.stats().await.unwrap().pending_digests, 1);
+    assert_eq!(e.compute_pending_digests(10).await.unwrap(), 1);
+    let content = e.content(rec.content_id).await.unwrap();
+    assert_eq!(content.digests.unwrap(), chuan_core::hash::digest_all(&all));
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn multipart_rules_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let up = e.create_upload(&alice(), "bkt", "k", ObjectMeta::default()).await.unwrap();
+    let small = e.stage(body(b"tiny", 4)).await.unwrap();
+    let t1 = e.commit_part(&up, 1, small).await.unwrap().etag;
+    let big = e.stage(body(&pseudo_random(5000, 3), 999)).await.unwrap();
+    let t2 = e.commit_part(&up, 2, big).await.unwrap().etag;
+    let r = e.complete_upload(&up, &[(2, t2.clone()), (1, t1.clone())]).await;
+    assert!(matches!(r, Err(CoreError::InvalidPartOrder)));
+    let r = e.complete_upload(&up, &[(1, t1.clone()), (2, t2.clone())]).await;
+    assert!(matches!(r, Err(CoreError::EntityTooSmall { part: 1, .. })), "{r:?}");
+    let r = e.complete_upload(&up, &[(1, "0".repeat(32))]).await;
+    assert!(matches!(r, Err(CoreError::InvalidPart(_))));
+    // The last part may be small.
+    e.complete_upload(&up, &[(2, t2), (3, t1)]).await.unwrap_err();
+    e.abort_upload(&up).await.unwrap();
+    assert!(matches!(e.upload(&alice(), "bkt", "k", &up.id).await, Err(CoreError::NoSuchUpload)));
+    // Aborted parts' blobs become unreferenced and are freed by GC.
+    let report = e.gc(Duration::ZERO).await.unwrap();
+    assert_eq!(report.blobs_freed, 2);
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn gc_waits_for_the_grace_period_and_a_reupload_rescues_the_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let data = pseudo_random(10_000, 5);
+    put(&e, "a", &data).await;
+    e.delete_object(&alice(), "bkt", "a").await.unwrap();
+    assert_eq!(e.stats().await.unwrap().unreferenced_blobs, 1);
+    assert_eq!(e.gc(Duration::from_secs(3600)).await.unwrap().blobs_freed, 0, "freed inside the grace period");
+    // The same bytes arrive again before GC runs: the blob is referenced again and survives.
+    put(&e, "b", &data).await;
+    assert_eq!(e.gc(Duration::ZERO).await.unwrap().blobs_freed, 0);
+    assert_eq!(read_all(&e, "b").await, data);
+    e.delete_object(&alice(), "bkt", "b").await.unwrap();
+    let r = e.gc(Duration::ZERO).await.unwrap();
+    assert_eq!((r.blobs_freed, r.bytes_freed), (1, 10_000));
+    assert_eq!(e.stats().await.unwrap().physical_bytes, 0);
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_uploads_and_gc_never_lose_a_referenced_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let data = Arc::new(pseudo_random(50_000, 9));
+    let mut tasks = Vec::new();
+    for round in 0..20 {
+        let e2 = e.clone();
+        let e = e.clone();
+        let data = data.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("k{}", round % 3);
+            put(&e, &key, &data).await;
+            e.delete_object(&alice(), "bkt", &key).await.unwrap();
+            put(&e, &key, &data).await;
+        }));
+        let gc_engine = e2.clone();
+        tasks.push(tokio::spawn(async move {
+            gc_engine.gc(Duration::ZERO).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for k in ["k0", "k1", "k2"] {
+        assert_eq!(read_all(&e, k).await, *data);
+    }
+    let report = e.fsck().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[tokio::test]
+async fn listing_rolls_up_prefixes_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    for k in ["a/1", "a/2", "b", "c/x/1", "c/y", "d", "d/"] {
+        put(&e, k, k.as_bytes()).await;
+    }
+    let q = ListQuery { prefix: String::new(), delimiter: Some("/".into()), after: None, max_keys: 1000 };
+    let r = e.list_objects(&alice(), "bkt", &q).await.unwrap();
+    let keys: Vec<_> = r.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["b", "d"]);
+    assert_eq!(r.common_prefixes, ["a/", "c/", "d/"]);
+    assert!(!r.truncated);
+    // Page two at a time and get the same sequence.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let q = ListQuery { prefix: String::new(), delimiter: Some("/".into()), after: after.clone(), max_keys: 2 };
+        let r = e.list_objects(&alice(), "bkt", &q).await.unwrap();
+        seen.extend(r.objects.iter().map(|o| o.key.clone()));
+        seen.extend(r.common_prefixes.clone());
+        if !r.truncated {
+            break;
+        }
+        after = r.next_after;
+    }
+    seen.sort();
+    assert_eq!(seen, ["a/", "b", "c/", "d", "d/"]);
+    let q = ListQuery { prefix: "c/".into(), delimiter: Some("/".into()), after: None, max_keys: 1000 };
+    let r = e.list_objects(&alice(), "bkt", &q).await.unwrap();
+    assert_eq!(r.common_prefixes, ["c/x/"]);
+    assert_eq!(r.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["c/y"]);
+}
+
+#[tokio::test]
+async fn tenants_cannot_touch_each_others_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let bob = Principal { tenant: "bob".into(), access_key: "BK".into(), admin: false };
+    assert!(matches!(e.head_object(&bob, "bkt", "x").await, Err(CoreError::AccessDenied)));
+    assert!(matches!(e.delete_bucket(&bob, "bkt").await, Err(CoreError::AccessDenied)));
+    assert!(matches!(e.create_bucket(&bob, "bkt", None).await, Err(CoreError::BucketExists)));
+}
+
+#[tokio::test]
+async fn conditional_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let first = put(&e, "k", b"one").await;
+    let staged = e.stage(body(b"two", 3)).await.unwrap();
+    let mut t = target("bkt", "k");
+    t.condition = Some(WriteCondition::Absent);
+    assert!(matches!(e.commit_put(&alice(), t, staged).await, Err(CoreError::PreconditionFailed)));
+    let staged = e.stage(body(b"two", 3)).await.unwrap();
+    let mut t = target("bkt", "k");
+    t.condition = Some(WriteCondition::EtagIs(first.etag.clone()));
+    e.commit_put(&alice(), t, staged).await.unwrap();
+    assert_eq!(read_all(&e, "k").await, b"two");
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn everything_survives_reopening_the_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let upload_id;
+    {
+        let e = open(dir.path());
+        e.create_bucket(&alice(), "bkt", None).await.unwrap();
+        put(&e, "kept", b"durable bytes").await;
+        let up = e.create_upload(&alice(), "bkt", "later", ObjectMeta::default()).await.unwrap();
+        let staged = e.stage(body(b"part one", 3)).await.unwrap();
+        e.commit_part(&up, 1, staged).await.unwrap();
+        upload_id = up.id;
+    }
+    let e = open(dir.path());
+    assert_eq!(read_all(&e, "kept").await, b"durable bytes");
+    let up = e.upload(&alice(), "bkt", "later", &upload_id).await.unwrap();
+    let parts = e.list_parts(&up, 0, 100).await.unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].size, 8);
+}
+
+#[tokio::test]
+async fn many_concurrent_small_writes_commit_in_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move {
+            put(&e, &format!("small/{i:04}"), format!("body {i}").as_bytes()).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let q = ListQuery { prefix: "small/".into(), delimiter: None, after: None, max_keys: 1000 };
+    assert_eq!(e.list_objects(&alice(), "bkt", &q).await.unwrap().objects.len(), 200);
+    assert_eq!(read_all(&e, "small/0123").await, b"body 123");
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of the project: Rust unit and integration tests, then the protocol
+# compatibility suite (real aws CLI and boto3 against a live `chuan serve`).
+# Installs what it needs (project-local venv, Debian packages) idempotently.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+echo "== setup: python venv with the real client SDKs"
+scripts/setup-venv.sh
+
+echo "== build: release binary"
+cargo build --release --locked
+
+echo "== rust tests"
+cargo test --release --locked --workspace
+
+echo "== compatibility suite (aws CLI, boto3, curl against chuan serve)"
+CHUAN_BIN="$ROOT/target/release/chuan" .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider "$@"
