@@ -103,6 +103,66 @@ fn user_metadata(rec: &ObjectRecord) -> Option<Metadata> {
 
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
+/// GetObjectOutput and HeadObjectOutput carry the same object headers under the same field
+/// names; this fills them from the record.
+macro_rules! object_headers {
+    ($out:ty, $rec:expr, $content:expr, { $($field:ident: $value:expr),* $(,)? }) => {
+        <$out>::default().with(|o: &mut $out| {
+            o.accept_ranges = Some("bytes".into());
+            o.e_tag = Some(ETag::Strong($rec.etag.clone()));
+            o.last_modified = Some(timestamp($rec.modified_ms));
+            o.content_type = Some($rec.meta.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()));
+            o.content_encoding = $rec.meta.content_encoding.clone();
+            o.content_disposition = $rec.meta.content_disposition.clone();
+            o.content_language = $rec.meta.content_language.clone();
+            o.cache_control = $rec.meta.cache_control.clone();
+            o.expires = expires(&$rec.meta);
+            o.metadata = user_metadata(&$rec);
+            o.parts_count = ($content.extents.len() > 1).then_some($content.extents.len() as i32);
+            $(o.$field = $value;)*
+        })
+    };
+}
+
+/// Fills the checksum fields of an output when the client asked with `ChecksumMode: ENABLED`
+/// (never for a partial range, as S3).
+macro_rules! checksum_fields {
+    ($out:expr, $mode:expr, $whole:expr, $rec:expr, $content:expr) => {
+        if $whole && $mode.as_ref().is_some_and(|m: &ChecksumMode| m.as_str() == ChecksumMode::ENABLED) {
+            if let Some((alg, value, ty)) = object_checksum(&$rec, &$content) {
+                let slot = match alg {
+                    ChecksumAlgorithm::Crc32 => &mut $out.checksum_crc32,
+                    ChecksumAlgorithm::Crc32c => &mut $out.checksum_crc32c,
+                    ChecksumAlgorithm::Crc64Nvme => &mut $out.checksum_crc64nvme,
+                    ChecksumAlgorithm::Sha1 => &mut $out.checksum_sha1,
+                    ChecksumAlgorithm::Sha256 => &mut $out.checksum_sha256,
+                };
+                *slot = Some(value);
+                $out.checksum_type = Some(ty);
+            }
+        }
+    };
+}
+
+trait With: Sized {
+    fn with(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
+}
+impl<T> With for T {}
+
+/// The byte range a request selects: `[start, end)` and its `Content-Range`.
+fn select_range(range: &Option<Range>, size: u64) -> S3Result<(u64, u64, Option<String>)> {
+    match range {
+        None => Ok((0, size, None)),
+        Some(r) => {
+            let range = r.check(size).map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
+            Ok((range.start, range.end, Some(format!("bytes {}-{}/{}", range.start, range.end - 1, size))))
+        }
+    }
+}
+
 pub async fn get_object(
     engine: &Engine,
     p: &Principal,
@@ -120,46 +180,14 @@ pub async fn get_object(
         },
     )?;
     let content = engine.content(rec.content_id).await.s3()?;
-    let size = content.size;
-    let (start, end, content_range) = match &input.range {
-        None => (0, size, None),
-        Some(r) => {
-            let range = r.check(size).map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
-            (range.start, range.end, Some(format!("bytes {}-{}/{}", range.start, range.end - 1, size)))
-        }
-    };
-    let stream = engine.read(&content, start, end);
-    let body = StreamingBlob::wrap(stream);
-    let mut out = GetObjectOutput {
+    let (start, end, content_range) = select_range(&input.range, content.size)?;
+    let body = StreamingBlob::wrap(engine.read(&content, start, end));
+    let mut out = object_headers!(GetObjectOutput, rec, content, {
         body: Some(body),
-        accept_ranges: Some("bytes".into()),
         content_length: Some((end - start) as i64),
-        content_range,
-        e_tag: Some(ETag::Strong(rec.etag.clone())),
-        last_modified: Some(timestamp(rec.modified_ms)),
-        content_type: Some(rec.meta.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into())),
-        content_encoding: rec.meta.content_encoding.clone(),
-        content_disposition: rec.meta.content_disposition.clone(),
-        content_language: rec.meta.content_language.clone(),
-        cache_control: rec.meta.cache_control.clone(),
-        expires: expires(&rec.meta),
-        metadata: user_metadata(&rec),
-        parts_count: (content.extents.len() > 1).then_some(content.extents.len() as i32),
-        ..Default::default()
-    };
-    let whole = start == 0 && end == size;
-    if whole && input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED) {
-        if let Some((alg, value, ty)) = object_checksum(&rec, &content) {
-            match alg {
-                ChecksumAlgorithm::Crc32 => out.checksum_crc32 = Some(value),
-                ChecksumAlgorithm::Crc32c => out.checksum_crc32c = Some(value),
-                ChecksumAlgorithm::Crc64Nvme => out.checksum_crc64nvme = Some(value),
-                ChecksumAlgorithm::Sha1 => out.checksum_sha1 = Some(value),
-                ChecksumAlgorithm::Sha256 => out.checksum_sha256 = Some(value),
-            }
-            out.checksum_type = Some(ty);
-        }
-    }
+        content_range: content_range,
+    });
+    checksum_fields!(out, input.checksum_mode, start == 0 && end == content.size, rec, content);
     Ok(S3Response::new(out))
 }
 
@@ -180,41 +208,11 @@ pub async fn head_object(
         },
     )?;
     let content = engine.content(rec.content_id).await.s3()?;
-    let (len, content_range) = match &input.range {
-        None => (content.size, None),
-        Some(r) => {
-            let range =
-                r.check(content.size).map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
-            (range.end - range.start, Some(format!("bytes {}-{}/{}", range.start, range.end - 1, content.size)))
-        }
-    };
-    let mut out = HeadObjectOutput {
-        accept_ranges: Some("bytes".into()),
-        content_length: Some(len as i64),
-        content_range,
-        e_tag: Some(ETag::Strong(rec.etag.clone())),
-        last_modified: Some(timestamp(rec.modified_ms)),
-        content_type: Some(rec.meta.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into())),
-        content_encoding: rec.meta.content_encoding.clone(),
-        content_disposition: rec.meta.content_disposition.clone(),
-        content_language: rec.meta.content_language.clone(),
-        cache_control: rec.meta.cache_control.clone(),
-        expires: expires(&rec.meta),
-        metadata: user_metadata(&rec),
-        parts_count: (content.extents.len() > 1).then_some(content.extents.len() as i32),
-        ..Default::default()
-    };
-    if input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED) {
-        if let Some((alg, value, ty)) = object_checksum(&rec, &content) {
-            match alg {
-                ChecksumAlgorithm::Crc32 => out.checksum_crc32 = Some(value),
-                ChecksumAlgorithm::Crc32c => out.checksum_crc32c = Some(value),
-                ChecksumAlgorithm::Crc64Nvme => out.checksum_crc64nvme = Some(value),
-                ChecksumAlgorithm::Sha1 => out.checksum_sha1 = Some(value),
-                ChecksumAlgorithm::Sha256 => out.checksum_sha256 = Some(value),
-            }
-            out.checksum_type = Some(ty);
-        }
-    }
+    let (start, end, content_range) = select_range(&input.range, content.size)?;
+    let mut out = object_headers!(HeadObjectOutput, rec, content, {
+        content_length: Some((end - start) as i64),
+        content_range: content_range,
+    });
+    checksum_fields!(out, input.checksum_mode, start == 0 && end == content.size, rec, content);
     Ok(S3Response::new(out))
 }

@@ -85,11 +85,7 @@ pub async fn handle(
     state.engine.metrics.http_requests.inc();
     normalise_target(&mut req);
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
-        || req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v != "0");
+        || req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0");
     let resp = match classify(req.uri(), req.headers()) {
         Dialect::Chuan => {
             admin::handle(&state.engine, req.method(), req.uri().path(), req.uri().query(), req.headers()).await
