@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{CoreError, CoreResult};
-use crate::hash::{multipart_etag, MainHasher, Md5Hasher};
+use crate::hash::{multipart_etag, AllHasher};
 use crate::ingest::{self, Staged};
 use crate::metrics::Metrics;
 use crate::names::{validate_bucket, validate_key};
@@ -476,15 +476,12 @@ impl Engine {
         self.metrics.digest_backlog.set(pending.len() as i64);
         let mut done = 0;
         for content in pending {
-            let mut main = MainHasher::default();
-            let mut md5 = Md5Hasher::default();
+            let mut hasher = AllHasher::default();
             let mut stream = self.read(&content, 0, content.size);
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
-                main.update(&chunk);
-                md5.update(&chunk);
+                hasher.update(&chunk?);
             }
-            self.meta.set_content_digests(content.id, main.finish(md5.finish_hex())).await?;
+            self.meta.set_content_digests(content.id, hasher.finish()).await?;
             self.metrics.digests_computed.inc();
             done += 1;
         }

@@ -1,8 +1,9 @@
 //! The write path: one pass over the body that writes a temporary blob and feeds every hasher.
 //!
-//! Three stages connected by small bounded channels, so memory stays at a few chunks whatever
-//! the body size: the async pump (reads the request body), a blocking writer thread (file
-//! write, SHA-1, SHA-256, CRCs, periodic write-back), and a blocking MD5 thread. When the body
+//! Stages connected by small bounded channels, so memory stays at a few chunks whatever the
+//! body size: the async pump (reads the request body), a blocking writer thread (file write,
+//! SHA-256, CRCs, periodic write-back), and blocking MD5 and SHA-1 threads (the two slowest
+//! hashes; see `hash.rs` for the figures). When the body
 //! ends the writer fsyncs the file; the blob is still invisible until a commit renames it into
 //! place and records it in metadata.
 
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
-use crate::hash::{MainHasher, Md5Hasher};
+use crate::hash::{MainHasher, Md5Hasher, Sha1Hasher};
 
 /// Chunks in flight between stages.
 const CHANNEL_DEPTH: usize = 8;
@@ -60,10 +61,18 @@ where
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let (md5_tx, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let (sha1_tx, mut sha1_rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
 
     let md5_task = tokio::task::spawn_blocking(move || {
         let mut h = Md5Hasher::default();
         while let Some(b) = md5_rx.blocking_recv() {
+            h.update(&b);
+        }
+        h.finish_hex()
+    });
+    let sha1_task = tokio::task::spawn_blocking(move || {
+        let mut h = Sha1Hasher::default();
+        while let Some(b) = sha1_rx.blocking_recv() {
             h.update(&b);
         }
         h.finish_hex()
@@ -74,8 +83,8 @@ where
         let mut h = MainHasher::default();
         let mut since_writeback = 0usize;
         while let Some(b) = rx.blocking_recv() {
-            if md5_tx.blocking_send(b.clone()).is_err() {
-                return Err(CoreError::Internal("md5 hasher stopped".into()));
+            if md5_tx.blocking_send(b.clone()).is_err() || sha1_tx.blocking_send(b.clone()).is_err() {
+                return Err(CoreError::Internal("hasher thread stopped".into()));
             }
             h.update(&b);
             temp.write_all(&b)?;
@@ -86,6 +95,7 @@ where
             }
         }
         drop(md5_tx);
+        drop(sha1_tx);
         if writer_abandoned.load(Ordering::SeqCst) {
             return Err(CoreError::IncompleteBody);
         }
@@ -117,10 +127,11 @@ where
 
     let written = write_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
     let md5 = md5_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
+    let sha1 = sha1_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
     if let Some(msg) = failure {
         return Err(CoreError::Body(msg));
     }
     let (temp, main) = written?;
     let size = temp.len();
-    Ok(Staged { temp, size, digests: main.finish(md5) })
+    Ok(Staged { temp, size, digests: main.finish(md5, sha1) })
 }
