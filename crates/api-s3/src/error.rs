@@ -28,6 +28,8 @@ pub fn to_s3_error(e: CoreError) -> S3Error {
         }
         CoreError::PreconditionFailed => (C::PreconditionFailed, "At least one of the preconditions you specified did not hold.".to_owned()),
         CoreError::AccessDenied => (C::AccessDenied, "Access Denied".to_owned()),
+        CoreError::AlreadyExists => (C::InvalidRequest, "The destination name is already taken.".to_owned()),
+        CoreError::SlowDown => (C::SlowDown, "Please reduce your request rate.".to_owned()),
         CoreError::InvalidRange => (C::InvalidRange, "The requested range is not satisfiable".to_owned()),
         CoreError::InvalidArgument(m) => (C::InvalidArgument, m.clone()),
         CoreError::Io(_) | CoreError::Internal(_) => {

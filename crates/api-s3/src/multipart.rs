@@ -209,7 +209,7 @@ pub async fn complete_multipart_upload(
             }
         }
     }
-    let (rec, chosen) = engine.complete_upload(&upload, &parts).await.s3()?;
+    let (rec, chosen) = engine.complete_upload(&upload, &parts, Default::default()).await.s3()?;
     let mut out = CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),

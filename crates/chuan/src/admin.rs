@@ -41,6 +41,7 @@ pub async fn create_tenant(engine: &Engine, name: &str) -> anyhow::Result<NewCre
             tenant: name.to_owned(),
             kind: "s3".into(),
             created_ms: chuan_core::store::now_ms(),
+            expires_ms: None,
         })
         .await?;
     Ok(cred)

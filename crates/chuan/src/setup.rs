@@ -56,6 +56,7 @@ pub async fn ensure_root_credentials(engine: &Engine, data: &Path) -> anyhow::Re
             tenant: "root".into(),
             kind: "root".into(),
             created_ms: chuan_core::store::now_ms(),
+            expires_ms: None,
         })
         .await?;
     Ok((ak, sk, generated))

@@ -28,11 +28,18 @@ pub struct EngineConfig {
     /// Smallest multipart part but the last (S3: 5 MiB).
     pub min_part_size: u64,
     pub region: String,
+    /// How long a native instant-upload challenge may be answered.
+    pub challenge_ttl: Duration,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { gc_grace: Duration::from_secs(15 * 60), min_part_size: 5 << 20, region: "us-east-1".into() }
+        Self {
+            gc_grace: Duration::from_secs(15 * 60),
+            min_part_size: 5 << 20,
+            region: "us-east-1".into(),
+            challenge_ttl: Duration::from_secs(60),
+        }
     }
 }
 
@@ -51,9 +58,10 @@ impl BlobLocks {
 }
 
 pub struct Engine {
-    meta: Arc<dyn MetaStore>,
+    pub(crate) meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     locks: BlobLocks,
+    pub(crate) limiter: crate::instant::ProbeLimiter,
     pub config: EngineConfig,
     pub metrics: Arc<Metrics>,
 }
@@ -64,6 +72,15 @@ pub struct GcReport {
     pub blobs_freed: u64,
     pub bytes_freed: u64,
     pub temps_removed: u64,
+}
+
+/// Extras a dialect may attach to a multipart completion.
+#[derive(Debug, Clone, Default)]
+pub struct CompleteOptions {
+    /// The id the new object must have (announced to the client at upload start).
+    pub object_id: Option<String>,
+    /// Whole-content digests the dialect already computed (to verify a client's claim).
+    pub digests: Option<Digests>,
 }
 
 /// What a request to write an object carries besides its bytes.
@@ -77,7 +94,15 @@ pub struct PutTarget {
 
 impl Engine {
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, config: EngineConfig) -> Self {
-        Self { meta, blobs, locks: BlobLocks::new(), config, metrics: Arc::new(Metrics::default()) }
+        Self {
+            meta,
+            blobs,
+            locks: BlobLocks::new(),
+            // Existence probes: bursts of 50, 20 a second sustained, per access key.
+            limiter: crate::instant::ProbeLimiter::new(50.0, 20.0),
+            config,
+            metrics: Arc::new(Metrics::default()),
+        }
     }
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
@@ -88,7 +113,8 @@ impl Engine {
 
     /// Resolves an access key of any dialect to its secret and principal.
     pub async fn credential(&self, access_key: &str) -> CoreResult<Option<(String, Principal)>> {
-        Ok(self.meta.get_credential(access_key).await?.map(|c| {
+        let now = now_ms();
+        Ok(self.meta.get_credential(access_key).await?.filter(|c| c.expires_ms.is_none_or(|e| e > now)).map(|c| {
             let principal =
                 Principal { tenant: c.tenant.clone(), access_key: c.access_key.clone(), admin: c.kind == "root" };
             (c.secret, principal)
@@ -184,6 +210,7 @@ impl Engine {
             extents: vec![extent],
         };
         let write = ObjectWrite {
+            id: None,
             bucket: target.bucket,
             key: target.key,
             content: ContentSource::New(content),
@@ -210,6 +237,7 @@ impl Engine {
         self.bucket_for(p, &dst.bucket).await?;
         let src = self.meta.get_object(src_bucket, src_key).await?.ok_or(CoreError::NoSuchKey)?;
         let write = ObjectWrite {
+            id: None,
             bucket: dst.bucket,
             key: dst.key,
             content: ContentSource::Existing(src.content_id),
@@ -285,6 +313,18 @@ impl Engine {
         key: &str,
         meta: ObjectMeta,
     ) -> CoreResult<UploadRecord> {
+        self.create_upload_with_state(p, bucket, key, meta, "{}".into()).await
+    }
+
+    /// An upload session carrying the dialect's protocol state (JSON).
+    pub async fn create_upload_with_state(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta,
+        state: String,
+    ) -> CoreResult<UploadRecord> {
         validate_key(key)?;
         let b = self.bucket_for(p, bucket).await?;
         let rec = UploadRecord {
@@ -294,6 +334,7 @@ impl Engine {
             tenant: b.tenant,
             created_ms: now_ms(),
             meta,
+            state,
         };
         self.meta.create_upload(rec.clone()).await?;
         Ok(rec)
@@ -359,6 +400,7 @@ impl Engine {
         &self,
         upload: &UploadRecord,
         parts: &[(u32, String)],
+        options: CompleteOptions,
     ) -> CoreResult<(ObjectRecord, Vec<PartRecord>)> {
         if parts.is_empty() {
             return Err(CoreError::InvalidPart("at least one part must be listed".into()));
@@ -392,6 +434,8 @@ impl Engine {
             parts: chosen.iter().map(|p| (p.number, p.etag.clone())).collect(),
             etag,
             modified_ms: now_ms(),
+            object_id: options.object_id,
+            digests: options.digests,
         };
         let rec = match self.meta.complete_upload(complete).await {
             Err(StoreError::NotFound) => return Err(CoreError::NoSuchUpload),
@@ -400,6 +444,63 @@ impl Engine {
         };
         self.metrics.objects_committed.inc();
         Ok((rec, chosen))
+    }
+
+    /// The session by id alone, checked against the principal's tenant (dialects whose part
+    /// URLs carry only the upload id).
+    pub async fn upload_by_id(&self, p: &Principal, upload_id: &str) -> CoreResult<UploadRecord> {
+        match self.meta.get_upload(upload_id).await? {
+            Some(u) if u.tenant == p.tenant || p.admin => Ok(u),
+            _ => Err(CoreError::NoSuchUpload),
+        }
+    }
+
+    /// Whole-content digests of a multipart content, computed by reading its parts (the
+    /// background job does the same later for contents nobody waits for).
+    pub async fn digest_parts(&self, parts: &[PartRecord]) -> CoreResult<Digests> {
+        if parts.len() == 1 {
+            return Ok(parts[0].digests.clone());
+        }
+        let content = ContentRecord {
+            id: 0,
+            size: parts.iter().map(|p| p.size).sum(),
+            etag: String::new(),
+            digests: None,
+            extents: parts
+                .iter()
+                .map(|p| Extent { blob: p.blob.clone(), size: p.size, digests: p.digests.clone() })
+                .collect(),
+            refs: 0,
+        };
+        let mut hasher = AllHasher::default();
+        let mut stream = self.read(&content, 0, content.size);
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk?);
+        }
+        Ok(hasher.finish())
+    }
+
+    pub async fn object_by_id(&self, p: &Principal, bucket: &str, id: &str) -> CoreResult<ObjectRecord> {
+        self.bucket_for(p, bucket).await?;
+        self.meta.get_object_by_id(bucket, id).await?.ok_or(CoreError::NoSuchKey)
+    }
+
+    /// Renames an object (and with `prefix`, everything under a folder key), keeping ids.
+    pub async fn rename(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        from: &str,
+        to: &str,
+        prefix: bool,
+    ) -> CoreResult<ObjectRecord> {
+        validate_key(to)?;
+        self.bucket_for(p, bucket).await?;
+        match self.meta.rename(bucket, from, to, prefix).await {
+            Err(StoreError::Exists) => Err(CoreError::AlreadyExists),
+            Err(StoreError::NotFound) => Err(CoreError::NoSuchKey),
+            r => Ok(r?),
+        }
     }
 
     pub async fn abort_upload(&self, upload: &UploadRecord) -> CoreResult<()> {

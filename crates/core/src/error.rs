@@ -34,6 +34,10 @@ pub enum CoreError {
     PreconditionFailed,
     #[error("access denied")]
     AccessDenied,
+    #[error("the name is already taken")]
+    AlreadyExists,
+    #[error("too many requests; slow down")]
+    SlowDown,
     #[error("invalid range")]
     InvalidRange,
     #[error("invalid argument: {0}")]

@@ -13,9 +13,14 @@ use md5::{Digest as _, Md5};
 use sha1::Sha1;
 use sha2::Sha256;
 
+/// Bytes covered by the head digest (Aliyun Drive's `pre_hash`).
+pub const HEAD_BYTES: usize = 1024;
+
 /// Everything but MD5 and SHA-1.
 pub struct MainHasher {
     sha256: Sha256,
+    head: Sha1,
+    head_len: usize,
     crc32: Crc,
     crc32c: Crc,
     crc64nvme: Crc,
@@ -26,6 +31,8 @@ impl Default for MainHasher {
     fn default() -> Self {
         Self {
             sha256: Sha256::new(),
+            head: Sha1::new(),
+            head_len: 0,
             crc32: Crc::new(CrcAlgorithm::Crc32IsoHdlc),
             crc32c: Crc::new(CrcAlgorithm::Crc32Iscsi),
             crc64nvme: Crc::new(CrcAlgorithm::Crc64Nvme),
@@ -36,6 +43,11 @@ impl Default for MainHasher {
 
 impl MainHasher {
     pub fn update(&mut self, data: &[u8]) {
+        if self.head_len < HEAD_BYTES {
+            let take = (HEAD_BYTES - self.head_len).min(data.len());
+            self.head.update(&data[..take]);
+            self.head_len += take;
+        }
         self.sha256.update(data);
         self.crc32.update(data);
         self.crc32c.update(data);
@@ -53,6 +65,7 @@ impl MainHasher {
             crc32c: self.crc32c.finalize() as u32,
             crc64nvme: self.crc64nvme.finalize(),
             crc64xz: self.crc64xz.finalize(),
+            sha1_head: hex::encode(self.head.finalize()),
         }
     }
 }

@@ -15,6 +15,7 @@
 pub mod error;
 pub mod hash;
 pub mod ingest;
+pub mod instant;
 pub mod names;
 
 mod engine;
@@ -22,8 +23,9 @@ mod list;
 mod metrics;
 
 pub use chuan_store as store;
-pub use engine::{Engine, EngineConfig, GcReport, Principal, PutTarget};
+pub use engine::{CompleteOptions, Engine, EngineConfig, GcReport, Principal, PutTarget};
 pub use error::{CoreError, CoreResult};
 pub use ingest::Staged;
+pub use instant::{ChallengeOutcome, Possession};
 pub use list::{ListQuery, ListResult};
 pub use metrics::Metrics;

@@ -21,9 +21,20 @@ pub struct Metrics {
     /// Age in seconds of the oldest content waiting for digests.
     pub digest_lag_seconds: Gauge,
     pub http_requests: Counter,
+    /// Instant uploads granted (any protocol).
+    pub instant_hits: Counter,
+    /// Counters registered by dialects for their own operations.
+    dialect: parking_lot::Mutex<Vec<(String, String, Counter)>>,
 }
 
 impl Metrics {
+    /// A counter of a dialect's own (rendered as `chuan_<name>_total`).
+    pub fn register_counter(&self, name: &str, help: &str) -> Counter {
+        let c = Counter::default();
+        self.dialect.lock().push((name.to_owned(), help.to_owned(), c.clone()));
+        c
+    }
+
     pub fn render(&self) -> String {
         let mut reg = Registry::with_prefix("chuan");
         reg.register("ingested_bytes", "Bytes received into the store", self.bytes_ingested.clone());
@@ -46,6 +57,10 @@ impl Metrics {
             self.digest_lag_seconds.clone(),
         );
         reg.register("http_requests", "HTTP requests received", self.http_requests.clone());
+        reg.register("instant_hits", "Instant uploads granted (no bytes received)", self.instant_hits.clone());
+        for (name, help, c) in self.dialect.lock().iter() {
+            reg.register(name.clone(), help.clone(), c.clone());
+        }
         let mut out = String::new();
         let _ = encode(&mut out, &reg);
         out

@@ -128,7 +128,7 @@ async fn multipart_completion_references_part_blobs_without_copying() {
     }
     let before = e.stats().await.unwrap().physical_bytes;
     let list: Vec<(u32, String)> = etags.iter().enumerate().map(|(i, t)| (i as u32 + 1, t.clone())).collect();
-    let (rec, _) = e.complete_upload(&up, &list).await.unwrap();
+    let (rec, _) = e.complete_upload(&up, &list, Default::default()).await.unwrap();
     assert_eq!(e.stats().await.unwrap().physical_bytes, before, "completion must not write part data again");
     assert!(rec.etag.ends_with("-3"));
     let all: Vec<u8> = parts.concat();
@@ -151,14 +151,14 @@ async fn multipart_rules_are_enforced() {
     let t1 = e.commit_part(&up, 1, small).await.unwrap().etag;
     let big = e.stage(body(&pseudo_random(5000, 3), 999)).await.unwrap();
     let t2 = e.commit_part(&up, 2, big).await.unwrap().etag;
-    let r = e.complete_upload(&up, &[(2, t2.clone()), (1, t1.clone())]).await;
+    let r = e.complete_upload(&up, &[(2, t2.clone()), (1, t1.clone())], Default::default()).await;
     assert!(matches!(r, Err(CoreError::InvalidPartOrder)));
-    let r = e.complete_upload(&up, &[(1, t1.clone()), (2, t2.clone())]).await;
+    let r = e.complete_upload(&up, &[(1, t1.clone()), (2, t2.clone())], Default::default()).await;
     assert!(matches!(r, Err(CoreError::EntityTooSmall { part: 1, .. })), "{r:?}");
-    let r = e.complete_upload(&up, &[(1, "0".repeat(32))]).await;
+    let r = e.complete_upload(&up, &[(1, "0".repeat(32))], Default::default()).await;
     assert!(matches!(r, Err(CoreError::InvalidPart(_))));
     // The last part may be small.
-    e.complete_upload(&up, &[(2, t2), (3, t1)]).await.unwrap_err();
+    e.complete_upload(&up, &[(2, t2), (3, t1)], Default::default()).await.unwrap_err();
     e.abort_upload(&up).await.unwrap();
     assert!(matches!(e.upload(&alice(), "bkt", "k", &up.id).await, Err(CoreError::NoSuchUpload)));
     // Aborted parts' blobs become unreferenced and are freed by GC.

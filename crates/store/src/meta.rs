@@ -50,6 +50,8 @@ pub enum WriteCondition {
 
 #[derive(Debug, Clone)]
 pub struct ObjectWrite {
+    /// The id for a new object (a new random one if `None`); an overwritten object keeps its own.
+    pub id: Option<String>,
     pub bucket: String,
     pub key: String,
     pub content: ContentSource,
@@ -76,6 +78,10 @@ pub struct CompleteUpload {
     pub parts: Vec<(u32, String)>,
     pub etag: String,
     pub modified_ms: i64,
+    /// The id for the new object (a new random one if `None`).
+    pub object_id: Option<String>,
+    /// Whole-content digests when the caller already computed them.
+    pub digests: Option<Digests>,
 }
 
 /// Where an ordered scan begins.
@@ -97,6 +103,11 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn put_credential(&self, cred: CredentialRecord) -> StoreResult<()>;
     async fn get_credential(&self, access_key: &str) -> StoreResult<Option<CredentialRecord>>;
     async fn list_credentials(&self) -> StoreResult<Vec<CredentialRecord>>;
+    async fn delete_credential(&self, access_key: &str) -> StoreResult<()>;
+
+    // --- settings shared by every node (URL-signing keys, ...)
+    /// The setting's value, storing `init` first if it has none.
+    async fn setting_or_init(&self, name: &str, init: String) -> StoreResult<String>;
 
     // --- buckets
     async fn create_bucket(&self, bucket: BucketRecord) -> StoreResult<()>;
@@ -107,6 +118,12 @@ pub trait MetaStore: Send + Sync + 'static {
 
     // --- objects and contents
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
+    async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>>;
+    /// Moves the object at `from` to `to` (keeping its id), and with `prefix` every key under
+    /// `from` too (folder rename). Fails with `Exists` if `to` is taken.
+    async fn rename(&self, bucket: &str, from: &str, to: &str, prefix: bool) -> StoreResult<ObjectRecord>;
+    /// Whether any object of the tenant's buckets points at this content.
+    async fn tenant_holds_content(&self, tenant: &str, content_id: i64) -> StoreResult<bool>;
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>>;
     /// Objects with `key` starting with `prefix`, from `start` on, in byte order.
     async fn list_objects(
@@ -118,8 +135,8 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> StoreResult<ListPage>;
     async fn put_object(&self, write: ObjectWrite) -> StoreResult<ObjectRecord>;
     async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
-    /// The hash index: content with this digest and size.
-    async fn find_content(&self, algo: &str, digest: &str, size: u64) -> StoreResult<Option<i64>>;
+    /// The hash index: contents with this digest and size.
+    async fn find_content(&self, algo: &str, digest: &str, size: u64) -> StoreResult<Vec<i64>>;
     async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>>;
     async fn set_content_digests(&self, id: i64, digests: Digests) -> StoreResult<()>;
 
@@ -140,6 +157,14 @@ pub trait MetaStore: Send + Sync + 'static {
     /// it; unnamed parts are dropped; the session is gone afterwards. No blob is copied.
     async fn complete_upload(&self, complete: CompleteUpload) -> StoreResult<ObjectRecord>;
     async fn abort_upload(&self, id: &str) -> StoreResult<()>;
+
+    // --- proof-of-possession challenges
+    async fn create_challenge(&self, c: ChallengeRecord) -> StoreResult<()>;
+    /// Marks the challenge used and returns it, with whether it had already been used: each
+    /// can be answered once.
+    async fn take_challenge(&self, id: &str) -> StoreResult<Option<(ChallengeRecord, bool)>>;
+    /// Forgets challenges that expired before `cutoff_ms`.
+    async fn purge_challenges(&self, cutoff_ms: i64) -> StoreResult<u64>;
 
     // --- garbage collection and checks
     /// Blobs with no reference since before `cutoff_ms`.

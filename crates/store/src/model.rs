@@ -16,12 +16,19 @@ pub struct Digests {
     pub crc32c: u32,
     pub crc64nvme: u64,
     pub crc64xz: u64,
+    /// SHA-1 of the first 1,024 bytes (Aliyun Drive's `pre_hash`).
+    #[serde(default)]
+    pub sha1_head: String,
 }
 
 impl Digests {
     /// (algorithm, digest) pairs as entered in the hash index.
     pub fn index_entries(&self) -> Vec<(&'static str, String)> {
-        vec![("md5", self.md5.clone()), ("sha1", self.sha1.clone()), ("sha256", self.sha256.clone())]
+        let mut v = vec![("md5", self.md5.clone()), ("sha1", self.sha1.clone()), ("sha256", self.sha256.clone())];
+        if !self.sha1_head.is_empty() {
+            v.push(("sha1_head", self.sha1_head.clone()));
+        }
+        v
     }
 }
 
@@ -74,6 +81,9 @@ pub struct ObjectMeta {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRecord {
+    /// Stable identity (40 hex digits): kept across overwrite and rename, used as Aliyun
+    /// Drive's `file_id`.
+    pub id: String,
     pub bucket: String,
     pub key: String,
     pub content_id: i64,
@@ -101,6 +111,8 @@ pub struct CredentialRecord {
     /// Which dialect's credential this is (`s3`, ...); root credentials are `root`.
     pub kind: String,
     pub created_ms: i64,
+    /// When the credential stops working (tokens); `None` for long-lived keys.
+    pub expires_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +123,9 @@ pub struct UploadRecord {
     pub tenant: String,
     pub created_ms: i64,
     pub meta: ObjectMeta,
+    /// Protocol state the dialect keeps with the session (JSON: expected size and digest,
+    /// part sizes, target names...). Empty object for plain S3 uploads.
+    pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,4 +163,19 @@ pub struct StoreStats {
 pub struct FsckReport {
     pub blobs_checked: u64,
     pub problems: Vec<String>,
+}
+
+/// A single-use proof-of-possession challenge (native instant upload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeRecord {
+    pub id: String,
+    pub tenant: String,
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    pub nonce: String,
+    pub ranges: Vec<(u64, u64)>,
+    pub proof_required: bool,
+    pub expires_ms: i64,
 }

@@ -36,7 +36,10 @@ pub struct SqliteMetaStore {
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS credentials(
     access_key TEXT PRIMARY KEY, secret TEXT NOT NULL, tenant TEXT NOT NULL,
-    kind TEXT NOT NULL, created INTEGER NOT NULL);
+    kind TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER);
+CREATE TABLE IF NOT EXISTS settings(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS challenges(id TEXT PRIMARY KEY, record TEXT NOT NULL, expires INTEGER NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS buckets(
     name TEXT PRIMARY KEY, tenant TEXT NOT NULL, public INTEGER NOT NULL,
     region TEXT NOT NULL, created INTEGER NOT NULL);
@@ -53,12 +56,13 @@ CREATE TABLE IF NOT EXISTS hash_index(
 CREATE INDEX IF NOT EXISTS hash_index_content ON hash_index(content);
 CREATE TABLE IF NOT EXISTS objects(
     bucket TEXT NOT NULL, key TEXT NOT NULL, content INTEGER NOT NULL, size INTEGER NOT NULL,
-    etag TEXT NOT NULL, modified INTEGER NOT NULL, meta TEXT NOT NULL,
+    etag TEXT NOT NULL, modified INTEGER NOT NULL, meta TEXT NOT NULL, id TEXT NOT NULL,
     PRIMARY KEY(bucket, key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS objects_content ON objects(content);
+CREATE UNIQUE INDEX IF NOT EXISTS objects_id ON objects(bucket, id);
 CREATE TABLE IF NOT EXISTS uploads(
     id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, tenant TEXT NOT NULL,
-    created INTEGER NOT NULL, meta TEXT NOT NULL);
+    created INTEGER NOT NULL, meta TEXT NOT NULL, state TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, id);
 CREATE TABLE IF NOT EXISTS parts(
     upload TEXT NOT NULL, number INTEGER NOT NULL, blob TEXT NOT NULL, size INTEGER NOT NULL,
@@ -214,6 +218,7 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
 
 fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     Ok(ObjectRecord {
+        id: row.get(7)?,
         bucket: row.get(0)?,
         key: row.get(1)?,
         content_id: row.get(2)?,
@@ -224,7 +229,12 @@ fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     })
 }
 
-const OBJECT_COLS: &str = "bucket, key, content, size, etag, modified, meta";
+const OBJECT_COLS: &str = "bucket, key, content, size, etag, modified, meta, id";
+
+/// A new object id: 40 hex digits, the shape of Aliyun Drive file ids.
+fn new_object_id() -> String {
+    format!("{}{:08x}", uuid::Uuid::new_v4().simple(), rand::random::<u32>())
+}
 
 fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRecord> {
     let digests: Option<String> = row.get(4)?;
@@ -248,6 +258,7 @@ fn upload_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRecord> {
         tenant: row.get(3)?,
         created_ms: row.get(4)?,
         meta: from_json(&row.get::<_, String>(5)?)?,
+        state: row.get(6)?,
     })
 }
 
@@ -351,6 +362,7 @@ fn set_object(
     etag: &str,
     meta: &ObjectMeta,
     modified_ms: i64,
+    new_id: Option<&str>,
 ) -> StoreResult<ObjectRecord> {
     let size: i64 = txn
         .query_row("SELECT size FROM contents WHERE id = ?1", params![content_id], |r| r.get(0))
@@ -359,16 +371,21 @@ fn set_object(
         .ok_or_else(|| StoreError::Conflict("content was freed meanwhile".into()))?;
     txn.execute("UPDATE contents SET refs = refs + 1 WHERE id = ?1", params![content_id]).map_err(backend)?;
     let old = get_object_tx(txn, bucket, key)?;
+    let id = match &old {
+        Some(o) => o.id.clone(),
+        None => new_id.map(str::to_owned).unwrap_or_else(new_object_id),
+    };
     txn.execute(
-        "INSERT INTO objects(bucket, key, content, size, etag, modified, meta) VALUES(?1,?2,?3,?4,?5,?6,?7)
+        "INSERT INTO objects(bucket, key, content, size, etag, modified, meta, id) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)
          ON CONFLICT(bucket, key) DO UPDATE SET content=?3, size=?4, etag=?5, modified=?6, meta=?7",
-        params![bucket, key, content_id, size, etag, modified_ms, to_json(meta)?],
+        params![bucket, key, content_id, size, etag, modified_ms, to_json(meta)?, id],
     )
     .map_err(backend)?;
     if let Some(old) = old {
         content_unref(txn, old.content_id)?;
     }
     Ok(ObjectRecord {
+        id,
         bucket: bucket.to_owned(),
         key: key.to_owned(),
         content_id,
@@ -398,9 +415,9 @@ impl MetaStore for SqliteMetaStore {
     async fn put_credential(&self, c: CredentialRecord) -> StoreResult<()> {
         self.write(move |txn| {
             txn.execute(
-                "INSERT INTO credentials(access_key, secret, tenant, kind, created) VALUES(?1,?2,?3,?4,?5)
-                 ON CONFLICT(access_key) DO UPDATE SET secret=?2, tenant=?3, kind=?4",
-                params![c.access_key, c.secret, c.tenant, c.kind, c.created_ms],
+                "INSERT INTO credentials(access_key, secret, tenant, kind, created, expires) VALUES(?1,?2,?3,?4,?5,?6)
+                 ON CONFLICT(access_key) DO UPDATE SET secret=?2, tenant=?3, kind=?4, expires=?6",
+                params![c.access_key, c.secret, c.tenant, c.kind, c.created_ms, c.expires_ms],
             )
             .map_err(backend)?;
             Ok(())
@@ -412,7 +429,7 @@ impl MetaStore for SqliteMetaStore {
         let ak = access_key.to_owned();
         self.read(move |c| {
             c.query_row(
-                "SELECT access_key, secret, tenant, kind, created FROM credentials WHERE access_key = ?1",
+                "SELECT access_key, secret, tenant, kind, created, expires FROM credentials WHERE access_key = ?1",
                 params![ak],
                 |r| {
                     Ok(CredentialRecord {
@@ -421,6 +438,7 @@ impl MetaStore for SqliteMetaStore {
                         tenant: r.get(2)?,
                         kind: r.get(3)?,
                         created_ms: r.get(4)?,
+                        expires_ms: r.get(5)?,
                     })
                 },
             )
@@ -433,7 +451,9 @@ impl MetaStore for SqliteMetaStore {
     async fn list_credentials(&self) -> StoreResult<Vec<CredentialRecord>> {
         self.read(move |c| {
             let mut st = c
-                .prepare("SELECT access_key, secret, tenant, kind, created FROM credentials ORDER BY access_key")
+                .prepare(
+                    "SELECT access_key, secret, tenant, kind, created, expires FROM credentials ORDER BY access_key",
+                )
                 .map_err(backend)?;
             let rows = st
                 .query_map([], |r| {
@@ -443,10 +463,30 @@ impl MetaStore for SqliteMetaStore {
                         tenant: r.get(2)?,
                         kind: r.get(3)?,
                         created_ms: r.get(4)?,
+                        expires_ms: r.get(5)?,
                     })
                 })
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_credential(&self, access_key: &str) -> StoreResult<()> {
+        let ak = access_key.to_owned();
+        self.write(move |txn| {
+            txn.execute("DELETE FROM credentials WHERE access_key = ?1", params![ak]).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn setting_or_init(&self, name: &str, init: String) -> StoreResult<String> {
+        let name = name.to_owned();
+        self.write(move |txn| {
+            txn.execute("INSERT OR IGNORE INTO settings(name, value) VALUES(?1, ?2)", params![name, init])
+                .map_err(backend)?;
+            txn.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0)).map_err(backend)
         })
         .await
     }
@@ -542,6 +582,71 @@ impl MetaStore for SqliteMetaStore {
         self.read(move |c| get_object_tx(c, &bucket, &key)).await
     }
 
+    async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>> {
+        let (bucket, id) = (bucket.to_owned(), id.to_owned());
+        self.read(move |c| {
+            c.query_row(
+                &format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND id = ?2"),
+                params![bucket, id],
+                object_from_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn rename(&self, bucket: &str, from: &str, to: &str, prefix: bool) -> StoreResult<ObjectRecord> {
+        let (bucket, from, to) = (bucket.to_owned(), from.to_owned(), to.to_owned());
+        self.write(move |txn| {
+            if get_object_tx(txn, &bucket, &to)?.is_some() {
+                return Err(StoreError::Exists);
+            }
+            let n = if prefix {
+                // Children first would collide with nothing: keys under `to` are checked below.
+                let clash: bool = txn
+                    .query_row(
+                        "SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?1
+                           AND substr(CAST(key AS BLOB), 1, ?2) = CAST(?3 AS BLOB))",
+                        params![bucket, to.len() as i64, to],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                if clash {
+                    return Err(StoreError::Exists);
+                }
+                txn.execute(
+                    "UPDATE objects SET key = ?4 || substr(key, ?2 + 1)
+                     WHERE bucket = ?1 AND substr(CAST(key AS BLOB), 1, ?2) = CAST(?3 AS BLOB)",
+                    params![bucket, from.len() as i64, from, to],
+                )
+                .map_err(backend)?
+            } else {
+                txn.execute("UPDATE objects SET key = ?3 WHERE bucket = ?1 AND key = ?2", params![bucket, from, to])
+                    .map_err(backend)?
+            };
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            get_object_tx(txn, &bucket, &to)?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn tenant_holds_content(&self, tenant: &str, content_id: i64) -> StoreResult<bool> {
+        let tenant = tenant.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM objects o JOIN buckets b ON b.name = o.bucket
+                   WHERE o.content = ?1 AND b.tenant = ?2)",
+                params![content_id, tenant],
+                |r| r.get(0),
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>> {
         self.read(move |c| {
             c.query_row(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"), params![id], content_from_row)
@@ -606,7 +711,7 @@ impl MetaStore for SqliteMetaStore {
                     (*id, etag)
                 }
             };
-            set_object(txn, &w.bucket, &w.key, content_id, &etag, &w.meta, w.modified_ms)
+            set_object(txn, &w.bucket, &w.key, content_id, &etag, &w.meta, w.modified_ms, w.id.as_deref())
         })
         .await
     }
@@ -625,16 +730,16 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
-    async fn find_content(&self, algo: &str, digest: &str, size: u64) -> StoreResult<Option<i64>> {
+    async fn find_content(&self, algo: &str, digest: &str, size: u64) -> StoreResult<Vec<i64>> {
         let (algo, digest) = (algo.to_owned(), digest.to_owned());
         self.read(move |c| {
-            c.query_row(
-                "SELECT content FROM hash_index WHERE algo = ?1 AND digest = ?2 AND size = ?3 LIMIT 1",
-                params![algo, digest, size as i64],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)
+            let mut st = c
+                .prepare_cached(
+                    "SELECT content FROM hash_index WHERE algo = ?1 AND digest = ?2 AND size = ?3 ORDER BY content LIMIT 16",
+                )
+                .map_err(backend)?;
+            let rows = st.query_map(params![algo, digest, size as i64], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
         })
         .await
     }
@@ -667,8 +772,8 @@ impl MetaStore for SqliteMetaStore {
     async fn create_upload(&self, u: UploadRecord) -> StoreResult<()> {
         self.write(move |txn| {
             txn.execute(
-                "INSERT INTO uploads(id, bucket, key, tenant, created, meta) VALUES(?1,?2,?3,?4,?5,?6)",
-                params![u.id, u.bucket, u.key, u.tenant, u.created_ms, to_json(&u.meta)?],
+                "INSERT INTO uploads(id, bucket, key, tenant, created, meta, state) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+                params![u.id, u.bucket, u.key, u.tenant, u.created_ms, to_json(&u.meta)?, u.state],
             )
             .map_err(backend)?;
             Ok(())
@@ -680,7 +785,7 @@ impl MetaStore for SqliteMetaStore {
         let id = id.to_owned();
         self.read(move |c| {
             c.query_row(
-                "SELECT id, bucket, key, tenant, created, meta FROM uploads WHERE id = ?1",
+                "SELECT id, bucket, key, tenant, created, meta, state FROM uploads WHERE id = ?1",
                 params![id],
                 upload_from_row,
             )
@@ -702,7 +807,7 @@ impl MetaStore for SqliteMetaStore {
         self.read(move |c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT id, bucket, key, tenant, created, meta FROM uploads
+                    "SELECT id, bucket, key, tenant, created, meta, state FROM uploads
                      WHERE bucket = ?1 AND substr(CAST(key AS BLOB), 1, ?2) = CAST(?3 AS BLOB)
                        AND (key > ?4 OR (key = ?4 AND id > ?5))
                      ORDER BY key, id LIMIT ?6",
@@ -769,7 +874,7 @@ impl MetaStore for SqliteMetaStore {
         self.write(move |txn| {
             let upload = txn
                 .query_row(
-                    "SELECT id, bucket, key, tenant, created, meta FROM uploads WHERE id = ?1",
+                    "SELECT id, bucket, key, tenant, created, meta, state FROM uploads WHERE id = ?1",
                     params![cu.upload_id],
                     upload_from_row,
                 )
@@ -799,7 +904,21 @@ impl MetaStore for SqliteMetaStore {
             let digests = if extents.len() == 1 { Some(extents[0].digests.clone()) } else { None };
             let content = NewContent { size, etag: cu.etag.clone(), digests, extents };
             let content_id = insert_content(txn, &content)?;
-            let obj = set_object(txn, &upload.bucket, &upload.key, content_id, &cu.etag, &upload.meta, cu.modified_ms)?;
+            let obj = set_object(
+                txn,
+                &upload.bucket,
+                &upload.key,
+                content_id,
+                &cu.etag,
+                &upload.meta,
+                cu.modified_ms,
+                cu.object_id.as_deref(),
+            )?;
+            if let Some(d) = &cu.digests {
+                txn.execute("UPDATE contents SET digests = ?2 WHERE id = ?1", params![content_id, to_json(d)?])
+                    .map_err(backend)?;
+                index_content(txn, content_id, size, d)?;
+            }
             drop_upload(txn, &cu.upload_id)?;
             Ok(obj)
         })
@@ -816,6 +935,42 @@ impl MetaStore for SqliteMetaStore {
                 return Err(StoreError::NotFound);
             }
             drop_upload(txn, &id)
+        })
+        .await
+    }
+
+    async fn create_challenge(&self, c: ChallengeRecord) -> StoreResult<()> {
+        self.write(move |txn| {
+            txn.execute(
+                "INSERT INTO challenges(id, record, expires) VALUES(?1, ?2, ?3)",
+                params![c.id, to_json(&c)?, c.expires_ms],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_challenge(&self, id: &str) -> StoreResult<Option<(ChallengeRecord, bool)>> {
+        let id = id.to_owned();
+        self.write(move |txn| {
+            let row: Option<(String, bool)> = txn
+                .query_row("SELECT record, used FROM challenges WHERE id = ?1", params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(backend)?;
+            let Some((record, used)) = row else { return Ok(None) };
+            txn.execute("UPDATE challenges SET used = 1 WHERE id = ?1", params![id]).map_err(backend)?;
+            Ok(Some((from_json(&record).map_err(backend)?, used)))
+        })
+        .await
+    }
+
+    async fn purge_challenges(&self, cutoff_ms: i64) -> StoreResult<u64> {
+        self.write(move |txn| {
+            let n = txn.execute("DELETE FROM challenges WHERE expires < ?1", params![cutoff_ms]).map_err(backend)?;
+            Ok(n as u64)
         })
         .await
     }
