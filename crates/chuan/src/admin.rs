@@ -1,17 +1,23 @@
-//! Chuan's own endpoints under `/_chuan/`: health, metrics, and the admin API.
+//! Chuan's own endpoints under `/_chuan/`: health, metrics, the native instant-upload API,
+//! and the admin API.
 //!
-//! The admin API takes HTTP Basic auth with a root access key and secret
-//! (`curl -u AK:SK`), over loopback or TLS-terminating proxies only.
+//! The admin API takes HTTP Basic auth with a root access key and secret (`curl -u AK:SK`);
+//! the native API takes any tenant's S3 key pair the same way. Use them over loopback or
+//! behind TLS.
 
 use base64::Engine as _;
 use bytes::Bytes;
 use chuan_core::store::CredentialRecord;
-use chuan_core::Engine;
+use chuan_core::{Engine, Principal};
 use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use std::time::Duration;
 
-pub type Resp = Response<s3s::Body>;
+pub type Resp = Response<chuan_api_common::Body>;
+
+/// Bodies of Chuan's own endpoints are small JSON documents.
+const MAX_BODY: usize = 64 << 10;
 
 #[derive(Serialize)]
 pub struct NewCredential {
@@ -51,37 +57,33 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
     Response::builder()
         .status(status)
         .header("content-type", content_type)
-        .body(s3s::Body::from(body.into()))
+        .body(chuan_api_common::full(body.into()))
         .expect("valid response")
 }
 
-fn json(status: StatusCode, v: &impl Serialize) -> Resp {
+pub fn json(status: StatusCode, v: &impl Serialize) -> Resp {
     respond(status, "application/json", serde_json::to_vec(v).unwrap_or_default())
 }
 
-fn error(status: StatusCode, msg: &str) -> Resp {
+pub fn error(status: StatusCode, msg: &str) -> Resp {
     json(status, &serde_json::json!({ "error": msg }))
 }
 
-async fn is_root(engine: &Engine, headers: &http::HeaderMap) -> bool {
-    let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let Some(b64) = auth.strip_prefix("Basic ") else {
-        return false;
-    };
-    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
-        return false;
-    };
-    let Ok(text) = String::from_utf8(raw) else {
-        return false;
-    };
-    let Some((ak, sk)) = text.split_once(':') else {
-        return false;
-    };
+fn unauthorized(msg: &str) -> Resp {
+    let mut r = error(StatusCode::UNAUTHORIZED, msg);
+    r.headers_mut().insert("www-authenticate", http::HeaderValue::from_static("Basic realm=\"chuan\""));
+    r
+}
+
+/// The principal behind HTTP Basic credentials (access key : secret).
+async fn basic_principal(engine: &Engine, headers: &http::HeaderMap) -> Option<Principal> {
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(auth.strip_prefix("Basic ")?.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (ak, sk) = text.split_once(':')?;
     match engine.credential(ak).await {
-        Ok(Some((secret, p))) => p.admin && constant_time_eq(secret.as_bytes(), sk.as_bytes()),
-        _ => false,
+        Ok(Some((secret, p))) if constant_time_eq(secret.as_bytes(), sk.as_bytes()) => Some(p),
+        _ => None,
     }
 }
 
@@ -94,34 +96,45 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 }
 
 /// Handles a request whose path starts with `/_chuan/`.
-pub async fn handle(
-    engine: &Engine,
-    method: &Method,
-    path: &str,
-    query: Option<&str>,
-    headers: &http::HeaderMap,
-) -> Resp {
+pub async fn handle(state: &crate::dispatch::State, req: http::Request<hyper::body::Incoming>) -> Resp {
+    let engine = &state.engine;
+    let (parts, body) = req.into_parts();
+    let (method, path, query, headers) = (&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers);
     match (method, path) {
-        (&Method::GET | &Method::HEAD, "/_chuan/health") => respond(StatusCode::OK, "text/plain", "ok\n"),
-        (&Method::GET, "/_chuan/metrics") => respond(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            engine.metrics.render(),
-        ),
-        (_, p) if p.starts_with("/_chuan/admin/") => {
-            if !is_root(engine, headers).await {
-                let mut r =
-                    error(StatusCode::UNAUTHORIZED, "root credentials required (HTTP Basic: access key and secret)");
-                r.headers_mut().insert("www-authenticate", http::HeaderValue::from_static("Basic realm=\"chuan\""));
-                return r;
-            }
-            admin(engine, method, &p["/_chuan/admin/".len()..], query).await
+        (&Method::GET | &Method::HEAD, "/_chuan/health") => return respond(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/_chuan/metrics") => {
+            return respond(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                engine.metrics.render(),
+            )
         }
-        _ => error(StatusCode::NOT_FOUND, "no such Chuan endpoint"),
+        _ => {}
     }
+    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large or unreadable"),
+    };
+    let Some(p) = basic_principal(engine, headers).await else {
+        return unauthorized("credentials required (HTTP Basic: access key and secret)");
+    };
+    if let Some(op) = path.strip_prefix("/_chuan/v1/instant/") {
+        if method != Method::POST {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+        }
+        return crate::native::handle(engine, &p, op, &body).await;
+    }
+    if let Some(op) = path.strip_prefix("/_chuan/admin/") {
+        if !p.admin {
+            return unauthorized("root credentials required (HTTP Basic: access key and secret)");
+        }
+        return admin(state, method, op, query).await;
+    }
+    error(StatusCode::NOT_FOUND, "no such Chuan endpoint")
 }
 
-async fn admin(engine: &Engine, method: &Method, op: &str, query: Option<&str>) -> Resp {
+async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query: Option<&str>) -> Resp {
+    let engine = &state.engine;
     let result: anyhow::Result<Resp> = async {
         Ok(match (method, op) {
             (&Method::GET, "stats") => json(StatusCode::OK, &engine.stats().await?),
@@ -145,12 +158,20 @@ async fn admin(engine: &Engine, method: &Method, op: &str, query: Option<&str>) 
                     Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
             }
+            (&Method::POST, "adrive/refresh-tokens") => {
+                let Some(tenant) = query_param(query, "tenant") else {
+                    return Ok(error(StatusCode::BAD_REQUEST, "missing ?tenant="));
+                };
+                let t = state.adrive.issue_refresh_token(tenant).await?;
+                json(StatusCode::CREATED, &t)
+            }
             (&Method::GET, "credentials") => {
                 let list: Vec<_> = engine
                     .meta()
                     .list_credentials()
                     .await?
                     .into_iter()
+                    .filter(|c| c.kind == "s3" || c.kind == "root")
                     .map(|c| serde_json::json!({ "access_key": c.access_key, "tenant": c.tenant, "kind": c.kind }))
                     .collect();
                 json(StatusCode::OK, &list)

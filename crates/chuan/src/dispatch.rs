@@ -23,12 +23,14 @@ use crate::admin;
 pub struct State {
     pub engine: Arc<Engine>,
     pub s3: chuan_api_s3::S3Dialect,
+    pub adrive: chuan_api_adrive::AdriveDialect,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Chuan,
     S3,
+    Adrive,
     /// A protocol Chuan routes but this build does not serve yet.
     Unserved(&'static str),
 }
@@ -43,18 +45,16 @@ pub fn classify(uri: &Uri, headers: &http::HeaderMap) -> Dialect {
         match scheme {
             "UCloud" | "Inspur" => return Dialect::Unserved("UFile"),
             "UPYUN" => return Dialect::Unserved("UpYun"),
-            "Bearer" => return Dialect::Unserved("Aliyun Drive"),
+            "Bearer" => return Dialect::Adrive,
             _ => {}
         }
     }
-    const ROUTES: &[(&str, &str)] = &[
-        ("/files/v1/", "Tencent COS v3"),
-        ("/files/v2/", "Tencent COS v4"),
-        ("/v2/", "Aliyun Drive"),
-        ("/adrive/", "Aliyun Drive"),
-        ("/users/", "Aliyun Drive"),
-        ("/api/v1/", "UCloud IoT"),
-    ];
+    const ROUTES: &[(&str, &str)] =
+        &[("/files/v1/", "Tencent COS v3"), ("/files/v2/", "Tencent COS v4"), ("/api/v1/", "UCloud IoT")];
+    // Aliyun Drive: aligo sends the raw token as `Authorization`, so the path decides.
+    if ["/v2/", "/v3/", "/adrive/", "/users/", "/token/"].iter().any(|p| path.starts_with(p)) {
+        return Dialect::Adrive;
+    }
     for (prefix, name) in ROUTES {
         if path.starts_with(prefix) {
             return Dialect::Unserved(name);
@@ -81,20 +81,19 @@ fn normalise_target<B>(req: &mut Request<B>) {
 pub async fn handle(
     state: Arc<State>,
     mut req: Request<Incoming>,
-) -> Result<Response<s3s::Body>, std::convert::Infallible> {
+) -> Result<Response<chuan_api_common::Body>, std::convert::Infallible> {
     state.engine.metrics.http_requests.inc();
     normalise_target(&mut req);
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0");
     let resp = match classify(req.uri(), req.headers()) {
-        Dialect::Chuan => {
-            admin::handle(&state.engine, req.method(), req.uri().path(), req.uri().query(), req.headers()).await
-        }
-        Dialect::S3 => state.s3.handle(req).await,
+        Dialect::Chuan => admin::handle(&state, req).await,
+        Dialect::S3 => state.s3.handle(req).await.map(chuan_api_common::boxed),
+        Dialect::Adrive => state.adrive.handle(req).await,
         Dialect::Unserved(name) => Response::builder()
             .status(StatusCode::NOT_IMPLEMENTED)
             .header("content-type", "application/json")
-            .body(s3s::Body::from(
+            .body(chuan_api_common::full(
                 serde_json::json!({
                     "error": "NotImplemented",
                     "message": format!("the {name} protocol is routed here but not served by this version of Chuan")
@@ -131,10 +130,8 @@ mod tests {
         assert_eq!(classify_str("/bucket/key", Some("AWS4-HMAC-SHA256 Credential=x")), Dialect::S3);
         assert_eq!(classify_str("/key", Some("UCloud pub:sig")), Dialect::Unserved("UFile"));
         assert_eq!(classify_str("/files/v2/123/b/x", Some("c2lnbg==")), Dialect::Unserved("Tencent COS v4"));
-        assert_eq!(
-            classify_str("/adrive/v2/file/createWithFolders", Some("Bearer t")),
-            Dialect::Unserved("Aliyun Drive")
-        );
+        assert_eq!(classify_str("/adrive/v2/file/createWithFolders", Some("Bearer t")), Dialect::Adrive);
+        assert_eq!(classify_str("/v2/file/list", Some("rawtoken")), Dialect::Adrive);
         assert_eq!(classify_str("/filesx/y", None), Dialect::S3);
     }
 

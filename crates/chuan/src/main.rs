@@ -7,6 +7,7 @@
 mod admin;
 mod dispatch;
 mod host;
+mod native;
 mod server;
 mod setup;
 

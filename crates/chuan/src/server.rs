@@ -25,7 +25,10 @@ pub struct ServeOptions {
 const POST_OBJECT_MAX_BYTES: u64 = 64 << 20;
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    let config = EngineConfig { gc_grace: Duration::from_secs(opts.gc_grace_secs), ..Default::default() };
+    let mut config = EngineConfig { gc_grace: Duration::from_secs(opts.gc_grace_secs), ..Default::default() };
+    if let Some(ttl) = env_secs("CHUAN_CHALLENGE_TTL_SECS") {
+        config.challenge_ttl = ttl;
+    }
     let engine = setup::open_engine(&opts.data, config)?;
 
     // A clean shutdown leaves this marker; without it the last run crashed, and blobs that
@@ -52,7 +55,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
 
     let s3 = chuan_api_s3::S3Dialect::new(engine.clone(), BaseDomains(opts.domains.clone()), POST_OBJECT_MAX_BYTES);
-    let state = Arc::new(State { engine: engine.clone(), s3 });
+    let mut adrive_config = chuan_api_adrive::AdriveConfig::default();
+    if let Some(secs) = env_secs("CHUAN_ADRIVE_URL_TTL_SECS") {
+        adrive_config.url_ttl = secs;
+    }
+    let adrive = chuan_api_adrive::AdriveDialect::new(engine.clone(), adrive_config).await?;
+    let state = Arc::new(State { engine: engine.clone(), s3, adrive });
 
     let background = spawn_background(engine.clone());
 
@@ -92,6 +100,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     std::fs::write(&marker, b"")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Optional durations from the environment (short lifetimes for tests).
+fn env_secs(name: &str) -> Option<Duration> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).map(Duration::from_secs)
 }
 
 fn spawn_background(engine: Arc<chuan_core::Engine>) -> tokio::task::JoinHandle<()> {

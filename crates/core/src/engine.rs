@@ -81,6 +81,8 @@ pub struct CompleteOptions {
     pub object_id: Option<String>,
     /// Whole-content digests the dialect already computed (to verify a client's claim).
     pub digests: Option<Digests>,
+    /// Smallest part but the last; `None` for the engine's default (S3's 5 MiB).
+    pub min_part_size: Option<u64>,
 }
 
 /// What a request to write an object carries besides its bytes.
@@ -419,12 +421,9 @@ impl Engine {
             if part.etag != want {
                 return Err(CoreError::InvalidPart(format!("part {number}'s ETag does not match")));
             }
-            if i + 1 < parts.len() && part.size < self.config.min_part_size {
-                return Err(CoreError::EntityTooSmall {
-                    part: *number,
-                    size: part.size,
-                    min: self.config.min_part_size,
-                });
+            let min = options.min_part_size.unwrap_or(self.config.min_part_size);
+            if i + 1 < parts.len() && part.size < min {
+                return Err(CoreError::EntityTooSmall { part: *number, size: part.size, min });
             }
             chosen.push(part.clone());
         }

@@ -210,14 +210,16 @@ impl Engine {
         }
         let sha256 = sha256.to_ascii_lowercase();
         let own = self.own_content(p, "sha256", &sha256, size).await?.is_some();
-        let mut rng = rand::thread_rng();
-        let len = CHALLENGE_RANGE_BYTES.min(size);
-        let ranges = if size == 0 {
-            Vec::new()
-        } else {
-            (0..CHALLENGE_RANGES).map(|_| (rng.gen_range(0..=size - len), len)).collect()
+        let (ranges, nonce) = {
+            let mut rng = rand::thread_rng();
+            let len = CHALLENGE_RANGE_BYTES.min(size);
+            let ranges: Vec<(u64, u64)> = if size == 0 {
+                Vec::new()
+            } else {
+                (0..CHALLENGE_RANGES).map(|_| (rng.gen_range(0..=size - len), len)).collect()
+            };
+            (ranges, rng.gen::<[u8; 32]>())
         };
-        let nonce: [u8; 32] = rng.gen();
         let rec = ChallengeRecord {
             id: uuid::Uuid::new_v4().simple().to_string(),
             tenant: p.tenant.clone(),

@@ -1,0 +1,64 @@
+//! Errors as the Aliyun Drive service answers them: `{"code": "X.Y", "message": ...}`.
+//!
+//! Never 429, 502 or 504 to a well-formed request: aligo sleeps for minutes on those.
+
+use chuan_core::CoreError;
+use http::StatusCode;
+
+#[derive(Debug)]
+pub struct AdriveError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl AdriveError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn not_found_file() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFound.File", "The resource file cannot be found.")
+    }
+    pub fn token_invalid() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AccessTokenInvalid", "AccessToken is invalid. ErrValidateTokenFailed")
+    }
+}
+
+impl From<CoreError> for AdriveError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::NoSuchBucket => {
+                Self::new(StatusCode::NOT_FOUND, "NotFound.Drive", "The resource drive cannot be found.")
+            }
+            CoreError::NoSuchKey => Self::not_found_file(),
+            CoreError::NoSuchUpload => {
+                Self::new(StatusCode::NOT_FOUND, "NotFound.UploadId", "The resource upload_id cannot be found.")
+            }
+            CoreError::AccessDenied => {
+                Self::new(StatusCode::FORBIDDEN, "Forbidden", "No permission to access the resource.")
+            }
+            CoreError::AlreadyExists => {
+                Self::new(StatusCode::CONFLICT, "AlreadyExist.File", "The resource file has already exists.")
+            }
+            CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) => Self::bad_request("InvalidParameter", m),
+            CoreError::KeyTooLong => Self::bad_request("InvalidParameter.Name", "The name is too long."),
+            CoreError::BadDigest { .. } => Self::bad_request("InvalidParameter.ContentHash", e.to_string()),
+            CoreError::IncompleteBody | CoreError::Body(_) => {
+                Self::bad_request("InvalidParameter.Body", "The body ended before its declared length.")
+            }
+            CoreError::InvalidPart(m) => Self::bad_request("InvalidParameter.PartInfoList", m),
+            // A rate-limited probe is answered as a miss by the callers; anything reaching here
+            // is still a client-side condition, never a 429.
+            CoreError::SlowDown => Self::bad_request("TooManyRequests", "Too many requests; retry later."),
+            other => {
+                tracing::error!(error = %other, "internal error");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Internal error.")
+            }
+        }
+    }
+}
+
+pub type AdriveResult<T> = Result<T, AdriveError>;

@@ -1,0 +1,418 @@
+//! The upload flow: create (folder, instant upload with proof, pre-hash, or a session with
+//! per-part presigned URLs), part PUT, fresh URLs, uploaded-part listing, complete.
+
+use base64::Engine as _;
+use chuan_core::store::{ObjectMeta, UploadRecord};
+use chuan_core::{CompleteOptions, CoreError, Possession, Principal, PutTarget};
+use http::{Response, StatusCode};
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{AdriveError, AdriveResult};
+use crate::files::name_segments;
+use crate::wire::{self, required, str_field, u64_field};
+use crate::{AdriveDialect, Resp};
+
+/// Protocol state kept with the core upload session.
+#[derive(Debug, Serialize, Deserialize)]
+struct UploadState {
+    file_id: String,
+    drive_id: String,
+    parent_file_id: String,
+    name: String,
+    size: u64,
+    parts: u32,
+    /// Declared size of each part, when the client gave them all.
+    part_sizes: Option<Vec<u64>>,
+    content_hash: Option<String>,
+}
+
+/// The 8-byte window `proof_version v1` asks for: `int(md5_hex(token)[0..16], 16) mod size`.
+pub fn proof_window(access_token: &str, size: u64) -> (u64, u64) {
+    if size == 0 {
+        return (0, 0);
+    }
+    let digest = Md5::digest(access_token.as_bytes());
+    let m = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    let offset = m % size;
+    (offset, 8.min(size - offset))
+}
+
+fn state_of(upload: &UploadRecord) -> AdriveResult<UploadState> {
+    serde_json::from_str(&upload.state).map_err(|_| {
+        AdriveError::new(StatusCode::NOT_FOUND, "NotFound.UploadId", "The upload_id does not belong to Aliyun Drive.")
+    })
+}
+
+fn new_file_id() -> String {
+    hex::encode(rand::random::<[u8; 20]>())
+}
+
+impl AdriveDialect {
+    fn part_url(&self, origin: &str, upload_id: &str, n: u32) -> String {
+        let expires = crate::now_secs() + self.config.url_ttl.as_secs() as i64;
+        format!(
+            "{origin}/adrive/upload/{upload_id}/{n}?{}",
+            self.signer.query(&format!("PUT {upload_id}/{n}"), expires)
+        )
+    }
+
+    fn part_list(
+        &self,
+        origin: &str,
+        upload_id: &str,
+        numbers: impl Iterator<Item = u32>,
+        state: &UploadState,
+    ) -> Vec<Value> {
+        numbers
+            .map(|n| {
+                let url = self.part_url(origin, upload_id, n);
+                let mut v =
+                    json!({"part_number": n, "upload_url": url, "internal_upload_url": url, "content_type": ""});
+                if let Some(sizes) = &state.part_sizes {
+                    v["part_size"] = json!(sizes[(n - 1) as usize]);
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// `create_with_proof` / `createWithFolders`.
+    pub(crate) async fn create(&self, p: &Principal, token: &str, origin: &str, v: &Value) -> AdriveResult<Resp> {
+        let drive = required(v, "drive_id")?;
+        let name = required(v, "name")?;
+        let segs = name_segments(name)?;
+        let mut parent_key = self.folder_key(p, drive, str_field(v, "parent_file_id").unwrap_or("root")).await?;
+        for seg in &segs[..segs.len() - 1] {
+            parent_key = self.ensure_folder(p, drive, &format!("{parent_key}{seg}/")).await?.key;
+        }
+        let mut leaf = segs[segs.len() - 1].to_owned();
+        let parent_file_id = self.parent_id(p, drive, &format!("{parent_key}{leaf}")).await?;
+        let mode = str_field(v, "check_name_mode").unwrap_or("ignore");
+        let folder = str_field(v, "type") == Some("folder");
+
+        if folder {
+            let key = format!("{parent_key}{leaf}/");
+            let exists = self.engine.head_object(p, drive, &key).await.is_ok();
+            let key = if exists && mode == "auto_rename" {
+                format!("{parent_key}{}/", self.free_name(p, drive, &parent_key, &leaf, true).await?)
+            } else {
+                key
+            };
+            let rec = self.ensure_folder(p, drive, &key).await?;
+            return Ok(wire::json(
+                StatusCode::CREATED,
+                &json!({"parent_file_id": parent_file_id, "type": "folder", "file_id": rec.id, "domain_id": "chuan",
+                        "drive_id": drive, "file_name": wire::entry_name(&rec.key), "encrypt_mode": "none",
+                        "exist": exists && mode != "auto_rename"}),
+            ));
+        }
+
+        let size = u64_field(v, "size")
+            .ok_or_else(|| AdriveError::bad_request("InvalidParameter.Size", "size is required for files"))?;
+        let mut key = format!("{parent_key}{leaf}");
+        let existing = match self.engine.head_object(p, drive, &key).await {
+            Ok(r) => Some(r),
+            Err(CoreError::NoSuchKey) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut file_id = new_file_id();
+        if let Some(old) = &existing {
+            match mode {
+                "refuse" => {
+                    return Ok(wire::json(
+                        StatusCode::CREATED,
+                        &json!({"parent_file_id": parent_file_id, "type": "file", "file_id": old.id, "domain_id": "chuan",
+                                "drive_id": drive, "file_name": leaf, "encrypt_mode": "none", "exist": true,
+                                "rapid_upload": false, "upload_id": "", "part_info_list": []}),
+                    ))
+                }
+                "auto_rename" | "ignore" if mode == "auto_rename" => {
+                    leaf = self.free_name(p, drive, &parent_key, &leaf, false).await?;
+                    key = format!("{parent_key}{leaf}");
+                }
+                // overwrite (and ignore, since one key cannot hold two files): the file keeps its id.
+                _ => file_id = old.id.clone(),
+            }
+        }
+        let content_type = str_field(v, "content_type").map(str::to_owned);
+        let meta = ObjectMeta { content_type: content_type.clone(), ..Default::default() };
+
+        // Instant upload: the full hash, with a proof of possession for content the caller's
+        // tenant does not hold. A miss (whatever its reason) continues as a normal upload.
+        if let Some(hash) = str_field(v, "content_hash") {
+            let proof = match (str_field(v, "proof_version"), v.get("proof_code").and_then(Value::as_str)) {
+                (Some("v1") | None, Some(code)) => {
+                    let (offset, len) = proof_window(token, size);
+                    match base64::engine::general_purpose::STANDARD.decode(code.trim()) {
+                        Ok(bytes) if bytes.len() as u64 == len => Possession::Bytes(vec![(offset, bytes)]),
+                        _ => Possession::None,
+                    }
+                }
+                _ => Possession::None,
+            };
+            let hit = match self.engine.claimable_content(p, "sha1", &hash.to_ascii_lowercase(), size, &proof).await {
+                Ok(hit) => hit,
+                Err(CoreError::SlowDown) => None,
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(content_id) = hit {
+                let target = PutTarget { bucket: drive.to_owned(), key: key.clone(), meta, condition: None };
+                let rec = self.engine.instant_put(p, target, content_id, Some(file_id)).await?;
+                return Ok(wire::json(
+                    StatusCode::CREATED,
+                    &json!({"parent_file_id": parent_file_id, "upload_id": format!("rapid-{}", rec.id), "rapid_upload": true,
+                            "type": "file", "file_id": rec.id, "domain_id": "chuan", "drive_id": drive,
+                            "file_name": leaf, "encrypt_mode": "none", "location": "chuan", "revision_id": "",
+                            "part_info_list": []}),
+                ));
+            }
+        } else if let Some(pre) = str_field(v, "pre_hash") {
+            // The pre-hash covers only the first KiB: it matches only content the caller's own
+            // tenant holds, so it never reveals another tenant's files.
+            let own = match self.engine.probe(p) {
+                Ok(()) => self.engine.own_content(p, "sha1_head", &pre.to_ascii_lowercase(), size).await?,
+                Err(_) => None,
+            };
+            if own.is_some() {
+                return Ok(wire::json(
+                    StatusCode::CONFLICT,
+                    &json!({"code": "PreHashMatched", "message": "Pre hash matched.", "parent_file_id": parent_file_id,
+                            "file_name": leaf, "pre_hash": pre}),
+                ));
+            }
+        }
+
+        let requested = v.get("part_info_list").and_then(Value::as_array).cloned().unwrap_or_default();
+        let parts = (requested.len() as u32).max(1);
+        let sizes: Option<Vec<u64>> = requested.iter().map(|x| u64_field(x, "part_size")).collect();
+        let part_sizes = match sizes {
+            Some(s) if !s.is_empty() && s.len() as u32 == parts => {
+                if s.iter().sum::<u64>() != size {
+                    return Err(AdriveError::bad_request(
+                        "InvalidParameter.PartInfoList",
+                        "The part sizes do not add up to the file size.",
+                    ));
+                }
+                Some(s)
+            }
+            _ => None,
+        };
+        if u64::from(parts) > size.max(1) || parts > 10_000 {
+            return Err(AdriveError::bad_request("InvalidParameter.PartInfoList", "Too many parts for this size."));
+        }
+        let state = UploadState {
+            file_id: file_id.clone(),
+            drive_id: drive.to_owned(),
+            parent_file_id: parent_file_id.clone(),
+            name: leaf.clone(),
+            size,
+            parts,
+            part_sizes,
+            content_hash: str_field(v, "content_hash").map(|h| h.to_ascii_uppercase()),
+        };
+        let upload = self
+            .engine
+            .create_upload_with_state(p, drive, &key, meta, serde_json::to_string(&state).expect("serialisable"))
+            .await?;
+        let list = self.part_list(origin, &upload.id, 1..=parts, &state);
+        Ok(wire::json(
+            StatusCode::CREATED,
+            &json!({"parent_file_id": parent_file_id, "part_info_list": list, "upload_id": upload.id,
+                    "rapid_upload": false, "type": "file", "file_id": file_id, "domain_id": "chuan", "drive_id": drive,
+                    "file_name": leaf, "encrypt_mode": "none", "location": "chuan", "revision_id": ""}),
+        ))
+    }
+
+    /// The length part `n` must have, as (min, max): exact when the client declared part
+    /// sizes; otherwise any equal split of the file into `parts` pieces.
+    fn part_bounds(state: &UploadState, n: u32) -> (u64, u64) {
+        if let Some(sizes) = &state.part_sizes {
+            let s = sizes[(n - 1) as usize];
+            return (s, s);
+        }
+        let (size, parts) = (state.size, u64::from(state.parts));
+        if parts == 1 {
+            return (size, size);
+        }
+        // A part size P splits `size` into `parts` pieces when (parts-1)*P < size <= parts*P.
+        let min_p = size.div_ceil(parts);
+        let max_p = (size - 1) / (parts - 1);
+        if u64::from(n) < parts {
+            (min_p, max_p)
+        } else {
+            (size.saturating_sub((parts - 1) * max_p).max(1), size - (parts - 1) * min_p)
+        }
+    }
+
+    /// `PUT` of one part to its presigned URL.
+    pub(crate) async fn put_part(
+        &self,
+        upload_id: &str,
+        n: u32,
+        query: Option<&str>,
+        body: hyper::body::Incoming,
+    ) -> AdriveResult<Resp> {
+        // aligo asks for a fresh URL on 403 (and only then).
+        self.signer.verify(&format!("PUT {upload_id}/{n}"), query, crate::now_secs()).map_err(|why| {
+            AdriveError::new(StatusCode::FORBIDDEN, "AccessDenied", format!("The upload URL is not valid: {why}."))
+        })?;
+        self.part_puts.inc();
+        let upload =
+            self.engine.meta().get_upload(upload_id).await.map_err(CoreError::from)?.ok_or(CoreError::NoSuchUpload)?;
+        let state = state_of(&upload)?;
+        if n == 0 || n > state.parts {
+            return Err(AdriveError::bad_request("InvalidParameter.PartNumber", "The part number is out of range."));
+        }
+        let (min, max) = Self::part_bounds(&state, n);
+        let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;
+        if staged.size < min || staged.size > max {
+            return Err(AdriveError::bad_request(
+                "InvalidParameter.PartSize",
+                format!(
+                    "Part {n} is {} bytes; expected {}.",
+                    staged.size,
+                    if min == max { min.to_string() } else { format!("{min} to {max}") }
+                ),
+            ));
+        }
+        let part = self.engine.commit_part(&upload, n, staged).await?;
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::ETAG, format!("\"{}\"", part.etag.to_ascii_uppercase()))
+            .body(chuan_api_common::empty())
+            .expect("valid response"))
+    }
+
+    async fn session(&self, p: &Principal, v: &Value) -> AdriveResult<(UploadRecord, UploadState)> {
+        let upload = self.engine.upload_by_id(p, required(v, "upload_id")?).await?;
+        let state = state_of(&upload)?;
+        if Some(state.file_id.as_str()) != str_field(v, "file_id")
+            || Some(state.drive_id.as_str()) != str_field(v, "drive_id")
+        {
+            return Err(AdriveError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound.UploadId",
+                "The upload_id does not match the file.",
+            ));
+        }
+        Ok((upload, state))
+    }
+
+    pub(crate) async fn get_upload_url(&self, p: &Principal, origin: &str, v: &Value) -> AdriveResult<Resp> {
+        let (upload, state) = self.session(p, v).await?;
+        let asked: Vec<u32> = v
+            .get("part_info_list")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(|x| u64_field(x, "part_number")).map(|n| n as u32).collect())
+            .unwrap_or_default();
+        let numbers: Vec<u32> = if asked.is_empty() { (1..=state.parts).collect() } else { asked };
+        if numbers.iter().any(|n| *n == 0 || *n > state.parts) {
+            return Err(AdriveError::bad_request("InvalidParameter.PartNumber", "The part number is out of range."));
+        }
+        let list = self.part_list(origin, &upload.id, numbers.into_iter(), &state);
+        Ok(wire::json(
+            StatusCode::OK,
+            &json!({"domain_id": "chuan", "drive_id": state.drive_id, "file_id": state.file_id, "upload_id": upload.id,
+                    "part_info_list": list, "create_at": wire::iso(upload.created_ms)}),
+        ))
+    }
+
+    pub(crate) async fn list_uploaded_parts(&self, p: &Principal, v: &Value) -> AdriveResult<Resp> {
+        let (upload, state) = self.session(p, v).await?;
+        let marker = u64_field(v, "part_number_marker").unwrap_or(0) as u32;
+        let parts = self.engine.list_parts(&upload, marker, 10_000).await?;
+        let list: Vec<Value> = parts
+            .iter()
+            .map(|x| json!({"part_number": x.number, "part_size": x.size, "etag": x.etag.to_ascii_uppercase()}))
+            .collect();
+        Ok(wire::json(
+            StatusCode::OK,
+            &json!({"file_id": state.file_id, "upload_id": upload.id, "parallel_upload": false,
+                    "uploaded_parts": list, "next_part_number_marker": ""}),
+        ))
+    }
+
+    pub(crate) async fn complete(&self, p: &Principal, v: &Value) -> AdriveResult<Resp> {
+        let (upload, state) = self.session(p, v).await?;
+        let parts = self.engine.list_parts(&upload, 0, 10_001).await?;
+        let missing: Vec<u32> = (1..=state.parts).filter(|n| !parts.iter().any(|x| x.number == *n)).collect();
+        if !missing.is_empty() {
+            return Err(AdriveError::bad_request(
+                "InvalidParameter.PartInfoList",
+                format!("Parts {missing:?} have not been uploaded."),
+            ));
+        }
+        let parts: Vec<_> = parts.into_iter().filter(|x| x.number <= state.parts).collect();
+        let total: u64 = parts.iter().map(|x| x.size).sum();
+        let equal_split = state.part_sizes.is_some()
+            || parts.windows(2).take(parts.len().saturating_sub(2)).all(|w| w[0].size == w[1].size);
+        if total != state.size || !equal_split {
+            return Err(AdriveError::bad_request(
+                "InvalidParameter.Size",
+                format!("The parts hold {total} bytes; the file is {} bytes.", state.size),
+            ));
+        }
+        // Whole-file digests: from the single part, or one read over the parts (no copy).
+        let digests = self.engine.digest_parts(&parts).await?;
+        let sha1 = digests.sha1.to_ascii_uppercase();
+        let claimed = str_field(v, "content_hash").map(str::to_ascii_uppercase).or(state.content_hash.clone());
+        if let Some(claimed) = claimed {
+            if claimed != sha1 {
+                // The bytes are not the file the client meant: nothing of it is kept.
+                self.engine.abort_upload(&upload).await?;
+                return Err(AdriveError::bad_request(
+                    "InvalidParameter.ContentHash",
+                    "The content_hash does not match the uploaded data.",
+                ));
+            }
+        }
+        let list: Vec<(u32, String)> = parts.iter().map(|x| (x.number, x.etag.clone())).collect();
+        let options = CompleteOptions {
+            object_id: Some(state.file_id.clone()),
+            digests: Some(digests.clone()),
+            min_part_size: Some(0),
+        };
+        let (rec, _) = self.engine.complete_upload(&upload, &list, options).await?;
+        let mut file =
+            wire::base_file(&rec, &state.drive_id, &state.parent_file_id, Some(&sha1), Some(digests.crc64xz), None);
+        file["upload_id"] = json!(upload.id);
+        Ok(wire::json(StatusCode::OK, &file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proof_window_matches_the_documented_example() {
+        // client-sdks.md §4.2: 3000-byte file, token "test-access-token" → offset 2222.
+        assert_eq!(proof_window("test-access-token", 3000), (2222, 8));
+        assert_eq!(proof_window("t", 0), (0, 0));
+        let (off, len) = proof_window("test-access-token", 5);
+        assert!(off < 5 && len == 5 - off);
+    }
+
+    #[test]
+    fn part_bounds_without_declared_sizes() {
+        let st = |size, parts| UploadState {
+            file_id: String::new(),
+            drive_id: String::new(),
+            parent_file_id: String::new(),
+            name: String::new(),
+            size,
+            parts,
+            part_sizes: None,
+            content_hash: None,
+        };
+        // 25 MiB in 3 parts of 10 MiB (aligo's chunking).
+        let s = st(25 << 20, 3);
+        let (lo, hi) = AdriveDialect::part_bounds(&s, 1);
+        assert!(lo <= 10 << 20 && 10 << 20 <= hi);
+        let (lo, hi) = AdriveDialect::part_bounds(&s, 3);
+        assert!(lo <= 5 << 20 && 5 << 20 <= hi);
+        assert_eq!(AdriveDialect::part_bounds(&st(500, 1), 1), (500, 500));
+    }
+}

@@ -1,0 +1,95 @@
+//! Chuan's native instant-upload API (`/_chuan/v1/instant/...`): a challenge–response proof of
+//! possession, what Chuan's own CLI and web console use.
+//!
+//! ```text
+//! POST /_chuan/v1/instant/challenge  {"bucket","key","size","sha256"}
+//!   → 200 {"challenge_id","proof_required","nonce","ranges":[[offset,length],...],"expires_at"}
+//! POST /_chuan/v1/instant/commit     {"challenge_id","proof": hex(HMAC-SHA256(nonce, file[r0]‖file[r1]‖…))}
+//!   → 200 {"hit":true,"bucket","key","etag","size"} | 200 {"hit":false}
+//!   → 409 {"error":"ChallengeUsed"} | 410 {"error":"ChallengeExpired"} | 404 {"error":"NoSuchChallenge"}
+//! ```
+//! Auth: HTTP Basic with an S3 access key and secret of the caller's tenant. The challenge is
+//! answered identically for known and unknown content; `proof_required` is false only when
+//! the caller's own tenant already holds the content. Probes are rate-limited (429 SlowDown).
+
+use chuan_core::{ChallengeOutcome, CoreError, Engine, Principal};
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::admin::{error, json, Resp};
+
+#[derive(Deserialize)]
+struct ChallengeRequest {
+    bucket: String,
+    key: String,
+    size: u64,
+    sha256: String,
+}
+
+#[derive(Deserialize)]
+struct CommitRequest {
+    challenge_id: String,
+    proof: Option<String>,
+}
+
+fn core_error(e: CoreError) -> Resp {
+    let (status, code) = match &e {
+        CoreError::SlowDown => (StatusCode::TOO_MANY_REQUESTS, "SlowDown"),
+        CoreError::NoSuchBucket => (StatusCode::NOT_FOUND, "NoSuchBucket"),
+        CoreError::AccessDenied => (StatusCode::FORBIDDEN, "AccessDenied"),
+        CoreError::InvalidKey(_) | CoreError::KeyTooLong | CoreError::InvalidArgument(_) => {
+            (StatusCode::BAD_REQUEST, "InvalidArgument")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+    };
+    json(status, &serde_json::json!({ "error": code, "message": e.to_string() }))
+}
+
+pub async fn handle(engine: &Engine, p: &Principal, op: &str, body: &[u8]) -> Resp {
+    match op {
+        "challenge" => {
+            let Ok(req) = serde_json::from_slice::<ChallengeRequest>(body) else {
+                return error(StatusCode::BAD_REQUEST, "expected JSON {bucket, key, size, sha256}");
+            };
+            match engine.issue_challenge(p, &req.bucket, &req.key, req.size, &req.sha256).await {
+                Ok(c) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "challenge_id": c.id,
+                        "proof_required": c.proof_required,
+                        "nonce": c.nonce,
+                        "ranges": c.ranges,
+                        "expires_at": c.expires_ms,
+                    }),
+                ),
+                Err(e) => core_error(e),
+            }
+        }
+        "commit" => {
+            let Ok(req) = serde_json::from_slice::<CommitRequest>(body) else {
+                return error(StatusCode::BAD_REQUEST, "expected JSON {challenge_id, proof}");
+            };
+            // A proof that is not even hex is simply a wrong answer: it uses up the challenge
+            // and is a miss like any other.
+            let mac = req.proof.as_deref().map(|h| hex::decode(h).unwrap_or_default());
+            match engine.answer_challenge(p, &req.challenge_id, mac.as_deref()).await {
+                Ok(ChallengeOutcome::Hit(rec)) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({"hit": true, "bucket": rec.bucket, "key": rec.key, "etag": rec.etag, "size": rec.size}),
+                ),
+                Ok(ChallengeOutcome::Miss) => json(StatusCode::OK, &serde_json::json!({"hit": false})),
+                Ok(ChallengeOutcome::Used) => {
+                    json(StatusCode::CONFLICT, &serde_json::json!({"error": "ChallengeUsed"}))
+                }
+                Ok(ChallengeOutcome::Expired) => {
+                    json(StatusCode::GONE, &serde_json::json!({"error": "ChallengeExpired"}))
+                }
+                Ok(ChallengeOutcome::Unknown) => {
+                    json(StatusCode::NOT_FOUND, &serde_json::json!({"error": "NoSuchChallenge"}))
+                }
+                Err(e) => core_error(e),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such instant-upload operation"),
+    }
+}
