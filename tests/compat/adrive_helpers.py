@@ -18,6 +18,7 @@ instant-upload tests (test_instant_native.py).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import dataclasses
 import hashlib
@@ -29,6 +30,7 @@ import lzma
 import os
 import re
 import secrets
+import shutil
 import struct
 import sys
 import tempfile
@@ -433,6 +435,7 @@ def import_aligo():
     global _ALIGO
     if _ALIGO is None:
         home = tempfile.mkdtemp(prefix="chuan-aligo-home-")
+        atexit.register(shutil.rmtree, home, True)
         saved = os.environ.get("HOME")
         os.environ["HOME"] = home
         try:

@@ -183,13 +183,12 @@ def test_invalid_access_token_is_401_and_aligo_refreshes(server, drive, ali, red
     bad = AdriveRaw(server.endpoint, "bogus-access-token", drive.default_drive_id)
     body = assert_adrive_error(bad.list_v3(), 401, "unknown access token")
     assert body["code"] == "AccessTokenInvalid", body
-    body = assert_adrive_error(
+    assert_adrive_error(
         requests.post(server.endpoint + "/v2/file/get", json={"drive_id": drive.default_drive_id, "file_id": "x"},
                       timeout=10),
         401,
         "no Authorization header",
     )
-    assert body["code"] == "AccessTokenInvalid", body
 
     # aligo: a 401 makes it refresh with its refresh token and retry.
     ali._auth.session.headers["Authorization"] = "bogus-access-token"

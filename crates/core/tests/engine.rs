@@ -324,3 +324,93 @@ async fn many_concurrent_small_writes_commit_in_groups() {
     assert_eq!(e.list_objects(&alice(), "bkt", &q).await.unwrap().objects.len(), 200);
     assert_eq!(read_all(&e, "small/0123").await, b"body 123");
 }
+
+fn bob() -> Principal {
+    Principal { tenant: "bob".into(), access_key: "BK".into(), admin: false }
+}
+
+#[tokio::test]
+async fn instant_upload_needs_proof_across_tenants() {
+    use chuan_core::Possession;
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    e.create_bucket(&bob(), "bobs", None).await.unwrap();
+    let data = pseudo_random(5000, 42);
+    let rec = put(&e, "orig", &data).await;
+    let d = chuan_core::hash::digest_all(&data);
+    // Own tenant: the digest is enough.
+    let hit = e.claimable_content(&alice(), "sha1", &d.sha1, 5000, &Possession::None).await.unwrap();
+    assert_eq!(hit, Some(rec.content_id));
+    // Another tenant: a miss without proof, or with wrong bytes, or wrong size.
+    assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &Possession::None).await.unwrap(), None);
+    let wrong = Possession::Bytes(vec![(100, vec![0u8; 8])]);
+    assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &wrong).await.unwrap(), None);
+    let right = Possession::Bytes(vec![(100, data[100..108].to_vec())]);
+    assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 4999, &right).await.unwrap(), None);
+    let out_of_range = Possession::Bytes(vec![(4998, data[4992..5000].to_vec())]);
+    assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &out_of_range).await.unwrap(), None);
+    // With the right bytes: granted, and the new object shares the content.
+    let id = e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &right).await.unwrap().unwrap();
+    let target = PutTarget { bucket: "bobs".into(), key: "copy".into(), meta: ObjectMeta::default(), condition: None };
+    let mine = e.instant_put(&bob(), target, id, None).await.unwrap();
+    assert_eq!(mine.content_id, rec.content_id);
+    assert_eq!(e.stats().await.unwrap().physical_bytes, 5000);
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn native_challenge_is_single_use_and_checks_the_mac() {
+    use chuan_core::ChallengeOutcome;
+    use hmac::{Hmac, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    e.create_bucket(&bob(), "bobs", None).await.unwrap();
+    let data = pseudo_random(100_000, 7);
+    put(&e, "orig", &data).await;
+    let sha = chuan_core::hash::digest_all(&data).sha256;
+    let answer = |nonce: &str, ranges: &[(u64, u64)], bytes: &[u8]| {
+        let mut h = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&hex::decode(nonce).unwrap()).unwrap();
+        for (o, l) in ranges {
+            h.update(&bytes[*o as usize..(*o + *l) as usize]);
+        }
+        h.finalize().into_bytes().to_vec()
+    };
+    // The owner needs no proof.
+    let c = e.issue_challenge(&alice(), "bkt", "again", 100_000, &sha).await.unwrap();
+    assert!(!c.proof_required && c.ranges.is_empty());
+    assert!(matches!(e.answer_challenge(&alice(), &c.id, None).await.unwrap(), ChallengeOutcome::Hit(_)));
+    // Another tenant: a wrong MAC misses; the challenge is then used up.
+    let c = e.issue_challenge(&bob(), "bobs", "x", 100_000, &sha).await.unwrap();
+    assert!(c.proof_required && c.ranges.len() == 4);
+    let wrong = answer(&c.nonce, &c.ranges, &pseudo_random(100_000, 8));
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&wrong)).await.unwrap(), ChallengeOutcome::Miss));
+    let right = answer(&c.nonce, &c.ranges, &data);
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Used));
+    // A fresh challenge answered right is a hit; someone else cannot answer it.
+    let c = e.issue_challenge(&bob(), "bobs", "x", 100_000, &sha).await.unwrap();
+    let right = answer(&c.nonce, &c.ranges, &data);
+    assert!(matches!(e.answer_challenge(&alice(), &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Unknown));
+    let c = e.issue_challenge(&bob(), "bobs", "x", 100_000, &sha).await.unwrap();
+    let right = answer(&c.nonce, &c.ranges, &data);
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Hit(_)));
+    // Unknown content gets a challenge of the same shape, and a miss.
+    let c = e.issue_challenge(&bob(), "bobs", "y", 100_000, &"ab".repeat(32)).await.unwrap();
+    assert!(c.proof_required && c.ranges.len() == 4);
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Miss));
+}
+
+#[tokio::test]
+async fn existence_probes_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    let mut refused = 0;
+    for _ in 0..200 {
+        if e.probe(&bob()).is_err() {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 100, "only {refused} of 200 back-to-back probes were refused");
+    assert!(e.probe(&alice()).is_ok(), "the limit is per principal");
+}

@@ -208,12 +208,22 @@ impl BlobStore for LocalBlobStore {
     fn sweep_temps(&self, age: Duration) -> io::Result<usize> {
         let now = SystemTime::now();
         let mut removed = 0;
+        // Uploads in flight rename or remove their temp files at any moment: an entry that
+        // vanished between listing and looking is simply gone, not an error.
+        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
         for entry in std::fs::read_dir(&self.tmp)? {
             let entry = entry?;
-            let modified = entry.metadata()?.modified()?;
+            let modified = match entry.metadata().and_then(|m| m.modified()) {
+                Ok(m) => m,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
             if now.duration_since(modified).unwrap_or_default() >= age {
-                std::fs::remove_file(entry.path())?;
-                removed += 1;
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if gone(&e) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(removed)
