@@ -286,6 +286,20 @@ for ((r = 1; r <= REPS; r++)); do
   fi
 done
 
+# ---------- instant upload vs upload of the same 1 GiB file ----------
+big=$(ls "$BENCH_WORKDIR"/big-*.bin 2>/dev/null | head -n 1)
+if [ "${INSTANT:-1}" = 1 ] && [ -n "$big" ]; then
+  echo "--- instant upload (1 GiB already stored, proof of possession by another tenant)"
+  ilog="$OUTDIR/instant-$TARGET.log"
+  if TARGET_NAME=$TARGET ENDPOINT=$ENDPOINT ACCESS_KEY=$ACCESS_KEY SECRET_KEY=$SECRET_KEY BUCKET=$BUCKET \
+      REGION=$REGION FILE="$big" "$PYTHON" "$HERE/instant.py" > "$ilog" 2>&1; then
+    grep '^RESULT' "$ilog" | awk '{ print "i\t" $2 "\t" $3 "\t" $4 }' >> "$RES"
+    grep '^RESULT' "$ilog" | sed 's/^/    /'
+  else
+    sed 's/^/    /' "$ilog"; say "instant benchmark failed (see $ilog)"
+  fi
+fi
+
 # ---------- medians and targets ----------
 echo
 "$PYTHON" "$HERE/summarize.py" "$RES" | tee "$OUTDIR/summary.txt"

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Instant upload (秒传) vs a real upload of the same 1 GiB file, in one run.
+
+1. PUT the file with curl to a presigned URL (as s3bench does) and time it.
+2. As a *different* tenant (so a proof of possession is required), instant-upload the
+   same file through Chuan's native challenge API: challenge, read the requested ranges
+   of the local file, HMAC them with the nonce, commit. Repeated REPS times, median.
+3. Also time the client-side SHA-256 of the file, which a client that does not already
+   know its hash must pay before asking.
+
+Prints `RESULT <target> <figure> <value>` lines like s3bench.sh.
+Env: ENDPOINT, ACCESS_KEY, SECRET_KEY (root), BUCKET, REGION, FILE, TARGET_NAME, REPS.
+"""
+import hashlib
+import hmac
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import boto3
+import requests
+from botocore.config import Config
+
+E = os.environ
+ENDPOINT, AK, SK = E["ENDPOINT"], E["ACCESS_KEY"], E["SECRET_KEY"]
+BUCKET, REGION, FILE = E.get("BUCKET", "bench"), E.get("REGION", "us-east-1"), E["FILE"]
+TARGET, REPS = E.get("TARGET_NAME", "chuan"), int(E.get("REPS", "5"))
+
+
+def result(name, value):
+    print(f"RESULT {TARGET:<12} {name:<26} {value}")
+
+
+def client(ak, sk):
+    return boto3.client("s3", endpoint_url=ENDPOINT, region_name=REGION, aws_access_key_id=ak,
+                        aws_secret_access_key=sk, config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+
+
+def main():
+    size = os.path.getsize(FILE)
+    root = client(AK, SK)
+    key = f"instant-src-{uuid.uuid4().hex[:8]}"
+    url = root.generate_presigned_url("put_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=3600)
+    subprocess.run(["sync"], check=True)
+    t0 = time.perf_counter()
+    out = subprocess.run(["curl", "-sS", "-f", "-o", "/dev/null", "-H", "Expect:", "-T", FILE, url], capture_output=True)
+    upload_s = time.perf_counter() - t0
+    if out.returncode != 0:
+        sys.exit(f"instant.py: upload failed: {out.stderr.decode()[:300]}")
+
+    t0 = time.perf_counter()
+    h = hashlib.sha256()
+    with open(FILE, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    sha256 = h.hexdigest()
+    hash_s = time.perf_counter() - t0
+
+    r = requests.post(f"{ENDPOINT}/_chuan/admin/tenants?name=bench-{uuid.uuid4().hex[:8]}", auth=(AK, SK), timeout=30)
+    r.raise_for_status()
+    other = r.json()
+    auth = (other["access_key"], other["secret_key"])
+    own_bucket = f"inst-{uuid.uuid4().hex[:10]}"
+    client(*auth).create_bucket(Bucket=own_bucket)
+
+    times = []
+    with open(FILE, "rb") as f, requests.Session() as s:
+        for i in range(REPS):
+            t0 = time.perf_counter()
+            c = s.post(f"{ENDPOINT}/_chuan/v1/instant/challenge", auth=auth, timeout=30,
+                       json={"bucket": own_bucket, "key": f"copy-{i}", "size": size, "sha256": sha256}).json()
+            mac = hmac.new(bytes.fromhex(c["nonce"]), digestmod=hashlib.sha256)
+            for off, length in c["ranges"]:
+                f.seek(off)
+                mac.update(f.read(length))
+            done = s.post(f"{ENDPOINT}/_chuan/v1/instant/commit", auth=auth, timeout=30,
+                          json={"challenge_id": c["challenge_id"], "proof": mac.hexdigest()}).json()
+            times.append(time.perf_counter() - t0)
+            if not done.get("hit"):
+                sys.exit(f"instant.py: instant upload missed: {json.dumps(done)}")
+    instant_s = statistics.median(times)
+    result("instant_upload_ms", f"{instant_s * 1000:.2f}")
+    result("full_upload_ms", f"{upload_s * 1000:.0f}")
+    result("instant_speedup", f"{upload_s / instant_s:.0f}")
+    result("client_sha256_ms", f"{hash_s * 1000:.0f}")
+    result("instant_speedup_with_hash", f"{upload_s / (instant_s + hash_s):.1f}")
+    root.delete_object(Bucket=BUCKET, Key=key)
+
+
+if __name__ == "__main__":
+    main()
