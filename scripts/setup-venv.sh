@@ -44,11 +44,32 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi
 
+# --- ufile 3.2.7 (uploadhit/rename), kept apart from the venv's 3.2.11 ---------
+# tests/compat/ufile_helpers.py imports it from this directory in a separate
+# interpreter (sys.path[0] = UFILE327). --no-deps: its only dependency,
+# requests, comes from the venv. Idempotent: skipped when the directory
+# already holds exactly ufile 3.2.7.
+UFILE327="$VENV/ufile-3.2.7"
+install_ufile_327() {
+    if [ -f "$UFILE327/ufile/filemanager.py" ] && [ -d "$UFILE327/ufile-3.2.7.dist-info" ]; then
+        return 0
+    fi
+    log "installing ufile==3.2.7 into ${UFILE327#"$ROOT"/}"
+    rm -rf "$UFILE327.tmp"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
+        --target "$UFILE327.tmp" ufile==3.2.7
+    rm -rf "$UFILE327"
+    mv "$UFILE327.tmp" "$UFILE327"
+    (cd "$ROOT" && PYTHONPATH= "$VENV/bin/python" -c \
+        "import sys; sys.path.insert(0, '$UFILE327'); import ufile.filemanager as f; assert hasattr(f.FileManager, 'uploadhit')")
+}
+
 # --- venv ---------------------------------------------------------------------
 want="$( { cat "$REQ"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
 
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1 \
     && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    install_ufile_327
     log "$VENV is up to date"
     exit 0
 fi
@@ -64,6 +85,8 @@ log "installing ${REQ#"$ROOT"/}"
 "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQ"
 "$VENV/bin/python" -c 'import boto3, botocore, awscrt, pytest, requests'
 "$VENV/bin/aws" --version >/dev/null
+
+install_ufile_327
 
 rm -f "$STAMP"
 printf '%s\n' "$want" >"$STAMP"

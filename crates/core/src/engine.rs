@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{CoreError, CoreResult};
-use crate::hash::{multipart_etag, AllHasher};
+use crate::hash::{multipart_etag, ufile_etag, ufile_etag_single, AllHasher, UFILE_BLOCK};
 use crate::ingest::{self, Staged};
 use crate::metrics::Metrics;
 use crate::names::{validate_bucket, validate_key};
@@ -174,7 +174,16 @@ impl Engine {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        let staged = ingest::stage(self.blobs.as_ref(), body).await?;
+        self.stage_with(body, ingest::StageOptions::default()).await
+    }
+
+    /// [`Engine::stage`] computing more than the standard digests.
+    pub async fn stage_with<S, E>(&self, body: S, options: ingest::StageOptions) -> CoreResult<Staged>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let staged = ingest::stage(self.blobs.as_ref(), body, options).await?;
         self.metrics.bytes_ingested.inc_by(staged.size);
         Ok(staged)
     }
@@ -210,6 +219,7 @@ impl Engine {
             etag: staged.digests.md5.clone(),
             digests: Some(staged.digests.clone()),
             extents: vec![extent],
+            ufile_etag: staged.ufile_etag.clone(),
         };
         let write = ObjectWrite {
             id: None,
@@ -435,6 +445,7 @@ impl Engine {
             modified_ms: now_ms(),
             object_id: options.object_id,
             digests: options.digests,
+            ufile_etag: ufile_etag_of_parts(&chosen),
         };
         let rec = match self.meta.complete_upload(complete).await {
             Err(StoreError::NotFound) => return Err(CoreError::NoSuchUpload),
@@ -470,6 +481,7 @@ impl Engine {
                 .map(|p| Extent { blob: p.blob.clone(), size: p.size, digests: p.digests.clone() })
                 .collect(),
             refs: 0,
+            ufile_etag: None,
         };
         let mut hasher = AllHasher::default();
         let mut stream = self.read(&content, 0, content.size);
@@ -576,18 +588,28 @@ impl Engine {
         self.metrics.digest_backlog.set(pending.len() as i64);
         let mut done = 0;
         for content in pending {
-            let mut hasher = AllHasher::default();
-            let mut stream = self.read(&content, 0, content.size);
-            while let Some(chunk) = stream.next().await {
-                hasher.update(&chunk?);
-            }
-            self.meta.set_content_digests(content.id, hasher.finish()).await?;
+            self.full_digests(&content).await?;
             self.metrics.digests_computed.inc();
             done += 1;
         }
         let left = self.meta.stats().await?.pending_digests;
         self.metrics.digest_backlog.set(left as i64);
         Ok(done)
+    }
+
+    /// Whole-content digests and UFile ETag, computed now (and stored) if still pending.
+    pub async fn full_digests(&self, content: &ContentRecord) -> CoreResult<(Digests, String)> {
+        if let (Some(d), Some(u)) = (&content.digests, &content.ufile_etag) {
+            return Ok((d.clone(), u.clone()));
+        }
+        let mut hasher = AllHasher::default();
+        let mut stream = self.read(content, 0, content.size);
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk?);
+        }
+        let (d, u) = hasher.finish_with_ufile();
+        self.meta.set_content_digests(content.id, d.clone(), u.clone()).await?;
+        Ok((d, u))
     }
 
     pub async fn stats(&self) -> CoreResult<StoreStats> {
@@ -614,6 +636,20 @@ impl Engine {
         }
         Ok(FsckReport { blobs_checked: known.len() as u64, problems })
     }
+}
+
+/// The UFile ETag of parts that are whole 4 MiB blocks (all but a shorter last one), from
+/// their SHA-1s: no data is read. `None` when the parts do not fall on block boundaries.
+fn ufile_etag_of_parts(parts: &[PartRecord]) -> Option<String> {
+    let (last, rest) = parts.split_last()?;
+    if rest.iter().any(|p| p.size != UFILE_BLOCK) || last.size > UFILE_BLOCK {
+        return None;
+    }
+    if parts.len() == 1 {
+        return ufile_etag_single(last.size, &last.digests.sha1);
+    }
+    let raw: Vec<Vec<u8>> = parts.iter().map(|p| hex::decode(&p.digests.sha1).unwrap_or_default()).collect();
+    Some(ufile_etag(raw.iter().map(Vec::as_slice)))
 }
 
 fn write_error(e: StoreError) -> CoreError {

@@ -94,12 +94,76 @@ impl Sha1Hasher {
     }
 }
 
-/// All digests on the calling thread (background jobs, tests).
+/// The UFile block size: its ETag hashes the content in blocks of 4 MiB.
+pub const UFILE_BLOCK: u64 = 4 << 20;
+
+/// The UFile ETag from the SHA-1s of the 4 MiB blocks: base64url (padded) of the
+/// little-endian block count followed by the block SHA-1 (one block) or the SHA-1 of the
+/// concatenated block SHA-1s (several blocks); an empty file is `AAAAAA==`.
+pub fn ufile_etag<'a>(block_sha1s: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let blocks: Vec<&[u8]> = block_sha1s.into_iter().collect();
+    let mut out = (blocks.len() as u32).to_le_bytes().to_vec();
+    match blocks.len() {
+        0 => {}
+        1 => out.extend_from_slice(blocks[0]),
+        _ => {
+            let mut h = Sha1::new();
+            for b in &blocks {
+                h.update(b);
+            }
+            out.extend_from_slice(&h.finalize());
+        }
+    }
+    base64::engine::general_purpose::URL_SAFE.encode(out)
+}
+
+/// The UFile ETag of content no larger than one block, from its whole SHA-1 (hex).
+pub fn ufile_etag_single(size: u64, sha1_hex: &str) -> Option<String> {
+    match size {
+        0 => Some(ufile_etag(std::iter::empty())),
+        s if s <= UFILE_BLOCK => hex::decode(sha1_hex).ok().map(|raw| ufile_etag([raw.as_slice()])),
+        _ => None,
+    }
+}
+
+/// SHA-1s of consecutive 4 MiB blocks, fed with arbitrary chunks.
+#[derive(Default)]
+pub struct BlockSha1 {
+    current: Sha1,
+    filled: u64,
+    done: Vec<[u8; 20]>,
+}
+
+impl BlockSha1 {
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let take = ((UFILE_BLOCK - self.filled) as usize).min(data.len());
+            self.current.update(&data[..take]);
+            self.filled += take as u64;
+            data = &data[take..];
+            if self.filled == UFILE_BLOCK {
+                let block = std::mem::take(&mut self.current).finalize();
+                self.done.push(block.into());
+                self.filled = 0;
+            }
+        }
+    }
+
+    pub fn finish_etag(mut self) -> String {
+        if self.filled > 0 {
+            self.done.push(self.current.finalize().into());
+        }
+        ufile_etag(self.done.iter().map(|b| b.as_slice()))
+    }
+}
+
+/// All digests and the UFile ETag on the calling thread (background jobs, tests).
 #[derive(Default)]
 pub struct AllHasher {
     main: MainHasher,
     md5: Md5Hasher,
     sha1: Sha1Hasher,
+    blocks: BlockSha1,
 }
 
 impl AllHasher {
@@ -107,9 +171,13 @@ impl AllHasher {
         self.main.update(data);
         self.md5.update(data);
         self.sha1.update(data);
+        self.blocks.update(data);
     }
     pub fn finish(self) -> Digests {
-        self.main.finish(self.md5.finish_hex(), self.sha1.finish_hex())
+        self.finish_with_ufile().0
+    }
+    pub fn finish_with_ufile(self) -> (Digests, String) {
+        (self.main.finish(self.md5.finish_hex(), self.sha1.finish_hex()), self.blocks.finish_etag())
     }
 }
 
@@ -209,6 +277,26 @@ mod tests {
         assert_eq!(d.crc64nvme, 0xAE8B_1486_0A79_9888);
         assert_eq!(d.crc64xz, 0x995D_C9BB_DF19_39FA);
         assert_eq!(d.sha256, "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225");
+    }
+
+    #[test]
+    fn ufile_etags_match_the_sdk() {
+        // Worked examples from client-sdks.md §1.3 (data = i % 251).
+        let data: Vec<u8> = (0..(10u64 << 20)).map(|i| (i % 251) as u8).collect();
+        let etag_of = |n: usize| {
+            let mut b = BlockSha1::default();
+            for c in data[..n].chunks(100_003) {
+                b.update(c);
+            }
+            b.finish_etag()
+        };
+        assert_eq!(etag_of(0), "AAAAAA==");
+        assert_eq!(etag_of(4 << 20), "AQAAAAd8eREZ4FXnoK5eUHCJo_kRSDb1");
+        assert_eq!(etag_of((4 << 20) + 1), "AgAAAAV4TNEnA2AXSRVyDqVW4bohMKad");
+        assert_eq!(etag_of(10 << 20), "AwAAAJWW94Kd7uuN_TCTi_xpbr4WtvSz");
+        let d = digest_all(b"hello world");
+        assert_eq!(ufile_etag_single(11, &d.sha1).unwrap(), "AQAAACqubDXJT8-0FdvpX0CLnOke6Ebt");
+        assert_eq!(ufile_etag_single(4 << 20, &digest_all(&data[..4 << 20]).sha1).unwrap(), etag_of(4 << 20));
     }
 
     #[test]

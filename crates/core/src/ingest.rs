@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
-use crate::hash::{MainHasher, Md5Hasher, Sha1Hasher};
+use crate::hash::{ufile_etag_single, BlockSha1, MainHasher, Md5Hasher, Sha1Hasher};
 
 /// Chunks in flight between stages.
 const CHANNEL_DEPTH: usize = 8;
@@ -27,6 +27,16 @@ pub struct Staged {
     pub(crate) temp: TempBlob,
     pub size: u64,
     pub digests: Digests,
+    /// The UFile ETag: known for content up to one 4 MiB block, or when asked for.
+    pub ufile_etag: Option<String>,
+}
+
+/// What the write path computes beyond the standard digests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageOptions {
+    /// Also hash 4 MiB blocks for the UFile ETag of content larger than one block (an extra
+    /// SHA-1 pass, so only dialects that answer with that ETag ask for it).
+    pub ufile_blocks: bool,
 }
 
 impl std::fmt::Debug for Staged {
@@ -50,7 +60,7 @@ impl Drop for AbandonGuard {
     }
 }
 
-pub async fn stage<S, E>(blobs: &dyn BlobStore, body: S) -> CoreResult<Staged>
+pub async fn stage<S, E>(blobs: &dyn BlobStore, body: S, options: StageOptions) -> CoreResult<Staged>
 where
     S: Stream<Item = Result<Bytes, E>> + Send,
     E: std::fmt::Display,
@@ -72,10 +82,14 @@ where
     });
     let sha1_task = tokio::task::spawn_blocking(move || {
         let mut h = Sha1Hasher::default();
+        let mut blocks = options.ufile_blocks.then(BlockSha1::default);
         while let Some(b) = sha1_rx.blocking_recv() {
             h.update(&b);
+            if let Some(blocks) = &mut blocks {
+                blocks.update(&b);
+            }
         }
-        h.finish_hex()
+        (h.finish_hex(), blocks.map(BlockSha1::finish_etag))
     });
     let writer_abandoned = abandoned.clone();
     let write_task = tokio::task::spawn_blocking(move || -> CoreResult<(TempBlob, MainHasher)> {
@@ -127,11 +141,12 @@ where
 
     let written = write_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
     let md5 = md5_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
-    let sha1 = sha1_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
+    let (sha1, block_etag) = sha1_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
     if let Some(msg) = failure {
         return Err(CoreError::Body(msg));
     }
     let (temp, main) = written?;
     let size = temp.len();
-    Ok(Staged { temp, size, digests: main.finish(md5, sha1) })
+    let ufile_etag = ufile_etag_single(size, &sha1).or(block_etag);
+    Ok(Staged { temp, size, digests: main.finish(md5, sha1), ufile_etag })
 }

@@ -25,7 +25,7 @@ mod metrics;
 pub use chuan_store as store;
 pub use engine::{CompleteOptions, Engine, EngineConfig, GcReport, Principal, PutTarget};
 pub use error::{CoreError, CoreResult};
-pub use ingest::Staged;
+pub use ingest::{StageOptions, Staged};
 pub use instant::{ChallengeOutcome, Possession};
 pub use list::{ListQuery, ListResult};
 pub use metrics::Metrics;

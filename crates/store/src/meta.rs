@@ -29,6 +29,8 @@ pub struct NewContent {
     pub etag: String,
     pub digests: Option<Digests>,
     pub extents: Vec<Extent>,
+    /// The UFile ETag, when already known.
+    pub ufile_etag: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +84,8 @@ pub struct CompleteUpload {
     pub object_id: Option<String>,
     /// Whole-content digests when the caller already computed them.
     pub digests: Option<Digests>,
+    /// The UFile ETag when the caller already computed it (from 4 MiB part SHA-1s).
+    pub ufile_etag: Option<String>,
 }
 
 /// Where an ordered scan begins.
@@ -138,7 +142,7 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The hash index: contents with this digest and size.
     async fn find_content(&self, algo: &str, digest: &str, size: u64) -> StoreResult<Vec<i64>>;
     async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>>;
-    async fn set_content_digests(&self, id: i64, digests: Digests) -> StoreResult<()>;
+    async fn set_content_digests(&self, id: i64, digests: Digests, ufile_etag: String) -> StoreResult<()>;
 
     // --- upload sessions
     async fn create_upload(&self, upload: UploadRecord) -> StoreResult<()>;

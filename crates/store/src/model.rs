@@ -54,6 +54,9 @@ pub struct ContentRecord {
     pub digests: Option<Digests>,
     pub extents: Vec<Extent>,
     pub refs: i64,
+    /// The UFile ETag (SHA-1 of 4 MiB blocks, see `chuan_core::hash::ufile_etag`); `None`
+    /// until computed.
+    pub ufile_etag: Option<String>,
 }
 
 /// Content headers and user metadata of an object, as the client sent them.

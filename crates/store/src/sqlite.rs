@@ -48,8 +48,8 @@ CREATE TABLE IF NOT EXISTS blobs(
 CREATE INDEX IF NOT EXISTS blobs_unreferenced ON blobs(zero_since) WHERE refs = 0;
 CREATE TABLE IF NOT EXISTS contents(
     id INTEGER PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, etag TEXT NOT NULL,
-    digests TEXT, extents TEXT NOT NULL, created INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS contents_pending ON contents(id) WHERE digests IS NULL;
+    digests TEXT, extents TEXT NOT NULL, created INTEGER NOT NULL, ufile_etag TEXT);
+CREATE INDEX IF NOT EXISTS contents_pending ON contents(id) WHERE digests IS NULL OR ufile_etag IS NULL;
 CREATE TABLE IF NOT EXISTS hash_index(
     algo TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL, content INTEGER NOT NULL,
     PRIMARY KEY(algo, digest, size, content)) WITHOUT ROWID;
@@ -245,10 +245,11 @@ fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRecord> 
         etag: row.get(3)?,
         digests: digests.map(|d| from_json(&d)).transpose()?,
         extents: from_json(&row.get::<_, String>(5)?)?,
+        ufile_etag: row.get(6)?,
     })
 }
 
-const CONTENT_COLS: &str = "id, size, refs, etag, digests, extents";
+const CONTENT_COLS: &str = "id, size, refs, etag, digests, extents, ufile_etag";
 
 fn upload_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRecord> {
     Ok(UploadRecord {
@@ -297,8 +298,15 @@ fn blob_unref(txn: &Connection, id: &str) -> StoreResult<()> {
 
 fn insert_content(txn: &Connection, c: &NewContent) -> StoreResult<i64> {
     txn.execute(
-        "INSERT INTO contents(size, refs, etag, digests, extents, created) VALUES(?1, 0, ?2, ?3, ?4, ?5)",
-        params![c.size as i64, c.etag, c.digests.as_ref().map(to_json).transpose()?, to_json(&c.extents)?, now_ms()],
+        "INSERT INTO contents(size, refs, etag, digests, extents, created, ufile_etag) VALUES(?1, 0, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            c.size as i64,
+            c.etag,
+            c.digests.as_ref().map(to_json).transpose()?,
+            to_json(&c.extents)?,
+            now_ms(),
+            c.ufile_etag
+        ],
     )
     .map_err(backend)?;
     let id = txn.last_insert_rowid();
@@ -308,16 +316,24 @@ fn insert_content(txn: &Connection, c: &NewContent) -> StoreResult<i64> {
     if let Some(d) = &c.digests {
         index_content(txn, id, c.size, d)?;
     }
+    if let Some(u) = &c.ufile_etag {
+        index_one(txn, id, c.size, "ufile", u)?;
+    }
     Ok(id)
+}
+
+fn index_one(txn: &Connection, id: i64, size: u64, algo: &str, digest: &str) -> StoreResult<()> {
+    txn.execute(
+        "INSERT OR IGNORE INTO hash_index(algo, digest, size, content) VALUES(?1, ?2, ?3, ?4)",
+        params![algo, digest, size as i64, id],
+    )
+    .map_err(backend)?;
+    Ok(())
 }
 
 fn index_content(txn: &Connection, id: i64, size: u64, d: &Digests) -> StoreResult<()> {
     for (algo, digest) in d.index_entries() {
-        txn.execute(
-            "INSERT OR IGNORE INTO hash_index(algo, digest, size, content) VALUES(?1, ?2, ?3, ?4)",
-            params![algo, digest, size as i64, id],
-        )
-        .map_err(backend)?;
+        index_one(txn, id, size, algo, &digest)?;
     }
     Ok(())
 }
@@ -747,7 +763,7 @@ impl MetaStore for SqliteMetaStore {
     async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>> {
         self.read(move |c| {
             let mut st = c
-                .prepare(&format!("SELECT {CONTENT_COLS} FROM contents WHERE digests IS NULL ORDER BY id LIMIT ?1"))
+                .prepare(&format!("SELECT {CONTENT_COLS} FROM contents WHERE digests IS NULL OR ufile_etag IS NULL ORDER BY id LIMIT ?1"))
                 .map_err(backend)?;
             let rows = st.query_map(params![limit as i64], content_from_row).map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
@@ -755,16 +771,20 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
-    async fn set_content_digests(&self, id: i64, d: Digests) -> StoreResult<()> {
+    async fn set_content_digests(&self, id: i64, d: Digests, ufile_etag: String) -> StoreResult<()> {
         self.write(move |txn| {
             let size: Option<i64> = txn
                 .query_row("SELECT size FROM contents WHERE id = ?1", params![id], |r| r.get(0))
                 .optional()
                 .map_err(backend)?;
             let Some(size) = size else { return Ok(()) };
-            txn.execute("UPDATE contents SET digests = ?2 WHERE id = ?1", params![id, to_json(&d)?])
-                .map_err(backend)?;
-            index_content(txn, id, size as u64, &d)
+            txn.execute(
+                "UPDATE contents SET digests = ?2, ufile_etag = coalesce(ufile_etag, ?3) WHERE id = ?1",
+                params![id, to_json(&d)?, ufile_etag],
+            )
+            .map_err(backend)?;
+            index_content(txn, id, size as u64, &d)?;
+            index_one(txn, id, size as u64, "ufile", &ufile_etag)
         })
         .await
     }
@@ -902,7 +922,8 @@ impl MetaStore for SqliteMetaStore {
             }
             // A single extent already has whole-content digests; more need the background job.
             let digests = if extents.len() == 1 { Some(extents[0].digests.clone()) } else { None };
-            let content = NewContent { size, etag: cu.etag.clone(), digests, extents };
+            let content =
+                NewContent { size, etag: cu.etag.clone(), digests, extents, ufile_etag: cu.ufile_etag.clone() };
             let content_id = insert_content(txn, &content)?;
             let obj = set_object(
                 txn,
@@ -1011,7 +1032,7 @@ impl MetaStore for SqliteMetaStore {
                 uploads: q("SELECT count(*) FROM uploads")?,
                 parts: q("SELECT count(*) FROM parts")?,
                 unreferenced_blobs: q("SELECT count(*) FROM blobs WHERE refs <= 0")?,
-                pending_digests: q("SELECT count(*) FROM contents WHERE digests IS NULL")?,
+                pending_digests: q("SELECT count(*) FROM contents WHERE digests IS NULL OR ufile_etag IS NULL")?,
             })
         })
         .await
