@@ -1,14 +1,31 @@
 //! HTTP plumbing shared by the dialects: the one response body type the dispatcher serves,
+//! streaming `multipart/form-data` ([`form`]),
 //! bounded body reading, and the request's origin for building URLs that point back here.
 
+pub mod form;
+
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Every dialect's response body: a whole buffer or a stream, boxed.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A request body the dispatcher may have partly read (to route it) and replays in full.
+pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// `prefix` followed by the rest of `body`, frames (and trailers) unchanged.
+pub fn replay<B>(prefix: Bytes, body: B) -> RequestBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let first = futures::stream::once(async move { Ok::<_, BoxError>(http_body::Frame::data(prefix)) });
+    let rest = http_body_util::BodyStream::new(body.map_err(Into::into));
+    StreamBody::new(first.chain(rest)).boxed_unsync()
+}
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
@@ -43,11 +60,49 @@ pub enum ReadError {
 
 /// Reads a whole request body of at most `limit` bytes (JSON, forms: never file contents).
 pub async fn read_limited(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, ReadError> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadError::TooLarge),
-        Err(e) => Err(ReadError::Io(e.to_string())),
+    collect_limited(body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(), limit).await
+}
+
+/// [`read_limited`] for a body the dispatcher replays.
+pub async fn read_limited_boxed(body: RequestBody, limit: usize) -> Result<Bytes, ReadError> {
+    collect_limited(body, limit).await
+}
+
+async fn collect_limited(mut body: RequestBody, limit: usize) -> Result<Bytes, ReadError> {
+    // Frame by frame rather than through `http_body_util::Limited`, whose `Into<BoxError>`
+    // bound makes the futures of callers fail rustc's `Send` inference.
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ReadError::Io(e.to_string()))?;
+        if let Ok(d) = frame.into_data() {
+            if buf.len() + d.len() > limit {
+                return Err(ReadError::TooLarge);
+            }
+            buf.extend_from_slice(&d);
+        }
     }
+    Ok(buf.freeze())
+}
+
+/// Reads frames from `body` until `enough(bytes so far)` or `limit` bytes or the end; returns
+/// what was read and the rest of the body (for [`replay`]).
+pub async fn peek<B>(mut body: B, limit: usize, enough: fn(&[u8]) -> bool) -> Result<(Bytes, B), BoxError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut buf = bytes::BytesMut::new();
+    while buf.len() < limit && !enough(&buf) {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(d) => buf.extend_from_slice(&d),
+                Err(_) => break,
+            },
+        }
+    }
+    Ok((buf.freeze(), body))
 }
 
 /// `http://host[:port]` as the client addressed this server, for URLs handed back to it.

@@ -29,8 +29,13 @@ impl S3Dialect {
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<s3s::Body> {
+        self.handle_body(req.map(s3s::Body::from)).await
+    }
+
+    /// [`S3Dialect::handle`] for a body the dispatcher has already partly read and replays.
+    pub async fn handle_body(&self, req: Request<s3s::Body>) -> Response<s3s::Body> {
         let is_post = req.method() == http::Method::POST;
-        match self.service.call(req.map(s3s::Body::from)).await {
+        match self.service.call(req).await {
             Ok(resp) if is_post && resp.status() == StatusCode::BAD_REQUEST => post_policy_fixup(resp).await,
             Ok(resp) => resp,
             Err(e) => {

@@ -24,6 +24,9 @@ pub struct State {
     pub engine: Arc<Engine>,
     pub s3: chuan_api_s3::S3Dialect,
     pub adrive: chuan_api_adrive::AdriveDialect,
+    pub ufile: chuan_api_ufile::UfileDialect,
+    /// The S3 dialect's virtual-host base domains (other hosts name UFile buckets).
+    pub s3_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,36 +34,136 @@ pub enum Dialect {
     Chuan,
     S3,
     Adrive,
+    Ufile,
+    /// A form POST to `<bucket>.<S3 domain>/`: S3 POST Object or UFile PostFile, told apart
+    /// by the form itself.
+    FormPost,
     /// A protocol Chuan routes but this build does not serve yet.
     Unserved(&'static str),
 }
 
-pub fn classify(uri: &Uri, headers: &http::HeaderMap) -> Dialect {
+pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> Dialect {
     let path = uri.path();
     if path.starts_with("/_chuan/") {
         return Dialect::Chuan;
     }
     if let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let scheme = auth.split_once(' ').map(|(s, _)| s).unwrap_or("");
+        let (scheme, rest) = auth.split_once(' ').unwrap_or(("", auth));
         match scheme {
-            "UCloud" | "Inspur" => return Dialect::Unserved("UFile"),
+            "AWS4-HMAC-SHA256" | "AWS" => return Dialect::S3,
+            // UFile signs `UCloud pub:sig`; IoT upload tokens come as `Ucloud <token>`.
+            "UCloud" | "Inspur" => return Dialect::Ufile,
+            "Ucloud" if !rest.contains(':') => return Dialect::Unserved("UCloud IoT"),
             "UPYUN" => return Dialect::Unserved("UpYun"),
             "Bearer" => return Dialect::Adrive,
             _ => {}
         }
     }
+    let query = uri.query().unwrap_or("");
+    if query.contains("UCloudPublicKey=") {
+        return Dialect::Ufile;
+    }
+    if query.contains("X-Amz-") || query.contains("AWSAccessKeyId=") {
+        return Dialect::S3;
+    }
     const ROUTES: &[(&str, &str)] =
         &[("/files/v1/", "Tencent COS v3"), ("/files/v2/", "Tencent COS v4"), ("/api/v1/", "UCloud IoT")];
-    // Aliyun Drive: aligo sends the raw token as `Authorization`, so the path decides.
-    if ["/v2/", "/v3/", "/adrive/", "/users/", "/token/"].iter().any(|p| path.starts_with(p)) {
-        return Dialect::Adrive;
-    }
     for (prefix, name) in ROUTES {
         if path.starts_with(prefix) {
             return Dialect::Unserved(name);
         }
     }
+    // Aliyun Drive: aligo sends the raw token as `Authorization`, so the path decides.
+    if ["/v2/", "/v3/", "/adrive/", "/users/", "/token/"].iter().any(|p| path.starts_with(p)) {
+        return Dialect::Adrive;
+    }
+    // `<bucket>.<domain>` outside the S3 base domains: UFile's bucket hosts (form uploads,
+    // public-bucket reads).
+    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if is_bucket_host(host, s3_domains) {
+        return Dialect::Ufile;
+    }
+    let is_form = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if is_form && path == "/" && host.contains('.') && headers.get(http::header::AUTHORIZATION).is_none() {
+        return Dialect::FormPost;
+    }
     Dialect::S3
+}
+
+/// The name of the first part of a form, once its headers have arrived.
+fn first_form_field(peeked: &[u8]) -> Option<&[u8]> {
+    let at = peeked.windows(6).position(|w| w == b"name=\"")? + 6;
+    let len = peeked[at..].iter().position(|b| *b == b'"')?;
+    Some(&peeked[at..at + len])
+}
+
+/// Fields an S3 POST Object form starts with (boto3 puts `key` first; browsers vary).
+fn is_s3_form_field(name: &[u8]) -> bool {
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    name.starts_with("x-amz-")
+        || [
+            "key",
+            "policy",
+            "acl",
+            "awsaccesskeyid",
+            "signature",
+            "success_action_status",
+            "success_action_redirect",
+            "redirect",
+            "content-type",
+            "cache-control",
+            "content-disposition",
+            "content-encoding",
+            "expires",
+            "tagging",
+            "bucket",
+        ]
+        .contains(&name.as_str())
+}
+
+fn has_first_form_field(peeked: &[u8]) -> bool {
+    first_form_field(peeked).is_some()
+}
+
+/// Routes a form POST by its first field: an S3 POST Object form starts with one of S3's
+/// fields (`key`, `policy`, `x-amz-*`...); anything else (the UFile SDK starts with
+/// `FileName`) is a UFile form. At most 8 KiB is read ahead, then replayed to the dialect.
+async fn form_post(state: &State, req: Request<Incoming>) -> Response<chuan_api_common::Body> {
+    let (parts, body) = req.into_parts();
+    let (peeked, rest) = match chuan_api_common::peek(body, 8 << 10, has_first_form_field).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "form body failed while routing");
+            return Response::builder()
+                .status(StatusCode::BAD_REQUEST)
+                .body(chuan_api_common::full("unreadable request body\n"))
+                .expect("valid response");
+        }
+    };
+    let ufile = !first_form_field(&peeked).is_some_and(is_s3_form_field);
+    let body = chuan_api_common::replay(peeked, rest);
+    let req = Request::from_parts(parts, body);
+    if ufile {
+        state.ufile.handle(req).await
+    } else {
+        state.s3.handle_body(req.map(s3s::Body::http_body_unsync)).await.map(chuan_api_common::boxed)
+    }
+}
+
+/// A host name of at least two labels that is not an IP address, not `localhost` and not
+/// under one of the S3 dialect's virtual-host domains.
+fn is_bucket_host(host: &str, s3_domains: &[String]) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    if name.is_empty() || name.parse::<std::net::IpAddr>().is_ok() || name.starts_with('[') || !name.contains('.') {
+        return false;
+    }
+    !s3_domains.iter().any(|d| name == d || name.ends_with(&format!(".{d}")))
 }
 
 /// Moves an absolute-form target's authority into `Host` and keeps only path and query.
@@ -86,10 +189,12 @@ pub async fn handle(
     normalise_target(&mut req);
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0");
-    let resp = match classify(req.uri(), req.headers()) {
+    let resp = match classify(req.uri(), req.headers(), &state.s3_domains) {
         Dialect::Chuan => admin::handle(&state, req).await,
         Dialect::S3 => state.s3.handle(req).await.map(chuan_api_common::boxed),
         Dialect::Adrive => state.adrive.handle(req).await,
+        Dialect::Ufile => state.ufile.handle(req.map(chuan_api_common::boxed)).await,
+        Dialect::FormPost => form_post(&state, req).await,
         Dialect::Unserved(name) => Response::builder()
             .status(StatusCode::NOT_IMPLEMENTED)
             .header("content-type", "application/json")
@@ -121,14 +226,19 @@ mod tests {
         if let Some(a) = auth {
             h.insert(http::header::AUTHORIZATION, a.parse().unwrap());
         }
-        classify(&uri.parse().unwrap(), &h)
+        classify(&uri.parse().unwrap(), &h, &["localhost".to_owned()])
     }
 
     #[test]
     fn routes_by_path_and_scheme() {
         assert_eq!(classify_str("/_chuan/health", None), Dialect::Chuan);
         assert_eq!(classify_str("/bucket/key", Some("AWS4-HMAC-SHA256 Credential=x")), Dialect::S3);
-        assert_eq!(classify_str("/key", Some("UCloud pub:sig")), Dialect::Unserved("UFile"));
+        assert_eq!(classify_str("/key", Some("UCloud pub:sig")), Dialect::Ufile);
+        assert_eq!(classify_str("/a/b/f", Some("Ucloud eyJ.x.y")), Dialect::Unserved("UCloud IoT"));
+        assert_eq!(classify_str("/k?UCloudPublicKey=a&Expires=1&Signature=x", None), Dialect::Ufile);
+        assert!(is_bucket_host("mybucket.ufile.invalid:80", &["localhost".into()]));
+        assert!(!is_bucket_host("b.localhost:9000", &["localhost".into()]));
+        assert!(!is_bucket_host("127.0.0.1:9000", &["localhost".into()]));
         assert_eq!(classify_str("/files/v2/123/b/x", Some("c2lnbg==")), Dialect::Unserved("Tencent COS v4"));
         assert_eq!(classify_str("/adrive/v2/file/createWithFolders", Some("Bearer t")), Dialect::Adrive);
         assert_eq!(classify_str("/v2/file/list", Some("rawtoken")), Dialect::Adrive);

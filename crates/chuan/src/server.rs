@@ -60,7 +60,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         adrive_config.url_ttl = secs;
     }
     let adrive = chuan_api_adrive::AdriveDialect::new(engine.clone(), adrive_config).await?;
-    let state = Arc::new(State { engine: engine.clone(), s3, adrive });
+    let ufile = chuan_api_ufile::UfileDialect::new(engine.clone());
+    let state = Arc::new(State { engine: engine.clone(), s3, adrive, ufile, s3_domains: opts.domains.clone() });
 
     let background = spawn_background(engine.clone());
 

@@ -83,6 +83,8 @@ pub struct CompleteOptions {
     pub digests: Option<Digests>,
     /// Smallest part but the last; `None` for the engine's default (S3's 5 MiB).
     pub min_part_size: Option<u64>,
+    /// Store the object under this key instead of the session's.
+    pub key: Option<String>,
 }
 
 /// What a request to write an object carries besides its bytes.
@@ -446,6 +448,7 @@ impl Engine {
             object_id: options.object_id,
             digests: options.digests,
             ufile_etag: ufile_etag_of_parts(&chosen),
+            key: options.key,
         };
         let rec = match self.meta.complete_upload(complete).await {
             Err(StoreError::NotFound) => return Err(CoreError::NoSuchUpload),

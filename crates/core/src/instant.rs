@@ -37,6 +37,9 @@ pub enum Possession {
     },
 }
 
+/// Pending contents of one size settled by a lookup at most (the probe limit bounds how often).
+const PENDING_SETTLE_LIMIT: usize = 4;
+
 /// Ranges in a native challenge, and the most bytes each covers.
 const CHALLENGE_RANGES: usize = 4;
 const CHALLENGE_RANGE_BYTES: u64 = 64;
@@ -91,11 +94,28 @@ impl Engine {
         }
     }
 
-    /// Content with this digest and size that the principal's own tenant holds.
+    /// Content with this digest and size that the principal's own tenant holds. Contents of
+    /// that size whose digests the background job has not computed yet (just assembled from
+    /// parts, or larger than one UFile block) are settled first, so a hit does not depend on
+    /// the job's timing.
     pub async fn own_content(&self, p: &Principal, algo: &str, digest: &str, size: u64) -> CoreResult<Option<i64>> {
         for id in self.meta.find_content(algo, digest, size).await? {
             if self.meta.tenant_holds_content(&p.tenant, id).await? {
                 return Ok(Some(id));
+            }
+        }
+        let mut settled = false;
+        for content in self.meta.pending_contents_of_size(size, PENDING_SETTLE_LIMIT).await? {
+            if self.meta.tenant_holds_content(&p.tenant, content.id).await? {
+                self.full_digests(&content).await?;
+                settled = true;
+            }
+        }
+        if settled {
+            for id in self.meta.find_content(algo, digest, size).await? {
+                if self.meta.tenant_holds_content(&p.tenant, id).await? {
+                    return Ok(Some(id));
+                }
             }
         }
         Ok(None)

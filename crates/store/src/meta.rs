@@ -86,6 +86,8 @@ pub struct CompleteUpload {
     pub digests: Option<Digests>,
     /// The UFile ETag when the caller already computed it (from 4 MiB part SHA-1s).
     pub ufile_etag: Option<String>,
+    /// Store the object under this key instead of the session's (UFile `newKey`).
+    pub key: Option<String>,
 }
 
 /// Where an ordered scan begins.
@@ -142,6 +144,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The hash index: contents with this digest and size.
     async fn find_content(&self, algo: &str, digest: &str, size: u64) -> StoreResult<Vec<i64>>;
     async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>>;
+    /// Contents of exactly this size whose digests are still being computed.
+    async fn pending_contents_of_size(&self, size: u64, limit: usize) -> StoreResult<Vec<ContentRecord>>;
     async fn set_content_digests(&self, id: i64, digests: Digests, ufile_etag: String) -> StoreResult<()>;
 
     // --- upload sessions

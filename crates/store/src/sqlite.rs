@@ -771,6 +771,20 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn pending_contents_of_size(&self, size: u64, limit: usize) -> StoreResult<Vec<ContentRecord>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT {CONTENT_COLS} FROM contents WHERE (digests IS NULL OR ufile_etag IS NULL) AND size = ?1
+                     ORDER BY id LIMIT ?2"
+                ))
+                .map_err(backend)?;
+            let rows = st.query_map(params![size as i64, limit as i64], content_from_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
     async fn set_content_digests(&self, id: i64, d: Digests, ufile_etag: String) -> StoreResult<()> {
         self.write(move |txn| {
             let size: Option<i64> = txn
@@ -925,10 +939,11 @@ impl MetaStore for SqliteMetaStore {
             let content =
                 NewContent { size, etag: cu.etag.clone(), digests, extents, ufile_etag: cu.ufile_etag.clone() };
             let content_id = insert_content(txn, &content)?;
+            let key = cu.key.clone().unwrap_or_else(|| upload.key.clone());
             let obj = set_object(
                 txn,
                 &upload.bucket,
-                &upload.key,
+                &key,
                 content_id,
                 &cu.etag,
                 &upload.meta,

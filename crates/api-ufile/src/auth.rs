@@ -1,0 +1,51 @@
+//! UFile signatures: `Authorization: UCloud|Inspur <public key>:<base64 HMAC-SHA1>` over
+//! `METHOD\nContent-MD5\nContent-Type\nDate\n<X-UCloud headers>/bucket/key[list suffix]`, and
+//! presigned downloads (`UCloudPublicKey`, `Expires`, `Signature`) over
+//! `METHOD\n\n\nExpires\n/bucket/key`. Header signatures carry no time (the SDK never sends a
+//! Date), so they cannot be made non-replayable; presigned ones expire.
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+
+pub fn sign(secret: &str, string_to_sign: &str) -> String {
+    let mut h = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
+    h.update(string_to_sign.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(h.finalize().into_bytes())
+}
+
+/// `(public key, signature)` of an `Authorization: UCloud|Inspur pub:sig` header. Public keys
+/// may themselves contain `:`-free text like `user@example.com123`; the signature follows the
+/// last `:`.
+pub fn parse_header(value: &str) -> Option<(String, String)> {
+    let rest = value.strip_prefix("UCloud ").or_else(|| value.strip_prefix("Inspur "))?;
+    let (public, sig) = rest.trim().rsplit_once(':')?;
+    Some((public.to_owned(), sig.to_owned()))
+}
+
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worked_examples_from_the_sdk() {
+        // client-sdks.md §1.2, keys TOKEN_PUBLIC_KEY / PRIVATE_KEY_123.
+        let k = "PRIVATE_KEY_123";
+        assert_eq!(sign(k, "PUT\n\ntext/plain\n\n/mybucket/hello.txt"), "fKSJ2e9wk/M5JFUXL+8wAIkuxv0=");
+        assert_eq!(sign(k, "DELETE\n\n\n\n/mybucket/hello.txt"), "+vucBpVRWR+zMGa8/i0uB7fVSiI=");
+        assert_eq!(sign(k, "GET\n\n\n\n/mybucket/"), "K+D3bxF1JFlfphJ6orQaolQ28ik=");
+        assert_eq!(
+            sign(k, "GET\n\n\n\n/mybucket/\nlistobjects\ndelimiter:/\nmarker:\nmax-keys:100\nprefix:a/"),
+            "0af7nZctr5gB0QjUx21DVKxHsas="
+        );
+        assert_eq!(sign(k, "GET\n\n\n1700000000\n/mybucket/hello.txt"), "2SPZRekbQANcOqpH58xZnp9M99U=");
+        assert_eq!(
+            parse_header("Inspur demouser@x.cn1342:S5FVD2w6="),
+            Some(("demouser@x.cn1342".into(), "S5FVD2w6=".into()))
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Multipart uploads in 4 MiB blocks: `?uploads` (init), `?uploadId=&partNumber=` (parts
+//! numbered from 0, any order, in parallel), finish with the comma-joined ETags (optional
+//! `newKey`), abort, `?muploadpart` listing for resume, and part copy. Completion writes a
+//! manifest of the part blobs; because parts are whole 4 MiB blocks the UFile ETag comes from
+//! their SHA-1s without reading anything.
+
+use chuan_api_common::RequestBody;
+use chuan_core::store::{ObjectMeta, UploadRecord};
+use chuan_core::{CompleteOptions, CoreError, Principal};
+use http::{header, StatusCode};
+use serde_json::json;
+
+use crate::error::{UfileError, UfileResult};
+use crate::{empty, json, Ctx, Resp, UfileDialect};
+
+const BLOCK: u64 = chuan_core::hash::UFILE_BLOCK;
+const MAX_FINISH_BODY: usize = 1 << 20;
+const STATE: &str = r#"{"dialect":"ufile","blk_size":4194304}"#;
+
+impl UfileDialect {
+    async fn session(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> UfileResult<UploadRecord> {
+        Ok(self.engine.upload(p, bucket, key, upload_id).await?)
+    }
+
+    pub(crate) async fn init_multipart(&self, ctx: Ctx) -> UfileResult<Resp> {
+        let ct = ctx.parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        // The SDK sends text/plain on init; the file's type comes with each part.
+        let meta = ObjectMeta {
+            content_type: (!ct.is_empty() && ct != "text/plain").then(|| ct.to_owned()),
+            ..Default::default()
+        };
+        let up =
+            self.engine.create_upload_with_state(&ctx.principal, &ctx.bucket, &ctx.key, meta, STATE.into()).await?;
+        Ok(json(StatusCode::OK, &json!({"UploadId": up.id, "BlkSize": BLOCK, "Bucket": ctx.bucket, "Key": ctx.key})))
+    }
+
+    pub(crate) async fn upload_part(
+        &self,
+        ctx: Ctx,
+        upload_id: &str,
+        part: u32,
+        body: RequestBody,
+    ) -> UfileResult<Resp> {
+        let up = self.session(&ctx.principal, &ctx.bucket, &ctx.key, upload_id).await?;
+        let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;
+        if staged.size > BLOCK {
+            return Err(UfileError::bad_request(format!("part {part} is larger than BlkSize {BLOCK}")));
+        }
+        let rec = self.engine.commit_part(&up, part + 1, staged).await?;
+        Ok(empty(StatusCode::OK)
+            .header(header::ETAG, format!("\"{}\"", rec.etag))
+            .header("partnumber", part)
+            .body(chuan_api_common::empty())
+            .expect("valid"))
+    }
+
+    pub(crate) async fn upload_part_copy(
+        &self,
+        ctx: Ctx,
+        upload_id: &str,
+        part: u32,
+        source: &str,
+    ) -> UfileResult<Resp> {
+        let up = self.session(&ctx.principal, &ctx.bucket, &ctx.key, upload_id).await?;
+        let decoded = chuan_api_common::percent_decode(source);
+        let (sb, sk) = decoded
+            .trim_start_matches('/')
+            .split_once('/')
+            .ok_or_else(|| UfileError::bad_request("X-Ufile-Copy-Source must be /bucket/key"))?;
+        let src = self.engine.head_object(&ctx.principal, sb, sk).await?;
+        let content = self.engine.content(src.content_id).await?;
+        let range = ctx.parts.headers.get("x-ufile-copy-source-range").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let (start, end) = match range.strip_prefix("bytes=").and_then(|r| r.split_once('-')) {
+            Some((a, b)) => {
+                let a: u64 = a.trim().parse().map_err(|_| UfileError::bad_request("bad X-Ufile-Copy-Source-Range"))?;
+                // The SDK sends `offset-(size-1)` instead of `offset-(offset+size-1)`; clamp to the source.
+                let b: u64 =
+                    b.trim().parse::<u64>().map_err(|_| UfileError::bad_request("bad X-Ufile-Copy-Source-Range"))?;
+                (a, (b + 1).min(content.size).min(a + BLOCK).max(a))
+            }
+            None => (0, content.size.min(BLOCK)),
+        };
+        if start >= content.size && content.size > 0 {
+            return Err(CoreError::InvalidRange.into());
+        }
+        let staged = self.engine.stage(self.engine.read(&content, start, end)).await?;
+        let rec = self.engine.commit_part(&up, part + 1, staged).await?;
+        Ok(empty(StatusCode::OK)
+            .header(header::ETAG, format!("\"{}\"", rec.etag))
+            .body(chuan_api_common::empty())
+            .expect("valid"))
+    }
+
+    pub(crate) async fn finish_multipart(
+        &self,
+        ctx: Ctx,
+        upload_id: &str,
+        new_key: Option<String>,
+        body: RequestBody,
+    ) -> UfileResult<Resp> {
+        let up = self.session(&ctx.principal, &ctx.bucket, &ctx.key, upload_id).await?;
+        let raw = chuan_api_common::read_limited_boxed(body, MAX_FINISH_BODY)
+            .await
+            .map_err(|_| UfileError::bad_request("body too large"))?;
+        let text = String::from_utf8_lossy(&raw);
+        let etags: Vec<String> =
+            text.split(',').map(|e| e.trim().trim_matches('"').to_owned()).filter(|e| !e.is_empty()).collect();
+        if etags.is_empty() {
+            // An empty file has no blocks: the SDK finishes without parts.
+            if !self.engine.list_parts(&up, 0, 1).await?.is_empty() {
+                return Err(UfileError::bad_request("the body must list the part ETags, comma-separated"));
+            }
+            let staged = self.engine.stage(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()).await?;
+            let key = new_key.clone().unwrap_or_else(|| ctx.key.clone());
+            let target = chuan_core::PutTarget {
+                bucket: ctx.bucket.clone(),
+                key: key.clone(),
+                meta: up.meta.clone(),
+                condition: None,
+            };
+            let etag = staged.ufile_etag.clone().unwrap_or_default();
+            self.engine.commit_put(&ctx.principal, target, staged).await?;
+            self.engine.abort_upload(&up).await?;
+            return Ok(empty(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ETAG, format!("\"{etag}\""))
+                .body(chuan_api_common::full(
+                    serde_json::to_vec(&json!({"Bucket": ctx.bucket, "Key": key, "FileSize": 0})).unwrap_or_default(),
+                ))
+                .expect("valid"));
+        }
+        let stored = self.engine.list_parts(&up, 0, 10_001).await?;
+        let list: Vec<(u32, String)> = etags.iter().enumerate().map(|(i, e)| (i as u32 + 1, e.clone())).collect();
+        // Every part but the last is one whole block.
+        for (i, (n, _)) in list.iter().enumerate() {
+            let part = stored
+                .iter()
+                .find(|p| p.number == *n)
+                .ok_or_else(|| UfileError::bad_request(format!("part {} was not uploaded", n - 1)))?;
+            if i + 1 < list.len() && part.size != BLOCK || part.size > BLOCK {
+                return Err(UfileError::bad_request(format!(
+                    "part {} is {} bytes; parts must be BlkSize except the last",
+                    n - 1,
+                    part.size
+                )));
+            }
+        }
+        let key = match &new_key {
+            Some(k) => {
+                chuan_core::names::validate_key(k)?;
+                k.clone()
+            }
+            None => ctx.key.clone(),
+        };
+        let options = CompleteOptions { min_part_size: Some(0), key: new_key.clone(), ..Default::default() };
+        let (rec, _) = self.engine.complete_upload(&up, &list, options).await?;
+        let etag = self.ufile_etag(&rec).await?;
+        Ok(empty(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ETAG, format!("\"{etag}\""))
+            .body(chuan_api_common::full(
+                serde_json::to_vec(&json!({"Bucket": ctx.bucket, "Key": key, "FileSize": rec.size}))
+                    .unwrap_or_default(),
+            ))
+            .expect("valid"))
+    }
+
+    pub(crate) async fn abort_multipart(&self, ctx: Ctx, upload_id: &str) -> UfileResult<Resp> {
+        let up = self.session(&ctx.principal, &ctx.bucket, &ctx.key, upload_id).await?;
+        self.engine.abort_upload(&up).await?;
+        Ok(empty(StatusCode::OK).body(chuan_api_common::empty()).expect("valid"))
+    }
+
+    /// `GET /?muploadpart&uploadId=&max-parts=&part-number-marker=` (part numbers from 0).
+    pub(crate) async fn list_parts(&self, ctx: Ctx, upload_id: &str) -> UfileResult<Resp> {
+        let up = self.engine.upload_by_id(&ctx.principal, upload_id).await?;
+        if up.bucket != ctx.bucket {
+            return Err(CoreError::NoSuchUpload.into());
+        }
+        let max = ctx.query.get("max-parts").and_then(|m| m.parse::<usize>().ok()).unwrap_or(1000).clamp(1, 1000);
+        let marker = ctx.query.get("part-number-marker").and_then(|m| m.parse::<u32>().ok());
+        // The marker names the last part already seen (0-based); stored numbers are 1-based.
+        let after = marker.map(|m| m + 1).unwrap_or(0);
+        let mut parts = self.engine.list_parts(&up, after, max + 1).await?;
+        let truncated = parts.len() > max;
+        parts.truncate(max);
+        let list: Vec<_> = parts
+            .iter()
+            .map(|p| json!({"PartNumber": p.number - 1, "ETag": p.etag, "LastModified": p.modified_ms / 1000, "Size": p.size}))
+            .collect();
+        Ok(json(
+            StatusCode::OK,
+            &json!({"RetCode": 0, "ErrMsg": "", "Bucket": up.bucket, "Key": up.key, "UploadId": up.id, "Parts": list,
+                    "IsTruncated": truncated, "NextPartNumberMarker": if truncated { parts.last().map(|p| p.number as i64 - 1).unwrap_or(-1) } else { -1 }}),
+        ))
+    }
+}

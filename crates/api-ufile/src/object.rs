@@ -1,0 +1,349 @@
+//! Single-object operations: PutFile, PostFile, UploadHit, GetFile/HEAD, DeleteFile, copy,
+//! rename, OpMeta, restore and storage class.
+
+use base64::Engine as _;
+use chuan_api_common::RequestBody;
+use chuan_core::store::{ObjectMeta, ObjectRecord, WriteCondition};
+use chuan_core::{CoreError, Possession, Principal, PutTarget, StageOptions};
+use http::header;
+use http::request::Parts;
+use http::StatusCode;
+
+use crate::error::{UfileError, UfileResult};
+use crate::{empty, json, Ctx, Resp, UfileDialect};
+
+const MAX_FORM_FIELD: usize = 64 << 10;
+const MAX_OPMETA: usize = 64 << 10;
+const UFILE: StageOptions = StageOptions { ufile_blocks: true };
+
+/// `Content-MD5` as the SDK sends it (lower-case hex) or as HTTP defines it (base64).
+fn md5_claim(value: &str) -> UfileResult<Option<String>> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(Some(v.to_ascii_lowercase()));
+    }
+    match base64::engine::general_purpose::STANDARD.decode(v) {
+        Ok(raw) if raw.len() == 16 => Ok(Some(hex::encode(raw))),
+        _ => Err(UfileError::bad_request("Content-MD5 must be 32 hex digits or base64 of 16 bytes")),
+    }
+}
+
+fn meta_from_headers(parts: &Parts) -> ObjectMeta {
+    let h = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_owned);
+    let user = parts
+        .headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().strip_prefix("x-ufile-meta-")?.to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    ObjectMeta {
+        content_type: h("content-type"),
+        content_encoding: h("content-encoding"),
+        content_disposition: h("content-disposition"),
+        cache_control: h("cache-control"),
+        user,
+        ..Default::default()
+    }
+}
+
+fn content_type_boundary(parts: &Parts) -> Option<String> {
+    chuan_api_common::form::boundary(parts.headers.get(header::CONTENT_TYPE)?.to_str().ok()?)
+}
+
+fn form_field(fields: &[(String, String)], name: &str) -> Option<String> {
+    fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+}
+
+fn etag_header(etag: &str) -> String {
+    format!("\"{etag}\"")
+}
+
+impl UfileDialect {
+    pub(crate) async fn put_file(&self, ctx: Ctx, body: RequestBody) -> UfileResult<Resp> {
+        let p = &ctx.principal;
+        self.engine.check_bucket(p, &ctx.bucket).await?;
+        chuan_core::names::validate_key(&ctx.key)?;
+        let claimed = md5_claim(ctx.parts.headers.get("content-md5").and_then(|v| v.to_str().ok()).unwrap_or(""))?;
+        let staged = self.engine.stage_with(http_body_util::BodyDataStream::new(body), UFILE).await?;
+        if claimed.as_deref().is_some_and(|c| c != staged.digests.md5) {
+            return Err(CoreError::BadDigest { algorithm: "MD5" }.into());
+        }
+        let etag = staged.ufile_etag.clone().unwrap_or_default();
+        let target = PutTarget {
+            bucket: ctx.bucket.clone(),
+            key: ctx.key.clone(),
+            meta: meta_from_headers(&ctx.parts),
+            condition: None,
+        };
+        self.engine.commit_put(p, target, staged).await?;
+        Ok(empty(StatusCode::OK)
+            .header(header::ETAG, etag_header(&etag))
+            .body(chuan_api_common::empty())
+            .expect("valid"))
+    }
+
+    /// `POST /` with `multipart/form-data`: `FileName`, `Authorization` (signed over the file
+    /// part's Content-Type), optional `Content-MD5`, then `file`, streamed into the store.
+    pub(crate) async fn post_file(&self, parts: Parts, bucket: String, body: RequestBody) -> UfileResult<Resp> {
+        let boundary =
+            content_type_boundary(&parts).ok_or_else(|| UfileError::bad_request("expected multipart/form-data"))?;
+        let mut form = chuan_api_common::form::reader(http_body_util::BodyDataStream::new(body), &boundary);
+        let malformed = |e: chuan_api_common::form::FormError| UfileError::bad_request(format!("malformed form: {e}"));
+        let mut fields: Vec<(String, String)> = Vec::new();
+        loop {
+            let Some(mut field) = form.next_field().await.map_err(malformed)? else {
+                return Err(UfileError::bad_request("the form has no file part"));
+            };
+            let name = field.name().unwrap_or("").to_owned();
+            if name != "file" {
+                let mut value = Vec::new();
+                while let Some(c) = field.chunk().await.map_err(malformed)? {
+                    value.extend_from_slice(&c);
+                    if value.len() > MAX_FORM_FIELD {
+                        return Err(UfileError::bad_request(format!("form field {name} is too large")));
+                    }
+                }
+                fields.push((name, String::from_utf8_lossy(&value).into_owned()));
+                continue;
+            }
+            let key = form_field(&fields, "FileName")
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| UfileError::bad_request("FileName is required"))?;
+            let file_type = field.content_type().map(|m| m.to_string()).unwrap_or_default();
+            let md5 = form_field(&fields, "Content-MD5").unwrap_or_default();
+            let (public, sig) = crate::auth::parse_header(&form_field(&fields, "Authorization").unwrap_or_default())
+                .ok_or_else(UfileError::no_auth)?;
+            let p: Principal =
+                self.verify(&public, &sig, &format!("POST\n{md5}\n{file_type}\n\n/{bucket}/{key}")).await?;
+            self.engine.check_bucket(&p, &bucket).await?;
+            chuan_core::names::validate_key(&key)?;
+            let staged = self.engine.stage_with(field, UFILE).await?;
+            // Anything after the file part must still be a well-formed form.
+            while let Some(mut rest) = form.next_field().await.map_err(malformed)? {
+                while rest.chunk().await.map_err(malformed)?.is_some() {}
+            }
+            if md5_claim(&md5)?.is_some_and(|c| c != staged.digests.md5) {
+                return Err(CoreError::BadDigest { algorithm: "MD5" }.into());
+            }
+            let etag = staged.ufile_etag.clone().unwrap_or_default();
+            let meta = ObjectMeta { content_type: (!file_type.is_empty()).then_some(file_type), ..Default::default() };
+            self.engine
+                .commit_put(&p, PutTarget { bucket: bucket.clone(), key, meta, condition: None }, staged)
+                .await?;
+            return Ok(empty(StatusCode::OK)
+                .header(header::ETAG, etag_header(&etag))
+                .body(chuan_api_common::empty())
+                .expect("valid"));
+        }
+    }
+
+    /// `POST /uploadhit?Hash=&FileName=&FileSize=`: 200 and the object exists, or 404. Only
+    /// content the caller's own tenant holds can hit (there is no proof step here).
+    pub(crate) async fn upload_hit(&self, ctx: Ctx, hash: &str, file_name: &str, size: u64) -> UfileResult<Resp> {
+        let p = &ctx.principal;
+        self.engine.check_bucket(p, &ctx.bucket).await?;
+        let hit = match self.engine.claimable_content(p, "ufile", hash, size, &Possession::None).await {
+            Ok(hit) => hit,
+            Err(CoreError::SlowDown) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(content_id) = hit else { return Err(UfileError::not_found()) };
+        let mut meta = meta_from_headers(&ctx.parts);
+        meta.user.clear();
+        let target = PutTarget { bucket: ctx.bucket.clone(), key: file_name.to_owned(), meta, condition: None };
+        self.engine.instant_put(p, target, content_id, None).await?;
+        Ok(empty(StatusCode::OK)
+            .header(header::ETAG, etag_header(hash))
+            .body(chuan_api_common::empty())
+            .expect("valid"))
+    }
+
+    pub(crate) async fn get_file(&self, ctx: Ctx, with_body: bool) -> UfileResult<Resp> {
+        let rec = self.engine.head_object(&ctx.principal, &ctx.bucket, &ctx.key).await?;
+        let modified_secs = rec.modified_ms / 1000;
+        if let Some(ims) = ctx.parts.headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) {
+            if let Ok(t) = httpdate_parse(ims) {
+                if modified_secs <= t {
+                    return Ok(empty(StatusCode::NOT_MODIFIED).body(chuan_api_common::empty()).expect("valid"));
+                }
+            }
+        }
+        let content = self.engine.content(rec.content_id).await?;
+        let etag = self.ufile_etag(&rec).await?;
+        let size = content.size;
+        let range = ctx.parts.headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|r| parse_range(r, size));
+        let (status, start, end) = match range {
+            None | Some(Ok(None)) => (StatusCode::OK, 0, size),
+            Some(Ok(Some((s, e)))) => (StatusCode::PARTIAL_CONTENT, s, e),
+            Some(Err(())) => return Err(CoreError::InvalidRange.into()),
+        };
+        let mut b = empty(status)
+            .header(
+                header::CONTENT_TYPE,
+                rec.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+            )
+            .header(header::CONTENT_LENGTH, end - start)
+            .header(header::ETAG, etag_header(&etag))
+            .header(header::ACCEPT_RANGES, "bytes")
+            .header(header::LAST_MODIFIED, httpdate(rec.modified_ms));
+        for (k, v) in &rec.meta.user {
+            b = b.header(format!("x-ufile-meta-{k}"), v.as_str());
+        }
+        if status == StatusCode::PARTIAL_CONTENT {
+            b = b.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1));
+        }
+        let body = if with_body {
+            chuan_api_common::stream(self.engine.read(&content, start, end))
+        } else {
+            chuan_api_common::empty()
+        };
+        Ok(b.body(body).expect("valid"))
+    }
+
+    pub(crate) async fn delete_file(&self, ctx: Ctx) -> UfileResult<Resp> {
+        self.engine.check_bucket(&ctx.principal, &ctx.bucket).await?;
+        // Like the service: deleting a missing file is an error.
+        if self.engine.delete_object(&ctx.principal, &ctx.bucket, &ctx.key).await?.is_none() {
+            return Err(UfileError::not_found());
+        }
+        Ok(empty(StatusCode::NO_CONTENT).body(chuan_api_common::empty()).expect("valid"))
+    }
+
+    /// `X-Ufile-Copy-Source: /bucket/key` (key URL-quoted): the copy shares the content.
+    pub(crate) async fn copy(&self, ctx: Ctx, source: &str) -> UfileResult<Resp> {
+        let decoded = chuan_api_common::percent_decode(source);
+        let (src_bucket, src_key) = decoded
+            .trim_start_matches('/')
+            .split_once('/')
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            .ok_or_else(|| UfileError::bad_request("X-Ufile-Copy-Source must be /bucket/key"))?;
+        let target = PutTarget {
+            bucket: ctx.bucket.clone(),
+            key: ctx.key.clone(),
+            meta: ObjectMeta::default(),
+            condition: None,
+        };
+        let rec = self.engine.copy_object(&ctx.principal, src_bucket, src_key, target, false).await?;
+        let etag = self.ufile_etag(&rec).await?;
+        Ok(empty(StatusCode::OK)
+            .header(header::ETAG, etag_header(&etag))
+            .body(chuan_api_common::empty())
+            .expect("valid"))
+    }
+
+    /// `?newFileName=&force=`: without force an existing destination is refused.
+    pub(crate) async fn rename(&self, ctx: Ctx, new_key: &str, force: bool) -> UfileResult<Resp> {
+        let p = &ctx.principal;
+        if new_key.is_empty() {
+            return Err(UfileError::bad_request("newFileName is required"));
+        }
+        self.engine.head_object(p, &ctx.bucket, &ctx.key).await?;
+        if new_key != ctx.key && self.engine.head_object(p, &ctx.bucket, new_key).await.is_ok() {
+            if !force {
+                return Err(CoreError::AlreadyExists.into());
+            }
+            self.engine.delete_object(p, &ctx.bucket, new_key).await?;
+        }
+        if new_key != ctx.key {
+            self.engine.rename(p, &ctx.bucket, &ctx.key, new_key, false).await?;
+        }
+        Ok(empty(StatusCode::OK).body(chuan_api_common::empty()).expect("valid"))
+    }
+
+    /// `?restore` and `?storageClass=`: Chuan has one storage class, always readable.
+    pub(crate) async fn touch(&self, ctx: Ctx) -> UfileResult<Resp> {
+        self.engine.head_object(&ctx.principal, &ctx.bucket, &ctx.key).await?;
+        Ok(empty(StatusCode::OK)
+            .header("x-ufile-restore", "ongoing-request=\"false\"")
+            .body(chuan_api_common::empty())
+            .expect("valid"))
+    }
+
+    /// `POST /key?opmeta` `{"op":"set","metak","metav"}`: `mimetype` sets the content type;
+    /// other keys become user metadata (served as `X-Ufile-Meta-<k>`).
+    pub(crate) async fn op_meta(&self, ctx: Ctx, body: RequestBody) -> UfileResult<Resp> {
+        let raw = chuan_api_common::read_limited_boxed(body, MAX_OPMETA)
+            .await
+            .map_err(|_| UfileError::bad_request("body too large"))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&raw).map_err(|e| UfileError::bad_request(format!("malformed JSON: {e}")))?;
+        let (op, k, val) =
+            (v["op"].as_str().unwrap_or(""), v["metak"].as_str().unwrap_or(""), v["metav"].as_str().unwrap_or(""));
+        if op != "set" || k.is_empty() {
+            return Err(UfileError::bad_request("only op \"set\" with a metak is supported"));
+        }
+        let rec = self.engine.head_object(&ctx.principal, &ctx.bucket, &ctx.key).await?;
+        let mut meta = rec.meta.clone();
+        if k.eq_ignore_ascii_case("mimetype") {
+            meta.content_type = Some(val.to_owned());
+        } else {
+            meta.user.insert(k.to_ascii_lowercase(), val.to_owned());
+        }
+        self.set_meta(&ctx.principal, &rec, meta).await?;
+        Ok(json(StatusCode::OK, &serde_json::json!({"RetCode": 0, "ErrMsg": ""})))
+    }
+
+    async fn set_meta(&self, p: &Principal, rec: &ObjectRecord, meta: ObjectMeta) -> UfileResult<()> {
+        let target = PutTarget {
+            bucket: rec.bucket.clone(),
+            key: rec.key.clone(),
+            meta,
+            condition: Some(WriteCondition::EtagIs(rec.etag.clone())),
+        };
+        self.engine.copy_object(p, &rec.bucket, &rec.key, target, true).await?;
+        Ok(())
+    }
+}
+
+fn httpdate(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+fn httpdate_parse(s: &str) -> Result<i64, ()> {
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(s.trim(), &f).map(|t| t.assume_utc().unix_timestamp()).map_err(|_| ())
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → `[start, end)`.
+fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some((a, b)) = spec.split_once('-') else { return Ok(None) };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        return if n == 0 { Err(()) } else { Ok(Some((size.saturating_sub(n), size))) };
+    }
+    let start: u64 = a.parse().map_err(|_| ())?;
+    if start >= size {
+        return Err(());
+    }
+    let end = if b.is_empty() { size } else { (b.parse::<u64>().map_err(|_| ())? + 1).min(size) };
+    if end <= start {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_forms() {
+        assert_eq!(
+            md5_claim("C5371FE3624D438CD8A59420A3221978").unwrap().as_deref(),
+            Some("c5371fe3624d438cd8a59420a3221978")
+        );
+        assert_eq!(md5_claim("XrY7u+Ae7tCTyyK7j1rNww==").unwrap().as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
+        assert!(md5_claim("nope").is_err());
+        assert_eq!(httpdate_parse(&httpdate(1_700_000_000_000)), Ok(1_700_000_000));
+    }
+}
