@@ -80,6 +80,7 @@ impl AdriveDialect {
                 kind: kind.to_owned(),
                 created_ms: now_ms(),
                 expires_ms,
+                scope: None,
             })
             .await?;
         Ok(())

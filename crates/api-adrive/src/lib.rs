@@ -127,7 +127,7 @@ impl AdriveDialect {
 /// A principal acting for a tenant through a presigned URL (the URL's signature is the
 /// authority; the session or object names the tenant).
 pub(crate) fn url_principal(tenant: &str) -> Principal {
-    Principal { tenant: tenant.to_owned(), access_key: format!("adrive-url:{tenant}"), admin: false }
+    Principal::of_tenant(tenant, &format!("adrive-url:{tenant}"))
 }
 
 pub(crate) fn now_secs() -> i64 {

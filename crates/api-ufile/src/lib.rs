@@ -201,7 +201,14 @@ impl UfileDialect {
         }
         if endpoint.is_public_read() {
             if let Some(b) = self.public_bucket(bucket).await? {
-                return Ok(Principal { tenant: b.tenant, access_key: format!("public:{bucket}"), admin: false });
+                // Anonymous readers of a public bucket act for its owner, read-only, in it alone.
+                let mut p = Principal::of_tenant(&b.tenant, &format!("public:{bucket}"));
+                p.scope = Some(chuan_core::Scope {
+                    ops: Some(vec![chuan_core::Op::Read]),
+                    buckets: Some(vec![bucket.to_owned()]),
+                    prefixes: None,
+                });
+                return Ok(p);
             }
         }
         Err(UfileError::no_auth())

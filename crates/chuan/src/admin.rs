@@ -48,6 +48,7 @@ pub async fn create_tenant(engine: &Engine, name: &str) -> anyhow::Result<NewCre
             kind: "s3".into(),
             created_ms: chuan_core::store::now_ms(),
             expires_ms: None,
+            scope: None,
         })
         .await?;
     Ok(cred)

@@ -57,6 +57,7 @@ pub async fn ensure_root_credentials(engine: &Engine, data: &Path) -> anyhow::Re
             kind: "root".into(),
             created_ms: chuan_core::store::now_ms(),
             expires_ms: None,
+            scope: None,
         })
         .await?;
     Ok((ak, sk, generated))

@@ -11,6 +11,7 @@ use crate::hash::{multipart_etag, ufile_etag, ufile_etag_single, AllHasher, UFIL
 use crate::ingest::{self, Staged};
 use crate::metrics::Metrics;
 use crate::names::{validate_bucket, validate_key};
+use crate::scope::{Op, Scope};
 
 /// Who is asking. Every dialect's credentials resolve to one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,15 @@ pub struct Principal {
     pub access_key: String,
     /// Root credentials: may act on every tenant's buckets and use the admin API.
     pub admin: bool,
+    /// Restrictions of a scoped credential (tokens, devices).
+    pub scope: Option<Scope>,
+}
+
+impl Principal {
+    /// A principal with the tenant's full rights (no scope).
+    pub fn of_tenant(tenant: &str, access_key: &str) -> Self {
+        Self { tenant: tenant.to_owned(), access_key: access_key.to_owned(), admin: false, scope: None }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -118,21 +128,48 @@ impl Engine {
     /// Resolves an access key of any dialect to its secret and principal.
     pub async fn credential(&self, access_key: &str) -> CoreResult<Option<(String, Principal)>> {
         let now = now_ms();
-        Ok(self.meta.get_credential(access_key).await?.filter(|c| c.expires_ms.is_none_or(|e| e > now)).map(|c| {
-            let principal =
-                Principal { tenant: c.tenant.clone(), access_key: c.access_key.clone(), admin: c.kind == "root" };
-            (c.secret, principal)
-        }))
+        let Some(c) = self.meta.get_credential(access_key).await?.filter(|c| c.expires_ms.is_none_or(|e| e > now))
+        else {
+            return Ok(None);
+        };
+        let scope = match &c.scope {
+            Some(s) => Some(
+                serde_json::from_str(s).map_err(|e| CoreError::Internal(format!("bad scope of {access_key}: {e}")))?,
+            ),
+            None => None,
+        };
+        let principal =
+            Principal { tenant: c.tenant.clone(), access_key: c.access_key.clone(), admin: c.kind == "root", scope };
+        Ok(Some((c.secret, principal)))
     }
 
     // ----- buckets
 
     async fn bucket_for(&self, p: &Principal, name: &str) -> CoreResult<BucketRecord> {
+        if p.scope.as_ref().is_some_and(|s| !s.allows_bucket(name)) {
+            return Err(CoreError::AccessDenied);
+        }
         let b = self.meta.get_bucket(name).await?.ok_or(CoreError::NoSuchBucket)?;
         if b.tenant != p.tenant && !p.admin {
             return Err(CoreError::AccessDenied);
         }
         Ok(b)
+    }
+
+    /// Checks a scoped principal's grant for `op` on `key` (or listing prefix).
+    pub fn authorize(&self, p: &Principal, op: Op, bucket: &str, key: &str) -> CoreResult<()> {
+        match &p.scope {
+            Some(s) if !s.allows(op, bucket, key) => Err(CoreError::AccessDenied),
+            _ => Ok(()),
+        }
+    }
+
+    /// Bucket management is not for scoped credentials.
+    fn unscoped(p: &Principal) -> CoreResult<()> {
+        if p.scope.is_some() {
+            return Err(CoreError::AccessDenied);
+        }
+        Ok(())
     }
 
     /// Checks that the bucket exists and the principal may use it (before reading a body).
@@ -141,6 +178,7 @@ impl Engine {
     }
 
     pub async fn create_bucket(&self, p: &Principal, name: &str, region: Option<&str>) -> CoreResult<()> {
+        Self::unscoped(p)?;
         validate_bucket(name)?;
         let rec = BucketRecord {
             name: name.to_owned(),
@@ -156,6 +194,7 @@ impl Engine {
     }
 
     pub async fn delete_bucket(&self, p: &Principal, name: &str) -> CoreResult<()> {
+        Self::unscoped(p)?;
         self.bucket_for(p, name).await?;
         match self.meta.delete_bucket(name).await {
             Err(StoreError::NotEmpty) => Err(CoreError::BucketNotEmpty),
@@ -165,7 +204,8 @@ impl Engine {
     }
 
     pub async fn list_buckets(&self, p: &Principal) -> CoreResult<Vec<BucketRecord>> {
-        Ok(self.meta.list_buckets(if p.admin { None } else { Some(&p.tenant) }).await?)
+        let all = self.meta.list_buckets(if p.admin { None } else { Some(&p.tenant) }).await?;
+        Ok(all.into_iter().filter(|b| p.scope.as_ref().is_none_or(|s| s.allows_bucket(&b.name))).collect())
     }
 
     // ----- writing
@@ -214,6 +254,7 @@ impl Engine {
     /// Phase two of a simple upload: publish the staged bytes as `target`.
     pub async fn commit_put(&self, p: &Principal, target: PutTarget, staged: Staged) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
+        self.authorize(p, Op::Write, &target.bucket, &target.key)?;
         self.bucket_for(p, &target.bucket).await?;
         let extent = Extent { blob: staged.digests.sha256.clone(), size: staged.size, digests: staged.digests.clone() };
         let content = NewContent {
@@ -247,6 +288,8 @@ impl Engine {
         replace_meta: bool,
     ) -> CoreResult<ObjectRecord> {
         validate_key(&dst.key)?;
+        self.authorize(p, Op::Read, src_bucket, src_key)?;
+        self.authorize(p, Op::Write, &dst.bucket, &dst.key)?;
         self.bucket_for(p, src_bucket).await?;
         self.bucket_for(p, &dst.bucket).await?;
         let src = self.meta.get_object(src_bucket, src_key).await?.ok_or(CoreError::NoSuchKey)?;
@@ -265,6 +308,7 @@ impl Engine {
     }
 
     pub async fn delete_object(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<Option<ObjectRecord>> {
+        self.authorize(p, Op::Delete, bucket, key)?;
         self.bucket_for(p, bucket).await?;
         Ok(self.meta.delete_object(bucket, key).await?)
     }
@@ -272,6 +316,7 @@ impl Engine {
     // ----- reading
 
     pub async fn head_object(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<ObjectRecord> {
+        self.authorize(p, Op::Read, bucket, key)?;
         self.bucket_for(p, bucket).await?;
         self.meta.get_object(bucket, key).await?.ok_or(CoreError::NoSuchKey)
     }
@@ -314,6 +359,7 @@ impl Engine {
         bucket: &str,
         q: &crate::list::ListQuery,
     ) -> CoreResult<crate::list::ListResult> {
+        self.authorize(p, Op::List, bucket, &q.prefix)?;
         self.bucket_for(p, bucket).await?;
         crate::list::list(self.meta.as_ref(), bucket, q).await
     }
@@ -340,6 +386,7 @@ impl Engine {
         state: String,
     ) -> CoreResult<UploadRecord> {
         validate_key(key)?;
+        self.authorize(p, Op::Write, bucket, key)?;
         let b = self.bucket_for(p, bucket).await?;
         let rec = UploadRecord {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -356,6 +403,7 @@ impl Engine {
 
     /// The upload session, checked against the bucket and key the request names.
     pub async fn upload(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> CoreResult<UploadRecord> {
+        self.authorize(p, Op::Write, bucket, key)?;
         self.bucket_for(p, bucket).await?;
         match self.meta.get_upload(upload_id).await? {
             Some(u) if u.bucket == bucket && u.key == key => Ok(u),
@@ -496,7 +544,9 @@ impl Engine {
 
     pub async fn object_by_id(&self, p: &Principal, bucket: &str, id: &str) -> CoreResult<ObjectRecord> {
         self.bucket_for(p, bucket).await?;
-        self.meta.get_object_by_id(bucket, id).await?.ok_or(CoreError::NoSuchKey)
+        let rec = self.meta.get_object_by_id(bucket, id).await?.ok_or(CoreError::NoSuchKey)?;
+        self.authorize(p, Op::Read, bucket, &rec.key)?;
+        Ok(rec)
     }
 
     /// Renames an object (and with `prefix`, everything under a folder key), keeping ids.
@@ -509,6 +559,8 @@ impl Engine {
         prefix: bool,
     ) -> CoreResult<ObjectRecord> {
         validate_key(to)?;
+        self.authorize(p, Op::Delete, bucket, from)?;
+        self.authorize(p, Op::Write, bucket, to)?;
         self.bucket_for(p, bucket).await?;
         match self.meta.rename(bucket, from, to, prefix).await {
             Err(StoreError::Exists) => Err(CoreError::AlreadyExists),

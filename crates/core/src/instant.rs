@@ -193,6 +193,7 @@ impl Engine {
         object_id: Option<String>,
     ) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
+        self.authorize(p, crate::Op::Write, &target.bucket, &target.key)?;
         self.check_bucket(p, &target.bucket).await?;
         let write = ObjectWrite {
             id: object_id,
@@ -223,6 +224,7 @@ impl Engine {
         sha256: &str,
     ) -> CoreResult<ChallengeRecord> {
         validate_key(key)?;
+        self.authorize(p, crate::Op::Write, bucket, key)?;
         self.check_bucket(p, bucket).await?;
         self.probe(p)?;
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -17,6 +17,7 @@ pub mod hash;
 pub mod ingest;
 pub mod instant;
 pub mod names;
+pub mod scope;
 
 mod engine;
 mod list;
@@ -29,3 +30,4 @@ pub use ingest::{StageOptions, Staged};
 pub use instant::{ChallengeOutcome, Possession};
 pub use list::{ListQuery, ListResult};
 pub use metrics::Metrics;
+pub use scope::{Op, Scope};

@@ -16,7 +16,7 @@ fn open(dir: &Path) -> Arc<Engine> {
 }
 
 fn alice() -> Principal {
-    Principal { tenant: "alice".into(), access_key: "AK".into(), admin: false }
+    Principal::of_tenant("alice", "AK")
 }
 
 fn body(data: &[u8], chunk: usize) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
@@ -260,7 +260,7 @@ async fn tenants_cannot_touch_each_others_buckets() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
-    let bob = Principal { tenant: "bob".into(), access_key: "BK".into(), admin: false };
+    let bob = Principal::of_tenant("bob", "BK");
     assert!(matches!(e.head_object(&bob, "bkt", "x").await, Err(CoreError::AccessDenied)));
     assert!(matches!(e.delete_bucket(&bob, "bkt").await, Err(CoreError::AccessDenied)));
     assert!(matches!(e.create_bucket(&bob, "bkt", None).await, Err(CoreError::BucketExists)));
@@ -326,7 +326,7 @@ async fn many_concurrent_small_writes_commit_in_groups() {
 }
 
 fn bob() -> Principal {
-    Principal { tenant: "bob".into(), access_key: "BK".into(), admin: false }
+    Principal::of_tenant("bob", "BK")
 }
 
 #[tokio::test]
@@ -413,4 +413,41 @@ async fn existence_probes_are_rate_limited() {
     }
     assert!(refused >= 100, "only {refused} of 200 back-to-back probes were refused");
     assert!(e.probe(&alice()).is_ok(), "the limit is per principal");
+}
+
+#[tokio::test]
+async fn scoped_principals_are_held_to_their_scope_in_every_operation() {
+    use chuan_core::{Op, Scope};
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    e.create_bucket(&alice(), "other", None).await.unwrap();
+    put(&e, "dev/1/a.txt", b"a").await;
+    put(&e, "secret.txt", b"s").await;
+    let mut device = alice();
+    device.scope = Some(Scope {
+        ops: Some(vec![Op::Write]),
+        buckets: Some(vec!["bkt".into()]),
+        prefixes: Some(vec!["dev/1/".into()]),
+    });
+    fn denied<T>(r: Result<T, CoreError>) -> bool {
+        matches!(r, Err(CoreError::AccessDenied))
+    }
+    // Write inside the grant works; everything else is refused.
+    let staged = e.stage(body(b"new", 3)).await.unwrap();
+    e.commit_put(&device, target("bkt", "dev/1/b.txt"), staged).await.unwrap();
+    let staged = e.stage(body(b"x", 1)).await.unwrap();
+    assert!(denied(e.commit_put(&device, target("bkt", "dev/2/b.txt"), staged).await));
+    let staged = e.stage(body(b"x", 1)).await.unwrap();
+    assert!(denied(e.commit_put(&device, target("other", "dev/1/b.txt"), staged).await));
+    assert!(denied(e.head_object(&device, "bkt", "dev/1/a.txt").await));
+    assert!(denied(e.delete_object(&device, "bkt", "dev/1/a.txt").await));
+    let q = ListQuery { prefix: "dev/1/".into(), delimiter: None, after: None, max_keys: 10 };
+    assert!(denied(e.list_objects(&device, "bkt", &q).await));
+    assert!(denied(e.create_bucket(&device, "mine", None).await));
+    assert!(denied(e.rename(&device, "bkt", "dev/1/b.txt", "dev/1/c.txt", false).await));
+    let target_other =
+        PutTarget { bucket: "bkt".into(), key: "dev/1/copy".into(), meta: ObjectMeta::default(), condition: None };
+    assert!(denied(e.copy_object(&device, "bkt", "secret.txt", target_other, false).await));
+    assert_eq!(e.list_buckets(&device).await.unwrap().iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["bkt"]);
 }

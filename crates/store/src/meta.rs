@@ -166,6 +166,12 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn complete_upload(&self, complete: CompleteUpload) -> StoreResult<ObjectRecord>;
     async fn abort_upload(&self, id: &str) -> StoreResult<()>;
 
+    // --- single-use tickets (upload tokens)
+    async fn create_ticket(&self, id: &str, payload: String, expires_ms: i64) -> StoreResult<()>;
+    async fn get_ticket(&self, id: &str) -> StoreResult<Option<Ticket>>;
+    /// Marks the ticket used; `false` if it was already used (or does not exist).
+    async fn use_ticket(&self, id: &str) -> StoreResult<bool>;
+
     // --- proof-of-possession challenges
     async fn create_challenge(&self, c: ChallengeRecord) -> StoreResult<()>;
     /// Marks the challenge used and returns it, with whether it had already been used: each

@@ -116,6 +116,17 @@ pub struct CredentialRecord {
     pub created_ms: i64,
     /// When the credential stops working (tokens); `None` for long-lived keys.
     pub expires_ms: Option<i64>,
+    /// Restrictions of a scoped credential (JSON of `chuan_core::Scope`); `None` for a
+    /// tenant-wide key.
+    pub scope: Option<String>,
+}
+
+/// A stored single-use ticket (upload tokens, challenges): its payload and whether it was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub payload: String,
+    pub expires_ms: i64,
+    pub used: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,7 +36,7 @@ pub struct SqliteMetaStore {
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS credentials(
     access_key TEXT PRIMARY KEY, secret TEXT NOT NULL, tenant TEXT NOT NULL,
-    kind TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER);
+    kind TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER, scope TEXT);
 CREATE TABLE IF NOT EXISTS settings(name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS challenges(id TEXT PRIMARY KEY, record TEXT NOT NULL, expires INTEGER NOT NULL,
     used INTEGER NOT NULL DEFAULT 0);
@@ -431,9 +431,9 @@ impl MetaStore for SqliteMetaStore {
     async fn put_credential(&self, c: CredentialRecord) -> StoreResult<()> {
         self.write(move |txn| {
             txn.execute(
-                "INSERT INTO credentials(access_key, secret, tenant, kind, created, expires) VALUES(?1,?2,?3,?4,?5,?6)
-                 ON CONFLICT(access_key) DO UPDATE SET secret=?2, tenant=?3, kind=?4, expires=?6",
-                params![c.access_key, c.secret, c.tenant, c.kind, c.created_ms, c.expires_ms],
+                "INSERT INTO credentials(access_key, secret, tenant, kind, created, expires, scope) VALUES(?1,?2,?3,?4,?5,?6,?7)
+                 ON CONFLICT(access_key) DO UPDATE SET secret=?2, tenant=?3, kind=?4, expires=?6, scope=?7",
+                params![c.access_key, c.secret, c.tenant, c.kind, c.created_ms, c.expires_ms, c.scope],
             )
             .map_err(backend)?;
             Ok(())
@@ -445,7 +445,7 @@ impl MetaStore for SqliteMetaStore {
         let ak = access_key.to_owned();
         self.read(move |c| {
             c.query_row(
-                "SELECT access_key, secret, tenant, kind, created, expires FROM credentials WHERE access_key = ?1",
+                "SELECT access_key, secret, tenant, kind, created, expires, scope FROM credentials WHERE access_key = ?1",
                 params![ak],
                 |r| {
                     Ok(CredentialRecord {
@@ -455,6 +455,7 @@ impl MetaStore for SqliteMetaStore {
                         kind: r.get(3)?,
                         created_ms: r.get(4)?,
                         expires_ms: r.get(5)?,
+                        scope: r.get(6)?,
                     })
                 },
             )
@@ -468,7 +469,7 @@ impl MetaStore for SqliteMetaStore {
         self.read(move |c| {
             let mut st = c
                 .prepare(
-                    "SELECT access_key, secret, tenant, kind, created, expires FROM credentials ORDER BY access_key",
+                    "SELECT access_key, secret, tenant, kind, created, expires, scope FROM credentials ORDER BY access_key",
                 )
                 .map_err(backend)?;
             let rows = st
@@ -480,6 +481,7 @@ impl MetaStore for SqliteMetaStore {
                         kind: r.get(3)?,
                         created_ms: r.get(4)?,
                         expires_ms: r.get(5)?,
+                        scope: r.get(6)?,
                     })
                 })
                 .map_err(backend)?;
@@ -971,6 +973,42 @@ impl MetaStore for SqliteMetaStore {
                 return Err(StoreError::NotFound);
             }
             drop_upload(txn, &id)
+        })
+        .await
+    }
+
+    async fn create_ticket(&self, id: &str, payload: String, expires_ms: i64) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |txn| {
+            txn.execute(
+                "INSERT INTO challenges(id, record, expires) VALUES(?1, ?2, ?3)",
+                params![id, payload, expires_ms],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_ticket(&self, id: &str) -> StoreResult<Option<Ticket>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT record, expires, used FROM challenges WHERE id = ?1", params![id], |r| {
+                Ok(Ticket { payload: r.get(0)?, expires_ms: r.get(1)?, used: r.get(2)? })
+            })
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn use_ticket(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |txn| {
+            let n = txn
+                .execute("UPDATE challenges SET used = 1 WHERE id = ?1 AND used = 0", params![id])
+                .map_err(backend)?;
+            Ok(n == 1)
         })
         .await
     }
