@@ -134,6 +134,10 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<hyper::bo
     error(StatusCode::NOT_FOUND, "no such Chuan endpoint")
 }
 
+async fn tenant_exists(engine: &Engine, tenant: &str) -> anyhow::Result<bool> {
+    Ok(!tenant.is_empty() && engine.meta().list_credentials().await?.iter().any(|c| c.tenant == tenant))
+}
+
 async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query: Option<&str>) -> Resp {
     let engine = &state.engine;
     let result: anyhow::Result<Resp> = async {
@@ -165,6 +169,17 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
                 };
                 let t = state.adrive.issue_refresh_token(tenant).await?;
                 json(StatusCode::CREATED, &t)
+            }
+            (&Method::POST, "iot/devices") => {
+                let get = |n: &str| query_param(query, n).map(chuan_api_common::percent_decode).unwrap_or_default();
+                let tenant = get("tenant");
+                if !tenant_exists(engine, &tenant).await? {
+                    return Ok(error(StatusCode::BAD_REQUEST, "no such tenant"));
+                }
+                match state.iot.register_device(&tenant, &get("bucket"), &get("product_sn"), &get("device_sn")).await {
+                    Ok(d) => json(StatusCode::CREATED, &d),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                }
             }
             (&Method::GET, "credentials") => {
                 let list: Vec<_> = engine

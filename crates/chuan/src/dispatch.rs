@@ -25,6 +25,7 @@ pub struct State {
     pub s3: chuan_api_s3::S3Dialect,
     pub adrive: chuan_api_adrive::AdriveDialect,
     pub ufile: chuan_api_ufile::UfileDialect,
+    pub iot: chuan_api_iot::IotDialect,
     /// The S3 dialect's virtual-host base domains (other hosts name UFile buckets).
     pub s3_domains: Vec<String>,
 }
@@ -35,6 +36,7 @@ pub enum Dialect {
     S3,
     Adrive,
     Ufile,
+    Iot,
     /// A form POST to `<bucket>.<S3 domain>/`: S3 POST Object or UFile PostFile, told apart
     /// by the form itself.
     FormPost,
@@ -53,7 +55,7 @@ pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> 
             "AWS4-HMAC-SHA256" | "AWS" => return Dialect::S3,
             // UFile signs `UCloud pub:sig`; IoT upload tokens come as `Ucloud <token>`.
             "UCloud" | "Inspur" => return Dialect::Ufile,
-            "Ucloud" if !rest.contains(':') => return Dialect::Unserved("UCloud IoT"),
+            "Ucloud" if !rest.contains(':') => return Dialect::Iot,
             "UPYUN" => return Dialect::Unserved("UpYun"),
             "Bearer" => return Dialect::Adrive,
             _ => {}
@@ -66,8 +68,10 @@ pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> 
     if query.contains("X-Amz-") || query.contains("AWSAccessKeyId=") {
         return Dialect::S3;
     }
-    const ROUTES: &[(&str, &str)] =
-        &[("/files/v1/", "Tencent COS v3"), ("/files/v2/", "Tencent COS v4"), ("/api/v1/", "UCloud IoT")];
+    if path.starts_with("/api/v1/") {
+        return Dialect::Iot;
+    }
+    const ROUTES: &[(&str, &str)] = &[("/files/v1/", "Tencent COS v3"), ("/files/v2/", "Tencent COS v4")];
     for (prefix, name) in ROUTES {
         if path.starts_with(prefix) {
             return Dialect::Unserved(name);
@@ -194,6 +198,7 @@ pub async fn handle(
         Dialect::S3 => state.s3.handle(req).await.map(chuan_api_common::boxed),
         Dialect::Adrive => state.adrive.handle(req).await,
         Dialect::Ufile => state.ufile.handle(req.map(chuan_api_common::boxed)).await,
+        Dialect::Iot => state.iot.handle(req.map(chuan_api_common::boxed)).await,
         Dialect::FormPost => form_post(&state, req).await,
         Dialect::Unserved(name) => Response::builder()
             .status(StatusCode::NOT_IMPLEMENTED)
@@ -234,7 +239,8 @@ mod tests {
         assert_eq!(classify_str("/_chuan/health", None), Dialect::Chuan);
         assert_eq!(classify_str("/bucket/key", Some("AWS4-HMAC-SHA256 Credential=x")), Dialect::S3);
         assert_eq!(classify_str("/key", Some("UCloud pub:sig")), Dialect::Ufile);
-        assert_eq!(classify_str("/a/b/f", Some("Ucloud eyJ.x.y")), Dialect::Unserved("UCloud IoT"));
+        assert_eq!(classify_str("/a/b/f", Some("Ucloud eyJ.x.y")), Dialect::Iot);
+        assert_eq!(classify_str("/api/v1/url", Some("3f2a")), Dialect::Iot);
         assert_eq!(classify_str("/k?UCloudPublicKey=a&Expires=1&Signature=x", None), Dialect::Ufile);
         assert!(is_bucket_host("mybucket.ufile.invalid:80", &["localhost".into()]));
         assert!(!is_bucket_host("b.localhost:9000", &["localhost".into()]));

@@ -61,7 +61,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     let adrive = chuan_api_adrive::AdriveDialect::new(engine.clone(), adrive_config).await?;
     let ufile = chuan_api_ufile::UfileDialect::new(engine.clone());
-    let state = Arc::new(State { engine: engine.clone(), s3, adrive, ufile, s3_domains: opts.domains.clone() });
+    let iot = chuan_api_iot::IotDialect::new(
+        engine.clone(),
+        env_secs("CHUAN_IOT_TOKEN_TTL_SECS").unwrap_or(Duration::from_secs(300)),
+    );
+    let state = Arc::new(State { engine: engine.clone(), s3, adrive, ufile, iot, s3_domains: opts.domains.clone() });
 
     let background = spawn_background(engine.clone());
 

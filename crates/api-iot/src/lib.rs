@@ -1,0 +1,316 @@
+//! UCloud IoT device file upload: a device proves itself with an HMAC of its request, gets
+//! a short-lived, single-use token bound to one object, size and MD5, then PUTs the file.
+//!
+//! ```text
+//! POST /api/v1/url   Authorization: hex(HMAC-SHA256(DeviceSecret, body))
+//!      {"ProductSN","DeviceSN","FileName","FileSize","MD5","Content-Type"}
+//!   → {"RetCode":0,"URL":"<origin>/api/v1/upload/<ProductSN>/<DeviceSN>/<FileName>","Authorization":"Ucloud <token>"}
+//! PUT  <URL>         Authorization: Ucloud <token>, Content-Type, Content-MD5
+//! ```
+//! Devices are credentials scoped to write under `<ProductSN>/<DeviceSN>/` of one bucket; the
+//! token is a ticket in the MetaStore (so any node can accept the PUT), used up by the upload
+//! that succeeds. Errors answer in UFile's `{"RetCode", "ErrMsg"}` form.
+
+use chuan_api_common::{Body, RequestBody};
+use chuan_core::store::{now_ms, CredentialRecord, ObjectMeta};
+use chuan_core::{CoreError, Engine, Op, PutTarget, Scope};
+use hmac::{Hmac, Mac};
+use http::{Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Resp = Response<Body>;
+
+const MAX_JSON: usize = 64 << 10;
+const UPLOAD_PREFIX: &str = "/api/v1/upload/";
+
+pub struct IotDialect {
+    engine: Arc<Engine>,
+    token_ttl: Duration,
+}
+
+#[derive(Debug)]
+struct IotError {
+    status: StatusCode,
+    code: i32,
+    message: String,
+}
+
+impl IotError {
+    fn new(status: StatusCode, code: i32, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+    fn denied(message: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, 160001, message)
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 160002, message)
+    }
+}
+
+impl From<CoreError> for IotError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::NoSuchBucket => Self::new(StatusCode::NOT_FOUND, -30010, "bucket not exist"),
+            CoreError::AccessDenied => Self::denied("no permission"),
+            CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) => Self::bad(m),
+            CoreError::IncompleteBody | CoreError::Body(_) => Self::bad("incomplete body"),
+            other => {
+                tracing::error!(error = %other, "internal error");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, 160500, "internal error")
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct UrlRequest {
+    #[serde(rename = "ProductSN")]
+    product_sn: String,
+    #[serde(rename = "DeviceSN")]
+    device_sn: String,
+    #[serde(rename = "FileName")]
+    file_name: String,
+    #[serde(rename = "FileSize")]
+    file_size: u64,
+    #[serde(rename = "MD5")]
+    md5: String,
+    #[serde(rename = "Content-Type", default)]
+    content_type: Option<String>,
+}
+
+/// What a token grants, kept in its ticket.
+#[derive(Serialize, Deserialize)]
+struct Grant {
+    device: String,
+    bucket: String,
+    key: String,
+    size: u64,
+    md5: String,
+    content_type: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NewDevice {
+    pub product_sn: String,
+    pub device_sn: String,
+    pub device_secret: String,
+}
+
+fn device_key(product: &str, device: &str) -> String {
+    format!("iot-device:{product}/{device}")
+}
+
+fn valid_sn(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(chuan_api_common::full(serde_json::to_vec(v).unwrap_or_default()))
+        .expect("valid response")
+}
+
+impl IotDialect {
+    pub fn new(engine: Arc<Engine>, token_ttl: Duration) -> Self {
+        Self { engine, token_ttl }
+    }
+
+    /// Registers a device of `tenant`, bound to `bucket` (which the tenant must own).
+    pub async fn register_device(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        product: &str,
+        device: &str,
+    ) -> Result<NewDevice, CoreError> {
+        if !valid_sn(product) || !valid_sn(device) {
+            return Err(CoreError::InvalidArgument(
+                "ProductSN and DeviceSN are 1-64 letters, digits, '-' or '_'".into(),
+            ));
+        }
+        let owner = self.engine.meta().get_bucket(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
+        if owner.tenant != tenant {
+            return Err(CoreError::AccessDenied);
+        }
+        let secret = hex::encode(rand::random::<[u8; 20]>());
+        let scope = Scope {
+            ops: Some(vec![Op::Write]),
+            buckets: Some(vec![bucket.to_owned()]),
+            prefixes: Some(vec![format!("{product}/{device}/")]),
+        };
+        self.engine
+            .meta()
+            .put_credential(CredentialRecord {
+                access_key: device_key(product, device),
+                secret: secret.clone(),
+                tenant: tenant.to_owned(),
+                kind: "iot-device".into(),
+                created_ms: now_ms(),
+                expires_ms: None,
+                scope: Some(serde_json::to_string(&scope).expect("serialisable")),
+            })
+            .await?;
+        Ok(NewDevice { product_sn: product.to_owned(), device_sn: device.to_owned(), device_secret: secret })
+    }
+
+    pub async fn handle(&self, req: Request<RequestBody>) -> Resp {
+        let result = if req.uri().path() == "/api/v1/url" && req.method() == http::Method::POST {
+            self.request_url(req).await
+        } else if req.uri().path().starts_with(UPLOAD_PREFIX) && req.method() == http::Method::PUT {
+            self.upload(req).await
+        } else {
+            Err(IotError::new(StatusCode::NOT_FOUND, 160404, "no such IoT operation"))
+        };
+        result.unwrap_or_else(|e| {
+            let mut r = json(e.status, &serde_json::json!({"RetCode": e.code, "ErrMsg": e.message}));
+            // The UFile family names each failed request's session for support lookups.
+            let session = hex::encode(rand::random::<[u8; 16]>());
+            r.headers_mut()
+                .insert("x-sessionid", http::HeaderValue::from_str(&session).expect("hex is a valid header"));
+            r
+        })
+    }
+
+    async fn request_url(&self, req: Request<RequestBody>) -> Result<Resp, IotError> {
+        let origin = chuan_api_common::origin(&req);
+        let (parts, body) = req.into_parts();
+        let sig = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let raw =
+            chuan_api_common::read_limited_boxed(body, MAX_JSON).await.map_err(|_| IotError::bad("body too large"))?;
+        let r: UrlRequest =
+            serde_json::from_slice(&raw).map_err(|e| IotError::bad(format!("malformed JSON body: {e}")))?;
+        // The same answer for an unknown device and a wrong signature.
+        let (secret, device) = self
+            .engine
+            .credential(&device_key(&r.product_sn, &r.device_sn))
+            .await?
+            .ok_or_else(|| IotError::denied("device authentication failed"))?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(&raw);
+        let ok = hex::decode(&sig).is_ok_and(|s| mac.verify_slice(&s).is_ok());
+        if !ok {
+            return Err(IotError::denied("device authentication failed"));
+        }
+        if r.file_name.is_empty() || r.file_name.contains('/') || r.file_name == "." || r.file_name == ".." {
+            return Err(IotError::bad("FileName must be a plain file name"));
+        }
+        if r.md5.len() != 32 || !r.md5.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(IotError::bad("MD5 must be 32 hex digits"));
+        }
+        let bucket =
+            device.scope.as_ref().and_then(|s| s.buckets.as_ref()).and_then(|b| b.first()).cloned().unwrap_or_default();
+        let key = format!("{}/{}/{}", r.product_sn, r.device_sn, r.file_name);
+        chuan_core::names::validate_key(&key)?;
+        self.engine.authorize(&device, Op::Write, &bucket, &key)?;
+        let grant = Grant {
+            device: device.access_key.clone(),
+            bucket,
+            key: key.clone(),
+            size: r.file_size,
+            md5: r.md5.to_ascii_lowercase(),
+            content_type: r.content_type.filter(|c| !c.is_empty()),
+        };
+        let token = hex::encode(rand::random::<[u8; 24]>());
+        let expires = now_ms() + self.token_ttl.as_millis() as i64;
+        self.engine
+            .meta()
+            .create_ticket(&format!("iot:{token}"), serde_json::to_string(&grant).expect("serialisable"), expires)
+            .await
+            .map_err(CoreError::from)?;
+        let path: String = key.split('/').map(|seg| percent_encode(seg)).collect::<Vec<_>>().join("/");
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({"RetCode": 0, "URL": format!("{origin}{UPLOAD_PREFIX}{path}"), "Authorization": format!("Ucloud {token}")}),
+        ))
+    }
+
+    async fn upload(&self, req: Request<RequestBody>) -> Result<Resp, IotError> {
+        let (parts, body) = req.into_parts();
+        let auth = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let token = auth
+            .strip_prefix("Ucloud ")
+            .or_else(|| auth.strip_prefix("UCloud "))
+            .ok_or_else(|| IotError::new(StatusCode::UNAUTHORIZED, 160001, "missing upload token"))?;
+        let id = format!("iot:{}", token.trim());
+        let ticket = self
+            .engine
+            .meta()
+            .get_ticket(&id)
+            .await
+            .map_err(CoreError::from)?
+            .ok_or_else(|| IotError::denied("invalid upload token"))?;
+        if ticket.used {
+            return Err(IotError::denied("the upload token has been used"));
+        }
+        if now_ms() > ticket.expires_ms {
+            return Err(IotError::denied("the upload token has expired"));
+        }
+        let grant: Grant =
+            serde_json::from_str(&ticket.payload).map_err(|_| IotError::denied("invalid upload token"))?;
+        let key = chuan_api_common::percent_decode(&parts.uri.path()[UPLOAD_PREFIX.len()..]);
+        if key != grant.key {
+            return Err(IotError::denied("the upload token is for another file"));
+        }
+        if let Some(md5) = parts.headers.get("content-md5").and_then(|v| v.to_str().ok()) {
+            if !md5.trim().eq_ignore_ascii_case(&grant.md5) {
+                return Err(IotError::bad("Content-MD5 differs from the MD5 the URL was requested for"));
+            }
+        }
+        let (_, device) = self
+            .engine
+            .credential(&grant.device)
+            .await?
+            .ok_or_else(|| IotError::denied("the device is no longer registered"))?;
+        let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;
+        if staged.size != grant.size {
+            return Err(IotError::bad(format!(
+                "the file is {} bytes; the URL was requested for {}",
+                staged.size, grant.size
+            )));
+        }
+        if staged.digests.md5 != grant.md5 {
+            return Err(IotError::bad("the file's MD5 differs from the MD5 the URL was requested for"));
+        }
+        // Used up only by an upload that succeeds; a concurrent second PUT loses here.
+        if !self.engine.meta().use_ticket(&id).await.map_err(CoreError::from)? {
+            return Err(IotError::denied("the upload token has been used"));
+        }
+        let content_type = grant
+            .content_type
+            .clone()
+            .or_else(|| parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned));
+        let meta = ObjectMeta { content_type, ..Default::default() };
+        let rec = self
+            .engine
+            .commit_put(&device, PutTarget { bucket: grant.bucket, key: grant.key, meta, condition: None }, staged)
+            .await?;
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::ETAG, format!("\"{}\"", rec.etag))
+            .body(chuan_api_common::empty())
+            .expect("valid response"))
+    }
+}
+
+fn percent_encode(seg: &str) -> String {
+    seg.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
