@@ -41,9 +41,11 @@ impl ChuanS3 {
         Self { engine }
     }
 
-    /// The principal behind an authenticated request (s3s has already verified the signature).
+    /// The principal behind a request (s3s has already verified any signature; unsigned
+    /// requests got past [`EngineAccess`] only to read, and the engine allows that for public
+    /// buckets alone).
     async fn principal(&self, creds: &Option<Credentials>) -> S3Result<Principal> {
-        let creds = creds.as_ref().ok_or_else(|| s3_error!(AccessDenied, "anonymous access is not allowed"))?;
+        let Some(creds) = creds.as_ref() else { return Ok(Principal::anonymous()) };
         match self.engine.credential(&creds.access_key).await.map_err(to_s3_error)? {
             Some((_, p)) => Ok(p),
             None => Err(s3_error!(InvalidAccessKeyId)),
@@ -60,6 +62,23 @@ impl S3Auth for EngineAuth {
         match self.0.credential(access_key).await.map_err(to_s3_error)? {
             Some((secret, _)) => Ok(SecretKey::from(secret)),
             None => Err(s3_error!(InvalidAccessKeyId, "the access key does not exist")),
+        }
+    }
+}
+
+/// s3s's access hook: signed requests pass (the engine authorizes them); unsigned ones may
+/// only try to read objects (GET/HEAD), which the engine then allows for public buckets.
+pub struct EngineAccess;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for EngineAccess {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        if cx.credentials().is_some() {
+            return Ok(());
+        }
+        match cx.s3_op().name() {
+            "GetObject" | "HeadObject" => Ok(()),
+            _ => Err(s3_error!(AccessDenied, "Signature is required")),
         }
     }
 }

@@ -21,6 +21,7 @@ impl S3Dialect {
     pub fn new(engine: Arc<Engine>, host: impl S3Host, post_object_max_bytes: u64) -> Self {
         let mut builder = S3ServiceBuilder::new(ChuanS3::new(engine.clone()));
         builder.set_auth(EngineAuth(engine));
+        builder.set_access(crate::EngineAccess);
         builder.set_host(host);
         let mut config = s3s::config::S3Config::default();
         config.post_object_max_file_size = post_object_max_bytes;

@@ -14,6 +14,7 @@
 mod auth;
 mod error;
 mod list;
+mod mgmt;
 mod multipart;
 mod object;
 mod router;
@@ -107,7 +108,7 @@ pub(crate) fn empty(status: StatusCode) -> http::response::Builder {
     Response::builder().status(status)
 }
 
-fn error_response(e: &UfileError) -> Resp {
+pub(crate) fn error_response(e: &UfileError) -> Resp {
     let mut r = json(e.status, &serde_json::json!({"RetCode": e.code, "ErrMsg": e.message}));
     if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
         r.headers_mut().insert("x-sessionid", v);
@@ -199,17 +200,9 @@ impl UfileDialect {
             }
             return Ok(p);
         }
-        if endpoint.is_public_read() {
-            if let Some(b) = self.public_bucket(bucket).await? {
-                // Anonymous readers of a public bucket act for its owner, read-only, in it alone.
-                let mut p = Principal::of_tenant(&b.tenant, &format!("public:{bucket}"));
-                p.scope = Some(chuan_core::Scope {
-                    ops: Some(vec![chuan_core::Op::Read]),
-                    buckets: Some(vec![bucket.to_owned()]),
-                    prefixes: None,
-                });
-                return Ok(p);
-            }
+        // Unsigned reads: the engine lets anonymous callers read public buckets only.
+        if endpoint.is_public_read() && self.public_bucket(bucket).await?.is_some() {
+            return Ok(Principal::anonymous());
         }
         Err(UfileError::no_auth())
     }

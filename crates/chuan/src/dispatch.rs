@@ -36,6 +36,8 @@ pub enum Dialect {
     S3,
     Adrive,
     Ufile,
+    /// UFile's management API (`/?Action=...`).
+    UfileManagement,
     Iot,
     /// A form POST to `<bucket>.<S3 domain>/`: S3 POST Object or UFile PostFile, told apart
     /// by the form itself.
@@ -62,6 +64,9 @@ pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> 
         }
     }
     let query = uri.query().unwrap_or("");
+    if (path == "/" || path == "/uhost/") && query.split('&').any(|kv| kv.starts_with("Action=")) {
+        return Dialect::UfileManagement;
+    }
     if query.contains("UCloudPublicKey=") {
         return Dialect::Ufile;
     }
@@ -199,6 +204,7 @@ pub async fn handle(
         Dialect::Adrive => state.adrive.handle(req).await,
         Dialect::Ufile => state.ufile.handle(req.map(chuan_api_common::boxed)).await,
         Dialect::Iot => state.iot.handle(req.map(chuan_api_common::boxed)).await,
+        Dialect::UfileManagement => state.ufile.handle_management(req.map(chuan_api_common::boxed)).await,
         Dialect::FormPost => form_post(&state, req).await,
         Dialect::Unserved(name) => Response::builder()
             .status(StatusCode::NOT_IMPLEMENTED)

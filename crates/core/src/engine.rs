@@ -29,6 +29,20 @@ impl Principal {
     pub fn of_tenant(tenant: &str, access_key: &str) -> Self {
         Self { tenant: tenant.to_owned(), access_key: access_key.to_owned(), admin: false, scope: None }
     }
+
+    /// An unauthenticated caller: it may only read objects of public buckets.
+    pub fn anonymous() -> Self {
+        Self {
+            tenant: String::new(),
+            access_key: "anonymous".into(),
+            admin: false,
+            scope: Some(Scope { ops: Some(vec![Op::Read]), buckets: None, prefixes: None }),
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.tenant.is_empty() && self.access_key == "anonymous"
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -150,7 +164,8 @@ impl Engine {
             return Err(CoreError::AccessDenied);
         }
         let b = self.meta.get_bucket(name).await?.ok_or(CoreError::NoSuchBucket)?;
-        if b.tenant != p.tenant && !p.admin {
+        // Anonymous callers reach public buckets only, and their scope allows reads alone.
+        if b.tenant != p.tenant && !p.admin && !(b.public && p.is_anonymous()) {
             return Err(CoreError::AccessDenied);
         }
         Ok(b)
@@ -198,6 +213,16 @@ impl Engine {
         self.bucket_for(p, name).await?;
         match self.meta.delete_bucket(name).await {
             Err(StoreError::NotEmpty) => Err(CoreError::BucketNotEmpty),
+            Err(StoreError::NotFound) => Err(CoreError::NoSuchBucket),
+            r => Ok(r?),
+        }
+    }
+
+    /// Public buckets serve reads unsigned (in dialects that have that notion).
+    pub async fn set_bucket_public(&self, p: &Principal, name: &str, public: bool) -> CoreResult<()> {
+        Self::unscoped(p)?;
+        self.bucket_for(p, name).await?;
+        match self.meta.set_bucket_public(name, public).await {
             Err(StoreError::NotFound) => Err(CoreError::NoSuchBucket),
             r => Ok(r?),
         }

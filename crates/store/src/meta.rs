@@ -118,6 +118,7 @@ pub trait MetaStore: Send + Sync + 'static {
     // --- buckets
     async fn create_bucket(&self, bucket: BucketRecord) -> StoreResult<()>;
     async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>>;
+    async fn set_bucket_public(&self, name: &str, public: bool) -> StoreResult<()>;
     async fn list_buckets(&self, tenant: Option<&str>) -> StoreResult<Vec<BucketRecord>>;
     /// Refuses with `NotEmpty` while objects or upload sessions remain.
     async fn delete_bucket(&self, name: &str) -> StoreResult<()>;

@@ -547,6 +547,20 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn set_bucket_public(&self, name: &str, public: bool) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.write(move |txn| {
+            let n = txn
+                .execute("UPDATE buckets SET public = ?2 WHERE name = ?1", params![name, public])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn list_buckets(&self, tenant: Option<&str>) -> StoreResult<Vec<BucketRecord>> {
         let tenant = tenant.map(str::to_owned);
         self.read(move |c| {
