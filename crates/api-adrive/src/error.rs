@@ -53,6 +53,9 @@ impl From<CoreError> for AdriveError {
             // A rate-limited probe is answered as a miss by the callers; anything reaching here
             // is still a client-side condition, never a 429.
             CoreError::SlowDown => Self::bad_request("TooManyRequests", "Too many requests; retry later."),
+            CoreError::QuotaExceeded(what) => {
+                Self::new(StatusCode::FORBIDDEN, "QuotaExhausted.Drive", format!("The {what} quota is used up."))
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Internal error.")

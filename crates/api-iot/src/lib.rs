@@ -57,6 +57,7 @@ impl From<CoreError> for IotError {
             CoreError::AccessDenied => Self::denied("no permission"),
             CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) => Self::bad(m),
             CoreError::IncompleteBody | CoreError::Body(_) => Self::bad("incomplete body"),
+            CoreError::QuotaExceeded(what) => Self::new(StatusCode::FORBIDDEN, 15011, format!("{what} quota exceeded")),
             other => {
                 tracing::error!(error = %other, "internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, 160500, "internal error")

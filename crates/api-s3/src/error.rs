@@ -30,6 +30,11 @@ pub fn to_s3_error(e: CoreError) -> S3Error {
         CoreError::AccessDenied => (C::AccessDenied, "Access Denied".to_owned()),
         CoreError::AlreadyExists => (C::InvalidRequest, "The destination name is already taken.".to_owned()),
         CoreError::SlowDown => (C::SlowDown, "Please reduce your request rate.".to_owned()),
+        CoreError::QuotaExceeded(what) => {
+            let mut err = S3Error::with_message(C::Custom("QuotaExceeded".into()), format!("The {what} quota of this account is used up."));
+            err.set_status_code(http::StatusCode::FORBIDDEN);
+            return err;
+        }
         CoreError::InvalidRange => (C::InvalidRange, "The requested range is not satisfiable".to_owned()),
         CoreError::InvalidArgument(m) => (C::InvalidArgument, m.clone()),
         CoreError::Io(_) | CoreError::Internal(_) => {

@@ -54,6 +54,7 @@ impl From<CoreError> for UfileError {
             CoreError::PreconditionFailed => Self::new(StatusCode::PRECONDITION_FAILED, -148658, "precondition failed"),
             CoreError::InvalidRange => Self::new(StatusCode::RANGE_NOT_SATISFIABLE, -148659, "invalid range"),
             CoreError::SlowDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, -15004, "too many requests"),
+            CoreError::QuotaExceeded(what) => Self::new(StatusCode::FORBIDDEN, 15011, format!("{what} quota exceeded")),
             other => {
                 tracing::error!(error = %other, "internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, -15012, "internal error")

@@ -147,6 +147,7 @@ impl UfileDialect {
             _ => key.clone(),
         };
         let principal = self.authenticate(&parts, &bucket, &resource_key, &query, &endpoint).await?;
+        self.engine.meter_request(&principal, &bucket).await?;
         let ctx = Ctx { parts, bucket, key, query, principal };
         match endpoint {
             Endpoint::PutFile => self.put_file(ctx, body).await,

@@ -114,6 +114,10 @@ impl UfileDialect {
             "UpdateUFileToken" => self.update_token(&p, &q).await,
             "DeleteUFileToken" => self.delete_token(&p, &q).await,
             "DescribeUFileToken" => self.describe_token(&p, &q).await,
+            "GetUFileQuota" => self.get_quota(&p, &q).await,
+            "GetUFileQuotaInfo" => self.get_quota_info(&p).await,
+            "GetUFileReport" => self.get_report(&p, &q).await,
+            "GetUFileQuotaPrice" => self.get_quota_price(&q).await,
             other => Err(UfileError::new(StatusCode::BAD_REQUEST, 15002, format!("unknown Action {other:?}"))),
         }
     }
@@ -305,6 +309,119 @@ impl UfileDialect {
             })
             .collect();
         Ok(ok("DescribeUFileToken", json!({"DataSet": set})))
+    }
+}
+
+/// Prices in fen: per GB·day stored, per GB downloaded, per 10,000 requests. Configurable
+/// through the `ufile.prices` setting (`chuan` admin API); the defaults reproduce the OSS
+/// document's example (200 GB·day + 5 GB + 20,000 requests = 346 fen).
+#[derive(Serialize, Deserialize)]
+pub struct Prices {
+    pub storage_per_gb_day: f64,
+    pub download_per_gb: f64,
+    pub requests_per_10k: f64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Self { storage_per_gb_day: 1.5, download_per_gb: 8.0, requests_per_10k: 3.0 }
+    }
+}
+
+pub const PRICES_SETTING: &str = "ufile.prices";
+const GB: f64 = 1e9;
+
+/// What is left of each quota (GB, GB, 10k requests); -1 when unlimited.
+struct Left {
+    storage: f64,
+    download: f64,
+    requests: f64,
+}
+
+impl UfileDialect {
+    async fn left(&self, p: &Principal) -> UfileResult<Left> {
+        let q = self.engine.quota(&p.tenant).await?.unwrap_or_default();
+        let stored = self.engine.tenant_bytes(&p.tenant).await?;
+        let left = |limit: Option<u64>, used: u64, unit: f64| limit.map_or(-1.0, |l| (l as f64 - used as f64) / unit);
+        Ok(Left {
+            storage: left(q.storage_bytes, stored, GB),
+            download: left(q.download_bytes, q.used_download_bytes, GB),
+            requests: left(q.requests, q.used_requests, 1e4),
+        })
+    }
+
+    async fn get_quota(&self, p: &Principal, q: &Query) -> UfileResult<Resp> {
+        let left = self.left(p).await?;
+        let value = match q.get("QuotaType").unwrap_or("") {
+            "storage-volume" => left.storage,
+            "download-traffic" => left.download,
+            "request-count" => left.requests,
+            other => {
+                return Err(UfileError::new(StatusCode::BAD_REQUEST, 15017, format!("unknown QuotaType {other:?}")))
+            }
+        };
+        Ok(ok("GetUFileQuota", json!({"LeftQuota": value})))
+    }
+
+    async fn get_quota_info(&self, p: &Principal) -> UfileResult<Resp> {
+        let left = self.left(p).await?;
+        let owe = [left.storage, left.download, left.requests].iter().any(|v| *v != -1.0 && *v <= 0.0);
+        Ok(ok(
+            "GetUFileQuotaInfo",
+            json!({"DataSet": [{"Region": self.engine.config.region, "Owe": owe as u8,
+                   "Storage": {"Left": left.storage}, "DownloadFlow": {"Left": left.download},
+                   "RequestCnt": {"Left": left.requests}}]}),
+        ))
+    }
+
+    async fn get_report(&self, p: &Principal, q: &Query) -> UfileResult<Resp> {
+        let time = |n: &str| -> UfileResult<i64> {
+            q.get(n).and_then(|v| v.parse::<i64>().ok()).ok_or_else(|| {
+                UfileError::new(StatusCode::BAD_REQUEST, 15002, format!("{n} (unix seconds) is required"))
+            })
+        };
+        let (start, end) = (time("StartTime")?, time("EndTime")?);
+        if end < start || end - start > 366 * 86_400 {
+            return Err(UfileError::new(
+                StatusCode::BAD_REQUEST,
+                15018,
+                "EndTime must follow StartTime by less than a year",
+            ));
+        }
+        let days = self.engine.usage_report(&p.tenant, start * 1000, end * 1000).await?;
+        let set: Vec<Value> = days
+            .iter()
+            .map(|d| {
+                json!({"Time": d.day * 86_400, "StorageVolume": d.storage as f64 / GB,
+                       "DownloadTraffic": d.downloads as f64 / GB, "RequestCount": d.requests as f64 / 1e4})
+            })
+            .collect();
+        Ok(ok("GetUFileReport", json!({"DataSet": set})))
+    }
+
+    async fn get_quota_price(&self, q: &Query) -> UfileResult<Resp> {
+        let num = |n: &str, max: f64| -> UfileResult<f64> {
+            match q.get(n).filter(|v| !v.is_empty()) {
+                None => Ok(0.0),
+                Some(v) => match v.parse::<f64>() {
+                    Ok(x) if (0.0..=max).contains(&x) => Ok(x),
+                    _ => Err(UfileError::new(StatusCode::BAD_REQUEST, 15018, format!("{n} is out of range"))),
+                },
+            }
+        };
+        let storage = num("StorageVolume", 30_000_000.0)?;
+        if storage % 100.0 != 0.0 {
+            return Err(UfileError::new(StatusCode::BAD_REQUEST, 15017, "StorageVolume must be a multiple of 100"));
+        }
+        let (download, requests) = (num("DownloadTraffic", 60_000.0)?, num("RequestCount", 1_000_000.0)?);
+        let prices: Prices = match self.engine.meta().get_setting(PRICES_SETTING).await.map_err(CoreError::from)? {
+            Some(j) => serde_json::from_str(&j).unwrap_or_default(),
+            None => Prices::default(),
+        };
+        let price = storage * prices.storage_per_gb_day
+            + download * prices.download_per_gb
+            + requests * prices.requests_per_10k;
+        Ok(ok("GetUFileQuotaPrice", json!({"Price": price.round()})))
     }
 }
 

@@ -179,6 +179,9 @@ impl UfileDialect {
             Some(Ok(Some((s, e)))) => (StatusCode::PARTIAL_CONTENT, s, e),
             Some(Err(())) => return Err(CoreError::InvalidRange.into()),
         };
+        if with_body {
+            self.engine.meter_download(&ctx.principal, &ctx.bucket, end - start).await?;
+        }
         let mut b = empty(status)
             .header(
                 header::CONTENT_TYPE,

@@ -181,6 +181,37 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
                     Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
             }
+            (&Method::POST, "quotas") => {
+                let tenant = query_param(query, "tenant").map(chuan_api_common::percent_decode).unwrap_or_default();
+                if !tenant_exists(engine, &tenant).await? {
+                    return Ok(error(StatusCode::BAD_REQUEST, "no such tenant"));
+                }
+                let num = |n: &str| -> Result<Option<u64>, String> {
+                    match query_param(query, n) {
+                        None | Some("") => Ok(None),
+                        Some(v) => v.parse().map(Some).map_err(|_| format!("{n} must be a number")),
+                    }
+                };
+                let quota = match (num("storage_bytes"), num("download_bytes"), num("requests")) {
+                    (Ok(storage_bytes), Ok(download_bytes), Ok(requests)) => {
+                        chuan_core::Quota { storage_bytes, download_bytes, requests, ..Default::default() }
+                    }
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(error(StatusCode::BAD_REQUEST, &e)),
+                };
+                let q = engine.set_quota(&tenant, quota).await?;
+                json(StatusCode::OK, &serde_json::json!({"tenant": tenant, "quota": q}))
+            }
+            (&Method::POST, "ufile/prices") => {
+                let num = |n: &str| query_param(query, n).and_then(|v| v.parse::<f64>().ok()).filter(|v| *v >= 0.0);
+                let (Some(storage), Some(download), Some(requests)) =
+                    (num("storage_per_gb_day"), num("download_per_gb"), num("requests_per_10k"))
+                else {
+                    return Ok(error(StatusCode::BAD_REQUEST, "storage_per_gb_day, download_per_gb and requests_per_10k (fen) are required"));
+                };
+                let prices = serde_json::json!({"storage_per_gb_day": storage, "download_per_gb": download, "requests_per_10k": requests});
+                engine.meta().put_settings(vec![("ufile.prices".into(), prices.to_string())]).await?;
+                json(StatusCode::OK, &prices)
+            }
             (&Method::GET, "credentials") => {
                 let list: Vec<_> = engine
                     .meta()

@@ -101,6 +101,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!("connections still open after 30 s; closing anyway");
     }
     background.abort();
+    if let Err(e) = engine.flush_usage().await {
+        tracing::warn!(error = %e, "final usage flush failed");
+    }
     drop(state);
     std::fs::write(&marker, b"")?;
     tracing::info!("stopped");
@@ -116,8 +119,14 @@ fn spawn_background(engine: Arc<chuan_core::Engine>) -> tokio::task::JoinHandle<
     tokio::spawn(async move {
         let mut digests = tokio::time::interval(Duration::from_secs(1));
         let mut gc = tokio::time::interval(Duration::from_secs(60));
+        let mut usage = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
+                _ = usage.tick() => {
+                    if let Err(e) = engine.flush_usage().await {
+                        tracing::warn!(error = %e, "usage flush failed");
+                    }
+                }
                 _ = digests.tick() => {
                     if let Err(e) = engine.compute_pending_digests(16).await {
                         tracing::warn!(error = %e, "digest job failed");

@@ -86,6 +86,7 @@ pub struct Engine {
     blobs: Arc<dyn BlobStore>,
     locks: BlobLocks,
     pub(crate) limiter: crate::instant::ProbeLimiter,
+    pub(crate) meter: crate::metering::Meter,
     pub config: EngineConfig,
     pub metrics: Arc<Metrics>,
 }
@@ -128,6 +129,7 @@ impl Engine {
             locks: BlobLocks::new(),
             // Existence probes: bursts of 50, 20 a second sustained, per access key.
             limiter: crate::instant::ProbeLimiter::new(50.0, 20.0),
+            meter: Default::default(),
             config,
             metrics: Arc::new(Metrics::default()),
         }
@@ -280,7 +282,7 @@ impl Engine {
     pub async fn commit_put(&self, p: &Principal, target: PutTarget, staged: Staged) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
         self.authorize(p, Op::Write, &target.bucket, &target.key)?;
-        self.bucket_for(p, &target.bucket).await?;
+        let owner = self.bucket_for(p, &target.bucket).await?.tenant;
         let extent = Extent { blob: staged.digests.sha256.clone(), size: staged.size, digests: staged.digests.clone() };
         let content = NewContent {
             size: staged.size,
@@ -289,7 +291,9 @@ impl Engine {
             extents: vec![extent],
             ufile_etag: staged.ufile_etag.clone(),
         };
+        let quota_bytes = self.storage_quota(&owner).await?;
         let write = ObjectWrite {
+            quota_bytes,
             id: None,
             bucket: target.bucket,
             key: target.key,
@@ -316,9 +320,10 @@ impl Engine {
         self.authorize(p, Op::Read, src_bucket, src_key)?;
         self.authorize(p, Op::Write, &dst.bucket, &dst.key)?;
         self.bucket_for(p, src_bucket).await?;
-        self.bucket_for(p, &dst.bucket).await?;
+        let owner = self.bucket_for(p, &dst.bucket).await?.tenant;
         let src = self.meta.get_object(src_bucket, src_key).await?.ok_or(CoreError::NoSuchKey)?;
         let write = ObjectWrite {
+            quota_bytes: self.storage_quota(&owner).await?,
             id: None,
             bucket: dst.bucket,
             key: dst.key,
@@ -513,7 +518,9 @@ impl Engine {
             chosen.push(part.clone());
         }
         let etag = multipart_etag(chosen.iter().map(|p| p.etag.as_str()));
+        let quota_bytes = self.storage_quota(&upload.tenant).await?;
         let complete = CompleteUpload {
+            quota_bytes,
             upload_id: upload.id.clone(),
             parts: chosen.iter().map(|p| (p.number, p.etag.clone())).collect(),
             etag,

@@ -38,6 +38,8 @@ pub enum CoreError {
     AlreadyExists,
     #[error("too many requests; slow down")]
     SlowDown,
+    #[error("the tenant's {0} quota is used up")]
+    QuotaExceeded(String),
     #[error("invalid range")]
     InvalidRange,
     #[error("invalid argument: {0}")]
@@ -56,6 +58,7 @@ impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Backend(m) => CoreError::Internal(m),
+            StoreError::QuotaExceeded => CoreError::QuotaExceeded("storage volume".into()),
             other => CoreError::Internal(other.to_string()),
         }
     }

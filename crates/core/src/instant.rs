@@ -194,8 +194,9 @@ impl Engine {
     ) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
         self.authorize(p, crate::Op::Write, &target.bucket, &target.key)?;
-        self.check_bucket(p, &target.bucket).await?;
+        let owner = self.check_bucket(p, &target.bucket).await?.tenant;
         let write = ObjectWrite {
+            quota_bytes: self.storage_quota(&owner).await?,
             id: object_id,
             bucket: target.bucket,
             key: target.key,

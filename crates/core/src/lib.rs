@@ -21,6 +21,7 @@ pub mod scope;
 
 mod engine;
 mod list;
+mod metering;
 mod metrics;
 
 pub use chuan_store as store;
@@ -29,5 +30,6 @@ pub use error::{CoreError, CoreResult};
 pub use ingest::{StageOptions, Staged};
 pub use instant::{ChallengeOutcome, Possession};
 pub use list::{ListQuery, ListResult};
+pub use metering::{day_of, Quota};
 pub use metrics::Metrics;
 pub use scope::{Op, Scope};

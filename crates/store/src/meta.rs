@@ -12,6 +12,10 @@ pub enum StoreError {
     Exists,
     #[error("not empty")]
     NotEmpty,
+    /// The write would take the tenant's stored bytes over its quota (checked in the
+    /// transaction, so the quota is never exceeded).
+    #[error("storage quota exceeded")]
+    QuotaExceeded,
     /// A precondition checked inside the transaction failed (an ETag that changed, a part
     /// that was replaced, content that was freed meanwhile).
     #[error("conflict: {0}")]
@@ -52,6 +56,8 @@ pub enum WriteCondition {
 
 #[derive(Debug, Clone)]
 pub struct ObjectWrite {
+    /// Refuse the write (`QuotaExceeded`) if the tenant would store more than this.
+    pub quota_bytes: Option<u64>,
     /// The id for a new object (a new random one if `None`); an overwritten object keeps its own.
     pub id: Option<String>,
     pub bucket: String,
@@ -88,6 +94,28 @@ pub struct CompleteUpload {
     pub ufile_etag: Option<String>,
     /// Store the object under this key instead of the session's (UFile `newKey`).
     pub key: Option<String>,
+    /// Refuse the completion if the tenant would store more than this.
+    pub quota_bytes: Option<u64>,
+}
+
+/// Counted usage to add for one tenant, bucket and day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDelta {
+    pub tenant: String,
+    pub bucket: String,
+    /// Days since the Unix epoch.
+    pub day: i64,
+    pub downloads: u64,
+    pub requests: u64,
+}
+
+/// One day of a tenant's usage report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsageDay {
+    pub day: i64,
+    pub storage: u64,
+    pub downloads: u64,
+    pub requests: u64,
 }
 
 /// Where an ordered scan begins.
@@ -114,6 +142,17 @@ pub trait MetaStore: Send + Sync + 'static {
     // --- settings shared by every node (URL-signing keys, ...)
     /// The setting's value, storing `init` first if it has none.
     async fn setting_or_init(&self, name: &str, init: String) -> StoreResult<String>;
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
+    async fn put_settings(&self, pairs: Vec<(String, String)>) -> StoreResult<()>;
+
+    // --- usage metering
+    /// Adds counted downloads and requests per (tenant, bucket, day), and records the
+    /// bucket's stored bytes as that day's storage (its maximum over the day).
+    async fn add_usage(&self, rows: Vec<UsageDelta>) -> StoreResult<()>;
+    /// Per-day totals over the tenant's buckets, days (unix day numbers) inclusive.
+    async fn usage_report(&self, tenant: &str, from_day: i64, to_day: i64) -> StoreResult<Vec<UsageDay>>;
+    /// Bytes stored across the tenant's buckets.
+    async fn tenant_bytes(&self, tenant: &str) -> StoreResult<u64>;
 
     // --- buckets
     async fn create_bucket(&self, bucket: BucketRecord) -> StoreResult<()>;

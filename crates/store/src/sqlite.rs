@@ -42,7 +42,11 @@ CREATE TABLE IF NOT EXISTS challenges(id TEXT PRIMARY KEY, record TEXT NOT NULL,
     used INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS buckets(
     name TEXT PRIMARY KEY, tenant TEXT NOT NULL, public INTEGER NOT NULL,
-    region TEXT NOT NULL, created INTEGER NOT NULL);
+    region TEXT NOT NULL, created INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS usage(
+    tenant TEXT NOT NULL, bucket TEXT NOT NULL, day INTEGER NOT NULL, storage INTEGER NOT NULL DEFAULT 0,
+    downloads INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(tenant, day, bucket)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blobs(
     id TEXT PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, zero_since INTEGER);
 CREATE INDEX IF NOT EXISTS blobs_unreferenced ON blobs(zero_since) WHERE refs = 0;
@@ -379,6 +383,7 @@ fn set_object(
     meta: &ObjectMeta,
     modified_ms: i64,
     new_id: Option<&str>,
+    quota_bytes: Option<u64>,
 ) -> StoreResult<ObjectRecord> {
     let size: i64 = txn
         .query_row("SELECT size FROM contents WHERE id = ?1", params![content_id], |r| r.get(0))
@@ -397,6 +402,22 @@ fn set_object(
         params![bucket, key, content_id, size, etag, modified_ms, to_json(meta)?, id],
     )
     .map_err(backend)?;
+    let grown = size - old.as_ref().map_or(0, |o| o.size as i64);
+    txn.execute("UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![bucket, grown]).map_err(backend)?;
+    if let (Some(quota), true) = (quota_bytes, grown > 0) {
+        // Checked inside the transaction, after the write: the quota is never exceeded, even
+        // by concurrent writers (the savepoint rolls this write back).
+        let used: i64 = txn
+            .query_row(
+                "SELECT coalesce(sum(bytes), 0) FROM buckets WHERE tenant = (SELECT tenant FROM buckets WHERE name = ?1)",
+                params![bucket],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if used as u64 > quota {
+            return Err(StoreError::QuotaExceeded);
+        }
+    }
     if let Some(old) = old {
         content_unref(txn, old.content_id)?;
     }
@@ -495,6 +516,84 @@ impl MetaStore for SqliteMetaStore {
         self.write(move |txn| {
             txn.execute("DELETE FROM credentials WHERE access_key = ?1", params![ak]).map_err(backend)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0))
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_settings(&self, pairs: Vec<(String, String)>) -> StoreResult<()> {
+        self.write(move |txn| {
+            for (name, value) in &pairs {
+                txn.execute(
+                    "INSERT INTO settings(name, value) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET value = ?2",
+                    params![name, value],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_usage(&self, rows: Vec<UsageDelta>) -> StoreResult<()> {
+        self.write(move |txn| {
+            for u in &rows {
+                txn.execute(
+                    "INSERT INTO usage(tenant, bucket, day, storage, downloads, requests)
+                     VALUES(?1, ?2, ?3, coalesce((SELECT bytes FROM buckets WHERE name = ?2), 0), ?4, ?5)
+                     ON CONFLICT(tenant, day, bucket) DO UPDATE SET
+                       downloads = downloads + ?4, requests = requests + ?5,
+                       storage = max(storage, coalesce((SELECT bytes FROM buckets WHERE name = ?2), 0))",
+                    params![u.tenant, u.bucket, u.day, u.downloads as i64, u.requests as i64],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn usage_report(&self, tenant: &str, from_day: i64, to_day: i64) -> StoreResult<Vec<UsageDay>> {
+        let tenant = tenant.to_owned();
+        self.read(move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT day, sum(storage), sum(downloads), sum(requests) FROM usage
+                     WHERE tenant = ?1 AND day BETWEEN ?2 AND ?3 GROUP BY day ORDER BY day",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![tenant, from_day, to_day], |r| {
+                    Ok(UsageDay {
+                        day: r.get(0)?,
+                        storage: r.get::<_, i64>(1)? as u64,
+                        downloads: r.get::<_, i64>(2)? as u64,
+                        requests: r.get::<_, i64>(3)? as u64,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn tenant_bytes(&self, tenant: &str) -> StoreResult<u64> {
+        let tenant = tenant.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT coalesce(sum(bytes), 0) FROM buckets WHERE tenant = ?1", params![tenant], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|v| v as u64)
+            .map_err(backend)
         })
         .await
     }
@@ -743,7 +842,17 @@ impl MetaStore for SqliteMetaStore {
                     (*id, etag)
                 }
             };
-            set_object(txn, &w.bucket, &w.key, content_id, &etag, &w.meta, w.modified_ms, w.id.as_deref())
+            set_object(
+                txn,
+                &w.bucket,
+                &w.key,
+                content_id,
+                &etag,
+                &w.meta,
+                w.modified_ms,
+                w.id.as_deref(),
+                w.quota_bytes,
+            )
         })
         .await
     }
@@ -754,6 +863,8 @@ impl MetaStore for SqliteMetaStore {
             let old = get_object_tx(txn, &bucket, &key)?;
             if let Some(o) = &old {
                 txn.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, key])
+                    .map_err(backend)?;
+                txn.execute("UPDATE buckets SET bytes = bytes - ?2 WHERE name = ?1", params![bucket, o.size as i64])
                     .map_err(backend)?;
                 content_unref(txn, o.content_id)?;
             }
@@ -965,6 +1076,7 @@ impl MetaStore for SqliteMetaStore {
                 &upload.meta,
                 cu.modified_ms,
                 cu.object_id.as_deref(),
+                cu.quota_bytes,
             )?;
             if let Some(d) = &cu.digests {
                 txn.execute("UPDATE contents SET digests = ?2 WHERE id = ?1", params![content_id, to_json(d)?])
