@@ -266,7 +266,8 @@ impl Engine {
     ) -> CoreResult<T> {
         let id = staged.digests.sha256.clone();
         let _guard = self.locks.lock(&id).await;
-        if self.blobs.size(&id)?.is_some() {
+        let existed = self.blobs.size(&id)?.is_some();
+        if existed {
             self.metrics.dedup_hits.inc();
         }
         let blobs = self.blobs.clone();
@@ -275,7 +276,13 @@ impl Engine {
         tokio::task::spawn_blocking(move || blobs.persist(temp, &pid))
             .await
             .map_err(|e| CoreError::Internal(e.to_string()))??;
-        commit.await
+        let result = commit.await;
+        // A refused commit (quota, precondition, vanished session) must not leave the blob it
+        // just made durable behind: under the lock no other writer can be about to reference it.
+        if result.is_err() && !existed && !self.meta.blob_known(&id).await? {
+            self.blobs.delete(&id)?;
+        }
+        result
     }
 
     /// Phase two of a simple upload: publish the staged bytes as `target`.

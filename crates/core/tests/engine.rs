@@ -451,3 +451,64 @@ async fn scoped_principals_are_held_to_their_scope_in_every_operation() {
     assert!(denied(e.copy_object(&device, "bkt", "secret.txt", target_other, false).await));
     assert_eq!(e.list_buckets(&device).await.unwrap().iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["bkt"]);
 }
+
+#[tokio::test]
+async fn quotas_are_never_exceeded_even_by_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    e.set_quota("alice", chuan_core::Quota { storage_bytes: Some(10_000), ..Default::default() }).await.unwrap();
+    // 20 writers of 1,000 distinct bytes each race for room for 10.
+    let mut tasks = Vec::new();
+    for i in 0..20u64 {
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move {
+            let staged = e.stage(body(&pseudo_random(1000, 100 + i), 333)).await.unwrap();
+            e.commit_put(&alice(), target("bkt", &format!("k{i}")), staged).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(CoreError::QuotaExceeded(_)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(ok, 10);
+    assert_eq!(e.tenant_bytes("alice").await.unwrap(), 10_000);
+    // Overwriting with something smaller always fits; deleting makes room.
+    e.delete_object(&alice(), "bkt", "k0").await.ok();
+    let q = ListQuery { prefix: String::new(), delimiter: None, after: None, max_keys: 100 };
+    let first = e.list_objects(&alice(), "bkt", &q).await.unwrap().objects[0].key.clone();
+    e.delete_object(&alice(), "bkt", &first).await.unwrap();
+    let staged = e.stage(body(&pseudo_random(1000, 999), 1000)).await.unwrap();
+    e.commit_put(&alice(), target("bkt", "again"), staged).await.unwrap();
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn request_and_download_allowances_and_the_usage_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    e.set_quota("alice", chuan_core::Quota { requests: Some(5), download_bytes: Some(100), ..Default::default() })
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        e.meter_request(&alice(), "bkt").await.unwrap();
+    }
+    assert!(matches!(e.meter_request(&alice(), "bkt").await, Err(CoreError::QuotaExceeded(_))));
+    e.meter_download(&alice(), "bkt", 60).await.unwrap();
+    assert!(matches!(e.meter_download(&alice(), "bkt", 41).await, Err(CoreError::QuotaExceeded(_))));
+    e.meter_download(&alice(), "bkt", 40).await.unwrap();
+    let now = chuan_core::store::now_ms();
+    let report = e.usage_report("alice", now - 86_400_000, now).await.unwrap();
+    assert_eq!(report.len(), 1);
+    assert_eq!((report[0].requests, report[0].downloads), (5, 100));
+    // The consumption survives a restart of the engine.
+    drop(e);
+    let e = open(dir.path());
+    let q = e.quota("alice").await.unwrap().unwrap();
+    assert_eq!((q.used_requests, q.used_download_bytes), (5, 100));
+}

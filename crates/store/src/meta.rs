@@ -221,6 +221,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn purge_challenges(&self, cutoff_ms: i64) -> StoreResult<u64>;
 
     // --- garbage collection and checks
+    /// Whether the metadata has a row for this blob.
+    async fn blob_known(&self, id: &str) -> StoreResult<bool>;
     /// Blobs with no reference since before `cutoff_ms`.
     async fn unreferenced_blobs(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<BlobId>>;
     /// Deletes the blob's row if it is still unreferenced since before `cutoff_ms`; returns

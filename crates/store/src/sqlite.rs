@@ -1175,6 +1175,14 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn blob_known(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT EXISTS(SELECT 1 FROM blobs WHERE id = ?1)", params![id], |r| r.get(0)).map_err(backend)
+        })
+        .await
+    }
+
     async fn unreferenced_blobs(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<BlobId>> {
         self.read(move |c| {
             let mut st =
