@@ -87,6 +87,10 @@ pub struct Engine {
     locks: BlobLocks,
     pub(crate) limiter: crate::instant::ProbeLimiter,
     pub(crate) meter: crate::metering::Meter,
+    /// Bucket records read in the last moments: every request needs its bucket's owner and
+    /// visibility, which change rarely. Changes made on this node invalidate at once; other
+    /// nodes sharing the MetaStore see them within [`BUCKET_CACHE_TTL`].
+    buckets: parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<BucketRecord>)>>,
     pub config: EngineConfig,
     pub metrics: Arc<Metrics>,
 }
@@ -98,6 +102,9 @@ pub struct GcReport {
     pub bytes_freed: u64,
     pub temps_removed: u64,
 }
+
+/// How long a cached bucket record is trusted (see `Engine::bucket_record`).
+const BUCKET_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Extras a dialect may attach to a multipart completion.
 #[derive(Debug, Clone, Default)]
@@ -130,6 +137,7 @@ impl Engine {
             // Existence probes: bursts of 50, 20 a second sustained, per access key.
             limiter: crate::instant::ProbeLimiter::new(50.0, 20.0),
             meter: Default::default(),
+            buckets: Default::default(),
             config,
             metrics: Arc::new(Metrics::default()),
         }
@@ -165,12 +173,32 @@ impl Engine {
         if p.scope.as_ref().is_some_and(|s| !s.allows_bucket(name)) {
             return Err(CoreError::AccessDenied);
         }
-        let b = self.meta.get_bucket(name).await?.ok_or(CoreError::NoSuchBucket)?;
+        let b = self.bucket_record(name).await?.ok_or(CoreError::NoSuchBucket)?;
         // Anonymous callers reach public buckets only, and their scope allows reads alone.
         if b.tenant != p.tenant && !p.admin && !(b.public && p.is_anonymous()) {
             return Err(CoreError::AccessDenied);
         }
         Ok(b)
+    }
+
+    /// The bucket's record, from the short-lived cache or the MetaStore.
+    pub(crate) async fn bucket_record(&self, name: &str) -> CoreResult<Option<BucketRecord>> {
+        if let Some((at, rec)) = self.buckets.lock().get(name) {
+            if at.elapsed() < BUCKET_CACHE_TTL {
+                return Ok(rec.clone());
+            }
+        }
+        let rec = self.meta.get_bucket(name).await?;
+        let mut cache = self.buckets.lock();
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(name.to_owned(), (std::time::Instant::now(), rec.clone()));
+        Ok(rec)
+    }
+
+    fn forget_bucket(&self, name: &str) {
+        self.buckets.lock().remove(name);
     }
 
     /// Checks a scoped principal's grant for `op` on `key` (or listing prefix).
@@ -204,7 +232,9 @@ impl Engine {
             region: region.unwrap_or(&self.config.region).to_owned(),
             created_ms: now_ms(),
         };
-        match self.meta.create_bucket(rec).await {
+        let r = self.meta.create_bucket(rec).await;
+        self.forget_bucket(name);
+        match r {
             Err(StoreError::Exists) => Err(CoreError::BucketExists),
             r => Ok(r?),
         }
@@ -213,7 +243,9 @@ impl Engine {
     pub async fn delete_bucket(&self, p: &Principal, name: &str) -> CoreResult<()> {
         Self::unscoped(p)?;
         self.bucket_for(p, name).await?;
-        match self.meta.delete_bucket(name).await {
+        let r = self.meta.delete_bucket(name).await;
+        self.forget_bucket(name);
+        match r {
             Err(StoreError::NotEmpty) => Err(CoreError::BucketNotEmpty),
             Err(StoreError::NotFound) => Err(CoreError::NoSuchBucket),
             r => Ok(r?),
@@ -224,7 +256,9 @@ impl Engine {
     pub async fn set_bucket_public(&self, p: &Principal, name: &str, public: bool) -> CoreResult<()> {
         Self::unscoped(p)?;
         self.bucket_for(p, name).await?;
-        match self.meta.set_bucket_public(name, public).await {
+        let r = self.meta.set_bucket_public(name, public).await;
+        self.forget_bucket(name);
+        match r {
             Err(StoreError::NotFound) => Err(CoreError::NoSuchBucket),
             r => Ok(r?),
         }

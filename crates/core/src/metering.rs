@@ -85,7 +85,7 @@ impl Engine {
     }
 
     async fn owner_of(&self, bucket: &str) -> CoreResult<Option<String>> {
-        Ok(self.meta.get_bucket(bucket).await?.map(|b| b.tenant))
+        Ok(self.bucket_record(bucket).await?.map(|b| b.tenant))
     }
 
     /// Counts one request against `bucket`'s owner; refused when its request allowance is
