@@ -299,7 +299,10 @@ impl AdriveDialect {
         let rec = self.engine.object_by_id(&owner, drive, file_id).await?;
         let content = self.engine.content(rec.content_id).await?;
         let size = content.size;
-        let range = headers.get(http::header::RANGE).and_then(|r| r.to_str().ok()).map(|r| parse_range(r, size));
+        let range = headers
+            .get(http::header::RANGE)
+            .and_then(|r| r.to_str().ok())
+            .map(|r| chuan_api_common::parse_range(r, size));
         let (status, start, end) = match range {
             None | Some(Ok(None)) => (StatusCode::OK, 0, size),
             Some(Ok(Some((s, e)))) => (StatusCode::PARTIAL_CONTENT, s, e),
@@ -328,45 +331,9 @@ impl AdriveDialect {
     }
 }
 
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → `[start, end)`; `Ok(None)` for a header to ignore,
-/// `Err` when unsatisfiable.
-pub fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Ok(None) };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let Some((a, b)) = spec.split_once('-') else { return Ok(None) };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
-        if n == 0 {
-            return Err(());
-        }
-        return Ok(Some((size.saturating_sub(n), size)));
-    }
-    let start: u64 = a.parse().map_err(|_| ())?;
-    if start >= size {
-        return Err(());
-    }
-    let end = if b.is_empty() { size } else { (b.parse::<u64>().map_err(|_| ())? + 1).min(size) };
-    if end <= start {
-        return Err(());
-    }
-    Ok(Some((start, end)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-", 10), Ok(Some((0, 10))));
-        assert_eq!(parse_range("bytes=2-4", 10), Ok(Some((2, 5))));
-        assert_eq!(parse_range("bytes=-3", 10), Ok(Some((7, 10))));
-        assert_eq!(parse_range("bytes=10-", 10), Err(()));
-        assert_eq!(parse_range("items=1-2", 10), Ok(None));
-    }
 
     #[test]
     fn names() {

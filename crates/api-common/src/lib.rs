@@ -146,9 +146,45 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A `Range: bytes=...` header as `[start, end)` of a `size`-byte entity: `Ok(None)` for a
+/// header to ignore (another unit, several ranges), `Err` when unsatisfiable.
+pub fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else { return Ok(None) };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        return if n == 0 { Err(()) } else { Ok(Some((size.saturating_sub(n), size))) };
+    }
+    let start: u64 = a.parse().map_err(|_| ())?;
+    if start >= size {
+        return Err(());
+    }
+    let end = if b.is_empty() { size } else { (b.parse::<u64>().map_err(|_| ())? + 1).min(size) };
+    if end <= start {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-", 10), Ok(Some((0, 10))));
+        assert_eq!(parse_range("bytes=2-4", 10), Ok(Some((2, 5))));
+        assert_eq!(parse_range("bytes=-3", 10), Ok(Some((7, 10))));
+        assert_eq!(parse_range("bytes=8-100", 10), Ok(Some((8, 10))));
+        assert_eq!(parse_range("bytes=10-", 10), Err(()));
+        assert_eq!(parse_range("bytes=-0", 10), Err(()));
+        assert_eq!(parse_range("items=1-2", 10), Ok(None));
+        assert_eq!(parse_range("bytes=0-1,3-4", 10), Ok(None));
+    }
 
     #[test]
     fn decodes_percent_and_keeps_plus() {

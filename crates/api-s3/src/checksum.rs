@@ -3,7 +3,11 @@
 use base64::Engine as _;
 use chuan_core::hash::ChecksumAlgorithm;
 use chuan_core::store::Digests;
+use chuan_core::{Engine, Staged};
+use s3s::dto::StreamingBlob;
 use s3s::{s3_error, S3Result};
+
+use crate::error::OrS3;
 
 /// The digests a request asserts: `Content-MD5` and any `x-amz-checksum-*` value, from
 /// headers or (for `aws-chunked` bodies) from trailers read after the body.
@@ -89,4 +93,29 @@ impl Claims {
         }
         Ok(())
     }
+}
+
+/// The write path of PutObject and UploadPart: stream the body into a staged blob, then check
+/// its length against `Content-Length` and its digests against every claim (headers and
+/// trailers). Nothing is committed here; a failure drops the staged blob.
+pub async fn stage_verified(
+    engine: &Engine,
+    body: Option<StreamingBlob>,
+    content_length: Option<i64>,
+    claims: &mut Claims,
+    trailers: Option<s3s::TrailingHeaders>,
+) -> S3Result<Staged> {
+    let body = body.ok_or_else(|| s3_error!(IncompleteBody))?;
+    let staged = engine.stage(body).await.s3()?;
+    if let Some(len) = content_length {
+        if len >= 0 && len as u64 != staged.size {
+            return Err(s3_error!(IncompleteBody, "The body is {} bytes; Content-Length said {len}.", staged.size));
+        }
+    }
+    claims.add_trailers(trailers)?;
+    if let Err(e) = claims.verify(&staged.digests) {
+        engine.metrics.uploads_rejected.inc();
+        return Err(e);
+    }
+    Ok(staged)
 }

@@ -74,18 +74,9 @@ pub async fn upload_part(
         input.checksum_sha1,
         input.checksum_sha256,
     )?;
-    let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-    let staged = engine.stage(body).await.s3()?;
-    if let Some(len) = input.content_length {
-        if len >= 0 && len as u64 != staged.size {
-            return Err(s3_error!(IncompleteBody, "The body is {} bytes; Content-Length said {len}.", staged.size));
-        }
-    }
-    claims.add_trailers(req.trailing_headers)?;
-    if let Err(e) = claims.verify(&staged.digests) {
-        engine.metrics.uploads_rejected.inc();
-        return Err(e);
-    }
+    let staged =
+        crate::checksum::stage_verified(engine, input.body, input.content_length, &mut claims, req.trailing_headers)
+            .await?;
     let digests = staged.digests.clone();
     let part = engine.commit_part(&upload, number, staged).await.s3()?;
     let mut out = UploadPartOutput { e_tag: Some(ETag::Strong(part.etag)), ..Default::default() };

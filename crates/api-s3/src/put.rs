@@ -4,7 +4,7 @@ use chuan_core::store::{ObjectMeta, WriteCondition};
 use chuan_core::PutTarget;
 use chuan_core::{Engine, Principal};
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result};
+use s3s::{S3Request, S3Response, S3Result};
 
 use crate::checksum::Claims;
 use crate::error::OrS3;
@@ -69,18 +69,9 @@ pub async fn put_object(
         input.checksum_sha1,
         input.checksum_sha256,
     )?;
-    let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-    let staged = engine.stage(body).await.s3()?;
-    if let Some(len) = input.content_length {
-        if len >= 0 && len as u64 != staged.size {
-            return Err(s3_error!(IncompleteBody, "The body is {} bytes; Content-Length said {len}.", staged.size));
-        }
-    }
-    claims.add_trailers(req.trailing_headers)?;
-    if let Err(e) = claims.verify(&staged.digests) {
-        engine.metrics.uploads_rejected.inc();
-        return Err(e);
-    }
+    let staged =
+        crate::checksum::stage_verified(engine, input.body, input.content_length, &mut claims, req.trailing_headers)
+            .await?;
     let mut meta = object_meta(
         input.content_type,
         input.content_encoding,

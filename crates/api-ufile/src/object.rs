@@ -173,7 +173,12 @@ impl UfileDialect {
         let content = self.engine.content(rec.content_id).await?;
         let etag = self.ufile_etag(&rec).await?;
         let size = content.size;
-        let range = ctx.parts.headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|r| parse_range(r, size));
+        let range = ctx
+            .parts
+            .headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(|r| chuan_api_common::parse_range(r, size));
         let (status, start, end) = match range {
             None | Some(Ok(None)) => (StatusCode::OK, 0, size),
             Some(Ok(Some((s, e)))) => (StatusCode::PARTIAL_CONTENT, s, e),
@@ -313,26 +318,6 @@ fn httpdate_parse(s: &str) -> Result<i64, ()> {
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
     time::PrimitiveDateTime::parse(s.trim(), &f).map(|t| t.assume_utc().unix_timestamp()).map_err(|_| ())
-}
-
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → `[start, end)`.
-fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Ok(None) };
-    let Some((a, b)) = spec.split_once('-') else { return Ok(None) };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
-        return if n == 0 { Err(()) } else { Ok(Some((size.saturating_sub(n), size))) };
-    }
-    let start: u64 = a.parse().map_err(|_| ())?;
-    if start >= size {
-        return Err(());
-    }
-    let end = if b.is_empty() { size } else { (b.parse::<u64>().map_err(|_| ())? + 1).min(size) };
-    if end <= start {
-        return Err(());
-    }
-    Ok(Some((start, end)))
 }
 
 #[cfg(test)]

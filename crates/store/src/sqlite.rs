@@ -220,6 +220,18 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
+fn credential_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRecord> {
+    Ok(CredentialRecord {
+        access_key: r.get(0)?,
+        secret: r.get(1)?,
+        tenant: r.get(2)?,
+        kind: r.get(3)?,
+        created_ms: r.get(4)?,
+        expires_ms: r.get(5)?,
+        scope: r.get(6)?,
+    })
+}
+
 fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     Ok(ObjectRecord {
         id: row.get(7)?,
@@ -468,17 +480,7 @@ impl MetaStore for SqliteMetaStore {
             c.query_row(
                 "SELECT access_key, secret, tenant, kind, created, expires, scope FROM credentials WHERE access_key = ?1",
                 params![ak],
-                |r| {
-                    Ok(CredentialRecord {
-                        access_key: r.get(0)?,
-                        secret: r.get(1)?,
-                        tenant: r.get(2)?,
-                        kind: r.get(3)?,
-                        created_ms: r.get(4)?,
-                        expires_ms: r.get(5)?,
-                        scope: r.get(6)?,
-                    })
-                },
+                credential_from_row,
             )
             .optional()
             .map_err(backend)
@@ -494,17 +496,7 @@ impl MetaStore for SqliteMetaStore {
                 )
                 .map_err(backend)?;
             let rows = st
-                .query_map([], |r| {
-                    Ok(CredentialRecord {
-                        access_key: r.get(0)?,
-                        secret: r.get(1)?,
-                        tenant: r.get(2)?,
-                        kind: r.get(3)?,
-                        created_ms: r.get(4)?,
-                        expires_ms: r.get(5)?,
-                        scope: r.get(6)?,
-                    })
-                })
+                .query_map([], credential_from_row)
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })
