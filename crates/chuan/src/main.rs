@@ -75,6 +75,33 @@ enum AdminCommand {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Issue an Aliyun Drive refresh token for a tenant (creates its default drive).
+    AdriveToken {
+        tenant: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Register a UCloud IoT device of a tenant, bound to one of its buckets; prints its secret.
+    IotDevice {
+        tenant: String,
+        bucket: String,
+        product_sn: String,
+        device_sn: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Set a tenant's quota (omitted limits are unlimited).
+    Quota {
+        tenant: String,
+        #[arg(long)]
+        storage_bytes: Option<u64>,
+        #[arg(long)]
+        download_bytes: Option<u64>,
+        #[arg(long)]
+        requests: Option<u64>,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,6 +149,25 @@ fn main() -> anyhow::Result<()> {
                     for c in engine.meta().list_credentials().await? {
                         println!("{}\t{}\t{}", c.access_key, c.tenant, c.kind);
                     }
+                    Ok(())
+                }
+                AdminCommand::AdriveToken { tenant, data } => {
+                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let adrive = chuan_api_adrive::AdriveDialect::new(engine, Default::default()).await?;
+                    println!("{}", serde_json::to_string_pretty(&adrive.issue_refresh_token(&tenant).await?)?);
+                    Ok(())
+                }
+                AdminCommand::IotDevice { tenant, bucket, product_sn, device_sn, data } => {
+                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let iot = chuan_api_iot::IotDialect::new(engine, std::time::Duration::from_secs(300));
+                    let device = iot.register_device(&tenant, &bucket, &product_sn, &device_sn).await?;
+                    println!("{}", serde_json::to_string_pretty(&device)?);
+                    Ok(())
+                }
+                AdminCommand::Quota { tenant, storage_bytes, download_bytes, requests, data } => {
+                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let quota = chuan_core::Quota { storage_bytes, download_bytes, requests, ..Default::default() };
+                    println!("{}", serde_json::to_string_pretty(&engine.set_quota(&tenant, quota).await?)?);
                     Ok(())
                 }
             },

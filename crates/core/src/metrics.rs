@@ -18,8 +18,6 @@ pub struct Metrics {
     pub digests_computed: Counter,
     /// Contents assembled from parts still waiting for their whole-file digests.
     pub digest_backlog: Gauge,
-    /// Age in seconds of the oldest content waiting for digests.
-    pub digest_lag_seconds: Gauge,
     pub http_requests: Counter,
     /// Instant uploads granted (any protocol).
     pub instant_hits: Counter,
@@ -51,11 +49,6 @@ impl Metrics {
         reg.register("temps_swept", "Stale temporary files removed", self.temps_swept.clone());
         reg.register("digests_computed", "Whole-content digests computed in background", self.digests_computed.clone());
         reg.register("digest_backlog", "Contents waiting for whole-content digests", self.digest_backlog.clone());
-        reg.register(
-            "digest_lag_seconds",
-            "Age of the oldest content waiting for digests",
-            self.digest_lag_seconds.clone(),
-        );
         reg.register("http_requests", "HTTP requests received", self.http_requests.clone());
         reg.register("instant_hits", "Instant uploads granted (no bytes received)", self.instant_hits.clone());
         for (name, help, c) in self.dialect.lock().iter() {
