@@ -101,6 +101,7 @@ pub struct GcReport {
     pub blobs_freed: u64,
     pub bytes_freed: u64,
     pub temps_removed: u64,
+    pub tickets_purged: u64,
 }
 
 /// How long a cached bucket record is trusted (see `Engine::bucket_record`).
@@ -681,6 +682,9 @@ impl Engine {
         // writes continuously, keeps its file.
         let age = grace.max(Duration::from_secs(2));
         report.temps_removed = self.blobs.sweep_temps(age)? as u64;
+        // Single-use challenges and upload tokens are useless once expired; keep them an hour
+        // longer so a late answer still gets "expired" rather than "unknown".
+        report.tickets_purged = self.meta.purge_challenges(now_ms() - 3_600_000).await?;
         self.metrics.blobs_freed.inc_by(report.blobs_freed);
         self.metrics.temps_swept.inc_by(report.temps_removed);
         Ok(report)
