@@ -181,6 +181,17 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
                     Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
             }
+            (&Method::POST, "upyun/operators") => {
+                let get = |n: &str| query_param(query, n).map(chuan_api_common::percent_decode).unwrap_or_default();
+                let tenant = get("tenant");
+                if !tenant_exists(engine, &tenant).await? {
+                    return Ok(error(StatusCode::BAD_REQUEST, "no such tenant"));
+                }
+                match state.upyun.register_operator(&tenant, &get("bucket"), &get("operator"), &get("password")).await {
+                    Ok(o) => json(StatusCode::CREATED, &o),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                }
+            }
             (&Method::POST, "quotas") => {
                 let tenant = query_param(query, "tenant").map(chuan_api_common::percent_decode).unwrap_or_default();
                 if !tenant_exists(engine, &tenant).await? {

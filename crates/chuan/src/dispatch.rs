@@ -26,6 +26,7 @@ pub struct State {
     pub adrive: chuan_api_adrive::AdriveDialect,
     pub ufile: chuan_api_ufile::UfileDialect,
     pub iot: chuan_api_iot::IotDialect,
+    pub upyun: chuan_api_upyun::UpyunDialect,
     /// The S3 dialect's virtual-host base domains (other hosts name UFile buckets).
     pub s3_domains: Vec<String>,
 }
@@ -39,6 +40,7 @@ pub enum Dialect {
     /// UFile's management API (`/?Action=...`).
     UfileManagement,
     Iot,
+    Upyun,
     /// A form POST to `<bucket>.<S3 domain>/`: S3 POST Object or UFile PostFile, told apart
     /// by the form itself.
     FormPost,
@@ -58,7 +60,7 @@ pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> 
             // UFile signs `UCloud pub:sig`; IoT upload tokens come as `Ucloud <token>`.
             "UCloud" | "Inspur" => return Dialect::Ufile,
             "Ucloud" if !rest.contains(':') => return Dialect::Iot,
-            "UPYUN" => return Dialect::Unserved("UpYun"),
+            "UPYUN" => return Dialect::Upyun,
             "Bearer" => return Dialect::Adrive,
             _ => {}
         }
@@ -96,7 +98,7 @@ pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> 
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if is_form && path == "/" && host.contains('.') && headers.get(http::header::AUTHORIZATION).is_none() {
+    if is_form && headers.get(http::header::AUTHORIZATION).is_none() {
         return Dialect::FormPost;
     }
     Dialect::S3
@@ -133,6 +135,10 @@ fn is_s3_form_field(name: &[u8]) -> bool {
         .contains(&name.as_str())
 }
 
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 fn has_first_form_field(peeked: &[u8]) -> bool {
     first_form_field(peeked).is_some()
 }
@@ -152,10 +158,13 @@ async fn form_post(state: &State, req: Request<Incoming>) -> Response<chuan_api_
                 .expect("valid response");
         }
     };
-    let ufile = !first_form_field(&peeked).is_some_and(is_s3_form_field);
+    let upyun = contains(&peeked, b"name=\"authorization\"") && contains(&peeked, b"UPYUN ");
+    let ufile = !upyun && !first_form_field(&peeked).is_some_and(is_s3_form_field);
     let body = chuan_api_common::replay(peeked, rest);
     let req = Request::from_parts(parts, body);
-    if ufile {
+    if upyun {
+        state.upyun.handle(req).await
+    } else if ufile {
         state.ufile.handle(req).await
     } else {
         state.s3.handle_body(req.map(s3s::Body::http_body_unsync)).await.map(chuan_api_common::boxed)
@@ -204,6 +213,7 @@ pub async fn handle(
         Dialect::Adrive => state.adrive.handle(req).await,
         Dialect::Ufile => state.ufile.handle(req.map(chuan_api_common::boxed)).await,
         Dialect::Iot => state.iot.handle(req.map(chuan_api_common::boxed)).await,
+        Dialect::Upyun => state.upyun.handle(req.map(chuan_api_common::boxed)).await,
         Dialect::UfileManagement => state.ufile.handle_management(req.map(chuan_api_common::boxed)).await,
         Dialect::FormPost => form_post(&state, req).await,
         Dialect::Unserved(name) => Response::builder()

@@ -65,7 +65,15 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         engine.clone(),
         env_secs("CHUAN_IOT_TOKEN_TTL_SECS").unwrap_or(Duration::from_secs(300)),
     );
-    let state = Arc::new(State { engine: engine.clone(), s3, adrive, ufile, iot, s3_domains: opts.domains.clone() });
+    let state = Arc::new(State {
+        engine: engine.clone(),
+        s3,
+        adrive,
+        ufile,
+        iot,
+        upyun: chuan_api_upyun::UpyunDialect::new(engine.clone()),
+        s3_domains: opts.domains.clone(),
+    });
 
     let background = spawn_background(engine.clone());
 

@@ -160,6 +160,12 @@ impl Engine {
         Ok(self.meta.usage_report(tenant, day_of(from_ms), day_of(to_ms)).await?)
     }
 
+    /// Bytes stored in a bucket the principal may use.
+    pub async fn bucket_bytes(&self, p: &Principal, bucket: &str) -> CoreResult<u64> {
+        self.check_bucket(p, bucket).await?;
+        Ok(self.meta.bucket_bytes(bucket).await?)
+    }
+
     pub async fn tenant_bytes(&self, tenant: &str) -> CoreResult<u64> {
         Ok(self.meta.tenant_bytes(tenant).await?)
     }

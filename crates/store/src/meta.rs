@@ -153,6 +153,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn usage_report(&self, tenant: &str, from_day: i64, to_day: i64) -> StoreResult<Vec<UsageDay>>;
     /// Bytes stored across the tenant's buckets.
     async fn tenant_bytes(&self, tenant: &str) -> StoreResult<u64>;
+    /// Bytes stored in one bucket.
+    async fn bucket_bytes(&self, bucket: &str) -> StoreResult<u64>;
 
     // --- buckets
     async fn create_bucket(&self, bucket: BucketRecord) -> StoreResult<()>;

@@ -590,6 +590,18 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn bucket_bytes(&self, bucket: &str) -> StoreResult<u64> {
+        let bucket = bucket.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT coalesce(max(bytes), 0) FROM buckets WHERE name = ?1", params![bucket], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|v| v as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn setting_or_init(&self, name: &str, init: String) -> StoreResult<String> {
         let name = name.to_owned();
         self.write(move |txn| {

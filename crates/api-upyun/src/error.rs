@@ -1,0 +1,53 @@
+//! UpYun errors: JSON `{"msg", "code", "id"}` with the HTTP status; the SDK reads `msg` to
+//! recover multipart uploads ("part id error", "file md5 not match", ...).
+
+use chuan_core::CoreError;
+use http::StatusCode;
+
+#[derive(Debug)]
+pub struct UpyunError {
+    pub status: StatusCode,
+    pub code: u32,
+    pub msg: String,
+    /// `X-Upyun-Next-Part-Id` for a part sent out of sequence.
+    pub next_part: Option<u32>,
+}
+
+pub type UpyunResult<T> = Result<T, UpyunError>;
+
+impl UpyunError {
+    pub fn new(status: StatusCode, code: u32, msg: impl Into<String>) -> Self {
+        Self { status, code, msg: msg.into(), next_part: None }
+    }
+    pub fn bad(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 40000001, msg)
+    }
+    pub fn sign() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, 40100005, "sign error")
+    }
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, 40400001, "file or directory not found")
+    }
+}
+
+impl From<CoreError> for UpyunError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::NoSuchBucket => Self::new(StatusCode::NOT_FOUND, 40400002, "service not found"),
+            CoreError::NoSuchKey => Self::not_found(),
+            CoreError::NoSuchUpload => Self::new(StatusCode::NOT_FOUND, 40011061, "x-upyun-multi-uuid not found"),
+            CoreError::AccessDenied => Self::new(StatusCode::FORBIDDEN, 40300011, "has no permission"),
+            CoreError::AlreadyExists => Self::new(StatusCode::CONFLICT, 40900001, "file already exists"),
+            CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) | CoreError::InvalidPart(m) => Self::bad(m),
+            CoreError::KeyTooLong => Self::bad("uri too long"),
+            CoreError::BadDigest { .. } => Self::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"),
+            CoreError::IncompleteBody | CoreError::Body(_) => Self::bad("incomplete body"),
+            CoreError::QuotaExceeded(w) => Self::new(StatusCode::FORBIDDEN, 40300021, format!("{w} quota exceeded")),
+            CoreError::SlowDown => Self::new(StatusCode::TOO_MANY_REQUESTS, 42900001, "too many requests"),
+            other => {
+                tracing::error!(error = %other, "internal error");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, 50000000, "internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The UpYun dialect (`upyun` 2.5.5): the REST API — `PUT`/`GET`/`HEAD`/`DELETE` on
+//! `/<service>/<path>`, resumable sequential and parallel ("disorder") multipart through
+//! `X-Upyun-Multi-*` headers, folders, text listings, copy/move, usage — and the form API.
+//! A translator over the core engine: the service is a bucket, folders are keys ending in `/`.
+//!
+//! Operators are credentials scoped to one bucket, keyed by `MD5(password)` (what both the
+//! client and the server sign with; the password itself is never stored).
+//! `rest.rs` has the object and folder operations, `multipart.rs` the uploads in parts,
+//! `form.rs` the form API. Not served yet: the legacy `m0` block upload of `upyun` ≤ 2.4.2 and
+//! its `return-url`/`notify-url` callbacks (open issue).
+
+mod error;
+mod form;
+mod multipart;
+mod rest;
+
+use base64::Engine as _;
+use chuan_api_common::{Body, RequestBody};
+use chuan_core::store::{now_ms, CredentialRecord};
+use chuan_core::{CoreError, Engine, Principal, Scope};
+use hmac::{Hmac, Mac};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode};
+use md5::{Digest, Md5};
+use sha1::Sha1;
+use std::sync::Arc;
+
+use error::{UpyunError, UpyunResult};
+
+pub type Resp = Response<Body>;
+
+/// How far a request's `Date` may be from the server's clock (UpYun's own rule).
+const MAX_CLOCK_SKEW_SECS: i64 = 30 * 60;
+
+pub struct UpyunDialect {
+    engine: Arc<Engine>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct NewOperator {
+    pub operator: String,
+    pub bucket: String,
+}
+
+fn operator_key(op: &str) -> String {
+    format!("upyun:{op}")
+}
+
+/// `Base64(HMAC-SHA1(MD5hex(password), string_to_sign))`.
+pub fn sign(md5_password: &str, string_to_sign: &str) -> String {
+    let mut h = <Hmac<Sha1> as Mac>::new_from_slice(md5_password.as_bytes()).expect("any key length");
+    h.update(string_to_sign.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(h.finalize().into_bytes())
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub(crate) fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn error_response(e: &UpyunError) -> Resp {
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    let mut r = Response::builder()
+        .status(e.status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", id.as_str())
+        .body(chuan_api_common::full(
+            serde_json::to_vec(&serde_json::json!({"msg": e.msg, "code": e.code, "id": id})).unwrap_or_default(),
+        ))
+        .expect("valid response");
+    if let Some(n) = e.next_part {
+        r.headers_mut().insert("x-upyun-next-part-id", HeaderValue::from(n));
+    }
+    r
+}
+
+/// RFC 1123 dates as UpYun sends them.
+pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(s.trim(), &f).ok().map(|t| t.assume_utc().unix_timestamp())
+}
+
+impl UpyunDialect {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+
+    /// Registers operator `op` of `tenant` for `bucket` (which the tenant must own).
+    pub async fn register_operator(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        op: &str,
+        password: &str,
+    ) -> Result<NewOperator, CoreError> {
+        if op.is_empty() || op.len() > 64 || !op.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(CoreError::InvalidArgument("operator names are 1-64 letters, digits, '-' or '_'".into()));
+        }
+        if password.len() < 8 {
+            return Err(CoreError::InvalidArgument("the password must have at least 8 characters".into()));
+        }
+        let owner = self.engine.meta().get_bucket(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
+        if owner.tenant != tenant {
+            return Err(CoreError::AccessDenied);
+        }
+        let scope = Scope { ops: None, buckets: Some(vec![bucket.to_owned()]), prefixes: None };
+        self.engine
+            .meta()
+            .put_credential(CredentialRecord {
+                access_key: operator_key(op),
+                secret: hex::encode(Md5::digest(password.as_bytes())),
+                tenant: tenant.to_owned(),
+                kind: "upyun-operator".into(),
+                created_ms: now_ms(),
+                expires_ms: None,
+                scope: Some(serde_json::to_string(&scope).expect("serialisable")),
+            })
+            .await?;
+        Ok(NewOperator { operator: op.to_owned(), bucket: bucket.to_owned() })
+    }
+
+    pub async fn handle(&self, req: Request<RequestBody>) -> Resp {
+        match self.route(req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        }
+    }
+
+    /// The operator's principal and signing key (MD5 of the password).
+    pub(crate) async fn operator(&self, op: &str) -> UpyunResult<(String, Principal)> {
+        self.engine.credential(&operator_key(op)).await?.ok_or_else(UpyunError::sign)
+    }
+
+    async fn authenticate(&self, parts: &Parts) -> UpyunResult<Principal> {
+        let auth = header(parts, "authorization").ok_or_else(UpyunError::sign)?;
+        let (op, sig) = auth.strip_prefix("UPYUN ").and_then(|r| r.rsplit_once(':')).ok_or_else(UpyunError::sign)?;
+        let date = header(parts, "date")
+            .ok_or_else(|| UpyunError::new(StatusCode::UNAUTHORIZED, 40100002, "date header required"))?;
+        let when = parse_http_date(date)
+            .ok_or_else(|| UpyunError::new(StatusCode::UNAUTHORIZED, 40100002, "date format error"))?;
+        if (now_ms() / 1000 - when).abs() > MAX_CLOCK_SKEW_SECS {
+            return Err(UpyunError::new(StatusCode::UNAUTHORIZED, 40100003, "date offset error"));
+        }
+        // Signed over the request target exactly as sent.
+        let uri = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let mut sts = format!("{}&{uri}&{date}", parts.method.as_str());
+        if let Some(md5) = header(parts, "content-md5") {
+            sts.push('&');
+            sts.push_str(md5);
+        }
+        let (key, p) = self.operator(op).await?;
+        if !constant_time_eq(&sign(&key, &sts), sig) {
+            return Err(UpyunError::sign());
+        }
+        Ok(p)
+    }
+
+    async fn route(&self, req: Request<RequestBody>) -> UpyunResult<Resp> {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        let rest = path.strip_prefix('/').unwrap_or(path);
+        let (service, raw_key) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket = chuan_api_common::percent_decode(service);
+        let key = chuan_api_common::percent_decode(raw_key);
+        if bucket.is_empty() {
+            return Err(UpyunError::new(StatusCode::NOT_FOUND, 40400002, "service not found"));
+        }
+        // The form API signs inside the form.
+        if parts.method == http::Method::POST && header(&parts, "authorization").is_none() && key.is_empty() {
+            return self.form_upload(&parts, &bucket, body).await;
+        }
+        let p = self.authenticate(&parts).await?;
+        self.engine.meter_request(&p, &bucket).await?;
+        let q = parts.uri.query().unwrap_or("");
+        match parts.method {
+            http::Method::GET if key.is_empty() && q.split('&').any(|kv| kv == "usage") => {
+                self.usage(&p, &bucket).await
+            }
+            http::Method::GET if key.is_empty() || key.ends_with('/') => self.list(&p, &parts, &bucket, &key).await,
+            http::Method::GET => self.get(&p, &bucket, &key, true).await,
+            http::Method::HEAD => self.get(&p, &bucket, &key, false).await,
+            http::Method::PUT if header(&parts, "x-upyun-multi-stage").is_some() => {
+                self.multipart(&p, &parts, &bucket, &key, body).await
+            }
+            http::Method::PUT if header(&parts, "x-upyun-copy-source").is_some() => {
+                self.copy_or_move(&p, &parts, &bucket, &key, false).await
+            }
+            http::Method::PUT if header(&parts, "x-upyun-move-source").is_some() => {
+                self.copy_or_move(&p, &parts, &bucket, &key, true).await
+            }
+            http::Method::PUT => self.put(&p, &parts, &bucket, &key, body).await,
+            http::Method::POST if header(&parts, "folder").is_some_and(|f| f.eq_ignore_ascii_case("true")) => {
+                self.mkdir(&p, &bucket, &key).await
+            }
+            http::Method::DELETE if header(&parts, "x-upyun-multi-uuid").is_some() => {
+                self.cancel(&p, &parts, &bucket, &key).await
+            }
+            http::Method::DELETE => self.delete(&p, &bucket, &key).await,
+            _ => Err(UpyunError::new(StatusCode::METHOD_NOT_ALLOWED, 40500001, "method not allowed")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worked_examples_from_the_sdk() {
+        // client-sdks.md §2.3: operator op, password password123, this date.
+        let key = hex::encode(Md5::digest(b"password123"));
+        assert_eq!(key, "482c811da5d5b4bc6d497ffa98491e38");
+        let date = "Wed, 01 Nov 2023 00:00:00 GMT";
+        assert_eq!(sign(&key, &format!("PUT&/mybucket/hello.txt&{date}")), "nb/IWz4K4IYbazbqX/e8TNP7M5Q=");
+        assert_eq!(
+            sign(&key, &format!("PUT&/mybucket/hello.txt&{date}&5eb63bbbe01eeed093cb22bb8f5acdc3")),
+            "DyMaMpSbgaUVxIZYKseLfVf06TY="
+        );
+        assert_eq!(parse_http_date(date), Some(1_698_796_800));
+    }
+}

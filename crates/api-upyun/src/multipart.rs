@@ -1,0 +1,162 @@
+//! Uploads in parts, both of `upyun` 2.5.5's flavours, over core upload sessions:
+//! * resumable sequential (`X-Upyun-Multi-Stage: initiate,upload` … `upload,complete`): parts
+//!   must come in order; a wrong one is answered "part id error" with `X-Upyun-Next-Part-Id`
+//!   so the SDK jumps to where the server is;
+//! * parallel (`X-Upyun-Multi-Disorder: true`): parts in any order, then `complete`.
+//! Part ids start at 0 (stored as part numbers from 1). Completion checks the declared length
+//! and the optional whole-file MD5, and assembles without copying.
+
+use chuan_api_common::RequestBody;
+use chuan_core::store::{ObjectMeta, UploadRecord};
+use chuan_core::{CompleteOptions, Principal};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{UpyunError, UpyunResult};
+use crate::{header, Resp, UpyunDialect};
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    dialect: String,
+    length: u64,
+    part_size: u64,
+    disorder: bool,
+}
+
+const DEFAULT_PART: u64 = 1 << 20;
+
+fn uuid_header(r: &mut Resp, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        r.headers_mut().insert("x-upyun-multi-uuid", v);
+    }
+}
+
+fn state_of(up: &UploadRecord) -> UpyunResult<State> {
+    serde_json::from_str::<State>(&up.state)
+        .ok()
+        .filter(|s| s.dialect == "upyun")
+        .ok_or_else(|| UpyunError::new(StatusCode::NOT_FOUND, 40011061, "x-upyun-multi-uuid not found"))
+}
+
+impl UpyunDialect {
+    pub(crate) async fn multipart(
+        &self,
+        p: &Principal,
+        parts: &Parts,
+        bucket: &str,
+        key: &str,
+        body: RequestBody,
+    ) -> UpyunResult<Resp> {
+        let stages: Vec<String> = header(parts, "x-upyun-multi-stage")
+            .unwrap_or("")
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect();
+        let has = |s: &str| stages.iter().any(|x| x == s);
+        let up = if has("initiate") {
+            let length = header(parts, "x-upyun-multi-length")
+                .and_then(|l| l.parse().ok())
+                .ok_or_else(|| UpyunError::bad("X-Upyun-Multi-Length is required"))?;
+            let part_size =
+                header(parts, "x-upyun-multi-part-size").and_then(|l| l.parse().ok()).unwrap_or(DEFAULT_PART);
+            if part_size == 0 || part_size % (1 << 20) != 0 {
+                return Err(UpyunError::bad("X-Upyun-Multi-Part-Size must be a multiple of 1 MiB"));
+            }
+            let disorder = header(parts, "x-upyun-multi-disorder").is_some_and(|d| d.eq_ignore_ascii_case("true"));
+            let meta = ObjectMeta {
+                content_type: header(parts, "x-upyun-multi-type").map(str::to_owned),
+                ..crate::rest::meta_of(parts)
+            };
+            let state = State { dialect: "upyun".into(), length, part_size, disorder };
+            self.engine
+                .create_upload_with_state(p, bucket, key, meta, serde_json::to_string(&state).expect("serialisable"))
+                .await?
+        } else {
+            let id =
+                header(parts, "x-upyun-multi-uuid").ok_or_else(|| UpyunError::bad("X-Upyun-Multi-Uuid is required"))?;
+            self.engine.upload(p, bucket, key, id).await?
+        };
+        let state = state_of(&up)?;
+        if has("upload") {
+            let part: u32 = header(parts, "x-upyun-part-id")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| UpyunError::bad("X-Upyun-Part-Id is required"))?;
+            let count = state.length.div_ceil(state.part_size).max(1);
+            if u64::from(part) >= count {
+                return Err(UpyunError::bad("part id out of range"));
+            }
+            if !state.disorder {
+                let next = self.engine.list_parts(&up, 0, 10_001).await?.len() as u32;
+                if part != next {
+                    let mut e = UpyunError::new(StatusCode::BAD_REQUEST, 40011059, "part id error");
+                    e.next_part = Some(next);
+                    return Err(e);
+                }
+            }
+            let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;
+            if header(parts, "content-md5").is_some_and(|m| !m.eq_ignore_ascii_case(&staged.digests.md5)) {
+                return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"));
+            }
+            let last = u64::from(part) + 1 == count;
+            let expected = if last { state.length - state.part_size * (count - 1) } else { state.part_size };
+            if staged.size != expected {
+                return Err(UpyunError::bad(format!("part {part} is {} bytes; expected {expected}", staged.size)));
+            }
+            self.engine.commit_part(&up, part + 1, staged).await?;
+        }
+        if has("complete") {
+            return self.complete(&up, &state, parts).await;
+        }
+        let mut r =
+            http::Response::builder().status(StatusCode::NO_CONTENT).body(chuan_api_common::empty()).expect("valid");
+        uuid_header(&mut r, &up.id);
+        if !state.disorder {
+            let next = self.engine.list_parts(&up, 0, 10_001).await?.len();
+            r.headers_mut().insert("x-upyun-next-part-id", HeaderValue::from(next));
+        }
+        Ok(r)
+    }
+
+    async fn complete(&self, up: &UploadRecord, state: &State, parts: &Parts) -> UpyunResult<Resp> {
+        let stored = self.engine.list_parts(up, 0, 10_001).await?;
+        let count = state.length.div_ceil(state.part_size).max(1) as usize;
+        let total: u64 = stored.iter().map(|x| x.size).sum();
+        if stored.len() != count
+            || total != state.length
+            || stored.iter().enumerate().any(|(i, x)| x.number as usize != i + 1)
+        {
+            return Err(UpyunError::bad(format!(
+                "parts hold {total} of {} bytes; upload the missing parts",
+                state.length
+            )));
+        }
+        let list: Vec<(u32, String)> = stored.iter().map(|x| (x.number, x.etag.clone())).collect();
+        let mut options = CompleteOptions { min_part_size: Some(0), ..Default::default() };
+        if let Some(want) = header(parts, "x-upyun-multi-md5") {
+            let digests = self.engine.digest_parts(&stored).await?;
+            if !want.eq_ignore_ascii_case(&digests.md5) {
+                // The SDK starts over on this answer: nothing of it is kept.
+                self.engine.abort_upload(up).await?;
+                return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40011062, "file md5 not match"));
+            }
+            options.digests = Some(digests);
+        }
+        let (rec, _) = self.engine.complete_upload(up, &list, options).await?;
+        let mut r = http::Response::builder()
+            .status(StatusCode::CREATED)
+            .header(http::header::ETAG, format!("\"{}\"", rec.etag))
+            .body(chuan_api_common::empty())
+            .expect("valid");
+        uuid_header(&mut r, &up.id);
+        Ok(r)
+    }
+
+    pub(crate) async fn cancel(&self, p: &Principal, parts: &Parts, bucket: &str, key: &str) -> UpyunResult<Resp> {
+        let id = header(parts, "x-upyun-multi-uuid").unwrap_or("");
+        let up = self.engine.upload(p, bucket, key, id).await?;
+        state_of(&up)?;
+        self.engine.abort_upload(&up).await?;
+        Ok(http::Response::builder().status(StatusCode::NO_CONTENT).body(chuan_api_common::empty()).expect("valid"))
+    }
+}
