@@ -90,6 +90,15 @@ enum AdminCommand {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Register an UpYun operator of a tenant for one of its buckets (the UpYun "service").
+    UpyunOperator {
+        tenant: String,
+        bucket: String,
+        operator: String,
+        password: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Set a tenant's quota (omitted limits are unlimited).
     Quota {
         tenant: String,
@@ -162,6 +171,17 @@ fn main() -> anyhow::Result<()> {
                     let iot = chuan_api_iot::IotDialect::new(engine, std::time::Duration::from_secs(300));
                     let device = iot.register_device(&tenant, &bucket, &product_sn, &device_sn).await?;
                     println!("{}", serde_json::to_string_pretty(&device)?);
+                    Ok(())
+                }
+                AdminCommand::UpyunOperator { tenant, bucket, operator, password, data } => {
+                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let upyun = chuan_api_upyun::UpyunDialect::new(engine);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &upyun.register_operator(&tenant, &bucket, &operator, &password).await?
+                        )?
+                    );
                     Ok(())
                 }
                 AdminCommand::Quota { tenant, storage_bytes, download_bytes, requests, data } => {
