@@ -17,6 +17,13 @@ pub type UpyunResult<T> = Result<T, UpyunError>;
 
 impl UpyunError {
     pub fn new(status: StatusCode, code: u32, msg: impl Into<String>) -> Self {
+        debug_assert_eq!(u32::from(status.as_u16()), code / 100_000, "UpYun codes begin with their HTTP status");
+        Self { status, code, msg: msg.into(), next_part: None }
+    }
+
+    /// An error whose HTTP status is the first three digits of its code, as UpYun's are.
+    pub fn coded(code: u32, msg: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16((code / 100_000) as u16).unwrap_or(StatusCode::BAD_REQUEST);
         Self { status, code, msg: msg.into(), next_part: None }
     }
     pub fn bad(msg: impl Into<String>) -> Self {
@@ -35,7 +42,7 @@ impl From<CoreError> for UpyunError {
         match e {
             CoreError::NoSuchBucket => Self::new(StatusCode::NOT_FOUND, 40400002, "service not found"),
             CoreError::NoSuchKey => Self::not_found(),
-            CoreError::NoSuchUpload => Self::new(StatusCode::NOT_FOUND, 40011061, "x-upyun-multi-uuid not found"),
+            CoreError::NoSuchUpload => Self::new(StatusCode::BAD_REQUEST, 40011061, "x-upyun-multi-uuid not found"),
             CoreError::AccessDenied => Self::new(StatusCode::FORBIDDEN, 40300011, "has no permission"),
             CoreError::AlreadyExists => Self::new(StatusCode::CONFLICT, 40900001, "file already exists"),
             CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) | CoreError::InvalidPart(m) => Self::bad(m),

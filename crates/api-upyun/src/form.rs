@@ -19,7 +19,7 @@ use crate::{constant_time_eq, sign, Resp, UpyunDialect};
 const MAX_FIELD: usize = 64 << 10;
 
 fn form_error(code: u32, msg: &str) -> UpyunError {
-    UpyunError::new(if code / 100_000 == 401 { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST }, code, msg)
+    UpyunError::coded(code, msg)
 }
 
 /// Expands `{year}{mon}{day}{hour}{min}{sec}{filename}{suffix}{.suffix}{filemd5}{random32}`.

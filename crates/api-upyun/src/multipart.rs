@@ -36,7 +36,7 @@ fn state_of(up: &UploadRecord) -> UpyunResult<State> {
     serde_json::from_str::<State>(&up.state)
         .ok()
         .filter(|s| s.dialect == "upyun")
-        .ok_or_else(|| UpyunError::new(StatusCode::NOT_FOUND, 40011061, "x-upyun-multi-uuid not found"))
+        .ok_or_else(|| UpyunError::coded(40011061, "x-upyun-multi-uuid not found"))
 }
 
 impl UpyunDialect {

@@ -53,7 +53,13 @@ impl UpyunDialect {
 
     pub(crate) async fn get(&self, p: &Principal, bucket: &str, key: &str, with_body: bool) -> UpyunResult<Resp> {
         let rec = match self.engine.head_object(p, bucket, key).await {
-            Err(CoreError::NoSuchKey) if !with_body => self.engine.head_object(p, bucket, &folder_key(key)).await?,
+            Err(CoreError::NoSuchKey) if !with_body => match self.engine.head_object(p, bucket, &folder_key(key)).await
+            {
+                Ok(folder) => folder,
+                // A folder implied by the keys under it (created by a nested upload).
+                Err(CoreError::NoSuchKey) => return self.implied_folder(p, bucket, key).await,
+                Err(e) => return Err(e.into()),
+            },
             r => r?,
         };
         let folder = rec.key.ends_with('/');
@@ -74,6 +80,21 @@ impl UpyunDialect {
         self.engine.meter_download(p, bucket, rec.size).await?;
         let content = self.engine.content(rec.content_id).await?;
         Ok(b.body(chuan_api_common::stream(self.engine.read(&content, 0, content.size))).expect("valid"))
+    }
+
+    async fn implied_folder(&self, p: &Principal, bucket: &str, key: &str) -> UpyunResult<Resp> {
+        let dir = folder_key(key);
+        let q = ListQuery { prefix: dir, delimiter: None, after: None, max_keys: 1 };
+        let page = self.engine.list_objects(p, bucket, &q).await?;
+        let child = page.objects.first().ok_or_else(UpyunError::not_found)?;
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("x-upyun-file-type", "folder")
+            .header("x-upyun-file-size", 0)
+            .header("x-upyun-file-date", child.modified_ms / 1000)
+            .header(h::CONTENT_LENGTH, 0)
+            .body(chuan_api_common::empty())
+            .expect("valid"))
     }
 
     pub(crate) async fn mkdir(&self, p: &Principal, bucket: &str, key: &str) -> UpyunResult<Resp> {
@@ -158,7 +179,9 @@ impl UpyunDialect {
             let q = ListQuery { prefix: prefix.clone(), delimiter: Some("/".into()), after, max_keys: limit };
             let page = self.engine.list_objects(p, bucket, &q).await?;
             let mut entries: Vec<Entry> = page.objects.iter().filter(|o| o.key != prefix).map(Entry::file).collect();
-            entries.extend(page.common_prefixes.iter().map(|cp| Entry::folder(cp)));
+            for cp in &page.common_prefixes {
+                entries.push(self.folder_entry(p, bucket, cp).await?);
+            }
             entries.sort_by(|a, b| a.key.cmp(&b.key));
             (entries, if page.truncated { page.next_after.map(|a| encode_iter(&a)) } else { None })
         };
@@ -187,7 +210,9 @@ impl UpyunDialect {
             };
             let page = self.engine.list_objects(p, bucket, &q).await?;
             out.extend(page.objects.iter().filter(|o| o.key != prefix).map(Entry::file));
-            out.extend(page.common_prefixes.iter().map(|cp| Entry::folder(cp)));
+            for cp in &page.common_prefixes {
+                out.push(self.folder_entry(p, bucket, cp).await?);
+            }
             if !page.truncated || out.len() > 100_000 {
                 break;
             }
@@ -195,6 +220,16 @@ impl UpyunDialect {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// A folder line: the time of the folder's own entry when it has one (`mkdir`).
+    async fn folder_entry(&self, p: &Principal, bucket: &str, prefix: &str) -> UpyunResult<Entry> {
+        let mtime = match self.engine.head_object(p, bucket, prefix).await {
+            Ok(rec) => rec.modified_ms / 1000,
+            Err(CoreError::NoSuchKey) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Entry { key: prefix.to_owned(), folder: true, size: 0, mtime })
     }
 
     pub(crate) async fn usage(&self, p: &Principal, bucket: &str) -> UpyunResult<Resp> {
@@ -218,9 +253,6 @@ struct Entry {
 impl Entry {
     fn file(o: &ObjectRecord) -> Self {
         Self { key: o.key.clone(), folder: o.key.ends_with('/'), size: o.size, mtime: o.modified_ms / 1000 }
-    }
-    fn folder(prefix: &str) -> Self {
-        Self { key: prefix.to_owned(), folder: true, size: 0, mtime: 0 }
     }
 }
 
