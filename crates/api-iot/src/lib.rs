@@ -229,7 +229,7 @@ impl IotDialect {
             .create_ticket(&format!("iot:{token}"), serde_json::to_string(&grant).expect("serialisable"), expires)
             .await
             .map_err(CoreError::from)?;
-        let path: String = key.split('/').map(|seg| percent_encode(seg)).collect::<Vec<_>>().join("/");
+        let path: String = key.split('/').map(chuan_api_common::percent_encode).collect::<Vec<_>>().join("/");
         Ok(json(
             StatusCode::OK,
             &serde_json::json!({"RetCode": 0, "URL": format!("{origin}{UPLOAD_PREFIX}{path}"), "Authorization": format!("Ucloud {token}")}),
@@ -302,16 +302,4 @@ impl IotDialect {
             .body(chuan_api_common::empty())
             .expect("valid response"))
     }
-}
-
-fn percent_encode(seg: &str) -> String {
-    seg.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

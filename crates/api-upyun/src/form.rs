@@ -70,6 +70,9 @@ impl UpyunDialect {
                 fields.push((name, String::from_utf8_lossy(&value).into_owned()));
                 continue;
             }
+            if field_value(&fields, "authorization").is_none() && field_value(&fields, "signature").is_some() {
+                return Ok(self.block_upload(bucket, &fields, field).await);
+            }
             let policy_b64 = field_value(&fields, "policy").ok_or_else(|| form_error(40100012, "policy required"))?;
             let policy: Value = base64::engine::general_purpose::STANDARD
                 .decode(policy_b64.trim())

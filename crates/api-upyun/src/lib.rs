@@ -9,6 +9,7 @@
 //! `form.rs` the form API. Not served yet: the legacy `m0` block upload of `upyun` ≤ 2.4.2 and
 //! its `return-url`/`notify-url` callbacks (open issue).
 
+mod block;
 mod error;
 mod form;
 mod multipart;
@@ -170,8 +171,18 @@ impl UpyunDialect {
         if bucket.is_empty() {
             return Err(UpyunError::new(StatusCode::NOT_FOUND, 40400002, "service not found"));
         }
-        // The form API signs inside the form.
+        // The form APIs sign inside the form: the current one (multipart, `authorization`) and
+        // the legacy block upload (urlencoded init/merge, multipart blocks with `signature`).
         if parts.method == http::Method::POST && header(&parts, "authorization").is_none() && key.is_empty() {
+            let urlencoded =
+                header(&parts, "content-type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+            if urlencoded {
+                let raw = chuan_api_common::read_limited_boxed(body, 64 << 10)
+                    .await
+                    .map_err(|_| UpyunError::bad("form too large"))?;
+                let fields = router_fields(&String::from_utf8_lossy(&raw));
+                return Ok(self.block_form(&bucket, &fields).await);
+            }
             return self.form_upload(&parts, &bucket, body).await;
         }
         let p = self.authenticate(&parts).await?;
@@ -204,6 +215,20 @@ impl UpyunDialect {
             _ => Err(UpyunError::new(StatusCode::METHOD_NOT_ALLOWED, 40500001, "method not allowed")),
         }
     }
+}
+
+/// `a=1&b=2` form fields, decoded (`+` is a space).
+fn router_fields(body: &str) -> Vec<(String, String)> {
+    body.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (
+                chuan_api_common::percent_decode(&k.replace('+', " ")),
+                chuan_api_common::percent_decode(&v.replace('+', " ")),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -192,6 +192,14 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
                     Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
             }
+            (&Method::POST, "upyun/form-secrets") => {
+                let get = |n: &str| query_param(query, n).map(chuan_api_common::percent_decode).unwrap_or_default();
+                let bucket = get("bucket");
+                match state.upyun.new_form_secret(&get("tenant"), &bucket).await {
+                    Ok(secret) => json(StatusCode::CREATED, &serde_json::json!({"bucket": bucket, "form_secret": secret})),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                }
+            }
             (&Method::POST, "quotas") => {
                 let tenant = query_param(query, "tenant").map(chuan_api_common::percent_decode).unwrap_or_default();
                 if !tenant_exists(engine, &tenant).await? {

@@ -101,6 +101,19 @@ pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> 
     if is_form && headers.get(http::header::AUTHORIZATION).is_none() {
         return Dialect::FormPost;
     }
+    // UpYun's legacy block upload: urlencoded init and merge on `/<bucket>/`.
+    let urlencoded = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if urlencoded
+        && headers.get(http::header::AUTHORIZATION).is_none()
+        && path.len() > 2
+        && path.ends_with('/')
+        && path[1..path.len() - 1].find('/').is_none()
+    {
+        return Dialect::Upyun;
+    }
     Dialect::S3
 }
 
@@ -158,7 +171,12 @@ async fn form_post(state: &State, req: Request<Incoming>) -> Response<chuan_api_
                 .expect("valid response");
         }
     };
-    let upyun = contains(&peeked, b"name=\"authorization\"") && contains(&peeked, b"UPYUN ");
+    // UpYun: the REST form API carries `authorization: UPYUN ...`; the legacy block upload a
+    // `policy` and `signature` but never S3's mandatory `key`.
+    let upyun = (contains(&peeked, b"name=\"authorization\"") && contains(&peeked, b"UPYUN "))
+        || (contains(&peeked, b"name=\"signature\"")
+            && contains(&peeked, b"name=\"policy\"")
+            && !contains(&peeked, b"name=\"key\""));
     let ufile = !upyun && !first_form_field(&peeked).is_some_and(is_s3_form_field);
     let body = chuan_api_common::replay(peeked, rest);
     let req = Request::from_parts(parts, body);

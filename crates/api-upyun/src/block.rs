@@ -1,0 +1,408 @@
+//! The legacy form-API block upload (`upyun` 2.3.0–2.4.2, host `m0.api.upyun.com`):
+//! `POST /<bucket>/` init (urlencoded policy + signature with the bucket's form secret) →
+//! `save_token`, `token_secret` and the status of each block; blocks (multipart, signed with the
+//! `token_secret`, each checked against its MD5) in any order and in parallel; merge (checks the
+//! whole-file MD5, assembles the blocks without copying). The session is a core upload session,
+//! so a re-init of the same upload resumes from its status array, on any node.
+//!
+//! Signatures: `md5hex(concat(key + str(value)) for keys in sorted order, then the secret)`.
+//! Results of a merge carry the same kind of signature (with the form secret); `return-url`
+//! answers 302 to it with the result in the query. Not served yet: `notify-url` (asynchronous
+//! callbacks with retries), `image-*-range`, `x-gmkerl-*` image processing.
+
+use base64::Engine as _;
+use chuan_core::store::{now_ms, ObjectMeta, UploadRecord};
+use chuan_core::{CompleteOptions, Principal};
+use http::{Response, StatusCode};
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::error::UpyunError;
+use crate::{Resp, UpyunDialect};
+
+/// How long a block upload session lives after its init.
+const SESSION_SECS: i64 = 24 * 3600;
+
+pub fn setting_name(bucket: &str) -> String {
+    format!("upyun.form_secret:{bucket}")
+}
+
+/// Python's `str()` of a JSON value, as the SDK formats values when signing.
+fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Null => "None".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn multi_signature(params: &Map<String, Value>, secret: &str) -> String {
+    let mut keys: Vec<&String> = params.keys().collect();
+    keys.sort();
+    let mut h = Md5::new();
+    for k in keys {
+        h.update(k.as_bytes());
+        h.update(py_str(&params[k]).as_bytes());
+    }
+    h.update(secret.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Errors of this API: `{"error_code", "message", "path"}`.
+pub struct BlockError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl BlockError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+    fn auth(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "40101", message)
+    }
+    fn param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "40001", message)
+    }
+    fn response(&self, path: &str) -> Resp {
+        Response::builder()
+            .status(self.status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(chuan_api_common::full(
+                serde_json::to_vec(&json!({"error_code": self.code, "message": self.message, "path": path}))
+                    .unwrap_or_default(),
+            ))
+            .expect("valid")
+    }
+}
+
+impl From<chuan_core::CoreError> for BlockError {
+    fn from(e: chuan_core::CoreError) -> Self {
+        let u = UpyunError::from(e);
+        Self::new(u.status, if u.status == StatusCode::NOT_FOUND { "40401" } else { "40307" }, u.msg)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct BlockState {
+    dialect: String,
+    path: String,
+    blocks: u32,
+    file_hash: String,
+    file_size: u64,
+    token_secret: String,
+    expired_at: i64,
+    /// The policy's optional parameters (content-length-range, return-url, ext-param...).
+    options: Map<String, Value>,
+}
+
+fn decode_policy(policy_b64: &str) -> Result<Map<String, Value>, BlockError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(policy_b64.trim())
+        .ok()
+        .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok())
+        .and_then(|v| v.as_object().cloned())
+        .ok_or_else(|| BlockError::param("policy format error"))
+}
+
+fn num(v: &Map<String, Value>, k: &str) -> Option<i64> {
+    v.get(k).and_then(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.parse().ok())))
+}
+
+fn json_resp(status: StatusCode, v: &Value) -> Resp {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(chuan_api_common::full(serde_json::to_vec(v).unwrap_or_default()))
+        .expect("valid")
+}
+
+impl UpyunDialect {
+    /// A fresh form secret for a bucket of `tenant` (the previous one stops working).
+    pub async fn new_form_secret(&self, tenant: &str, bucket: &str) -> Result<String, chuan_core::CoreError> {
+        let owner = self.engine.meta().get_bucket(bucket).await?.ok_or(chuan_core::CoreError::NoSuchBucket)?;
+        if owner.tenant != tenant {
+            return Err(chuan_core::CoreError::AccessDenied);
+        }
+        let secret = hex::encode(rand::random::<[u8; 16]>());
+        self.engine.meta().put_settings(vec![(setting_name(bucket), secret.clone())]).await?;
+        Ok(secret)
+    }
+
+    async fn form_secret(&self, bucket: &str) -> Result<(String, Principal), BlockError> {
+        let secret = self
+            .engine
+            .meta()
+            .get_setting(&setting_name(bucket))
+            .await
+            .map_err(chuan_core::CoreError::from)?
+            .ok_or_else(|| BlockError::new(StatusCode::FORBIDDEN, "40301", "Form API disabled."))?;
+        let b = self
+            .engine
+            .meta()
+            .get_bucket(bucket)
+            .await
+            .map_err(chuan_core::CoreError::from)?
+            .ok_or_else(|| BlockError::new(StatusCode::NOT_FOUND, "40401", "Bucket NotFound."))?;
+        let mut p = Principal::of_tenant(&b.tenant, &format!("upyun-form:{bucket}"));
+        p.scope = Some(chuan_core::Scope { ops: None, buckets: Some(vec![bucket.to_owned()]), prefixes: None });
+        Ok((secret, p))
+    }
+
+    /// Init or merge: `application/x-www-form-urlencoded` `policy` + `signature`.
+    pub(crate) async fn block_form(&self, bucket: &str, fields: &[(String, String)]) -> Resp {
+        let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str()).unwrap_or("");
+        let policy = match decode_policy(get("policy")) {
+            Ok(p) => p,
+            Err(e) => return e.response(""),
+        };
+        let path = policy.get("path").and_then(Value::as_str).unwrap_or("").to_owned();
+        let result = if policy.contains_key("save_token") {
+            self.block_merge(bucket, &policy, get("signature")).await
+        } else {
+            self.block_init(bucket, &policy, get("signature")).await
+        };
+        result.unwrap_or_else(|e| e.response(&path))
+    }
+
+    async fn session(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        token: &str,
+    ) -> Result<(UploadRecord, BlockState), BlockError> {
+        let not_found = || BlockError::new(StatusCode::NOT_FOUND, "40402", "Blocks NotFound.");
+        let up = self.engine.upload_by_id(p, token).await.map_err(|_| not_found())?;
+        let state: BlockState = serde_json::from_str(&up.state)
+            .ok()
+            .filter(|s: &BlockState| s.dialect == "upyun-m0")
+            .ok_or_else(not_found)?;
+        if up.bucket != bucket {
+            return Err(not_found());
+        }
+        if state.expired_at < now_ms() / 1000 {
+            self.engine.abort_upload(&up).await.ok();
+            return Err(not_found());
+        }
+        Ok((up, state))
+    }
+
+    async fn status(&self, up: &UploadRecord, blocks: u32) -> Result<Vec<u8>, BlockError> {
+        let parts = self.engine.list_parts(up, 0, 10_001).await?;
+        Ok((1..=blocks).map(|n| parts.iter().any(|p| p.number == n) as u8).collect())
+    }
+
+    async fn block_init(&self, bucket: &str, policy: &Map<String, Value>, signature: &str) -> Result<Resp, BlockError> {
+        let (secret, p) = self.form_secret(bucket).await?;
+        if !crate::constant_time_eq(&multi_signature(policy, &secret), &signature.to_ascii_lowercase()) {
+            return Err(BlockError::auth("Auth failed"));
+        }
+        if num(policy, "expiration").unwrap_or(0) < now_ms() / 1000 {
+            return Err(BlockError::auth("policy expired"));
+        }
+        let path = policy
+            .get("path")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| BlockError::param("path required"))?;
+        let key = path.trim_start_matches('/').to_owned();
+        chuan_core::names::validate_key(&key)?;
+        let blocks = num(policy, "file_blocks")
+            .filter(|b| (1..=10_000).contains(b))
+            .ok_or_else(|| BlockError::new(StatusCode::FORBIDDEN, "40302", "Invalid file blocks."))?
+            as u32;
+        let file_size =
+            num(policy, "file_size").filter(|s| *s >= 0).ok_or_else(|| BlockError::param("file_size required"))? as u64;
+        let file_hash = policy
+            .get("file_hash")
+            .and_then(Value::as_str)
+            .filter(|h| h.len() == 32)
+            .ok_or_else(|| BlockError::new(StatusCode::FORBIDDEN, "40303", "Invalid file hash."))?
+            .to_ascii_lowercase();
+        if let Some(range) = policy.get("content-length-range").and_then(Value::as_str) {
+            let (lo, hi) =
+                range.split_once(',').ok_or_else(|| BlockError::param("content-length-range format error"))?;
+            if file_size < lo.trim().parse().unwrap_or(0) || file_size > hi.trim().parse().unwrap_or(u64::MAX) {
+                return Err(BlockError::new(StatusCode::FORBIDDEN, "40307", "file size out of content-length-range"));
+            }
+        }
+        if let Some(types) = policy.get("allow-file-type").and_then(Value::as_str) {
+            let ext = key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+            if !types.split(',').any(|t| t.trim().eq_ignore_ascii_case(&ext)) {
+                return Err(BlockError::new(StatusCode::FORBIDDEN, "40307", "file type not allowed"));
+            }
+        }
+        // The same upload begun before: resume it.
+        for u in self.engine.list_uploads(&p, bucket, &key, None, 100).await? {
+            if u.key != key {
+                continue;
+            }
+            if let Ok(s) = serde_json::from_str::<BlockState>(&u.state) {
+                if s.dialect == "upyun-m0"
+                    && s.file_hash == file_hash
+                    && s.file_size == file_size
+                    && s.blocks == blocks
+                    && s.expired_at >= now_ms() / 1000
+                {
+                    let status = self.status(&u, blocks).await?;
+                    return Ok(json_resp(
+                        StatusCode::OK,
+                        &json!({"save_token": u.id, "token_secret": s.token_secret, "bucket_name": bucket, "blocks": blocks,
+                                "status": status, "expired_at": s.expired_at}),
+                    ));
+                }
+            }
+        }
+        let known = ["path", "expiration", "file_blocks", "file_hash", "file_size"];
+        let options: Map<String, Value> =
+            policy.iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let state = BlockState {
+            dialect: "upyun-m0".into(),
+            path: path.to_owned(),
+            blocks,
+            file_hash,
+            file_size,
+            token_secret: hex::encode(rand::random::<[u8; 16]>()),
+            expired_at: now_ms() / 1000 + SESSION_SECS,
+            options,
+        };
+        let meta = ObjectMeta {
+            content_type: policy.get("content-type").and_then(Value::as_str).map(str::to_owned),
+            ..Default::default()
+        };
+        let up = self
+            .engine
+            .create_upload_with_state(&p, bucket, &key, meta, serde_json::to_string(&state).expect("serialisable"))
+            .await?;
+        Ok(json_resp(
+            StatusCode::OK,
+            &json!({"save_token": up.id, "token_secret": state.token_secret, "bucket_name": bucket, "blocks": blocks,
+                    "status": vec![0u8; blocks as usize], "expired_at": state.expired_at}),
+        ))
+    }
+
+    /// One block: multipart `policy` (save_token, expiration, block_index, block_hash),
+    /// `signature` with the token secret, `file`.
+    pub(crate) async fn block_upload(
+        &self,
+        bucket: &str,
+        fields: &[(String, String)],
+        file: chuan_api_common::form::Field<'static>,
+    ) -> Resp {
+        let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+        let result: Result<Resp, BlockError> = async {
+            let policy = decode_policy(&get("policy"))?;
+            let (_, p) = self.form_secret(bucket).await?;
+            let token = policy.get("save_token").and_then(Value::as_str).unwrap_or("");
+            let (up, state) = self.session(&p, bucket, token).await?;
+            if !crate::constant_time_eq(&multi_signature(&policy, &state.token_secret), &get("signature").to_ascii_lowercase()) {
+                return Err(BlockError::auth("Auth failed"));
+            }
+            if num(&policy, "expiration").unwrap_or(0) < now_ms() / 1000 {
+                return Err(BlockError::auth("policy expired"));
+            }
+            let index = num(&policy, "block_index").filter(|i| *i >= 0 && (*i as u32) < state.blocks).ok_or_else(|| BlockError::param("block_index out of range"))? as u32;
+            let hash = policy.get("block_hash").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+            let staged = self.engine.stage(file).await?;
+            if staged.digests.md5 != hash {
+                return Err(BlockError::new(StatusCode::FORBIDDEN, "40305", "Block hash error."));
+            }
+            self.engine.commit_part(&up, index + 1, staged).await?;
+            let status = self.status(&up, state.blocks).await?;
+            Ok(json_resp(
+                StatusCode::OK,
+                &json!({"save_token": up.id, "bucket_name": bucket, "blocks": state.blocks, "status": status, "expired_at": state.expired_at}),
+            ))
+        }
+        .await;
+        result.unwrap_or_else(|e| e.response(""))
+    }
+
+    async fn block_merge(
+        &self,
+        bucket: &str,
+        policy: &Map<String, Value>,
+        signature: &str,
+    ) -> Result<Resp, BlockError> {
+        let (secret, p) = self.form_secret(bucket).await?;
+        let token = policy.get("save_token").and_then(Value::as_str).unwrap_or("");
+        let (up, state) = self.session(&p, bucket, token).await?;
+        if !crate::constant_time_eq(&multi_signature(policy, &state.token_secret), &signature.to_ascii_lowercase()) {
+            return Err(BlockError::auth("Auth failed"));
+        }
+        if num(policy, "expiration").unwrap_or(0) < now_ms() / 1000 {
+            return Err(BlockError::auth("policy expired"));
+        }
+        let parts = self.engine.list_parts(&up, 0, 10_001).await?;
+        if (1..=state.blocks).any(|n| !parts.iter().any(|x| x.number == n)) {
+            return Err(BlockError::new(StatusCode::FORBIDDEN, "40304", "Missing file."));
+        }
+        let parts: Vec<_> = parts.into_iter().filter(|x| x.number <= state.blocks).collect();
+        let digests = self.engine.digest_parts(&parts).await?;
+        let total: u64 = parts.iter().map(|x| x.size).sum();
+        if digests.md5 != state.file_hash || total != state.file_size {
+            // The assembled bytes are not the file announced: nothing of it is kept.
+            self.engine.abort_upload(&up).await?;
+            return Err(BlockError::new(StatusCode::FORBIDDEN, "40306", "File hash error."));
+        }
+        let list: Vec<(u32, String)> = parts.iter().map(|x| (x.number, x.etag.clone())).collect();
+        let options = CompleteOptions { min_part_size: Some(0), digests: Some(digests), ..Default::default() };
+        let (rec, _) = self.engine.complete_upload(&up, &list, options).await?;
+        let mut result = Map::new();
+        result.insert("bucket_name".into(), json!(bucket));
+        result.insert("path".into(), json!(state.path));
+        result.insert(
+            "content_type".into(),
+            json!(rec.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into())),
+        );
+        result.insert("content_length".into(), json!(rec.size));
+        result.insert("last_modified".into(), json!(rec.modified_ms / 1000));
+        if let Some(ext) = state.options.get("ext-param") {
+            result.insert("ext-param".into(), ext.clone());
+        }
+        let sig = multi_signature(&result, &secret);
+        result.insert("signature".into(), json!(sig));
+        if let Some(url) = state.options.get("return-url").and_then(Value::as_str) {
+            let query: Vec<String> = result
+                .iter()
+                .map(|(k, v)| {
+                    format!("{}={}", chuan_api_common::percent_encode(k), chuan_api_common::percent_encode(&py_str(v)))
+                })
+                .collect();
+            let sep = if url.contains('?') { '&' } else { '?' };
+            return Ok(Response::builder()
+                .status(StatusCode::FOUND)
+                .header(http::header::LOCATION, format!("{url}{sep}{}", query.join("&")))
+                .body(chuan_api_common::empty())
+                .expect("valid"));
+        }
+        Ok(json_resp(StatusCode::OK, &Value::Object(result)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_the_documented_example() {
+        let v: Value = serde_json::from_str(
+            r#"{"path":"/demo.png","expiration":1409200758,"file_blocks":1,"file_size":653252,"file_hash":"b1143cbc07c8e768d517fa5e73cb79ca"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            multi_signature(v.as_object().unwrap(), "cAnyet74l9hdUag34h2dZu8z7gU="),
+            "a178e6e3ff4656e437811616ca842c48"
+        );
+        // client-sdks.md §2.5 example.
+        let v: Value = serde_json::from_str(
+            r#"{"expiration":1698800000,"file_blocks":3,"file_hash":"0123456789abcdef0123456789abcdef","file_size":2621440,"path":"/big.bin"}"#,
+        )
+        .unwrap();
+        assert_eq!(multi_signature(v.as_object().unwrap(), "formsecret"), "e03630d96a6de682dc3dc9e3fc9afbc9");
+    }
+}
