@@ -64,12 +64,34 @@ install_ufile_327() {
         "import sys; sys.path.insert(0, '$UFILE327'); import ufile.filemanager as f; assert hasattr(f.FileManager, 'uploadhit')")
 }
 
+# --- upyun 2.4.2 (legacy m0 form-API block upload), kept apart from 2.5.5 ------
+# tests/compat/test_upyun_block.py imports it from this directory in
+# isolation, under the package name upyun242 (importlib; the venv's upyun
+# stays 2.5.5); the check below uses a bare interpreter. --no-deps: its only
+# dependency, requests, comes from the venv. Idempotent: skipped when the
+# directory already holds exactly upyun 2.4.2.
+UPYUN242="$VENV/upyun-2.4.2"
+install_upyun_242() {
+    if [ -f "$UPYUN242/upyun/multi.py" ] && [ -d "$UPYUN242/upyun-2.4.2.dist-info" ]; then
+        return 0
+    fi
+    log "installing upyun==2.4.2 into ${UPYUN242#"$ROOT"/}"
+    rm -rf "$UPYUN242.tmp"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
+        --target "$UPYUN242.tmp" upyun==2.4.2
+    rm -rf "$UPYUN242"
+    mv "$UPYUN242.tmp" "$UPYUN242"
+    (cd "$ROOT" && PYTHONPATH= "$VENV/bin/python" -c \
+        "import sys; sys.path.insert(0, '$UPYUN242'); import upyun, upyun.multi; assert upyun.__version__ == '2.4.2', upyun.__version__; assert 'save_token' in open(upyun.multi.__file__).read()")
+}
+
 # --- venv ---------------------------------------------------------------------
 want="$( { cat "$REQ"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
 
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1 \
     && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     install_ufile_327
+    install_upyun_242
     log "$VENV is up to date"
     exit 0
 fi
@@ -87,6 +109,7 @@ log "installing ${REQ#"$ROOT"/}"
 "$VENV/bin/aws" --version >/dev/null
 
 install_ufile_327
+install_upyun_242
 
 rm -f "$STAMP"
 printf '%s\n' "$want" >"$STAMP"

@@ -7,8 +7,9 @@
 //!
 //! Signatures: `md5hex(concat(key + str(value)) for keys in sorted order, then the secret)`.
 //! Results of a merge carry the same kind of signature (with the form secret); `return-url`
-//! answers 302 to it with the result in the query. Not served yet: `notify-url` (asynchronous
-//! callbacks with retries), `image-*-range`, `x-gmkerl-*` image processing.
+//! answers 302 to it with the result in the query; `notify-url` gets it POSTed (form-encoded)
+//! by the server's callback worker, retried with back-off. Not served: `image-*-range` and
+//! `x-gmkerl-*` image processing (no image decoding in Chuan).
 
 use base64::Engine as _;
 use chuan_core::store::{now_ms, ObjectMeta, UploadRecord};
@@ -230,6 +231,13 @@ impl UpyunDialect {
                 return Err(BlockError::new(StatusCode::FORBIDDEN, "40307", "file size out of content-length-range"));
             }
         }
+        if let Some(url) = policy.get("notify-url").and_then(Value::as_str) {
+            // Deliveries go out over plain HTTP (no TLS client is built in): say so now rather
+            // than fail silently later.
+            if !url.starts_with("http://") {
+                return Err(BlockError::param("notify-url must be an http:// URL"));
+            }
+        }
         if let Some(types) = policy.get("allow-file-type").and_then(Value::as_str) {
             let ext = key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
             if !types.split(',').any(|t| t.trim().eq_ignore_ascii_case(&ext)) {
@@ -270,10 +278,13 @@ impl UpyunDialect {
             expired_at: now_ms() / 1000 + SESSION_SECS,
             options,
         };
-        let meta = ObjectMeta {
-            content_type: policy.get("content-type").and_then(Value::as_str).map(str::to_owned),
-            ..Default::default()
-        };
+        // UpYun takes the type from the policy, or guesses it from the extension.
+        let content_type = policy
+            .get("content-type")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| mime_guess::from_path(&key).first_or_octet_stream().essence_str().to_owned());
+        let meta = ObjectMeta { content_type: Some(content_type), ..Default::default() };
         let up = self
             .engine
             .create_upload_with_state(&p, bucket, &key, meta, serde_json::to_string(&state).expect("serialisable"))
@@ -366,6 +377,21 @@ impl UpyunDialect {
         }
         let sig = multi_signature(&result, &secret);
         result.insert("signature".into(), json!(sig));
+        // notify-url: the same signed result, POSTed asynchronously by the callback worker
+        // (persisted, so it survives restarts; retried with back-off).
+        if let Some(url) = state.options.get("notify-url").and_then(Value::as_str) {
+            let body: Vec<String> = result
+                .iter()
+                .map(|(k, v)| {
+                    format!("{}={}", chuan_api_common::percent_encode(k), chuan_api_common::percent_encode(&py_str(v)))
+                })
+                .collect();
+            self.engine
+                .meta()
+                .enqueue_callback(url.to_owned(), body.join("&"))
+                .await
+                .map_err(chuan_core::CoreError::from)?;
+        }
         if let Some(url) = state.options.get("return-url").and_then(Value::as_str) {
             let query: Vec<String> = result
                 .iter()

@@ -5,6 +5,7 @@
 //! dialect that speaks it (see `dispatch.rs`).
 
 mod admin;
+mod callbacks;
 mod dispatch;
 mod host;
 mod native;

@@ -76,6 +76,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     });
 
     let background = spawn_background(engine.clone());
+    // Tests shorten the retry back-off with CHUAN_CALLBACK_BACKOFF_SCALE (e.g. 0.001).
+    let scale = std::env::var("CHUAN_CALLBACK_BACKOFF_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    let callbacks = crate::callbacks::spawn(engine.clone(), scale);
 
     let listener = TcpListener::bind(opts.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, data = %opts.data.display(), "chuan is serving");
@@ -109,6 +112,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!("connections still open after 30 s; closing anyway");
     }
     background.abort();
+    callbacks.abort();
     if let Err(e) = engine.flush_usage().await {
         tracing::warn!(error = %e, "final usage flush failed");
     }

@@ -22,8 +22,8 @@ mod sqlite;
 
 pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
 pub use meta::{
-    CompleteUpload, ContentSource, ListPage, ListStart, MetaStore, NewContent, ObjectWrite, PartWrite, StoreError,
-    StoreResult, UploadListPage, UsageDay, UsageDelta, WriteCondition,
+    Callback, CompleteUpload, ContentSource, ListPage, ListStart, MetaStore, NewContent, ObjectWrite, PartWrite,
+    StoreError, StoreResult, UploadListPage, UsageDay, UsageDelta, WriteCondition,
 };
 pub use model::*;
 pub use sqlite::SqliteMetaStore;

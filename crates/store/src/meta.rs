@@ -98,6 +98,15 @@ pub struct CompleteUpload {
     pub quota_bytes: Option<u64>,
 }
 
+/// A callback waiting to be delivered: a form-encoded POST body for `url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub id: i64,
+    pub url: String,
+    pub body: String,
+    pub attempts: u32,
+}
+
 /// Counted usage to add for one tenant, bucket and day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageDelta {
@@ -155,6 +164,12 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn tenant_bytes(&self, tenant: &str) -> StoreResult<u64>;
     /// Bytes stored in one bucket.
     async fn bucket_bytes(&self, bucket: &str) -> StoreResult<u64>;
+
+    // --- outgoing callbacks (UpYun notify-url), kept until delivered or given up
+    async fn enqueue_callback(&self, url: String, body: String) -> StoreResult<()>;
+    async fn due_callbacks(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<Callback>>;
+    /// Delivered or given up (`None`), or to be retried at `retry_at`.
+    async fn finish_callback(&self, id: i64, retry_at: Option<i64>) -> StoreResult<()>;
 
     // --- buckets
     async fn create_bucket(&self, bucket: BucketRecord) -> StoreResult<()>;

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS challenges(id TEXT PRIMARY KEY, record TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS buckets(
     name TEXT PRIMARY KEY, tenant TEXT NOT NULL, public INTEGER NOT NULL,
     region TEXT NOT NULL, created INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS callbacks(
+    id INTEGER PRIMARY KEY, url TEXT NOT NULL, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL, created INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks(next_at);
 CREATE TABLE IF NOT EXISTS usage(
     tenant TEXT NOT NULL, bucket TEXT NOT NULL, day INTEGER NOT NULL, storage INTEGER NOT NULL DEFAULT 0,
     downloads INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
@@ -586,6 +590,54 @@ impl MetaStore for SqliteMetaStore {
             })
             .map(|v| v as u64)
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn enqueue_callback(&self, url: String, body: String) -> StoreResult<()> {
+        self.write(move |txn| {
+            let now = now_ms();
+            txn.execute(
+                "INSERT INTO callbacks(url, body, next_at, created) VALUES(?1, ?2, ?3, ?3)",
+                params![url, body, now],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_callbacks(&self, now: i64, limit: usize) -> StoreResult<Vec<Callback>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare("SELECT id, url, body, attempts FROM callbacks WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2")
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![now, limit as i64], |r| {
+                    Ok(Callback {
+                        id: r.get(0)?,
+                        url: r.get(1)?,
+                        body: r.get(2)?,
+                        attempts: r.get::<_, i64>(3)? as u32,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn finish_callback(&self, id: i64, retry_at: Option<i64>) -> StoreResult<()> {
+        self.write(move |txn| {
+            match retry_at {
+                Some(at) => txn.execute(
+                    "UPDATE callbacks SET attempts = attempts + 1, next_at = ?2 WHERE id = ?1",
+                    params![id, at],
+                ),
+                None => txn.execute("DELETE FROM callbacks WHERE id = ?1", params![id]),
+            }
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }

@@ -1,0 +1,175 @@
+"""UpYun block upload `notify-url`: the merge result is POSTed (form-encoded, signed with the
+bucket's form secret) to the URL the init policy named; a receiver that fails is retried with
+back-off; queued callbacks survive a server restart. The server's back-off is shortened with
+CHUAN_CALLBACK_BACKOFF_SCALE so retries happen within the test."""
+
+import base64
+import hashlib
+import http.server
+import json
+import os
+import socket
+import threading
+import time
+import urllib.parse
+
+import requests
+
+from adrive_helpers import env_server_factory  # noqa: F401  (fixture)
+from compat_helpers import free_port, unique_name
+
+SCALE = {"CHUAN_CALLBACK_BACKOFF_SCALE": "0.002"}  # 5 s -> 10 ms, 30 s -> 60 ms, ...
+
+
+def multi_signature(d: dict, secret: str) -> str:
+    return hashlib.md5(("".join(k + str(d[k]) for k in sorted(d)) + secret).encode()).hexdigest()
+
+
+def policy(d: dict) -> str:
+    return base64.b64encode(json.dumps(d).encode()).decode()
+
+
+class Receiver:
+    """A local HTTP receiver that fails its first `fail` POSTs with 500."""
+
+    def __init__(self, fail: int = 0):
+        self.fail = fail
+        self.posts: list[dict] = []
+        self.attempts = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                outer.attempts += 1
+                if outer.attempts <= outer.fail:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                outer.posts.append({"content_type": self.headers.get("Content-Type"), "fields": dict(urllib.parse.parse_qsl(body))})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.port = free_port()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/notify"
+
+    def wait(self, n: int = 1, timeout: float = 15.0) -> None:
+        end = time.time() + timeout
+        while len(self.posts) < n and time.time() < end:
+            time.sleep(0.05)
+        assert len(self.posts) >= n, f"{len(self.posts)} callbacks after {timeout}s (attempts {self.attempts})"
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def setup(srv):
+    name = unique_name("nt")
+    r = requests.post(f"{srv.endpoint}/_chuan/admin/tenants", params={"name": name}, auth=(srv.access_key, srv.secret_key), timeout=30)
+    assert r.status_code == 201, r.text
+    keys = r.json()
+    bucket = unique_name("ntb")
+    srv.client(keys["access_key"], keys["secret_key"]).create_bucket(Bucket=bucket)
+    r = requests.post(f"{srv.endpoint}/_chuan/admin/upyun/form-secrets", params={"tenant": name, "bucket": bucket},
+                      auth=(srv.access_key, srv.secret_key), timeout=30)
+    assert r.status_code == 201, r.text
+    return bucket, r.json()["form_secret"], keys
+
+
+def upload(srv, bucket: str, secret: str, path: str, data: bytes, **extra) -> requests.Response:
+    url = f"{srv.endpoint}/{bucket}/"
+    init = {"path": path, "expiration": int(time.time()) + 600, "file_blocks": 1,
+            "file_hash": hashlib.md5(data).hexdigest(), "file_size": len(data), **extra}
+    r = requests.post(url, data={"policy": policy(init), "signature": multi_signature(init, secret)}, timeout=30)
+    assert r.status_code == 200, r.text
+    ini = r.json()
+    blk = {"save_token": ini["save_token"], "expiration": int(time.time()) + 600, "block_index": 0,
+           "block_hash": hashlib.md5(data).hexdigest()}
+    r = requests.post(url, data={"policy": policy(blk), "signature": multi_signature(blk, ini["token_secret"])},
+                      files={"file": ("f", data)}, timeout=30)
+    assert r.status_code == 200, r.text
+    merge = {"save_token": ini["save_token"], "expiration": int(time.time()) + 600}
+    return requests.post(url, data={"policy": policy(merge), "signature": multi_signature(merge, ini["token_secret"])},
+                         allow_redirects=False, timeout=30)
+
+
+def check_signed(fields: dict, secret: str, bucket: str, path: str, size: int) -> None:
+    sig = fields.pop("signature")
+    assert sig == multi_signature(fields, secret), f"callback signature does not verify: {fields}"
+    assert fields["bucket_name"] == bucket and fields["path"] == path and int(fields["content_length"]) == size, fields
+
+
+def test_notify_url_receives_the_signed_result(env_server_factory):  # noqa: F811
+    srv = env_server_factory(env=SCALE, name="notify")
+    rec = Receiver()
+    try:
+        bucket, secret, _ = setup(srv)
+        data = os.urandom(70_000)
+        r = upload(srv, bucket, secret, "/n/a.bin", data, **{"notify-url": rec.url, "ext-param": "order-42"})
+        assert r.status_code == 200, r.text
+        rec.wait(1)
+        post = rec.posts[0]
+        assert post["content_type"] == "application/x-www-form-urlencoded"
+        fields = post["fields"]
+        assert fields["ext-param"] == "order-42"
+        check_signed(fields, secret, bucket, "/n/a.bin", len(data))
+        time.sleep(0.5)
+        assert len(rec.posts) == 1, "a delivered callback must not be sent again"
+    finally:
+        rec.close()
+
+
+def test_a_failing_receiver_is_retried(env_server_factory):  # noqa: F811
+    srv = env_server_factory(env=SCALE, name="notifyretry")
+    rec = Receiver(fail=3)
+    try:
+        bucket, secret, _ = setup(srv)
+        data = os.urandom(1000)
+        assert upload(srv, bucket, secret, "/n/b.bin", data, **{"notify-url": rec.url}).status_code == 200
+        rec.wait(1, timeout=20)
+        assert rec.attempts == 4, f"3 failures then a success, got {rec.attempts} attempts"
+        check_signed(rec.posts[0]["fields"], secret, bucket, "/n/b.bin", len(data))
+    finally:
+        rec.close()
+
+
+def test_queued_callbacks_survive_a_restart(env_server_factory):  # noqa: F811
+    srv = env_server_factory(env={"CHUAN_CALLBACK_BACKOFF_SCALE": "1"}, name="notifyrestart")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/notify"  # nothing listens yet: the first attempt fails
+    bucket, secret, _ = setup(srv)
+    data = os.urandom(5000)
+    assert upload(srv, bucket, secret, "/n/c.bin", data, **{"notify-url": url}).status_code == 200
+    time.sleep(1.0)  # the first attempt fails (connection refused); the retry is 5 s away
+    srv.kill9()
+    # Restarted with a short back-off, the queued callback is delivered once a receiver listens.
+    srv.extra_env = {**srv.extra_env, **SCALE}
+    srv.start()
+    rec = Receiver()
+    rec.port = port
+    rec.httpd.server_close()
+    rec.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), rec.httpd.RequestHandlerClass)
+    threading.Thread(target=rec.httpd.serve_forever, daemon=True).start()
+    try:
+        rec.wait(1, timeout=20)
+        check_signed(rec.posts[0]["fields"], secret, bucket, "/n/c.bin", len(data))
+    finally:
+        rec.close()
+
+
+def test_notify_url_must_be_http(env_server_factory):  # noqa: F811
+    srv = env_server_factory(env=SCALE, name="notifyhttps")
+    bucket, secret, _ = setup(srv)
+    data = b"x"
+    init = {"path": "/n/d.bin", "expiration": int(time.time()) + 600, "file_blocks": 1,
+            "file_hash": hashlib.md5(data).hexdigest(), "file_size": 1, "notify-url": "https://example.invalid/cb"}
+    r = requests.post(f"{srv.endpoint}/{bucket}/", data={"policy": policy(init), "signature": multi_signature(init, secret)}, timeout=30)
+    assert r.status_code == 400 and r.json()["error_code"] == "40001", r.text
