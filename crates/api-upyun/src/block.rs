@@ -355,7 +355,8 @@ impl UpyunDialect {
         let parts: Vec<_> = parts.into_iter().filter(|x| x.number <= state.blocks).collect();
         let digests = self.engine.digest_parts(&parts).await?;
         let total: u64 = parts.iter().map(|x| x.size).sum();
-        if digests.md5 != state.file_hash || total != state.file_size {
+        let claimed_md5 = state.options.get("content-md5").and_then(Value::as_str).map(str::to_ascii_lowercase);
+        if digests.md5 != state.file_hash || total != state.file_size || claimed_md5.is_some_and(|m| m != digests.md5) {
             // The assembled bytes are not the file announced: nothing of it is kept.
             self.engine.abort_upload(&up).await?;
             return Err(BlockError::new(StatusCode::FORBIDDEN, "40306", "File hash error."));

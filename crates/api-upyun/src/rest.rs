@@ -51,7 +51,15 @@ impl UpyunDialect {
         Ok(stored(&md5))
     }
 
-    pub(crate) async fn get(&self, p: &Principal, bucket: &str, key: &str, with_body: bool) -> UpyunResult<Resp> {
+    /// GET (with `Range`) and HEAD of a file; HEAD also answers for folders.
+    pub(crate) async fn get(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        with_body: bool,
+        range: Option<&str>,
+    ) -> UpyunResult<Resp> {
         let rec = match self.engine.head_object(p, bucket, key).await {
             Err(CoreError::NoSuchKey) if !with_body => match self.engine.head_object(p, bucket, &folder_key(key)).await
             {
@@ -70,16 +78,30 @@ impl UpyunDialect {
             .header("x-upyun-file-date", rec.modified_ms / 1000)
             .header(h::ETAG, format!("\"{}\"", rec.etag))
             .header(h::CONTENT_TYPE, rec.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()))
-            .header(h::CONTENT_LENGTH, rec.size);
+            .header(h::ACCEPT_RANGES, "bytes");
         if let Some(md5) = (!rec.etag.contains('-')).then_some(&rec.etag) {
             b = b.header("content-md5", md5.as_str());
         }
         if !with_body {
-            return Ok(b.body(chuan_api_common::empty()).expect("valid"));
+            return Ok(b.header(h::CONTENT_LENGTH, rec.size).body(chuan_api_common::empty()).expect("valid"));
         }
-        self.engine.meter_download(p, bucket, rec.size).await?;
+        let (start, end) = match range.map(|r| chuan_api_common::parse_range(r, rec.size)) {
+            None | Some(Ok(None)) => (0, rec.size),
+            Some(Ok(Some((s, e)))) => {
+                b = b
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .header(h::CONTENT_RANGE, format!("bytes {s}-{}/{}", e - 1, rec.size));
+                (s, e)
+            }
+            Some(Err(())) => {
+                return Err(UpyunError::new(StatusCode::RANGE_NOT_SATISFIABLE, 41600001, "range not satisfiable"))
+            }
+        };
+        self.engine.meter_download(p, bucket, end - start).await?;
         let content = self.engine.content(rec.content_id).await?;
-        Ok(b.body(chuan_api_common::stream(self.engine.read(&content, 0, content.size))).expect("valid"))
+        Ok(b.header(h::CONTENT_LENGTH, end - start)
+            .body(chuan_api_common::stream(self.engine.read(&content, start, end)))
+            .expect("valid"))
     }
 
     async fn implied_folder(&self, p: &Principal, bucket: &str, key: &str) -> UpyunResult<Resp> {
