@@ -284,10 +284,20 @@ impl UpyunDialect {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| mime_guess::from_path(&key).first_or_octet_stream().essence_str().to_owned());
-        let meta = ObjectMeta { content_type: Some(content_type), ..Default::default() };
+        let mut meta = ObjectMeta { content_type: Some(content_type), ..Default::default() };
+        if let Some(secret) = policy.get("content-secret").and_then(Value::as_str) {
+            meta.user.insert("upyun-content-secret".into(), secret.to_owned());
+        }
         let up = self
             .engine
-            .create_upload_with_state(&p, bucket, &key, meta, serde_json::to_string(&state).expect("serialisable"))
+            .create_expiring_upload(
+                &p,
+                bucket,
+                &key,
+                meta,
+                serde_json::to_string(&state).expect("serialisable"),
+                Some(state.expired_at * 1000),
+            )
             .await?;
         Ok(json_resp(
             StatusCode::OK,

@@ -70,7 +70,15 @@ impl UpyunDialect {
             };
             let state = State { dialect: "upyun".into(), length, part_size, disorder };
             self.engine
-                .create_upload_with_state(p, bucket, key, meta, serde_json::to_string(&state).expect("serialisable"))
+                .create_expiring_upload(
+                    p,
+                    bucket,
+                    key,
+                    meta,
+                    serde_json::to_string(&state).expect("serialisable"),
+                    // UpYun keeps unfinished multipart uploads for a day.
+                    Some(chuan_core::store::now_ms() + 24 * 3_600_000),
+                )
                 .await?
         } else {
             let id =

@@ -100,6 +100,13 @@ enum AdminCommand {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Create a new form-API secret for an UpYun bucket (block upload); prints it.
+    UpyunFormSecret {
+        tenant: String,
+        bucket: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Set a tenant's quota (omitted limits are unlimited).
     Quota {
         tenant: String,
@@ -183,6 +190,12 @@ fn main() -> anyhow::Result<()> {
                             &upyun.register_operator(&tenant, &bucket, &operator, &password).await?
                         )?
                     );
+                    Ok(())
+                }
+                AdminCommand::UpyunFormSecret { tenant, bucket, data } => {
+                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let secret = chuan_api_upyun::UpyunDialect::new(engine).new_form_secret(&tenant, &bucket).await?;
+                    println!("{}", serde_json::json!({"bucket": bucket, "form_secret": secret}));
                     Ok(())
                 }
                 AdminCommand::Quota { tenant, storage_bytes, download_bytes, requests, data } => {

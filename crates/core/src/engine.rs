@@ -102,6 +102,7 @@ pub struct GcReport {
     pub bytes_freed: u64,
     pub temps_removed: u64,
     pub tickets_purged: u64,
+    pub uploads_expired: u64,
 }
 
 /// How long a cached bucket record is trusted (see `Engine::bucket_record`).
@@ -457,6 +458,19 @@ impl Engine {
         meta: ObjectMeta,
         state: String,
     ) -> CoreResult<UploadRecord> {
+        self.create_expiring_upload(p, bucket, key, meta, state, None).await
+    }
+
+    /// An upload session that GC aborts (dropping its parts) once `expires_ms` has passed.
+    pub async fn create_expiring_upload(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta,
+        state: String,
+        expires_ms: Option<i64>,
+    ) -> CoreResult<UploadRecord> {
         validate_key(key)?;
         self.authorize(p, Op::Write, bucket, key)?;
         let b = self.bucket_for(p, bucket).await?;
@@ -468,6 +482,7 @@ impl Engine {
             created_ms: now_ms(),
             meta,
             state,
+            expires_ms,
         };
         self.meta.create_upload(rec.clone()).await?;
         Ok(rec)
@@ -685,6 +700,14 @@ impl Engine {
         // Single-use challenges and upload tokens are useless once expired; keep them an hour
         // longer so a late answer still gets "expired" rather than "unknown".
         report.tickets_purged = self.meta.purge_challenges(now_ms() - 3_600_000).await?;
+        // Sessions of protocols whose uploads expire: their parts become unreferenced blobs,
+        // freed by a later pass after the grace period.
+        for id in self.meta.expired_uploads(now_ms(), 1000).await? {
+            match self.meta.abort_upload(&id).await {
+                Ok(()) | Err(StoreError::NotFound) => report.uploads_expired += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
         self.metrics.blobs_freed.inc_by(report.blobs_freed);
         self.metrics.temps_swept.inc_by(report.temps_removed);
         Ok(report)

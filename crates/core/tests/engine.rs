@@ -512,3 +512,23 @@ async fn request_and_download_allowances_and_the_usage_report() {
     let q = e.quota("alice").await.unwrap().unwrap();
     assert_eq!((q.used_requests, q.used_download_bytes), (5, 100));
 }
+
+#[tokio::test]
+async fn gc_aborts_expired_upload_sessions_and_frees_their_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let past = chuan_core::store::now_ms() - 1000;
+    let up =
+        e.create_expiring_upload(&alice(), "bkt", "k", ObjectMeta::default(), "{}".into(), Some(past)).await.unwrap();
+    let staged = e.stage(body(b"abandoned part", 5)).await.unwrap();
+    e.commit_part(&up, 1, staged).await.unwrap();
+    let keep = e.create_upload(&alice(), "bkt", "k2", ObjectMeta::default()).await.unwrap();
+    let r = e.gc(Duration::ZERO).await.unwrap();
+    assert_eq!(r.uploads_expired, 1);
+    assert!(matches!(e.upload(&alice(), "bkt", "k", &up.id).await, Err(CoreError::NoSuchUpload)));
+    e.upload(&alice(), "bkt", "k2", &keep.id).await.unwrap();
+    // The part's blob is freed by the next pass.
+    assert_eq!(e.gc(Duration::ZERO).await.unwrap().blobs_freed, 1);
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}

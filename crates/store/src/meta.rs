@@ -238,6 +238,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn purge_challenges(&self, cutoff_ms: i64) -> StoreResult<u64>;
 
     // --- garbage collection and checks
+    /// Upload sessions whose expiry has passed.
+    async fn expired_uploads(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<String>>;
     /// Whether the metadata has a row for this blob.
     async fn blob_known(&self, id: &str) -> StoreResult<bool>;
     /// Blobs with no reference since before `cutoff_ms`.

@@ -140,6 +140,8 @@ pub struct UploadRecord {
     /// Protocol state the dialect keeps with the session (JSON: expected size and digest,
     /// part sizes, target names...). Empty object for plain S3 uploads.
     pub state: String,
+    /// When GC may abort the session (protocols whose sessions expire); `None`: never.
+    pub expires_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

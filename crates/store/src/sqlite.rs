@@ -70,7 +70,8 @@ CREATE INDEX IF NOT EXISTS objects_content ON objects(content);
 CREATE UNIQUE INDEX IF NOT EXISTS objects_id ON objects(bucket, id);
 CREATE TABLE IF NOT EXISTS uploads(
     id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, tenant TEXT NOT NULL,
-    created INTEGER NOT NULL, meta TEXT NOT NULL, state TEXT NOT NULL);
+    created INTEGER NOT NULL, meta TEXT NOT NULL, state TEXT NOT NULL, expires INTEGER);
+CREATE INDEX IF NOT EXISTS uploads_expiring ON uploads(expires) WHERE expires IS NOT NULL;
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, id);
 CREATE TABLE IF NOT EXISTS parts(
     upload TEXT NOT NULL, number INTEGER NOT NULL, blob TEXT NOT NULL, size INTEGER NOT NULL,
@@ -280,6 +281,7 @@ fn upload_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRecord> {
         created_ms: row.get(4)?,
         meta: from_json(&row.get::<_, String>(5)?)?,
         state: row.get(6)?,
+        expires_ms: row.get(7)?,
     })
 }
 
@@ -989,8 +991,8 @@ impl MetaStore for SqliteMetaStore {
     async fn create_upload(&self, u: UploadRecord) -> StoreResult<()> {
         self.write(move |txn| {
             txn.execute(
-                "INSERT INTO uploads(id, bucket, key, tenant, created, meta, state) VALUES(?1,?2,?3,?4,?5,?6,?7)",
-                params![u.id, u.bucket, u.key, u.tenant, u.created_ms, to_json(&u.meta)?, u.state],
+                "INSERT INTO uploads(id, bucket, key, tenant, created, meta, state, expires) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+                params![u.id, u.bucket, u.key, u.tenant, u.created_ms, to_json(&u.meta)?, u.state, u.expires_ms],
             )
             .map_err(backend)?;
             Ok(())
@@ -1002,7 +1004,7 @@ impl MetaStore for SqliteMetaStore {
         let id = id.to_owned();
         self.read(move |c| {
             c.query_row(
-                "SELECT id, bucket, key, tenant, created, meta, state FROM uploads WHERE id = ?1",
+                "SELECT id, bucket, key, tenant, created, meta, state, expires FROM uploads WHERE id = ?1",
                 params![id],
                 upload_from_row,
             )
@@ -1024,7 +1026,7 @@ impl MetaStore for SqliteMetaStore {
         self.read(move |c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT id, bucket, key, tenant, created, meta, state FROM uploads
+                    "SELECT id, bucket, key, tenant, created, meta, state, expires FROM uploads
                      WHERE bucket = ?1 AND substr(CAST(key AS BLOB), 1, ?2) = CAST(?3 AS BLOB)
                        AND (key > ?4 OR (key = ?4 AND id > ?5))
                      ORDER BY key, id LIMIT ?6",
@@ -1091,7 +1093,7 @@ impl MetaStore for SqliteMetaStore {
         self.write(move |txn| {
             let upload = txn
                 .query_row(
-                    "SELECT id, bucket, key, tenant, created, meta, state FROM uploads WHERE id = ?1",
+                    "SELECT id, bucket, key, tenant, created, meta, state, expires FROM uploads WHERE id = ?1",
                     params![cu.upload_id],
                     upload_from_row,
                 )
@@ -1227,6 +1229,17 @@ impl MetaStore for SqliteMetaStore {
         self.write(move |txn| {
             let n = txn.execute("DELETE FROM challenges WHERE expires < ?1", params![cutoff_ms]).map_err(backend)?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn expired_uploads(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<String>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare("SELECT id FROM uploads WHERE expires IS NOT NULL AND expires < ?1 LIMIT ?2")
+                .map_err(backend)?;
+            let rows = st.query_map(params![now_ms, limit as i64], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
         })
         .await
     }
