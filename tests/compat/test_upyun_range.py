@@ -71,3 +71,42 @@ def test_block_upload_content_md5_option(server):
     assert s3.get_object(Bucket=acct.bucket, Key="md5/ok.bin")["Body"].read() == data
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=acct.bucket, Prefix="md5/").get("Contents", [])]
     assert keys == ["md5/ok.bin"], keys
+
+
+def test_block_upload_image_ranges(server):
+    """image-width-range / image-height-range: checked from the image header at merge."""
+    import io
+
+    from PIL import Image
+
+    acct = make_account(server)
+    r = requests.post(f"{server.endpoint}/_chuan/admin/upyun/form-secrets",
+                      params={"tenant": acct.tenant.name, "bucket": acct.bucket},
+                      auth=(server.access_key, server.secret_key), timeout=30)
+    secret = r.json()["form_secret"]
+    url = f"{server.endpoint}/{acct.bucket}/"
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 200), (10, 20, 30)).save(buf, "PNG")
+    png = buf.getvalue()
+
+    def upload(path: str, data: bytes, **extra) -> requests.Response:
+        init = {"path": path, "expiration": int(time.time()) + 600, "file_blocks": 1,
+                "file_hash": hashlib.md5(data).hexdigest(), "file_size": len(data), **extra}
+        ini = requests.post(url, data={"policy": _policy(init), "signature": _sig(init, secret)}, timeout=30).json()
+        blk = {"save_token": ini["save_token"], "expiration": int(time.time()) + 600, "block_index": 0,
+               "block_hash": hashlib.md5(data).hexdigest()}
+        requests.post(url, data={"policy": _policy(blk), "signature": _sig(blk, ini["token_secret"])},
+                      files={"file": ("f", data)}, timeout=30).raise_for_status()
+        merge = {"save_token": ini["save_token"], "expiration": int(time.time()) + 600}
+        return requests.post(url, data={"policy": _policy(merge), "signature": _sig(merge, ini["token_secret"])}, timeout=30)
+
+    r = upload("/img/ok.png", png, **{"image-width-range": "100,400", "image-height-range": "0,200"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["image_width"], body["image_height"]) == (320, 200), body
+    r = upload("/img/wide.png", png, **{"image-width-range": "0,300"})
+    assert r.status_code == 403 and r.json()["error_code"] == "40307", r.text
+    r = upload("/img/notimage.bin", os.urandom(3000), **{"image-height-range": "0,100"})
+    assert r.status_code == 403 and r.json()["error_code"] == "40307", r.text
+    keys = [o["Key"] for o in acct.s3().list_objects_v2(Bucket=acct.bucket, Prefix="img/").get("Contents", [])]
+    assert keys == ["img/ok.png"], keys

@@ -8,8 +8,9 @@
 //! Signatures: `md5hex(concat(key + str(value)) for keys in sorted order, then the secret)`.
 //! Results of a merge carry the same kind of signature (with the form secret); `return-url`
 //! answers 302 to it with the result in the query; `notify-url` gets it POSTed (form-encoded)
-//! by the server's callback worker, retried with back-off. Not served: `image-*-range` and
-//! `x-gmkerl-*` image processing (no image decoding in Chuan).
+//! by the server's callback worker, retried with back-off. `image-width-range` and
+//! `image-height-range` are checked from the image header; `x-gmkerl-*` image processing is
+//! not served (Chuan does not transform images).
 
 use base64::Engine as _;
 use chuan_core::store::{now_ms, ObjectMeta, UploadRecord};
@@ -371,6 +372,47 @@ impl UpyunDialect {
             self.engine.abort_upload(&up).await?;
             return Err(BlockError::new(StatusCode::FORBIDDEN, "40306", "File hash error."));
         }
+        // Image limits: the dimensions come from the file's first bytes (its header).
+        let mut image: Option<(u64, u64)> = None;
+        let wants_image = ["image-width-range", "image-height-range"].iter().any(|k| state.options.contains_key(*k));
+        if wants_image {
+            let content = chuan_core::store::ContentRecord {
+                id: 0,
+                size: total,
+                etag: String::new(),
+                digests: None,
+                extents: parts
+                    .iter()
+                    .map(|x| chuan_core::store::Extent {
+                        blob: x.blob.clone(),
+                        size: x.size,
+                        digests: x.digests.clone(),
+                    })
+                    .collect(),
+                refs: 0,
+                ufile_etag: None,
+            };
+            let head = self.engine.read_range(&content, 0, total.min(256 << 10)).await?;
+            let size = imagesize::blob_size(&head).map_err(|_| {
+                BlockError::new(
+                    StatusCode::FORBIDDEN,
+                    "40307",
+                    "not an image: image-width-range/image-height-range need one",
+                )
+            })?;
+            let (w, h) = (size.width as u64, size.height as u64);
+            for (key, value) in [("image-width-range", w), ("image-height-range", h)] {
+                if let Some(range) = state.options.get(key).and_then(Value::as_str) {
+                    let (lo, hi) =
+                        range.split_once(',').ok_or_else(|| BlockError::param(format!("{key} format error")))?;
+                    if value < lo.trim().parse().unwrap_or(0) || value > hi.trim().parse().unwrap_or(u64::MAX) {
+                        self.engine.abort_upload(&up).await?;
+                        return Err(BlockError::new(StatusCode::FORBIDDEN, "40307", format!("image outside {key}")));
+                    }
+                }
+            }
+            image = Some((w, h));
+        }
         let list: Vec<(u32, String)> = parts.iter().map(|x| (x.number, x.etag.clone())).collect();
         let options = CompleteOptions { min_part_size: Some(0), digests: Some(digests), ..Default::default() };
         let (rec, _) = self.engine.complete_upload(&up, &list, options).await?;
@@ -383,6 +425,11 @@ impl UpyunDialect {
         );
         result.insert("content_length".into(), json!(rec.size));
         result.insert("last_modified".into(), json!(rec.modified_ms / 1000));
+        if let Some((w, h)) = image {
+            result.insert("image_width".into(), json!(w));
+            result.insert("image_height".into(), json!(h));
+            result.insert("image_frames".into(), json!(1));
+        }
         if let Some(ext) = state.options.get("ext-param") {
             result.insert("ext-param".into(), ext.clone());
         }
