@@ -44,45 +44,35 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi
 
-# --- ufile 3.2.7 (uploadhit/rename), kept apart from the venv's 3.2.11 ---------
-# tests/compat/ufile_helpers.py imports it from this directory in a separate
-# interpreter (sys.path[0] = UFILE327). --no-deps: its only dependency,
-# requests, comes from the venv. Idempotent: skipped when the directory
-# already holds exactly ufile 3.2.7.
-UFILE327="$VENV/ufile-3.2.7"
-install_ufile_327() {
-    if [ -f "$UFILE327/ufile/filemanager.py" ] && [ -d "$UFILE327/ufile-3.2.7.dist-info" ]; then
+# --- older SDK versions, each kept apart from the venv's current one -----------
+# ufile 3.2.7 (uploadhit/rename; tests/compat/ufile_helpers.py) and upyun 2.4.2 (legacy m0
+# block upload; tests/compat/test_upyun_block.py) are imported from their own directories in
+# isolation. --no-deps: their only dependency, requests, comes from the venv. Idempotent: a
+# directory that already holds exactly that version is left alone.
+# install_isolated NAME VERSION MARKER-FILE CHECK-PYTHON
+install_isolated() {
+    local name=$1 version=$2 marker=$3 check=$4
+    local dir="$VENV/$name-$version"
+    if [ -f "$dir/$marker" ] && [ -d "$dir/$name-$version.dist-info" ]; then
         return 0
     fi
-    log "installing ufile==3.2.7 into ${UFILE327#"$ROOT"/}"
-    rm -rf "$UFILE327.tmp"
+    log "installing $name==$version into ${dir#"$ROOT"/}"
+    rm -rf "$dir.tmp"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
-        --target "$UFILE327.tmp" ufile==3.2.7
-    rm -rf "$UFILE327"
-    mv "$UFILE327.tmp" "$UFILE327"
-    (cd "$ROOT" && PYTHONPATH= "$VENV/bin/python" -c \
-        "import sys; sys.path.insert(0, '$UFILE327'); import ufile.filemanager as f; assert hasattr(f.FileManager, 'uploadhit')")
+        --target "$dir.tmp" "$name==$version"
+    rm -rf "$dir"
+    mv "$dir.tmp" "$dir"
+    (cd "$ROOT" && PYTHONPATH= "$VENV/bin/python" -c "import sys; sys.path.insert(0, '$dir'); $check")
 }
 
-# --- upyun 2.4.2 (legacy m0 form-API block upload), kept apart from 2.5.5 ------
-# tests/compat/test_upyun_block.py imports it from this directory in
-# isolation, under the package name upyun242 (importlib; the venv's upyun
-# stays 2.5.5); the check below uses a bare interpreter. --no-deps: its only
-# dependency, requests, comes from the venv. Idempotent: skipped when the
-# directory already holds exactly upyun 2.4.2.
-UPYUN242="$VENV/upyun-2.4.2"
+install_ufile_327() {
+    install_isolated ufile 3.2.7 ufile/filemanager.py \
+        "import ufile.filemanager as f; assert hasattr(f.FileManager, 'uploadhit')"
+}
+
 install_upyun_242() {
-    if [ -f "$UPYUN242/upyun/multi.py" ] && [ -d "$UPYUN242/upyun-2.4.2.dist-info" ]; then
-        return 0
-    fi
-    log "installing upyun==2.4.2 into ${UPYUN242#"$ROOT"/}"
-    rm -rf "$UPYUN242.tmp"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
-        --target "$UPYUN242.tmp" upyun==2.4.2
-    rm -rf "$UPYUN242"
-    mv "$UPYUN242.tmp" "$UPYUN242"
-    (cd "$ROOT" && PYTHONPATH= "$VENV/bin/python" -c \
-        "import sys; sys.path.insert(0, '$UPYUN242'); import upyun, upyun.multi; assert upyun.__version__ == '2.4.2', upyun.__version__; assert 'save_token' in open(upyun.multi.__file__).read()")
+    install_isolated upyun 2.4.2 upyun/multi.py \
+        "import upyun, upyun.multi; assert upyun.__version__ == '2.4.2', upyun.__version__; assert 'save_token' in open(upyun.multi.__file__).read()"
 }
 
 # --- venv ---------------------------------------------------------------------
