@@ -24,6 +24,8 @@ pub struct NewCredential {
     pub tenant: String,
     pub access_key: String,
     pub secret_key: String,
+    /// The tenant's Tencent COS appid (its SecretID/SecretKey are the key pair above).
+    pub cos_appid: u64,
 }
 
 pub async fn create_tenant(engine: &Engine, name: &str) -> anyhow::Result<NewCredential> {
@@ -38,6 +40,7 @@ pub async fn create_tenant(engine: &Engine, name: &str) -> anyhow::Result<NewCre
         tenant: name.to_owned(),
         access_key: crate::setup::new_access_key(),
         secret_key: crate::setup::new_secret(),
+        cos_appid: chuan_api_cos::appid_of(engine, name).await?,
     };
     engine
         .meta()
@@ -162,6 +165,14 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
                     Ok(c) => json(StatusCode::CREATED, &c),
                     Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
+            }
+            (&Method::GET, "cos/appid") => {
+                let tenant = query_param(query, "tenant").map(chuan_api_common::percent_decode).unwrap_or_default();
+                if !tenant_exists(engine, &tenant).await? {
+                    return Ok(error(StatusCode::BAD_REQUEST, "no such tenant"));
+                }
+                let appid = state.cos.appid_of(&tenant).await?;
+                json(StatusCode::OK, &serde_json::json!({"tenant": tenant, "cos_appid": appid}))
             }
             (&Method::POST, "adrive/refresh-tokens") => {
                 let Some(tenant) = query_param(query, "tenant") else {

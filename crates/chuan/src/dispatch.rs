@@ -1,11 +1,13 @@
 //! Routing each request to the dialect that speaks it.
 //!
 //! One listener serves every protocol. The order of the tests matters:
+//! 0. A GET/HEAD without credentials on `<bucket>-<appid>.<host>`, where the appid is a
+//!    tenant's and the bucket that tenant's, is a Tencent COS download.
 //! 1. `/_chuan/...` is Chuan's own (health, metrics, admin); no bucket may start with `_`, so
 //!    `PUT /_chuan` still reaches S3 and is refused there as an invalid bucket name.
 //! 2. The `Authorization` scheme names the dialect when it is unambiguous
 //!    (`UCloud`/`Inspur` → UFile, `UPYUN` → UpYun, `Bearer` → Aliyun Drive).
-//! 3. Reserved top-level paths (`/files/v1|v2/` COS, `/v2/`, `/adrive/`, `/users/` Aliyun
+//! 3. Reserved top-level paths (`/files/v1|v2/` Tencent COS, `/v2/`, `/adrive/`, `/users/` Aliyun
 //!    Drive, `/api/v1/` IoT), which the core refuses as bucket names.
 //! 4. Everything else is S3 (SigV4 headers or query, POST policy forms, path or virtual-host).
 //!
@@ -27,6 +29,7 @@ pub struct State {
     pub ufile: chuan_api_ufile::UfileDialect,
     pub iot: chuan_api_iot::IotDialect,
     pub upyun: chuan_api_upyun::UpyunDialect,
+    pub cos: chuan_api_cos::CosDialect,
     /// The S3 dialect's virtual-host base domains (other hosts name UFile buckets).
     pub s3_domains: Vec<String>,
 }
@@ -41,11 +44,11 @@ pub enum Dialect {
     UfileManagement,
     Iot,
     Upyun,
+    /// Tencent COS JSON API v4 (`/files/v2/`) and v3 (`/files/v1/`).
+    Cos,
     /// A form POST to `<bucket>.<S3 domain>/`: S3 POST Object or UFile PostFile, told apart
     /// by the form itself.
     FormPost,
-    /// A protocol Chuan routes but this build does not serve yet.
-    Unserved(&'static str),
 }
 
 pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> Dialect {
@@ -78,11 +81,8 @@ pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> 
     if path.starts_with("/api/v1/") {
         return Dialect::Iot;
     }
-    const ROUTES: &[(&str, &str)] = &[("/files/v1/", "Tencent COS v3"), ("/files/v2/", "Tencent COS v4")];
-    for (prefix, name) in ROUTES {
-        if path.starts_with(prefix) {
-            return Dialect::Unserved(name);
-        }
+    if path.starts_with("/files/v1/") || path.starts_with("/files/v2/") {
+        return Dialect::Cos;
     }
     // Aliyun Drive: aligo sends the raw token as `Authorization`, so the path decides.
     if ["/v2/", "/v3/", "/adrive/", "/users/", "/token/"].iter().any(|p| path.starts_with(p)) {
@@ -202,6 +202,22 @@ fn is_bucket_host(host: &str, s3_domains: &[String]) -> bool {
     !s3_domains.iter().any(|d| name == d || name.ends_with(&format!(".{d}")))
 }
 
+/// A Tencent COS download (`GET <bucket>-<appid>.<host>/<path>`): an unsigned-by-S3 read on
+/// a host whose first label names a bucket of a known appid (checked in the MetaStore, so an
+/// S3 bucket that merely looks like `<name>-<digits>` stays S3's).
+async fn cos_download<B>(state: &State, req: &Request<B>) -> Option<(String, String)> {
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD)
+        || req.uri().path().starts_with("/_chuan/")
+        || req.headers().contains_key(http::header::AUTHORIZATION)
+        || req.uri().query().is_some_and(|q| q.contains("X-Amz-") || q.contains("AWSAccessKeyId="))
+    {
+        return None;
+    }
+    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok())?;
+    chuan_api_cos::download_host(host)?;
+    state.cos.download_target(host).await
+}
+
 /// Moves an absolute-form target's authority into `Host` and keeps only path and query.
 fn normalise_target<B>(req: &mut Request<B>) {
     if req.uri().authority().is_none() {
@@ -225,6 +241,9 @@ pub async fn handle(
     normalise_target(&mut req);
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0");
+    if let Some((bucket, appid)) = cos_download(&state, &req).await {
+        return Ok(state.cos.download(req.map(chuan_api_common::boxed), &bucket, &appid).await);
+    }
     let resp = match classify(req.uri(), req.headers(), &state.s3_domains) {
         Dialect::Chuan => admin::handle(&state, req).await,
         Dialect::S3 => state.s3.handle(req).await.map(chuan_api_common::boxed),
@@ -234,17 +253,7 @@ pub async fn handle(
         Dialect::Upyun => state.upyun.handle(req.map(chuan_api_common::boxed)).await,
         Dialect::UfileManagement => state.ufile.handle_management(req.map(chuan_api_common::boxed)).await,
         Dialect::FormPost => form_post(&state, req).await,
-        Dialect::Unserved(name) => Response::builder()
-            .status(StatusCode::NOT_IMPLEMENTED)
-            .header("content-type", "application/json")
-            .body(chuan_api_common::full(
-                serde_json::json!({
-                    "error": "NotImplemented",
-                    "message": format!("the {name} protocol is routed here but not served by this version of Chuan")
-                })
-                .to_string(),
-            ))
-            .expect("valid response"),
+        Dialect::Cos => state.cos.handle(req.map(chuan_api_common::boxed)).await,
     };
     let mut resp = resp;
     // An error answered before the body was read (often with `Expect: 100-continue` never
@@ -279,7 +288,7 @@ mod tests {
         assert!(is_bucket_host("mybucket.ufile.invalid:80", &["localhost".into()]));
         assert!(!is_bucket_host("b.localhost:9000", &["localhost".into()]));
         assert!(!is_bucket_host("127.0.0.1:9000", &["localhost".into()]));
-        assert_eq!(classify_str("/files/v2/123/b/x", Some("c2lnbg==")), Dialect::Unserved("Tencent COS v4"));
+        assert_eq!(classify_str("/files/v2/123/b/x", Some("c2lnbg==")), Dialect::Cos);
         assert_eq!(classify_str("/adrive/v2/file/createWithFolders", Some("Bearer t")), Dialect::Adrive);
         assert_eq!(classify_str("/v2/file/list", Some("rawtoken")), Dialect::Adrive);
         assert_eq!(classify_str("/filesx/y", None), Dialect::S3);

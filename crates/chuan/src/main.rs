@@ -107,6 +107,12 @@ enum AdminCommand {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Print a tenant's Tencent COS appid (allocated on first use).
+    CosAppid {
+        tenant: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Set a tenant's quota (omitted limits are unlimited).
     Quota {
         tenant: String,
@@ -190,6 +196,16 @@ fn main() -> anyhow::Result<()> {
                             &upyun.register_operator(&tenant, &bucket, &operator, &password).await?
                         )?
                     );
+                    Ok(())
+                }
+                AdminCommand::CosAppid { tenant, data } => {
+                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    anyhow::ensure!(
+                        engine.meta().list_credentials().await?.iter().any(|c| c.tenant == tenant),
+                        "no tenant {tenant}: create it first (chuan admin create-tenant)"
+                    );
+                    let appid = chuan_api_cos::appid_of(&engine, &tenant).await?;
+                    println!("{}", serde_json::json!({"tenant": tenant, "cos_appid": appid}));
                     Ok(())
                 }
                 AdminCommand::UpyunFormSecret { tenant, bucket, data } => {

@@ -72,6 +72,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         ufile,
         iot,
         upyun: chuan_api_upyun::UpyunDialect::new(engine.clone()),
+        cos: chuan_api_cos::CosDialect::new(engine.clone(), std::env::var("CHUAN_COS_DOWNLOAD_DOMAIN").ok()),
         s3_domains: opts.domains.clone(),
     });
 

@@ -39,6 +39,14 @@ pub struct StageOptions {
     pub ufile_blocks: bool,
 }
 
+impl Staged {
+    /// The staged bytes, read back from the start (for a check that needs parameters the
+    /// client sends only after the data, such as the SHA-1 chain state of a COS slice).
+    pub fn reopen(&self) -> std::io::Result<std::fs::File> {
+        std::fs::File::open(self.temp.path())
+    }
+}
+
 impl std::fmt::Debug for Staged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Staged").field("size", &self.size).field("digests", &self.digests).finish()

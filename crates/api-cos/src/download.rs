@@ -1,0 +1,135 @@
+//! Downloads at `http://<bucket>-<appid>.<host>/<path>[?sign=<download signature>]`, with
+//! `Range`. A file is public when its `authority` is `eWPrivateRPublic`, or when it inherits
+//! (`eInvalid`) from a public bucket; otherwise the request needs a download signature of the
+//! bucket owner's keys (`f` = the quoted path; `sign` is read with `+` literal).
+
+use chuan_api_common::RequestBody;
+use chuan_core::store::now_ms;
+use chuan_core::{Op, Principal};
+use http::{header as h, HeaderValue, Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::auth::Signature;
+use crate::dir::AUTHORITY;
+use crate::error::CosError;
+use crate::{CosDialect, Resp};
+
+fn refuse(status: StatusCode, code: i32, message: &str) -> Resp {
+    Response::builder()
+        .status(status)
+        .header(h::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(chuan_api_common::full(json!({"code": code, "message": message}).to_string()))
+        .expect("valid response")
+}
+
+impl CosDialect {
+    pub async fn download(&self, req: Request<RequestBody>, bucket: &str, appid: &str) -> Resp {
+        let (parts, _) = req.into_parts();
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return refuse(StatusCode::METHOD_NOT_ALLOWED, -405, "downloads take GET or HEAD");
+        }
+        let raw_path = parts.uri.path();
+        let key = chuan_api_common::percent_decode(raw_path.trim_start_matches('/'));
+        if key.is_empty() || key.ends_with('/') {
+            return refuse(StatusCode::NOT_FOUND, -404, "no such file");
+        }
+        let sign = chuan_api_common::query_param(parts.uri.query(), "sign").filter(|s| !s.is_empty());
+        let signed = match &sign {
+            Some(s) => match self.download_principal(s, bucket, appid, &key).await {
+                Ok(p) => Some(p),
+                Err(e) => return refuse(StatusCode::FORBIDDEN, -403, &e.message),
+            },
+            None => None,
+        };
+        let meta = self.engine.meta();
+        let rec = match meta.get_object(bucket, &key).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return refuse(StatusCode::NOT_FOUND, -404, "no such file"),
+            Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, -500, &e.to_string()),
+        };
+        if signed.is_none() {
+            let public = match rec.meta.user.get(AUTHORITY).map(String::as_str) {
+                Some("eWPrivateRPublic") => true,
+                Some("eWRPrivate") => false,
+                _ => matches!(meta.get_bucket(bucket).await, Ok(Some(b)) if b.public),
+            };
+            if !public {
+                return refuse(StatusCode::FORBIDDEN, -403, "this file is private: add ?sign=<download signature>");
+            }
+        }
+        let mut b =
+            Response::builder().header(h::ACCEPT_RANGES, "bytes").header(h::ETAG, format!("\"{}\"", rec.etag)).header(
+                h::CONTENT_TYPE,
+                rec.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+            );
+        for (name, value) in crate::file::custom_headers(&rec.meta) {
+            if name == "Content-Type" {
+                continue;
+            }
+            if let (Ok(n), Some(Ok(v))) =
+                (http::HeaderName::try_from(name.as_str()), value.as_str().map(HeaderValue::from_str))
+            {
+                b = b.header(n, v);
+            }
+        }
+        let range = parts.headers.get(h::RANGE).and_then(|v| v.to_str().ok());
+        let (start, end) = match range.map(|r| chuan_api_common::parse_range(r, rec.size)) {
+            None | Some(Ok(None)) => (0, rec.size),
+            Some(Ok(Some((s, e)))) => {
+                b = b
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .header(h::CONTENT_RANGE, format!("bytes {s}-{}/{}", e - 1, rec.size));
+                (s, e)
+            }
+            Some(Err(())) => {
+                return Response::builder()
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(h::CONTENT_RANGE, format!("bytes */{}", rec.size))
+                    .body(chuan_api_common::empty())
+                    .expect("valid response")
+            }
+        };
+        let b = b.header(h::CONTENT_LENGTH, end - start);
+        if parts.method == Method::HEAD {
+            return b.body(chuan_api_common::empty()).expect("valid response");
+        }
+        let who = signed.unwrap_or_else(Principal::anonymous);
+        if let Err(e) = self.engine.meter_download(&who, bucket, end - start).await {
+            let e = CosError::from(e);
+            return refuse(StatusCode::FORBIDDEN, e.code, &e.message);
+        }
+        let content = match self.engine.content(rec.content_id).await {
+            Ok(c) => c,
+            Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, -500, &e.to_string()),
+        };
+        b.body(chuan_api_common::stream(self.engine.read(&content, start, end))).expect("valid response")
+    }
+
+    /// The principal of a download signature, checked against the bucket, appid and path.
+    async fn download_principal(
+        &self,
+        sign: &str,
+        bucket: &str,
+        appid: &str,
+        key: &str,
+    ) -> Result<Principal, CosError> {
+        let sig = Signature::parse(sign)?;
+        if sig.appid != appid || sig.bucket != bucket {
+            return Err(CosError::new(-70, "the signature is for another bucket or appid"));
+        }
+        let (secret, p) =
+            self.engine.credential(&sig.secret_id).await?.ok_or_else(|| CosError::new(-79, "unknown SecretID"))?;
+        sig.verify(&secret)?;
+        let owner = self.tenant_of(appid).await?.unwrap_or_default();
+        if p.tenant != owner && !p.admin {
+            return Err(CosError::new(-62, "the SecretID belongs to another appid"));
+        }
+        let path = format!("/{key}");
+        if !sig.fileid.is_empty() && !sig.covers(&path) && !sig.covers(&format!("/{appid}/{bucket}{path}")) {
+            return Err(CosError::new(-63, "the signature is for another file"));
+        }
+        sig.check_time(now_ms() / 1000, true)?;
+        self.engine.authorize(&p, Op::Read, bucket, key)?;
+        Ok(p)
+    }
+}
