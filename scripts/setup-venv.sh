@@ -75,6 +75,51 @@ install_upyun_242() {
         "import upyun, upyun.multi; assert upyun.__version__ == '2.4.2', upyun.__version__; assert 'save_token' in open(upyun.multi.__file__).read()"
 }
 
+# --- Tencent COS SDKs, ported to Python 3 at setup time ------------------------
+# qcloud_cos_v4 0.0.9 (COS JSON API v4, /files/v2) and qcloud-cos 3.3.6 (v3,
+# /files/v1) are Python-2 only: their setup.py exits on Python 3, so pip cannot
+# install them. pip still fetches the sdist (hash-pinned below), verifies and
+# unpacks it, and only then fails at the metadata step; --no-clean keeps the
+# unpacked tree under $TMPDIR/pip-download-*/. scripts/port-cos-sdk.py ports
+# that tree (lib2to3 + literal str/bytes edits, wire format unchanged, signer
+# self-checked) into .venv/cos-v4/qcloud_cos and .venv/cos-v3/qcloud_cos; both
+# packages are named qcloud_cos, tests/compat/cos_helpers.py imports each under
+# its own name. Idempotent: a port whose CHUAN-PORT marker names this version
+# and this port script is left alone.
+# install_cos_sdk DIST VERSION SHA256 DIR
+install_cos_sdk() {
+    local dist=$1 version=$2 sha=$3 dir=$4
+    local port="$ROOT/scripts/port-cos-sdk.py" want tmp src
+    want="$("$VENV/bin/python" "$port" --name "$dist" --version "$version" --print-marker)"
+    if [ -f "$dir/qcloud_cos/CHUAN-PORT" ] && [ "$(cat "$dir/qcloud_cos/CHUAN-PORT")" = "$want" ]; then
+        return 0
+    fi
+    log "porting $dist==$version to Python 3 into ${dir#"$ROOT"/}"
+    tmp="$(mktemp -d)"
+    printf '%s==%s --hash=sha256:%s\n' "$dist" "$version" "$sha" >"$tmp/req.txt"
+    # expected to fail at "preparing metadata" (setup.py refuses Python 3)
+    TMPDIR="$tmp" "$VENV/bin/python" -m pip download --disable-pip-version-check --no-deps \
+        --no-build-isolation --no-clean -d "$tmp/dl" -r "$tmp/req.txt" >"$tmp/pip.log" 2>&1 || true
+    src="$(find "$tmp" -mindepth 3 -maxdepth 3 -path "$tmp/pip-download-*/*/PKG-INFO" -printf '%h\n' | head -n1)"
+    if [ -z "$src" ] || [ ! -f "$src/qcloud_cos/cos_auth.py" ]; then
+        log "pip did not leave an unpacked $dist==$version sdist in $tmp:"
+        cat "$tmp/pip.log" >&2
+        rm -rf "$tmp"
+        exit 1
+    fi
+    if ! "$VENV/bin/python" "$port" "$src" "$dir" --name "$dist" --version "$version"; then
+        rm -rf "$tmp"
+        exit 1
+    fi
+    rm -rf "$tmp"
+    (cd "$ROOT" && PYTHONPATH= "$VENV/bin/python" -c "import sys; sys.path.insert(0, '$dir'); import qcloud_cos, qcloud_cos.cos_op; assert qcloud_cos.__file__.startswith('$dir/'), qcloud_cos.__file__")
+}
+
+install_cos_sdks() {
+    install_cos_sdk qcloud_cos_v4 0.0.9 28988978041f7297f31b84f58479f22515cc2d81bf4b0b12180e31f73b003e04 "$VENV/cos-v4"
+    install_cos_sdk qcloud-cos 3.3.6 1e564f530cb04fb6c9b9593d9e3a053ca422558d2c59f42271b53ac1078d9218 "$VENV/cos-v3"
+}
+
 # --- venv ---------------------------------------------------------------------
 want="$( { cat "$REQ"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
 
@@ -82,6 +127,7 @@ if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>
     && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     install_ufile_327
     install_upyun_242
+    install_cos_sdks
     log "$VENV is up to date"
     exit 0
 fi
@@ -100,6 +146,7 @@ log "installing ${REQ#"$ROOT"/}"
 
 install_ufile_327
 install_upyun_242
+install_cos_sdks
 
 rm -f "$STAMP"
 printf '%s\n' "$want" >"$STAMP"
