@@ -36,6 +36,7 @@ import pytest
 import requests
 from boto3.s3.transfer import TransferConfig
 
+from adrive_helpers import metric_value
 from compat_helpers import KiB, MiB
 from cos_helpers import (
     E_APPID_MISMATCH,
@@ -639,6 +640,7 @@ def test_instant_upload_same_tenant_only(make_cos, server, tmp_path):
     # the same tenant again: the init answers with the file, nothing is sent
     del sent[:]
     before = server.admin_stats()
+    slices_before = metric_value(server, "chuan_cos_slices_total")
     ret = client.upload_slice_file(slice_request(a, "/second.bin", local))
     hit = assert_ok(ret, "instant upload")
     assert ops(sent) == ["upload_slice_init"], f"instant upload must send no slices: {ops(sent)}"
@@ -647,6 +649,7 @@ def test_instant_upload_same_tenant_only(make_cos, server, tmp_path):
     a.assert_stored("/second.bin", data, "instant upload")
     after = server.admin_stats()
     assert after["physical_bytes"] - before["physical_bytes"] <= DEDUP_SLACK, (before, after)
+    assert metric_value(server, "chuan_cos_slices_total") == slices_before, "the server stored slices"
 
     # raw init with sha+filesize only (no uploadparts) is a hit as well
     r = a.slice_init("/third.bin", len(data), 1 * MiB, sha=sha1_hex(data))
@@ -664,6 +667,7 @@ def test_instant_upload_same_tenant_only(make_cos, server, tmp_path):
     sent_b = record_sdk_requests(cb)
     assert_ok(cb.upload_slice_file(slice_request(b, "/mine.bin", local)), "other tenant's upload")
     assert ops(sent_b) == ["upload_slice_init"] + ["upload_slice_data"] * 3 + ["upload_slice_finish"], ops(sent_b)
+    assert metric_value(server, "chuan_cos_slices_total") == slices_before + 3
     b.assert_stored("/mine.bin", data, "other tenant")
 
     # ... and it cannot claim the file by its hash alone

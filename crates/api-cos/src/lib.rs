@@ -148,6 +148,8 @@ pub struct CosDialect {
     download_domain: Option<String>,
     /// appid → tenant, as allocated (never changes once set).
     tenants: parking_lot::Mutex<HashMap<String, String>>,
+    /// Slices stored (an instant upload stores none).
+    slices: prometheus_client::metrics::counter::Counter,
 }
 
 pub(crate) fn ok(data: Option<Value>) -> Resp {
@@ -184,7 +186,8 @@ fn fnv1a(s: &str) -> u64 {
 
 impl CosDialect {
     pub fn new(engine: Arc<Engine>, download_domain: Option<String>) -> Self {
-        Self { engine, download_domain, tenants: parking_lot::Mutex::new(HashMap::new()) }
+        let slices = engine.metrics.register_counter("cos_slices", "Tencent COS slices stored");
+        Self { engine, download_domain, tenants: parking_lot::Mutex::new(HashMap::new()), slices }
     }
 
     fn download_domain_for(&self, host: &str) -> String {

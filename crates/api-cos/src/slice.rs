@@ -281,6 +281,7 @@ impl CosDialect {
             }
         }
         self.engine.commit_part(up, index as u32 + 1, staged).await?;
+        self.slices.inc();
         Ok(expected)
     }
 
