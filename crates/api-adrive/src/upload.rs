@@ -373,7 +373,7 @@ impl AdriveDialect {
             object_id: Some(state.file_id.clone()),
             digests: Some(digests.clone()),
             min_part_size: Some(0),
-            key: None,
+            ..Default::default()
         };
         let (rec, _) = self.engine.complete_upload(&upload, &list, options).await?;
         let mut file =

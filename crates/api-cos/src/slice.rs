@@ -360,12 +360,12 @@ impl CosDialect {
             }
             _ => {}
         }
-        if st.insert_only && self.engine.head_object(&ctx.p, &ctx.t.bucket, &up.key).await.is_ok() {
-            return Err(CosError::same_file());
-        }
+        options.condition = st.insert_only.then_some(WriteCondition::Absent);
         let list: Vec<(u32, String)> = parts.iter().map(|p| (p.number, p.etag.clone())).collect();
-        let (rec, _) = self.engine.complete_upload(up, &list, options).await?;
-        Ok(ok(Some(ctx.t.urls(&rec.key))))
+        match self.engine.complete_upload(up, &list, options).await {
+            Err(CoreError::PreconditionFailed) => Err(CosError::same_file()),
+            r => Ok(ok(Some(ctx.t.urls(&r?.0.key)))),
+        }
     }
 
     /// v4 `upload_slice_list`: the unfinished upload's slices, else the finished file's URLs.

@@ -119,6 +119,8 @@ pub struct CompleteOptions {
     pub min_part_size: Option<u64>,
     /// Store the object under this key instead of the session's.
     pub key: Option<String>,
+    /// Complete only if the key's current state matches (checked in the same transaction).
+    pub condition: Option<WriteCondition>,
 }
 
 /// What a request to write an object carries besides its bytes.
@@ -586,9 +588,11 @@ impl Engine {
             digests: options.digests,
             ufile_etag: ufile_etag_of_parts(&chosen),
             key: options.key,
+            condition: options.condition,
         };
         let rec = match self.meta.complete_upload(complete).await {
             Err(StoreError::NotFound) => return Err(CoreError::NoSuchUpload),
+            Err(StoreError::Conflict(m)) if m.contains("precondition") => return Err(CoreError::PreconditionFailed),
             Err(StoreError::Conflict(m)) => return Err(CoreError::InvalidPart(m)),
             r => r?,
         };

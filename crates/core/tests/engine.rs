@@ -142,6 +142,28 @@ async fn multipart_completion_references_part_blobs_without_copying() {
 }
 
 #[tokio::test]
+async fn a_conditional_completion_is_refused_atomically_and_keeps_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let up = e.create_upload(&alice(), "bkt", "k", ObjectMeta::default()).await.unwrap();
+    let part = pseudo_random(3000, 7);
+    let etag = e.commit_part(&up, 1, e.stage(body(&part, 1000)).await.unwrap()).await.unwrap().etag;
+    // Someone else writes the key first: a "create only" completion must not replace it.
+    put(&e, "k", b"first").await;
+    let absent = chuan_core::CompleteOptions { condition: Some(WriteCondition::Absent), ..Default::default() };
+    let r = e.complete_upload(&up, &[(1, etag.clone())], absent.clone()).await;
+    assert!(matches!(r, Err(CoreError::PreconditionFailed)), "{r:?}");
+    assert_eq!(read_all(&e, "k").await, b"first");
+    // The session and its part are intact: the refused transaction changed nothing.
+    assert_eq!(e.list_parts(&up, 0, 10).await.unwrap().len(), 1);
+    e.delete_object(&alice(), "bkt", "k").await.unwrap();
+    e.complete_upload(&up, &[(1, etag)], absent).await.unwrap();
+    assert_eq!(read_all(&e, "k").await, part);
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+#[tokio::test]
 async fn multipart_rules_are_enforced() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());

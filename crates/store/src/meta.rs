@@ -96,6 +96,9 @@ pub struct CompleteUpload {
     pub key: Option<String>,
     /// Refuse the completion if the tenant would store more than this.
     pub quota_bytes: Option<u64>,
+    /// Refuse the completion (`Conflict("precondition failed")`) unless the key's current
+    /// state matches, checked in the completing transaction.
+    pub condition: Option<WriteCondition>,
 }
 
 /// A callback waiting to be delivered: a form-encoded POST body for `url`.

@@ -1123,8 +1123,19 @@ impl MetaStore for SqliteMetaStore {
             let digests = if extents.len() == 1 { Some(extents[0].digests.clone()) } else { None };
             let content =
                 NewContent { size, etag: cu.etag.clone(), digests, extents, ufile_etag: cu.ufile_etag.clone() };
-            let content_id = insert_content(txn, &content)?;
             let key = cu.key.clone().unwrap_or_else(|| upload.key.clone());
+            if let Some(cond) = &cu.condition {
+                let current = get_object_tx(txn, &upload.bucket, &key)?;
+                let ok = match (cond, &current) {
+                    (WriteCondition::Absent, None) => true,
+                    (WriteCondition::EtagIs(e), Some(cur)) => e == "*" || *e == cur.etag,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(StoreError::Conflict("precondition failed".into()));
+                }
+            }
+            let content_id = insert_content(txn, &content)?;
             let obj = set_object(
                 txn,
                 &upload.bucket,
