@@ -130,6 +130,8 @@ class Tenant:
     name: str
     access_key: str
     secret_key: str
+    # The tenant's Tencent COS appid, as the tenants endpoint answers it.
+    cos_appid: object = None
 
     def s3(self, server):
         return server.client(self.access_key, self.secret_key)
@@ -156,7 +158,9 @@ def create_tenant(server, name: str | None = None) -> Tenant:
     assert r.status_code == 201, f"POST {TENANTS_PATH}?name={name}: HTTP {r.status_code} {r.text[:500]}"
     cred = r.json()
     assert cred.get("tenant") == name and cred.get("access_key") and cred.get("secret_key"), cred
-    return Tenant(name=name, access_key=cred["access_key"], secret_key=cred["secret_key"])
+    return Tenant(
+        name=name, access_key=cred["access_key"], secret_key=cred["secret_key"], cos_appid=cred.get("cos_appid")
+    )
 
 
 def issue_refresh_token(server, tenant: str) -> dict:

@@ -49,6 +49,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from adrive_helpers import create_tenant
 from compat_helpers import REPO_ROOT, unique_name
 from ufile_helpers import http_proxy, install_localhost_resolver
 
@@ -289,21 +290,12 @@ class CosTenant:
 
 
 def create_cos_tenant(server, name: str | None = None) -> CosTenant:
-    name = name or unique_name("ct")
-    r = requests.post(
-        f"{server.endpoint}{TENANTS_PATH}",
-        params={"name": name},
-        auth=(server.access_key, server.secret_key),
-        timeout=30,
-    )
-    assert r.status_code == 201, f"POST {TENANTS_PATH}?name={name}: HTTP {r.status_code} {r.text[:500]}"
-    body = r.json()
-    assert body.get("tenant") == name and body.get("access_key") and body.get("secret_key"), body
-    appid = body.get("cos_appid")
+    t = create_tenant(server, name or unique_name("ct"))
+    appid = t.cos_appid
     assert isinstance(appid, int) and not isinstance(appid, bool) and appid >= 1_000_000_000, (
-        f"tenant answer lacks an integer cos_appid >= 1e9 (COS is not served?): {body}"
+        f"tenant answer lacks an integer cos_appid >= 1e9 (COS is not served?): {t}"
     )
-    return CosTenant(name=name, access_key=body["access_key"], secret_key=body["secret_key"], appid=appid)
+    return CosTenant(name=t.name, access_key=t.access_key, secret_key=t.secret_key, appid=appid)
 
 
 # --------------------------------------------------------------------------

@@ -183,6 +183,25 @@ pub fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some((start, end)))
 }
 
+/// Applies an optional `Range` header to a response for a `size`-byte entity: the bytes to
+/// send as `[start, end)`, with `206` and `Content-Range` set for a range; `Err` when the range
+/// is unsatisfiable (the caller answers 416 in its protocol's format).
+pub fn with_range(
+    b: http::response::Builder,
+    range: Option<&str>,
+    size: u64,
+) -> Result<(http::response::Builder, u64, u64), ()> {
+    match range.map(|r| parse_range(r, size)).transpose()?.flatten() {
+        None => Ok((b, 0, size)),
+        Some((s, e)) => Ok((
+            b.status(http::StatusCode::PARTIAL_CONTENT)
+                .header(http::header::CONTENT_RANGE, format!("bytes {s}-{}/{size}", e - 1)),
+            s,
+            e,
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

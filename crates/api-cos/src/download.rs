@@ -73,15 +73,9 @@ impl CosDialect {
             }
         }
         let range = parts.headers.get(h::RANGE).and_then(|v| v.to_str().ok());
-        let (start, end) = match range.map(|r| chuan_api_common::parse_range(r, rec.size)) {
-            None | Some(Ok(None)) => (0, rec.size),
-            Some(Ok(Some((s, e)))) => {
-                b = b
-                    .status(StatusCode::PARTIAL_CONTENT)
-                    .header(h::CONTENT_RANGE, format!("bytes {s}-{}/{}", e - 1, rec.size));
-                (s, e)
-            }
-            Some(Err(())) => {
+        let (b, start, end) = match chuan_api_common::with_range(b, range, rec.size) {
+            Ok(r) => r,
+            Err(()) => {
                 return Response::builder()
                     .status(StatusCode::RANGE_NOT_SATISFIABLE)
                     .header(h::CONTENT_RANGE, format!("bytes */{}", rec.size))

@@ -85,18 +85,8 @@ impl UpyunDialect {
         if !with_body {
             return Ok(b.header(h::CONTENT_LENGTH, rec.size).body(chuan_api_common::empty()).expect("valid"));
         }
-        let (start, end) = match range.map(|r| chuan_api_common::parse_range(r, rec.size)) {
-            None | Some(Ok(None)) => (0, rec.size),
-            Some(Ok(Some((s, e)))) => {
-                b = b
-                    .status(StatusCode::PARTIAL_CONTENT)
-                    .header(h::CONTENT_RANGE, format!("bytes {s}-{}/{}", e - 1, rec.size));
-                (s, e)
-            }
-            Some(Err(())) => {
-                return Err(UpyunError::new(StatusCode::RANGE_NOT_SATISFIABLE, 41600001, "range not satisfiable"))
-            }
-        };
+        let (b, start, end) = chuan_api_common::with_range(b, range, rec.size)
+            .map_err(|()| UpyunError::new(StatusCode::RANGE_NOT_SATISFIABLE, 41600001, "range not satisfiable"))?;
         self.engine.meter_download(p, bucket, end - start).await?;
         let content = self.engine.content(rec.content_id).await?;
         Ok(b.header(h::CONTENT_LENGTH, end - start)
