@@ -37,9 +37,15 @@ impl From<CoreError> for AdriveError {
             CoreError::NoSuchUpload => {
                 Self::new(StatusCode::NOT_FOUND, "NotFound.UploadId", "The resource upload_id cannot be found.")
             }
-            CoreError::AccessDenied => {
+            CoreError::AccessDenied | CoreError::NoSuchTenant => {
                 Self::new(StatusCode::FORBIDDEN, "Forbidden", "No permission to access the resource.")
             }
+            // aligo asks for a fresh URL on 403 (and only then).
+            CoreError::GrantInvalid(why) => {
+                Self::new(StatusCode::FORBIDDEN, "AccessDenied", format!("The URL is not valid: {why}."))
+            }
+            e @ CoreError::MissingParts(_) => Self::bad_request("InvalidParameter.PartInfoList", e.to_string()),
+            e @ CoreError::SizeMismatch { .. } => Self::bad_request("InvalidParameter.Size", e.to_string()),
             CoreError::AlreadyExists => {
                 Self::new(StatusCode::CONFLICT, "AlreadyExist.File", "The resource file has already exists.")
             }

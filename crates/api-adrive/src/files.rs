@@ -53,15 +53,13 @@ impl AdriveDialect {
         match self.engine.head_object(p, drive, key).await {
             Ok(rec) => Ok(rec),
             Err(CoreError::NoSuchKey) => {
-                let staged =
-                    self.engine.stage(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()).await?;
                 let target = PutTarget {
                     bucket: drive.to_owned(),
                     key: key.to_owned(),
                     meta: ObjectMeta::default(),
                     condition: Some(chuan_core::store::WriteCondition::Absent),
                 };
-                match self.engine.commit_put(p, target, staged).await {
+                match self.engine.put_empty(p, target).await {
                     Ok(rec) => Ok(rec),
                     // Created concurrently: use that one.
                     Err(CoreError::PreconditionFailed) => Ok(self.engine.head_object(p, drive, key).await?),
@@ -116,7 +114,10 @@ impl AdriveDialect {
         }
         let content = self.engine.content(rec.content_id).await?;
         let digests = content.digests.as_ref();
-        let url = origin.map(|o| self.download_url(o, drive, &rec.id));
+        let url = match origin {
+            Some(o) => Some(self.download_url(p, o, drive, &rec.id).await?),
+            None => None,
+        };
         Ok(base_file(
             rec,
             drive,
@@ -127,12 +128,10 @@ impl AdriveDialect {
         ))
     }
 
-    fn download_url(&self, origin: &str, drive: &str, file_id: &str) -> String {
-        let expires = crate::now_secs() + self.config.url_ttl.as_secs() as i64;
-        format!(
-            "{origin}/adrive/download/{drive}/{file_id}?{}",
-            self.signer.query(&format!("GET {drive}/{file_id}"), expires)
-        )
+    /// A download URL (the core's signed URL grant) for a file `p` may read.
+    async fn download_url(&self, p: &Principal, origin: &str, drive: &str, file_id: &str) -> AdriveResult<String> {
+        let query = self.engine.sign_download(p, drive, file_id, self.config.url_ttl).await?;
+        Ok(format!("{origin}/adrive/download/{drive}/{file_id}?{query}"))
     }
 
     pub(crate) async fn list(&self, p: &Principal, v: &Value) -> AdriveResult<Resp> {
@@ -234,7 +233,8 @@ impl AdriveDialect {
                 _ => return Err(AdriveError::new(StatusCode::CONFLICT, "AlreadyExist.File", "The name is taken.")),
             }
         }
-        let renamed = self.engine.rename(p, drive, &rec.key, &target, folder).await?;
+        let mode = chuan_core::store::RenameMode { prefix: folder, replace: false };
+        let renamed = self.engine.rename(p, drive, &rec.key, &target, mode).await?;
         Ok(wire::json(StatusCode::OK, &self.file_json(p, drive, &renamed, None).await?))
     }
 
@@ -244,18 +244,10 @@ impl AdriveDialect {
         let file_id = required(v, "file_id")?;
         let rec = self.engine.object_by_id(p, drive, file_id).await?;
         if is_folder(&rec.key) {
-            loop {
-                let q = ListQuery { prefix: rec.key.clone(), delimiter: None, after: None, max_keys: 1000 };
-                let page = self.engine.list_objects(p, drive, &q).await?;
-                for o in &page.objects {
-                    self.engine.delete_object(p, drive, &o.key).await?;
-                }
-                if !page.truncated {
-                    break;
-                }
-            }
+            self.engine.delete_tree(p, drive, &rec.key).await?;
+        } else {
+            self.engine.delete_object(p, drive, &rec.key).await?;
         }
-        self.engine.delete_object(p, drive, &rec.key).await?;
         Ok(wire::json(
             StatusCode::ACCEPTED,
             &json!({"domain_id": "chuan", "drive_id": drive, "file_id": file_id, "async_task_id": ""}),
@@ -268,7 +260,7 @@ impl AdriveDialect {
         if is_folder(&rec.key) {
             return Err(AdriveError::bad_request("InvalidParameter.FileId", "Folders cannot be downloaded."));
         }
-        let url = self.download_url(origin, drive, &rec.id);
+        let url = self.download_url(p, origin, drive, &rec.id).await?;
         let expires = chuan_core::store::now_ms() + self.config.url_ttl.as_millis() as i64;
         Ok(wire::json(
             StatusCode::OK,
@@ -285,49 +277,23 @@ impl AdriveDialect {
         query: Option<&str>,
         headers: &http::HeaderMap,
     ) -> AdriveResult<Resp> {
-        self.signer.verify(&format!("GET {drive}/{file_id}"), query, crate::now_secs()).map_err(|why| {
-            AdriveError::new(StatusCode::FORBIDDEN, "AccessDenied", format!("The download URL is not valid: {why}."))
-        })?;
-        let bucket = self
-            .engine
-            .meta()
-            .get_bucket(drive)
-            .await
-            .map_err(CoreError::from)?
-            .ok_or_else(AdriveError::not_found_file)?;
-        let owner = crate::url_principal(&bucket.tenant);
-        let rec = self.engine.object_by_id(&owner, drive, file_id).await?;
-        let content = self.engine.content(rec.content_id).await?;
-        let size = content.size;
-        let range = headers
-            .get(http::header::RANGE)
-            .and_then(|r| r.to_str().ok())
-            .map(|r| chuan_api_common::parse_range(r, size));
-        let (status, start, end) = match range {
-            None | Some(Ok(None)) => (StatusCode::OK, 0, size),
-            Some(Ok(Some((s, e)))) => (StatusCode::PARTIAL_CONTENT, s, e),
-            Some(Err(())) => {
-                return Ok(Response::builder()
-                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                    .header(http::header::CONTENT_RANGE, format!("bytes */{size}"))
-                    .header(http::header::ACCEPT_RANGES, "bytes")
-                    .body(chuan_api_common::empty())
-                    .expect("valid response"))
-            }
-        };
-        let mut b = Response::builder()
-            .status(status)
+        let (p, rec) = self.engine.download_grant(drive, file_id, query).await?;
+        let size = rec.size;
+        let range = headers.get(http::header::RANGE).and_then(|r| r.to_str().ok());
+        let b = Response::builder()
             .header(http::header::ACCEPT_RANGES, "bytes")
-            .header(http::header::CONTENT_LENGTH, end - start)
             .header(
                 http::header::CONTENT_TYPE,
                 rec.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
             )
             .header(http::header::ETAG, format!("\"{}\"", rec.etag));
-        if status == StatusCode::PARTIAL_CONTENT {
-            b = b.header(http::header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end.saturating_sub(1)));
-        }
-        Ok(b.body(chuan_api_common::stream(self.engine.read(&content, start, end))).expect("valid response"))
+        let Ok((b, start, end)) = chuan_api_common::with_range(b, range, size) else {
+            return Ok(chuan_api_common::range_not_satisfiable(size));
+        };
+        let body = self.engine.open_read(&p, &rec, start, end).await?;
+        Ok(b.header(http::header::CONTENT_LENGTH, end - start)
+            .body(chuan_api_common::stream(body))
+            .expect("valid response"))
     }
 }
 

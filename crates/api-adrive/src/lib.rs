@@ -4,10 +4,11 @@
 //! * Drives are buckets of the caller's tenant (each tenant has a default drive); folders are
 //!   explicit objects whose keys end in `/`; `file_id` is the object's stable id;
 //!   `parent_file_id` `root` is the top of the drive.
-//! * Access tokens come from refresh tokens that `chuan admin` issues; both are kept in the
-//!   MetaStore as SHA-256 digests, never in clear.
-//! * Uploads are core upload sessions (protocol state in the session); parts go to presigned,
-//!   expiring, part-bound URLs served here; completion assembles the parts without copying.
+//! * Access tokens come from refresh tokens that `chuan admin` issues; both are the core's
+//!   bearer credentials (kept as SHA-256 digests, never in clear).
+//! * Uploads are core upload sessions (protocol state in the session; they expire like every
+//!   Aliyun Drive session); parts go to the core's signed, expiring, part-bound URL grants
+//!   served here; completion assembles the parts without copying.
 //! * Instant upload follows the core's proof-of-possession rules (`proof_version v1`).
 //!
 //! `router.rs` turns a request into an [`router::Endpoint`]; `auth.rs` handles tokens;
@@ -19,11 +20,10 @@ mod error;
 mod files;
 mod router;
 mod upload;
-mod urls;
 mod wire;
 
 use chuan_api_common::Body;
-use chuan_core::{Engine, Principal};
+use chuan_core::Engine;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
@@ -51,7 +51,6 @@ impl Default for AdriveConfig {
 
 pub struct AdriveDialect {
     engine: Arc<Engine>,
-    signer: urls::UrlSigner,
     config: AdriveConfig,
     part_puts: Counter,
 }
@@ -60,10 +59,9 @@ pub struct AdriveDialect {
 const MAX_JSON: usize = 1 << 20;
 
 impl AdriveDialect {
-    pub async fn new(engine: Arc<Engine>, config: AdriveConfig) -> Result<Self, chuan_core::CoreError> {
-        let key = engine.meta().setting_or_init("adrive.url_key", hex::encode(rand::random::<[u8; 32]>())).await?;
+    pub fn new(engine: Arc<Engine>, config: AdriveConfig) -> Self {
         let part_puts = engine.metrics.register_counter("adrive_part_puts", "Aliyun Drive part uploads received");
-        Ok(Self { engine, signer: urls::UrlSigner::new(hex::decode(key).unwrap_or_default()), config, part_puts })
+        Self { engine, config, part_puts }
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Resp {
@@ -122,14 +120,4 @@ impl AdriveDialect {
             }
         }
     }
-}
-
-/// A principal acting for a tenant through a presigned URL (the URL's signature is the
-/// authority; the session or object names the tenant).
-pub(crate) fn url_principal(tenant: &str) -> Principal {
-    Principal::of_tenant(tenant, &format!("adrive-url:{tenant}"))
-}
-
-pub(crate) fn now_secs() -> i64 {
-    chuan_core::store::now_ms() / 1000
 }

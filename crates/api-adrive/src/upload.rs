@@ -2,8 +2,8 @@
 //! per-part presigned URLs), part PUT, fresh URLs, uploaded-part listing, complete.
 
 use base64::Engine as _;
-use chuan_core::store::{ObjectMeta, UploadRecord};
-use chuan_core::{CompleteOptions, CoreError, Possession, Principal, PutTarget};
+use chuan_core::store::{ObjectMeta, UploadKind, UploadRecord};
+use chuan_core::{Claim, Completion, CoreError, NewUpload, PartList, Possession, Principal, PutTarget};
 use http::{Response, StatusCode};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -40,7 +40,7 @@ pub fn proof_window(access_token: &str, size: u64) -> (u64, u64) {
 }
 
 fn state_of(upload: &UploadRecord) -> AdriveResult<UploadState> {
-    serde_json::from_str(&upload.state).map_err(|_| {
+    (upload.kind == UploadKind::Adrive).then(|| serde_json::from_str(&upload.state).ok()).flatten().ok_or_else(|| {
         AdriveError::new(StatusCode::NOT_FOUND, "NotFound.UploadId", "The upload_id does not belong to Aliyun Drive.")
     })
 }
@@ -50,32 +50,26 @@ fn new_file_id() -> String {
 }
 
 impl AdriveDialect {
-    fn part_url(&self, origin: &str, upload_id: &str, n: u32) -> String {
-        let expires = crate::now_secs() + self.config.url_ttl.as_secs() as i64;
-        format!(
-            "{origin}/adrive/upload/{upload_id}/{n}?{}",
-            self.signer.query(&format!("PUT {upload_id}/{n}"), expires)
-        )
-    }
-
-    fn part_list(
+    /// Part-upload URLs (the core's signed URL grants) for the numbered parts of a session.
+    async fn part_list(
         &self,
+        p: &Principal,
         origin: &str,
-        upload_id: &str,
+        upload: &UploadRecord,
         numbers: impl Iterator<Item = u32>,
         state: &UploadState,
-    ) -> Vec<Value> {
-        numbers
-            .map(|n| {
-                let url = self.part_url(origin, upload_id, n);
-                let mut v =
-                    json!({"part_number": n, "upload_url": url, "internal_upload_url": url, "content_type": ""});
-                if let Some(sizes) = &state.part_sizes {
-                    v["part_size"] = json!(sizes[(n - 1) as usize]);
-                }
-                v
-            })
-            .collect()
+    ) -> AdriveResult<Vec<Value>> {
+        let mut list = Vec::new();
+        for n in numbers {
+            let query = self.engine.sign_part_upload(p, upload, n, self.config.url_ttl).await?;
+            let url = format!("{origin}/adrive/upload/{}/{n}?{query}", upload.id);
+            let mut v = json!({"part_number": n, "upload_url": url, "internal_upload_url": url, "content_type": ""});
+            if let Some(sizes) = &state.part_sizes {
+                v["part_size"] = json!(sizes[(n - 1) as usize]);
+            }
+            list.push(v);
+        }
+        Ok(list)
     }
 
     /// `create_with_proof` / `createWithFolders`.
@@ -212,11 +206,11 @@ impl AdriveDialect {
             part_sizes,
             content_hash: str_field(v, "content_hash").map(|h| h.to_ascii_uppercase()),
         };
-        let upload = self
-            .engine
-            .create_upload_with_state(p, drive, &key, meta, serde_json::to_string(&state).expect("serialisable"))
-            .await?;
-        let list = self.part_list(origin, &upload.id, 1..=parts, &state);
+        let mut new = NewUpload::new(UploadKind::Adrive, drive, &key);
+        new.meta = meta;
+        new.state = serde_json::to_string(&state).expect("serialisable");
+        let upload = self.engine.create_upload(p, new).await?;
+        let list = self.part_list(p, origin, &upload, 1..=parts, &state).await?;
         Ok(wire::json(
             StatusCode::CREATED,
             &json!({"parent_file_id": parent_file_id, "part_info_list": list, "upload_id": upload.id,
@@ -254,13 +248,9 @@ impl AdriveDialect {
         query: Option<&str>,
         body: hyper::body::Incoming,
     ) -> AdriveResult<Resp> {
-        // aligo asks for a fresh URL on 403 (and only then).
-        self.signer.verify(&format!("PUT {upload_id}/{n}"), query, crate::now_secs()).map_err(|why| {
-            AdriveError::new(StatusCode::FORBIDDEN, "AccessDenied", format!("The upload URL is not valid: {why}."))
-        })?;
+        // aligo asks for a fresh URL on 403 (and only then): an invalid grant answers 403.
+        let (p, upload) = self.engine.part_upload_grant(upload_id, n, query).await?;
         self.part_puts.inc();
-        let upload =
-            self.engine.meta().get_upload(upload_id).await.map_err(CoreError::from)?.ok_or(CoreError::NoSuchUpload)?;
         let state = state_of(&upload)?;
         if n == 0 || n > state.parts {
             return Err(AdriveError::bad_request("InvalidParameter.PartNumber", "The part number is out of range."));
@@ -277,7 +267,7 @@ impl AdriveDialect {
                 ),
             ));
         }
-        let part = self.engine.commit_part(&upload, n, staged).await?;
+        let part = self.engine.commit_part(&p, &upload, n, staged).await?;
         Ok(Response::builder()
             .status(StatusCode::OK)
             .header(http::header::ETAG, format!("\"{}\"", part.etag.to_ascii_uppercase()))
@@ -311,7 +301,7 @@ impl AdriveDialect {
         if numbers.iter().any(|n| *n == 0 || *n > state.parts) {
             return Err(AdriveError::bad_request("InvalidParameter.PartNumber", "The part number is out of range."));
         }
-        let list = self.part_list(origin, &upload.id, numbers.into_iter(), &state);
+        let list = self.part_list(p, origin, &upload, numbers.into_iter(), &state).await?;
         Ok(wire::json(
             StatusCode::OK,
             &json!({"domain_id": "chuan", "drive_id": state.drive_id, "file_id": state.file_id, "upload_id": upload.id,
@@ -322,7 +312,7 @@ impl AdriveDialect {
     pub(crate) async fn list_uploaded_parts(&self, p: &Principal, v: &Value) -> AdriveResult<Resp> {
         let (upload, state) = self.session(p, v).await?;
         let marker = u64_field(v, "part_number_marker").unwrap_or(0) as u32;
-        let parts = self.engine.list_parts(&upload, marker, 10_000).await?;
+        let parts = self.engine.list_parts(p, &upload, marker, 10_000).await?;
         let list: Vec<Value> = parts
             .iter()
             .map(|x| json!({"part_number": x.number, "part_size": x.size, "etag": x.etag.to_ascii_uppercase()}))
@@ -336,46 +326,34 @@ impl AdriveDialect {
 
     pub(crate) async fn complete(&self, p: &Principal, v: &Value) -> AdriveResult<Resp> {
         let (upload, state) = self.session(p, v).await?;
-        let parts = self.engine.list_parts(&upload, 0, 10_001).await?;
-        let missing: Vec<u32> = (1..=state.parts).filter(|n| !parts.iter().any(|x| x.number == *n)).collect();
-        if !missing.is_empty() {
-            return Err(AdriveError::bad_request(
-                "InvalidParameter.PartInfoList",
-                format!("Parts {missing:?} have not been uploaded."),
-            ));
-        }
-        let parts: Vec<_> = parts.into_iter().filter(|x| x.number <= state.parts).collect();
-        let total: u64 = parts.iter().map(|x| x.size).sum();
+        // Parts split the file evenly (all but the last the same size) unless the client
+        // declared each part's size at creation.
+        let parts = self.engine.list_parts(p, &upload, 0, state.parts as usize).await?;
         let equal_split = state.part_sizes.is_some()
             || parts.windows(2).take(parts.len().saturating_sub(2)).all(|w| w[0].size == w[1].size);
-        if total != state.size || !equal_split {
-            return Err(AdriveError::bad_request(
-                "InvalidParameter.Size",
-                format!("The parts hold {total} bytes; the file is {} bytes.", state.size),
-            ));
+        if !equal_split {
+            return Err(AdriveError::bad_request("InvalidParameter.Size", "The parts do not split the file evenly."));
         }
-        // Whole-file digests: from the single part, or one read over the parts (no copy).
-        let digests = self.engine.digest_parts(&parts).await?;
-        let sha1 = digests.sha1.to_ascii_uppercase();
-        let claimed = str_field(v, "content_hash").map(str::to_ascii_uppercase).or(state.content_hash.clone());
-        if let Some(claimed) = claimed {
-            if claimed != sha1 {
-                // The bytes are not the file the client meant: nothing of it is kept.
-                self.engine.abort_upload(&upload).await?;
+        let mut completion = Completion::new(PartList::All { count: state.parts });
+        completion.size = Some(state.size);
+        // Whole-file digests for the answer (one read over the parts, no copy), checked
+        // against the client's content_hash: a mismatch keeps nothing.
+        completion.digests = true;
+        let claimed = str_field(v, "content_hash").map(str::to_owned).or(state.content_hash.clone());
+        completion.claims.extend(claimed.map(|h| Claim::Sha1(h.to_ascii_lowercase())));
+        completion.object_id = Some(state.file_id.clone());
+        let done = match self.engine.complete_upload(p, &upload, completion).await {
+            Err(CoreError::BadDigest { .. }) => {
                 return Err(AdriveError::bad_request(
                     "InvalidParameter.ContentHash",
                     "The content_hash does not match the uploaded data.",
-                ));
+                ))
             }
-        }
-        let list: Vec<(u32, String)> = parts.iter().map(|x| (x.number, x.etag.clone())).collect();
-        let options = CompleteOptions {
-            object_id: Some(state.file_id.clone()),
-            digests: Some(digests.clone()),
-            min_part_size: Some(0),
-            ..Default::default()
+            r => r?,
         };
-        let (rec, _) = self.engine.complete_upload(&upload, &list, options).await?;
+        let rec = done.object;
+        let digests = done.digests.unwrap_or_default();
+        let sha1 = digests.sha1.to_ascii_uppercase();
         let mut file =
             wire::base_file(&rec, &state.drive_id, &state.parent_file_id, Some(&sha1), Some(digests.crc64xz), None);
         file["upload_id"] = json!(upload.id);

@@ -1,7 +1,7 @@
 //! JSON shapes of the Aliyun Drive API and small request helpers.
 
 use chuan_core::store::ObjectRecord;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -9,11 +9,7 @@ use crate::error::{AdriveError, AdriveResult};
 use crate::Resp;
 
 pub fn json(status: StatusCode, v: &impl Serialize) -> Resp {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(chuan_api_common::full(serde_json::to_vec(v).unwrap_or_default()))
-        .expect("valid response")
+    chuan_api_common::json(status, v)
 }
 
 pub fn error_response(e: &AdriveError) -> Resp {

@@ -1,8 +1,13 @@
-//! HTTP plumbing shared by the dialects: the one response body type the dispatcher serves,
-//! streaming `multipart/form-data` ([`form`]),
-//! bounded body reading, and the request's origin for building URLs that point back here.
+//! HTTP plumbing shared by the dialects, written once: the one response body type the
+//! dispatcher serves, JSON replies, streaming `multipart/form-data` ([`form`]), bounded body
+//! reading, query and form decoding ([`query`]), HMAC signers ([`sign`]), HTTP dates, range
+//! handling, and the request's origin for building URLs that point back here.
 
 pub mod form;
+pub mod query;
+pub mod sign;
+
+pub use query::{percent_decode, percent_encode, query_param, Query};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -123,40 +128,31 @@ pub fn origin<B>(req: &http::Request<B>) -> String {
     format!("{scheme}://{host}")
 }
 
-/// One query parameter, percent-decoded (`+` kept literal, as signature parameters need).
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| percent_decode(v))
+/// A JSON answer (`application/json`).
+pub fn json(status: http::StatusCode, v: &impl serde::Serialize) -> http::Response<Body> {
+    json_typed(status, "application/json", v)
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// A JSON answer with another media type (`application/json; charset=utf-8`, ...).
+pub fn json_typed(status: http::StatusCode, content_type: &str, v: &impl serde::Serialize) -> http::Response<Body> {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(full(serde_json::to_vec(v).unwrap_or_default()))
+        .expect("valid response")
 }
 
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// An IMF-fixdate (RFC 9110 §5.6.7) of a time in milliseconds since the epoch.
+pub fn http_date(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    httpdate::fmt_http_date(t)
+}
+
+/// Seconds since the epoch of an HTTP date (IMF-fixdate, or the obsolete RFC 850 and asctime
+/// forms RFC 9110 §5.6.7 says to accept); `None` when it is none of them.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let t = httpdate::parse_http_date(s.trim()).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
 /// A `Range: bytes=...` header as `[start, end)` of a `size`-byte entity: `Ok(None)` for a
@@ -202,6 +198,17 @@ pub fn with_range(
     }
 }
 
+/// `416 Range Not Satisfiable` with `Content-Range: bytes */size` (RFC 9110 §15.5.17), for
+/// protocols that answer it without a body of their own.
+pub fn range_not_satisfiable(size: u64) -> http::Response<Body> {
+    http::Response::builder()
+        .status(http::StatusCode::RANGE_NOT_SATISFIABLE)
+        .header(http::header::CONTENT_RANGE, format!("bytes */{size}"))
+        .header(http::header::ACCEPT_RANGES, "bytes")
+        .body(empty())
+        .expect("valid response")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,9 +226,10 @@ mod tests {
     }
 
     #[test]
-    fn decodes_percent_and_keeps_plus() {
-        assert_eq!(percent_decode("a%2Fb+c%3d"), "a/b+c=");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(query_param(Some("x=1&sig=a+b%2B"), "sig").as_deref(), Some("a+b+"));
+    fn http_dates_round_trip() {
+        assert_eq!(http_date(1_698_796_800_000), "Wed, 01 Nov 2023 00:00:00 GMT");
+        assert_eq!(parse_http_date("Wed, 01 Nov 2023 00:00:00 GMT"), Some(1_698_796_800));
+        assert_eq!(parse_http_date("Wednesday, 01-Nov-23 00:00:00 GMT"), Some(1_698_796_800));
+        assert_eq!(parse_http_date("2015-05-03T10:10:00Z"), None);
     }
 }

@@ -7,8 +7,6 @@
 //! downloads; a multi-use signature may leave it empty (any path) or end it with `*` (a prefix).
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
 
 use crate::error::{CosError, CosResult};
 
@@ -73,9 +71,12 @@ impl Signature {
 
     /// Checks the MAC against the secret of `k`.
     pub fn verify(&self, secret: &str) -> CosResult<()> {
-        let mut h = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
-        h.update(&self.plain);
-        h.verify_slice(&self.mac).map_err(|_| CosError::auth_failed("ERROR_PROXY_AUTH_FAILED: signature mismatch"))
+        let want = chuan_api_common::sign::hmac_sha1(secret.as_bytes(), &self.plain);
+        if chuan_core::constant_time_eq(&want, &self.mac) {
+            Ok(())
+        } else {
+            Err(CosError::auth_failed("ERROR_PROXY_AUTH_FAILED: signature mismatch"))
+        }
     }
 
     /// Whether the signed `fileid` covers `path` (both compared percent-decoded).
@@ -110,20 +111,18 @@ impl Signature {
         Ok(())
     }
 
-    /// The key under which the use of a once signature is remembered.
+    /// The id under which the use of a once signature is remembered.
     pub fn once_id(&self) -> String {
         use sha2::Digest;
-        format!("cos-once:{}", hex::encode(sha2::Sha256::digest([self.mac.as_slice(), &self.plain].concat())))
+        hex::encode(sha2::Sha256::digest([self.mac.as_slice(), &self.plain].concat()))
     }
 }
 
 /// Signs `plain` (what the SDKs do; used by tests and by Chuan's own download URLs).
 pub fn sign(secret: &str, plain: &str) -> String {
-    let mut h = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
-    h.update(plain.as_bytes());
-    let mut raw = h.finalize().into_bytes().to_vec();
+    let mut raw = chuan_api_common::sign::hmac_sha1(secret.as_bytes(), plain.as_bytes()).to_vec();
     raw.extend_from_slice(plain.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(raw)
+    chuan_api_common::sign::base64(&raw)
 }
 
 #[cfg(test)]

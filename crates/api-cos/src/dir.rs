@@ -9,14 +9,13 @@ use serde_json::{json, Value};
 use crate::error::{CosError, CosResult};
 use crate::{ok, CosDialect, Ctx, Resp};
 
-/// Object metadata COS keeps for itself (not shown as custom headers).
+/// Attributes COS keeps with an object (system attributes: never user metadata).
 pub(crate) const BIZ_ATTR: &str = "cos-biz-attr";
-pub(crate) const AUTHORITY: &str = "cos-authority";
 pub(crate) const CTIME: &str = "cos-ctime";
 pub(crate) const SHA1: &str = "cos-sha1";
 
 pub(crate) fn ctime_of(rec: &ObjectRecord) -> i64 {
-    rec.meta.user.get(CTIME).and_then(|c| c.parse().ok()).unwrap_or(rec.modified_ms / 1000)
+    rec.meta.attrs.get(CTIME).and_then(|c| c.parse().ok()).unwrap_or(rec.modified_ms / 1000)
 }
 
 /// One listing entry.
@@ -37,10 +36,9 @@ impl CosDialect {
         }
         self.check_parent(ctx, &key).await?;
         let mut meta = ObjectMeta::default();
-        meta.user.insert(BIZ_ATTR.into(), biz_attr.to_owned());
-        let staged = self.engine.stage(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()).await?;
+        meta.attrs.insert(BIZ_ATTR.into(), biz_attr.to_owned());
         let target = PutTarget { bucket: ctx.t.bucket.clone(), key, meta, condition: Some(WriteCondition::Absent) };
-        match self.engine.commit_put(&ctx.p, target, staged).await {
+        match self.engine.put_empty(&ctx.p, target).await {
             Err(CoreError::PreconditionFailed) => {
                 Err(CosError::new(-178, "ERROR_CMD_COS_PATH_CONFLICT: the directory already exists"))
             }
@@ -60,7 +58,7 @@ impl CosDialect {
         }
         match self.engine.head_object(&ctx.p, &ctx.t.bucket, key).await {
             Ok(rec) => Ok(ok(Some(json!({
-                "biz_attr": rec.meta.user.get(BIZ_ATTR).cloned().unwrap_or_default(),
+                "biz_attr": rec.meta.attrs.get(BIZ_ATTR).cloned().unwrap_or_default(),
                 "ctime": ctime_of(&rec),
                 "mtime": rec.modified_ms / 1000,
             })))),

@@ -1,16 +1,16 @@
 //! Downloads at `http://<bucket>-<appid>.<host>/<path>[?sign=<download signature>]`, with
-//! `Range`. A file is public when its `authority` is `eWPrivateRPublic`, or when it inherits
-//! (`eInvalid`) from a public bucket; otherwise the request needs a download signature of the
-//! bucket owner's keys (`f` = the quoted path; `sign` is read with `+` literal).
+//! `Range`. Unsigned requests read as anonymous callers, signed ones as the signer: the core
+//! decides (a file whose `authority` is `eWPrivateRPublic` is public, `eWRPrivate` private,
+//! `eInvalid` as its bucket). A download signature is of the bucket owner's keys (`f` = the
+//! quoted path; `sign` is read with `+` literal).
 
 use chuan_api_common::RequestBody;
 use chuan_core::store::now_ms;
-use chuan_core::{Op, Principal};
+use chuan_core::{CoreError, Principal};
 use http::{header as h, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::auth::Signature;
-use crate::dir::AUTHORITY;
 use crate::error::CosError;
 use crate::{CosDialect, Resp};
 
@@ -34,29 +34,24 @@ impl CosDialect {
             return refuse(StatusCode::NOT_FOUND, -404, "no such file");
         }
         let sign = chuan_api_common::query_param(parts.uri.query(), "sign").filter(|s| !s.is_empty());
-        let signed = match &sign {
+        let who = match &sign {
             Some(s) => match self.download_principal(s, bucket, appid, &key).await {
-                Ok(p) => Some(p),
+                Ok(p) => p,
                 Err(e) => return refuse(StatusCode::FORBIDDEN, -403, &e.message),
             },
-            None => None,
+            None => Principal::anonymous(),
         };
-        let meta = self.engine.meta();
-        let rec = match meta.get_object(bucket, &key).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return refuse(StatusCode::NOT_FOUND, -404, "no such file"),
-            Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, -500, &e.to_string()),
-        };
-        if signed.is_none() {
-            let public = match rec.meta.user.get(AUTHORITY).map(String::as_str) {
-                Some("eWPrivateRPublic") => true,
-                Some("eWRPrivate") => false,
-                _ => matches!(meta.get_bucket(bucket).await, Ok(Some(b)) if b.public),
-            };
-            if !public {
-                return refuse(StatusCode::FORBIDDEN, -403, "this file is private: add ?sign=<download signature>");
+        let rec = match self.engine.head_object(&who, bucket, &key).await {
+            Ok(r) => r,
+            Err(CoreError::NoSuchKey) => return refuse(StatusCode::NOT_FOUND, -404, "no such file"),
+            Err(CoreError::AccessDenied) if who.is_anonymous() => {
+                return refuse(StatusCode::FORBIDDEN, -403, "this file is private: add ?sign=<download signature>")
             }
-        }
+            Err(e) => {
+                let e = CosError::from(e);
+                return refuse(StatusCode::FORBIDDEN, e.code, &e.message);
+            }
+        };
         let mut b =
             Response::builder().header(h::ACCEPT_RANGES, "bytes").header(h::ETAG, format!("\"{}\"", rec.etag)).header(
                 h::CONTENT_TYPE,
@@ -73,30 +68,20 @@ impl CosDialect {
             }
         }
         let range = parts.headers.get(h::RANGE).and_then(|v| v.to_str().ok());
-        let (b, start, end) = match chuan_api_common::with_range(b, range, rec.size) {
-            Ok(r) => r,
-            Err(()) => {
-                return Response::builder()
-                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                    .header(h::CONTENT_RANGE, format!("bytes */{}", rec.size))
-                    .body(chuan_api_common::empty())
-                    .expect("valid response")
-            }
+        let Ok((b, start, end)) = chuan_api_common::with_range(b, range, rec.size) else {
+            return chuan_api_common::range_not_satisfiable(rec.size);
         };
         let b = b.header(h::CONTENT_LENGTH, end - start);
         if parts.method == Method::HEAD {
             return b.body(chuan_api_common::empty()).expect("valid response");
         }
-        let who = signed.unwrap_or_else(Principal::anonymous);
-        if let Err(e) = self.engine.meter_download(&who, bucket, end - start).await {
-            let e = CosError::from(e);
-            return refuse(StatusCode::FORBIDDEN, e.code, &e.message);
+        match self.engine.open_read(&who, &rec, start, end).await {
+            Ok(stream) => b.body(chuan_api_common::stream(stream)).expect("valid response"),
+            Err(e) => {
+                let e = CosError::from(e);
+                refuse(StatusCode::FORBIDDEN, e.code, &e.message)
+            }
         }
-        let content = match self.engine.content(rec.content_id).await {
-            Ok(c) => c,
-            Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, -500, &e.to_string()),
-        };
-        b.body(chuan_api_common::stream(self.engine.read(&content, start, end))).expect("valid response")
     }
 
     /// The principal of a download signature, checked against the bucket, appid and path.
@@ -123,7 +108,6 @@ impl CosDialect {
             return Err(CosError::new(-63, "the signature is for another file"));
         }
         sig.check_time(now_ms() / 1000, true)?;
-        self.engine.authorize(&p, Op::Read, bucket, key)?;
         Ok(p)
     }
 }

@@ -54,7 +54,16 @@ impl From<CoreError> for CosError {
             CoreError::NoSuchBucket => Self::new(-166, "ERROR_CMD_COS_INDEX_ERROR: the bucket does not exist"),
             CoreError::NoSuchKey => Self::file_not_found(),
             CoreError::NoSuchUpload => Self::wrong_session(),
-            CoreError::AccessDenied => Self::new(-70, "ERROR_PROXY_APPID_USERID_NOTMATCH: access denied"),
+            CoreError::AccessDenied | CoreError::GrantInvalid(_) | CoreError::NoSuchTenant => {
+                Self::new(-70, "ERROR_PROXY_APPID_USERID_NOTMATCH: access denied")
+            }
+            CoreError::BadDigest { .. } => {
+                Self::new(-174, "ERROR_CMD_COS_SHA_NOT_EQU: the file's sha does not match; upload it again")
+            }
+            e @ CoreError::MissingParts(_) => {
+                Self::new(-175, format!("ERROR_CMD_COS_FILE_SIZE_NOT_EQU: {e}; upload them, then finish"))
+            }
+            e @ CoreError::SizeMismatch { .. } => Self::new(-175, format!("ERROR_CMD_COS_FILE_SIZE_NOT_EQU: {e}")),
             CoreError::AlreadyExists | CoreError::PreconditionFailed => Self::dest_exists(),
             CoreError::InvalidKey(m) => Self::invalid_path(m),
             CoreError::KeyTooLong => Self::invalid_path("the path is longer than 1024 bytes"),

@@ -2,15 +2,24 @@
 //! authority, custom_headers; v3's `flag` bitmask), move and copy (`dest_fileid`,
 //! `to_over_write`; copies share content), delete.
 
-use chuan_core::store::{ObjectMeta, ObjectRecord, WriteCondition};
+use chuan_core::store::{ObjectAccess, ObjectMeta, ObjectRecord, RenameMode, WriteCondition};
 use chuan_core::{CoreError, PutTarget};
 use serde_json::{json, Map, Value};
 
-use crate::dir::{ctime_of, AUTHORITY, BIZ_ATTR, CTIME, SHA1};
+use crate::dir::{ctime_of, BIZ_ATTR, CTIME, SHA1};
 use crate::error::{CosError, CosResult};
 use crate::{ok, CosDialect, Ctx, Form, Resp};
 
-pub(crate) const AUTHORITIES: &[&str] = &["eInvalid", "eWRPrivate", "eWPrivateRPublic"];
+/// COS `authority` values and the object access each stands for.
+const AUTHORITIES: &[(&str, ObjectAccess)] = &[
+    ("eInvalid", ObjectAccess::Inherit),
+    ("eWRPrivate", ObjectAccess::Private),
+    ("eWPrivateRPublic", ObjectAccess::PublicRead),
+];
+
+fn authority_of(access: ObjectAccess) -> &'static str {
+    AUTHORITIES.iter().find(|(_, a)| *a == access).map_or("eInvalid", |(name, _)| name)
+}
 
 /// `custom_headers` a file may carry, and where each lives in the object's metadata.
 const CUSTOM_HEADERS: &[&str] =
@@ -36,7 +45,7 @@ pub(crate) fn custom_headers(meta: &ObjectMeta) -> Map<String, Value> {
             m.insert((*name).to_owned(), Value::String(v));
         }
     }
-    for (k, v) in meta.user.iter().filter(|(k, _)| !k.starts_with("cos-")) {
+    for (k, v) in &meta.user {
         m.insert(format!("x-cos-meta-{k}"), Value::String(v.clone()));
     }
     m
@@ -52,7 +61,7 @@ impl CosDialect {
         name: &str,
         exact_sha: bool,
     ) -> CosResult<Value> {
-        let mut sha = rec.meta.user.get(SHA1).cloned().unwrap_or_default();
+        let mut sha = rec.meta.attrs.get(SHA1).cloned().unwrap_or_default();
         if sha.is_empty() {
             let content = self.engine.content(rec.content_id).await?;
             sha = match (&content.digests, exact_sha) {
@@ -64,7 +73,7 @@ impl CosDialect {
         let urls = ctx.t.urls(&rec.key);
         Ok(json!({
             "name": name,
-            "biz_attr": rec.meta.user.get(BIZ_ATTR).cloned().unwrap_or_default(),
+            "biz_attr": rec.meta.attrs.get(BIZ_ATTR).cloned().unwrap_or_default(),
             "filesize": rec.size,
             "filelen": rec.size,
             "sha": sha,
@@ -72,7 +81,7 @@ impl CosDialect {
             "mtime": rec.modified_ms / 1000,
             "access_url": urls["access_url"],
             "source_url": urls["source_url"],
-            "authority": rec.meta.user.get(AUTHORITY).cloned().unwrap_or_else(|| "eInvalid".into()),
+            "authority": authority_of(rec.meta.access),
             "custom_headers": custom_headers(&rec.meta),
         }))
     }
@@ -109,7 +118,7 @@ impl CosDialect {
             return Err(CosError::new(-5984, "ERROR_CGI_SHA_NOT_MATCH: the sha does not match the file content"));
         }
         let mut meta = ObjectMeta::default();
-        meta.user.insert(BIZ_ATTR.into(), biz_attr);
+        meta.attrs.insert(BIZ_ATTR.into(), biz_attr);
         let target = PutTarget {
             bucket: ctx.t.bucket.clone(),
             key: key.clone(),
@@ -143,23 +152,16 @@ impl CosDialect {
         };
         let rec = self.engine.head_object(&ctx.p, &ctx.t.bucket, ctx.t.key()).await?;
         let mut meta = rec.meta.clone();
-        meta.user.entry(CTIME.into()).or_insert_with(|| ctime_of(&rec).to_string());
+        meta.attrs.entry(CTIME.into()).or_insert_with(|| ctime_of(&rec).to_string());
         if wants(0x01, "biz_attr") {
-            meta.user.insert(BIZ_ATTR.into(), v["biz_attr"].as_str().unwrap_or("").to_owned());
+            meta.attrs.insert(BIZ_ATTR.into(), v["biz_attr"].as_str().unwrap_or("").to_owned());
         }
         if wants(0x80, "authority") {
             let a = v["authority"].as_str().unwrap_or("");
-            if !AUTHORITIES.contains(&a) {
-                return Err(CosError::new(
-                    -4002,
-                    "ErrParamInvalid: authority is eInvalid, eWRPrivate or eWPrivateRPublic",
-                ));
-            }
-            if a == "eInvalid" {
-                meta.user.remove(AUTHORITY);
-            } else {
-                meta.user.insert(AUTHORITY.into(), a.to_owned());
-            }
+            meta.access =
+                AUTHORITIES.iter().find(|(name, _)| *name == a).map(|(_, access)| *access).ok_or_else(|| {
+                    CosError::new(-4002, "ErrParamInvalid: authority is eInvalid, eWRPrivate or eWPrivateRPublic")
+                })?;
         }
         if wants(0x40, "custom_headers") {
             let headers = v["custom_headers"]
@@ -173,7 +175,7 @@ impl CosDialect {
                 if let Some(slot) = header_slot(&mut meta, name) {
                     *slot = Some(value);
                 } else if let Some(user) = name.to_ascii_lowercase().strip_prefix("x-cos-meta-") {
-                    if user.is_empty() || user.starts_with("cos-") {
+                    if user.is_empty() {
                         return Err(CosError::new(-4002, format!("ErrParamInvalid: bad custom header {name}")));
                     }
                     meta.user.insert(user.to_owned(), value);
@@ -185,13 +187,7 @@ impl CosDialect {
                 }
             }
         }
-        let target = PutTarget {
-            bucket: rec.bucket.clone(),
-            key: rec.key.clone(),
-            meta,
-            condition: Some(WriteCondition::EtagIs(rec.etag.clone())),
-        };
-        match self.engine.copy_object(&ctx.p, &rec.bucket, &rec.key, target, true).await {
+        match self.engine.update_object_meta(&ctx.p, &rec, meta).await {
             Err(CoreError::PreconditionFailed) => {
                 Err(CosError::new(-4024, "ErrOffGoBack: the file changed during the update; retry"))
             }
@@ -229,21 +225,15 @@ impl CosDialect {
         if to == src {
             return Ok(ok(None));
         }
-        if overwrite {
-            // Replace the destination in one write (it shares the content), then drop the source.
-            let target =
-                PutTarget { bucket: ctx.t.bucket.clone(), key: to, meta: ObjectMeta::default(), condition: None };
-            self.engine.copy_object(&ctx.p, &ctx.t.bucket, &src, target, false).await?;
-            self.engine.delete_object(&ctx.p, &ctx.t.bucket, &src).await?;
-        } else {
-            match self.engine.rename(&ctx.p, &ctx.t.bucket, &src, &to, false).await {
-                Err(CoreError::AlreadyExists) => return Err(CosError::dest_exists()),
-                r => {
-                    r?;
-                }
+        // With `to_over_write` the destination is replaced in the same transaction.
+        let mode = RenameMode { prefix: false, replace: overwrite };
+        match self.engine.rename(&ctx.p, &ctx.t.bucket, &src, &to, mode).await {
+            Err(CoreError::AlreadyExists) => Err(CosError::dest_exists()),
+            r => {
+                r?;
+                Ok(ok(None))
             }
         }
-        Ok(ok(None))
     }
 
     pub(crate) async fn copy_file(&self, ctx: &Ctx, dest: &str, overwrite: bool) -> CosResult<Resp> {

@@ -5,8 +5,9 @@
 //! A translator over the core engine: a COS path `/a/b.txt` is the object `a/b.txt` of the
 //! bucket, a directory `/a/` the empty object `a/` (keys under `a/` put through another
 //! protocol make `a/` appear as a directory too), slice uploads are core upload sessions
-//! completed without copying. Each tenant has an appid (allocated once, see
-//! [`CosDialect::appid_of`]); its SecretID/SecretKey are any of its access key pairs.
+//! completed without copying. Each tenant has an appid (a random alias the core allocates
+//! once, see [`CosDialect::appid_of`]); its SecretID/SecretKey are any of its access key pairs.
+//! An unknown appid is answered exactly like another tenant's, so appids cannot be probed.
 //!
 //! * `auth.rs` — signatures (multi-use and once), the replay guard of once signatures;
 //! * `dir.rs` — create, list, stat and delete directories;
@@ -28,8 +29,8 @@ mod slice;
 pub use auth::{sign, Signature};
 
 use chuan_api_common::{Body, RequestBody};
-use chuan_core::store::now_ms;
-use chuan_core::{CoreError, CoreResult, Engine, ListQuery, Principal, Staged};
+use chuan_core::store::{now_ms, GrantKind};
+use chuan_core::{AliasKind, CoreError, CoreResult, Engine, ListQuery, Principal, Staged};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -47,8 +48,6 @@ const MAX_SIMPLE_UPLOAD: u64 = 20 << 20;
 const MAX_SLICE: u64 = 3 << 20;
 /// JSON bodies and form fields other than `filecontent` are small.
 const MAX_FIELD: usize = 64 << 10;
-/// First appid handed out (Tencent's appids are ten digits).
-const APPID_BASE: u64 = 1_250_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Version {
@@ -165,11 +164,7 @@ fn request_id() -> String {
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Resp {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json; charset=utf-8")
-        .body(chuan_api_common::full(serde_json::to_vec(v).unwrap_or_default()))
-        .expect("valid response")
+    chuan_api_common::json_typed(status, "application/json; charset=utf-8", v)
 }
 
 fn error_response(e: &CosError) -> Resp {
@@ -178,10 +173,6 @@ fn error_response(e: &CosError) -> Resp {
         body["data"] = d.clone();
     }
     json_response(StatusCode::BAD_REQUEST, &body)
-}
-
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl CosDialect {
@@ -203,7 +194,7 @@ impl CosDialect {
         if let Some(t) = self.tenants.lock().get(appid) {
             return Ok(Some(t.clone()));
         }
-        let t = self.engine.meta().get_setting(&format!("cos.tenant-of-appid.{appid}")).await?;
+        let t = self.engine.tenant_of_alias(AliasKind::CosAppid, appid).await?;
         if let Some(t) = &t {
             let mut cache = self.tenants.lock();
             if cache.len() > 100_000 {
@@ -253,7 +244,9 @@ impl CosDialect {
         })
     }
 
-    /// Verifies the `Authorization` signature for `t` (its kind is checked per operation).
+    /// Verifies the `Authorization` signature for `t` (its kind is checked per operation). An
+    /// appid that names no tenant is answered as one that names another tenant (-62): the
+    /// answers never say which appids exist.
     async fn authenticate(&self, parts: &Parts, t: &Target) -> CosResult<(Principal, Signature)> {
         let sign = parts
             .headers
@@ -263,10 +256,6 @@ impl CosDialect {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| CosError::new(-81, "ERROR_PROXY_AUTH_SIGN_EMPTY: the Authorization signature is missing"))?;
         let sig = Signature::parse(sign)?;
-        let tenant = self
-            .tenant_of(&t.appid)
-            .await?
-            .ok_or_else(|| CosError::new(-82, "ERROR_PROXY_AUTH_APPID_NOEXIST: no such appid"))?;
         if sig.appid != t.appid {
             return Err(CosError::new(-70, "ERROR_PROXY_APPID_USERID_NOTMATCH: the signature is for another appid"));
         }
@@ -279,8 +268,8 @@ impl CosDialect {
             .await?
             .ok_or_else(|| CosError::new(-79, "ERROR_PROXY_AUTH_SECRETID_NOEXIST: unknown SecretID"))?;
         sig.verify(&secret)?;
-        if p.tenant != tenant && !p.admin {
-            return Err(CosError::new(-62, "ERROR_PROXY_AUTH_APPID: the SecretID belongs to another appid"));
+        if !p.admin && self.tenant_of(&t.appid).await?.as_deref() != Some(p.tenant.as_str()) {
+            return Err(CosError::new(-62, "ERROR_PROXY_AUTH_APPID: the SecretID does not belong to this appid"));
         }
         if sig.is_once() && sig.fileid.is_empty() {
             return Err(CosError::new(-76, "ERROR_PROXY_AUTH_ONCESIGN_NOFILEID: a once signature must name its file"));
@@ -311,12 +300,9 @@ impl CosDialect {
             _ => {}
         }
         if ctx.sig.is_once() {
-            let id = ctx.sig.once_id();
-            let keep_until = now_ms() + 2 * auth::ONCE_WINDOW_SECS * 1000;
-            let meta = self.engine.meta();
-            if meta.create_ticket(&id, String::new(), keep_until).await.is_err()
-                || !meta.use_ticket(&id).await.map_err(CoreError::from)?
-            {
+            // Remembered for twice the window in which a once signature is accepted.
+            let remember = std::time::Duration::from_secs(2 * auth::ONCE_WINDOW_SECS as u64);
+            if !self.engine.spend_once(GrantKind::CosOnce, &ctx.sig.once_id(), remember).await? {
                 return Err(CosError::new(-77, "ERROR_PROXY_AUTH_REPLAY_ATTACH: this once signature was already used"));
             }
         }
@@ -327,7 +313,6 @@ impl CosDialect {
         let (parts, body) = req.into_parts();
         let t = self.target(&parts)?;
         let (p, sig) = self.authenticate(&parts, &t).await?;
-        self.engine.meter_request(&p, &t.bucket).await?;
         self.engine.check_bucket(&p, &t.bucket).await?;
         let ctx = Ctx { p, sig, t };
         let query = parts.uri.query();
@@ -532,30 +517,14 @@ impl CosDialect {
     pub async fn download_target(&self, host: &str) -> Option<(String, String)> {
         let (bucket, appid) = download_host(host)?;
         let tenant = self.tenant_of(appid).await.ok()??;
-        let b = self.engine.meta().get_bucket(bucket).await.ok()??;
-        (b.tenant == tenant).then(|| (bucket.to_owned(), appid.to_owned()))
+        self.engine.bucket_owned_by(bucket, &tenant).await.ok()?.then(|| (bucket.to_owned(), appid.to_owned()))
     }
 }
 
-/// The tenant's appid, allocated on first use: a number derived from the tenant's name,
-/// probing onwards past numbers already taken. Both directions are stored as settings,
-/// each written once (`setting_or_init`), so concurrent allocations agree.
+/// The tenant's appid: the core's random COS alias of the tenant, allocated on first use.
 pub async fn appid_of(engine: &Engine, tenant: &str) -> CoreResult<u64> {
-    let meta = engine.meta();
-    let by_tenant = format!("cos.appid-of-tenant.{tenant}");
-    if let Some(a) = meta.get_setting(&by_tenant).await? {
-        return a.parse().map_err(|_| CoreError::Internal(format!("bad setting {by_tenant}")));
-    }
-    let start = fnv1a(tenant) % 700_000_000;
-    for i in 0..1000 {
-        let candidate = APPID_BASE + (start + i) % 700_000_000;
-        let owner = meta.setting_or_init(&format!("cos.tenant-of-appid.{candidate}"), tenant.to_owned()).await?;
-        if owner == tenant {
-            let chosen = meta.setting_or_init(&by_tenant, candidate.to_string()).await?;
-            return chosen.parse().map_err(|_| CoreError::Internal(format!("bad setting {by_tenant}")));
-        }
-    }
-    Err(CoreError::Internal("no free appid".into()))
+    let a = engine.tenant_alias(AliasKind::CosAppid, tenant).await?;
+    a.parse().map_err(|_| CoreError::Internal(format!("bad COS appid {a} of {tenant}")))
 }
 
 /// The API's host, or `localhost` (same port) when the API is addressed by IP address.

@@ -12,8 +12,8 @@
 //! An `init` carrying the `sha` of content the tenant already holds creates the file at once
 //! (instant upload); another tenant's content is never matched by a hash alone.
 
-use chuan_core::store::{now_ms, ObjectMeta, UploadRecord, WriteCondition};
-use chuan_core::{CompleteOptions, CoreError, Possession, PutTarget, Staged};
+use chuan_core::store::{ObjectMeta, UploadKind, UploadRecord, WriteCondition};
+use chuan_core::{Claim, Completion, CoreError, NewUpload, PartList, Possession, PutTarget, Staged};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::io::Read;
@@ -24,12 +24,11 @@ use crate::{ok, CosDialect, Ctx, Form, Resp, MAX_SLICE};
 
 /// The slice sizes v4 allows.
 const SLICE_SIZES: &[u64] = &[512 << 10, 1 << 20, 2 << 20, 3 << 20];
-/// How long an unfinished slice upload is kept.
-const SESSION_TTL_MS: i64 = 24 * 3_600_000;
 
+/// What a COS session remembers besides its parts (it lives as long as the core keeps
+/// `UploadKind::Cos` sessions: a day).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SliceState {
-    dialect: String,
     filesize: u64,
     slice_size: u64,
     /// The whole-file SHA-1 the client announced.
@@ -49,7 +48,7 @@ impl SliceState {
 }
 
 fn state_of(up: &UploadRecord) -> Option<SliceState> {
-    serde_json::from_str::<SliceState>(&up.state).ok().filter(|s| s.dialect == "cos")
+    (up.kind == UploadKind::Cos).then(|| serde_json::from_str::<SliceState>(&up.state).ok()).flatten()
 }
 
 fn valid_sha(s: &str) -> bool {
@@ -129,14 +128,10 @@ impl Sha1Chain {
 }
 
 impl CosDialect {
-    /// The unfinished COS slice upload of this path, newest first.
+    /// The newest unfinished COS slice upload of this path.
     async fn unfinished(&self, ctx: &Ctx, key: &str) -> CosResult<Option<(UploadRecord, SliceState)>> {
-        let ups = self.engine.list_uploads(&ctx.p, &ctx.t.bucket, key, None, 1000).await?;
-        Ok(ups
-            .into_iter()
-            .filter(|u| u.key == key)
-            .filter_map(|u| state_of(&u).map(|s| (u, s)))
-            .max_by_key(|(u, _)| u.created_ms))
+        let open = self.engine.open_uploads(&ctx.p, &ctx.t.bucket, key, UploadKind::Cos).await?;
+        Ok(open.into_iter().find_map(|u| state_of(&u).map(|s| (u, s))))
     }
 
     async fn session(&self, ctx: &Ctx, form: &Form) -> CosResult<(UploadRecord, SliceState)> {
@@ -169,7 +164,7 @@ impl CosDialect {
             }
         }
         let mut meta = ObjectMeta::default();
-        meta.user.insert(BIZ_ATTR.into(), form.get("biz_attr").unwrap_or("").to_owned());
+        meta.attrs.insert(BIZ_ATTR.into(), form.get("biz_attr").unwrap_or("").to_owned());
         let target = PutTarget {
             bucket: ctx.t.bucket.clone(),
             key: key.clone(),
@@ -177,8 +172,7 @@ impl CosDialect {
             condition: insert_only.then_some(WriteCondition::Absent),
         };
         let committed = if filesize == 0 {
-            let staged = self.engine.stage(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()).await?;
-            Some(self.engine.commit_put(&ctx.p, target, staged).await)
+            Some(self.engine.put_empty(&ctx.p, target).await)
         } else if let Some(sha) = sha {
             match self.engine.claimable_content(&ctx.p, "sha1", sha, filesize, &Possession::None).await? {
                 Some(content) => Some(self.engine.instant_put(&ctx.p, target, content, None).await),
@@ -199,16 +193,15 @@ impl CosDialect {
 
     async fn open_session(&self, ctx: &Ctx, form: &Form, st: SliceState) -> CosResult<UploadRecord> {
         let mut meta = ObjectMeta::default();
-        meta.user.insert(BIZ_ATTR.into(), form.get("biz_attr").unwrap_or("").to_owned());
+        meta.attrs.insert(BIZ_ATTR.into(), form.get("biz_attr").unwrap_or("").to_owned());
         if st.chain.is_some() {
             // Proven slice by slice before the file can be finished.
-            meta.user.insert(SHA1.into(), st.sha.clone().unwrap_or_default());
+            meta.attrs.insert(SHA1.into(), st.sha.clone().unwrap_or_default());
         }
-        let state = serde_json::to_string(&st).expect("serialisable");
-        Ok(self
-            .engine
-            .create_expiring_upload(&ctx.p, &ctx.t.bucket, ctx.t.key(), meta, state, Some(now_ms() + SESSION_TTL_MS))
-            .await?)
+        let mut new = NewUpload::new(UploadKind::Cos, &ctx.t.bucket, ctx.t.key());
+        new.meta = meta;
+        new.state = serde_json::to_string(&st).expect("serialisable");
+        Ok(self.engine.create_upload(&ctx.p, new).await?)
     }
 
     fn sha_field(form: &Form) -> CosResult<Option<String>> {
@@ -241,16 +234,23 @@ impl CosDialect {
                 return Err(CosError::new(-4019, "ErrOffsetToZero: an upload of this file is unfinished; list its slices (upload_slice_list) and resume")
                     .with_data(json!({"session": up.id, "slice_size": st.slice_size})));
             }
-            self.engine.abort_upload(&up).await?;
+            self.engine.abort_upload(&ctx.p, &up).await?;
         }
         let insert_only = form.get("insertOnly") != Some("0");
-        let st = SliceState { dialect: "cos".into(), filesize, slice_size, sha, chain, insert_only };
+        let st = SliceState { filesize, slice_size, sha, chain, insert_only };
         let up = self.open_session(ctx, &form, st).await?;
         Ok(ok(Some(json!({"session": up.id, "slice_size": slice_size, "serial_upload": 0}))))
     }
 
     /// Stores one slice after checking where it goes, its length and its chain state.
-    async fn store_slice(&self, up: &UploadRecord, st: &SliceState, offset: u64, staged: Staged) -> CosResult<u64> {
+    async fn store_slice(
+        &self,
+        ctx: &Ctx,
+        up: &UploadRecord,
+        st: &SliceState,
+        offset: u64,
+        staged: Staged,
+    ) -> CosResult<u64> {
         if !offset.is_multiple_of(st.slice_size) || offset >= st.filesize {
             return Err(CosError::new(
                 -284,
@@ -280,7 +280,7 @@ impl CosDialect {
                 ));
             }
         }
-        self.engine.commit_part(up, index as u32 + 1, staged).await?;
+        self.engine.commit_part(&ctx.p, up, index as u32 + 1, staged).await?;
         self.slices.inc();
         Ok(expected)
     }
@@ -302,8 +302,8 @@ impl CosDialect {
             .take()
             .ok_or_else(|| CosError::new(-5990, "ERROR_CGI_MISSING_FILECONTENT: filecontent is missing"))?;
         debug_assert!(staged.size <= MAX_SLICE);
-        let datalen = self.store_slice(&up, &st, offset, staged).await?;
-        let complete = self.engine.list_parts(&up, 0, 10_001).await?.len() as u64 == st.slices();
+        let datalen = self.store_slice(ctx, &up, &st, offset, staged).await?;
+        let complete = self.engine.list_parts(&ctx.p, &up, 0, 10_001).await?.len() as u64 == st.slices();
         Ok((ok(Some(json!({"session": up.id, "offset": offset, "datalen": datalen}))), complete))
     }
 
@@ -321,57 +321,33 @@ impl CosDialect {
     }
 
     /// Completes an upload whose slices are all stored: no bytes are copied; the whole-file
-    /// SHA-1 is proven by the chain, or computed from the slices when the client claims one
-    /// without a chain.
+    /// SHA-1 is proven by the chain, or checked by the core from the slices when the client
+    /// claims one without a chain.
     async fn finish(&self, ctx: &Ctx, up: &UploadRecord, st: &SliceState, want: Option<String>) -> CosResult<Resp> {
-        let parts = self.engine.list_parts(up, 0, 10_001).await?;
-        let missing: Vec<u64> = (1..=st.slices())
-            .filter(|n| !parts.iter().any(|p| u64::from(p.number) == *n))
-            .map(|n| (n - 1) * st.slice_size)
-            .take(10)
-            .collect();
-        if !missing.is_empty() || parts.len() as u64 != st.slices() {
-            return Err(CosError::new(
-                -175,
-                format!(
-                    "ERROR_CMD_COS_FILE_SIZE_NOT_EQU: slices missing at offsets {missing:?}; upload them, then finish"
-                ),
-            ));
-        }
-        let mut options = CompleteOptions { min_part_size: Some(0), ..Default::default() };
+        let mut completion = Completion::new(PartList::All { count: st.slices() as u32 });
+        completion.size = Some(st.filesize);
         match (&st.chain, want) {
             (Some(chain), Some(want)) if !chain.last().is_some_and(|l| l.eq_ignore_ascii_case(&want)) => {
-                self.engine.abort_upload(up).await?;
+                self.engine.abort_upload(&ctx.p, up).await?;
                 return Err(CosError::new(
                     -174,
                     "ERROR_CMD_COS_SHA_NOT_EQU: the file's sha does not match; upload it again",
                 ));
             }
-            (None, Some(want)) => {
-                let digests = self.engine.digest_parts(&parts).await?;
-                if digests.sha1 != want {
-                    self.engine.abort_upload(up).await?;
-                    return Err(CosError::new(
-                        -174,
-                        "ERROR_CMD_COS_SHA_NOT_EQU: the file's sha does not match; upload it again",
-                    ));
-                }
-                options.digests = Some(digests);
-            }
+            (None, Some(want)) => completion.claims.push(Claim::Sha1(want)),
             _ => {}
         }
-        options.condition = st.insert_only.then_some(WriteCondition::Absent);
-        let list: Vec<(u32, String)> = parts.iter().map(|p| (p.number, p.etag.clone())).collect();
-        match self.engine.complete_upload(up, &list, options).await {
+        completion.condition = st.insert_only.then_some(WriteCondition::Absent);
+        match self.engine.complete_upload(&ctx.p, up, completion).await {
             Err(CoreError::PreconditionFailed) => Err(CosError::same_file()),
-            r => Ok(ok(Some(ctx.t.urls(&r?.0.key)))),
+            r => Ok(ok(Some(ctx.t.urls(&r?.object.key)))),
         }
     }
 
     /// v4 `upload_slice_list`: the unfinished upload's slices, else the finished file's URLs.
     pub(crate) async fn slice_list(&self, ctx: &Ctx) -> CosResult<Resp> {
         if let Some((up, st)) = self.unfinished(ctx, ctx.t.key()).await? {
-            let parts = self.engine.list_parts(&up, 0, 10_001).await?;
+            let parts = self.engine.list_parts(&ctx.p, &up, 0, 10_001).await?;
             let listparts: Vec<Value> = parts
                 .iter()
                 .map(|p| json!({"offset": u64::from(p.number - 1) * st.slice_size, "datalen": p.size}))
@@ -415,7 +391,7 @@ impl CosDialect {
         if let Some((up, st)) = self.unfinished(ctx, ctx.t.key()).await? {
             if st.same_file(filesize, slice_size, &sha) {
                 // Resume where the stored slices stop being contiguous.
-                let parts = self.engine.list_parts(&up, 0, 10_001).await?;
+                let parts = self.engine.list_parts(&ctx.p, &up, 0, 10_001).await?;
                 let mut next = 1u32;
                 for p in &parts {
                     if p.number != next {
@@ -426,10 +402,10 @@ impl CosDialect {
                 let offset = u64::from(next - 1) * slice_size;
                 return Ok(ok(Some(json!({"session": up.id, "slice_size": slice_size, "offset": offset}))));
             }
-            self.engine.abort_upload(&up).await?;
+            self.engine.abort_upload(&ctx.p, &up).await?;
         }
         let insert_only = form.get("insertOnly") != Some("0");
-        let st = SliceState { dialect: "cos".into(), filesize, slice_size, sha, chain: None, insert_only };
+        let st = SliceState { filesize, slice_size, sha, chain: None, insert_only };
         let up = self.open_session(ctx, &form, st).await?;
         Ok(ok(Some(json!({"session": up.id, "slice_size": slice_size, "offset": 0}))))
     }

@@ -8,16 +8,14 @@
 //! PUT  <URL>         Authorization: Ucloud <token>, Content-Type, Content-MD5
 //! ```
 //! Devices are credentials scoped to write under `<ProductSN>/<DeviceSN>/` of one bucket; the
-//! token is a ticket in the MetaStore (so any node can accept the PUT), used up by the upload
-//! that succeeds. Errors answer in UFile's `{"RetCode", "ErrMsg"}` form.
+//! token is a single-use grant of the core (so any node can accept the PUT), used up by the
+//! upload that succeeds. Errors answer in UFile's `{"RetCode", "ErrMsg"}` form.
 
 use chuan_api_common::{Body, RequestBody};
-use chuan_core::store::{now_ms, CredentialRecord, ObjectMeta};
-use chuan_core::{CoreError, Engine, Op, PutTarget, Scope};
-use hmac::{Hmac, Mac};
+use chuan_core::store::{CredentialKind, GrantKind, ObjectMeta};
+use chuan_core::{CoreError, CredentialSpec, Engine, Op, Principal, PutTarget, Redeemed, Scope};
 use http::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +52,7 @@ impl From<CoreError> for IotError {
     fn from(e: CoreError) -> Self {
         match e {
             CoreError::NoSuchBucket => Self::new(StatusCode::NOT_FOUND, -30010, "bucket not exist"),
-            CoreError::AccessDenied => Self::denied("no permission"),
+            CoreError::AccessDenied | CoreError::NoSuchTenant => Self::denied("no permission"),
             CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) => Self::bad(m),
             CoreError::IncompleteBody | CoreError::Body(_) => Self::bad("incomplete body"),
             CoreError::QuotaExceeded(what) => Self::new(StatusCode::FORBIDDEN, 15011, format!("{what} quota exceeded")),
@@ -109,11 +107,7 @@ fn valid_sn(s: &str) -> bool {
 }
 
 fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(chuan_api_common::full(serde_json::to_vec(v).unwrap_or_default()))
-        .expect("valid response")
+    chuan_api_common::json(status, v)
 }
 
 impl IotDialect {
@@ -121,9 +115,12 @@ impl IotDialect {
         Self { engine, token_ttl }
     }
 
-    /// Registers a device of `tenant`, bound to `bucket` (which the tenant must own).
+    /// Registers a device of `tenant`, bound to `bucket` (which the tenant must own), on the
+    /// authority of `issuer` (the root): a credential scoped to writing under
+    /// `<product>/<device>/` of that bucket.
     pub async fn register_device(
         &self,
+        issuer: &Principal,
         tenant: &str,
         bucket: &str,
         product: &str,
@@ -134,29 +131,15 @@ impl IotDialect {
                 "ProductSN and DeviceSN are 1-64 letters, digits, '-' or '_'".into(),
             ));
         }
-        let owner = self.engine.meta().get_bucket(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
-        if owner.tenant != tenant {
-            return Err(CoreError::AccessDenied);
-        }
-        let secret = hex::encode(rand::random::<[u8; 20]>());
-        let scope = Scope {
+        let mut spec = CredentialSpec::new(tenant, CredentialKind::IotDevice);
+        spec.access_key = Some(device_key(product, device));
+        spec.scope = Some(Scope {
             ops: Some(vec![Op::Write]),
             buckets: Some(vec![bucket.to_owned()]),
             prefixes: Some(vec![format!("{product}/{device}/")]),
-        };
-        self.engine
-            .meta()
-            .put_credential(CredentialRecord {
-                access_key: device_key(product, device),
-                secret: secret.clone(),
-                tenant: tenant.to_owned(),
-                kind: "iot-device".into(),
-                created_ms: now_ms(),
-                expires_ms: None,
-                scope: Some(serde_json::to_string(&scope).expect("serialisable")),
-            })
-            .await?;
-        Ok(NewDevice { product_sn: product.to_owned(), device_sn: device.to_owned(), device_secret: secret })
+        });
+        let cred = self.engine.issue_credential(issuer, spec).await?;
+        Ok(NewDevice { product_sn: product.to_owned(), device_sn: device.to_owned(), device_secret: cred.secret })
     }
 
     pub async fn handle(&self, req: Request<RequestBody>) -> Resp {
@@ -197,10 +180,8 @@ impl IotDialect {
             .credential(&device_key(&r.product_sn, &r.device_sn))
             .await?
             .ok_or_else(|| IotError::denied("device authentication failed"))?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
-        mac.update(&raw);
-        let ok = hex::decode(&sig).is_ok_and(|s| mac.verify_slice(&s).is_ok());
-        if !ok {
+        let want = chuan_api_common::sign::hmac_sha256(secret.as_bytes(), &raw);
+        if !hex::decode(&sig).is_ok_and(|s| chuan_core::constant_time_eq(&s, &want)) {
             return Err(IotError::denied("device authentication failed"));
         }
         if r.file_name.is_empty() || r.file_name.contains('/') || r.file_name == "." || r.file_name == ".." {
@@ -213,7 +194,7 @@ impl IotDialect {
             device.scope.as_ref().and_then(|s| s.buckets.as_ref()).and_then(|b| b.first()).cloned().unwrap_or_default();
         let key = format!("{}/{}/{}", r.product_sn, r.device_sn, r.file_name);
         chuan_core::names::validate_key(&key)?;
-        self.engine.authorize(&device, Op::Write, &bucket, &key)?;
+        self.engine.check_access(&device, Op::Write, &bucket, &key).await?;
         let grant = Grant {
             device: device.access_key.clone(),
             bucket,
@@ -222,13 +203,7 @@ impl IotDialect {
             md5: r.md5.to_ascii_lowercase(),
             content_type: r.content_type.filter(|c| !c.is_empty()),
         };
-        let token = hex::encode(rand::random::<[u8; 24]>());
-        let expires = now_ms() + self.token_ttl.as_millis() as i64;
-        self.engine
-            .meta()
-            .create_ticket(&format!("iot:{token}"), serde_json::to_string(&grant).expect("serialisable"), expires)
-            .await
-            .map_err(CoreError::from)?;
+        let token = self.engine.issue_grant(GrantKind::IotUpload, &grant, self.token_ttl).await?;
         let path: String = key.split('/').map(chuan_api_common::percent_encode).collect::<Vec<_>>().join("/");
         Ok(json(
             StatusCode::OK,
@@ -243,22 +218,13 @@ impl IotDialect {
             .strip_prefix("Ucloud ")
             .or_else(|| auth.strip_prefix("UCloud "))
             .ok_or_else(|| IotError::new(StatusCode::UNAUTHORIZED, 160001, "missing upload token"))?;
-        let id = format!("iot:{}", token.trim());
-        let ticket = self
-            .engine
-            .meta()
-            .get_ticket(&id)
-            .await
-            .map_err(CoreError::from)?
-            .ok_or_else(|| IotError::denied("invalid upload token"))?;
-        if ticket.used {
-            return Err(IotError::denied("the upload token has been used"));
-        }
-        if now_ms() > ticket.expires_ms {
-            return Err(IotError::denied("the upload token has expired"));
-        }
-        let grant: Grant =
-            serde_json::from_str(&ticket.payload).map_err(|_| IotError::denied("invalid upload token"))?;
+        let token = token.trim();
+        let grant: Grant = match self.engine.peek_grant(GrantKind::IotUpload, token).await? {
+            Redeemed::Granted(g) => g,
+            Redeemed::Used => return Err(IotError::denied("the upload token has been used")),
+            Redeemed::Expired => return Err(IotError::denied("the upload token has expired")),
+            Redeemed::Unknown => return Err(IotError::denied("invalid upload token")),
+        };
         let key = chuan_api_common::percent_decode(&parts.uri.path()[UPLOAD_PREFIX.len()..]);
         if key != grant.key {
             return Err(IotError::denied("the upload token is for another file"));
@@ -283,9 +249,11 @@ impl IotDialect {
         if staged.digests.md5 != grant.md5 {
             return Err(IotError::bad("the file's MD5 differs from the MD5 the URL was requested for"));
         }
-        // Used up only by an upload that succeeds; a concurrent second PUT loses here.
-        if !self.engine.meta().use_ticket(&id).await.map_err(CoreError::from)? {
-            return Err(IotError::denied("the upload token has been used"));
+        // Used up only by an upload whose bytes are right; a concurrent second PUT loses here.
+        match self.engine.redeem_grant::<Grant>(GrantKind::IotUpload, token).await? {
+            Redeemed::Granted(_) => {}
+            Redeemed::Expired => return Err(IotError::denied("the upload token has expired")),
+            _ => return Err(IotError::denied("the upload token has been used")),
         }
         let content_type = grant
             .content_type

@@ -1,8 +1,8 @@
 //! Bucket operations.
 
-use chuan_core::{CoreError, Engine, Principal};
+use chuan_core::{Engine, Principal};
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result};
+use s3s::{S3Request, S3Response, S3Result};
 
 use crate::error::OrS3;
 use crate::timestamp;
@@ -18,25 +18,8 @@ pub async fn create_bucket(
         .as_ref()
         .and_then(|c| c.location_constraint.as_ref())
         .map(|l| l.as_str().to_owned());
-    match engine.create_bucket(p, &input.bucket, region.as_deref()).await {
-        Err(CoreError::BucketExists) => {
-            let existing = engine.meta().get_bucket(&input.bucket).await.map_err(CoreError::from).s3()?;
-            if existing.is_some_and(|b| b.tenant == p.tenant) {
-                return Err(s3_error!(
-                    BucketAlreadyOwnedByYou,
-                    "Your previous request to create the named bucket succeeded and you already own it."
-                ));
-            }
-            Err(s3_error!(BucketAlreadyExists, "The requested bucket name is not available."))
-        }
-        r => {
-            r.s3()?;
-            Ok(S3Response::new(CreateBucketOutput {
-                location: Some(format!("/{}", input.bucket)),
-                ..Default::default()
-            }))
-        }
-    }
+    engine.create_bucket(p, &input.bucket, region.as_deref()).await.s3()?;
+    Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", input.bucket)), ..Default::default() }))
 }
 
 pub async fn head_bucket(

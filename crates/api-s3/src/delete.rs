@@ -22,22 +22,22 @@ pub async fn delete_objects(
     req: S3Request<DeleteObjectsInput>,
 ) -> S3Result<S3Response<DeleteObjectsOutput>> {
     let input = req.input;
-    engine.check_bucket(p, &input.bucket).await.s3()?;
     let quiet = input.delete.quiet.unwrap_or(false);
+    let keys: Vec<String> = input.delete.objects.into_iter().map(|o| o.key).collect();
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
-    for obj in input.delete.objects {
-        match engine.delete_object(p, &input.bucket, &obj.key).await {
+    for (key, outcome) in engine.delete_objects(p, &input.bucket, keys).await.s3()? {
+        match outcome {
             Ok(_) => {
                 if !quiet {
-                    deleted.push(DeletedObject { key: Some(obj.key), ..Default::default() });
+                    deleted.push(DeletedObject { key: Some(key), ..Default::default() });
                 }
             }
             Err(e) => {
                 let err = crate::to_s3_error(e);
                 errors.push(Error {
                     code: Some(err.code().as_str().to_owned()),
-                    key: Some(obj.key),
+                    key: Some(key),
                     message: err.message().map(str::to_owned),
                     version_id: None,
                 });

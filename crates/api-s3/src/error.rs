@@ -8,6 +8,10 @@ pub fn to_s3_error(e: CoreError) -> S3Error {
     let (code, msg) = match &e {
         CoreError::NoSuchBucket => (C::NoSuchBucket, "The specified bucket does not exist.".to_owned()),
         CoreError::BucketExists => (C::BucketAlreadyExists, "The requested bucket name is not available.".to_owned()),
+        CoreError::BucketAlreadyOwnedByYou => (
+            C::BucketAlreadyOwnedByYou,
+            "Your previous request to create the named bucket succeeded and you already own it.".to_owned(),
+        ),
         CoreError::BucketNotEmpty => (C::BucketNotEmpty, "The bucket you tried to delete is not empty.".to_owned()),
         CoreError::InvalidBucketName(m) => (C::InvalidBucketName, format!("The specified bucket is not valid: {m}")),
         CoreError::NoSuchKey => (C::NoSuchKey, "The specified key does not exist.".to_owned()),
@@ -21,13 +25,15 @@ pub fn to_s3_error(e: CoreError) -> S3Error {
         CoreError::InvalidPart(m) => (C::InvalidPart, format!("One or more of the specified parts could not be found or did not match: {m}")),
         CoreError::InvalidPartOrder => (C::InvalidPartOrder, "The list of parts was not in ascending order.".to_owned()),
         CoreError::EntityTooSmall { .. } => (C::EntityTooSmall, format!("Your proposed upload is smaller than the minimum allowed size: {e}")),
+        CoreError::MissingParts(_) | CoreError::SizeMismatch { .. } => (C::InvalidPart, format!("{e}")),
         CoreError::BadDigest { .. } => (C::BadDigest, format!("{e}")),
         CoreError::Body(m) => return body_error(m),
         CoreError::IncompleteBody => {
             (C::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header.".to_owned())
         }
         CoreError::PreconditionFailed => (C::PreconditionFailed, "At least one of the preconditions you specified did not hold.".to_owned()),
-        CoreError::AccessDenied => (C::AccessDenied, "Access Denied".to_owned()),
+        CoreError::AccessDenied | CoreError::GrantInvalid(_) => (C::AccessDenied, "Access Denied".to_owned()),
+        CoreError::NoSuchTenant | CoreError::NoSuchCredential => (C::InvalidAccessKeyId, format!("{e}")),
         CoreError::AlreadyExists => (C::InvalidRequest, "The destination name is already taken.".to_owned()),
         CoreError::SlowDown => (C::SlowDown, "Please reduce your request rate.".to_owned()),
         CoreError::QuotaExceeded(what) => {

@@ -181,8 +181,7 @@ pub async fn get_object(
     )?;
     let content = engine.content(rec.content_id).await.s3()?;
     let (start, end, content_range) = select_range(&input.range, content.size)?;
-    engine.meter_download(p, &input.bucket, end - start).await.s3()?;
-    let body = StreamingBlob::wrap(engine.read(&content, start, end));
+    let body = StreamingBlob::wrap(engine.open_read(p, &rec, start, end).await.s3()?);
     let mut out = object_headers!(GetObjectOutput, rec, content, {
         body: Some(body),
         content_length: Some((end - start) as i64),

@@ -83,16 +83,15 @@ impl s3s::access::S3Access for EngineAccess {
     }
 }
 
-/// Every S3 operation goes through here: the principal is resolved, object-level operations
-/// are metered against their bucket (quotas, usage reports), then the operation module runs.
+/// Every S3 operation goes through here: the principal is resolved, then the operation module
+/// runs (the engine authorizes and meters inside each call).
 macro_rules! delegate {
-    ($($op:ident($input:ty) -> $output:ty => $module:ident $(, metered by $bucket:ident)?;)*) => {
+    ($($op:ident($input:ty) -> $output:ty => $module:ident;)*) => {
         #[async_trait::async_trait]
         impl S3 for ChuanS3 {
             $(
                 async fn $op(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
                     let p = self.principal(&req.credentials).await?;
-                    $( self.engine.meter_request(&p, &req.input.$bucket).await.map_err(to_s3_error)?; )?
                     $module::$op(&self.engine, &p, req).await
                 }
             )*
@@ -106,21 +105,21 @@ delegate! {
     delete_bucket(DeleteBucketInput) -> DeleteBucketOutput => bucket;
     list_buckets(ListBucketsInput) -> ListBucketsOutput => bucket;
     get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput => bucket;
-    put_object(PutObjectInput) -> PutObjectOutput => put, metered by bucket;
-    get_object(GetObjectInput) -> GetObjectOutput => get, metered by bucket;
-    head_object(HeadObjectInput) -> HeadObjectOutput => get, metered by bucket;
-    delete_object(DeleteObjectInput) -> DeleteObjectOutput => delete, metered by bucket;
-    delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput => delete, metered by bucket;
-    copy_object(CopyObjectInput) -> CopyObjectOutput => copy, metered by bucket;
-    list_objects(ListObjectsInput) -> ListObjectsOutput => list, metered by bucket;
-    list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output => list, metered by bucket;
-    create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput => multipart, metered by bucket;
-    upload_part(UploadPartInput) -> UploadPartOutput => multipart, metered by bucket;
-    upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput => multipart, metered by bucket;
-    complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput => multipart, metered by bucket;
-    abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput => multipart, metered by bucket;
-    list_parts(ListPartsInput) -> ListPartsOutput => multipart, metered by bucket;
-    list_multipart_uploads(ListMultipartUploadsInput) -> ListMultipartUploadsOutput => multipart, metered by bucket;
+    put_object(PutObjectInput) -> PutObjectOutput => put;
+    get_object(GetObjectInput) -> GetObjectOutput => get;
+    head_object(HeadObjectInput) -> HeadObjectOutput => get;
+    delete_object(DeleteObjectInput) -> DeleteObjectOutput => delete;
+    delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput => delete;
+    copy_object(CopyObjectInput) -> CopyObjectOutput => copy;
+    list_objects(ListObjectsInput) -> ListObjectsOutput => list;
+    list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output => list;
+    create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput => multipart;
+    upload_part(UploadPartInput) -> UploadPartOutput => multipart;
+    upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput => multipart;
+    complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput => multipart;
+    abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput => multipart;
+    list_parts(ListPartsInput) -> ListPartsOutput => multipart;
+    list_multipart_uploads(ListMultipartUploadsInput) -> ListMultipartUploadsOutput => multipart;
 }
 
 /// Milliseconds since the epoch as an s3s timestamp.

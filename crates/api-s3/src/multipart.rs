@@ -2,8 +2,8 @@
 //! blobs, and completion writes a manifest of part blobs without copying their bytes.
 
 use chuan_core::hash::ChecksumAlgorithm;
-use chuan_core::store::PartRecord;
-use chuan_core::{Engine, Principal};
+use chuan_core::store::{PartRecord, UploadKind};
+use chuan_core::{Completion, Engine, NewUpload, PartList, Principal};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
@@ -47,7 +47,9 @@ pub async fn create_multipart_upload(
         meta.checksum_algorithm = Some(alg.name().to_owned());
     }
     let algorithm = input.checksum_algorithm.clone();
-    let upload = engine.create_upload(p, &input.bucket, &input.key, meta).await.s3()?;
+    let mut new = NewUpload::new(UploadKind::S3, &input.bucket, &input.key);
+    new.meta = meta;
+    let upload = engine.create_upload(p, new).await.s3()?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -78,7 +80,7 @@ pub async fn upload_part(
         crate::checksum::stage_verified(engine, input.body, input.content_length, &mut claims, req.trailing_headers)
             .await?;
     let digests = staged.digests.clone();
-    let part = engine.commit_part(&upload, number, staged).await.s3()?;
+    let part = engine.commit_part(p, &upload, number, staged).await.s3()?;
     let mut out = UploadPartOutput { e_tag: Some(ETag::Strong(part.etag)), ..Default::default() };
     let alg = claims.algorithm().or_else(|| upload_algorithm(&upload.meta));
     set_checksum(
@@ -122,16 +124,11 @@ pub async fn upload_part_copy(
             return Err(s3_error!(PreconditionFailed));
         }
     }
-    let content = engine.content(src.content_id).await.s3()?;
-    let (start, end) = match &input.copy_source_range {
-        Some(r) => copy_range(r, content.size)?,
-        None => (0, content.size),
+    let range = match &input.copy_source_range {
+        Some(r) => Some(copy_range(r, src.size)?),
+        None => None,
     };
-    // A part is a blob of its own, so a range of the source is re-ingested (a whole-blob
-    // source would dedup to the same blob and cost no space).
-    let stream = engine.read(&content, start, end);
-    let staged = engine.stage(stream).await.s3()?;
-    let part = engine.commit_part(&upload, number, staged).await.s3()?;
+    let part = engine.copy_part(p, &upload, number, &src, range).await.s3()?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(part.etag)),
@@ -193,14 +190,15 @@ pub async fn complete_multipart_upload(
             || l.checksum_sha256.is_some()
             || l.checksum_crc64nvme.is_some()
     }) {
-        let stored = engine.list_parts(&upload, 0, 10_001).await.s3()?;
+        let stored = engine.list_parts(p, &upload, 0, 10_001).await.s3()?;
         for l in &listed {
             if let Some(s) = stored.iter().find(|s| Some(s.number as i32) == l.part_number) {
                 check_part_checksums(l, s)?;
             }
         }
     }
-    let (rec, chosen) = engine.complete_upload(&upload, &parts, Default::default()).await.s3()?;
+    let done = engine.complete_upload(p, &upload, Completion::new(PartList::Listed(parts))).await.s3()?;
+    let (rec, chosen) = (done.object, done.parts);
     let mut out = CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
@@ -231,7 +229,7 @@ pub async fn abort_multipart_upload(
 ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
     let input = req.input;
     let upload = engine.upload(p, &input.bucket, &input.key, &input.upload_id).await.s3()?;
-    engine.abort_upload(&upload).await.s3()?;
+    engine.abort_upload(p, &upload).await.s3()?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
 
@@ -244,7 +242,7 @@ pub async fn list_parts(
     let upload = engine.upload(p, &input.bucket, &input.key, &input.upload_id).await.s3()?;
     let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
     let marker = input.part_number_marker.map(|m| m.max(0) as u32).unwrap_or(0);
-    let mut parts = engine.list_parts(&upload, marker, max + 1).await.s3()?;
+    let mut parts = engine.list_parts(p, &upload, marker, max + 1).await.s3()?;
     let truncated = parts.len() > max;
     parts.truncate(max);
     let alg = upload_algorithm(&upload.meta);

@@ -2,7 +2,7 @@
 
 use chuan_core::store::{ObjectMeta, WriteCondition};
 use chuan_core::PutTarget;
-use chuan_core::{Engine, Principal};
+use chuan_core::{Engine, Op, Principal};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
@@ -30,7 +30,7 @@ pub(crate) fn object_meta(
             String::from_utf8(buf).ok()
         }),
         user: metadata.map(|m| m.into_iter().collect()).unwrap_or_default(),
-        checksum_algorithm: None,
+        ..Default::default()
     }
 }
 
@@ -52,8 +52,8 @@ pub async fn put_object(
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let input = req.input;
     // Refuse before reading a byte of the body.
-    engine.check_bucket(p, &input.bucket).await.s3()?;
     chuan_core::names::validate_key(&input.key).map_err(crate::to_s3_error)?;
+    engine.check_access(p, Op::Write, &input.bucket, &input.key).await.s3()?;
     let condition = match (&input.if_none_match, &input.if_match) {
         (Some(ETagCondition::Any), _) => Some(WriteCondition::Absent),
         (_, Some(ETagCondition::ETag(e))) => Some(WriteCondition::EtagIs(e.value().to_owned())),

@@ -4,14 +4,8 @@
 //! `METHOD\n\n\nExpires\n/bucket/key`. Header signatures carry no time (the SDK never sends a
 //! Date), so they cannot be made non-replayable; presigned ones expire.
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-
 pub fn sign(secret: &str, string_to_sign: &str) -> String {
-    let mut h = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
-    h.update(string_to_sign.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(h.finalize().into_bytes())
+    chuan_api_common::sign::hmac_sha1_base64(secret, string_to_sign)
 }
 
 /// `(public key, signature)` of an `Authorization: UCloud|Inspur pub:sig` header. Public keys
@@ -21,10 +15,6 @@ pub fn parse_header(value: &str) -> Option<(String, String)> {
     let rest = value.strip_prefix("UCloud ").or_else(|| value.strip_prefix("Inspur "))?;
     let (public, sig) = rest.trim().rsplit_once(':')?;
     Some((public.to_owned(), sig.to_owned()))
-}
-
-pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

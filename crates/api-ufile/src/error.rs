@@ -40,13 +40,23 @@ impl From<CoreError> for UfileError {
             CoreError::NoSuchBucket => Self::new(StatusCode::NOT_FOUND, -30010, "bucket not exist"),
             CoreError::NoSuchKey => Self::not_found(),
             CoreError::NoSuchUpload => Self::new(StatusCode::NOT_FOUND, -148655, "upload id not exist"),
-            CoreError::AccessDenied => Self::new(StatusCode::FORBIDDEN, -15037, "no permission"),
-            CoreError::BucketExists => Self::new(StatusCode::BAD_REQUEST, -15000, "bucket already exists"),
+            CoreError::AccessDenied | CoreError::GrantInvalid(_) => {
+                Self::new(StatusCode::FORBIDDEN, -15037, "no permission")
+            }
+            CoreError::BucketExists | CoreError::BucketAlreadyOwnedByYou => {
+                Self::new(StatusCode::BAD_REQUEST, -15000, "bucket already exists")
+            }
             CoreError::BucketNotEmpty => Self::new(StatusCode::BAD_REQUEST, -15023, "bucket not empty"),
             CoreError::InvalidBucketName(m) => Self::new(StatusCode::BAD_REQUEST, -15001, m),
             CoreError::AlreadyExists => Self::new(StatusCode::BAD_REQUEST, -148657, "destination file exists"),
             CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) | CoreError::InvalidPart(m) => {
                 Self::bad_request(m)
+            }
+            e @ (CoreError::MissingParts(_) | CoreError::SizeMismatch { .. } | CoreError::InvalidPartOrder) => {
+                Self::bad_request(e.to_string())
+            }
+            CoreError::NoSuchTenant | CoreError::NoSuchCredential => {
+                Self::new(StatusCode::BAD_REQUEST, 15040, "token not found")
             }
             CoreError::KeyTooLong => Self::bad_request("key too long"),
             CoreError::BadDigest { .. } => Self::new(StatusCode::BAD_REQUEST, -148651, "content md5 not match"),

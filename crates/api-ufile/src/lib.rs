@@ -19,10 +19,12 @@ mod multipart;
 mod object;
 mod router;
 
+pub use mgmt::{Prices, PRICES_SETTING};
+
 use chuan_api_common::Body;
 use chuan_api_common::RequestBody;
-use chuan_core::store::{BucketRecord, ObjectRecord};
-use chuan_core::{CoreError, Engine, Principal};
+use chuan_core::store::ObjectRecord;
+use chuan_core::{Engine, Principal};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
 use std::sync::Arc;
@@ -97,11 +99,7 @@ fn header<'a>(parts: &'a Parts, name: &str) -> &'a str {
 }
 
 pub(crate) fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(chuan_api_common::full(serde_json::to_vec(v).unwrap_or_default()))
-        .expect("valid response")
+    chuan_api_common::json(status, v)
 }
 
 pub(crate) fn empty(status: StatusCode) -> http::response::Builder {
@@ -135,7 +133,7 @@ impl UfileDialect {
             .ok_or_else(|| UfileError::bad_request("the bucket must be the first label of the Host name"))?
             .to_owned();
         let key = chuan_api_common::percent_decode(parts.uri.path().trim_start_matches('/'));
-        let query = Query::parse(parts.uri.query());
+        let query = router::parse_query(parts.uri.query());
         let endpoint = router::parse(&parts.method, &key, &query, &parts.headers)?;
         // A form upload carries its signature in the form: verified while reading it.
         if endpoint == Endpoint::PostFile {
@@ -147,7 +145,6 @@ impl UfileDialect {
             _ => key.clone(),
         };
         let principal = self.authenticate(&parts, &bucket, &resource_key, &query, &endpoint).await?;
-        self.engine.meter_request(&principal, &bucket).await?;
         let ctx = Ctx { parts, bucket, key, query, principal };
         match endpoint {
             Endpoint::PutFile => self.put_file(ctx, body).await,
@@ -175,8 +172,8 @@ impl UfileDialect {
         }
     }
 
-    /// The principal of a signed (header or presigned) request, or — for reads of a public
-    /// bucket — of the bucket's owner.
+    /// The principal of a signed (header or presigned) request, or anonymous for an unsigned
+    /// read (which the engine allows for public buckets and objects only).
     async fn authenticate(
         &self,
         parts: &Parts,
@@ -191,30 +188,26 @@ impl UfileDialect {
             return self.verify(&public, &sig, &sts).await;
         }
         if let (Some(public), Some(expires), Some(sig)) =
-            (q.get("UCloudPublicKey"), q.get("Expires"), q.get("Signature"))
+            (q.get("UCloudPublicKey"), q.get("Expires"), router::signature_param(parts.uri.query()))
         {
             let sts = format!("{method}\n\n\n{expires}\n/{bucket}/{key}");
-            let p = self.verify(public, sig, &sts).await?;
+            let p = self.verify(public, &sig, &sts).await?;
             let expires: i64 = expires.parse().map_err(|_| UfileError::bad_request("Expires must be a number"))?;
             if chuan_core::store::now_ms() / 1000 > expires {
                 return Err(UfileError::new(StatusCode::FORBIDDEN, -148660, "signature expired"));
             }
             return Ok(p);
         }
-        // Unsigned reads: the engine lets anonymous callers read public buckets only.
-        if endpoint.is_public_read() && self.public_bucket(bucket).await?.is_some() {
+        // Unsigned reads: the engine lets anonymous callers read public data only.
+        if endpoint.is_public_read() {
             return Ok(Principal::anonymous());
         }
         Err(UfileError::no_auth())
     }
 
-    async fn public_bucket(&self, bucket: &str) -> UfileResult<Option<BucketRecord>> {
-        Ok(self.engine.meta().get_bucket(bucket).await.map_err(CoreError::from)?.filter(|b| b.public))
-    }
-
     async fn verify(&self, public: &str, sig: &str, string_to_sign: &str) -> UfileResult<Principal> {
         let (secret, p) = self.engine.credential(public).await?.ok_or_else(UfileError::signature)?;
-        if !auth::constant_time_eq(&auth::sign(&secret, string_to_sign), sig) {
+        if !chuan_core::constant_time_eq(auth::sign(&secret, string_to_sign).as_bytes(), sig.as_bytes()) {
             return Err(UfileError::signature());
         }
         Ok(p)

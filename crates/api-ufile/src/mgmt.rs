@@ -6,8 +6,8 @@
 //! Answers `{"RetCode": 0, "Action": "<Action>Response", ...}`; failures the 150xx codes of
 //! the OSS document.
 
-use chuan_core::store::{now_ms, CredentialRecord};
-use chuan_core::{CoreError, Op, Principal, Scope};
+use chuan_core::store::CredentialKind;
+use chuan_core::{CoreError, Credential, CredentialSpec, CredentialUpdate, Op, Principal, Scope};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -17,7 +17,6 @@ use crate::error::{UfileError, UfileResult};
 use crate::router::Query;
 use crate::{json, Resp, UfileDialect};
 
-const TOKEN_KIND: &str = "ufile-token";
 const MAX_FORM: usize = 64 << 10;
 
 /// The signature of the UCloud API over all parameters but `Signature`.
@@ -33,17 +32,6 @@ pub fn api_signature(params: &[(String, String)], private_key: &str) -> String {
     hex::encode(h.finalize())
 }
 
-/// A token's scope as stored, with the token's name beside the core's fields.
-#[derive(Serialize, Deserialize, Default)]
-struct TokenScope {
-    #[serde(flatten)]
-    scope: Scope,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    allowed_ops: Vec<String>,
-}
-
 fn op_of(name: &str) -> Option<Option<Op>> {
     Some(match name {
         "TOKEN_ALLOW_NONE" => None,
@@ -53,6 +41,22 @@ fn op_of(name: &str) -> Option<Option<Op>> {
         "TOKEN_ALLOW_LIST" => Some(Op::List),
         _ => return None,
     })
+}
+
+/// `AllowedOps` as the service names them, from a scope's operation classes.
+fn op_names(scope: &Scope) -> Vec<&'static str> {
+    let ops = scope.ops.clone().unwrap_or_else(|| vec![Op::Read, Op::Write, Op::Delete, Op::List]);
+    if ops.is_empty() {
+        return vec!["TOKEN_ALLOW_NONE"];
+    }
+    ops.iter()
+        .map(|op| match op {
+            Op::Read => "TOKEN_ALLOW_READ",
+            Op::Write => "TOKEN_ALLOW_WRITE",
+            Op::Delete => "TOKEN_ALLOW_DELETE",
+            Op::List => "TOKEN_ALLOW_LIST",
+        })
+        .collect()
 }
 
 /// `Name.0`, `Name.1`, ... in order.
@@ -70,7 +74,10 @@ fn mgmt_error(e: CoreError) -> UfileError {
     match e {
         CoreError::NoSuchBucket => UfileError::new(StatusCode::BAD_REQUEST, 15010, "bucket not exist"),
         CoreError::AccessDenied => UfileError::new(StatusCode::FORBIDDEN, 15037, "no permission"),
-        CoreError::BucketExists => UfileError::new(StatusCode::BAD_REQUEST, 15000, "bucket name already taken"),
+        CoreError::BucketExists | CoreError::BucketAlreadyOwnedByYou => {
+            UfileError::new(StatusCode::BAD_REQUEST, 15000, "bucket name already taken")
+        }
+        CoreError::NoSuchCredential => UfileError::new(StatusCode::BAD_REQUEST, 15040, "token not found"),
         CoreError::BucketNotEmpty => UfileError::new(StatusCode::BAD_REQUEST, 15023, "bucket not empty"),
         CoreError::InvalidBucketName(m) => UfileError::new(StatusCode::BAD_REQUEST, 15001, m),
         other => other.into(),
@@ -87,23 +94,20 @@ impl UfileDialect {
 
     async fn management(&self, req: http::Request<chuan_api_common::RequestBody>) -> UfileResult<Resp> {
         let (parts, body) = req.into_parts();
-        let mut params = Query::parse(parts.uri.query()).0;
+        let mut q = crate::router::parse_query(parts.uri.query());
         let form = chuan_api_common::read_limited_boxed(body, MAX_FORM)
             .await
             .map_err(|_| UfileError::bad_request("body too large"))?;
         if !form.is_empty() {
-            params.extend(Query::parse(Some(&String::from_utf8_lossy(&form))).0);
+            q.extend(Query::parse_form(&form));
         }
-        let q = Query(params);
         let public = q.get("PublicKey").ok_or_else(UfileError::no_auth)?;
         let sig = q.get("Signature").ok_or_else(UfileError::no_auth)?;
         let (secret, p) = self.engine.credential(public).await?.ok_or_else(UfileError::signature)?;
-        if !crate::auth::constant_time_eq(&api_signature(&q.0, &secret), &sig.to_ascii_lowercase()) {
+        if !chuan_core::constant_time_eq(api_signature(&q.0, &secret).as_bytes(), sig.to_ascii_lowercase().as_bytes()) {
             return Err(UfileError::signature());
         }
-        if p.scope.is_some() {
-            return Err(UfileError::new(StatusCode::FORBIDDEN, 15037, "tokens cannot use the management API"));
-        }
+        self.engine.check_management(&p).map_err(mgmt_error)?;
         let action = q.get("Action").unwrap_or("").to_owned();
         match action.as_str() {
             "CreateBucket" => self.create_bucket(&p, &q).await,
@@ -187,8 +191,9 @@ impl UfileDialect {
         Ok(ok("DeleteBucket", json!({"BucketName": name, "BucketId": format!("ufile-{name}")})))
     }
 
-    /// The token's scope from `AllowedOps.n`, `AllowedPrefixes.n`, `AllowedBuckets.n`.
-    fn token_scope(q: &Query, name: String) -> UfileResult<TokenScope> {
+    /// The token's scope from `AllowedOps.n`, `AllowedPrefixes.n`, `AllowedBuckets.n`; lists
+    /// not given are `None`.
+    fn token_scope(q: &Query) -> UfileResult<(Option<Vec<Op>>, Option<Vec<String>>, Option<Vec<String>>)> {
         let allowed_ops = indexed(q, "AllowedOps");
         let mut ops = Vec::new();
         for o in &allowed_ops {
@@ -204,17 +209,12 @@ impl UfileDialect {
                 }
             }
         }
-        let prefixes = indexed(q, "AllowedPrefixes");
-        let buckets = indexed(q, "AllowedBuckets");
-        Ok(TokenScope {
-            scope: Scope {
-                ops: Some(ops),
-                buckets: (!buckets.is_empty()).then_some(buckets),
-                prefixes: (!prefixes.is_empty()).then_some(prefixes),
-            },
-            name,
-            allowed_ops,
-        })
+        let list = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        Ok((
+            (!allowed_ops.is_empty()).then_some(ops),
+            list(indexed(q, "AllowedPrefixes")),
+            list(indexed(q, "AllowedBuckets")),
+        ))
     }
 
     fn expire(q: &Query) -> UfileResult<Option<i64>> {
@@ -227,83 +227,72 @@ impl UfileDialect {
         }
     }
 
-    async fn token_of(&self, p: &Principal, q: &Query) -> UfileResult<CredentialRecord> {
+    fn token_key(q: &Query) -> UfileResult<String> {
         let id =
             q.get("TokenId").ok_or_else(|| UfileError::new(StatusCode::BAD_REQUEST, 15002, "TokenId is required"))?;
-        match self.engine.meta().get_credential(&format!("TOKEN_{id}")).await.map_err(CoreError::from)? {
-            Some(c) if c.kind == TOKEN_KIND && (c.tenant == p.tenant || p.admin) => Ok(c),
-            _ => Err(UfileError::new(StatusCode::BAD_REQUEST, 15040, "token not found")),
+        Ok(format!("TOKEN_{id}"))
+    }
+
+    async fn token_of(&self, p: &Principal, q: &Query) -> UfileResult<Credential> {
+        match self.engine.managed_credential(p, &Self::token_key(q)?).await.map_err(mgmt_error)? {
+            Some(c) if c.kind == CredentialKind::UfileToken => Ok(c),
+            _ => Err(mgmt_error(CoreError::NoSuchCredential)),
         }
     }
 
     async fn create_token(&self, p: &Principal, q: &Query) -> UfileResult<Resp> {
-        let scope = Self::token_scope(q, q.get("TokenName").unwrap_or("").to_owned())?;
-        for b in scope.scope.buckets.iter().flatten() {
-            self.engine.check_bucket(p, b).await.map_err(mgmt_error)?;
-        }
+        let (ops, prefixes, buckets) = Self::token_scope(q)?;
         let id = uuid::Uuid::new_v4().to_string();
-        let private = hex::encode(rand::random::<[u8; 20]>());
-        let cred = CredentialRecord {
-            access_key: format!("TOKEN_{id}"),
-            secret: private.clone(),
-            tenant: p.tenant.clone(),
-            kind: TOKEN_KIND.into(),
-            created_ms: now_ms(),
-            expires_ms: Self::expire(q)?,
-            scope: Some(serde_json::to_string(&scope).expect("serialisable")),
-        };
-        self.engine.meta().put_credential(cred).await.map_err(CoreError::from)?;
-        Ok(ok("CreateUFileToken", json!({"TokenId": id, "PublicKey": format!("TOKEN_{id}"), "PrivateKey": private})))
+        let mut spec = CredentialSpec::new(&p.tenant, CredentialKind::UfileToken);
+        spec.access_key = Some(format!("TOKEN_{id}"));
+        spec.secret = Some(hex::encode(rand::random::<[u8; 20]>()));
+        spec.scope = Some(Scope { ops: Some(ops.unwrap_or_default()), buckets, prefixes });
+        spec.expires_ms = Self::expire(q)?;
+        spec.label = q.get("TokenName").unwrap_or("").to_owned();
+        let token = self.engine.issue_credential(p, spec).await.map_err(mgmt_error)?;
+        Ok(ok("CreateUFileToken", json!({"TokenId": id, "PublicKey": token.access_key, "PrivateKey": token.secret})))
     }
 
     async fn update_token(&self, p: &Principal, q: &Query) -> UfileResult<Resp> {
-        let mut cred = self.token_of(p, q).await?;
-        let old: TokenScope = cred.scope.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-        let name = q.get("TokenName").map(str::to_owned).unwrap_or(old.name);
-        let mut scope = Self::token_scope(q, name)?;
+        let old = self.token_of(p, q).await?;
+        let (ops, prefixes, buckets) = Self::token_scope(q)?;
         // Lists not given keep their old values.
-        if indexed(q, "AllowedOps").is_empty() {
-            scope.scope.ops = old.scope.ops;
-            scope.allowed_ops = old.allowed_ops;
-        }
-        if indexed(q, "AllowedPrefixes").is_empty() {
-            scope.scope.prefixes = old.scope.prefixes;
-        }
-        if indexed(q, "AllowedBuckets").is_empty() {
-            scope.scope.buckets = old.scope.buckets;
-        }
-        for b in scope.scope.buckets.iter().flatten() {
-            self.engine.check_bucket(p, b).await.map_err(mgmt_error)?;
-        }
-        if let Some(e) = Self::expire(q)? {
-            cred.expires_ms = Some(e);
-        }
-        cred.scope = Some(serde_json::to_string(&scope).expect("serialisable"));
-        self.engine.meta().put_credential(cred).await.map_err(CoreError::from)?;
+        let was = old.scope.unwrap_or_default();
+        let scope =
+            Scope { ops: ops.or(was.ops), prefixes: prefixes.or(was.prefixes), buckets: buckets.or(was.buckets) };
+        let update = CredentialUpdate {
+            scope: Some(scope),
+            expires_ms: Self::expire(q)?,
+            label: q.get("TokenName").map(str::to_owned),
+        };
+        self.engine.update_credential(p, &old.access_key, update).await.map_err(mgmt_error)?;
         Ok(ok("UpdateUFileToken", json!({})))
     }
 
     async fn delete_token(&self, p: &Principal, q: &Query) -> UfileResult<Resp> {
-        let cred = self.token_of(p, q).await?;
-        self.engine.meta().delete_credential(&cred.access_key).await.map_err(CoreError::from)?;
+        let token = self.token_of(p, q).await?;
+        self.engine.revoke_credential(p, &token.access_key).await.map_err(mgmt_error)?;
         Ok(ok("DeleteUFileToken", json!({})))
     }
 
     async fn describe_token(&self, p: &Principal, q: &Query) -> UfileResult<Resp> {
-        let creds: Vec<CredentialRecord> = if q.get("TokenId").is_some_and(|t| !t.is_empty()) {
+        let creds: Vec<Credential> = if q.get("TokenId").is_some_and(|t| !t.is_empty()) {
             vec![self.token_of(p, q).await?]
         } else {
-            let all = self.engine.meta().list_credentials().await.map_err(CoreError::from)?;
-            all.into_iter().filter(|c| c.kind == TOKEN_KIND && (c.tenant == p.tenant || p.admin)).collect()
+            let tenant = (!p.admin).then(|| p.tenant.clone());
+            self.engine
+                .list_credentials(p, tenant.as_deref(), Some(CredentialKind::UfileToken))
+                .await
+                .map_err(mgmt_error)?
         };
         let set: Vec<Value> = creds
             .iter()
             .map(|c| {
-                let s: TokenScope = c.scope.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-                json!({"TokenId": c.access_key.trim_start_matches("TOKEN_"), "TokenName": s.name,
-                       "PublicKey": c.access_key, "PrivateKey": c.secret, "AllowedOps": s.allowed_ops,
-                       "AllowedPrefixes": s.scope.prefixes.unwrap_or_default(),
-                       "AllowedBuckets": s.scope.buckets.unwrap_or_default(),
+                let s = c.scope.clone().unwrap_or_default();
+                json!({"TokenId": c.access_key.trim_start_matches("TOKEN_"), "TokenName": c.label,
+                       "PublicKey": c.access_key, "PrivateKey": c.secret, "AllowedOps": op_names(&s),
+                       "AllowedPrefixes": s.prefixes.unwrap_or_default(),
+                       "AllowedBuckets": s.buckets.unwrap_or_default(),
                        "ExpireTime": c.expires_ms.map(|e| e / 1000).unwrap_or(0),
                        "CreateTime": c.created_ms / 1000, "ModifyTime": c.created_ms / 1000, "BlackIPList": []})
             })
@@ -340,8 +329,8 @@ struct Left {
 
 impl UfileDialect {
     async fn left(&self, p: &Principal) -> UfileResult<Left> {
-        let q = self.engine.quota(&p.tenant).await?.unwrap_or_default();
-        let stored = self.engine.tenant_bytes(&p.tenant).await?;
+        let (q, stored) = self.engine.quota_status(p).await.map_err(mgmt_error)?;
+        let q = q.unwrap_or_default();
         let left = |limit: Option<u64>, used: u64, unit: f64| limit.map_or(-1.0, |l| (l as f64 - used as f64) / unit);
         Ok(Left {
             storage: left(q.storage_bytes, stored, GB),
@@ -388,7 +377,7 @@ impl UfileDialect {
                 "EndTime must follow StartTime by less than a year",
             ));
         }
-        let days = self.engine.usage_report(&p.tenant, start * 1000, end * 1000).await?;
+        let days = self.engine.usage_report(p, start * 1000, end * 1000).await.map_err(mgmt_error)?;
         let set: Vec<Value> = days
             .iter()
             .map(|d| {
@@ -414,7 +403,7 @@ impl UfileDialect {
             return Err(UfileError::new(StatusCode::BAD_REQUEST, 15017, "StorageVolume must be a multiple of 100"));
         }
         let (download, requests) = (num("DownloadTraffic", 60_000.0)?, num("RequestCount", 1_000_000.0)?);
-        let prices: Prices = match self.engine.meta().get_setting(PRICES_SETTING).await.map_err(CoreError::from)? {
+        let prices: Prices = match self.engine.setting(PRICES_SETTING).await? {
             Some(j) => serde_json::from_str(&j).unwrap_or_default(),
             None => Prices::default(),
         };

@@ -5,8 +5,8 @@
 //! their SHA-1s without reading anything.
 
 use chuan_api_common::RequestBody;
-use chuan_core::store::{ObjectMeta, UploadRecord};
-use chuan_core::{CompleteOptions, CoreError, Principal};
+use chuan_core::store::{ObjectMeta, UploadKind, UploadRecord};
+use chuan_core::{Completion, CoreError, NewUpload, PartList, Principal};
 use http::{header, StatusCode};
 use serde_json::json;
 
@@ -29,8 +29,10 @@ impl UfileDialect {
             content_type: (!ct.is_empty() && ct != "text/plain").then(|| ct.to_owned()),
             ..Default::default()
         };
-        let up =
-            self.engine.create_upload_with_state(&ctx.principal, &ctx.bucket, &ctx.key, meta, STATE.into()).await?;
+        let mut new = NewUpload::new(UploadKind::Ufile, &ctx.bucket, &ctx.key);
+        new.meta = meta;
+        new.state = STATE.into();
+        let up = self.engine.create_upload(&ctx.principal, new).await?;
         Ok(json(StatusCode::OK, &json!({"UploadId": up.id, "BlkSize": BLOCK, "Bucket": ctx.bucket, "Key": ctx.key})))
     }
 
@@ -46,7 +48,7 @@ impl UfileDialect {
         if staged.size > BLOCK {
             return Err(UfileError::bad_request(format!("part {part} is larger than BlkSize {BLOCK}")));
         }
-        let rec = self.engine.commit_part(&up, part + 1, staged).await?;
+        let rec = self.engine.commit_part(&ctx.principal, &up, part + 1, staged).await?;
         Ok(empty(StatusCode::OK)
             .header(header::ETAG, format!("\"{}\"", rec.etag))
             .header("partnumber", part)
@@ -68,7 +70,6 @@ impl UfileDialect {
             .split_once('/')
             .ok_or_else(|| UfileError::bad_request("X-Ufile-Copy-Source must be /bucket/key"))?;
         let src = self.engine.head_object(&ctx.principal, sb, sk).await?;
-        let content = self.engine.content(src.content_id).await?;
         let range = ctx.parts.headers.get("x-ufile-copy-source-range").and_then(|v| v.to_str().ok()).unwrap_or("");
         let (start, end) = match range.strip_prefix("bytes=").and_then(|r| r.split_once('-')) {
             Some((a, b)) => {
@@ -76,15 +77,14 @@ impl UfileDialect {
                 // The SDK sends `offset-(size-1)` instead of `offset-(offset+size-1)`; clamp to the source.
                 let b: u64 =
                     b.trim().parse::<u64>().map_err(|_| UfileError::bad_request("bad X-Ufile-Copy-Source-Range"))?;
-                (a, (b + 1).min(content.size).min(a + BLOCK).max(a))
+                (a, (b + 1).min(src.size).min(a + BLOCK).max(a))
             }
-            None => (0, content.size.min(BLOCK)),
+            None => (0, src.size.min(BLOCK)),
         };
-        if start >= content.size && content.size > 0 {
+        if start >= src.size && src.size > 0 {
             return Err(CoreError::InvalidRange.into());
         }
-        let staged = self.engine.stage(self.engine.read(&content, start, end)).await?;
-        let rec = self.engine.commit_part(&up, part + 1, staged).await?;
+        let rec = self.engine.copy_part(&ctx.principal, &up, part + 1, &src, Some((start, end))).await?;
         Ok(empty(StatusCode::OK)
             .header(header::ETAG, format!("\"{}\"", rec.etag))
             .body(chuan_api_common::empty())
@@ -107,10 +107,9 @@ impl UfileDialect {
             text.split(',').map(|e| e.trim().trim_matches('"').to_owned()).filter(|e| !e.is_empty()).collect();
         if etags.is_empty() {
             // An empty file has no blocks: the SDK finishes without parts.
-            if !self.engine.list_parts(&up, 0, 1).await?.is_empty() {
+            if !self.engine.list_parts(&ctx.principal, &up, 0, 1).await?.is_empty() {
                 return Err(UfileError::bad_request("the body must list the part ETags, comma-separated"));
             }
-            let staged = self.engine.stage(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()).await?;
             let key = new_key.clone().unwrap_or_else(|| ctx.key.clone());
             let target = chuan_core::PutTarget {
                 bucket: ctx.bucket.clone(),
@@ -118,9 +117,9 @@ impl UfileDialect {
                 meta: up.meta.clone(),
                 condition: None,
             };
-            let etag = staged.ufile_etag.clone().unwrap_or_default();
-            self.engine.commit_put(&ctx.principal, target, staged).await?;
-            self.engine.abort_upload(&up).await?;
+            let rec = self.engine.put_empty(&ctx.principal, target).await?;
+            self.engine.abort_upload(&ctx.principal, &up).await?;
+            let etag = self.ufile_etag(&rec).await?;
             return Ok(empty(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "application/json")
                 .header(header::ETAG, format!("\"{etag}\""))
@@ -129,37 +128,21 @@ impl UfileDialect {
                 ))
                 .expect("valid"));
         }
-        let stored = self.engine.list_parts(&up, 0, 10_001).await?;
+        // Parts are numbered from 0 on the wire, from 1 in the session.
         let list: Vec<(u32, String)> = etags.iter().enumerate().map(|(i, e)| (i as u32 + 1, e.clone())).collect();
-        // Every part but the last is one whole block.
-        for (i, (n, _)) in list.iter().enumerate() {
-            let part = stored
-                .iter()
-                .find(|p| p.number == *n)
-                .ok_or_else(|| UfileError::bad_request(format!("part {} was not uploaded", n - 1)))?;
-            if i + 1 < list.len() && part.size != BLOCK || part.size > BLOCK {
-                return Err(UfileError::bad_request(format!(
-                    "part {} is {} bytes; parts must be BlkSize except the last",
-                    n - 1,
-                    part.size
-                )));
-            }
-        }
-        let key = match &new_key {
-            Some(k) => {
-                chuan_core::names::validate_key(k)?;
-                k.clone()
-            }
-            None => ctx.key.clone(),
+        let mut completion = Completion::new(PartList::Listed(list));
+        completion.key = new_key.clone();
+        let done = match self.engine.complete_upload(&ctx.principal, &up, completion).await {
+            Err(CoreError::InvalidPart(m)) => return Err(UfileError::bad_request(m)),
+            r => r?,
         };
-        let options = CompleteOptions { min_part_size: Some(0), key: new_key.clone(), ..Default::default() };
-        let (rec, _) = self.engine.complete_upload(&up, &list, options).await?;
+        let rec = done.object;
         let etag = self.ufile_etag(&rec).await?;
         Ok(empty(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ETAG, format!("\"{etag}\""))
             .body(chuan_api_common::full(
-                serde_json::to_vec(&json!({"Bucket": ctx.bucket, "Key": key, "FileSize": rec.size}))
+                serde_json::to_vec(&json!({"Bucket": ctx.bucket, "Key": rec.key, "FileSize": rec.size}))
                     .unwrap_or_default(),
             ))
             .expect("valid"))
@@ -167,7 +150,7 @@ impl UfileDialect {
 
     pub(crate) async fn abort_multipart(&self, ctx: Ctx, upload_id: &str) -> UfileResult<Resp> {
         let up = self.session(&ctx.principal, &ctx.bucket, &ctx.key, upload_id).await?;
-        self.engine.abort_upload(&up).await?;
+        self.engine.abort_upload(&ctx.principal, &up).await?;
         Ok(empty(StatusCode::OK).body(chuan_api_common::empty()).expect("valid"))
     }
 
@@ -181,7 +164,7 @@ impl UfileDialect {
         let marker = ctx.query.get("part-number-marker").and_then(|m| m.parse::<u32>().ok());
         // The marker names the last part already seen (0-based); stored numbers are 1-based.
         let after = marker.map(|m| m + 1).unwrap_or(0);
-        let mut parts = self.engine.list_parts(&up, after, max + 1).await?;
+        let mut parts = self.engine.list_parts(&ctx.principal, &up, after, max + 1).await?;
         let truncated = parts.len() > max;
         parts.truncate(max);
         let list: Vec<_> = parts

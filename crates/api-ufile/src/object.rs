@@ -3,8 +3,8 @@
 
 use base64::Engine as _;
 use chuan_api_common::RequestBody;
-use chuan_core::store::{ObjectMeta, ObjectRecord, WriteCondition};
-use chuan_core::{CoreError, Possession, Principal, PutTarget, StageOptions};
+use chuan_core::store::{ObjectMeta, RenameMode};
+use chuan_core::{CoreError, Op, Possession, Principal, PutTarget, StageOptions};
 use http::header;
 use http::request::Parts;
 use http::StatusCode;
@@ -63,8 +63,8 @@ fn etag_header(etag: &str) -> String {
 impl UfileDialect {
     pub(crate) async fn put_file(&self, ctx: Ctx, body: RequestBody) -> UfileResult<Resp> {
         let p = &ctx.principal;
-        self.engine.check_bucket(p, &ctx.bucket).await?;
         chuan_core::names::validate_key(&ctx.key)?;
+        self.engine.check_access(p, Op::Write, &ctx.bucket, &ctx.key).await?;
         let claimed = md5_claim(ctx.parts.headers.get("content-md5").and_then(|v| v.to_str().ok()).unwrap_or(""))?;
         let staged = self.engine.stage_with(http_body_util::BodyDataStream::new(body), UFILE).await?;
         if claimed.as_deref().is_some_and(|c| c != staged.digests.md5) {
@@ -117,8 +117,8 @@ impl UfileDialect {
                 .ok_or_else(UfileError::no_auth)?;
             let p: Principal =
                 self.verify(&public, &sig, &format!("POST\n{md5}\n{file_type}\n\n/{bucket}/{key}")).await?;
-            self.engine.check_bucket(&p, &bucket).await?;
             chuan_core::names::validate_key(&key)?;
+            self.engine.check_access(&p, Op::Write, &bucket, &key).await?;
             let staged = self.engine.stage_with(field, UFILE).await?;
             // Anything after the file part must still be a well-formed form.
             while let Some(mut rest) = form.next_field().await.map_err(malformed)? {
@@ -140,10 +140,11 @@ impl UfileDialect {
     }
 
     /// `POST /uploadhit?Hash=&FileName=&FileSize=`: 200 and the object exists, or 404. Only
-    /// content the caller's own tenant holds can hit (there is no proof step here).
+    /// content the caller could read already can hit (there is no proof step here).
     pub(crate) async fn upload_hit(&self, ctx: Ctx, hash: &str, file_name: &str, size: u64) -> UfileResult<Resp> {
         let p = &ctx.principal;
-        self.engine.check_bucket(p, &ctx.bucket).await?;
+        chuan_core::names::validate_key(file_name)?;
+        self.engine.check_access(p, Op::Write, &ctx.bucket, file_name).await?;
         let hit = match self.engine.claimable_content(p, "ufile", hash, size, &Possession::None).await {
             Ok(hit) => hit,
             Err(CoreError::SlowDown) => None,
@@ -161,10 +162,14 @@ impl UfileDialect {
     }
 
     pub(crate) async fn get_file(&self, ctx: Ctx, with_body: bool) -> UfileResult<Resp> {
-        let rec = self.engine.head_object(&ctx.principal, &ctx.bucket, &ctx.key).await?;
+        let rec = match self.engine.head_object(&ctx.principal, &ctx.bucket, &ctx.key).await {
+            // An unsigned request for data that is not public: UFile's "no authorization".
+            Err(CoreError::AccessDenied) if ctx.principal.is_anonymous() => return Err(UfileError::no_auth()),
+            r => r?,
+        };
         let modified_secs = rec.modified_ms / 1000;
         if let Some(ims) = ctx.parts.headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) {
-            if let Ok(t) = httpdate_parse(ims) {
+            if let Some(t) = chuan_api_common::parse_http_date(ims) {
                 if modified_secs <= t {
                     return Ok(empty(StatusCode::NOT_MODIFIED).body(chuan_api_common::empty()).expect("valid"));
                 }
@@ -172,38 +177,23 @@ impl UfileDialect {
         }
         let content = self.engine.content(rec.content_id).await?;
         let etag = self.ufile_etag(&rec).await?;
-        let size = content.size;
-        let range = ctx
-            .parts
-            .headers
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map(|r| chuan_api_common::parse_range(r, size));
-        let (status, start, end) = match range {
-            None | Some(Ok(None)) => (StatusCode::OK, 0, size),
-            Some(Ok(Some((s, e)))) => (StatusCode::PARTIAL_CONTENT, s, e),
-            Some(Err(())) => return Err(CoreError::InvalidRange.into()),
-        };
-        if with_body {
-            self.engine.meter_download(&ctx.principal, &ctx.bucket, end - start).await?;
-        }
-        let mut b = empty(status)
+        let b = empty(StatusCode::OK)
             .header(
                 header::CONTENT_TYPE,
                 rec.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
             )
-            .header(header::CONTENT_LENGTH, end - start)
             .header(header::ETAG, etag_header(&etag))
             .header(header::ACCEPT_RANGES, "bytes")
-            .header(header::LAST_MODIFIED, httpdate(rec.modified_ms));
+            .header(header::LAST_MODIFIED, chuan_api_common::http_date(rec.modified_ms));
+        let range = ctx.parts.headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        let (mut b, start, end) =
+            chuan_api_common::with_range(b, range, content.size).map_err(|()| CoreError::InvalidRange)?;
+        b = b.header(header::CONTENT_LENGTH, end - start);
         for (k, v) in &rec.meta.user {
             b = b.header(format!("x-ufile-meta-{k}"), v.as_str());
         }
-        if status == StatusCode::PARTIAL_CONTENT {
-            b = b.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1));
-        }
         let body = if with_body {
-            chuan_api_common::stream(self.engine.read(&content, start, end))
+            chuan_api_common::stream(self.engine.open_read(&ctx.principal, &rec, start, end).await?)
         } else {
             chuan_api_common::empty()
         };
@@ -211,7 +201,6 @@ impl UfileDialect {
     }
 
     pub(crate) async fn delete_file(&self, ctx: Ctx) -> UfileResult<Resp> {
-        self.engine.check_bucket(&ctx.principal, &ctx.bucket).await?;
         // Like the service: deleting a missing file is an error.
         if self.engine.delete_object(&ctx.principal, &ctx.bucket, &ctx.key).await?.is_none() {
             return Err(UfileError::not_found());
@@ -241,22 +230,14 @@ impl UfileDialect {
             .expect("valid"))
     }
 
-    /// `?newFileName=&force=`: without force an existing destination is refused.
+    /// `?newFileName=&force=`: without force an existing destination is refused; with it, the
+    /// destination is replaced in the same transaction as the move.
     pub(crate) async fn rename(&self, ctx: Ctx, new_key: &str, force: bool) -> UfileResult<Resp> {
-        let p = &ctx.principal;
         if new_key.is_empty() {
             return Err(UfileError::bad_request("newFileName is required"));
         }
-        self.engine.head_object(p, &ctx.bucket, &ctx.key).await?;
-        if new_key != ctx.key && self.engine.head_object(p, &ctx.bucket, new_key).await.is_ok() {
-            if !force {
-                return Err(CoreError::AlreadyExists.into());
-            }
-            self.engine.delete_object(p, &ctx.bucket, new_key).await?;
-        }
-        if new_key != ctx.key {
-            self.engine.rename(p, &ctx.bucket, &ctx.key, new_key, false).await?;
-        }
+        let mode = RenameMode { prefix: false, replace: force };
+        self.engine.rename(&ctx.principal, &ctx.bucket, &ctx.key, new_key, mode).await?;
         Ok(empty(StatusCode::OK).body(chuan_api_common::empty()).expect("valid"))
     }
 
@@ -289,35 +270,9 @@ impl UfileDialect {
         } else {
             meta.user.insert(k.to_ascii_lowercase(), val.to_owned());
         }
-        self.set_meta(&ctx.principal, &rec, meta).await?;
+        self.engine.update_object_meta(&ctx.principal, &rec, meta).await?;
         Ok(json(StatusCode::OK, &serde_json::json!({"RetCode": 0, "ErrMsg": ""})))
     }
-
-    async fn set_meta(&self, p: &Principal, rec: &ObjectRecord, meta: ObjectMeta) -> UfileResult<()> {
-        let target = PutTarget {
-            bucket: rec.bucket.clone(),
-            key: rec.key.clone(),
-            meta,
-            condition: Some(WriteCondition::EtagIs(rec.etag.clone())),
-        };
-        self.engine.copy_object(p, &rec.bucket, &rec.key, target, true).await?;
-        Ok(())
-    }
-}
-
-fn httpdate(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    t.format(&f).unwrap_or_default()
-}
-
-fn httpdate_parse(s: &str) -> Result<i64, ()> {
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(s.trim(), &f).map(|t| t.assume_utc().unix_timestamp()).map_err(|_| ())
 }
 
 #[cfg(test)]
@@ -332,6 +287,5 @@ mod tests {
         );
         assert_eq!(md5_claim("XrY7u+Ae7tCTyyK7j1rNww==").unwrap().as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
         assert!(md5_claim("nope").is_err());
-        assert_eq!(httpdate_parse(&httpdate(1_700_000_000_000)), Ok(1_700_000_000));
     }
 }

@@ -5,30 +5,17 @@ use http::{HeaderMap, Method};
 
 use crate::error::{UfileError, UfileResult};
 
-/// Decoded query parameters, in order. `+` means space except in `Signature` (base64, sent
-/// raw by `private_download_url`).
-pub struct Query(pub Vec<(String, String)>);
+/// The query as the SDK sends it: `+` means space (it quotes with `quote_plus`), except in
+/// the presigned `Signature`, which is base64 sent raw (see [`signature_param`]).
+pub use chuan_api_common::Query;
 
-impl Query {
-    pub fn parse(q: Option<&str>) -> Self {
-        let pairs = q
-            .unwrap_or("")
-            .split('&')
-            .filter(|s| !s.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                let v = if k == "Signature" { v.to_owned() } else { v.replace('+', " ") };
-                (chuan_api_common::percent_decode(k), chuan_api_common::percent_decode(&v))
-            })
-            .collect();
-        Self(pairs)
-    }
-    pub fn has(&self, k: &str) -> bool {
-        self.0.iter().any(|(n, _)| n == k)
-    }
-    pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-    }
+pub fn parse_query(raw: Option<&str>) -> Query {
+    Query::parse(raw, chuan_api_common::query::Plus::Space)
+}
+
+/// The presigned `Signature` parameter, with `+` kept (it is base64, sent unquoted).
+pub fn signature_param(raw: Option<&str>) -> Option<String> {
+    chuan_api_common::query_param(raw, "Signature")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +109,7 @@ mod tests {
     use super::*;
 
     fn p(m: Method, key: &str, q: &str) -> Endpoint {
-        parse(&m, key, &Query::parse(Some(q)), &HeaderMap::new()).unwrap()
+        parse(&m, key, &parse_query(Some(q)), &HeaderMap::new()).unwrap()
     }
 
     #[test]
@@ -138,8 +125,8 @@ mod tests {
             Endpoint::FinishMultipart { upload_id: "u".into(), new_key: None }
         );
         assert_eq!(p(Method::GET, "", "list&prefix=a+b"), Endpoint::PrefixFileList);
-        assert_eq!(Query::parse(Some("prefix=a+b&Signature=x+y%2F")).get("prefix"), Some("a b"));
-        assert_eq!(Query::parse(Some("prefix=a+b&Signature=x+y%2F")).get("Signature"), Some("x+y/"));
+        assert_eq!(parse_query(Some("prefix=a+b&Signature=x+y%2F")).get("prefix"), Some("a b"));
+        assert_eq!(signature_param(Some("prefix=a+b&Signature=x+y%2F")).as_deref(), Some("x+y/"));
         assert_eq!(
             p(Method::PUT, "k", "newFileName=n&force=false"),
             Endpoint::Rename { new_key: "n".into(), force: false }

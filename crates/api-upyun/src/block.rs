@@ -13,8 +13,8 @@
 //! not served (Chuan does not transform images).
 
 use base64::Engine as _;
-use chuan_core::store::{now_ms, ObjectMeta, UploadRecord};
-use chuan_core::{CompleteOptions, Principal};
+use chuan_core::store::{now_ms, CredentialKind, ObjectMeta, UploadKind, UploadRecord};
+use chuan_core::{Claim, Completion, CoreError, CredentialSpec, NewUpload, PartList, Principal, Scope};
 use http::{Response, StatusCode};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -23,11 +23,9 @@ use serde_json::{json, Map, Value};
 use crate::error::UpyunError;
 use crate::{Resp, UpyunDialect};
 
-/// How long a block upload session lives after its init.
-const SESSION_SECS: i64 = 24 * 3600;
-
-pub fn setting_name(bucket: &str) -> String {
-    format!("upyun.form_secret:{bucket}")
+/// The credential a bucket's form secret is kept as.
+fn form_secret_key(bucket: &str) -> String {
+    format!("upyun-form:{bucket}")
 }
 
 /// Python's `str()` of a JSON value, as the SDK formats values when signing.
@@ -89,15 +87,15 @@ impl From<chuan_core::CoreError> for BlockError {
     }
 }
 
+/// What a block upload remembers besides its blocks (it lives as long as the core keeps
+/// `UploadKind::UpyunBlock` sessions: a day; `expired_at` is the session's expiry).
 #[derive(Serialize, Deserialize)]
 struct BlockState {
-    dialect: String,
     path: String,
     blocks: u32,
     file_hash: String,
     file_size: u64,
     token_secret: String,
-    expired_at: i64,
     /// The policy's optional parameters (content-length-range, return-url, ext-param...).
     options: Map<String, Value>,
 }
@@ -115,6 +113,19 @@ fn num(v: &Map<String, Value>, k: &str) -> Option<i64> {
     v.get(k).and_then(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.parse().ok())))
 }
 
+fn state_of(up: &UploadRecord) -> Option<BlockState> {
+    (up.kind == UploadKind::UpyunBlock).then(|| serde_json::from_str(&up.state).ok()).flatten()
+}
+
+/// The session's expiry in unix seconds (what the protocol calls `expired_at`).
+fn expired_at(up: &UploadRecord) -> i64 {
+    up.expires_ms.map_or(i64::MAX / 1000, |e| e / 1000)
+}
+
+fn missing() -> BlockError {
+    BlockError::new(StatusCode::FORBIDDEN, "40304", "Missing file.")
+}
+
 fn json_resp(status: StatusCode, v: &Value) -> Resp {
     Response::builder()
         .status(status)
@@ -124,35 +135,22 @@ fn json_resp(status: StatusCode, v: &Value) -> Resp {
 }
 
 impl UpyunDialect {
-    /// A fresh form secret for a bucket of `tenant` (the previous one stops working).
-    pub async fn new_form_secret(&self, tenant: &str, bucket: &str) -> Result<String, chuan_core::CoreError> {
-        let owner = self.engine.meta().get_bucket(bucket).await?.ok_or(chuan_core::CoreError::NoSuchBucket)?;
-        if owner.tenant != tenant {
-            return Err(chuan_core::CoreError::AccessDenied);
-        }
-        let secret = hex::encode(rand::random::<[u8; 16]>());
-        self.engine.meta().put_settings(vec![(setting_name(bucket), secret.clone())]).await?;
-        Ok(secret)
+    /// A fresh form secret for a bucket of `tenant` (the previous one stops working), on the
+    /// authority of `issuer` (the root): a credential scoped to that bucket.
+    pub async fn new_form_secret(&self, issuer: &Principal, tenant: &str, bucket: &str) -> Result<String, CoreError> {
+        let mut spec = CredentialSpec::new(tenant, CredentialKind::UpyunFormSecret);
+        spec.access_key = Some(form_secret_key(bucket));
+        spec.secret = Some(hex::encode(rand::random::<[u8; 16]>()));
+        spec.scope = Some(Scope::bucket(bucket));
+        Ok(self.engine.issue_credential(issuer, spec).await?.secret)
     }
 
+    /// The bucket's form secret and the principal it stands for.
     async fn form_secret(&self, bucket: &str) -> Result<(String, Principal), BlockError> {
-        let secret = self
-            .engine
-            .meta()
-            .get_setting(&setting_name(bucket))
-            .await
-            .map_err(chuan_core::CoreError::from)?
-            .ok_or_else(|| BlockError::new(StatusCode::FORBIDDEN, "40301", "Form API disabled."))?;
-        let b = self
-            .engine
-            .meta()
-            .get_bucket(bucket)
-            .await
-            .map_err(chuan_core::CoreError::from)?
-            .ok_or_else(|| BlockError::new(StatusCode::NOT_FOUND, "40401", "Bucket NotFound."))?;
-        let mut p = Principal::of_tenant(&b.tenant, &format!("upyun-form:{bucket}"));
-        p.scope = Some(chuan_core::Scope { ops: None, buckets: Some(vec![bucket.to_owned()]), prefixes: None });
-        Ok((secret, p))
+        self.engine
+            .credential(&form_secret_key(bucket))
+            .await?
+            .ok_or_else(|| BlockError::new(StatusCode::FORBIDDEN, "40301", "Form API disabled."))
     }
 
     /// Init or merge: `application/x-www-form-urlencoded` `policy` + `signature`.
@@ -179,23 +177,16 @@ impl UpyunDialect {
     ) -> Result<(UploadRecord, BlockState), BlockError> {
         let not_found = || BlockError::new(StatusCode::NOT_FOUND, "40402", "Blocks NotFound.");
         let up = self.engine.upload_by_id(p, token).await.map_err(|_| not_found())?;
-        let state: BlockState = serde_json::from_str(&up.state)
-            .ok()
-            .filter(|s: &BlockState| s.dialect == "upyun-m0")
-            .ok_or_else(not_found)?;
+        let state = state_of(&up).ok_or_else(not_found)?;
         if up.bucket != bucket {
-            return Err(not_found());
-        }
-        if state.expired_at < now_ms() / 1000 {
-            self.engine.abort_upload(&up).await.ok();
             return Err(not_found());
         }
         Ok((up, state))
     }
 
-    async fn status(&self, up: &UploadRecord, blocks: u32) -> Result<Vec<u8>, BlockError> {
-        let parts = self.engine.list_parts(up, 0, 10_001).await?;
-        Ok((1..=blocks).map(|n| parts.iter().any(|p| p.number == n) as u8).collect())
+    async fn status(&self, p: &Principal, up: &UploadRecord, blocks: u32) -> Result<Vec<u8>, BlockError> {
+        let parts = self.engine.list_parts(p, up, 0, 10_001).await?;
+        Ok((1..=blocks).map(|n| parts.iter().any(|x| x.number == n) as u8).collect())
     }
 
     async fn block_init(&self, bucket: &str, policy: &Map<String, Value>, signature: &str) -> Result<Resp, BlockError> {
@@ -245,23 +236,15 @@ impl UpyunDialect {
                 return Err(BlockError::new(StatusCode::FORBIDDEN, "40307", "file type not allowed"));
             }
         }
-        // The same upload begun before: resume it.
-        for u in self.engine.list_uploads(&p, bucket, &key, None, 100).await? {
-            if u.key != key {
-                continue;
-            }
-            if let Ok(s) = serde_json::from_str::<BlockState>(&u.state) {
-                if s.dialect == "upyun-m0"
-                    && s.file_hash == file_hash
-                    && s.file_size == file_size
-                    && s.blocks == blocks
-                    && s.expired_at >= now_ms() / 1000
-                {
-                    let status = self.status(&u, blocks).await?;
+        // The same upload begun before (and not expired): resume it.
+        for u in self.engine.open_uploads(&p, bucket, &key, UploadKind::UpyunBlock).await? {
+            if let Some(s) = state_of(&u) {
+                if s.file_hash == file_hash && s.file_size == file_size && s.blocks == blocks {
+                    let status = self.status(&p, &u, blocks).await?;
                     return Ok(json_resp(
                         StatusCode::OK,
                         &json!({"save_token": u.id, "token_secret": s.token_secret, "bucket_name": bucket, "blocks": blocks,
-                                "status": status, "expired_at": s.expired_at}),
+                                "status": status, "expired_at": expired_at(&u)}),
                     ));
                 }
             }
@@ -270,13 +253,11 @@ impl UpyunDialect {
         let options: Map<String, Value> =
             policy.iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         let state = BlockState {
-            dialect: "upyun-m0".into(),
             path: path.to_owned(),
             blocks,
             file_hash,
             file_size,
             token_secret: hex::encode(rand::random::<[u8; 16]>()),
-            expired_at: now_ms() / 1000 + SESSION_SECS,
             options,
         };
         // UpYun takes the type from the policy, or guesses it from the extension.
@@ -287,23 +268,16 @@ impl UpyunDialect {
             .unwrap_or_else(|| mime_guess::from_path(&key).first_or_octet_stream().essence_str().to_owned());
         let mut meta = ObjectMeta { content_type: Some(content_type), ..Default::default() };
         if let Some(secret) = policy.get("content-secret").and_then(Value::as_str) {
-            meta.user.insert("upyun-content-secret".into(), secret.to_owned());
+            meta.attrs.insert(crate::rest::CONTENT_SECRET.into(), secret.to_owned());
         }
-        let up = self
-            .engine
-            .create_expiring_upload(
-                &p,
-                bucket,
-                &key,
-                meta,
-                serde_json::to_string(&state).expect("serialisable"),
-                Some(state.expired_at * 1000),
-            )
-            .await?;
+        let mut new = NewUpload::new(UploadKind::UpyunBlock, bucket, &key);
+        new.meta = meta;
+        new.state = serde_json::to_string(&state).expect("serialisable");
+        let up = self.engine.create_upload(&p, new).await?;
         Ok(json_resp(
             StatusCode::OK,
             &json!({"save_token": up.id, "token_secret": state.token_secret, "bucket_name": bucket, "blocks": blocks,
-                    "status": vec![0u8; blocks as usize], "expired_at": state.expired_at}),
+                    "status": vec![0u8; blocks as usize], "expired_at": expired_at(&up)}),
         ))
     }
 
@@ -333,11 +307,11 @@ impl UpyunDialect {
             if staged.digests.md5 != hash {
                 return Err(BlockError::new(StatusCode::FORBIDDEN, "40305", "Block hash error."));
             }
-            self.engine.commit_part(&up, index + 1, staged).await?;
-            let status = self.status(&up, state.blocks).await?;
+            self.engine.commit_part(&p, &up, index + 1, staged).await?;
+            let status = self.status(&p, &up, state.blocks).await?;
             Ok(json_resp(
                 StatusCode::OK,
-                &json!({"save_token": up.id, "bucket_name": bucket, "blocks": state.blocks, "status": status, "expired_at": state.expired_at}),
+                &json!({"save_token": up.id, "bucket_name": bucket, "blocks": state.blocks, "status": status, "expired_at": expired_at(&up)}),
             ))
         }
         .await;
@@ -359,40 +333,17 @@ impl UpyunDialect {
         if num(policy, "expiration").unwrap_or(0) < now_ms() / 1000 {
             return Err(BlockError::auth("policy expired"));
         }
-        let parts = self.engine.list_parts(&up, 0, 10_001).await?;
-        if (1..=state.blocks).any(|n| !parts.iter().any(|x| x.number == n)) {
-            return Err(BlockError::new(StatusCode::FORBIDDEN, "40304", "Missing file."));
-        }
-        let parts: Vec<_> = parts.into_iter().filter(|x| x.number <= state.blocks).collect();
-        let digests = self.engine.digest_parts(&parts).await?;
-        let total: u64 = parts.iter().map(|x| x.size).sum();
         let claimed_md5 = state.options.get("content-md5").and_then(Value::as_str).map(str::to_ascii_lowercase);
-        if digests.md5 != state.file_hash || total != state.file_size || claimed_md5.is_some_and(|m| m != digests.md5) {
-            // The assembled bytes are not the file announced: nothing of it is kept.
-            self.engine.abort_upload(&up).await?;
-            return Err(BlockError::new(StatusCode::FORBIDDEN, "40306", "File hash error."));
-        }
-        // Image limits: the dimensions come from the file's first bytes (its header).
+        // Image limits: the dimensions come from the file's first bytes (its header), read
+        // from the stored blocks before anything is published.
         let mut image: Option<(u64, u64)> = None;
         let wants_image = ["image-width-range", "image-height-range"].iter().any(|k| state.options.contains_key(*k));
         if wants_image {
-            let content = chuan_core::store::ContentRecord {
-                id: 0,
-                size: total,
-                etag: String::new(),
-                digests: None,
-                extents: parts
-                    .iter()
-                    .map(|x| chuan_core::store::Extent {
-                        blob: x.blob.clone(),
-                        size: x.size,
-                        digests: x.digests.clone(),
-                    })
-                    .collect(),
-                refs: 0,
-                ufile_etag: None,
+            let head = match self.engine.read_upload_head(&p, &up, state.blocks, 256 << 10).await {
+                Ok(h) => h,
+                Err(CoreError::MissingParts(_)) => return Err(missing()),
+                Err(e) => return Err(e.into()),
             };
-            let head = self.engine.read_range(&content, 0, total.min(256 << 10)).await?;
             let size = imagesize::blob_size(&head).map_err(|_| {
                 BlockError::new(
                     StatusCode::FORBIDDEN,
@@ -406,16 +357,32 @@ impl UpyunDialect {
                     let (lo, hi) =
                         range.split_once(',').ok_or_else(|| BlockError::param(format!("{key} format error")))?;
                     if value < lo.trim().parse().unwrap_or(0) || value > hi.trim().parse().unwrap_or(u64::MAX) {
-                        self.engine.abort_upload(&up).await?;
+                        self.engine.abort_upload(&p, &up).await?;
                         return Err(BlockError::new(StatusCode::FORBIDDEN, "40307", format!("image outside {key}")));
                     }
                 }
             }
             image = Some((w, h));
         }
-        let list: Vec<(u32, String)> = parts.iter().map(|x| (x.number, x.etag.clone())).collect();
-        let options = CompleteOptions { min_part_size: Some(0), digests: Some(digests), ..Default::default() };
-        let (rec, _) = self.engine.complete_upload(&up, &list, options).await?;
+        let mut completion = Completion::new(PartList::All { count: state.blocks });
+        completion.size = Some(state.file_size);
+        completion.claims.push(Claim::Md5(state.file_hash.clone()));
+        if let Some(md5) = claimed_md5 {
+            completion.claims.push(Claim::Md5(md5));
+        }
+        let rec = match self.engine.complete_upload(&p, &up, completion).await {
+            Ok(done) => done.object,
+            Err(CoreError::MissingParts(_)) => return Err(missing()),
+            // The assembled bytes are not the file announced: the core kept nothing of it.
+            Err(CoreError::BadDigest { .. }) => {
+                return Err(BlockError::new(StatusCode::FORBIDDEN, "40306", "File hash error."))
+            }
+            Err(CoreError::SizeMismatch { .. }) => {
+                self.engine.abort_upload(&p, &up).await?;
+                return Err(BlockError::new(StatusCode::FORBIDDEN, "40306", "File hash error."));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut result = Map::new();
         result.insert("bucket_name".into(), json!(bucket));
         result.insert("path".into(), json!(state.path));
@@ -444,11 +411,7 @@ impl UpyunDialect {
                     format!("{}={}", chuan_api_common::percent_encode(k), chuan_api_common::percent_encode(&py_str(v)))
                 })
                 .collect();
-            self.engine
-                .meta()
-                .enqueue_callback(url.to_owned(), body.join("&"))
-                .await
-                .map_err(chuan_core::CoreError::from)?;
+            self.engine.enqueue_callback(url.to_owned(), body.join("&")).await?;
         }
         if let Some(url) = state.options.get("return-url").and_then(Value::as_str) {
             let query: Vec<String> = result

@@ -43,9 +43,12 @@ impl From<CoreError> for UpyunError {
             CoreError::NoSuchBucket => Self::new(StatusCode::NOT_FOUND, 40400002, "service not found"),
             CoreError::NoSuchKey => Self::not_found(),
             CoreError::NoSuchUpload => Self::new(StatusCode::BAD_REQUEST, 40011061, "x-upyun-multi-uuid not found"),
-            CoreError::AccessDenied => Self::new(StatusCode::FORBIDDEN, 40300011, "has no permission"),
+            CoreError::AccessDenied | CoreError::GrantInvalid(_) | CoreError::NoSuchTenant => {
+                Self::new(StatusCode::FORBIDDEN, 40300011, "has no permission")
+            }
             CoreError::AlreadyExists => Self::new(StatusCode::CONFLICT, 40900001, "file already exists"),
             CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) | CoreError::InvalidPart(m) => Self::bad(m),
+            e @ (CoreError::MissingParts(_) | CoreError::SizeMismatch { .. }) => Self::bad(e.to_string()),
             CoreError::KeyTooLong => Self::bad("uri too long"),
             CoreError::BadDigest { .. } => Self::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"),
             CoreError::IncompleteBody | CoreError::Body(_) => Self::bad("incomplete body"),

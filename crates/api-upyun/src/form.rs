@@ -109,7 +109,7 @@ impl UpyunDialect {
                 .to_owned();
             let file_name = field.file_name().unwrap_or("").to_owned();
             let file_type = field.content_type().map(|m| m.to_string());
-            self.engine.meter_request(&p, bucket).await?;
+            self.engine.check_bucket(&p, bucket).await?;
             let staged = self.engine.stage(field).await?;
             while let Some(mut rest) = form.next_field().await.map_err(malformed)? {
                 while rest.chunk().await.map_err(malformed)?.is_some() {}

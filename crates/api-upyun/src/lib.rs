@@ -15,15 +15,12 @@ mod form;
 mod multipart;
 mod rest;
 
-use base64::Engine as _;
 use chuan_api_common::{Body, RequestBody};
-use chuan_core::store::{now_ms, CredentialRecord};
-use chuan_core::{CoreError, Engine, Principal, Scope};
-use hmac::{Hmac, Mac};
+use chuan_core::store::{now_ms, CredentialKind};
+use chuan_core::{CoreError, CredentialSpec, Engine, Principal, Scope};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
 use md5::{Digest, Md5};
-use sha1::Sha1;
 use std::sync::Arc;
 
 use error::{UpyunError, UpyunResult};
@@ -49,13 +46,11 @@ fn operator_key(op: &str) -> String {
 
 /// `Base64(HMAC-SHA1(MD5hex(password), string_to_sign))`.
 pub fn sign(md5_password: &str, string_to_sign: &str) -> String {
-    let mut h = <Hmac<Sha1> as Mac>::new_from_slice(md5_password.as_bytes()).expect("any key length");
-    h.update(string_to_sign.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(h.finalize().into_bytes())
+    chuan_api_common::sign::hmac_sha1_base64(md5_password, string_to_sign)
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    chuan_core::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 pub(crate) fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
@@ -78,22 +73,19 @@ fn error_response(e: &UpyunError) -> Resp {
     r
 }
 
-/// RFC 1123 dates as UpYun sends them.
-pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(s.trim(), &f).ok().map(|t| t.assume_utc().unix_timestamp())
-}
+pub(crate) use chuan_api_common::parse_http_date;
 
 impl UpyunDialect {
     pub fn new(engine: Arc<Engine>) -> Self {
         Self { engine }
     }
 
-    /// Registers operator `op` of `tenant` for `bucket` (which the tenant must own).
+    /// Registers operator `op` of `tenant` for `bucket` (which the tenant must own), on the
+    /// authority of `issuer` (the root): a credential scoped to that bucket, keyed by the MD5
+    /// of the password.
     pub async fn register_operator(
         &self,
+        issuer: &Principal,
         tenant: &str,
         bucket: &str,
         op: &str,
@@ -105,23 +97,11 @@ impl UpyunDialect {
         if password.len() < 8 {
             return Err(CoreError::InvalidArgument("the password must have at least 8 characters".into()));
         }
-        let owner = self.engine.meta().get_bucket(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
-        if owner.tenant != tenant {
-            return Err(CoreError::AccessDenied);
-        }
-        let scope = Scope { ops: None, buckets: Some(vec![bucket.to_owned()]), prefixes: None };
-        self.engine
-            .meta()
-            .put_credential(CredentialRecord {
-                access_key: operator_key(op),
-                secret: hex::encode(Md5::digest(password.as_bytes())),
-                tenant: tenant.to_owned(),
-                kind: "upyun-operator".into(),
-                created_ms: now_ms(),
-                expires_ms: None,
-                scope: Some(serde_json::to_string(&scope).expect("serialisable")),
-            })
-            .await?;
+        let mut spec = CredentialSpec::new(tenant, CredentialKind::UpyunOperator);
+        spec.access_key = Some(operator_key(op));
+        spec.secret = Some(hex::encode(Md5::digest(password.as_bytes())));
+        spec.scope = Some(Scope::bucket(bucket));
+        self.engine.issue_credential(issuer, spec).await?;
         Ok(NewOperator { operator: op.to_owned(), bucket: bucket.to_owned() })
     }
 
@@ -180,13 +160,12 @@ impl UpyunDialect {
                 let raw = chuan_api_common::read_limited_boxed(body, 64 << 10)
                     .await
                     .map_err(|_| UpyunError::bad("form too large"))?;
-                let fields = router_fields(&String::from_utf8_lossy(&raw));
+                let fields = chuan_api_common::Query::parse_form(&raw).0;
                 return Ok(self.block_form(&bucket, &fields).await);
             }
             return self.form_upload(&parts, &bucket, body).await;
         }
         let p = self.authenticate(&parts).await?;
-        self.engine.meter_request(&p, &bucket).await?;
         let q = parts.uri.query().unwrap_or("");
         match parts.method {
             http::Method::GET if key.is_empty() && q.split('&').any(|kv| kv == "usage") => {
@@ -215,20 +194,6 @@ impl UpyunDialect {
             _ => Err(UpyunError::new(StatusCode::METHOD_NOT_ALLOWED, 40500001, "method not allowed")),
         }
     }
-}
-
-/// `a=1&b=2` form fields, decoded (`+` is a space).
-fn router_fields(body: &str) -> Vec<(String, String)> {
-    body.split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (
-                chuan_api_common::percent_decode(&k.replace('+', " ")),
-                chuan_api_common::percent_decode(&v.replace('+', " ")),
-            )
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! and the optional whole-file MD5, and assembles without copying.
 
 use chuan_api_common::RequestBody;
-use chuan_core::store::{ObjectMeta, UploadRecord};
-use chuan_core::{CompleteOptions, Principal};
+use chuan_core::store::{ObjectMeta, UploadKind, UploadRecord};
+use chuan_core::{Claim, Completion, NewUpload, PartList, Principal};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{UpyunError, UpyunResult};
 use crate::{header, Resp, UpyunDialect};
 
+/// What an UpYun session remembers besides its parts (it lives as long as the core keeps
+/// `UploadKind::Upyun` sessions: a day, as UpYun keeps unfinished uploads).
 #[derive(Serialize, Deserialize)]
 struct State {
-    dialect: String,
     length: u64,
     part_size: u64,
     disorder: bool,
@@ -33,9 +34,9 @@ fn uuid_header(r: &mut Resp, id: &str) {
 }
 
 fn state_of(up: &UploadRecord) -> UpyunResult<State> {
-    serde_json::from_str::<State>(&up.state)
-        .ok()
-        .filter(|s| s.dialect == "upyun")
+    (up.kind == UploadKind::Upyun)
+        .then(|| serde_json::from_str::<State>(&up.state).ok())
+        .flatten()
         .ok_or_else(|| UpyunError::coded(40011061, "x-upyun-multi-uuid not found"))
 }
 
@@ -68,18 +69,11 @@ impl UpyunDialect {
                 content_type: header(parts, "x-upyun-multi-type").map(str::to_owned),
                 ..crate::rest::meta_of(parts)
             };
-            let state = State { dialect: "upyun".into(), length, part_size, disorder };
-            self.engine
-                .create_expiring_upload(
-                    p,
-                    bucket,
-                    key,
-                    meta,
-                    serde_json::to_string(&state).expect("serialisable"),
-                    // UpYun keeps unfinished multipart uploads for a day.
-                    Some(chuan_core::store::now_ms() + 24 * 3_600_000),
-                )
-                .await?
+            let state = State { length, part_size, disorder };
+            let mut new = NewUpload::new(UploadKind::Upyun, bucket, key);
+            new.meta = meta;
+            new.state = serde_json::to_string(&state).expect("serialisable");
+            self.engine.create_upload(p, new).await?
         } else {
             let id =
                 header(parts, "x-upyun-multi-uuid").ok_or_else(|| UpyunError::bad("X-Upyun-Multi-Uuid is required"))?;
@@ -95,7 +89,7 @@ impl UpyunDialect {
                 return Err(UpyunError::bad("part id out of range"));
             }
             if !state.disorder {
-                let next = self.engine.list_parts(&up, 0, 10_001).await?.len() as u32;
+                let next = self.engine.list_parts(p, &up, 0, 10_001).await?.len() as u32;
                 if part != next {
                     let mut e = UpyunError::new(StatusCode::BAD_REQUEST, 40011059, "part id error");
                     e.next_part = Some(next);
@@ -111,49 +105,41 @@ impl UpyunDialect {
             if staged.size != expected {
                 return Err(UpyunError::bad(format!("part {part} is {} bytes; expected {expected}", staged.size)));
             }
-            self.engine.commit_part(&up, part + 1, staged).await?;
+            self.engine.commit_part(p, &up, part + 1, staged).await?;
         }
         if has("complete") {
-            return self.complete(&up, &state, parts).await;
+            return self.complete(p, &up, &state, parts).await;
         }
         let mut r =
             http::Response::builder().status(StatusCode::NO_CONTENT).body(chuan_api_common::empty()).expect("valid");
         uuid_header(&mut r, &up.id);
         if !state.disorder {
-            let next = self.engine.list_parts(&up, 0, 10_001).await?.len();
+            let next = self.engine.list_parts(p, &up, 0, 10_001).await?.len();
             r.headers_mut().insert("x-upyun-next-part-id", HeaderValue::from(next));
         }
         Ok(r)
     }
 
-    async fn complete(&self, up: &UploadRecord, state: &State, parts: &Parts) -> UpyunResult<Resp> {
-        let stored = self.engine.list_parts(up, 0, 10_001).await?;
-        let count = state.length.div_ceil(state.part_size).max(1) as usize;
-        let total: u64 = stored.iter().map(|x| x.size).sum();
-        if stored.len() != count
-            || total != state.length
-            || stored.iter().enumerate().any(|(i, x)| x.number as usize != i + 1)
-        {
-            return Err(UpyunError::bad(format!(
-                "parts hold {total} of {} bytes; upload the missing parts",
-                state.length
-            )));
-        }
-        let list: Vec<(u32, String)> = stored.iter().map(|x| (x.number, x.etag.clone())).collect();
-        let mut options = CompleteOptions { min_part_size: Some(0), ..Default::default() };
+    async fn complete(&self, p: &Principal, up: &UploadRecord, state: &State, parts: &Parts) -> UpyunResult<Resp> {
+        let count = state.length.div_ceil(state.part_size).max(1) as u32;
+        let mut completion = Completion::new(PartList::All { count });
+        completion.size = Some(state.length);
         if let Some(want) = header(parts, "x-upyun-multi-md5") {
-            let digests = self.engine.digest_parts(&stored).await?;
-            if !want.eq_ignore_ascii_case(&digests.md5) {
-                // The SDK starts over on this answer: nothing of it is kept.
-                self.engine.abort_upload(up).await?;
-                return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40011062, "file md5 not match"));
-            }
-            options.digests = Some(digests);
+            completion.claims.push(Claim::Md5(want.to_ascii_lowercase()));
         }
-        let (rec, _) = self.engine.complete_upload(up, &list, options).await?;
+        let done = match self.engine.complete_upload(p, up, completion).await {
+            // The SDK starts over on this answer: the core kept nothing of it.
+            Err(chuan_core::CoreError::BadDigest { .. }) => {
+                return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40011062, "file md5 not match"))
+            }
+            Err(e @ (chuan_core::CoreError::MissingParts(_) | chuan_core::CoreError::SizeMismatch { .. })) => {
+                return Err(UpyunError::bad(format!("{e}; upload the missing parts")))
+            }
+            r => r?,
+        };
         let mut r = http::Response::builder()
             .status(StatusCode::CREATED)
-            .header(http::header::ETAG, format!("\"{}\"", rec.etag))
+            .header(http::header::ETAG, format!("\"{}\"", done.object.etag))
             .body(chuan_api_common::empty())
             .expect("valid");
         uuid_header(&mut r, &up.id);
@@ -164,7 +150,7 @@ impl UpyunDialect {
         let id = header(parts, "x-upyun-multi-uuid").unwrap_or("");
         let up = self.engine.upload(p, bucket, key, id).await?;
         state_of(&up)?;
-        self.engine.abort_upload(&up).await?;
+        self.engine.abort_upload(p, &up).await?;
         Ok(http::Response::builder().status(StatusCode::NO_CONTENT).body(chuan_api_common::empty()).expect("valid"))
     }
 }

@@ -2,7 +2,7 @@
 
 use chuan_api_common::RequestBody;
 use chuan_core::store::{ObjectMeta, ObjectRecord};
-use chuan_core::{CoreError, ListQuery, Principal, PutTarget};
+use chuan_core::{CoreError, ListQuery, Op, Principal, PutTarget};
 use http::request::Parts;
 use http::{header as h, Response, StatusCode};
 
@@ -20,11 +20,14 @@ fn folder_key(key: &str) -> String {
     }
 }
 
+/// The attribute `Content-Secret` is kept in.
+pub(crate) const CONTENT_SECRET: &str = "upyun-content-secret";
+
 pub(crate) fn meta_of(parts: &Parts) -> ObjectMeta {
     let mut meta = ObjectMeta { content_type: header(parts, "content-type").map(str::to_owned), ..Default::default() };
     // `Content-Secret` guards downloads through UpYun's CDN; kept with the object.
     if let Some(secret) = header(parts, "content-secret") {
-        meta.user.insert("upyun-content-secret".into(), secret.to_owned());
+        meta.attrs.insert(CONTENT_SECRET.into(), secret.to_owned());
     }
     meta
 }
@@ -38,8 +41,8 @@ impl UpyunDialect {
         key: &str,
         body: RequestBody,
     ) -> UpyunResult<Resp> {
-        self.engine.check_bucket(p, bucket).await?;
         chuan_core::names::validate_key(key)?;
+        self.engine.check_access(p, Op::Write, bucket, key).await?;
         let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;
         if header(parts, "content-md5").is_some_and(|m| !m.eq_ignore_ascii_case(&staged.digests.md5)) {
             return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"));
@@ -87,10 +90,8 @@ impl UpyunDialect {
         }
         let (b, start, end) = chuan_api_common::with_range(b, range, rec.size)
             .map_err(|()| UpyunError::new(StatusCode::RANGE_NOT_SATISFIABLE, 41600001, "range not satisfiable"))?;
-        self.engine.meter_download(p, bucket, end - start).await?;
-        let content = self.engine.content(rec.content_id).await?;
         Ok(b.header(h::CONTENT_LENGTH, end - start)
-            .body(chuan_api_common::stream(self.engine.read(&content, start, end)))
+            .body(chuan_api_common::stream(self.engine.open_read(p, &rec, start, end).await?))
             .expect("valid"))
     }
 
@@ -112,9 +113,7 @@ impl UpyunDialect {
     pub(crate) async fn mkdir(&self, p: &Principal, bucket: &str, key: &str) -> UpyunResult<Resp> {
         let key = folder_key(key);
         chuan_core::names::validate_key(&key)?;
-        let staged = self.engine.stage(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()).await?;
-        let target = PutTarget { bucket: bucket.to_owned(), key, meta: ObjectMeta::default(), condition: None };
-        self.engine.commit_put(p, target, staged).await?;
+        self.engine.put_empty(p, PutTarget::new(bucket, &key)).await?;
         Ok(Response::builder().status(StatusCode::OK).body(chuan_api_common::empty()).expect("valid"))
     }
 

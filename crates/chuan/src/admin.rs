@@ -7,8 +7,8 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use chuan_core::store::CredentialRecord;
-use chuan_core::{Engine, Principal};
+use chuan_core::store::CredentialKind;
+use chuan_core::{CredentialSpec, Engine, Principal};
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde::Serialize;
@@ -28,33 +28,16 @@ pub struct NewCredential {
     pub cos_appid: u64,
 }
 
-pub async fn create_tenant(engine: &Engine, name: &str) -> anyhow::Result<NewCredential> {
-    anyhow::ensure!(
-        !name.is_empty()
-            && name.len() <= 64
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-        "tenant names are 1-64 characters of letters, digits, '-' and '_'"
-    );
-    anyhow::ensure!(name != "root", "the root tenant already exists");
-    let cred = NewCredential {
+/// Creates tenant `name` (if new) and issues it a key pair, on the authority of `p` (the root).
+pub async fn create_tenant(engine: &Engine, p: &Principal, name: &str) -> anyhow::Result<NewCredential> {
+    engine.create_tenant(p, name).await?;
+    let key = engine.issue_credential(p, CredentialSpec::new(name, CredentialKind::TenantKey)).await?;
+    Ok(NewCredential {
         tenant: name.to_owned(),
-        access_key: crate::setup::new_access_key(),
-        secret_key: crate::setup::new_secret(),
+        access_key: key.access_key,
+        secret_key: key.secret,
         cos_appid: chuan_api_cos::appid_of(engine, name).await?,
-    };
-    engine
-        .meta()
-        .put_credential(CredentialRecord {
-            access_key: cred.access_key.clone(),
-            secret: cred.secret_key.clone(),
-            tenant: name.to_owned(),
-            kind: "s3".into(),
-            created_ms: chuan_core::store::now_ms(),
-            expires_ms: None,
-            scope: None,
-        })
-        .await?;
-    Ok(cred)
+    })
 }
 
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp {
@@ -86,13 +69,9 @@ async fn basic_principal(engine: &Engine, headers: &http::HeaderMap) -> Option<P
     let text = String::from_utf8(raw).ok()?;
     let (ak, sk) = text.split_once(':')?;
     match engine.credential(ak).await {
-        Ok(Some((secret, p))) if constant_time_eq(secret.as_bytes(), sk.as_bytes()) => Some(p),
+        Ok(Some((secret, p))) if chuan_core::constant_time_eq(secret.as_bytes(), sk.as_bytes()) => Some(p),
         _ => None,
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
@@ -132,16 +111,12 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<hyper::bo
         if !p.admin {
             return unauthorized("root credentials required (HTTP Basic: access key and secret)");
         }
-        return admin(state, method, op, query).await;
+        return admin(state, &p, method, op, query).await;
     }
     error(StatusCode::NOT_FOUND, "no such Chuan endpoint")
 }
 
-async fn tenant_exists(engine: &Engine, tenant: &str) -> anyhow::Result<bool> {
-    Ok(!tenant.is_empty() && engine.meta().list_credentials().await?.iter().any(|c| c.tenant == tenant))
-}
-
-async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query: Option<&str>) -> Resp {
+async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, op: &str, query: Option<&str>) -> Resp {
     let engine = &state.engine;
     let result: anyhow::Result<Resp> = async {
         Ok(match (method, op) {
@@ -161,14 +136,14 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
                 let Some(name) = query_param(query, "name") else {
                     return Ok(error(StatusCode::BAD_REQUEST, "missing ?name="));
                 };
-                match create_tenant(engine, name).await {
+                match create_tenant(engine, p, name).await {
                     Ok(c) => json(StatusCode::CREATED, &c),
                     Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
             }
             (&Method::GET, "cos/appid") => {
                 let tenant = query_param(query, "tenant").map(chuan_api_common::percent_decode).unwrap_or_default();
-                if !tenant_exists(engine, &tenant).await? {
+                if !engine.tenant_exists(&tenant).await? {
                     return Ok(error(StatusCode::BAD_REQUEST, "no such tenant"));
                 }
                 let appid = state.cos.appid_of(&tenant).await?;
@@ -178,16 +153,15 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
                 let Some(tenant) = query_param(query, "tenant") else {
                     return Ok(error(StatusCode::BAD_REQUEST, "missing ?tenant="));
                 };
-                let t = state.adrive.issue_refresh_token(tenant).await?;
-                json(StatusCode::CREATED, &t)
+                match state.adrive.issue_refresh_token(p, tenant).await {
+                    Ok(t) => json(StatusCode::CREATED, &t),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                }
             }
             (&Method::POST, "iot/devices") => {
                 let get = |n: &str| query_param(query, n).map(chuan_api_common::percent_decode).unwrap_or_default();
                 let tenant = get("tenant");
-                if !tenant_exists(engine, &tenant).await? {
-                    return Ok(error(StatusCode::BAD_REQUEST, "no such tenant"));
-                }
-                match state.iot.register_device(&tenant, &get("bucket"), &get("product_sn"), &get("device_sn")).await {
+                match state.iot.register_device(p, &tenant, &get("bucket"), &get("product_sn"), &get("device_sn")).await {
                     Ok(d) => json(StatusCode::CREATED, &d),
                     Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
@@ -195,10 +169,7 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
             (&Method::POST, "upyun/operators") => {
                 let get = |n: &str| query_param(query, n).map(chuan_api_common::percent_decode).unwrap_or_default();
                 let tenant = get("tenant");
-                if !tenant_exists(engine, &tenant).await? {
-                    return Ok(error(StatusCode::BAD_REQUEST, "no such tenant"));
-                }
-                match state.upyun.register_operator(&tenant, &get("bucket"), &get("operator"), &get("password")).await {
+                match state.upyun.register_operator(p, &tenant, &get("bucket"), &get("operator"), &get("password")).await {
                     Ok(o) => json(StatusCode::CREATED, &o),
                     Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
@@ -206,14 +177,14 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
             (&Method::POST, "upyun/form-secrets") => {
                 let get = |n: &str| query_param(query, n).map(chuan_api_common::percent_decode).unwrap_or_default();
                 let bucket = get("bucket");
-                match state.upyun.new_form_secret(&get("tenant"), &bucket).await {
+                match state.upyun.new_form_secret(p, &get("tenant"), &bucket).await {
                     Ok(secret) => json(StatusCode::CREATED, &serde_json::json!({"bucket": bucket, "form_secret": secret})),
                     Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
             }
             (&Method::POST, "quotas") => {
                 let tenant = query_param(query, "tenant").map(chuan_api_common::percent_decode).unwrap_or_default();
-                if !tenant_exists(engine, &tenant).await? {
+                if !engine.tenant_exists(&tenant).await? {
                     return Ok(error(StatusCode::BAD_REQUEST, "no such tenant"));
                 }
                 let num = |n: &str| -> Result<Option<u64>, String> {
@@ -228,7 +199,7 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
                     }
                     (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(error(StatusCode::BAD_REQUEST, &e)),
                 };
-                let q = engine.set_quota(&tenant, quota).await?;
+                let q = engine.set_quota(p, &tenant, quota).await?;
                 json(StatusCode::OK, &serde_json::json!({"tenant": tenant, "quota": q}))
             }
             (&Method::POST, "ufile/prices") => {
@@ -238,18 +209,19 @@ async fn admin(state: &crate::dispatch::State, method: &Method, op: &str, query:
                 else {
                     return Ok(error(StatusCode::BAD_REQUEST, "storage_per_gb_day, download_per_gb and requests_per_10k (fen) are required"));
                 };
-                let prices = serde_json::json!({"storage_per_gb_day": storage, "download_per_gb": download, "requests_per_10k": requests});
-                engine.meta().put_settings(vec![("ufile.prices".into(), prices.to_string())]).await?;
+                let prices = chuan_api_ufile::Prices { storage_per_gb_day: storage, download_per_gb: download, requests_per_10k: requests };
+                engine.put_setting(p, chuan_api_ufile::PRICES_SETTING, serde_json::to_string(&prices)?).await?;
                 json(StatusCode::OK, &prices)
             }
             (&Method::GET, "credentials") => {
+                // Keys only, without their secrets (tokens, devices and operators are listed
+                // through their own protocols).
                 let list: Vec<_> = engine
-                    .meta()
-                    .list_credentials()
+                    .list_credentials(p, None, None)
                     .await?
                     .into_iter()
-                    .filter(|c| c.kind == "s3" || c.kind == "root")
-                    .map(|c| serde_json::json!({ "access_key": c.access_key, "tenant": c.tenant, "kind": c.kind }))
+                    .filter(|c| matches!(c.kind, CredentialKind::TenantKey | CredentialKind::Root))
+                    .map(|c| serde_json::json!({ "access_key": c.access_key, "tenant": c.tenant, "kind": c.kind.as_str() }))
                     .collect();
                 json(StatusCode::OK, &list)
             }

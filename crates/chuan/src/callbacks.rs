@@ -20,7 +20,7 @@ pub fn spawn(engine: Arc<Engine>, backoff_scale: f64) -> tokio::task::JoinHandle
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
-            let due = match engine.meta().due_callbacks(chuan_core::store::now_ms(), 16).await {
+            let due = match engine.due_callbacks(16).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading due callbacks failed");
@@ -42,7 +42,7 @@ pub fn spawn(engine: Arc<Engine>, backoff_scale: f64) -> tokio::task::JoinHandle
                         Some(chuan_core::store::now_ms() + (wait * 1000.0) as i64)
                     }
                 };
-                if let Err(e) = engine.meta().finish_callback(cb.id, retry_at).await {
+                if let Err(e) = engine.finish_callback(cb.id, retry_at).await {
                     tracing::warn!(error = %e, "recording a callback attempt failed");
                 }
             }

@@ -12,6 +12,7 @@ mod native;
 mod server;
 mod setup;
 
+use chuan_core::Principal;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -160,30 +161,35 @@ fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
+            // The operator at the console acts with root rights on the data directory.
             Command::Admin { command } => match command {
                 AdminCommand::CreateTenant { name, data } => {
                     let engine = setup::open_engine(&data.data, Default::default())?;
-                    let cred = admin::create_tenant(&engine, &name).await?;
+                    let cred = admin::create_tenant(&engine, &Principal::operator(), &name).await?;
                     println!("{}", serde_json::to_string_pretty(&cred)?);
                     Ok(())
                 }
                 AdminCommand::ListCredentials { data } => {
                     let engine = setup::open_engine(&data.data, Default::default())?;
-                    for c in engine.meta().list_credentials().await? {
-                        println!("{}\t{}\t{}", c.access_key, c.tenant, c.kind);
+                    for c in engine.list_credentials(&Principal::operator(), None, None).await? {
+                        if !c.kind.is_bearer() {
+                            println!("{}\t{}\t{}", c.access_key, c.tenant, c.kind.as_str());
+                        }
                     }
                     Ok(())
                 }
                 AdminCommand::AdriveToken { tenant, data } => {
                     let engine = setup::open_engine(&data.data, Default::default())?;
-                    let adrive = chuan_api_adrive::AdriveDialect::new(engine, Default::default()).await?;
-                    println!("{}", serde_json::to_string_pretty(&adrive.issue_refresh_token(&tenant).await?)?);
+                    let adrive = chuan_api_adrive::AdriveDialect::new(engine, Default::default());
+                    let token = adrive.issue_refresh_token(&Principal::operator(), &tenant).await?;
+                    println!("{}", serde_json::to_string_pretty(&token)?);
                     Ok(())
                 }
                 AdminCommand::IotDevice { tenant, bucket, product_sn, device_sn, data } => {
                     let engine = setup::open_engine(&data.data, Default::default())?;
                     let iot = chuan_api_iot::IotDialect::new(engine, std::time::Duration::from_secs(300));
-                    let device = iot.register_device(&tenant, &bucket, &product_sn, &device_sn).await?;
+                    let device =
+                        iot.register_device(&Principal::operator(), &tenant, &bucket, &product_sn, &device_sn).await?;
                     println!("{}", serde_json::to_string_pretty(&device)?);
                     Ok(())
                 }
@@ -193,7 +199,9 @@ fn main() -> anyhow::Result<()> {
                     println!(
                         "{}",
                         serde_json::to_string_pretty(
-                            &upyun.register_operator(&tenant, &bucket, &operator, &password).await?
+                            &upyun
+                                .register_operator(&Principal::operator(), &tenant, &bucket, &operator, &password)
+                                .await?
                         )?
                     );
                     Ok(())
@@ -201,7 +209,7 @@ fn main() -> anyhow::Result<()> {
                 AdminCommand::CosAppid { tenant, data } => {
                     let engine = setup::open_engine(&data.data, Default::default())?;
                     anyhow::ensure!(
-                        engine.meta().list_credentials().await?.iter().any(|c| c.tenant == tenant),
+                        engine.tenant_exists(&tenant).await?,
                         "no tenant {tenant}: create it first (chuan admin create-tenant)"
                     );
                     let appid = chuan_api_cos::appid_of(&engine, &tenant).await?;
@@ -210,14 +218,16 @@ fn main() -> anyhow::Result<()> {
                 }
                 AdminCommand::UpyunFormSecret { tenant, bucket, data } => {
                     let engine = setup::open_engine(&data.data, Default::default())?;
-                    let secret = chuan_api_upyun::UpyunDialect::new(engine).new_form_secret(&tenant, &bucket).await?;
+                    let upyun = chuan_api_upyun::UpyunDialect::new(engine);
+                    let secret = upyun.new_form_secret(&Principal::operator(), &tenant, &bucket).await?;
                     println!("{}", serde_json::json!({"bucket": bucket, "form_secret": secret}));
                     Ok(())
                 }
                 AdminCommand::Quota { tenant, storage_bytes, download_bytes, requests, data } => {
                     let engine = setup::open_engine(&data.data, Default::default())?;
                     let quota = chuan_core::Quota { storage_bytes, download_bytes, requests, ..Default::default() };
-                    println!("{}", serde_json::to_string_pretty(&engine.set_quota(&tenant, quota).await?)?);
+                    let set = engine.set_quota(&Principal::operator(), &tenant, quota).await?;
+                    println!("{}", serde_json::to_string_pretty(&set)?);
                     Ok(())
                 }
             },

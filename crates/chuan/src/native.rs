@@ -37,6 +37,8 @@ fn core_error(e: CoreError) -> Resp {
         CoreError::SlowDown => (StatusCode::TOO_MANY_REQUESTS, "SlowDown"),
         CoreError::NoSuchBucket => (StatusCode::NOT_FOUND, "NoSuchBucket"),
         CoreError::AccessDenied => (StatusCode::FORBIDDEN, "AccessDenied"),
+        CoreError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "QuotaExceeded"),
+        CoreError::PreconditionFailed | CoreError::AlreadyExists => (StatusCode::CONFLICT, "AlreadyExists"),
         CoreError::InvalidKey(_) | CoreError::KeyTooLong | CoreError::InvalidArgument(_) => {
             (StatusCode::BAD_REQUEST, "InvalidArgument")
         }

@@ -1,5 +1,6 @@
 //! `chuan serve`: listener, background jobs, crash recovery and graceful shutdown.
 
+use chuan_core::store::UploadKind;
 use chuan_core::EngineConfig;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -28,6 +29,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let mut config = EngineConfig { gc_grace: Duration::from_secs(opts.gc_grace_secs), ..Default::default() };
     if let Some(ttl) = env_secs("CHUAN_CHALLENGE_TTL_SECS") {
         config.challenge_ttl = ttl;
+    }
+    // CHUAN_UPLOAD_TTL_SECS_<KIND> (S3, UFILE, COS, UPYUN, UPYUN_BLOCK, ADRIVE): how long an
+    // unfinished upload session of that kind lives (0: until completed or aborted).
+    for kind in UploadKind::ALL {
+        let name = format!("CHUAN_UPLOAD_TTL_SECS_{}", kind.as_str().to_ascii_uppercase().replace('-', "_"));
+        if let Some(ttl) = env_secs(&name) {
+            config.upload_ttls.push((kind, (!ttl.is_zero()).then_some(ttl)));
+        }
     }
     let engine = setup::open_engine(&opts.data, config)?;
 
@@ -59,7 +68,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(secs) = env_secs("CHUAN_ADRIVE_URL_TTL_SECS") {
         adrive_config.url_ttl = secs;
     }
-    let adrive = chuan_api_adrive::AdriveDialect::new(engine.clone(), adrive_config).await?;
+    let adrive = chuan_api_adrive::AdriveDialect::new(engine.clone(), adrive_config);
     let ufile = chuan_api_ufile::UfileDialect::new(engine.clone());
     let iot = chuan_api_iot::IotDialect::new(
         engine.clone(),

@@ -1,9 +1,8 @@
 //! Opening a data directory: stores, engine, root credentials, crash recovery.
 
 use anyhow::Context;
-use chuan_core::store::{CredentialRecord, LocalBlobStore, SqliteMetaStore};
-use chuan_core::{Engine, EngineConfig};
-use rand::Rng;
+use chuan_core::{new_access_key, new_secret, Engine, EngineConfig};
+use chuan_store::{LocalBlobStore, SqliteMetaStore};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,19 +11,6 @@ pub fn open_engine(data: &Path, config: EngineConfig) -> anyhow::Result<Arc<Engi
     let meta = SqliteMetaStore::open(&data.join("meta.db")).context("cannot open the metadata database")?;
     let blobs = LocalBlobStore::open(data).context("cannot open the blob store")?;
     Ok(Arc::new(Engine::new(Arc::new(meta), Arc::new(blobs), config)))
-}
-
-fn random_string(len: usize, alphabet: &[u8]) -> String {
-    let mut rng = rand::thread_rng();
-    (0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
-}
-
-pub fn new_access_key() -> String {
-    format!("CK{}", random_string(18, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"))
-}
-
-pub fn new_secret() -> String {
-    random_string(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 }
 
 /// Root credentials: from `CHUAN_ACCESS_KEY`/`CHUAN_SECRET_KEY`, else the ones kept in the
@@ -48,18 +34,7 @@ pub async fn ensure_root_credentials(engine: &Engine, data: &Path) -> anyhow::Re
             }
         },
     };
-    engine
-        .meta()
-        .put_credential(CredentialRecord {
-            access_key: ak.clone(),
-            secret: sk.clone(),
-            tenant: "root".into(),
-            kind: "root".into(),
-            created_ms: chuan_core::store::now_ms(),
-            expires_ms: None,
-            scope: None,
-        })
-        .await?;
+    engine.ensure_root_credential(&ak, &sk).await?;
     Ok((ak, sk, generated))
 }
 

@@ -8,6 +8,9 @@ pub enum CoreError {
     NoSuchBucket,
     #[error("the bucket already exists")]
     BucketExists,
+    /// Creating a bucket the caller's tenant already owns.
+    #[error("the bucket already exists and is yours")]
+    BucketAlreadyOwnedByYou,
     #[error("the bucket is not empty")]
     BucketNotEmpty,
     #[error("invalid bucket name: {0}")]
@@ -26,6 +29,12 @@ pub enum CoreError {
     InvalidPartOrder,
     #[error("part {part} is {size} bytes, smaller than the minimum {min}")]
     EntityTooSmall { part: u32, size: u64, min: u64 },
+    /// A completion that needs every part found these missing (at most ten listed).
+    #[error("parts {0:?} have not been uploaded")]
+    MissingParts(Vec<u32>),
+    /// The parts hold another size than the client declared.
+    #[error("the parts hold {actual} bytes; the file was declared as {expected} bytes")]
+    SizeMismatch { expected: u64, actual: u64 },
     #[error("the {algorithm} digest does not match the body")]
     BadDigest { algorithm: &'static str },
     #[error("the body ended before its declared length")]
@@ -34,6 +43,13 @@ pub enum CoreError {
     PreconditionFailed,
     #[error("access denied")]
     AccessDenied,
+    /// A signed URL grant that does not hold (why: signature mismatch, expired, missing).
+    #[error("the URL is not valid: {0}")]
+    GrantInvalid(&'static str),
+    #[error("the tenant does not exist")]
+    NoSuchTenant,
+    #[error("the credential does not exist")]
+    NoSuchCredential,
     #[error("the name is already taken")]
     AlreadyExists,
     #[error("too many requests; slow down")]

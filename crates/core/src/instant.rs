@@ -3,7 +3,9 @@
 //! Threat model (see ARCHITECTURE.md): a client may know a file's digests without having the
 //! file (leaked hash lists, a hash in a URL). Knowing a digest must neither give a copy of the
 //! file nor reveal that someone else stored it. So:
-//! * content the caller's own tenant already holds is granted on its digest alone;
+//! * content the caller could read already (its tenant holds it, in an object inside the
+//!   credential's scope) is granted on its digest alone — a write-only or prefix-scoped token
+//!   cannot claim, nor learn of, content outside what it may read;
 //! * another tenant's content is granted only with a proof of possession: bytes at positions
 //!   the caller cannot choose ([`Possession::Bytes`], Aliyun `proof_version v1`), or a keyed
 //!   hash over server-chosen ranges with a single-use nonce ([`Possession::Mac`], Chuan's
@@ -11,17 +13,20 @@
 //! * every other case is a miss, answered exactly like unknown content, and probes are
 //!   rate-limited per principal.
 
-use chuan_store::{ChallengeRecord, ContentRecord, ContentSource, ObjectRecord, ObjectWrite};
-use futures::StreamExt;
+use chuan_store::{ContentRecord, ContentSource, GrantKind, ObjectRecord, ObjectWrite};
 use hmac::{Hmac, Mac};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, Principal, PutTarget};
+use crate::access::{Op, Principal};
+use crate::engine::{write_error, Engine};
 use crate::error::{CoreError, CoreResult};
+use crate::grants::Redeemed;
 use crate::names::validate_key;
+use crate::objects::PutTarget;
 
 /// What a caller offers as proof that it has the file.
 #[derive(Debug, Clone)]
@@ -43,6 +48,25 @@ const PENDING_SETTLE_LIMIT: usize = 4;
 /// Ranges in a native challenge, and the most bytes each covers.
 const CHALLENGE_RANGES: usize = 4;
 const CHALLENGE_RANGE_BYTES: u64 = 64;
+
+/// A native proof-of-possession challenge: what step two must match. Kept as the payload of a
+/// single-use grant (its id is the grant's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    #[serde(skip)]
+    pub id: String,
+    pub tenant: String,
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Hex of the 32-byte HMAC key.
+    pub nonce: String,
+    /// (offset, length) ranges the proof covers; empty when no proof is required.
+    pub ranges: Vec<(u64, u64)>,
+    pub proof_required: bool,
+    pub expires_ms: i64,
+}
 
 /// The outcome of answering a native challenge.
 #[derive(Debug)]
@@ -94,31 +118,24 @@ impl Engine {
         }
     }
 
-    /// Content with this digest and size that the principal's own tenant holds. Contents of
-    /// that size whose digests the background job has not computed yet (just assembled from
-    /// parts, or larger than one UFile block) are settled first, so a hit does not depend on
-    /// the job's timing.
+    /// Content with this digest and size that the principal could read already: held by its
+    /// tenant in an object inside its scope. A principal that may read nothing (write-only,
+    /// anonymous) holds nothing. Contents of that size whose digests the background job has
+    /// not computed yet (just assembled from parts, or larger than one UFile block) are
+    /// settled first, so a hit does not depend on the job's timing.
     pub async fn own_content(&self, p: &Principal, algo: &str, digest: &str, size: u64) -> CoreResult<Option<i64>> {
-        for id in self.meta.find_content(algo, digest, size).await? {
-            if self.meta.tenant_holds_content(&p.tenant, id).await? {
-                return Ok(Some(id));
-            }
+        let Some(within) = p.readable() else { return Ok(None) };
+        if let Some(id) = self.meta.find_held_content(&p.tenant, algo, digest, size, &within).await? {
+            return Ok(Some(id));
         }
-        let mut settled = false;
-        for content in self.meta.pending_contents_of_size(size, PENDING_SETTLE_LIMIT).await? {
-            if self.meta.tenant_holds_content(&p.tenant, content.id).await? {
-                self.full_digests(&content).await?;
-                settled = true;
-            }
+        let pending = self.meta.pending_held_contents(&p.tenant, size, &within, PENDING_SETTLE_LIMIT).await?;
+        if pending.is_empty() {
+            return Ok(None);
         }
-        if settled {
-            for id in self.meta.find_content(algo, digest, size).await? {
-                if self.meta.tenant_holds_content(&p.tenant, id).await? {
-                    return Ok(Some(id));
-                }
-            }
+        for content in pending {
+            self.full_digests(&content).await?;
         }
-        Ok(None)
+        Ok(self.meta.find_held_content(&p.tenant, algo, digest, size, &within).await?)
     }
 
     /// Content the principal may claim by digest, or `None` (a miss, whatever the reason).
@@ -134,16 +151,18 @@ impl Engine {
         if let Some(id) = self.own_content(p, algo, digest, size).await? {
             return Ok(Some(id));
         }
+        self.proven_content(algo, digest, size, proof).await
+    }
+
+    /// Content of anyone's with this digest that `proof` proves the caller holds.
+    async fn proven_content(&self, algo: &str, digest: &str, size: u64, proof: &Possession) -> CoreResult<Option<i64>> {
         if matches!(proof, Possession::None) {
             return Ok(None);
         }
-        for id in self.meta.find_content(algo, digest, size).await? {
-            let content = self.content(id).await?;
-            if self.proves(&content, proof).await? {
-                return Ok(Some(id));
-            }
-        }
-        Ok(None)
+        // Contents with one digest hold the same bytes: any one of them decides.
+        let Some(&id) = self.meta.find_content(algo, digest, size, 1).await?.first() else { return Ok(None) };
+        let content = self.content(id).await?;
+        Ok(self.proves(&content, proof).await?.then_some(id))
     }
 
     async fn proves(&self, content: &ContentRecord, proof: &Possession) -> CoreResult<bool> {
@@ -156,7 +175,7 @@ impl Engine {
                     if offset + len > content.size {
                         return Ok(false);
                     }
-                    ok &= constant_time_eq(&self.read_range(content, *offset, len).await?, bytes);
+                    ok &= crate::constant_time_eq(&self.read_range(content, *offset, len).await?, bytes);
                 }
                 ok
             }
@@ -174,17 +193,8 @@ impl Engine {
         })
     }
 
-    /// Bytes `[offset, offset + len)` of a content (small reads: proofs).
-    pub async fn read_range(&self, content: &ContentRecord, offset: u64, len: u64) -> CoreResult<Vec<u8>> {
-        let mut out = Vec::with_capacity(len as usize);
-        let mut s = self.read(content, offset, offset + len);
-        while let Some(chunk) = s.next().await {
-            out.extend_from_slice(&chunk?);
-        }
-        Ok(out)
-    }
-
     /// Creates `target` sharing existing content: the instant upload itself, no bytes received.
+    /// `content_id` must come from [`Engine::claimable_content`] for the same principal.
     pub async fn instant_put(
         &self,
         p: &Principal,
@@ -193,8 +203,7 @@ impl Engine {
         object_id: Option<String>,
     ) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
-        self.authorize(p, crate::Op::Write, &target.bucket, &target.key)?;
-        let owner = self.check_bucket(p, &target.bucket).await?.tenant;
+        let owner = self.admit(p, Op::Write, &target.bucket, &target.key).await?.tenant;
         let write = ObjectWrite {
             quota_bytes: self.storage_quota(&owner).await?,
             id: object_id,
@@ -205,17 +214,15 @@ impl Engine {
             modified_ms: chuan_store::now_ms(),
             condition: target.condition,
         };
-        let rec = self.meta.put_object(write).await.map_err(|e| match e {
-            chuan_store::StoreError::Conflict(m) if m.contains("precondition") => CoreError::PreconditionFailed,
-            other => other.into(),
-        })?;
+        let rec = self.meta.put_object(write).await.map_err(write_error)?;
         self.metrics.instant_hits.inc();
         self.metrics.objects_committed.inc();
         Ok(rec)
     }
 
     /// Native challenge, step one. Answered the same way whether or not the content exists;
-    /// only the caller's own tenant learns (by `proof_required: false`) that it holds it.
+    /// only a caller that could read it already learns (by `proof_required: false`) that its
+    /// tenant holds it.
     pub async fn issue_challenge(
         &self,
         p: &Principal,
@@ -223,10 +230,9 @@ impl Engine {
         key: &str,
         size: u64,
         sha256: &str,
-    ) -> CoreResult<ChallengeRecord> {
+    ) -> CoreResult<Challenge> {
         validate_key(key)?;
-        self.authorize(p, crate::Op::Write, bucket, key)?;
-        self.check_bucket(p, bucket).await?;
+        self.admit(p, Op::Write, bucket, key).await?;
         self.probe(p)?;
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(CoreError::InvalidArgument("sha256 must be 64 hex digits".into()));
@@ -243,8 +249,9 @@ impl Engine {
             };
             (ranges, rng.gen::<[u8; 32]>())
         };
-        let rec = ChallengeRecord {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+        let ttl = self.config.challenge_ttl;
+        let mut c = Challenge {
+            id: String::new(),
             tenant: p.tenant.clone(),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -253,20 +260,24 @@ impl Engine {
             nonce: hex::encode(nonce),
             ranges: if own { Vec::new() } else { ranges },
             proof_required: !own,
-            expires_ms: chuan_store::now_ms() + self.config.challenge_ttl.as_millis() as i64,
+            expires_ms: chuan_store::now_ms() + ttl.as_millis() as i64,
         };
-        self.meta.create_challenge(rec.clone()).await?;
-        Ok(rec)
+        // Kept an hour past its expiry, so a late answer gets "expired" rather than "unknown".
+        c.id = self.issue_grant(GrantKind::Challenge, &c, ttl + Duration::from_secs(3600)).await?;
+        Ok(c)
     }
 
-    /// Native challenge, step two: single use, before its expiry.
+    /// Native challenge, step two: single use, before its expiry, by the tenant it was issued to.
     pub async fn answer_challenge(&self, p: &Principal, id: &str, mac: Option<&[u8]>) -> CoreResult<ChallengeOutcome> {
-        let Some((c, used)) = self.meta.take_challenge(id).await? else { return Ok(ChallengeOutcome::Unknown) };
+        let mut c: Challenge = match self.redeem_grant(GrantKind::Challenge, id).await? {
+            Redeemed::Granted(c) => c,
+            Redeemed::Used => return Ok(ChallengeOutcome::Used),
+            Redeemed::Expired => return Ok(ChallengeOutcome::Expired),
+            Redeemed::Unknown => return Ok(ChallengeOutcome::Unknown),
+        };
+        c.id = id.to_owned();
         if c.tenant != p.tenant {
             return Ok(ChallengeOutcome::Unknown);
-        }
-        if used {
-            return Ok(ChallengeOutcome::Used);
         }
         if chuan_store::now_ms() > c.expires_ms {
             return Ok(ChallengeOutcome::Expired);
@@ -282,24 +293,11 @@ impl Engine {
         // Probes were counted when the challenge was issued.
         let content = match self.own_content(p, "sha256", &c.sha256, c.size).await? {
             Some(id) => Some(id),
-            None if c.proof_required => {
-                let mut found = None;
-                for id in self.meta.find_content("sha256", &c.sha256, c.size).await? {
-                    if self.proves(&self.content(id).await?, &proof).await? {
-                        found = Some(id);
-                        break;
-                    }
-                }
-                found
-            }
+            None if c.proof_required => self.proven_content("sha256", &c.sha256, c.size, &proof).await?,
             None => None,
         };
         let Some(content_id) = content else { return Ok(ChallengeOutcome::Miss) };
-        let target = PutTarget { bucket: c.bucket, key: c.key, meta: Default::default(), condition: None };
+        let target = PutTarget::new(&c.bucket, &c.key);
         Ok(ChallengeOutcome::Hit(self.instant_put(p, target, content_id, None).await?))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

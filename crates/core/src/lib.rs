@@ -1,9 +1,15 @@
 //! Chuan's core engine: the rules every dialect shares, with no HTTP in sight.
 //!
-//! A dialect (S3, UFile, COS, ...) parses its wire format, authenticates the caller to a
-//! [`Principal`], and calls the [`Engine`]. The engine owns naming rules, authorization,
-//! deduplication, multipart assembly, listing, garbage collection and the background digest
-//! job. It is written against the [`chuan_store`] traits only.
+//! A dialect (S3, UFile, COS, ...) parses its wire format, resolves the caller to a
+//! [`Principal`], and calls the [`Engine`]. The engine decides everything that is not wire
+//! format: identity (tenants, credentials of every kind, aliases — `identity.rs`), access
+//! (scopes, ownership, anonymous reads — `access.rs`, checked inside every operation for
+//! every key it names), metering and quotas (`metering.rs`, after authorization), single-use
+//! and signed-URL grants (`grants.rs`), upload sessions (`uploads.rs`), instant upload with
+//! proof of possession (`instant.rs`), naming, deduplication, listing and background work.
+//!
+//! The engine is written against the `chuan-store` traits, which it alone holds: dialects
+//! see the records it speaks in (re-exported as [`store`]), never the metadata store itself.
 //!
 //! The write path ([`ingest`]) is two-phase so that a dialect can check digests that arrive
 //! only after the body (S3 trailers, UpYun block hashes): [`Engine::stage`] streams the body
@@ -15,21 +21,49 @@
 pub mod error;
 pub mod hash;
 pub mod ingest;
-pub mod instant;
 pub mod names;
-pub mod scope;
 
+mod access;
+mod buckets;
 mod engine;
+mod grants;
+mod identity;
+mod instant;
 mod list;
+mod maintenance;
 mod metering;
 mod metrics;
+mod objects;
+mod uploads;
 
-pub use chuan_store as store;
-pub use engine::{CompleteOptions, Engine, EngineConfig, GcReport, Principal, PutTarget};
+/// The records the engine speaks in, re-exported from `chuan-store`. The store traits are
+/// not re-exported: only the engine reaches the metadata store.
+pub mod store {
+    pub use chuan_store::{
+        now_ms, BlobId, BucketRecord, Callback, ContentRecord, CredentialKind, Digests, Extent, FsckReport, GrantKind,
+        ObjectAccess, ObjectMeta, ObjectRecord, PartRecord, RenameMode, StoreStats, TenantRecord, UploadKind,
+        UploadRecord, UsageDay, WriteCondition,
+    };
+}
+
+pub use access::{Op, Principal, Scope};
+pub use engine::{Engine, EngineConfig};
 pub use error::{CoreError, CoreResult};
+pub use grants::Redeemed;
+pub use identity::{
+    new_access_key, new_secret, validate_tenant, AliasKind, Credential, CredentialSpec, CredentialUpdate,
+};
 pub use ingest::{StageOptions, Staged};
-pub use instant::{ChallengeOutcome, Possession};
+pub use instant::{Challenge, ChallengeOutcome, Possession};
 pub use list::{ListQuery, ListResult};
+pub use maintenance::GcReport;
 pub use metering::{day_of, Quota};
 pub use metrics::Metrics;
-pub use scope::{Op, Scope};
+pub use objects::{PutTarget, MAX_DELETE_BATCH};
+pub use uploads::{default_ttl, Claim, Completed, Completion, NewUpload, PartList, MAX_PARTS};
+
+/// Compares secrets without leaking, through timing, where they first differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}

@@ -1,6 +1,12 @@
 //! Usage metering and quotas: requests and download traffic counted per tenant, bucket and
 //! day; stored bytes kept exactly by the metadata store; quotas enforced synchronously.
 //!
+//! Metering happens in the core, after authorization, for every protocol: a request is
+//! charged to the bucket's owner when the engine admits it (once per request, however many
+//! engine calls it takes), a download when its bytes are about to be sent. Refused requests
+//! and anonymous requests (reads of public data) are never charged, so nobody can spend a
+//! tenant's allowances but the tenant's own credentials and grants.
+//!
 //! Counts accumulate in memory and are flushed to the MetaStore every few seconds (one group
 //! commit, not one write per request). A quota's consumption (downloads, requests since the
 //! quota was set) is kept with the quota and checked-and-reserved under one lock, so a quota
@@ -8,11 +14,12 @@
 //! allowance they have seen (noted in ARCHITECTURE.md). The storage quota is checked inside
 //! the write transaction itself and holds across nodes.
 
-use chuan_store::{now_ms, UsageDay, UsageDelta};
+use chuan_store::{now_ms, BucketRecord, UsageDay, UsageDelta};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-use crate::engine::{Engine, Principal};
+use crate::access::Principal;
+use crate::engine::Engine;
 use crate::error::{CoreError, CoreResult};
 
 /// A tenant's quota: `None` is unlimited. Downloads and requests are allowances consumed
@@ -62,13 +69,27 @@ impl Engine {
         Ok(())
     }
 
+    /// The principal's tenant's quota (`None`: unlimited) and the bytes it stores.
+    pub async fn quota_status(&self, p: &Principal) -> CoreResult<(Option<Quota>, u64)> {
+        self.check_management(p)?;
+        Ok((self.quota(&p.tenant).await?, self.meta.tenant_bytes(&p.tenant).await?))
+    }
+
+    /// A tenant's quota (`None`: unlimited).
     pub async fn quota(&self, tenant: &str) -> CoreResult<Option<Quota>> {
         self.load_quota(tenant).await?;
         Ok(self.meter.quotas.lock().get(tenant).cloned().flatten())
     }
 
     /// Sets (replacing) a tenant's quota; its download and request allowances start afresh.
-    pub async fn set_quota(&self, tenant: &str, mut quota: Quota) -> CoreResult<Quota> {
+    /// The root's to do.
+    pub async fn set_quota(&self, p: &Principal, tenant: &str, mut quota: Quota) -> CoreResult<Quota> {
+        if !p.admin {
+            return Err(CoreError::AccessDenied);
+        }
+        if !self.tenant_exists(tenant).await? {
+            return Err(CoreError::NoSuchTenant);
+        }
         quota.used_download_bytes = 0;
         quota.used_requests = 0;
         self.meta
@@ -84,22 +105,23 @@ impl Engine {
         Ok(self.quota(owner).await?.and_then(|q| q.storage_bytes))
     }
 
-    async fn owner_of(&self, bucket: &str) -> CoreResult<Option<String>> {
-        Ok(self.bucket_record(bucket).await?.map(|b| b.tenant))
-    }
-
-    /// Counts one request against `bucket`'s owner; refused when its request allowance is
-    /// used up. Unknown buckets are not metered (the operation fails on its own).
-    pub async fn meter_request(&self, _p: &Principal, bucket: &str) -> CoreResult<()> {
-        let Some(owner) = self.owner_of(bucket).await? else { return Ok(()) };
-        self.charge(&owner, bucket, 0, 1).await
+    /// Counts one request of an admitted principal against `bucket`'s owner (once per
+    /// request); refused when the owner's request allowance is used up.
+    pub(crate) async fn charge_request(&self, p: &Principal, bucket: &BucketRecord) -> CoreResult<()> {
+        if p.is_anonymous() || !p.first_charge() {
+            return Ok(());
+        }
+        self.charge(&bucket.tenant, &bucket.name, 0, 1).await
     }
 
     /// Reserves `bytes` of download traffic of `bucket`'s owner before a body is sent;
-    /// refused (nothing sent) when it would exceed the allowance.
-    pub async fn meter_download(&self, _p: &Principal, bucket: &str, bytes: u64) -> CoreResult<()> {
-        let Some(owner) = self.owner_of(bucket).await? else { return Ok(()) };
-        self.charge(&owner, bucket, bytes, 0).await
+    /// refused (nothing sent) when it would exceed the allowance. Anonymous reads of public
+    /// data are not charged.
+    pub(crate) async fn charge_download(&self, p: &Principal, bucket: &BucketRecord, bytes: u64) -> CoreResult<()> {
+        if p.is_anonymous() {
+            return Ok(());
+        }
+        self.charge(&bucket.tenant, &bucket.name, bytes, 0).await
     }
 
     async fn charge(&self, owner: &str, bucket: &str, bytes: u64, requests: u64) -> CoreResult<()> {
@@ -154,18 +176,23 @@ impl Engine {
         Ok(())
     }
 
-    /// Per-day usage of a tenant between two times (ms), flushed first so it is current.
-    pub async fn usage_report(&self, tenant: &str, from_ms: i64, to_ms: i64) -> CoreResult<Vec<UsageDay>> {
+    /// Per-day usage of the principal's tenant between two times (ms), flushed first so it is
+    /// current. Not for scoped credentials.
+    pub async fn usage_report(&self, p: &Principal, from_ms: i64, to_ms: i64) -> CoreResult<Vec<UsageDay>> {
+        if p.scope.is_some() || p.is_anonymous() {
+            return Err(CoreError::AccessDenied);
+        }
         self.flush_usage().await?;
-        Ok(self.meta.usage_report(tenant, day_of(from_ms), day_of(to_ms)).await?)
+        Ok(self.meta.usage_report(&p.tenant, day_of(from_ms), day_of(to_ms)).await?)
     }
 
     /// Bytes stored in a bucket the principal may use.
     pub async fn bucket_bytes(&self, p: &Principal, bucket: &str) -> CoreResult<u64> {
-        self.check_bucket(p, bucket).await?;
+        self.admit_bucket(p, bucket).await?;
         Ok(self.meta.bucket_bytes(bucket).await?)
     }
 
+    /// Bytes stored across a tenant's buckets.
     pub async fn tenant_bytes(&self, tenant: &str) -> CoreResult<u64> {
         Ok(self.meta.tenant_bytes(tenant).await?)
     }

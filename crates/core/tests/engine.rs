@@ -1,61 +1,13 @@
 //! Engine behaviour against the embedded stores (SQLite + local files) in a temp dir.
 
+mod common;
+
 use bytes::Bytes;
-use chuan_core::store::{LocalBlobStore, ObjectMeta, SqliteMetaStore, WriteCondition};
-use chuan_core::{CoreError, Engine, EngineConfig, ListQuery, Principal, PutTarget};
-use futures::StreamExt;
-use std::path::Path;
+use chuan_core::store::{ObjectMeta, UploadKind, WriteCondition};
+use chuan_core::{Completion, CoreError, EngineConfig, ListQuery, NewUpload, PartList, Principal, PutTarget};
+use common::*;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn open(dir: &Path) -> Arc<Engine> {
-    let meta = SqliteMetaStore::open(&dir.join("meta.db")).unwrap();
-    let blobs = LocalBlobStore::open(dir).unwrap();
-    let config = EngineConfig { min_part_size: 1024, ..Default::default() };
-    Arc::new(Engine::new(Arc::new(meta), Arc::new(blobs), config))
-}
-
-fn alice() -> Principal {
-    Principal::of_tenant("alice", "AK")
-}
-
-fn body(data: &[u8], chunk: usize) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let chunks: Vec<Result<Bytes, std::io::Error>> =
-        data.chunks(chunk.max(1)).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    futures::stream::iter(chunks)
-}
-
-fn target(bucket: &str, key: &str) -> PutTarget {
-    PutTarget { bucket: bucket.into(), key: key.into(), meta: ObjectMeta::default(), condition: None }
-}
-
-async fn put(e: &Engine, key: &str, data: &[u8]) -> chuan_core::store::ObjectRecord {
-    let staged = e.stage(body(data, 7919)).await.unwrap();
-    e.commit_put(&alice(), target("bkt", key), staged).await.unwrap()
-}
-
-async fn read_all(e: &Engine, key: &str) -> Vec<u8> {
-    let rec = e.head_object(&alice(), "bkt", key).await.unwrap();
-    let content = e.content(rec.content_id).await.unwrap();
-    let mut s = e.read(&content, 0, content.size);
-    let mut out = Vec::new();
-    while let Some(c) = s.next().await {
-        out.extend_from_slice(&c.unwrap());
-    }
-    out
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn same_content_is_stored_once_and_reads_back() {
@@ -118,17 +70,17 @@ async fn multipart_completion_references_part_blobs_without_copying() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
-    let up = e.create_upload(&alice(), "bkt", "big", ObjectMeta::default()).await.unwrap();
+    let up = e.create_upload(&alice(), s3_upload("bkt", "big")).await.unwrap();
     let parts: Vec<Vec<u8>> = (0..3).map(|i| pseudo_random(2048 + i * 10, i as u64 + 10)).collect();
     // Out of order, as parallel clients send them.
     let mut etags = vec![String::new(); 3];
     for i in [2usize, 0, 1] {
         let staged = e.stage(body(&parts[i], 1000)).await.unwrap();
-        etags[i] = e.commit_part(&up, i as u32 + 1, staged).await.unwrap().etag;
+        etags[i] = e.commit_part(&alice(), &up, i as u32 + 1, staged).await.unwrap().etag;
     }
     let before = e.stats().await.unwrap().physical_bytes;
     let list: Vec<(u32, String)> = etags.iter().enumerate().map(|(i, t)| (i as u32 + 1, t.clone())).collect();
-    let (rec, _) = e.complete_upload(&up, &list, Default::default()).await.unwrap();
+    let rec = e.complete_upload(&alice(), &up, listed(&list)).await.unwrap().object;
     assert_eq!(e.stats().await.unwrap().physical_bytes, before, "completion must not write part data again");
     assert!(rec.etag.ends_with("-3"));
     let all: Vec<u8> = parts.concat();
@@ -146,19 +98,20 @@ async fn a_conditional_completion_is_refused_atomically_and_keeps_the_session() 
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
-    let up = e.create_upload(&alice(), "bkt", "k", ObjectMeta::default()).await.unwrap();
+    let up = e.create_upload(&alice(), s3_upload("bkt", "k")).await.unwrap();
     let part = pseudo_random(3000, 7);
-    let etag = e.commit_part(&up, 1, e.stage(body(&part, 1000)).await.unwrap()).await.unwrap().etag;
+    let etag = e.commit_part(&alice(), &up, 1, e.stage(body(&part, 1000)).await.unwrap()).await.unwrap().etag;
     // Someone else writes the key first: a "create only" completion must not replace it.
     put(&e, "k", b"first").await;
-    let absent = chuan_core::CompleteOptions { condition: Some(WriteCondition::Absent), ..Default::default() };
-    let r = e.complete_upload(&up, &[(1, etag.clone())], absent.clone()).await;
+    let mut absent = listed(&[(1, etag.clone())]);
+    absent.condition = Some(WriteCondition::Absent);
+    let r = e.complete_upload(&alice(), &up, absent.clone()).await;
     assert!(matches!(r, Err(CoreError::PreconditionFailed)), "{r:?}");
     assert_eq!(read_all(&e, "k").await, b"first");
     // The session and its part are intact: the refused transaction changed nothing.
-    assert_eq!(e.list_parts(&up, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(e.list_parts(&alice(), &up, 0, 10).await.unwrap().len(), 1);
     e.delete_object(&alice(), "bkt", "k").await.unwrap();
-    e.complete_upload(&up, &[(1, etag)], absent).await.unwrap();
+    e.complete_upload(&alice(), &up, absent).await.unwrap();
     assert_eq!(read_all(&e, "k").await, part);
     assert!(e.fsck().await.unwrap().problems.is_empty());
 }
@@ -168,20 +121,20 @@ async fn multipart_rules_are_enforced() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
-    let up = e.create_upload(&alice(), "bkt", "k", ObjectMeta::default()).await.unwrap();
+    let up = e.create_upload(&alice(), s3_upload("bkt", "k")).await.unwrap();
     let small = e.stage(body(b"tiny", 4)).await.unwrap();
-    let t1 = e.commit_part(&up, 1, small).await.unwrap().etag;
+    let t1 = e.commit_part(&alice(), &up, 1, small).await.unwrap().etag;
     let big = e.stage(body(&pseudo_random(5000, 3), 999)).await.unwrap();
-    let t2 = e.commit_part(&up, 2, big).await.unwrap().etag;
-    let r = e.complete_upload(&up, &[(2, t2.clone()), (1, t1.clone())], Default::default()).await;
+    let t2 = e.commit_part(&alice(), &up, 2, big).await.unwrap().etag;
+    let r = e.complete_upload(&alice(), &up, listed(&[(2, t2.clone()), (1, t1.clone())])).await;
     assert!(matches!(r, Err(CoreError::InvalidPartOrder)));
-    let r = e.complete_upload(&up, &[(1, t1.clone()), (2, t2.clone())], Default::default()).await;
+    let r = e.complete_upload(&alice(), &up, listed(&[(1, t1.clone()), (2, t2.clone())])).await;
     assert!(matches!(r, Err(CoreError::EntityTooSmall { part: 1, .. })), "{r:?}");
-    let r = e.complete_upload(&up, &[(1, "0".repeat(32))], Default::default()).await;
+    let r = e.complete_upload(&alice(), &up, listed(&[(1, "0".repeat(32))])).await;
     assert!(matches!(r, Err(CoreError::InvalidPart(_))));
-    // The last part may be small.
-    e.complete_upload(&up, &[(2, t2), (3, t1)], Default::default()).await.unwrap_err();
-    e.abort_upload(&up).await.unwrap();
+    // Listing a part that was never uploaded is refused.
+    e.complete_upload(&alice(), &up, listed(&[(2, t2), (3, t1)])).await.unwrap_err();
+    e.abort_upload(&alice(), &up).await.unwrap();
     assert!(matches!(e.upload(&alice(), "bkt", "k", &up.id).await, Err(CoreError::NoSuchUpload)));
     // Aborted parts' blobs become unreferenced and are freed by GC.
     let report = e.gc(Duration::ZERO).await.unwrap();
@@ -286,6 +239,7 @@ async fn tenants_cannot_touch_each_others_buckets() {
     assert!(matches!(e.head_object(&bob, "bkt", "x").await, Err(CoreError::AccessDenied)));
     assert!(matches!(e.delete_bucket(&bob, "bkt").await, Err(CoreError::AccessDenied)));
     assert!(matches!(e.create_bucket(&bob, "bkt", None).await, Err(CoreError::BucketExists)));
+    assert!(matches!(e.create_bucket(&alice(), "bkt", None).await, Err(CoreError::BucketAlreadyOwnedByYou)));
 }
 
 #[tokio::test]
@@ -314,15 +268,15 @@ async fn everything_survives_reopening_the_stores() {
         let e = open(dir.path());
         e.create_bucket(&alice(), "bkt", None).await.unwrap();
         put(&e, "kept", b"durable bytes").await;
-        let up = e.create_upload(&alice(), "bkt", "later", ObjectMeta::default()).await.unwrap();
+        let up = e.create_upload(&alice(), s3_upload("bkt", "later")).await.unwrap();
         let staged = e.stage(body(b"part one", 3)).await.unwrap();
-        e.commit_part(&up, 1, staged).await.unwrap();
+        e.commit_part(&alice(), &up, 1, staged).await.unwrap();
         upload_id = up.id;
     }
     let e = open(dir.path());
     assert_eq!(read_all(&e, "kept").await, b"durable bytes");
     let up = e.upload(&alice(), "bkt", "later", &upload_id).await.unwrap();
-    let parts = e.list_parts(&up, 0, 100).await.unwrap();
+    let parts = e.list_parts(&alice(), &up, 0, 100).await.unwrap();
     assert_eq!(parts.len(), 1);
     assert_eq!(parts[0].size, 8);
 }
@@ -345,10 +299,6 @@ async fn many_concurrent_small_writes_commit_in_groups() {
     let q = ListQuery { prefix: "small/".into(), delimiter: None, after: None, max_keys: 1000 };
     assert_eq!(e.list_objects(&alice(), "bkt", &q).await.unwrap().objects.len(), 200);
     assert_eq!(read_all(&e, "small/0123").await, b"body 123");
-}
-
-fn bob() -> Principal {
-    Principal::of_tenant("bob", "BK")
 }
 
 #[tokio::test]
@@ -467,7 +417,7 @@ async fn scoped_principals_are_held_to_their_scope_in_every_operation() {
     let q = ListQuery { prefix: "dev/1/".into(), delimiter: None, after: None, max_keys: 10 };
     assert!(denied(e.list_objects(&device, "bkt", &q).await));
     assert!(denied(e.create_bucket(&device, "mine", None).await));
-    assert!(denied(e.rename(&device, "bkt", "dev/1/b.txt", "dev/1/c.txt", false).await));
+    assert!(denied(e.rename(&device, "bkt", "dev/1/b.txt", "dev/1/c.txt", Default::default()).await));
     let target_other =
         PutTarget { bucket: "bkt".into(), key: "dev/1/copy".into(), meta: ObjectMeta::default(), condition: None };
     assert!(denied(e.copy_object(&device, "bkt", "secret.txt", target_other, false).await));
@@ -479,7 +429,9 @@ async fn quotas_are_never_exceeded_even_by_concurrent_writers() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
-    e.set_quota("alice", chuan_core::Quota { storage_bytes: Some(10_000), ..Default::default() }).await.unwrap();
+    e.create_tenant(&Principal::operator(), "alice").await.unwrap();
+    let quota = chuan_core::Quota { storage_bytes: Some(10_000), ..Default::default() };
+    e.set_quota(&Principal::operator(), "alice", quota).await.unwrap();
     // 20 writers of 1,000 distinct bytes each race for room for 10.
     let mut tasks = Vec::new();
     for i in 0..20u64 {
@@ -512,45 +464,65 @@ async fn quotas_are_never_exceeded_even_by_concurrent_writers() {
 #[tokio::test]
 async fn request_and_download_allowances_and_the_usage_report() {
     let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
-    e.create_bucket(&alice(), "bkt", None).await.unwrap();
-    e.set_quota("alice", chuan_core::Quota { requests: Some(5), download_bytes: Some(100), ..Default::default() })
+    let e = setup(dir.path()).await;
+    put(&e, "k", &[7u8; 60]).await;
+    let quota = chuan_core::Quota { requests: Some(5), download_bytes: Some(100), ..Default::default() };
+    e.set_quota(&Principal::operator(), "alice", quota).await.unwrap();
+    // One request however many engine calls it makes (a fresh principal is a new request).
+    let one = alice();
+    for _ in 0..3 {
+        e.head_object(&one, "bkt", "k").await.unwrap();
+    }
+    assert_eq!(read_as(&e, &alice(), "bkt", "k").await.unwrap().len(), 60);
+    for _ in 0..3 {
+        e.head_object(&alice(), "bkt", "k").await.unwrap();
+    }
+    assert!(matches!(e.head_object(&alice(), "bkt", "k").await, Err(CoreError::QuotaExceeded(_))));
+    e.set_quota(&Principal::operator(), "alice", chuan_core::Quota { download_bytes: Some(100), ..Default::default() })
         .await
         .unwrap();
-    for _ in 0..5 {
-        e.meter_request(&alice(), "bkt").await.unwrap();
-    }
-    assert!(matches!(e.meter_request(&alice(), "bkt").await, Err(CoreError::QuotaExceeded(_))));
-    e.meter_download(&alice(), "bkt", 60).await.unwrap();
-    assert!(matches!(e.meter_download(&alice(), "bkt", 41).await, Err(CoreError::QuotaExceeded(_))));
-    e.meter_download(&alice(), "bkt", 40).await.unwrap();
+    let request = alice();
+    let rec = e.head_object(&request, "bkt", "k").await.unwrap();
+    drop(e.open_read(&request, &rec, 0, 41).await.unwrap());
+    assert!(matches!(e.open_read(&alice(), &rec, 0, 60).await, Err(CoreError::QuotaExceeded(_))));
+    drop(e.open_read(&alice(), &rec, 0, 59).await.unwrap());
     let now = chuan_core::store::now_ms();
-    let report = e.usage_report("alice", now - 86_400_000, now).await.unwrap();
+    let report = e.usage_report(&alice(), now - 86_400_000, now).await.unwrap();
     assert_eq!(report.len(), 1);
-    assert_eq!((report[0].requests, report[0].downloads), (5, 100));
+    assert_eq!((report[0].requests, report[0].downloads), (9, 160));
     // The consumption survives a restart of the engine.
     drop(e);
     let e = open(dir.path());
     let q = e.quota("alice").await.unwrap().unwrap();
-    assert_eq!((q.used_requests, q.used_download_bytes), (5, 100));
+    assert_eq!((q.used_requests, q.used_download_bytes), (3, 100));
 }
 
 #[tokio::test]
 async fn gc_aborts_expired_upload_sessions_and_frees_their_parts() {
     let dir = tempfile::tempdir().unwrap();
-    let e = open(dir.path());
+    let config = EngineConfig {
+        min_part_size: 1024,
+        upload_ttls: vec![(UploadKind::Adrive, Some(Duration::from_millis(200)))],
+        ..Default::default()
+    };
+    let e = open_with(dir.path(), config);
+    e.create_tenant(&Principal::operator(), "alice").await.unwrap();
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
-    let past = chuan_core::store::now_ms() - 1000;
-    let up =
-        e.create_expiring_upload(&alice(), "bkt", "k", ObjectMeta::default(), "{}".into(), Some(past)).await.unwrap();
+    let up = e.create_upload(&alice(), NewUpload::new(UploadKind::Adrive, "bkt", "k")).await.unwrap();
+    assert!(up.expires_ms.is_some(), "sessions of this kind expire");
     let staged = e.stage(body(b"abandoned part", 5)).await.unwrap();
-    e.commit_part(&up, 1, staged).await.unwrap();
-    let keep = e.create_upload(&alice(), "bkt", "k2", ObjectMeta::default()).await.unwrap();
-    let r = e.gc(Duration::ZERO).await.unwrap();
-    assert_eq!(r.uploads_expired, 1);
+    e.commit_part(&alice(), &up, 1, staged).await.unwrap();
+    let keep = e.create_upload(&alice(), s3_upload("bkt", "k2")).await.unwrap();
+    assert_eq!(keep.expires_ms, None, "S3 sessions never expire");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Expired: refused at once, before any GC pass.
     assert!(matches!(e.upload(&alice(), "bkt", "k", &up.id).await, Err(CoreError::NoSuchUpload)));
+    let staged = e.stage(body(b"late", 4)).await.unwrap();
+    assert!(matches!(e.commit_part(&alice(), &up, 2, staged).await, Err(CoreError::NoSuchUpload)));
+    let r = e.complete_upload(&alice(), &up, Completion::new(PartList::All { count: 1 })).await;
+    assert!(matches!(r, Err(CoreError::NoSuchUpload)), "{r:?}");
+    let r = e.gc(Duration::ZERO).await.unwrap();
+    assert_eq!((r.uploads_expired, r.blobs_freed), (1, 1), "the session goes and its part's blob with it");
     e.upload(&alice(), "bkt", "k2", &keep.id).await.unwrap();
-    // The part's blob is freed by the next pass.
-    assert_eq!(e.gc(Duration::ZERO).await.unwrap().blobs_freed, 1);
     assert!(e.fsck().await.unwrap().problems.is_empty());
 }

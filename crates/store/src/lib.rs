@@ -6,7 +6,9 @@
 //!   in one pass), then [`BlobStore::persist`] makes it durable under its final name.
 //!   [`LocalBlobStore`] is the default: `blobs/ab/cd/<sha256>` under the data dir.
 //! * [`MetaStore`] keeps everything else (tenants, credentials, buckets, objects, contents,
-//!   the hash index, upload sessions and their parts) with transactional updates.
+//!   the hash index, upload sessions and their parts, single-use grants) with transactional
+//!   updates. It is the sum of one trait per concern ([`IdentityStore`], [`ObjectStore`],
+//!   [`UploadStore`], ...); [`contract`] is the test suite every implementation must pass.
 //!   [`SqliteMetaStore`] is the embedded default: SQLite in WAL mode, `synchronous=FULL`,
 //!   with one writer thread that batches concurrent writes into one transaction (group commit)
 //!   so durable small writes do not each pay a full fsync.
@@ -16,14 +18,16 @@
 //! name it; a content's `refs` counts the objects that point at it.
 
 mod blob;
+pub mod contract;
 mod meta;
 mod model;
 mod sqlite;
 
 pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
 pub use meta::{
-    Callback, CompleteUpload, ContentSource, ListPage, ListStart, MetaStore, NewContent, ObjectWrite, PartWrite,
-    StoreError, StoreResult, UploadListPage, UsageDay, UsageDelta, WriteCondition,
+    BucketStore, Callback, CallbackStore, CompleteUpload, ContentSource, GrantStore, IdentityStore, ListPage,
+    ListStart, MaintenanceStore, MetaStore, NewContent, ObjectStore, ObjectWrite, PartWrite, RenameMode, SettingStore,
+    StoreError, StoreResult, UploadListPage, UploadStore, UsageDay, UsageDelta, UsageStore, WriteCondition,
 };
 pub use model::*;
 pub use sqlite::SqliteMetaStore;

@@ -1,4 +1,8 @@
-//! The metadata store contract. Every method is one transaction.
+//! The metadata store contract, one trait per concern. Every method is one transaction.
+//!
+//! [`MetaStore`] is the sum of the concerns; the engine holds an `Arc<dyn MetaStore>`.
+//! What every implementation must do is pinned down by the shared test suite in
+//! [`crate::contract`], which the embedded SQLite store passes (and a scale-out store must).
 
 use async_trait::async_trait;
 
@@ -78,6 +82,15 @@ pub struct PartWrite {
     pub digests: Digests,
 }
 
+/// How [`ObjectStore::rename`] treats the names involved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RenameMode {
+    /// Move every key under `from` too (a folder): `from` and `to` are prefixes.
+    pub prefix: bool,
+    /// Replace an object already at `to` (single objects only) instead of failing `Exists`.
+    pub replace: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct CompleteUpload {
     pub upload_id: String,
@@ -143,21 +156,55 @@ pub enum ListStart<'a> {
 pub type ListPage = Vec<ObjectRecord>;
 pub type UploadListPage = Vec<UploadRecord>;
 
+/// Tenants, credentials and tenant aliases (COS appids).
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
-    // --- tenants and credentials
+pub trait IdentityStore: Send + Sync + 'static {
+    /// Fails with `Exists` if the name is taken.
+    async fn create_tenant(&self, tenant: TenantRecord) -> StoreResult<()>;
+    async fn get_tenant(&self, name: &str) -> StoreResult<Option<TenantRecord>>;
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
+
+    /// Adds or replaces the credential with this access key.
     async fn put_credential(&self, cred: CredentialRecord) -> StoreResult<()>;
     async fn get_credential(&self, access_key: &str) -> StoreResult<Option<CredentialRecord>>;
-    async fn list_credentials(&self) -> StoreResult<Vec<CredentialRecord>>;
-    async fn delete_credential(&self, access_key: &str) -> StoreResult<()>;
+    /// Credentials matching the filter, in access-key order.
+    async fn list_credentials(&self, filter: CredentialFilter) -> StoreResult<Vec<CredentialRecord>>;
+    /// Whether there was one to delete.
+    async fn delete_credential(&self, access_key: &str) -> StoreResult<bool>;
 
-    // --- settings shared by every node (URL-signing keys, ...)
+    /// The tenant's alias of `kind`: the one it has, else `alias` if no tenant has taken it
+    /// (then `Exists` when it is taken: the caller picks another). Aliases never change.
+    async fn claim_alias(&self, kind: &str, alias: &str, tenant: &str) -> StoreResult<String>;
+    async fn alias_of(&self, kind: &str, tenant: &str) -> StoreResult<Option<String>>;
+    /// The tenant an alias names.
+    async fn resolve_alias(&self, kind: &str, alias: &str) -> StoreResult<Option<String>>;
+}
+
+/// Settings shared by every node (signing keys, price tables, quotas).
+#[async_trait]
+pub trait SettingStore: Send + Sync + 'static {
     /// The setting's value, storing `init` first if it has none.
     async fn setting_or_init(&self, name: &str, init: String) -> StoreResult<String>;
     async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
     async fn put_settings(&self, pairs: Vec<(String, String)>) -> StoreResult<()>;
+}
 
-    // --- usage metering
+/// Single-use grants.
+#[async_trait]
+pub trait GrantStore: Send + Sync + 'static {
+    /// Fails with `Exists` if a grant of that kind and id exists (used or not).
+    async fn create_grant(&self, grant: GrantRecord) -> StoreResult<()>;
+    async fn get_grant(&self, kind: GrantKind, id: &str) -> StoreResult<Option<GrantRecord>>;
+    /// Marks the grant used and returns it as it was before (so `used` says whether this
+    /// call was the first): of concurrent callers exactly one sees `used == false`.
+    async fn redeem_grant(&self, kind: GrantKind, id: &str) -> StoreResult<Option<GrantRecord>>;
+    /// Forgets grants that expired before `cutoff_ms`; returns how many.
+    async fn purge_grants(&self, cutoff_ms: i64) -> StoreResult<u64>;
+}
+
+/// Usage metering and stored-byte counts.
+#[async_trait]
+pub trait UsageStore: Send + Sync + 'static {
     /// Adds counted downloads and requests per (tenant, bucket, day), and records the
     /// bucket's stored bytes as that day's storage (its maximum over the day).
     async fn add_usage(&self, rows: Vec<UsageDelta>) -> StoreResult<()>;
@@ -167,29 +214,38 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn tenant_bytes(&self, tenant: &str) -> StoreResult<u64>;
     /// Bytes stored in one bucket.
     async fn bucket_bytes(&self, bucket: &str) -> StoreResult<u64>;
+}
 
-    // --- outgoing callbacks (UpYun notify-url), kept until delivered or given up
+/// Outgoing callbacks (UpYun notify-url), kept until delivered or given up.
+#[async_trait]
+pub trait CallbackStore: Send + Sync + 'static {
     async fn enqueue_callback(&self, url: String, body: String) -> StoreResult<()>;
     async fn due_callbacks(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<Callback>>;
     /// Delivered or given up (`None`), or to be retried at `retry_at`.
     async fn finish_callback(&self, id: i64, retry_at: Option<i64>) -> StoreResult<()>;
+}
 
-    // --- buckets
+#[async_trait]
+pub trait BucketStore: Send + Sync + 'static {
+    /// Fails with `Exists` if the name is taken (by any tenant).
     async fn create_bucket(&self, bucket: BucketRecord) -> StoreResult<()>;
     async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>>;
     async fn set_bucket_public(&self, name: &str, public: bool) -> StoreResult<()>;
+    /// In name order; `None`: every tenant's.
     async fn list_buckets(&self, tenant: Option<&str>) -> StoreResult<Vec<BucketRecord>>;
     /// Refuses with `NotEmpty` while objects or upload sessions remain.
     async fn delete_bucket(&self, name: &str) -> StoreResult<()>;
+}
 
-    // --- objects and contents
+/// Objects, their contents and the hash index.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
     async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>>;
-    /// Moves the object at `from` to `to` (keeping its id), and with `prefix` every key under
-    /// `from` too (folder rename). Fails with `Exists` if `to` is taken.
-    async fn rename(&self, bucket: &str, from: &str, to: &str, prefix: bool) -> StoreResult<ObjectRecord>;
-    /// Whether any object of the tenant's buckets points at this content.
-    async fn tenant_holds_content(&self, tenant: &str, content_id: i64) -> StoreResult<bool>;
+    /// Moves the object at `from` to `to` (keeping its id), and with `mode.prefix` every key
+    /// under `from` too (folder rename). Fails with `Exists` if `to` is taken (unless
+    /// `mode.replace`), `NotFound` if there is nothing to move.
+    async fn rename(&self, bucket: &str, from: &str, to: &str, mode: RenameMode) -> StoreResult<ObjectRecord>;
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>>;
     /// Objects with `key` starting with `prefix`, from `start` on, in byte order.
     async fn list_objects(
@@ -201,16 +257,39 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> StoreResult<ListPage>;
     async fn put_object(&self, write: ObjectWrite) -> StoreResult<ObjectRecord>;
     async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
-    /// The hash index: contents with this digest and size.
-    async fn find_content(&self, algo: &str, digest: &str, size: u64) -> StoreResult<Vec<i64>>;
+    /// The hash index: up to `limit` contents with this digest and size, whoever holds them.
+    async fn find_content(&self, algo: &str, digest: &str, size: u64, limit: usize) -> StoreResult<Vec<i64>>;
+    /// A content with this digest and size that an object of `tenant`'s buckets inside
+    /// `within` points at, however many other tenants hold the same digest.
+    async fn find_held_content(
+        &self,
+        tenant: &str,
+        algo: &str,
+        digest: &str,
+        size: u64,
+        within: &Within,
+    ) -> StoreResult<Option<i64>>;
+    /// Contents of exactly this size, whose digests are still being computed, that an
+    /// object of `tenant`'s buckets inside `within` points at.
+    async fn pending_held_contents(
+        &self,
+        tenant: &str,
+        size: u64,
+        within: &Within,
+        limit: usize,
+    ) -> StoreResult<Vec<ContentRecord>>;
     async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>>;
-    /// Contents of exactly this size whose digests are still being computed.
-    async fn pending_contents_of_size(&self, size: u64, limit: usize) -> StoreResult<Vec<ContentRecord>>;
     async fn set_content_digests(&self, id: i64, digests: Digests, ufile_etag: String) -> StoreResult<()>;
+}
 
-    // --- upload sessions
+/// Upload sessions and their parts.
+#[async_trait]
+pub trait UploadStore: Send + Sync + 'static {
     async fn create_upload(&self, upload: UploadRecord) -> StoreResult<()>;
     async fn get_upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
+    /// The sessions of exactly this key, newest first.
+    async fn uploads_of_key(&self, bucket: &str, key: &str) -> StoreResult<Vec<UploadRecord>>;
+    /// Sessions with keys starting with `prefix`, in (key, id) order after `after`.
     async fn list_uploads(
         &self,
         bucket: &str,
@@ -218,31 +297,22 @@ pub trait MetaStore: Send + Sync + 'static {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> StoreResult<UploadListPage>;
-    /// Adds or replaces a part (a replaced part's blob loses a reference).
+    /// Adds or replaces a part (a replaced part's blob loses a reference). `NotFound` when
+    /// the session is gone or expired.
     async fn put_part(&self, part: PartWrite) -> StoreResult<()>;
     async fn list_parts(&self, upload_id: &str, after: u32, limit: usize) -> StoreResult<Vec<PartRecord>>;
     /// Turns the named parts into the extents of new content and points the upload's key at
     /// it; unnamed parts are dropped; the session is gone afterwards. No blob is copied.
+    /// `NotFound` when the session is gone or expired.
     async fn complete_upload(&self, complete: CompleteUpload) -> StoreResult<ObjectRecord>;
     async fn abort_upload(&self, id: &str) -> StoreResult<()>;
-
-    // --- single-use tickets (upload tokens)
-    async fn create_ticket(&self, id: &str, payload: String, expires_ms: i64) -> StoreResult<()>;
-    async fn get_ticket(&self, id: &str) -> StoreResult<Option<Ticket>>;
-    /// Marks the ticket used; `false` if it was already used (or does not exist).
-    async fn use_ticket(&self, id: &str) -> StoreResult<bool>;
-
-    // --- proof-of-possession challenges
-    async fn create_challenge(&self, c: ChallengeRecord) -> StoreResult<()>;
-    /// Marks the challenge used and returns it, with whether it had already been used: each
-    /// can be answered once.
-    async fn take_challenge(&self, id: &str) -> StoreResult<Option<(ChallengeRecord, bool)>>;
-    /// Forgets challenges that expired before `cutoff_ms`.
-    async fn purge_challenges(&self, cutoff_ms: i64) -> StoreResult<u64>;
-
-    // --- garbage collection and checks
     /// Upload sessions whose expiry has passed.
     async fn expired_uploads(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<String>>;
+}
+
+/// Garbage collection and checks.
+#[async_trait]
+pub trait MaintenanceStore: Send + Sync + 'static {
     /// Whether the metadata has a row for this blob.
     async fn blob_known(&self, id: &str) -> StoreResult<bool>;
     /// Blobs with no reference since before `cutoff_ms`.
@@ -254,4 +324,31 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Cross-checks reference counts against the rows that hold them; returns the blobs the
     /// metadata knows (id, size) and the problems found.
     async fn check(&self) -> StoreResult<(Vec<(BlobId, u64)>, Vec<String>)>;
+}
+
+/// Everything the engine keeps besides blob bytes: the sum of the concerns above.
+pub trait MetaStore:
+    IdentityStore
+    + SettingStore
+    + GrantStore
+    + UsageStore
+    + CallbackStore
+    + BucketStore
+    + ObjectStore
+    + UploadStore
+    + MaintenanceStore
+{
+}
+
+impl<T> MetaStore for T where
+    T: IdentityStore
+        + SettingStore
+        + GrantStore
+        + UsageStore
+        + CallbackStore
+        + BucketStore
+        + ObjectStore
+        + UploadStore
+        + MaintenanceStore
+{
 }

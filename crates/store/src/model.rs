@@ -80,6 +80,34 @@ pub struct ObjectMeta {
     /// The checksum algorithm the client asked for (S3 `x-amz-checksum-algorithm`), upper-case.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub checksum_algorithm: Option<String>,
+    /// Attributes a protocol keeps with the object (COS `biz_attr`, UpYun `Content-Secret`,
+    /// ...). Never filled from user metadata headers, so no client of another protocol can
+    /// forge them; names are `<protocol>-<attribute>`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub attrs: BTreeMap<String, String>,
+    /// Who may read the object without a credential; decided by the core (never by user
+    /// metadata).
+    #[serde(skip_serializing_if = "ObjectAccess::is_inherit", default)]
+    pub access: ObjectAccess,
+}
+
+/// An object's own read access, on top of its bucket's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectAccess {
+    /// As the bucket: public buckets serve it to anyone, private ones to credentials only.
+    #[default]
+    Inherit,
+    /// Credentials only, even in a public bucket.
+    Private,
+    /// Anyone may read it, even in a private bucket.
+    PublicRead,
+}
+
+impl ObjectAccess {
+    pub fn is_inherit(&self) -> bool {
+        *self == ObjectAccess::Inherit
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,14 +133,82 @@ pub struct BucketRecord {
     pub created_ms: i64,
 }
 
-/// A credential of any dialect, resolving to a tenant.
+/// A tenant: the owner of buckets and credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantRecord {
+    pub name: String,
+    pub created_ms: i64,
+}
+
+/// What a credential is. Every kind resolves to a tenant (and, for scoped kinds, a scope);
+/// the kind says how it was issued and how it may authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialKind {
+    /// The operator's key: every tenant's buckets and the admin API.
+    Root,
+    /// A tenant's own key pair (S3 access key, UFile public/private key, COS SecretId/Key).
+    TenantKey,
+    /// A UFile token (`TOKEN_<id>`): a key pair with a scope and usually an expiry.
+    UfileToken,
+    /// A UCloud IoT device: signs its URL requests; scoped to `<product>/<device>/` of one bucket.
+    IotDevice,
+    /// An UpYun operator, keyed by the MD5 of its password; scoped to one bucket.
+    UpyunOperator,
+    /// An UpYun bucket's form-API secret (legacy block upload); scoped to that bucket.
+    UpyunFormSecret,
+    /// An Aliyun Drive refresh token (bearer; stored as its SHA-256).
+    AdriveRefresh,
+    /// An Aliyun Drive access token (bearer; stored as its SHA-256; expires).
+    AdriveAccess,
+}
+
+impl CredentialKind {
+    pub const ALL: [CredentialKind; 8] = [
+        Self::Root,
+        Self::TenantKey,
+        Self::UfileToken,
+        Self::IotDevice,
+        Self::UpyunOperator,
+        Self::UpyunFormSecret,
+        Self::AdriveRefresh,
+        Self::AdriveAccess,
+    ];
+
+    /// The name stored in the metadata (`s3` for tenant keys, as first stored).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Root => "root",
+            Self::TenantKey => "s3",
+            Self::UfileToken => "ufile-token",
+            Self::IotDevice => "iot-device",
+            Self::UpyunOperator => "upyun-operator",
+            Self::UpyunFormSecret => "upyun-form-secret",
+            Self::AdriveRefresh => "adrive-refresh",
+            Self::AdriveAccess => "adrive-access",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Bearer tokens are handed to the client whole; the store keeps only their SHA-256 as
+    /// the access key and a secret nobody is ever given (so they cannot sign requests).
+    pub fn is_bearer(&self) -> bool {
+        matches!(self, Self::AdriveRefresh | Self::AdriveAccess)
+    }
+}
+
+/// A credential of any kind, resolving to a tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialRecord {
     pub access_key: String,
     pub secret: String,
     pub tenant: String,
-    /// Which dialect's credential this is (`s3`, ...); root credentials are `root`.
-    pub kind: String,
+    pub kind: CredentialKind,
+    /// A name the issuer gave it (UFile `TokenName`); may be empty.
+    pub label: String,
     pub created_ms: i64,
     /// When the credential stops working (tokens); `None` for long-lived keys.
     pub expires_ms: Option<i64>,
@@ -121,17 +217,87 @@ pub struct CredentialRecord {
     pub scope: Option<String>,
 }
 
-/// A stored single-use ticket (upload tokens, challenges): its payload and whether it was used.
+/// Which credentials a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialFilter {
+    pub tenant: Option<String>,
+    pub kind: Option<CredentialKind>,
+}
+
+/// Single-use grants (one mechanism for every protocol's one-time tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantKind {
+    /// A Tencent COS once-signature, spent by the request that carries it.
+    CosOnce,
+    /// A UCloud IoT upload token, spent by the upload it allows.
+    IotUpload,
+    /// A native instant-upload challenge, spent by its answer.
+    Challenge,
+}
+
+impl GrantKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::CosOnce => "cos-once",
+            Self::IotUpload => "iot-upload",
+            Self::Challenge => "challenge",
+        }
+    }
+}
+
+/// A stored single-use grant: what it grants, until when, and whether it was used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
+pub struct GrantRecord {
+    pub kind: GrantKind,
+    pub id: String,
+    /// What the grant allows (JSON chosen by its issuer).
     pub payload: String,
     pub expires_ms: i64,
     pub used: bool,
 }
 
+/// What kind of upload session this is: decides its part rules and default lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UploadKind {
+    /// S3 multipart upload (parts 1–10,000, listed at completion).
+    S3,
+    /// UFile multipart upload (4 MiB blocks numbered from 0).
+    Ufile,
+    /// Tencent COS slice upload (v4 or v3).
+    Cos,
+    /// UpYun REST multipart upload (`X-Upyun-Multi-*`).
+    Upyun,
+    /// UpYun legacy form-API block upload.
+    UpyunBlock,
+    /// Aliyun Drive `create_with_proof` upload.
+    Adrive,
+}
+
+impl UploadKind {
+    pub const ALL: [UploadKind; 6] = [Self::S3, Self::Ufile, Self::Cos, Self::Upyun, Self::UpyunBlock, Self::Adrive];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::S3 => "s3",
+            Self::Ufile => "ufile",
+            Self::Cos => "cos",
+            Self::Upyun => "upyun",
+            Self::UpyunBlock => "upyun-block",
+            Self::Adrive => "adrive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadRecord {
     pub id: String,
+    pub kind: UploadKind,
     pub bucket: String,
     pub key: String,
     pub tenant: String,
@@ -140,7 +306,7 @@ pub struct UploadRecord {
     /// Protocol state the dialect keeps with the session (JSON: expected size and digest,
     /// part sizes, target names...). Empty object for plain S3 uploads.
     pub state: String,
-    /// When GC may abort the session (protocols whose sessions expire); `None`: never.
+    /// When the session stops accepting parts and GC aborts it; `None`: never.
     pub expires_ms: Option<i64>,
 }
 
@@ -181,17 +347,18 @@ pub struct FsckReport {
     pub problems: Vec<String>,
 }
 
-/// A single-use proof-of-possession challenge (native instant upload).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChallengeRecord {
-    pub id: String,
-    pub tenant: String,
-    pub bucket: String,
-    pub key: String,
-    pub size: u64,
-    pub sha256: String,
-    pub nonce: String,
-    pub ranges: Vec<(u64, u64)>,
-    pub proof_required: bool,
-    pub expires_ms: i64,
+/// Which objects count, for a lookup on behalf of a scoped credential: `None` on an axis
+/// means no restriction on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Within {
+    pub buckets: Option<Vec<String>>,
+    pub prefixes: Option<Vec<String>>,
+}
+
+impl Within {
+    /// Whether `(bucket, key)` falls inside.
+    pub fn contains(&self, bucket: &str, key: &str) -> bool {
+        self.buckets.as_ref().is_none_or(|b| b.iter().any(|x| x == bucket))
+            && self.prefixes.as_ref().is_none_or(|ps| ps.iter().any(|p| key.starts_with(p.as_str())))
+    }
 }

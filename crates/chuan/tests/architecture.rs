@@ -1,0 +1,86 @@
+//! The dependency rules of ARCHITECTURE.md, checked mechanically: dialects translate, the core
+//! decides. A dialect crate may not depend on `chuan-store` (so it cannot name the MetaStore,
+//! nor reach it through the engine: the core re-exports records only), nor on another
+//! dialect; no dialect source names the store, and none makes up a principal (principals come
+//! from credentials, bearer tokens and grants, resolved by the core).
+
+use std::path::{Path, PathBuf};
+
+fn crates_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("crates/").to_owned()
+}
+
+fn dialects() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(crates_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("api-"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 7, "expected api-common and six dialect crates, found {v:?}");
+    v
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn dialect_crates_depend_on_core_and_api_common_only() {
+    for d in dialects() {
+        let manifest = std::fs::read_to_string(d.join("Cargo.toml")).unwrap();
+        let deps = manifest.split("[dependencies]").nth(1).unwrap_or("").split("\n[").next().unwrap_or("");
+        for line in deps.lines() {
+            let name = line.split(['=', '.']).next().unwrap_or("").trim();
+            assert!(
+                !name.starts_with("chuan") || name == "chuan-core" || name == "chuan-api-common",
+                "{} depends on {name}: a dialect depends on chuan-core and chuan-api-common only",
+                d.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn no_dialect_reaches_the_store_or_makes_up_a_principal() {
+    let forbidden = ["MetaStore", "chuan_store", ".meta()", "Principal::of_tenant", "Principal::operator"];
+    let mut found = Vec::new();
+    for d in dialects() {
+        let mut files = Vec::new();
+        rust_files(&d.join("src"), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                for word in forbidden {
+                    if line.contains(word) {
+                        found.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "dialects must go through the engine's API:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_core_does_not_hand_out_the_store() {
+    let lib = std::fs::read_to_string(crates_dir().join("core/src/lib.rs")).unwrap();
+    let store = lib.split("pub mod store {").nth(1).expect("core re-exports records in `store`");
+    let store = store.split('}').next().unwrap();
+    for word in ["MetaStore", "Store,", "Store}", "BlobStore", "SqliteMetaStore"] {
+        assert!(!store.contains(word), "chuan_core::store re-exports {word}: records only");
+    }
+    let mut files = Vec::new();
+    rust_files(&crates_dir().join("core/src"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(!text.contains("pub fn meta("), "{} hands out the MetaStore", f.display());
+    }
+}

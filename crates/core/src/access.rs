@@ -1,0 +1,266 @@
+//! Who is asking, and what they may do: principals, scopes, and the one place every
+//! operation's access is decided.
+//!
+//! Every dialect resolves its caller to a [`Principal`] (from a credential through
+//! [`Engine::credential`] or [`Engine::bearer`], from a signed URL grant, or
+//! [`Principal::anonymous`]) and passes it to every engine call. The engine then decides,
+//! inside each operation and for every key the operation names (copy sources, rename targets,
+//! multipart completion keys, instant-upload claims, listings of sessions and parts):
+//! 1. the principal's scope allows the operation class on that bucket and key;
+//! 2. the bucket belongs to the principal's tenant (or the principal is the root);
+//! 3. anonymous callers read only public buckets and public objects, and do nothing else.
+//!
+//! Only an admitted request is metered (see `metering.rs`): refused and anonymous requests
+//! never consume a tenant's allowances.
+
+use chuan_store::{BucketRecord, CredentialKind, ObjectAccess, ObjectRecord, Within};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::error::{CoreError, CoreResult};
+
+/// Operation classes a scope grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Read,
+    Write,
+    Delete,
+    List,
+}
+
+/// Restrictions of a credential; `None` in a field means "no restriction on this axis".
+/// Expiry is the credential's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<Vec<Op>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefixes: Option<Vec<String>>,
+}
+
+impl Scope {
+    /// Full rights on one bucket (UpYun operators and form secrets).
+    pub fn bucket(bucket: &str) -> Self {
+        Scope { ops: None, buckets: Some(vec![bucket.to_owned()]), prefixes: None }
+    }
+
+    pub fn allows_op(&self, op: Op) -> bool {
+        self.ops.as_ref().is_none_or(|ops| ops.contains(&op))
+    }
+
+    pub fn allows_bucket(&self, bucket: &str) -> bool {
+        self.buckets.as_ref().is_none_or(|b| b.iter().any(|x| x == bucket))
+    }
+
+    /// Whether `op` on `key` (a key, or a listing prefix for `List`) in `bucket` is granted.
+    pub fn allows(&self, op: Op, bucket: &str, key: &str) -> bool {
+        self.allows_op(op)
+            && self.allows_bucket(bucket)
+            && self.prefixes.as_ref().is_none_or(|ps| ps.iter().any(|p| key.starts_with(p.as_str())))
+    }
+}
+
+/// Per-request state a principal carries: whether this request has been metered yet.
+#[derive(Debug, Default)]
+struct RequestState {
+    charged: AtomicBool,
+}
+
+/// Who is asking, for one request. Resolved afresh for every request (a revoked or expired
+/// credential stops working at once), and carrying that request's metering state, so a
+/// request is charged once however many engine calls it makes.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant: String,
+    /// The credential's access key (or a label for grants and anonymous callers).
+    pub access_key: String,
+    /// The kind of credential behind it; `None` for anonymous callers and URL grants.
+    pub kind: Option<CredentialKind>,
+    /// Root credentials: may act on every tenant's buckets and use the admin API.
+    pub admin: bool,
+    /// Restrictions of a scoped credential (tokens, devices, operators, grants).
+    pub scope: Option<Scope>,
+    request: Arc<RequestState>,
+}
+
+const ANONYMOUS: &str = "anonymous";
+
+impl Principal {
+    pub(crate) fn new(
+        tenant: String,
+        access_key: String,
+        kind: Option<CredentialKind>,
+        admin: bool,
+        scope: Option<Scope>,
+    ) -> Self {
+        Self { tenant, access_key, kind, admin, scope, request: Default::default() }
+    }
+
+    /// A tenant-wide principal, for trusted in-process callers (tests, tools). Dialects get
+    /// principals from credentials, bearer tokens and URL grants, never from this.
+    pub fn of_tenant(tenant: &str, access_key: &str) -> Self {
+        Self::new(tenant.to_owned(), access_key.to_owned(), Some(CredentialKind::TenantKey), false, None)
+    }
+
+    /// The operator of this machine, for `chuan admin` commands run against a data directory:
+    /// root rights without a credential. Dialects never use it.
+    pub fn operator() -> Self {
+        Self::new("root".into(), "operator".into(), Some(CredentialKind::Root), true, None)
+    }
+
+    /// An unauthenticated caller: it may only read public buckets and public objects.
+    pub fn anonymous() -> Self {
+        let scope = Scope { ops: Some(vec![Op::Read]), buckets: None, prefixes: None };
+        Self::new(String::new(), ANONYMOUS.into(), None, false, Some(scope))
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.tenant.is_empty() && self.kind.is_none() && self.access_key == ANONYMOUS
+    }
+
+    /// Marks this request metered; `true` the first time.
+    pub(crate) fn first_charge(&self) -> bool {
+        !self.request.charged.swap(true, Ordering::SeqCst)
+    }
+
+    /// Where this principal may read: the objects an instant-upload claim may hit without a
+    /// proof. `None` when it may read nothing (write-only or anonymous).
+    pub(crate) fn readable(&self) -> Option<Within> {
+        if self.is_anonymous() {
+            return None;
+        }
+        match &self.scope {
+            None => Some(Within::default()),
+            Some(s) if s.allows_op(Op::Read) => {
+                Some(Within { buckets: s.buckets.clone(), prefixes: s.prefixes.clone() })
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+impl Engine {
+    /// The access decision: may `p` do `op` on `key` (a key, or a listing prefix for
+    /// `Op::List`) of `bucket`? Returns the bucket, and meters the request to its owner (once
+    /// per request). Scope refusals come before any lookup, so they reveal nothing.
+    pub(crate) async fn admit(&self, p: &Principal, op: Op, bucket: &str, key: &str) -> CoreResult<BucketRecord> {
+        if p.scope.as_ref().is_some_and(|s| !s.allows(op, bucket, key)) {
+            return Err(CoreError::AccessDenied);
+        }
+        if p.is_anonymous() && op != Op::Read {
+            return Err(CoreError::AccessDenied);
+        }
+        let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
+        if p.is_anonymous() {
+            // Object reads decide with the object (`read_access`); here the bucket must be public.
+            return if b.public { Ok(b) } else { Err(CoreError::AccessDenied) };
+        }
+        if b.tenant != p.tenant && !p.admin {
+            return Err(CoreError::AccessDenied);
+        }
+        self.charge_request(p, &b).await?;
+        Ok(b)
+    }
+
+    /// Bucket-level access (head, location, usage, a check before a body is read): the scope
+    /// must allow the bucket and the bucket must be the principal's.
+    pub(crate) async fn admit_bucket(&self, p: &Principal, bucket: &str) -> CoreResult<BucketRecord> {
+        if p.is_anonymous() || p.scope.as_ref().is_some_and(|s| !s.allows_bucket(bucket)) {
+            return Err(CoreError::AccessDenied);
+        }
+        let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
+        if b.tenant != p.tenant && !p.admin {
+            return Err(CoreError::AccessDenied);
+        }
+        self.charge_request(p, &b).await?;
+        Ok(b)
+    }
+
+    /// May `p` read this object (or, `None`, a missing object at `key`)? Credentials go
+    /// through [`Engine::admit`]; anonymous callers need a public object, or a public bucket
+    /// and an object that is not private. A missing object in a private bucket is refused
+    /// like an existing one, so anonymous callers learn nothing of private keys.
+    pub(crate) async fn read_access(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        obj: Option<&ObjectRecord>,
+    ) -> CoreResult<BucketRecord> {
+        if !p.is_anonymous() {
+            return self.admit(p, Op::Read, bucket, key).await;
+        }
+        let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
+        let public = match obj.map(|o| o.meta.access) {
+            Some(ObjectAccess::PublicRead) => true,
+            Some(ObjectAccess::Private) => false,
+            Some(ObjectAccess::Inherit) | None => b.public,
+        };
+        if public {
+            Ok(b)
+        } else {
+            Err(CoreError::AccessDenied)
+        }
+    }
+
+    /// Checks, before a body is read, that `p` may do `op` on `key` of `bucket` (the same
+    /// decision the operation itself makes).
+    pub async fn check_access(&self, p: &Principal, op: Op, bucket: &str, key: &str) -> CoreResult<BucketRecord> {
+        self.admit(p, op, bucket, key).await
+    }
+
+    /// Account management (buckets, credentials, quotas, reports, prices) is for a tenant's
+    /// own keys and the root, never for scoped credentials or anonymous callers.
+    pub fn check_management(&self, p: &Principal) -> CoreResult<()> {
+        if p.scope.is_some() || p.is_anonymous() {
+            return Err(CoreError::AccessDenied);
+        }
+        Ok(())
+    }
+
+    /// Checks that the bucket exists and the principal may use it (before reading a body).
+    pub async fn check_bucket(&self, p: &Principal, name: &str) -> CoreResult<BucketRecord> {
+        self.admit_bucket(p, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_axis_restricts() {
+        let s =
+            Scope { ops: Some(vec![Op::Write]), buckets: Some(vec!["b".into()]), prefixes: Some(vec!["P/D/".into()]) };
+        assert!(s.allows(Op::Write, "b", "P/D/f.txt"));
+        assert!(!s.allows(Op::Read, "b", "P/D/f.txt"));
+        assert!(!s.allows(Op::Write, "c", "P/D/f.txt"));
+        assert!(!s.allows(Op::Write, "b", "P/E/f.txt"));
+        assert!(Scope::default().allows(Op::Delete, "any", "thing"));
+    }
+
+    #[test]
+    fn what_a_principal_may_read() {
+        assert_eq!(Principal::of_tenant("t", "k").readable(), Some(Within::default()));
+        assert_eq!(Principal::anonymous().readable(), None);
+        let mut p = Principal::of_tenant("t", "k");
+        p.scope = Some(Scope { ops: Some(vec![Op::Write]), buckets: None, prefixes: None });
+        assert_eq!(p.readable(), None, "a write-only scope reads nothing");
+        p.scope = Some(Scope { ops: None, buckets: Some(vec!["b".into()]), prefixes: Some(vec!["pub/".into()]) });
+        assert_eq!(p.readable(), Some(Within { buckets: Some(vec!["b".into()]), prefixes: Some(vec!["pub/".into()]) }));
+    }
+
+    #[test]
+    fn a_request_is_charged_once_across_clones() {
+        let p = Principal::of_tenant("t", "k");
+        let q = p.clone();
+        assert!(p.first_charge());
+        assert!(!q.first_charge());
+        assert!(Principal::of_tenant("t", "k").first_charge(), "another request starts afresh");
+    }
+}

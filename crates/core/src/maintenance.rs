@@ -1,0 +1,156 @@
+//! Background work and checks: garbage collection (blobs, temporaries, expired grants and
+//! sessions), whole-content digests for assembled content, crash recovery, statistics,
+//! `fsck`, and the queue of outgoing callbacks.
+
+use chuan_store::*;
+use futures::StreamExt;
+use std::time::Duration;
+
+use crate::engine::Engine;
+use crate::error::CoreResult;
+use crate::hash::AllHasher;
+
+/// Result of a GC pass.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct GcReport {
+    pub blobs_freed: u64,
+    pub bytes_freed: u64,
+    pub temps_removed: u64,
+    pub grants_purged: u64,
+    pub uploads_expired: u64,
+}
+
+impl Engine {
+    /// Frees blobs unreferenced for longer than `grace`, temporary files that no upload in
+    /// this process is writing and that are older than `grace`, single-use grants expired for
+    /// an hour, and upload sessions past their expiry.
+    pub async fn gc(&self, grace: Duration) -> CoreResult<GcReport> {
+        let mut report = GcReport::default();
+        // Sessions first: their parts become unreferenced blobs, freed after the grace period.
+        for id in self.meta.expired_uploads(now_ms(), 1000).await? {
+            match self.meta.abort_upload(&id).await {
+                Ok(()) | Err(StoreError::NotFound) => report.uploads_expired += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let cutoff = now_ms() - grace.as_millis() as i64;
+        loop {
+            let ids = self.meta.unreferenced_blobs(cutoff, 512).await?;
+            if ids.is_empty() {
+                break;
+            }
+            let mut progressed = false;
+            for id in ids {
+                let _guard = self.locks.lock(&id).await;
+                if self.meta.forget_blob(&id, cutoff).await? {
+                    let size = self.blobs.size(&id)?.unwrap_or(0);
+                    self.blobs.delete(&id)?;
+                    report.blobs_freed += 1;
+                    report.bytes_freed += size;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        // Temporaries of live uploads are younger than any sane grace; with grace 0 (tests,
+        // admin) only files untouched for a few seconds go, so an upload in progress, which
+        // writes continuously, keeps its file.
+        let age = grace.max(Duration::from_secs(2));
+        report.temps_removed = self.blobs.sweep_temps(age)? as u64;
+        // Grants are useless once expired; kept an hour longer so a late answer still gets
+        // "expired" rather than "unknown".
+        report.grants_purged = self.meta.purge_grants(now_ms() - 3_600_000).await?;
+        self.metrics.blobs_freed.inc_by(report.blobs_freed);
+        self.metrics.temps_swept.inc_by(report.temps_removed);
+        Ok(report)
+    }
+
+    /// Removes blobs on disk that no metadata row names (a crash between making a blob
+    /// durable and committing the row that references it). Only at startup, when no upload
+    /// can be between those two steps.
+    pub async fn remove_orphan_blobs(&self) -> CoreResult<usize> {
+        let (known, _) = self.meta.check().await?;
+        let known: std::collections::HashSet<String> = known.into_iter().map(|(id, _)| id).collect();
+        let mut removed = 0;
+        for id in self.blobs.list()? {
+            if !known.contains(&id) {
+                self.blobs.delete(&id)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes every temporary file: only at startup, when no upload can be in flight.
+    pub fn sweep_all_temps(&self) -> CoreResult<usize> {
+        let n = self.blobs.sweep_temps(Duration::ZERO)?;
+        self.metrics.temps_swept.inc_by(n as u64);
+        Ok(n)
+    }
+
+    /// Computes whole-content digests for content assembled from parts, then enters them in
+    /// the hash index (which is what makes such content findable for instant upload).
+    pub async fn compute_pending_digests(&self, limit: usize) -> CoreResult<usize> {
+        let pending = self.meta.contents_missing_digests(limit).await?;
+        self.metrics.digest_backlog.set(pending.len() as i64);
+        let mut done = 0;
+        for content in pending {
+            let mut hasher = AllHasher::default();
+            let mut stream = self.read(&content, 0, content.size);
+            while let Some(chunk) = stream.next().await {
+                hasher.update(&chunk?);
+            }
+            let (d, u) = hasher.finish_with_ufile();
+            self.meta.set_content_digests(content.id, d, u).await?;
+            self.metrics.digests_computed.inc();
+            done += 1;
+        }
+        let left = self.meta.stats().await?.pending_digests;
+        self.metrics.digest_backlog.set(left as i64);
+        Ok(done)
+    }
+
+    pub async fn stats(&self) -> CoreResult<StoreStats> {
+        Ok(self.meta.stats().await?)
+    }
+
+    /// Consistency check: reference counts agree with the rows holding them, every blob the
+    /// metadata names exists with its size, and no stored blob is unknown to the metadata.
+    pub async fn fsck(&self) -> CoreResult<FsckReport> {
+        let (known, mut problems) = self.meta.check().await?;
+        let mut on_disk: std::collections::HashSet<String> = self.blobs.list()?.into_iter().collect();
+        for (id, size) in &known {
+            match self.blobs.size(id)? {
+                None => problems.push(format!("blob {id} is in the metadata but missing on disk")),
+                Some(s) if s != *size => {
+                    problems.push(format!("blob {id} is {s} bytes on disk, {size} in the metadata"))
+                }
+                _ => {}
+            }
+            on_disk.remove(id);
+        }
+        for id in on_disk {
+            problems.push(format!("blob {id} is on disk but unknown to the metadata (orphan)"));
+        }
+        Ok(FsckReport { blobs_checked: known.len() as u64, problems })
+    }
+
+    // ----- outgoing callbacks (delivered by the binary's worker)
+
+    /// Queues a form-encoded POST of `body` to `url`, kept until delivered or given up.
+    pub async fn enqueue_callback(&self, url: String, body: String) -> CoreResult<()> {
+        Ok(self.meta.enqueue_callback(url, body).await?)
+    }
+
+    /// Callbacks due now (at most `limit`).
+    pub async fn due_callbacks(&self, limit: usize) -> CoreResult<Vec<Callback>> {
+        Ok(self.meta.due_callbacks(now_ms(), limit).await?)
+    }
+
+    /// Records an attempt: delivered or given up (`None`), or to be retried at `retry_at`.
+    pub async fn finish_callback(&self, id: i64, retry_at: Option<i64>) -> CoreResult<()> {
+        Ok(self.meta.finish_callback(id, retry_at).await?)
+    }
+}

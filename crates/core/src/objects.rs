@@ -1,0 +1,311 @@
+//! Objects: the two-phase write (stage, then commit), copies that share content, reads,
+//! deletes, renames and metadata updates. Every operation admits its principal for every key
+//! it names.
+
+use bytes::Bytes;
+use chuan_store::*;
+use futures::{Stream, StreamExt, TryStreamExt};
+
+use crate::access::{Op, Principal};
+use crate::engine::{write_error, Engine};
+use crate::error::{CoreError, CoreResult};
+use crate::hash::AllHasher;
+use crate::ingest::{self, StageOptions, Staged};
+use crate::names::validate_key;
+
+/// What a request to write an object carries besides its bytes.
+#[derive(Debug, Clone)]
+pub struct PutTarget {
+    pub bucket: String,
+    pub key: String,
+    pub meta: ObjectMeta,
+    pub condition: Option<WriteCondition>,
+}
+
+/// Most keys one batch delete may name (S3's DeleteObjects limit).
+pub const MAX_DELETE_BATCH: usize = 1000;
+
+impl PutTarget {
+    pub fn new(bucket: &str, key: &str) -> Self {
+        Self { bucket: bucket.to_owned(), key: key.to_owned(), meta: ObjectMeta::default(), condition: None }
+    }
+}
+
+impl Engine {
+    /// Phase one of every write: stream the body into an invisible temporary blob, computing
+    /// every digest in the same pass. Authorize first ([`Engine::check_access`]): staging
+    /// itself checks nothing.
+    pub async fn stage<S, E>(&self, body: S) -> CoreResult<Staged>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        self.stage_with(body, StageOptions::default()).await
+    }
+
+    /// [`Engine::stage`] computing more than the standard digests.
+    pub async fn stage_with<S, E>(&self, body: S, options: StageOptions) -> CoreResult<Staged>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let staged = ingest::stage(self.blobs.as_ref(), body, options).await?;
+        self.metrics.bytes_ingested.inc_by(staged.size);
+        Ok(staged)
+    }
+
+    /// Phase two of a simple upload: publish the staged bytes as `target`.
+    pub async fn commit_put(&self, p: &Principal, target: PutTarget, staged: Staged) -> CoreResult<ObjectRecord> {
+        validate_key(&target.key)?;
+        let owner = self.admit(p, Op::Write, &target.bucket, &target.key).await?.tenant;
+        let extent = Extent { blob: staged.digests.sha256.clone(), size: staged.size, digests: staged.digests.clone() };
+        let content = NewContent {
+            size: staged.size,
+            etag: staged.digests.md5.clone(),
+            digests: Some(staged.digests.clone()),
+            extents: vec![extent],
+            ufile_etag: staged.ufile_etag.clone(),
+        };
+        let write = ObjectWrite {
+            quota_bytes: self.storage_quota(&owner).await?,
+            id: None,
+            bucket: target.bucket,
+            key: target.key,
+            content: ContentSource::New(content),
+            meta: target.meta,
+            modified_ms: now_ms(),
+            condition: target.condition,
+        };
+        let rec = self.publish(staged, async { self.meta.put_object(write).await.map_err(write_error) }).await?;
+        self.metrics.objects_committed.inc();
+        Ok(rec)
+    }
+
+    /// An empty object (folders, empty files).
+    pub async fn put_empty(&self, p: &Principal, target: PutTarget) -> CoreResult<ObjectRecord> {
+        self.check_access(p, Op::Write, &target.bucket, &target.key).await?;
+        let staged = self.stage(futures::stream::empty::<Result<Bytes, std::io::Error>>()).await?;
+        self.commit_put(p, target, staged).await
+    }
+
+    /// Points `dst` at the content of `src`: no bytes are copied. The copy keeps the source's
+    /// metadata unless `replace_meta`, and starts with the default access (as S3 copies drop
+    /// ACLs).
+    pub async fn copy_object(
+        &self,
+        p: &Principal,
+        src_bucket: &str,
+        src_key: &str,
+        dst: PutTarget,
+        replace_meta: bool,
+    ) -> CoreResult<ObjectRecord> {
+        validate_key(&dst.key)?;
+        let src = self.head_object(p, src_bucket, src_key).await?;
+        let owner = self.admit(p, Op::Write, &dst.bucket, &dst.key).await?.tenant;
+        let mut meta = if replace_meta { dst.meta } else { src.meta };
+        meta.access = ObjectAccess::Inherit;
+        let write = ObjectWrite {
+            quota_bytes: self.storage_quota(&owner).await?,
+            id: None,
+            bucket: dst.bucket,
+            key: dst.key,
+            content: ContentSource::Existing(src.content_id),
+            meta,
+            modified_ms: now_ms(),
+            condition: dst.condition,
+        };
+        let rec = self.meta.put_object(write).await.map_err(write_error)?;
+        self.metrics.objects_committed.inc();
+        Ok(rec)
+    }
+
+    /// Replaces an object's metadata (attributes and access included), keeping its content,
+    /// provided it is still the object `rec` describes (else `PreconditionFailed`).
+    pub async fn update_object_meta(
+        &self,
+        p: &Principal,
+        rec: &ObjectRecord,
+        meta: ObjectMeta,
+    ) -> CoreResult<ObjectRecord> {
+        let owner = self.admit(p, Op::Write, &rec.bucket, &rec.key).await?.tenant;
+        let write = ObjectWrite {
+            quota_bytes: self.storage_quota(&owner).await?,
+            id: None,
+            bucket: rec.bucket.clone(),
+            key: rec.key.clone(),
+            content: ContentSource::Existing(rec.content_id),
+            meta,
+            modified_ms: now_ms(),
+            condition: Some(WriteCondition::EtagIs(rec.etag.clone())),
+        };
+        self.meta.put_object(write).await.map_err(write_error)
+    }
+
+    /// Deletes an object; `None` if there was none.
+    pub async fn delete_object(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<Option<ObjectRecord>> {
+        self.admit(p, Op::Delete, bucket, key).await?;
+        Ok(self.meta.delete_object(bucket, key).await?)
+    }
+
+    /// Deletes up to [`MAX_DELETE_BATCH`] keys of one bucket, each admitted on its own; the
+    /// outcome per key (`None`: there was none).
+    pub async fn delete_objects(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> CoreResult<Vec<(String, CoreResult<Option<ObjectRecord>>)>> {
+        if keys.len() > MAX_DELETE_BATCH {
+            return Err(CoreError::InvalidArgument(format!("at most {MAX_DELETE_BATCH} keys may be deleted at once")));
+        }
+        self.admit_bucket(p, bucket).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let r = self.delete_object(p, bucket, &key).await;
+            out.push((key, r));
+        }
+        Ok(out)
+    }
+
+    /// Deletes a folder key and every object under it, each admitted for deletion; returns how
+    /// many objects went. (Not one transaction: a crash midway leaves the rest in place.)
+    pub async fn delete_tree(&self, p: &Principal, bucket: &str, folder: &str) -> CoreResult<u64> {
+        self.admit(p, Op::Delete, bucket, folder).await?;
+        let mut deleted = 0;
+        loop {
+            let page = self.meta.list_objects(bucket, folder, ListStart::Beginning, 1000).await?;
+            if page.is_empty() {
+                return Ok(deleted);
+            }
+            for o in page {
+                self.admit(p, Op::Delete, bucket, &o.key).await?;
+                if self.meta.delete_object(bucket, &o.key).await?.is_some() {
+                    deleted += 1;
+                }
+            }
+        }
+    }
+
+    /// Moves an object (with `mode.prefix`, everything under a folder key), keeping ids; with
+    /// `mode.replace` an object at `to` is replaced in the same transaction.
+    pub async fn rename(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        from: &str,
+        to: &str,
+        mode: RenameMode,
+    ) -> CoreResult<ObjectRecord> {
+        validate_key(to)?;
+        self.admit(p, Op::Delete, bucket, from).await?;
+        self.admit(p, Op::Write, bucket, to).await?;
+        if mode.replace {
+            self.admit(p, Op::Delete, bucket, to).await?;
+        }
+        match self.meta.rename(bucket, from, to, mode).await {
+            Err(StoreError::Exists) => Err(CoreError::AlreadyExists),
+            Err(StoreError::NotFound) => Err(CoreError::NoSuchKey),
+            r => Ok(r?),
+        }
+    }
+
+    /// The object at `key`, if `p` may read it.
+    pub async fn head_object(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<ObjectRecord> {
+        if p.is_anonymous() {
+            let obj = self.meta.get_object(bucket, key).await?;
+            self.read_access(p, bucket, key, obj.as_ref()).await?;
+            return obj.ok_or(CoreError::NoSuchKey);
+        }
+        self.read_access(p, bucket, key, None).await?;
+        self.meta.get_object(bucket, key).await?.ok_or(CoreError::NoSuchKey)
+    }
+
+    /// The object with this id (Aliyun Drive's `file_id`), if `p` may read it.
+    pub async fn object_by_id(&self, p: &Principal, bucket: &str, id: &str) -> CoreResult<ObjectRecord> {
+        self.admit_bucket(p, bucket).await?;
+        let rec = self.meta.get_object_by_id(bucket, id).await?.ok_or(CoreError::NoSuchKey)?;
+        self.read_access(p, bucket, &rec.key, Some(&rec)).await?;
+        Ok(rec)
+    }
+
+    /// The content an object points at (extents, digests).
+    pub async fn content(&self, id: i64) -> CoreResult<ContentRecord> {
+        self.meta.get_content(id).await?.ok_or_else(|| CoreError::Internal(format!("content {id} is missing")))
+    }
+
+    /// Streams bytes `[start, end)` of an object to `p`: a download. Checks `p` may read it,
+    /// and reserves the bytes against its owner's download allowance before a byte is sent.
+    pub async fn open_read(&self, p: &Principal, rec: &ObjectRecord, start: u64, end: u64) -> CoreResult<ByteStream> {
+        let b = self.read_access(p, &rec.bucket, &rec.key, Some(rec)).await?;
+        let content = self.content(rec.content_id).await?;
+        let end = end.min(content.size);
+        let start = start.min(end);
+        self.charge_download(p, &b, end - start).await?;
+        let metrics = self.metrics.clone();
+        Ok(Box::pin(self.read(&content, start, end).inspect_ok(move |b| {
+            metrics.bytes_served.inc_by(b.len() as u64);
+        })))
+    }
+
+    /// Streams bytes `[start, end)` of a content, opening each extent's blob only when the
+    /// stream reaches it. Internal: downloads go through [`Engine::open_read`].
+    pub(crate) fn read(&self, content: &ContentRecord, start: u64, end: u64) -> ByteStream {
+        self.read_extents(&content.extents, start, end)
+    }
+
+    pub(crate) fn read_extents(&self, extents: &[Extent], start: u64, end: u64) -> ByteStream {
+        let mut pieces = Vec::new();
+        let mut offset = 0u64;
+        for e in extents {
+            let (e_start, e_end) = (offset, offset + e.size);
+            offset = e_end;
+            if e_end <= start || e_start >= end {
+                continue;
+            }
+            let from = start.max(e_start) - e_start;
+            let to = end.min(e_end) - e_start;
+            pieces.push((e.blob.clone(), from, to - from));
+        }
+        let blobs = self.blobs.clone();
+        let s = futures::stream::iter(pieces).map(move |(blob, off, len)| blobs.read(&blob, off, len)).try_flatten();
+        Box::pin(s)
+    }
+
+    /// Bytes `[offset, offset + len)` of a content (small reads: proofs, headers).
+    pub(crate) async fn read_range(&self, content: &ContentRecord, offset: u64, len: u64) -> CoreResult<Vec<u8>> {
+        let mut out = Vec::with_capacity(len as usize);
+        let mut s = self.read(content, offset, offset + len);
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    /// Whole-content digests and UFile ETag of an object's content, computed now (and
+    /// stored) if the background job has not reached it yet.
+    pub async fn full_digests(&self, content: &ContentRecord) -> CoreResult<(Digests, String)> {
+        if let (Some(d), Some(u)) = (&content.digests, &content.ufile_etag) {
+            return Ok((d.clone(), u.clone()));
+        }
+        let mut hasher = AllHasher::default();
+        let mut stream = self.read(content, 0, content.size);
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk?);
+        }
+        let (d, u) = hasher.finish_with_ufile();
+        self.meta.set_content_digests(content.id, d.clone(), u.clone()).await?;
+        Ok((d, u))
+    }
+
+    // ----- listing
+
+    pub async fn list_objects(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        q: &crate::list::ListQuery,
+    ) -> CoreResult<crate::list::ListResult> {
+        self.admit(p, Op::List, bucket, &q.prefix).await?;
+        crate::list::list(self.meta.as_ref(), bucket, q).await
+    }
+}

@@ -1,0 +1,396 @@
+//! The rules the engine decides for every dialect: access for every key an operation names,
+//! instant-upload claims within a credential's scope, metering after authorization, identity,
+//! single-use and URL grants, and upload sessions (kinds, expiry, checked completion).
+
+mod common;
+
+use chuan_core::store::{CredentialKind, GrantKind, ObjectAccess, UploadKind};
+use chuan_core::{
+    AliasKind, Claim, Completion, CoreError, CredentialSpec, CredentialUpdate, ListQuery, NewUpload, Op, PartList,
+    Possession, Principal, Quota, Redeemed, Scope,
+};
+use common::*;
+use std::time::Duration;
+
+fn denied<T: std::fmt::Debug>(r: Result<T, CoreError>) {
+    assert!(matches!(r, Err(CoreError::AccessDenied)), "expected AccessDenied, got {r:?}");
+}
+
+fn scoped(ops: Option<Vec<Op>>, prefixes: &[&str]) -> Principal {
+    let mut p = alice();
+    p.scope = Some(Scope {
+        ops,
+        buckets: Some(vec!["bkt".into()]),
+        prefixes: Some(prefixes.iter().map(|s| s.to_string()).collect()),
+    });
+    p
+}
+
+async fn part(
+    e: &chuan_core::Engine,
+    p: &Principal,
+    up: &chuan_core::store::UploadRecord,
+    n: u32,
+    data: &[u8],
+) -> String {
+    let staged = e.stage(body(data, 1000)).await.unwrap();
+    e.commit_part(p, up, n, staged).await.unwrap().etag
+}
+
+#[tokio::test]
+async fn a_completion_target_is_admitted_like_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    put(&e, "secret/x.bin", b"precious").await;
+    let token = scoped(None, &["pub/"]);
+    let up = e.create_upload(&token, NewUpload::new(UploadKind::Ufile, "bkt", "pub/mp")).await.unwrap();
+    let etag = part(&e, &token, &up, 1, b"evil").await;
+    let mut c = Completion::new(PartList::Listed(vec![(1, etag.clone())]));
+    c.key = Some("secret/x.bin".into());
+    denied(e.complete_upload(&token, &up, c).await);
+    assert_eq!(read_all(&e, "secret/x.bin").await, b"precious", "the target is untouched");
+    // Inside the scope the same completion works, and the session is still there for it.
+    let mut c = Completion::new(PartList::Listed(vec![(1, etag)]));
+    c.key = Some("pub/renamed".into());
+    e.complete_upload(&token, &up, c).await.unwrap();
+    assert_eq!(read_all(&e, "pub/renamed").await, b"evil");
+    // Rename and copy targets too.
+    denied(e.rename(&token, "bkt", "pub/renamed", "secret/y", Default::default()).await);
+    denied(e.copy_object(&token, "bkt", "pub/renamed", chuan_core::PutTarget::new("bkt", "secret/x.bin"), false).await);
+    denied(e.copy_object(&token, "bkt", "secret/x.bin", chuan_core::PutTarget::new("bkt", "pub/stolen"), false).await);
+    assert_eq!(read_all(&e, "secret/x.bin").await, b"precious");
+}
+
+#[tokio::test]
+async fn sessions_and_parts_outside_a_scope_are_out_of_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let theirs = e.create_upload(&alice(), NewUpload::new(UploadKind::Ufile, "bkt", "secret/mp")).await.unwrap();
+    let ours = e.create_upload(&alice(), NewUpload::new(UploadKind::Ufile, "bkt", "pub/mp")).await.unwrap();
+    let token = scoped(None, &["pub/"]);
+    denied(e.list_uploads(&token, "bkt", "", None, 100).await);
+    let listed = e.list_uploads(&token, "bkt", "pub/", None, 100).await.unwrap();
+    assert_eq!(listed.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), ["pub/mp"]);
+    denied(e.upload_by_id(&token, &theirs.id).await);
+    denied(e.list_parts(&token, &theirs, 0, 10).await);
+    denied(e.abort_upload(&token, &theirs).await);
+    assert_eq!(e.upload_by_id(&token, &ours.id).await.unwrap().id, ours.id);
+    // Another tenant's session is answered as if it did not exist.
+    assert!(matches!(e.upload_by_id(&bob(), &ours.id).await, Err(CoreError::NoSuchUpload)));
+}
+
+#[tokio::test]
+async fn instant_upload_claims_only_content_the_credential_could_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let data = pseudo_random(4000, 1);
+    let d = chuan_core::hash::digest_all(&data);
+    let held = put(&e, "secret/f", &data).await;
+    // Tenant-wide: a hit; inside a prefix that holds it: a hit.
+    assert_eq!(
+        e.claimable_content(&alice(), "sha1", &d.sha1, 4000, &Possession::None).await.unwrap(),
+        Some(held.content_id)
+    );
+    let reader = scoped(Some(vec![Op::Read, Op::Write]), &["secret/"]);
+    assert!(e.claimable_content(&reader, "sha1", &d.sha1, 4000, &Possession::None).await.unwrap().is_some());
+    // A prefix-scoped token elsewhere, a write-only token, an IoT-like device: a miss, exactly
+    // like unknown content (no oracle).
+    for p in
+        [scoped(None, &["pub/"]), scoped(Some(vec![Op::Write]), &["secret/"]), scoped(Some(vec![Op::Write]), &[""])]
+    {
+        assert_eq!(e.claimable_content(&p, "sha1", &d.sha1, 4000, &Possession::None).await.unwrap(), None);
+        assert_eq!(e.claimable_content(&p, "sha1", &"0".repeat(40), 4000, &Possession::None).await.unwrap(), None);
+        let c = e.issue_challenge(&p, "bkt", "pub/x", 4000, &d.sha256).await;
+        if let Ok(c) = c {
+            assert!(c.proof_required, "a challenge must not reveal the content to {p:?}");
+        }
+    }
+    // With a proof of possession the bytes are the caller's anyway: granted.
+    let proof = Possession::Bytes(vec![(10, data[10..18].to_vec())]);
+    let token = scoped(None, &["pub/"]);
+    let id = e.claimable_content(&token, "sha1", &d.sha1, 4000, &proof).await.unwrap().unwrap();
+    e.instant_put(&token, chuan_core::PutTarget::new("bkt", "pub/f"), id, None).await.unwrap();
+    denied(e.instant_put(&token, chuan_core::PutTarget::new("bkt", "secret/g"), id, None).await);
+}
+
+#[tokio::test]
+async fn the_own_copy_is_found_whatever_other_tenants_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let data = pseudo_random(3000, 2);
+    let d = chuan_core::hash::digest_all(&data);
+    for i in 0..20 {
+        let t = format!("t{i}");
+        e.create_tenant(&Principal::operator(), &t).await.unwrap();
+        let p = Principal::of_tenant(&t, "K");
+        e.create_bucket(&p, &format!("bkt{i}"), None).await.unwrap();
+        let staged = e.stage(body(&data, 999)).await.unwrap();
+        e.commit_put(&p, chuan_core::PutTarget::new(&format!("bkt{i}"), "f"), staged).await.unwrap();
+    }
+    let mine = put(&e, "f", &data).await;
+    for algo in [("sha1", &d.sha1), ("md5", &d.md5), ("sha256", &d.sha256)] {
+        assert_eq!(
+            e.claimable_content(&alice(), algo.0, algo.1, 3000, &Possession::None).await.unwrap(),
+            Some(mine.content_id)
+        );
+    }
+}
+
+#[tokio::test]
+async fn anonymous_reads_follow_bucket_and_object_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let anon = Principal::anonymous();
+    let mut rec = put(&e, "private", b"p").await;
+    denied(e.head_object(&anon, "bkt", "private").await);
+    denied(e.head_object(&anon, "bkt", "missing").await);
+    // User metadata cannot open an object (whatever it says); the access flag can.
+    let mut meta = rec.meta.clone();
+    meta.user.insert("cos-authority".into(), "eWPrivateRPublic".into());
+    rec = e.update_object_meta(&alice(), &rec, meta.clone()).await.unwrap();
+    denied(e.head_object(&anon, "bkt", "private").await);
+    meta.access = ObjectAccess::PublicRead;
+    e.update_object_meta(&alice(), &rec, meta).await.unwrap();
+    assert_eq!(read_as(&e, &anon, "bkt", "private").await.unwrap(), b"p");
+    // A public bucket: objects inherit, unless private.
+    e.set_bucket_public(&alice(), "bkt", true).await.unwrap();
+    let closed = put(&e, "closed", b"c").await;
+    assert_eq!(read_as(&e, &anon, "bkt", "closed").await.unwrap(), b"c");
+    assert!(matches!(e.head_object(&anon, "bkt", "missing").await, Err(CoreError::NoSuchKey)));
+    let mut m = closed.meta.clone();
+    m.access = ObjectAccess::Private;
+    e.update_object_meta(&alice(), &closed, m).await.unwrap();
+    denied(e.head_object(&anon, "bkt", "closed").await);
+    // Anonymous callers never write, delete or list.
+    denied(e.delete_object(&anon, "bkt", "closed").await);
+    denied(e.list_objects(&anon, "bkt", &ListQuery { max_keys: 10, ..Default::default() }).await);
+    denied(e.put_empty(&anon, chuan_core::PutTarget::new("bkt", "x")).await);
+    // A copy starts with the default access (as S3 drops ACLs on copy).
+    e.set_bucket_public(&alice(), "bkt", false).await.unwrap();
+    e.copy_object(&alice(), "bkt", "private", chuan_core::PutTarget::new("bkt", "copy"), false).await.unwrap();
+    denied(e.head_object(&anon, "bkt", "copy").await);
+}
+
+#[tokio::test]
+async fn only_admitted_requests_are_metered() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    put(&e, "k", b"0123456789").await;
+    let quota = Quota { requests: Some(3), download_bytes: Some(1000), ..Default::default() };
+    e.set_quota(&Principal::operator(), "alice", quota).await.unwrap();
+    // 50 refused requests: anonymous on a private object, another tenant, an out-of-scope token.
+    for _ in 0..50 {
+        denied(e.head_object(&Principal::anonymous(), "bkt", "k").await);
+        denied(e.head_object(&bob(), "bkt", "k").await);
+        denied(e.head_object(&scoped(None, &["pub/"]), "bkt", "k").await);
+    }
+    // Anonymous reads of public data are free for the owner.
+    e.set_bucket_public(&alice(), "bkt", true).await.unwrap();
+    for _ in 0..50 {
+        assert_eq!(read_as(&e, &Principal::anonymous(), "bkt", "k").await.unwrap().len(), 10);
+    }
+    let q = e.quota("alice").await.unwrap().unwrap();
+    assert_eq!((q.used_requests, q.used_download_bytes), (1, 0), "only the owner's own set_bucket_public counted");
+    // The owner's requests count, one per request.
+    assert_eq!(read_all(&e, "k").await.len(), 10);
+    assert_eq!(read_all(&e, "k").await.len(), 10);
+    assert!(matches!(e.head_object(&alice(), "bkt", "k").await, Err(CoreError::QuotaExceeded(_))));
+    e.flush_usage().await.unwrap();
+    let now = chuan_core::store::now_ms();
+    let day = e.usage_report(&alice(), now - 1000, now).await.unwrap();
+    assert_eq!((day[0].requests, day[0].downloads), (4, 20), "the usage report shows the owner's requests alone");
+}
+
+#[tokio::test]
+async fn identity_is_issued_by_whom_it_may_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    e.create_bucket(&bob(), "bobs", None).await.unwrap();
+    let root = Principal::operator();
+    // A tenant issues tokens over its own buckets only.
+    let mut spec = CredentialSpec::new("alice", CredentialKind::UfileToken);
+    spec.scope = Some(Scope { ops: Some(vec![Op::Read]), buckets: Some(vec!["bkt".into()]), prefixes: None });
+    spec.access_key = Some("TOKEN_1".into());
+    let token = e.issue_credential(&alice(), spec.clone()).await.unwrap();
+    let mut theirs = spec.clone();
+    theirs.scope = Some(Scope::bucket("bobs"));
+    theirs.access_key = Some("TOKEN_2".into());
+    denied(e.issue_credential(&alice(), theirs).await);
+    // ... and nothing else: keys, devices, tokens of other tenants, tokens from tokens.
+    denied(e.issue_credential(&alice(), CredentialSpec::new("alice", CredentialKind::TenantKey)).await);
+    let mut other = spec.clone();
+    other.tenant = "bob".into();
+    denied(e.issue_credential(&alice(), other).await);
+    let (_, token_p) = e.credential(&token.access_key).await.unwrap().unwrap();
+    denied(e.issue_credential(&token_p, spec.clone()).await);
+    // Scoped kinds need a scope; keys cannot have one.
+    let mut device = CredentialSpec::new("alice", CredentialKind::IotDevice);
+    assert!(matches!(e.issue_credential(&root, device.clone()).await, Err(CoreError::InvalidArgument(_))));
+    device.scope = Some(Scope::bucket("bobs"));
+    denied(e.issue_credential(&root, device).await);
+    assert!(matches!(
+        e.issue_credential(&root, CredentialSpec::new("nobody", CredentialKind::TenantKey)).await,
+        Err(CoreError::NoSuchTenant)
+    ));
+    // Update, revoke; a revoked or expired credential stops at once.
+    let update = CredentialUpdate { expires_ms: Some(chuan_core::store::now_ms() - 1), ..Default::default() };
+    e.update_credential(&alice(), "TOKEN_1", update).await.unwrap();
+    assert!(e.credential("TOKEN_1").await.unwrap().is_none());
+    assert!(matches!(e.revoke_credential(&bob(), "TOKEN_1").await, Err(CoreError::NoSuchCredential)));
+    e.revoke_credential(&alice(), "TOKEN_1").await.unwrap();
+    assert!(e.managed_credential(&alice(), "TOKEN_1").await.unwrap().is_none());
+    // Bearer tokens: only their hash is kept; they do not sign.
+    let refresh = e.issue_bearer(&root, "alice", CredentialKind::AdriveRefresh, None).await.unwrap();
+    assert!(e.credential(&refresh).await.unwrap().is_none());
+    let (access, tenant) = e
+        .exchange_bearer(CredentialKind::AdriveRefresh, &refresh, CredentialKind::AdriveAccess, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tenant, "alice");
+    assert_eq!(e.bearer(CredentialKind::AdriveAccess, &access).await.unwrap().unwrap().tenant, "alice");
+    assert!(e.bearer(CredentialKind::AdriveAccess, &refresh).await.unwrap().is_none(), "kinds do not mix");
+    denied(e.issue_bearer(&alice(), "alice", CredentialKind::AdriveRefresh, None).await);
+}
+
+#[tokio::test]
+async fn aliases_are_random_stable_and_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let a = e.tenant_alias(AliasKind::CosAppid, "alice").await.unwrap();
+    let b = e.tenant_alias(AliasKind::CosAppid, "bob").await.unwrap();
+    assert_ne!(a, b);
+    assert_eq!(e.tenant_alias(AliasKind::CosAppid, "alice").await.unwrap(), a);
+    assert_eq!(a.len(), 10);
+    assert_eq!(e.tenant_of_alias(AliasKind::CosAppid, &a).await.unwrap().as_deref(), Some("alice"));
+    assert_eq!(
+        e.tenant_of_alias(AliasKind::CosAppid, "1250000000").await.unwrap().filter(|t| t != "alice" && t != "bob"),
+        None
+    );
+    assert!(matches!(e.tenant_alias(AliasKind::CosAppid, "nobody").await, Err(CoreError::NoSuchTenant)));
+    // Another engine gives the same tenant name another alias: it is not derived from the name.
+    let dir2 = tempfile::tempdir().unwrap();
+    let e2 = setup(dir2.path()).await;
+    let mut differs = false;
+    for _ in 0..3 {
+        let d = tempfile::tempdir().unwrap();
+        let e3 = setup(d.path()).await;
+        differs |= e3.tenant_alias(AliasKind::CosAppid, "alice").await.unwrap() != a;
+    }
+    assert!(differs || e2.tenant_alias(AliasKind::CosAppid, "alice").await.unwrap() != a);
+}
+
+#[tokio::test]
+async fn single_use_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let id = e.issue_grant(GrantKind::IotUpload, &"payload", Duration::from_secs(60)).await.unwrap();
+    assert!(
+        matches!(e.peek_grant::<String>(GrantKind::IotUpload, &id).await.unwrap(), Redeemed::Granted(ref s) if s == "payload")
+    );
+    assert!(matches!(e.peek_grant::<String>(GrantKind::Challenge, &id).await.unwrap(), Redeemed::Unknown));
+    let racers: Vec<_> = (0..16)
+        .map(|_| {
+            let (e, id) = (e.clone(), id.clone());
+            tokio::spawn(async move {
+                matches!(e.redeem_grant::<String>(GrantKind::IotUpload, &id).await.unwrap(), Redeemed::Granted(_))
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for r in racers {
+        granted += r.await.unwrap() as u32;
+    }
+    assert_eq!(granted, 1);
+    assert!(matches!(e.redeem_grant::<String>(GrantKind::IotUpload, &id).await.unwrap(), Redeemed::Used));
+    let short = e.issue_grant(GrantKind::IotUpload, &1, Duration::from_millis(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(matches!(e.redeem_grant::<i32>(GrantKind::IotUpload, &short).await.unwrap(), Redeemed::Expired));
+    assert!(e.spend_once(GrantKind::CosOnce, "sig", Duration::from_secs(60)).await.unwrap());
+    assert!(!e.spend_once(GrantKind::CosOnce, "sig", Duration::from_secs(60)).await.unwrap());
+}
+
+#[tokio::test]
+async fn url_grants_stand_for_one_session_or_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    put(&e, "other", b"not yours").await;
+    let up = e.create_upload(&alice(), NewUpload::new(UploadKind::Adrive, "bkt", "f")).await.unwrap();
+    let q = e.sign_part_upload(&alice(), &up, 1, Duration::from_secs(60)).await.unwrap();
+    let (p, got) = e.part_upload_grant(&up.id, 1, Some(&q)).await.unwrap();
+    assert_eq!(got.id, up.id);
+    part(&e, &p, &up, 1, b"data").await;
+    denied(e.head_object(&p, "bkt", "other").await);
+    assert!(matches!(e.part_upload_grant(&up.id, 2, Some(&q)).await, Err(CoreError::GrantInvalid(_))));
+    assert!(matches!(
+        e.part_upload_grant(&up.id, 1, Some(&q.replace("sig=", "sig=0"))).await,
+        Err(CoreError::GrantInvalid(_))
+    ));
+    denied(e.sign_part_upload(&bob(), &up, 1, Duration::from_secs(60)).await);
+    let rec = put(&e, "f2", b"download me").await;
+    let q = e.sign_download(&alice(), "bkt", &rec.id, Duration::from_secs(60)).await.unwrap();
+    let (p, got) = e.download_grant("bkt", &rec.id, Some(&q)).await.unwrap();
+    assert_eq!(read_as(&e, &p, "bkt", &got.key).await.unwrap(), b"download me");
+    denied(e.head_object(&p, "bkt", "other").await);
+}
+
+#[tokio::test]
+async fn completion_checks_every_part_the_size_and_the_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let up = e.create_upload(&alice(), NewUpload::new(UploadKind::Cos, "bkt", "f")).await.unwrap();
+    part(&e, &alice(), &up, 1, b"aaaa").await;
+    part(&e, &alice(), &up, 3, b"cc").await;
+    let all = |count| Completion::new(PartList::All { count });
+    let r = e.complete_upload(&alice(), &up, all(3)).await;
+    assert!(matches!(r, Err(CoreError::MissingParts(ref m)) if m == &[2]), "{r:?}");
+    part(&e, &alice(), &up, 2, b"bbb").await;
+    let mut sized = all(3);
+    sized.size = Some(10);
+    assert!(matches!(
+        e.complete_upload(&alice(), &up, sized).await,
+        Err(CoreError::SizeMismatch { expected: 10, actual: 9 })
+    ));
+    // A wrong claim aborts the session: the bytes are not the file the client meant.
+    let mut claimed = all(3);
+    claimed.claims = vec![Claim::Md5(chuan_core::hash::digest_all(b"something else").md5)];
+    assert!(matches!(e.complete_upload(&alice(), &up, claimed).await, Err(CoreError::BadDigest { algorithm: "MD5" })));
+    assert!(matches!(e.upload(&alice(), "bkt", "f", &up.id).await, Err(CoreError::NoSuchUpload)));
+    assert!(matches!(e.head_object(&alice(), "bkt", "f").await, Err(CoreError::NoSuchKey)));
+    // A right one completes, with digests indexed at once (instant upload can hit it).
+    let up = e.create_upload(&alice(), NewUpload::new(UploadKind::Cos, "bkt", "f")).await.unwrap();
+    for (n, d) in [(1, &b"aaaa"[..]), (2, b"bbb"), (3, b"cc")] {
+        part(&e, &alice(), &up, n, d).await;
+    }
+    let whole = chuan_core::hash::digest_all(b"aaaabbbcc");
+    let mut claimed = all(3);
+    claimed.claims = vec![Claim::Sha1(whole.sha1.clone()), Claim::Md5(whole.md5.to_uppercase())];
+    let done = e.complete_upload(&alice(), &up, claimed).await.unwrap();
+    assert_eq!(done.digests.unwrap(), whole);
+    assert_eq!(read_all(&e, "f").await, b"aaaabbbcc");
+    assert_eq!(
+        e.claimable_content(&alice(), "sha1", &whole.sha1, 9, &Possession::None).await.unwrap(),
+        Some(done.object.content_id)
+    );
+    // Open sessions of a kind for a key, newest first.
+    let a = e.create_upload(&alice(), NewUpload::new(UploadKind::Cos, "bkt", "g")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let b = e.create_upload(&alice(), NewUpload::new(UploadKind::Cos, "bkt", "g")).await.unwrap();
+    e.create_upload(&alice(), NewUpload::new(UploadKind::Upyun, "bkt", "g")).await.unwrap();
+    let open: Vec<String> =
+        e.open_uploads(&alice(), "bkt", "g", UploadKind::Cos).await.unwrap().into_iter().map(|u| u.id).collect();
+    assert_eq!(open, [b.id, a.id]);
+}
+
+#[tokio::test]
+async fn ufile_sessions_take_whole_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let up = e.create_upload(&alice(), NewUpload::new(UploadKind::Ufile, "bkt", "u")).await.unwrap();
+    let t1 = part(&e, &alice(), &up, 1, &[1u8; 100]).await;
+    let t2 = part(&e, &alice(), &up, 2, &[2u8; 10]).await;
+    let r = e.complete_upload(&alice(), &up, Completion::new(PartList::Listed(vec![(1, t1), (2, t2)]))).await;
+    assert!(matches!(r, Err(CoreError::InvalidPart(_))), "every part but the last is a 4 MiB block: {r:?}");
+    let staged = e.stage(body(&vec![0u8; (4 << 20) + 1], 1 << 20)).await.unwrap();
+    assert!(matches!(e.commit_part(&alice(), &up, 3, staged).await, Err(CoreError::InvalidPart(_))));
+}

@@ -1,0 +1,743 @@
+//! The [`MetaStore`] contract: one test suite every implementation must pass.
+//!
+//! Each function here exercises one concern against a fresh, empty store and panics on the
+//! first departure from the contract. An implementation runs them all with
+//! [`meta_store_contract!`](crate::meta_store_contract), giving it an async expression that
+//! opens a fresh store:
+//!
+//! ```ignore
+//! chuan_store::meta_store_contract!(async {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let store = SqliteMetaStore::open(&dir.path().join("meta.db")).unwrap();
+//!     (std::sync::Arc::new(store) as std::sync::Arc<dyn chuan_store::MetaStore>, dir)
+//! });
+//! ```
+//!
+//! The expression yields the store and a guard kept alive for the test (a temp dir, a
+//! database handle). What is covered: identity (tenants, credentials, aliases), settings,
+//! single-use grants (including concurrent redemption), buckets, objects (conditions, ids,
+//! renames, reference counts, quotas, concurrent writers), listing order and paging, the hash
+//! index (own content first, scoped lookups, pending contents), upload sessions (parts,
+//! completion without copying, expiry, listings), usage, callbacks and maintenance.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::meta::*;
+use crate::model::*;
+use crate::now_ms;
+
+/// Generates one `#[tokio::test]` per contract function for the store `make` opens.
+#[macro_export]
+macro_rules! meta_store_contract {
+    ($make:expr) => {
+        $crate::meta_store_contract!(@tests $make;
+            identity, settings, grants, grants_are_single_use_under_concurrency, buckets, objects,
+            renames, references, quotas, quotas_hold_under_concurrency, listing, hash_index,
+            uploads, upload_listing, usage_and_callbacks, maintenance);
+    };
+    (@tests $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let (store, _guard) = $make.await;
+                $crate::contract::$name(store).await;
+            }
+        )*
+    };
+}
+
+type Store = Arc<dyn MetaStore>;
+
+fn digests(seed: &str) -> Digests {
+    let h = |n: &str| format!("{seed}-{n}");
+    Digests {
+        md5: h("md5"),
+        sha1: h("sha1"),
+        sha256: format!("{:0>64}", seed.bytes().map(|b| format!("{b:02x}")).collect::<String>()),
+        crc32: 1,
+        crc32c: 2,
+        crc64nvme: 3,
+        crc64xz: 4,
+        sha1_head: String::new(),
+    }
+}
+
+fn new_content(seed: &str, size: u64) -> NewContent {
+    let d = digests(seed);
+    NewContent {
+        size,
+        etag: d.md5.clone(),
+        extents: vec![Extent { blob: d.sha256.clone(), size, digests: d.clone() }],
+        digests: Some(d),
+        ufile_etag: Some(format!("{seed}-ufile")),
+    }
+}
+
+fn write(bucket: &str, key: &str, content: ContentSource) -> ObjectWrite {
+    ObjectWrite {
+        quota_bytes: None,
+        id: None,
+        bucket: bucket.into(),
+        key: key.into(),
+        content,
+        meta: ObjectMeta::default(),
+        modified_ms: now_ms(),
+        condition: None,
+    }
+}
+
+async fn bucket(s: &Store, name: &str, tenant: &str) {
+    s.create_bucket(BucketRecord {
+        name: name.into(),
+        tenant: tenant.into(),
+        public: false,
+        region: "r".into(),
+        created_ms: now_ms(),
+    })
+    .await
+    .unwrap();
+}
+
+async fn put(s: &Store, bucket: &str, key: &str, seed: &str, size: u64) -> ObjectRecord {
+    s.put_object(write(bucket, key, ContentSource::New(new_content(seed, size)))).await.unwrap()
+}
+
+async fn keys(s: &Store, bucket: &str, prefix: &str, start: ListStart<'_>, limit: usize) -> Vec<String> {
+    s.list_objects(bucket, prefix, start, limit).await.unwrap().into_iter().map(|o| o.key).collect()
+}
+
+async fn blob_refs(s: &Store) -> std::collections::HashMap<String, u64> {
+    let (blobs, problems) = s.check().await.unwrap();
+    assert!(problems.is_empty(), "check found problems: {problems:?}");
+    blobs.into_iter().collect()
+}
+
+fn upload(id: &str, bucket: &str, key: &str, tenant: &str, kind: UploadKind) -> UploadRecord {
+    UploadRecord {
+        id: id.into(),
+        kind,
+        bucket: bucket.into(),
+        key: key.into(),
+        tenant: tenant.into(),
+        created_ms: now_ms(),
+        meta: ObjectMeta::default(),
+        state: "{}".into(),
+        expires_ms: None,
+    }
+}
+
+fn part(upload: &str, number: u32, seed: &str, size: u64) -> PartWrite {
+    let d = digests(seed);
+    PartWrite { upload_id: upload.into(), number, blob: d.sha256.clone(), size, etag: d.md5.clone(), digests: d }
+}
+
+fn complete(upload: &str, parts: &[(u32, &str)]) -> CompleteUpload {
+    CompleteUpload {
+        upload_id: upload.into(),
+        parts: parts.iter().map(|(n, seed)| (*n, digests(seed).md5)).collect(),
+        etag: "multi-etag".into(),
+        modified_ms: now_ms(),
+        object_id: None,
+        digests: None,
+        ufile_etag: None,
+        key: None,
+        quota_bytes: None,
+        condition: None,
+    }
+}
+
+/// Tenants, credentials (typed kinds, filters, replacement, deletion) and aliases.
+pub async fn identity(s: Store) {
+    s.create_tenant(TenantRecord { name: "alice".into(), created_ms: 1 }).await.unwrap();
+    assert!(matches!(
+        s.create_tenant(TenantRecord { name: "alice".into(), created_ms: 2 }).await,
+        Err(StoreError::Exists)
+    ));
+    s.create_tenant(TenantRecord { name: "bob".into(), created_ms: 3 }).await.unwrap();
+    assert_eq!(s.get_tenant("alice").await.unwrap().unwrap().created_ms, 1);
+    assert!(s.get_tenant("carol").await.unwrap().is_none());
+    let names: Vec<String> = s.list_tenants().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    let cred = |ak: &str, tenant: &str, kind: CredentialKind| CredentialRecord {
+        access_key: ak.into(),
+        secret: format!("secret-{ak}"),
+        tenant: tenant.into(),
+        kind,
+        label: String::new(),
+        created_ms: 10,
+        expires_ms: None,
+        scope: None,
+    };
+    s.put_credential(cred("AK1", "alice", CredentialKind::TenantKey)).await.unwrap();
+    s.put_credential(cred("TOKEN_1", "alice", CredentialKind::UfileToken)).await.unwrap();
+    s.put_credential(cred("AK2", "bob", CredentialKind::TenantKey)).await.unwrap();
+    let mut scoped = cred("iot:P/D", "bob", CredentialKind::IotDevice);
+    scoped.scope = Some(r#"{"ops":["write"]}"#.into());
+    scoped.expires_ms = Some(99);
+    scoped.label = "a device".into();
+    s.put_credential(scoped.clone()).await.unwrap();
+    assert_eq!(s.get_credential("iot:P/D").await.unwrap().unwrap(), scoped);
+    assert!(s.get_credential("nope").await.unwrap().is_none());
+
+    let list = |tenant: Option<&str>, kind: Option<CredentialKind>| {
+        let s = s.clone();
+        let filter = CredentialFilter { tenant: tenant.map(str::to_owned), kind };
+        async move { s.list_credentials(filter).await.unwrap().into_iter().map(|c| c.access_key).collect::<Vec<_>>() }
+    };
+    assert_eq!(list(None, None).await, ["AK1", "AK2", "TOKEN_1", "iot:P/D"]);
+    assert_eq!(list(Some("alice"), None).await, ["AK1", "TOKEN_1"]);
+    assert_eq!(list(None, Some(CredentialKind::TenantKey)).await, ["AK1", "AK2"]);
+    assert_eq!(list(Some("bob"), Some(CredentialKind::IotDevice)).await, ["iot:P/D"]);
+
+    // Replacing keeps one row with the new values.
+    let mut replaced = cred("AK1", "alice", CredentialKind::TenantKey);
+    replaced.secret = "rotated".into();
+    s.put_credential(replaced).await.unwrap();
+    assert_eq!(s.get_credential("AK1").await.unwrap().unwrap().secret, "rotated");
+    assert!(s.delete_credential("AK1").await.unwrap());
+    assert!(!s.delete_credential("AK1").await.unwrap());
+    assert!(s.get_credential("AK1").await.unwrap().is_none());
+
+    // Aliases: one per tenant and kind, unique per kind, never changed.
+    assert_eq!(s.claim_alias("appid", "100", "alice").await.unwrap(), "100");
+    assert_eq!(s.claim_alias("appid", "200", "alice").await.unwrap(), "100", "a tenant keeps its alias");
+    assert!(matches!(s.claim_alias("appid", "100", "bob").await, Err(StoreError::Exists)));
+    assert_eq!(s.claim_alias("appid", "300", "bob").await.unwrap(), "300");
+    assert_eq!(s.claim_alias("other", "100", "bob").await.unwrap(), "100", "kinds are separate name spaces");
+    assert_eq!(s.alias_of("appid", "alice").await.unwrap().as_deref(), Some("100"));
+    assert_eq!(s.alias_of("appid", "carol").await.unwrap(), None);
+    assert_eq!(s.resolve_alias("appid", "300").await.unwrap().as_deref(), Some("bob"));
+    assert_eq!(s.resolve_alias("appid", "999").await.unwrap(), None);
+}
+
+/// Settings: first value wins for `setting_or_init`, `put_settings` replaces.
+pub async fn settings(s: Store) {
+    assert_eq!(s.get_setting("k").await.unwrap(), None);
+    assert_eq!(s.setting_or_init("k", "first".into()).await.unwrap(), "first");
+    assert_eq!(s.setting_or_init("k", "second".into()).await.unwrap(), "first");
+    s.put_settings(vec![("k".into(), "third".into()), ("j".into(), "x".into())]).await.unwrap();
+    assert_eq!(s.get_setting("k").await.unwrap().as_deref(), Some("third"));
+    assert_eq!(s.get_setting("j").await.unwrap().as_deref(), Some("x"));
+}
+
+/// Grants: unique per kind and id, redeemed once, purged after expiry.
+pub async fn grants(s: Store) {
+    let g = |kind, id: &str, expires_ms| GrantRecord {
+        kind,
+        id: id.into(),
+        payload: format!("payload of {id}"),
+        expires_ms,
+        used: false,
+    };
+    s.create_grant(g(GrantKind::IotUpload, "t1", now_ms() + 60_000)).await.unwrap();
+    assert!(matches!(s.create_grant(g(GrantKind::IotUpload, "t1", 0)).await, Err(StoreError::Exists)));
+    s.create_grant(g(GrantKind::Challenge, "t1", now_ms() + 60_000)).await.unwrap();
+    let got = s.get_grant(GrantKind::IotUpload, "t1").await.unwrap().unwrap();
+    assert_eq!((got.payload.as_str(), got.used), ("payload of t1", false));
+    assert!(s.get_grant(GrantKind::CosOnce, "t1").await.unwrap().is_none());
+
+    let first = s.redeem_grant(GrantKind::IotUpload, "t1").await.unwrap().unwrap();
+    assert!(!first.used, "the first redemption sees an unused grant");
+    let second = s.redeem_grant(GrantKind::IotUpload, "t1").await.unwrap().unwrap();
+    assert!(second.used, "the second sees it used");
+    assert!(!s.get_grant(GrantKind::Challenge, "t1").await.unwrap().unwrap().used, "kinds are separate");
+    assert!(s.redeem_grant(GrantKind::IotUpload, "unknown").await.unwrap().is_none());
+
+    // A grant created already used (a nonce spent on first sight) refuses a second creation.
+    let mut spent = g(GrantKind::CosOnce, "sig", now_ms() + 60_000);
+    spent.used = true;
+    s.create_grant(spent.clone()).await.unwrap();
+    assert!(matches!(s.create_grant(spent).await, Err(StoreError::Exists)));
+
+    s.create_grant(g(GrantKind::CosOnce, "old", now_ms() - 10_000)).await.unwrap();
+    assert_eq!(s.purge_grants(now_ms() - 5_000).await.unwrap(), 1);
+    assert!(s.get_grant(GrantKind::CosOnce, "old").await.unwrap().is_none());
+    assert!(s.get_grant(GrantKind::CosOnce, "sig").await.unwrap().is_some());
+}
+
+/// Of many concurrent redemptions of one grant, exactly one is the first.
+pub async fn grants_are_single_use_under_concurrency(s: Store) {
+    let g = GrantRecord {
+        kind: GrantKind::Challenge,
+        id: "race".into(),
+        payload: String::new(),
+        expires_ms: now_ms() + 60_000,
+        used: false,
+    };
+    s.create_grant(g).await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.redeem_grant(GrantKind::Challenge, "race").await.unwrap().unwrap().used })
+        })
+        .collect();
+    let mut firsts = 0;
+    for t in tasks {
+        if !t.await.unwrap() {
+            firsts += 1;
+        }
+    }
+    assert_eq!(firsts, 1, "exactly one redemption may find the grant unused");
+
+    // Creating the same nonce concurrently: exactly one creation succeeds.
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let g = GrantRecord {
+                    kind: GrantKind::CosOnce,
+                    id: "nonce".into(),
+                    payload: String::new(),
+                    expires_ms: now_ms() + 60_000,
+                    used: true,
+                };
+                s.create_grant(g).await.is_ok()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        created += t.await.unwrap() as u32;
+    }
+    assert_eq!(created, 1);
+}
+
+/// Buckets: global names, visibility, per-tenant listing, deletion only when empty.
+pub async fn buckets(s: Store) {
+    bucket(&s, "b-one", "alice").await;
+    bucket(&s, "a-two", "alice").await;
+    bucket(&s, "c-three", "bob").await;
+    let dup =
+        BucketRecord { name: "b-one".into(), tenant: "bob".into(), public: false, region: "r".into(), created_ms: 0 };
+    assert!(matches!(s.create_bucket(dup).await, Err(StoreError::Exists)));
+    assert_eq!(s.get_bucket("b-one").await.unwrap().unwrap().tenant, "alice");
+    assert!(s.get_bucket("nope").await.unwrap().is_none());
+    let names = |v: Vec<BucketRecord>| v.into_iter().map(|b| b.name).collect::<Vec<_>>();
+    assert_eq!(names(s.list_buckets(Some("alice")).await.unwrap()), ["a-two", "b-one"]);
+    assert_eq!(names(s.list_buckets(None).await.unwrap()), ["a-two", "b-one", "c-three"]);
+
+    s.set_bucket_public("b-one", true).await.unwrap();
+    assert!(s.get_bucket("b-one").await.unwrap().unwrap().public);
+    assert!(matches!(s.set_bucket_public("nope", true).await, Err(StoreError::NotFound)));
+
+    put(&s, "b-one", "k", "x", 10).await;
+    assert!(matches!(s.delete_bucket("b-one").await, Err(StoreError::NotEmpty)));
+    s.delete_object("b-one", "k").await.unwrap();
+    s.create_upload(upload("u1", "b-one", "k", "alice", UploadKind::S3)).await.unwrap();
+    assert!(matches!(s.delete_bucket("b-one").await, Err(StoreError::NotEmpty)), "sessions keep a bucket");
+    s.abort_upload("u1").await.unwrap();
+    s.delete_bucket("b-one").await.unwrap();
+    assert!(matches!(s.delete_bucket("b-one").await, Err(StoreError::NotFound)));
+}
+
+/// Objects: write conditions, stable ids across overwrite, lookups by id, deletes.
+pub async fn objects(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    let mut w = write("bkt", "k", ContentSource::New(new_content("a", 5)));
+    w.meta.user.insert("color".into(), "blue".into());
+    w.meta.attrs.insert("cos-biz-attr".into(), "x".into());
+    w.meta.access = ObjectAccess::PublicRead;
+    let a = s.put_object(w).await.unwrap();
+    assert_eq!(a.id.len(), 40, "object ids are 40 hex digits");
+    let got = s.get_object("bkt", "k").await.unwrap().unwrap();
+    assert_eq!(got, a, "an object reads back as written, metadata, attributes and access included");
+    assert_eq!(s.get_object_by_id("bkt", &a.id).await.unwrap().unwrap().key, "k");
+    assert!(s.get_object_by_id("other", &a.id).await.unwrap().is_none());
+
+    // Overwrite keeps the id; a given id only names new objects.
+    let mut w = write("bkt", "k", ContentSource::New(new_content("b", 7)));
+    w.id = Some("f".repeat(40));
+    let b = s.put_object(w).await.unwrap();
+    assert_eq!((b.id.as_str(), b.size, b.etag.as_str()), (a.id.as_str(), 7, "b-md5"));
+    let mut w = write("bkt", "n", ContentSource::New(new_content("c", 1)));
+    w.id = Some("e".repeat(40));
+    assert_eq!(s.put_object(w).await.unwrap().id, "e".repeat(40));
+
+    // Conditions are checked in the writing transaction.
+    let mut w = write("bkt", "k", ContentSource::New(new_content("c", 1)));
+    w.condition = Some(WriteCondition::Absent);
+    assert!(matches!(s.put_object(w).await, Err(StoreError::Conflict(_))));
+    let mut w = write("bkt", "k", ContentSource::New(new_content("c", 1)));
+    w.condition = Some(WriteCondition::EtagIs("stale".into()));
+    assert!(matches!(s.put_object(w).await, Err(StoreError::Conflict(_))));
+    let mut w = write("bkt", "k", ContentSource::New(new_content("c", 1)));
+    w.condition = Some(WriteCondition::EtagIs("b-md5".into()));
+    s.put_object(w).await.unwrap();
+    let mut w = write("bkt", "fresh", ContentSource::New(new_content("c", 1)));
+    w.condition = Some(WriteCondition::EtagIs("*".into()));
+    assert!(matches!(s.put_object(w).await, Err(StoreError::Conflict(_))), "If-Match: * needs an object");
+    let mut w = write("bkt", "fresh", ContentSource::New(new_content("c", 1)));
+    w.condition = Some(WriteCondition::Absent);
+    s.put_object(w).await.unwrap();
+
+    // Sharing content that was freed meanwhile is refused.
+    assert!(matches!(
+        s.put_object(write("bkt", "z", ContentSource::Existing(i64::MAX))).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let gone = s.delete_object("bkt", "k").await.unwrap().unwrap();
+    assert_eq!(gone.etag, "c-md5");
+    assert!(s.delete_object("bkt", "k").await.unwrap().is_none());
+    assert!(s.get_object("bkt", "k").await.unwrap().is_none());
+}
+
+/// Renames: single objects (keeping ids), replacement, folders by prefix, conflicts.
+pub async fn renames(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    let a = put(&s, "bkt", "a.txt", "a", 1).await;
+    put(&s, "bkt", "b.txt", "b", 2).await;
+    let mode = RenameMode::default();
+    assert!(matches!(s.rename("bkt", "a.txt", "b.txt", mode).await, Err(StoreError::Exists)));
+    assert!(matches!(s.rename("bkt", "nope", "c.txt", mode).await, Err(StoreError::NotFound)));
+    let moved = s.rename("bkt", "a.txt", "c.txt", mode).await.unwrap();
+    assert_eq!((moved.id.as_str(), moved.key.as_str()), (a.id.as_str(), "c.txt"));
+    assert!(s.get_object("bkt", "a.txt").await.unwrap().is_none());
+
+    // Replace: the destination's content is released in the same transaction.
+    let replace = RenameMode { prefix: false, replace: true };
+    assert!(matches!(s.rename("bkt", "nope", "b.txt", replace).await, Err(StoreError::NotFound)));
+    assert!(s.get_object("bkt", "b.txt").await.unwrap().is_some(), "a refused replace changes nothing");
+    let r = s.rename("bkt", "c.txt", "b.txt", replace).await.unwrap();
+    assert_eq!((r.id.as_str(), r.size), (a.id.as_str(), 1));
+    assert_eq!(s.stats().await.unwrap().objects, 1);
+    assert_eq!(s.bucket_bytes("bkt").await.unwrap(), 1);
+    blob_refs(&s).await;
+
+    // Folders: every key under the prefix moves; a taken destination prefix refuses.
+    for k in ["d/", "d/1", "d/sub/2", "e/x"] {
+        put(&s, "bkt", k, k, 1).await;
+    }
+    let folder = RenameMode { prefix: true, replace: false };
+    assert!(matches!(s.rename("bkt", "d/", "e/", folder).await, Err(StoreError::Exists)));
+    s.rename("bkt", "d/", "f/", folder).await.unwrap();
+    assert_eq!(keys(&s, "bkt", "", ListStart::Beginning, 100).await, ["b.txt", "e/x", "f/", "f/1", "f/sub/2"]);
+}
+
+/// Reference counts: contents counted by objects, blobs by extents and parts; freed at zero.
+pub async fn references(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    let a = put(&s, "bkt", "one", "same", 100).await;
+    let b = s.put_object(write("bkt", "two", ContentSource::Existing(a.content_id))).await.unwrap();
+    assert_eq!(a.content_id, b.content_id);
+    assert_eq!(s.get_content(a.content_id).await.unwrap().unwrap().refs, 2);
+    // A second content with the same bytes shares the blob.
+    let c = put(&s, "bkt", "three", "same", 100).await;
+    assert_ne!(c.content_id, a.content_id);
+    let blob = digests("same").sha256;
+    assert_eq!(blob_refs(&s).await.get(&blob), Some(&100));
+    let stats = s.stats().await.unwrap();
+    assert_eq!((stats.objects, stats.logical_bytes, stats.contents, stats.blobs), (3, 300, 2, 1));
+    assert_eq!(stats.physical_bytes, 100);
+
+    s.delete_object("bkt", "one").await.unwrap();
+    assert_eq!(s.get_content(a.content_id).await.unwrap().unwrap().refs, 1);
+    s.delete_object("bkt", "two").await.unwrap();
+    assert!(s.get_content(a.content_id).await.unwrap().is_none(), "the last reference frees the content");
+    assert!(s.find_content("md5", "same-md5", 100, 10).await.unwrap().contains(&c.content_id));
+    assert!(!s.find_content("md5", "same-md5", 100, 10).await.unwrap().contains(&a.content_id));
+    s.delete_object("bkt", "three").await.unwrap();
+    assert_eq!(s.stats().await.unwrap().unreferenced_blobs, 1);
+    assert!(s.unreferenced_blobs(now_ms() + 1, 10).await.unwrap().contains(&blob));
+    blob_refs(&s).await;
+}
+
+/// The storage quota holds inside the writing transaction; overwrites count their growth.
+pub async fn quotas(s: Store) {
+    bucket(&s, "q1", "alice").await;
+    bucket(&s, "q2", "alice").await;
+    bucket(&s, "other", "bob").await;
+    put(&s, "other", "big", "bob", 1000).await;
+    let quota = |mut w: ObjectWrite, q: u64| {
+        w.quota_bytes = Some(q);
+        w
+    };
+    s.put_object(quota(write("q1", "a", ContentSource::New(new_content("a", 60))), 100)).await.unwrap();
+    let refused = s.put_object(quota(write("q2", "b", ContentSource::New(new_content("b", 50))), 100)).await;
+    assert!(matches!(refused, Err(StoreError::QuotaExceeded)), "quotas count every bucket of the tenant");
+    assert!(s.get_object("q2", "b").await.unwrap().is_none(), "a refused write leaves nothing");
+    assert_eq!(s.tenant_bytes("alice").await.unwrap(), 60);
+    // Shrinking an object is allowed even above the quota; growing within it is too.
+    s.put_object(quota(write("q1", "a", ContentSource::New(new_content("c", 10))), 5)).await.unwrap();
+    s.put_object(quota(write("q2", "b", ContentSource::New(new_content("d", 90))), 100)).await.unwrap();
+    assert_eq!(s.tenant_bytes("alice").await.unwrap(), 100);
+    assert_eq!(s.bucket_bytes("q2").await.unwrap(), 90);
+    assert_eq!(s.tenant_bytes("bob").await.unwrap(), 1000);
+    blob_refs(&s).await;
+}
+
+/// Concurrent writers never take a tenant past its storage quota.
+pub async fn quotas_hold_under_concurrency(s: Store) {
+    bucket(&s, "race", "alice").await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut w = write("race", &format!("k{i}"), ContentSource::New(new_content(&format!("s{i}"), 10)));
+                w.quota_bytes = Some(95);
+                s.put_object(w).await.is_ok()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap() as u64;
+    }
+    assert_eq!(ok, 9, "exactly as many 10-byte writes as fit in 95 bytes");
+    assert_eq!(s.tenant_bytes("alice").await.unwrap(), 90);
+    blob_refs(&s).await;
+}
+
+/// Listing: UTF-8 byte order, prefixes, start points, limits.
+pub async fn listing(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    bucket(&s, "bkt2", "alice").await;
+    let all = ["a", "a/b", "a/c/d", "a0", "aé", "a\u{10000}", "b", "B", "%", "a/c"];
+    for k in all {
+        put(&s, "bkt", k, k, 1).await;
+    }
+    put(&s, "bkt2", "a/x", "x", 1).await;
+    let mut sorted: Vec<&str> = all.to_vec();
+    sorted.sort_by(|x, y| x.as_bytes().cmp(y.as_bytes()));
+    assert_eq!(keys(&s, "bkt", "", ListStart::Beginning, 100).await, sorted);
+    assert_eq!(keys(&s, "bkt", "a/", ListStart::Beginning, 100).await, ["a/b", "a/c", "a/c/d"]);
+    assert_eq!(keys(&s, "bkt", "a/", ListStart::After("a/b"), 100).await, ["a/c", "a/c/d"]);
+    assert_eq!(keys(&s, "bkt", "a/", ListStart::From("a/c"), 1).await, ["a/c"]);
+    assert_eq!(
+        keys(&s, "bkt", "a/", ListStart::After("0"), 100).await,
+        ["a/b", "a/c", "a/c/d"],
+        "a start before the prefix"
+    );
+    assert!(keys(&s, "bkt", "a/", ListStart::After("a/c/d"), 100).await.is_empty());
+    assert_eq!(keys(&s, "bkt", "%", ListStart::Beginning, 100).await, ["%"], "no LIKE wildcards");
+    assert_eq!(keys(&s, "bkt", "a", ListStart::After("a\u{10000}"), 100).await, Vec::<String>::new());
+    // Paging through everything with `After` yields each key once.
+    let mut seen = Vec::new();
+    let mut last: Option<String> = None;
+    loop {
+        let page = match &last {
+            None => keys(&s, "bkt", "", ListStart::Beginning, 3).await,
+            Some(a) => keys(&s, "bkt", "", ListStart::After(a), 3).await,
+        };
+        if page.is_empty() {
+            break;
+        }
+        last = page.last().cloned();
+        seen.extend(page);
+    }
+    assert_eq!(seen, sorted);
+}
+
+/// The hash index: any holder for proofs, the tenant's own copy first whatever others hold,
+/// lookups restricted to a scope, pending contents of a size.
+pub async fn hash_index(s: Store) {
+    // Twenty other tenants hold the same digest before alice does.
+    for i in 0..20 {
+        let (t, b) = (format!("t{i}"), format!("b{i}"));
+        bucket(&s, &b, &t).await;
+        put(&s, &b, "f", "shared", 42).await;
+    }
+    bucket(&s, "mine", "alice").await;
+    bucket(&s, "mine2", "alice").await;
+    let own = put(&s, "mine", "secret/f", "shared", 42).await;
+    assert_eq!(s.find_content("sha1", "shared-sha1", 42, 5).await.unwrap().len(), 5, "limit is honoured");
+    assert_eq!(s.find_content("sha1", "shared-sha1", 43, 5).await.unwrap(), Vec::<i64>::new(), "size matters");
+    let all = Within::default();
+    let found = s.find_held_content("alice", "sha1", "shared-sha1", 42, &all).await.unwrap();
+    assert_eq!(found, Some(own.content_id), "the tenant's own copy is found whatever others hold");
+    assert_eq!(s.find_held_content("alice", "ufile", "shared-ufile", 42, &all).await.unwrap(), Some(own.content_id));
+    assert_eq!(s.find_held_content("carol", "sha1", "shared-sha1", 42, &all).await.unwrap(), None);
+    assert_eq!(s.find_held_content("alice", "sha1", "shared-sha1", 41, &all).await.unwrap(), None);
+
+    let within = |buckets: Option<&[&str]>, prefixes: Option<&[&str]>| Within {
+        buckets: buckets.map(|b| b.iter().map(|x| x.to_string()).collect()),
+        prefixes: prefixes.map(|p| p.iter().map(|x| x.to_string()).collect()),
+    };
+    let held = |w: Within| {
+        let s = s.clone();
+        async move { s.find_held_content("alice", "sha1", "shared-sha1", 42, &w).await.unwrap() }
+    };
+    assert_eq!(held(within(None, Some(&["secret/"]))).await, Some(own.content_id));
+    assert_eq!(held(within(None, Some(&["pub/", "secret/f"]))).await, Some(own.content_id));
+    assert_eq!(held(within(None, Some(&["pub/"]))).await, None, "outside the scope's prefixes");
+    assert_eq!(held(within(Some(&["mine2"]), None)).await, None, "outside the scope's buckets");
+    assert_eq!(held(within(Some(&["mine", "mine2"]), Some(&["secret/"]))).await, Some(own.content_id));
+    assert_eq!(held(within(Some(&[]), None)).await, None, "an empty bucket list allows nothing");
+    assert_eq!(held(within(None, Some(&["%"]))).await, None, "prefixes are not patterns");
+
+    // Pending contents (digests not yet computed) are found by size for their holders.
+    let mut pending = new_content("pend", 77);
+    pending.digests = None;
+    pending.ufile_etag = None;
+    let p = s.put_object(write("mine2", "docs/p", ContentSource::New(pending))).await.unwrap();
+    let ids = |v: Vec<ContentRecord>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.pending_held_contents("alice", 77, &all, 4).await.unwrap()), [p.content_id]);
+    assert!(s.pending_held_contents("bob", 77, &all, 4).await.unwrap().is_empty());
+    assert!(s.pending_held_contents("alice", 76, &all, 4).await.unwrap().is_empty());
+    assert!(s.pending_held_contents("alice", 77, &within(None, Some(&["pub/"])), 4).await.unwrap().is_empty());
+    assert!(ids(s.contents_missing_digests(100).await.unwrap()).contains(&p.content_id));
+    s.set_content_digests(p.content_id, digests("pend"), "pend-ufile".into()).await.unwrap();
+    assert!(s.pending_held_contents("alice", 77, &all, 4).await.unwrap().is_empty());
+    assert_eq!(s.find_held_content("alice", "md5", "pend-md5", 77, &all).await.unwrap(), Some(p.content_id));
+    assert_eq!(s.find_held_content("alice", "ufile", "pend-ufile", 77, &all).await.unwrap(), Some(p.content_id));
+}
+
+/// Upload sessions: parts replace and keep blob counts right, completion references the part
+/// blobs (no copy), conditions and key overrides, expiry, abort.
+pub async fn uploads(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    let mut u = upload("u1", "bkt", "big", "alice", UploadKind::Ufile);
+    u.state = r#"{"blk":4}"#.into();
+    s.create_upload(u.clone()).await.unwrap();
+    assert_eq!(s.get_upload("u1").await.unwrap().unwrap(), u);
+    assert!(s.get_upload("nope").await.unwrap().is_none());
+
+    s.put_part(part("u1", 1, "p1", 10)).await.unwrap();
+    s.put_part(part("u1", 2, "old2", 10)).await.unwrap();
+    s.put_part(part("u1", 2, "p2", 5)).await.unwrap();
+    s.put_part(part("u1", 3, "p3", 1)).await.unwrap();
+    assert!(matches!(s.put_part(part("nope", 1, "x", 1)).await, Err(StoreError::NotFound)));
+    let refs = blob_refs(&s).await;
+    assert_eq!(s.unreferenced_blobs(now_ms() + 1, 10).await.unwrap(), [digests("old2").sha256], "{refs:?}");
+    let numbers = |v: Vec<PartRecord>| v.into_iter().map(|p| p.number).collect::<Vec<_>>();
+    assert_eq!(numbers(s.list_parts("u1", 0, 10).await.unwrap()), [1, 2, 3]);
+    assert_eq!(numbers(s.list_parts("u1", 1, 1).await.unwrap()), [2]);
+    assert_eq!(s.list_parts("u1", 0, 10).await.unwrap()[1].size, 5);
+
+    // A part whose ETag changed, or that is missing, refuses completion and keeps the session.
+    let mut stale = complete("u1", &[(1, "p1"), (2, "old2")]);
+    assert!(matches!(s.complete_upload(stale.clone()).await, Err(StoreError::Conflict(_))));
+    stale.parts = vec![(1, digests("p1").md5), (9, "x".into())];
+    assert!(matches!(s.complete_upload(stale).await, Err(StoreError::Conflict(_))));
+    put(&s, "bkt", "taken", "t", 1).await;
+    let mut cond = complete("u1", &[(1, "p1"), (2, "p2")]);
+    cond.key = Some("taken".into());
+    cond.condition = Some(WriteCondition::Absent);
+    assert!(matches!(s.complete_upload(cond).await, Err(StoreError::Conflict(_))));
+    assert!(s.get_upload("u1").await.unwrap().is_some());
+
+    // Completion: parts 1 and 2 become the extents; part 3 is dropped; the key override holds.
+    let mut done = complete("u1", &[(1, "p1"), (2, "p2")]);
+    done.key = Some("renamed".into());
+    done.object_id = Some("a".repeat(40));
+    let obj = s.complete_upload(done).await.unwrap();
+    assert_eq!((obj.key.as_str(), obj.size, obj.id.as_str()), ("renamed", 15, "a".repeat(40).as_str()));
+    let content = s.get_content(obj.content_id).await.unwrap().unwrap();
+    let blobs: Vec<&str> = content.extents.iter().map(|e| e.blob.as_str()).collect();
+    assert_eq!(blobs, [digests("p1").sha256, digests("p2").sha256], "the parts' blobs, not a copy");
+    assert!(content.digests.is_none(), "a multi-part content waits for its whole digests");
+    assert!(s.get_upload("u1").await.unwrap().is_none());
+    assert!(s.list_parts("u1", 0, 10).await.unwrap().is_empty());
+    assert!(s.get_object("bkt", "big").await.unwrap().is_none());
+    let unreferenced: BTreeSet<String> = s.unreferenced_blobs(now_ms() + 1, 10).await.unwrap().into_iter().collect();
+    assert!(unreferenced.contains(&digests("p3").sha256) && !unreferenced.contains(&digests("p1").sha256));
+    assert!(matches!(s.complete_upload(complete("u1", &[(1, "p1")])).await, Err(StoreError::NotFound)));
+
+    // Given whole digests are kept and indexed.
+    s.create_upload(upload("u2", "bkt", "two", "alice", UploadKind::S3)).await.unwrap();
+    s.put_part(part("u2", 1, "q1", 3)).await.unwrap();
+    s.put_part(part("u2", 2, "q2", 3)).await.unwrap();
+    let mut with = complete("u2", &[(1, "q1"), (2, "q2")]);
+    with.digests = Some(digests("whole"));
+    let two = s.complete_upload(with).await.unwrap();
+    assert_eq!(
+        s.find_held_content("alice", "sha1", "whole-sha1", 6, &Within::default()).await.unwrap(),
+        Some(two.content_id)
+    );
+
+    // Expired sessions take no parts and cannot complete; GC finds them; abort frees parts.
+    let mut exp = upload("u3", "bkt", "e", "alice", UploadKind::Cos);
+    exp.expires_ms = Some(now_ms() + 60_000);
+    s.create_upload(exp).await.unwrap();
+    s.put_part(part("u3", 1, "e1", 2)).await.unwrap();
+    let mut gone = upload("u4", "bkt", "e", "alice", UploadKind::Adrive);
+    gone.expires_ms = Some(now_ms() - 1);
+    s.create_upload(gone).await.unwrap();
+    assert!(matches!(s.put_part(part("u4", 1, "e2", 2)).await, Err(StoreError::NotFound)));
+    assert!(matches!(s.complete_upload(complete("u4", &[])).await, Err(StoreError::NotFound)));
+    assert_eq!(s.expired_uploads(now_ms(), 10).await.unwrap(), ["u4"]);
+    s.abort_upload("u3").await.unwrap();
+    s.abort_upload("u4").await.unwrap();
+    assert!(matches!(s.abort_upload("u4").await, Err(StoreError::NotFound)));
+    assert!(s.unreferenced_blobs(now_ms() + 1, 10).await.unwrap().contains(&digests("e1").sha256));
+    blob_refs(&s).await;
+}
+
+/// Session listings: by key (newest first) and by prefix in (key, id) order with paging.
+pub async fn upload_listing(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    bucket(&s, "other", "alice").await;
+    let mut older = upload("b", "bkt", "k", "alice", UploadKind::Cos);
+    older.created_ms = 1000;
+    let mut newer = upload("a", "bkt", "k", "alice", UploadKind::Cos);
+    newer.created_ms = 2000;
+    s.create_upload(older).await.unwrap();
+    s.create_upload(newer).await.unwrap();
+    s.create_upload(upload("c", "bkt", "k2", "alice", UploadKind::S3)).await.unwrap();
+    s.create_upload(upload("d", "bkt", "j", "alice", UploadKind::S3)).await.unwrap();
+    s.create_upload(upload("e", "other", "k", "alice", UploadKind::S3)).await.unwrap();
+    let ids = |v: Vec<UploadRecord>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.uploads_of_key("bkt", "k").await.unwrap()), ["a", "b"], "exact key, newest first");
+    assert_eq!(ids(s.list_uploads("bkt", "", None, 10).await.unwrap()), ["d", "a", "b", "c"]);
+    assert_eq!(ids(s.list_uploads("bkt", "k", None, 10).await.unwrap()), ["a", "b", "c"]);
+    assert_eq!(ids(s.list_uploads("bkt", "k", Some(("k", "a")), 10).await.unwrap()), ["b", "c"]);
+    assert_eq!(ids(s.list_uploads("bkt", "", Some(("k", "\u{10FFFF}")), 10).await.unwrap()), ["c"]);
+    assert_eq!(ids(s.list_uploads("bkt", "", None, 2).await.unwrap()), ["d", "a"]);
+}
+
+/// Usage rows add up per day; callbacks are due, retried and finished.
+pub async fn usage_and_callbacks(s: Store) {
+    bucket(&s, "u1", "alice").await;
+    bucket(&s, "u2", "alice").await;
+    put(&s, "u1", "k", "x", 30).await;
+    let row = |bucket: &str, day, downloads, requests| UsageDelta {
+        tenant: "alice".into(),
+        bucket: bucket.into(),
+        day,
+        downloads,
+        requests,
+    };
+    s.add_usage(vec![row("u1", 10, 100, 1), row("u2", 10, 5, 2)]).await.unwrap();
+    s.add_usage(vec![row("u1", 10, 1, 1), row("u1", 11, 0, 7)]).await.unwrap();
+    let report = s.usage_report("alice", 10, 11).await.unwrap();
+    assert_eq!(report.len(), 2);
+    assert_eq!((report[0].day, report[0].downloads, report[0].requests, report[0].storage), (10, 106, 4, 30));
+    assert_eq!((report[1].day, report[1].requests), (11, 7));
+    assert!(s.usage_report("alice", 12, 20).await.unwrap().is_empty());
+    assert!(s.usage_report("bob", 0, 20).await.unwrap().is_empty());
+
+    s.enqueue_callback("http://a/".into(), "x=1".into()).await.unwrap();
+    s.enqueue_callback("http://b/".into(), "y=2".into()).await.unwrap();
+    let due = s.due_callbacks(now_ms() + 1, 10).await.unwrap();
+    assert_eq!(due.iter().map(|c| c.url.as_str()).collect::<Vec<_>>(), ["http://a/", "http://b/"]);
+    s.finish_callback(due[0].id, Some(now_ms() + 60_000)).await.unwrap();
+    s.finish_callback(due[1].id, None).await.unwrap();
+    assert!(s.due_callbacks(now_ms() + 1, 10).await.unwrap().is_empty());
+    let later = s.due_callbacks(now_ms() + 120_000, 10).await.unwrap();
+    assert_eq!((later.len(), later[0].attempts, later[0].body.as_str()), (1, 1, "x=1"));
+}
+
+/// GC support: unreferenced blobs wait for the cutoff; a forgotten row is gone; a
+/// re-referenced blob is not forgotten.
+pub async fn maintenance(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    put(&s, "bkt", "k", "gc", 5).await;
+    let blob = digests("gc").sha256;
+    assert!(s.blob_known(&blob).await.unwrap());
+    assert!(!s.blob_known("0000").await.unwrap());
+    s.delete_object("bkt", "k").await.unwrap();
+    let past = now_ms() - 60_000;
+    assert!(s.unreferenced_blobs(past, 10).await.unwrap().is_empty(), "not before the cutoff");
+    assert!(!s.forget_blob(&blob, past).await.unwrap());
+    // Referenced again before GC ran: not forgotten.
+    put(&s, "bkt", "k2", "gc", 5).await;
+    assert!(!s.forget_blob(&blob, now_ms() + 1).await.unwrap());
+    s.delete_object("bkt", "k2").await.unwrap();
+    assert!(s.forget_blob(&blob, now_ms() + 1).await.unwrap());
+    assert!(!s.blob_known(&blob).await.unwrap());
+    let (blobs, problems) = s.check().await.unwrap();
+    assert!(blobs.is_empty() && problems.is_empty(), "{blobs:?} {problems:?}");
+    assert_eq!(s.stats().await.unwrap(), StoreStats { buckets: 1, ..Default::default() });
+}

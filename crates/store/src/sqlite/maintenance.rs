@@ -1,0 +1,131 @@
+//! Garbage collection support, statistics and the consistency check.
+
+use async_trait::async_trait;
+use rusqlite::params;
+
+use super::rows::*;
+use super::SqliteMetaStore;
+use crate::meta::*;
+use crate::model::*;
+
+#[async_trait]
+impl MaintenanceStore for SqliteMetaStore {
+    async fn blob_known(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT EXISTS(SELECT 1 FROM blobs WHERE id = ?1)", params![id], |r| r.get(0)).map_err(backend)
+        })
+        .await
+    }
+
+    async fn unreferenced_blobs(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<BlobId>> {
+        self.read(move |c| {
+            let mut st =
+                c.prepare("SELECT id FROM blobs WHERE refs <= 0 AND zero_since <= ?1 LIMIT ?2").map_err(backend)?;
+            let rows = st.query_map(params![cutoff_ms, limit as i64], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn forget_blob(&self, id: &str, cutoff_ms: i64) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |txn| {
+            let n = txn
+                .execute("DELETE FROM blobs WHERE id = ?1 AND refs <= 0 AND zero_since <= ?2", params![id, cutoff_ms])
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        self.read(move |c| {
+            let q = |sql: &str| -> StoreResult<u64> {
+                c.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|v| v as u64).map_err(backend)
+            };
+            Ok(StoreStats {
+                buckets: q("SELECT count(*) FROM buckets")?,
+                objects: q("SELECT count(*) FROM objects")?,
+                logical_bytes: q("SELECT coalesce(sum(size), 0) FROM objects")?,
+                contents: q("SELECT count(*) FROM contents")?,
+                blobs: q("SELECT count(*) FROM blobs")?,
+                physical_bytes: q("SELECT coalesce(sum(size), 0) FROM blobs")?,
+                uploads: q("SELECT count(*) FROM uploads")?,
+                parts: q("SELECT count(*) FROM parts")?,
+                unreferenced_blobs: q("SELECT count(*) FROM blobs WHERE refs <= 0")?,
+                pending_digests: q("SELECT count(*) FROM contents WHERE digests IS NULL OR ufile_etag IS NULL")?,
+            })
+        })
+        .await
+    }
+
+    async fn check(&self) -> StoreResult<(Vec<(BlobId, u64)>, Vec<String>)> {
+        self.read(move |c| {
+            let mut problems = Vec::new();
+            // Expected blob references: content extents plus upload parts.
+            let mut expected: std::collections::HashMap<String, i64> = Default::default();
+            {
+                let mut st = c.prepare("SELECT id, extents FROM contents").map_err(backend)?;
+                let mut rows = st.query([]).map_err(backend)?;
+                while let Some(r) = rows.next().map_err(backend)? {
+                    let id: i64 = r.get(0).map_err(backend)?;
+                    let extents: Vec<Extent> = from_json(&r.get::<_, String>(1).map_err(backend)?).map_err(backend)?;
+                    if extents.is_empty() && id < 0 {
+                        problems.push(format!("content {id} has no extents"));
+                    }
+                    for e in extents {
+                        *expected.entry(e.blob).or_default() += 1;
+                    }
+                }
+                let mut st = c.prepare("SELECT blob FROM parts").map_err(backend)?;
+                let mut rows = st.query([]).map_err(backend)?;
+                while let Some(r) = rows.next().map_err(backend)? {
+                    *expected.entry(r.get(0).map_err(backend)?).or_default() += 1;
+                }
+            }
+            let mut blobs = Vec::new();
+            {
+                let mut st = c.prepare("SELECT id, size, refs FROM blobs").map_err(backend)?;
+                let mut rows = st.query([]).map_err(backend)?;
+                while let Some(r) = rows.next().map_err(backend)? {
+                    let id: String = r.get(0).map_err(backend)?;
+                    let size: i64 = r.get(1).map_err(backend)?;
+                    let refs: i64 = r.get(2).map_err(backend)?;
+                    let want = expected.remove(&id).unwrap_or(0);
+                    if want != refs {
+                        problems.push(format!("blob {id}: refs {refs}, but {want} references exist"));
+                    }
+                    blobs.push((id, size as u64));
+                }
+            }
+            for (id, n) in expected {
+                problems.push(format!("blob {id} is referenced {n} times but has no row"));
+            }
+            // Content reference counts against objects.
+            let mut st = c
+                .prepare("SELECT c.id, c.refs, (SELECT count(*) FROM objects o WHERE o.content = c.id) FROM contents c")
+                .map_err(backend)?;
+            let mut rows = st.query([]).map_err(backend)?;
+            while let Some(r) = rows.next().map_err(backend)? {
+                let (id, refs, n): (i64, i64, i64) =
+                    (r.get(0).map_err(backend)?, r.get(1).map_err(backend)?, r.get(2).map_err(backend)?);
+                if refs != n || n == 0 {
+                    problems.push(format!("content {id}: refs {refs}, referenced by {n} objects"));
+                }
+            }
+            let dangling: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM objects o WHERE NOT EXISTS(SELECT 1 FROM contents c WHERE c.id = o.content)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if dangling > 0 {
+                problems.push(format!("{dangling} objects point at missing content"));
+            }
+            Ok((blobs, problems))
+        })
+        .await
+    }
+}

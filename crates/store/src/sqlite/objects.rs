@@ -1,0 +1,384 @@
+//! Buckets, objects, contents and the hash index.
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, OptionalExtension};
+
+use super::refs::*;
+use super::rows::*;
+use super::SqliteMetaStore;
+use crate::meta::*;
+use crate::model::*;
+
+#[async_trait]
+impl BucketStore for SqliteMetaStore {
+    async fn create_bucket(&self, b: BucketRecord) -> StoreResult<()> {
+        self.write(move |txn| {
+            let n = txn
+                .execute(
+                    "INSERT OR IGNORE INTO buckets(name, tenant, public, region, created) VALUES(?1,?2,?3,?4,?5)",
+                    params![b.name, b.tenant, b.public, b.region, b.created_ms],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::Exists);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {BUCKET_COLS} FROM buckets WHERE name = ?1"))
+                .map_err(backend)?
+                .query_row(params![name], bucket_from_row)
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_bucket_public(&self, name: &str, public: bool) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.write(move |txn| {
+            let n = txn
+                .execute("UPDATE buckets SET public = ?2 WHERE name = ?1", params![name, public])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_buckets(&self, tenant: Option<&str>) -> StoreResult<Vec<BucketRecord>> {
+        let tenant = tenant.map(str::to_owned);
+        self.read(move |c| {
+            let mut st = c
+                .prepare(&format!("SELECT {BUCKET_COLS} FROM buckets WHERE ?1 IS NULL OR tenant = ?1 ORDER BY name"))
+                .map_err(backend)?;
+            let rows = st.query_map(params![tenant], bucket_from_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_bucket(&self, name: &str) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.write(move |txn| {
+            let busy: bool = txn
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?1)
+                         OR EXISTS(SELECT 1 FROM uploads WHERE bucket = ?1)",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if busy {
+                return Err(StoreError::NotEmpty);
+            }
+            let n = txn.execute("DELETE FROM buckets WHERE name = ?1", params![name]).map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// `AND <bucket col> IN (...) AND (<key prefix test> OR ...)` for a [`Within`], with its
+/// parameters appended to `values` (numbered after those already there).
+fn within_sql(within: &Within, bucket_col: &str, key_col: &str, values: &mut Vec<Value>) -> String {
+    let mut sql = String::new();
+    if let Some(buckets) = &within.buckets {
+        let mut marks = Vec::new();
+        for b in buckets {
+            values.push(Value::Text(b.clone()));
+            marks.push(format!("?{}", values.len()));
+        }
+        if marks.is_empty() {
+            return " AND 0".into();
+        }
+        sql.push_str(&format!(" AND {bucket_col} IN ({})", marks.join(", ")));
+    }
+    if let Some(prefixes) = &within.prefixes {
+        let mut tests = Vec::new();
+        for p in prefixes {
+            values.push(Value::Integer(p.len() as i64));
+            values.push(Value::Text(p.clone()));
+            tests.push(prefix_test(key_col, values.len() - 1, values.len()));
+        }
+        if tests.is_empty() {
+            return " AND 0".into();
+        }
+        sql.push_str(&format!(" AND ({})", tests.join(" OR ")));
+    }
+    sql
+}
+
+#[async_trait]
+impl ObjectStore for SqliteMetaStore {
+    async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.read(move |c| get_object_tx(c, &bucket, &key)).await
+    }
+
+    async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>> {
+        let (bucket, id) = (bucket.to_owned(), id.to_owned());
+        self.read(move |c| {
+            c.query_row(
+                &format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND id = ?2"),
+                params![bucket, id],
+                object_from_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn rename(&self, bucket: &str, from: &str, to: &str, mode: RenameMode) -> StoreResult<ObjectRecord> {
+        let (bucket, from, to) = (bucket.to_owned(), from.to_owned(), to.to_owned());
+        self.write(move |txn| {
+            if from == to {
+                return get_object_tx(txn, &bucket, &from)?.ok_or(StoreError::NotFound);
+            }
+            if let Some(existing) = get_object_tx(txn, &bucket, &to)? {
+                if !mode.replace || mode.prefix {
+                    return Err(StoreError::Exists);
+                }
+                if get_object_tx(txn, &bucket, &from)?.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                remove_object(txn, &existing)?;
+            }
+            let n = if mode.prefix {
+                let clash: bool = txn
+                    .query_row(
+                        &format!(
+                            "SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?1 AND {})",
+                            prefix_test("key", 2, 3)
+                        ),
+                        params![bucket, to.len() as i64, to],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                if clash {
+                    return Err(StoreError::Exists);
+                }
+                txn.execute(
+                    &format!(
+                        "UPDATE objects SET key = ?4 || substr(key, ?2 + 1) WHERE bucket = ?1 AND {}",
+                        prefix_test("key", 2, 3)
+                    ),
+                    params![bucket, from.len() as i64, from, to],
+                )
+                .map_err(backend)?
+            } else {
+                txn.execute("UPDATE objects SET key = ?3 WHERE bucket = ?1 AND key = ?2", params![bucket, from, to])
+                    .map_err(backend)?
+            };
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            get_object_tx(txn, &bucket, &to)?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"))
+                .map_err(backend)?
+                .query_row(params![id], content_from_row)
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start: ListStart<'_>,
+        limit: usize,
+    ) -> StoreResult<ListPage> {
+        // The scan starts at the later of the prefix and `start`; the prefix test (on bytes)
+        // ends it. SQLite compares TEXT with memcmp: UTF-8 byte order, the order S3 lists in.
+        let (from, inclusive) = match start {
+            ListStart::After(a) if a >= prefix => (a.to_owned(), false),
+            ListStart::From(a) if a >= prefix => (a.to_owned(), true),
+            _ => (prefix.to_owned(), true),
+        };
+        let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND key {} ?2 AND {}
+                 ORDER BY key LIMIT ?5",
+                if inclusive { ">=" } else { ">" },
+                prefix_test("key", 3, 4)
+            );
+            let mut st = c.prepare_cached(&sql).map_err(backend)?;
+            let rows = st
+                .query_map(params![bucket, from, prefix.len() as i64, prefix, limit as i64], object_from_row)
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_object(&self, w: ObjectWrite) -> StoreResult<ObjectRecord> {
+        self.write(move |txn| {
+            if let Some(cond) = &w.condition {
+                check_condition(txn, &w.bucket, &w.key, cond)?;
+            }
+            let (content_id, etag) = match &w.content {
+                ContentSource::New(c) => (insert_content(txn, c)?, c.etag.clone()),
+                ContentSource::Existing(id) => {
+                    let etag: String = txn
+                        .query_row("SELECT etag FROM contents WHERE id = ?1", params![id], |r| r.get(0))
+                        .optional()
+                        .map_err(backend)?
+                        .ok_or_else(|| StoreError::Conflict("content was freed meanwhile".into()))?;
+                    (*id, etag)
+                }
+            };
+            set_object(
+                txn,
+                SetObject {
+                    bucket: &w.bucket,
+                    key: &w.key,
+                    content_id,
+                    etag: &etag,
+                    meta: &w.meta,
+                    modified_ms: w.modified_ms,
+                    new_id: w.id.as_deref(),
+                    quota_bytes: w.quota_bytes,
+                },
+            )
+        })
+        .await
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.write(move |txn| {
+            let old = get_object_tx(txn, &bucket, &key)?;
+            if let Some(o) = &old {
+                remove_object(txn, o)?;
+            }
+            Ok(old)
+        })
+        .await
+    }
+
+    async fn find_content(&self, algo: &str, digest: &str, size: u64, limit: usize) -> StoreResult<Vec<i64>> {
+        let (algo, digest) = (algo.to_owned(), digest.to_owned());
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT content FROM hash_index WHERE algo = ?1 AND digest = ?2 AND size = ?3
+                     ORDER BY content LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = st.query_map(params![algo, digest, size as i64, limit as i64], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn find_held_content(
+        &self,
+        tenant: &str,
+        algo: &str,
+        digest: &str,
+        size: u64,
+        within: &Within,
+    ) -> StoreResult<Option<i64>> {
+        let mut values = vec![
+            Value::Text(algo.to_owned()),
+            Value::Text(digest.to_owned()),
+            Value::Integer(size as i64),
+            Value::Text(tenant.to_owned()),
+        ];
+        let filter = within_sql(within, "o.bucket", "o.key", &mut values);
+        // Joined from the hash index to the objects that point at each content and their
+        // buckets' owner: the tenant's own copy is found whatever other tenants hold.
+        let sql = format!(
+            "SELECT h.content FROM hash_index h
+               JOIN objects o ON o.content = h.content
+               JOIN buckets b ON b.name = o.bucket
+             WHERE h.algo = ?1 AND h.digest = ?2 AND h.size = ?3 AND b.tenant = ?4{filter}
+             LIMIT 1"
+        );
+        self.read(move |c| {
+            c.prepare_cached(&sql)
+                .map_err(backend)?
+                .query_row(params_from_iter(values), |r| r.get(0))
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn pending_held_contents(
+        &self,
+        tenant: &str,
+        size: u64,
+        within: &Within,
+        limit: usize,
+    ) -> StoreResult<Vec<ContentRecord>> {
+        let mut values =
+            vec![Value::Integer(size as i64), Value::Text(tenant.to_owned()), Value::Integer(limit as i64)];
+        let filter = within_sql(within, "o.bucket", "o.key", &mut values);
+        let sql = format!(
+            "SELECT {CONTENT_COLS} FROM contents c
+             WHERE (c.digests IS NULL OR c.ufile_etag IS NULL) AND c.size = ?1
+               AND EXISTS(SELECT 1 FROM objects o JOIN buckets b ON b.name = o.bucket
+                          WHERE o.content = c.id AND b.tenant = ?2{filter})
+             ORDER BY c.id LIMIT ?3"
+        );
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&sql).map_err(backend)?;
+            let rows = st.query_map(params_from_iter(values), content_from_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT {CONTENT_COLS} FROM contents WHERE digests IS NULL OR ufile_etag IS NULL ORDER BY id LIMIT ?1"
+                ))
+                .map_err(backend)?;
+            let rows = st.query_map(params![limit as i64], content_from_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_content_digests(&self, id: i64, d: Digests, ufile_etag: String) -> StoreResult<()> {
+        self.write(move |txn| {
+            let size: Option<i64> = txn
+                .query_row("SELECT size FROM contents WHERE id = ?1", params![id], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            let Some(size) = size else { return Ok(()) };
+            txn.execute(
+                "UPDATE contents SET digests = ?2, ufile_etag = coalesce(ufile_etag, ?3) WHERE id = ?1",
+                params![id, to_json(&d)?, ufile_etag],
+            )
+            .map_err(backend)?;
+            index_content(txn, id, size as u64, &d)?;
+            index_one(txn, id, size as u64, "ufile", &ufile_etag)
+        })
+        .await
+    }
+}

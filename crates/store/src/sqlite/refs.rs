@@ -1,0 +1,204 @@
+//! Reference-counting steps shared by the object and upload writes. Each runs inside the
+//! caller's transaction, so counts change together with the rows that hold the references.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::rows::*;
+use crate::meta::*;
+use crate::model::*;
+use crate::now_ms;
+
+pub(crate) fn blob_ref(txn: &Connection, id: &str, size: u64) -> StoreResult<()> {
+    txn.execute(
+        "INSERT INTO blobs(id, size, refs, zero_since) VALUES(?1, ?2, 1, NULL)
+         ON CONFLICT(id) DO UPDATE SET refs = refs + 1, zero_since = NULL",
+        params![id, size as i64],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn blob_unref(txn: &Connection, id: &str) -> StoreResult<()> {
+    txn.execute(
+        "UPDATE blobs SET refs = refs - 1,
+                zero_since = CASE WHEN refs - 1 <= 0 THEN ?2 ELSE zero_since END
+         WHERE id = ?1",
+        params![id, now_ms()],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn insert_content(txn: &Connection, c: &NewContent) -> StoreResult<i64> {
+    txn.execute(
+        "INSERT INTO contents(size, refs, etag, digests, extents, created, ufile_etag) VALUES(?1, 0, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            c.size as i64,
+            c.etag,
+            c.digests.as_ref().map(to_json).transpose()?,
+            to_json(&c.extents)?,
+            now_ms(),
+            c.ufile_etag
+        ],
+    )
+    .map_err(backend)?;
+    let id = txn.last_insert_rowid();
+    for e in &c.extents {
+        blob_ref(txn, &e.blob, e.size)?;
+    }
+    if let Some(d) = &c.digests {
+        index_content(txn, id, c.size, d)?;
+    }
+    if let Some(u) = &c.ufile_etag {
+        index_one(txn, id, c.size, "ufile", u)?;
+    }
+    Ok(id)
+}
+
+pub(crate) fn index_one(txn: &Connection, id: i64, size: u64, algo: &str, digest: &str) -> StoreResult<()> {
+    txn.execute(
+        "INSERT OR IGNORE INTO hash_index(algo, digest, size, content) VALUES(?1, ?2, ?3, ?4)",
+        params![algo, digest, size as i64, id],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn index_content(txn: &Connection, id: i64, size: u64, d: &Digests) -> StoreResult<()> {
+    for (algo, digest) in d.index_entries() {
+        index_one(txn, id, size, algo, &digest)?;
+    }
+    Ok(())
+}
+
+/// Drops one object reference to a content; frees the content (and its blob references)
+/// when it was the last.
+pub(crate) fn content_unref(txn: &Connection, id: i64) -> StoreResult<()> {
+    txn.execute("UPDATE contents SET refs = refs - 1 WHERE id = ?1", params![id]).map_err(backend)?;
+    let row: Option<(i64, String)> = txn
+        .query_row("SELECT refs, extents FROM contents WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)?;
+    if let Some((refs, extents)) = row {
+        if refs <= 0 {
+            let extents: Vec<Extent> = from_json(&extents).map_err(backend)?;
+            txn.execute("DELETE FROM contents WHERE id = ?1", params![id]).map_err(backend)?;
+            txn.execute("DELETE FROM hash_index WHERE content = ?1", params![id]).map_err(backend)?;
+            for e in extents {
+                blob_unref(txn, &e.blob)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn get_object_tx(conn: &Connection, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
+    conn.query_row(
+        &format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND key = ?2"),
+        params![bucket, key],
+        object_from_row,
+    )
+    .optional()
+    .map_err(backend)
+}
+
+/// Refuses (`Conflict("precondition failed")`) unless the key's current state matches.
+pub(crate) fn check_condition(txn: &Connection, bucket: &str, key: &str, cond: &WriteCondition) -> StoreResult<()> {
+    let current = get_object_tx(txn, bucket, key)?;
+    let ok = match (cond, &current) {
+        (WriteCondition::Absent, None) => true,
+        (WriteCondition::EtagIs(e), Some(cur)) => e == "*" || *e == cur.etag,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict("precondition failed".into()))
+    }
+}
+
+/// Removes an object row, its bytes from the bucket's count and its content reference.
+pub(crate) fn remove_object(txn: &Connection, o: &ObjectRecord) -> StoreResult<()> {
+    txn.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![o.bucket, o.key]).map_err(backend)?;
+    txn.execute("UPDATE buckets SET bytes = bytes - ?2 WHERE name = ?1", params![o.bucket, o.size as i64])
+        .map_err(backend)?;
+    content_unref(txn, o.content_id)
+}
+
+/// The new object at (bucket, key) that [`set_object`] writes.
+pub(crate) struct SetObject<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub content_id: i64,
+    pub etag: &'a str,
+    pub meta: &'a ObjectMeta,
+    pub modified_ms: i64,
+    pub new_id: Option<&'a str>,
+    pub quota_bytes: Option<u64>,
+}
+
+/// Points (bucket, key) at a content (taking a reference), releasing what it pointed at;
+/// checks the owner's storage quota after the write, inside the transaction.
+pub(crate) fn set_object(txn: &Connection, w: SetObject<'_>) -> StoreResult<ObjectRecord> {
+    let size: i64 = txn
+        .query_row("SELECT size FROM contents WHERE id = ?1", params![w.content_id], |r| r.get(0))
+        .optional()
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::Conflict("content was freed meanwhile".into()))?;
+    txn.execute("UPDATE contents SET refs = refs + 1 WHERE id = ?1", params![w.content_id]).map_err(backend)?;
+    let old = get_object_tx(txn, w.bucket, w.key)?;
+    let id = match &old {
+        Some(o) => o.id.clone(),
+        None => w.new_id.map(str::to_owned).unwrap_or_else(new_object_id),
+    };
+    txn.execute(
+        "INSERT INTO objects(bucket, key, content, size, etag, modified, meta, id) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)
+         ON CONFLICT(bucket, key) DO UPDATE SET content=?3, size=?4, etag=?5, modified=?6, meta=?7",
+        params![w.bucket, w.key, w.content_id, size, w.etag, w.modified_ms, to_json(w.meta)?, id],
+    )
+    .map_err(backend)?;
+    let grown = size - old.as_ref().map_or(0, |o| o.size as i64);
+    txn.execute("UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![w.bucket, grown]).map_err(backend)?;
+    if let (Some(quota), true) = (w.quota_bytes, grown > 0) {
+        // Checked inside the transaction, after the write: the quota is never exceeded, even
+        // by concurrent writers (the savepoint rolls this write back).
+        let used: i64 = txn
+            .query_row(
+                "SELECT coalesce(sum(bytes), 0) FROM buckets WHERE tenant = (SELECT tenant FROM buckets WHERE name = ?1)",
+                params![w.bucket],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if used as u64 > quota {
+            return Err(StoreError::QuotaExceeded);
+        }
+    }
+    if let Some(old) = old {
+        content_unref(txn, old.content_id)?;
+    }
+    Ok(ObjectRecord {
+        id,
+        bucket: w.bucket.to_owned(),
+        key: w.key.to_owned(),
+        content_id: w.content_id,
+        size: size as u64,
+        etag: w.etag.to_owned(),
+        modified_ms: w.modified_ms,
+        meta: w.meta.clone(),
+    })
+}
+
+/// Deletes an upload session and its parts, releasing the parts' blobs.
+pub(crate) fn drop_upload(txn: &Connection, id: &str) -> StoreResult<()> {
+    let blobs: Vec<String> = {
+        let mut st = txn.prepare_cached("SELECT blob FROM parts WHERE upload = ?1").map_err(backend)?;
+        let rows = st.query_map(params![id], |r| r.get(0)).map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)?
+    };
+    for b in blobs {
+        blob_unref(txn, &b)?;
+    }
+    txn.execute("DELETE FROM parts WHERE upload = ?1", params![id]).map_err(backend)?;
+    txn.execute("DELETE FROM uploads WHERE id = ?1", params![id]).map_err(backend)?;
+    Ok(())
+}

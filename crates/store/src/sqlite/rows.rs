@@ -1,0 +1,120 @@
+//! Row mappings and small helpers shared by the SQLite store's files.
+
+use rusqlite::types::Type;
+
+use crate::meta::StoreError;
+use crate::model::*;
+
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(backend)
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))
+}
+
+fn bad_value(what: &str, v: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, Type::Text, format!("unknown {what} {v:?}").into())
+}
+
+/// `substr(CAST(<col> AS BLOB), 1, length) = CAST(<prefix> AS BLOB)`: a byte-wise prefix test
+/// that keeps SQLite's `LIKE` (case-folding, wildcards) out of key matching.
+pub(crate) fn prefix_test(col: &str, len_param: usize, prefix_param: usize) -> String {
+    format!("substr(CAST({col} AS BLOB), 1, ?{len_param}) = CAST(?{prefix_param} AS BLOB)")
+}
+
+pub(crate) const CREDENTIAL_COLS: &str = "access_key, secret, tenant, kind, created, expires, scope, label";
+
+pub(crate) fn credential_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRecord> {
+    let kind: String = r.get(3)?;
+    Ok(CredentialRecord {
+        access_key: r.get(0)?,
+        secret: r.get(1)?,
+        tenant: r.get(2)?,
+        kind: CredentialKind::parse(&kind).ok_or_else(|| bad_value("credential kind", &kind))?,
+        created_ms: r.get(4)?,
+        expires_ms: r.get(5)?,
+        scope: r.get(6)?,
+        label: r.get(7)?,
+    })
+}
+
+pub(crate) const OBJECT_COLS: &str = "bucket, key, content, size, etag, modified, meta, id";
+
+pub(crate) fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
+    Ok(ObjectRecord {
+        id: row.get(7)?,
+        bucket: row.get(0)?,
+        key: row.get(1)?,
+        content_id: row.get(2)?,
+        size: row.get::<_, i64>(3)? as u64,
+        etag: row.get(4)?,
+        modified_ms: row.get(5)?,
+        meta: from_json(&row.get::<_, String>(6)?)?,
+    })
+}
+
+/// A new object id: 40 hex digits, the shape of Aliyun Drive file ids.
+pub(crate) fn new_object_id() -> String {
+    format!("{}{:08x}", uuid::Uuid::new_v4().simple(), rand::random::<u32>())
+}
+
+pub(crate) const CONTENT_COLS: &str = "id, size, refs, etag, digests, extents, ufile_etag";
+
+pub(crate) fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRecord> {
+    let digests: Option<String> = row.get(4)?;
+    Ok(ContentRecord {
+        id: row.get(0)?,
+        size: row.get::<_, i64>(1)? as u64,
+        refs: row.get(2)?,
+        etag: row.get(3)?,
+        digests: digests.map(|d| from_json(&d)).transpose()?,
+        extents: from_json(&row.get::<_, String>(5)?)?,
+        ufile_etag: row.get(6)?,
+    })
+}
+
+pub(crate) const UPLOAD_COLS: &str = "id, bucket, key, tenant, created, meta, state, expires, kind";
+
+pub(crate) fn upload_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRecord> {
+    let kind: String = row.get(8)?;
+    Ok(UploadRecord {
+        id: row.get(0)?,
+        kind: UploadKind::parse(&kind).ok_or_else(|| bad_value("upload kind", &kind))?,
+        bucket: row.get(1)?,
+        key: row.get(2)?,
+        tenant: row.get(3)?,
+        created_ms: row.get(4)?,
+        meta: from_json(&row.get::<_, String>(5)?)?,
+        state: row.get(6)?,
+        expires_ms: row.get(7)?,
+    })
+}
+
+pub(crate) const PART_COLS: &str = "upload, number, blob, size, etag, digests, modified";
+
+pub(crate) fn part_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PartRecord> {
+    Ok(PartRecord {
+        upload_id: row.get(0)?,
+        number: row.get(1)?,
+        blob: row.get(2)?,
+        size: row.get::<_, i64>(3)? as u64,
+        etag: row.get(4)?,
+        digests: from_json(&row.get::<_, String>(5)?)?,
+        modified_ms: row.get(6)?,
+    })
+}
+
+pub(crate) const BUCKET_COLS: &str = "name, tenant, public, region, created";
+
+pub(crate) fn bucket_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BucketRecord> {
+    Ok(BucketRecord { name: r.get(0)?, tenant: r.get(1)?, public: r.get(2)?, region: r.get(3)?, created_ms: r.get(4)? })
+}
+
+pub(crate) fn grant_from_row(r: &rusqlite::Row<'_>, kind: GrantKind) -> rusqlite::Result<GrantRecord> {
+    Ok(GrantRecord { kind, id: r.get(0)?, payload: r.get(1)?, expires_ms: r.get(2)?, used: r.get(3)? })
+}

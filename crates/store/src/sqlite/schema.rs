@@ -1,0 +1,205 @@
+//! The schema and its migrations, versioned with SQLite's `user_version`.
+//!
+//! Version 1 is the layout before it was versioned (`user_version` 0 with tables present);
+//! version 2 added tenants, aliases, single-use grants, credential labels and upload kinds.
+
+use rusqlite::{params, Connection};
+
+use super::rows::backend;
+use crate::meta::StoreResult;
+
+/// The schema version this code writes.
+pub(crate) const VERSION: i64 = 2;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tenants(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS credentials(
+    access_key TEXT PRIMARY KEY, secret TEXT NOT NULL, tenant TEXT NOT NULL,
+    kind TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER, scope TEXT,
+    label TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS credentials_by_tenant ON credentials(tenant, kind);
+CREATE TABLE IF NOT EXISTS aliases(
+    kind TEXT NOT NULL, alias TEXT NOT NULL, tenant TEXT NOT NULL,
+    PRIMARY KEY(kind, alias)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS aliases_of_tenant ON aliases(kind, tenant);
+CREATE TABLE IF NOT EXISTS settings(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS grants(
+    kind TEXT NOT NULL, id TEXT NOT NULL, payload TEXT NOT NULL, expires INTEGER NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(kind, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS grants_expiry ON grants(expires);
+CREATE TABLE IF NOT EXISTS buckets(
+    name TEXT PRIMARY KEY, tenant TEXT NOT NULL, public INTEGER NOT NULL,
+    region TEXT NOT NULL, created INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS buckets_of_tenant ON buckets(tenant);
+CREATE TABLE IF NOT EXISTS callbacks(
+    id INTEGER PRIMARY KEY, url TEXT NOT NULL, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL, created INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks(next_at);
+CREATE TABLE IF NOT EXISTS usage(
+    tenant TEXT NOT NULL, bucket TEXT NOT NULL, day INTEGER NOT NULL, storage INTEGER NOT NULL DEFAULT 0,
+    downloads INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(tenant, day, bucket)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs(
+    id TEXT PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, zero_since INTEGER);
+CREATE INDEX IF NOT EXISTS blobs_unreferenced ON blobs(zero_since) WHERE refs = 0;
+CREATE TABLE IF NOT EXISTS contents(
+    id INTEGER PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, etag TEXT NOT NULL,
+    digests TEXT, extents TEXT NOT NULL, created INTEGER NOT NULL, ufile_etag TEXT);
+CREATE INDEX IF NOT EXISTS contents_pending ON contents(size, id) WHERE digests IS NULL OR ufile_etag IS NULL;
+CREATE TABLE IF NOT EXISTS hash_index(
+    algo TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL, content INTEGER NOT NULL,
+    PRIMARY KEY(algo, digest, size, content)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hash_index_content ON hash_index(content);
+CREATE TABLE IF NOT EXISTS objects(
+    bucket TEXT NOT NULL, key TEXT NOT NULL, content INTEGER NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, modified INTEGER NOT NULL, meta TEXT NOT NULL, id TEXT NOT NULL,
+    PRIMARY KEY(bucket, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS objects_content ON objects(content);
+CREATE UNIQUE INDEX IF NOT EXISTS objects_id ON objects(bucket, id);
+CREATE TABLE IF NOT EXISTS uploads(
+    id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, tenant TEXT NOT NULL,
+    created INTEGER NOT NULL, meta TEXT NOT NULL, state TEXT NOT NULL, expires INTEGER,
+    kind TEXT NOT NULL DEFAULT 's3');
+CREATE INDEX IF NOT EXISTS uploads_expiring ON uploads(expires) WHERE expires IS NOT NULL;
+CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, id);
+CREATE TABLE IF NOT EXISTS parts(
+    upload TEXT NOT NULL, number INTEGER NOT NULL, blob TEXT NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, digests TEXT NOT NULL, modified INTEGER NOT NULL,
+    PRIMARY KEY(upload, number)) WITHOUT ROWID;
+"#;
+
+fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        params![name],
+        |r| r.get(0),
+    )
+}
+
+/// Brings the database to [`VERSION`] in one transaction; refuses a newer one.
+pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let txn = conn.transaction().map_err(backend)?;
+    let mut version: i64 = txn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(backend)?;
+    if version == 0 && table_exists(&txn, "credentials").map_err(backend)? {
+        version = 1;
+    }
+    if version > VERSION {
+        return Err(backend(format!(
+            "the metadata database is schema version {version}, newer than this chuan ({VERSION}): run a newer chuan"
+        )));
+    }
+    if version == 1 {
+        from_v1(&txn).map_err(backend)?;
+    }
+    txn.execute_batch(SCHEMA).map_err(backend)?;
+    if version == 1 {
+        after_v1(&txn).map_err(backend)?;
+    }
+    txn.pragma_update(None, "user_version", VERSION).map_err(backend)?;
+    txn.commit().map_err(backend)
+}
+
+/// Columns the version-1 tables lack (before the schema's indexes refer to them).
+fn from_v1(txn: &Connection) -> rusqlite::Result<()> {
+    txn.execute_batch(
+        "ALTER TABLE credentials ADD COLUMN label TEXT NOT NULL DEFAULT '';
+         ALTER TABLE uploads ADD COLUMN kind TEXT NOT NULL DEFAULT 's3';
+         DROP INDEX IF EXISTS contents_pending;",
+    )
+}
+
+/// Version-1 data in the version-2 places: tenants from their credentials, COS appids from
+/// settings into aliases, UpYun form secrets from settings into credentials, upload kinds from the sessions' state; single-use tickets are
+/// short-lived and are dropped with their table.
+fn after_v1(txn: &Connection) -> rusqlite::Result<()> {
+    txn.execute_batch(
+        "INSERT OR IGNORE INTO tenants(name, created)
+             SELECT tenant, min(created) FROM credentials WHERE kind = 's3' GROUP BY tenant;
+         INSERT OR IGNORE INTO aliases(kind, alias, tenant)
+             SELECT 'cos-appid', b.value, a.value FROM settings a
+               JOIN settings b ON b.name = 'cos.appid-of-tenant.' || a.value
+             WHERE a.name = 'cos.tenant-of-appid.' || b.value;
+         DELETE FROM settings WHERE name LIKE 'cos.tenant-of-appid.%' OR name LIKE 'cos.appid-of-tenant.%';
+         INSERT OR IGNORE INTO credentials(access_key, secret, tenant, kind, created, expires, scope, label)
+             SELECT 'upyun-form:' || b.name, s.value, b.tenant, 'upyun-form-secret', b.created, NULL,
+                    json_object('buckets', json_array(b.name)), ''
+             FROM settings s JOIN buckets b ON s.name = 'upyun.form_secret:' || b.name;
+         DELETE FROM settings WHERE substr(name, 1, 18) = 'upyun.form_secret:';
+         DROP TABLE IF EXISTS challenges;",
+    )?;
+    let states: Vec<(String, String)> = {
+        let mut st = txn.prepare("SELECT id, state FROM uploads")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, state) in states {
+        let dialect = serde_json::from_str::<serde_json::Value>(&state)
+            .ok()
+            .and_then(|v| v.get("dialect").and_then(|d| d.as_str()).map(str::to_owned));
+        let kind = match dialect.as_deref() {
+            Some("ufile") => "ufile",
+            Some("cos") => "cos",
+            Some("upyun") => "upyun",
+            Some("upyun-m0") => "upyun-block",
+            _ if state.contains("\"file_id\"") => "adrive",
+            _ => "s3",
+        };
+        txn.execute("UPDATE uploads SET kind = ?2 WHERE id = ?1", params![id, kind])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::meta::*;
+    use crate::model::*;
+
+    /// The layout before versioning (`b679a9f`), as a data directory of that time has it.
+    const V1: &str = r#"
+CREATE TABLE credentials(access_key TEXT PRIMARY KEY, secret TEXT NOT NULL, tenant TEXT NOT NULL,
+    kind TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER, scope TEXT);
+CREATE TABLE settings(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE challenges(id TEXT PRIMARY KEY, record TEXT NOT NULL, expires INTEGER NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE buckets(name TEXT PRIMARY KEY, tenant TEXT NOT NULL, public INTEGER NOT NULL,
+    region TEXT NOT NULL, created INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE contents(id INTEGER PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, etag TEXT NOT NULL,
+    digests TEXT, extents TEXT NOT NULL, created INTEGER NOT NULL, ufile_etag TEXT);
+CREATE INDEX contents_pending ON contents(id) WHERE digests IS NULL OR ufile_etag IS NULL;
+CREATE TABLE uploads(id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, tenant TEXT NOT NULL,
+    created INTEGER NOT NULL, meta TEXT NOT NULL, state TEXT NOT NULL, expires INTEGER);
+INSERT INTO credentials VALUES('AK', 'SK', 'alice', 's3', 5, NULL, NULL);
+INSERT INTO credentials VALUES('root', 'x', 'root', 'root', 1, NULL, NULL);
+INSERT INTO settings VALUES('cos.tenant-of-appid.1250000007', 'alice');
+INSERT INTO settings VALUES('cos.appid-of-tenant.alice', '1250000007');
+INSERT INTO settings VALUES('upyun.form_secret:photos', 'formsecret');
+INSERT INTO buckets VALUES('photos', 'alice', 0, 'r', 9, 0);
+INSERT INTO uploads VALUES('u1', 'photos', 'k', 'alice', 1, '{}', '{"dialect":"cos","filesize":1}', 5);
+INSERT INTO uploads VALUES('u2', 'photos', 'k', 'alice', 1, '{}', '{}', NULL);
+"#;
+
+    #[tokio::test]
+    async fn a_version_1_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        rusqlite::Connection::open(&path).unwrap().execute_batch(V1).unwrap();
+        let s = crate::SqliteMetaStore::open(&path).unwrap();
+        assert_eq!(s.get_tenant("alice").await.unwrap().unwrap().created_ms, 5);
+        assert!(s.get_tenant("root").await.unwrap().is_none(), "the root credential is no tenant");
+        assert_eq!(s.get_credential("AK").await.unwrap().unwrap().kind, CredentialKind::TenantKey);
+        assert_eq!(s.resolve_alias("cos-appid", "1250000007").await.unwrap().as_deref(), Some("alice"));
+        assert_eq!(s.get_setting("cos.appid-of-tenant.alice").await.unwrap(), None);
+        let form = s.get_credential("upyun-form:photos").await.unwrap().unwrap();
+        assert_eq!(
+            (form.kind, form.secret.as_str(), form.tenant.as_str()),
+            (CredentialKind::UpyunFormSecret, "formsecret", "alice")
+        );
+        assert_eq!(form.scope.as_deref(), Some(r#"{"buckets":["photos"]}"#));
+        assert_eq!(s.get_upload("u1").await.unwrap().unwrap().kind, UploadKind::Cos);
+        assert_eq!(s.get_upload("u2").await.unwrap().unwrap().kind, UploadKind::S3);
+        drop(s);
+        // Opening again is a no-op.
+        let s = crate::SqliteMetaStore::open(&path).unwrap();
+        assert_eq!(s.list_tenants().await.unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,221 @@
+//! Upload sessions and their parts.
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::refs::*;
+use super::rows::*;
+use super::SqliteMetaStore;
+use crate::meta::*;
+use crate::model::*;
+use crate::now_ms;
+
+/// The session if it exists and has not expired.
+fn live_upload(txn: &Connection, id: &str) -> StoreResult<Option<UploadRecord>> {
+    txn.prepare_cached(&format!(
+        "SELECT {UPLOAD_COLS} FROM uploads WHERE id = ?1 AND (expires IS NULL OR expires >= ?2)"
+    ))
+    .map_err(backend)?
+    .query_row(params![id, now_ms()], upload_from_row)
+    .optional()
+    .map_err(backend)
+}
+
+#[async_trait]
+impl UploadStore for SqliteMetaStore {
+    async fn create_upload(&self, u: UploadRecord) -> StoreResult<()> {
+        self.write(move |txn| {
+            txn.execute(
+                &format!("INSERT INTO uploads({UPLOAD_COLS}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"),
+                params![
+                    u.id,
+                    u.bucket,
+                    u.key,
+                    u.tenant,
+                    u.created_ms,
+                    to_json(&u.meta)?,
+                    u.state,
+                    u.expires_ms,
+                    u.kind.as_str()
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = ?1"))
+                .map_err(backend)?
+                .query_row(params![id], upload_from_row)
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn uploads_of_key(&self, bucket: &str, key: &str) -> StoreResult<Vec<UploadRecord>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {UPLOAD_COLS} FROM uploads WHERE bucket = ?1 AND key = ?2 ORDER BY created DESC, id"
+                ))
+                .map_err(backend)?;
+            let rows = st.query_map(params![bucket, key], upload_from_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> StoreResult<UploadListPage> {
+        let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+        let (key_marker, id_marker) = after.map(|(k, i)| (k.to_owned(), i.to_owned())).unwrap_or_default();
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {UPLOAD_COLS} FROM uploads
+                     WHERE bucket = ?1 AND {} AND (key > ?4 OR (key = ?4 AND id > ?5))
+                     ORDER BY key, id LIMIT ?6",
+                    prefix_test("key", 2, 3)
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map(
+                    params![bucket, prefix.len() as i64, prefix, key_marker, id_marker, limit as i64],
+                    upload_from_row,
+                )
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_part(&self, p: PartWrite) -> StoreResult<()> {
+        self.write(move |txn| {
+            if live_upload(txn, &p.upload_id)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let old: Option<String> = txn
+                .query_row(
+                    "SELECT blob FROM parts WHERE upload = ?1 AND number = ?2",
+                    params![p.upload_id, p.number],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            blob_ref(txn, &p.blob, p.size)?;
+            if let Some(old) = old {
+                blob_unref(txn, &old)?;
+            }
+            txn.execute(
+                "INSERT INTO parts(upload, number, blob, size, etag, digests, modified) VALUES(?1,?2,?3,?4,?5,?6,?7)
+                 ON CONFLICT(upload, number) DO UPDATE SET blob=?3, size=?4, etag=?5, digests=?6, modified=?7",
+                params![p.upload_id, p.number, p.blob, p.size as i64, p.etag, to_json(&p.digests)?, now_ms()],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_parts(&self, upload_id: &str, after: u32, limit: usize) -> StoreResult<Vec<PartRecord>> {
+        let id = upload_id.to_owned();
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {PART_COLS} FROM parts WHERE upload = ?1 AND number > ?2 ORDER BY number LIMIT ?3"
+                ))
+                .map_err(backend)?;
+            let rows = st.query_map(params![id, after, limit as i64], part_from_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn complete_upload(&self, cu: CompleteUpload) -> StoreResult<ObjectRecord> {
+        self.write(move |txn| {
+            let upload = live_upload(txn, &cu.upload_id)?.ok_or(StoreError::NotFound)?;
+            let mut extents = Vec::with_capacity(cu.parts.len());
+            let mut size = 0u64;
+            for (number, etag) in &cu.parts {
+                let part = txn
+                    .prepare_cached(&format!("SELECT {PART_COLS} FROM parts WHERE upload = ?1 AND number = ?2"))
+                    .map_err(backend)?
+                    .query_row(params![cu.upload_id, number], part_from_row)
+                    .optional()
+                    .map_err(backend)?
+                    .ok_or_else(|| StoreError::Conflict(format!("part {number} is missing")))?;
+                if &part.etag != etag {
+                    return Err(StoreError::Conflict(format!("part {number} has changed")));
+                }
+                size += part.size;
+                extents.push(Extent { blob: part.blob, size: part.size, digests: part.digests });
+            }
+            // A single extent already has whole-content digests; more need the background job
+            // (unless the caller computed them).
+            let digests = match (&cu.digests, extents.len()) {
+                (Some(d), _) => Some(d.clone()),
+                (None, 1) => Some(extents[0].digests.clone()),
+                (None, _) => None,
+            };
+            let content =
+                NewContent { size, etag: cu.etag.clone(), digests, extents, ufile_etag: cu.ufile_etag.clone() };
+            let key = cu.key.clone().unwrap_or_else(|| upload.key.clone());
+            if let Some(cond) = &cu.condition {
+                check_condition(txn, &upload.bucket, &key, cond)?;
+            }
+            let content_id = insert_content(txn, &content)?;
+            let obj = set_object(
+                txn,
+                SetObject {
+                    bucket: &upload.bucket,
+                    key: &key,
+                    content_id,
+                    etag: &cu.etag,
+                    meta: &upload.meta,
+                    modified_ms: cu.modified_ms,
+                    new_id: cu.object_id.as_deref(),
+                    quota_bytes: cu.quota_bytes,
+                },
+            )?;
+            drop_upload(txn, &cu.upload_id)?;
+            Ok(obj)
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |txn| {
+            let exists: bool = txn
+                .query_row("SELECT EXISTS(SELECT 1 FROM uploads WHERE id = ?1)", params![id], |r| r.get(0))
+                .map_err(backend)?;
+            if !exists {
+                return Err(StoreError::NotFound);
+            }
+            drop_upload(txn, &id)
+        })
+        .await
+    }
+
+    async fn expired_uploads(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<String>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare("SELECT id FROM uploads WHERE expires IS NOT NULL AND expires < ?1 LIMIT ?2")
+                .map_err(backend)?;
+            let rows = st.query_map(params![now_ms, limit as i64], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+}
