@@ -99,8 +99,7 @@ impl CosDialect {
         let (secret, p) =
             self.engine.credential(&sig.secret_id).await?.ok_or_else(|| CosError::new(-79, "unknown SecretID"))?;
         sig.verify(&secret)?;
-        let owner = self.tenant_of(appid).await?.unwrap_or_default();
-        if p.tenant != owner && !p.admin {
+        if !self.engine.acts_as_alias(chuan_core::AliasKind::CosAppid, appid, &p).await? {
             return Err(CosError::new(-62, "the SecretID belongs to another appid"));
         }
         let path = format!("/{key}");

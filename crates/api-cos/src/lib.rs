@@ -145,8 +145,6 @@ pub struct CosDialect {
     /// Where download hosts live (`CHUAN_COS_DOWNLOAD_DOMAIN`); by default the API's host, or
     /// `localhost` when the API is addressed by IP (`<bucket>-<appid>.127.0.0.1` is no name).
     download_domain: Option<String>,
-    /// appid → tenant, as allocated (never changes once set).
-    tenants: parking_lot::Mutex<HashMap<String, String>>,
     /// Slices stored (an instant upload stores none).
     slices: prometheus_client::metrics::counter::Counter,
 }
@@ -178,7 +176,7 @@ fn error_response(e: &CosError) -> Resp {
 impl CosDialect {
     pub fn new(engine: Arc<Engine>, download_domain: Option<String>) -> Self {
         let slices = engine.metrics.register_counter("cos_slices", "Tencent COS slices stored");
-        Self { engine, download_domain, tenants: parking_lot::Mutex::new(HashMap::new()), slices }
+        Self { engine, download_domain, slices }
     }
 
     fn download_domain_for(&self, host: &str) -> String {
@@ -188,21 +186,6 @@ impl CosDialect {
     /// The tenant's appid (see [`appid_of`]).
     pub async fn appid_of(&self, tenant: &str) -> CoreResult<u64> {
         appid_of(&self.engine, tenant).await
-    }
-
-    async fn tenant_of(&self, appid: &str) -> CoreResult<Option<String>> {
-        if let Some(t) = self.tenants.lock().get(appid) {
-            return Ok(Some(t.clone()));
-        }
-        let t = self.engine.tenant_of_alias(AliasKind::CosAppid, appid).await?;
-        if let Some(t) = &t {
-            let mut cache = self.tenants.lock();
-            if cache.len() > 100_000 {
-                cache.clear();
-            }
-            cache.insert(appid.to_owned(), t.clone());
-        }
-        Ok(t)
     }
 
     pub async fn handle(&self, req: Request<RequestBody>) -> Resp {
@@ -268,7 +251,7 @@ impl CosDialect {
             .await?
             .ok_or_else(|| CosError::new(-79, "ERROR_PROXY_AUTH_SECRETID_NOEXIST: unknown SecretID"))?;
         sig.verify(&secret)?;
-        if !p.admin && self.tenant_of(&t.appid).await?.as_deref() != Some(p.tenant.as_str()) {
+        if !self.engine.acts_as_alias(AliasKind::CosAppid, &t.appid, &p).await? {
             return Err(CosError::new(-62, "ERROR_PROXY_AUTH_APPID: the SecretID does not belong to this appid"));
         }
         if sig.is_once() && sig.fileid.is_empty() {
@@ -516,7 +499,7 @@ impl CosDialect {
     /// `bucket-appid.host` of a download, if `host` names a bucket of a known appid.
     pub async fn download_target(&self, host: &str) -> Option<(String, String)> {
         let (bucket, appid) = download_host(host)?;
-        let tenant = self.tenant_of(appid).await.ok()??;
+        let tenant = self.engine.tenant_of_alias(AliasKind::CosAppid, appid).await.ok()??;
         self.engine.bucket_owned_by(bucket, &tenant).await.ok()?.then(|| (bucket.to_owned(), appid.to_owned()))
     }
 }

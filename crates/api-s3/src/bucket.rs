@@ -19,7 +19,7 @@ pub async fn create_bucket(
         .and_then(|c| c.location_constraint.as_ref())
         .map(|l| l.as_str().to_owned());
     engine.create_bucket(p, &input.bucket, region.as_deref()).await.s3()?;
-    Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", input.bucket)), ..Default::default() }))
+    Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", input.bucket)) }))
 }
 
 pub async fn head_bucket(

@@ -193,7 +193,7 @@ impl UfileDialect {
 
     /// The token's scope from `AllowedOps.n`, `AllowedPrefixes.n`, `AllowedBuckets.n`; lists
     /// not given are `None`.
-    fn token_scope(q: &Query) -> UfileResult<(Option<Vec<Op>>, Option<Vec<String>>, Option<Vec<String>>)> {
+    fn token_scope(q: &Query) -> UfileResult<Scope> {
         let allowed_ops = indexed(q, "AllowedOps");
         let mut ops = Vec::new();
         for o in &allowed_ops {
@@ -210,11 +210,11 @@ impl UfileDialect {
             }
         }
         let list = |v: Vec<String>| (!v.is_empty()).then_some(v);
-        Ok((
-            (!allowed_ops.is_empty()).then_some(ops),
-            list(indexed(q, "AllowedPrefixes")),
-            list(indexed(q, "AllowedBuckets")),
-        ))
+        Ok(Scope {
+            ops: (!allowed_ops.is_empty()).then_some(ops),
+            prefixes: list(indexed(q, "AllowedPrefixes")),
+            buckets: list(indexed(q, "AllowedBuckets")),
+        })
     }
 
     fn expire(q: &Query) -> UfileResult<Option<i64>> {
@@ -241,12 +241,13 @@ impl UfileDialect {
     }
 
     async fn create_token(&self, p: &Principal, q: &Query) -> UfileResult<Resp> {
-        let (ops, prefixes, buckets) = Self::token_scope(q)?;
+        let given = Self::token_scope(q)?;
         let id = uuid::Uuid::new_v4().to_string();
         let mut spec = CredentialSpec::new(&p.tenant, CredentialKind::UfileToken);
         spec.access_key = Some(format!("TOKEN_{id}"));
         spec.secret = Some(hex::encode(rand::random::<[u8; 20]>()));
-        spec.scope = Some(Scope { ops: Some(ops.unwrap_or_default()), buckets, prefixes });
+        // No AllowedOps: a token that may do nothing.
+        spec.scope = Some(Scope { ops: Some(given.ops.unwrap_or_default()), ..given });
         spec.expires_ms = Self::expire(q)?;
         spec.label = q.get("TokenName").unwrap_or("").to_owned();
         let token = self.engine.issue_credential(p, spec).await.map_err(mgmt_error)?;
@@ -255,11 +256,14 @@ impl UfileDialect {
 
     async fn update_token(&self, p: &Principal, q: &Query) -> UfileResult<Resp> {
         let old = self.token_of(p, q).await?;
-        let (ops, prefixes, buckets) = Self::token_scope(q)?;
+        let given = Self::token_scope(q)?;
         // Lists not given keep their old values.
         let was = old.scope.unwrap_or_default();
-        let scope =
-            Scope { ops: ops.or(was.ops), prefixes: prefixes.or(was.prefixes), buckets: buckets.or(was.buckets) };
+        let scope = Scope {
+            ops: given.ops.or(was.ops),
+            prefixes: given.prefixes.or(was.prefixes),
+            buckets: given.buckets.or(was.buckets),
+        };
         let update = CredentialUpdate {
             scope: Some(scope),
             expires_ms: Self::expire(q)?,
@@ -279,11 +283,8 @@ impl UfileDialect {
         let creds: Vec<Credential> = if q.get("TokenId").is_some_and(|t| !t.is_empty()) {
             vec![self.token_of(p, q).await?]
         } else {
-            let tenant = (!p.admin).then(|| p.tenant.clone());
-            self.engine
-                .list_credentials(p, tenant.as_deref(), Some(CredentialKind::UfileToken))
-                .await
-                .map_err(mgmt_error)?
+            // The core lists a tenant's own tokens (every tenant's for the root).
+            self.engine.list_credentials(p, None, Some(CredentialKind::UfileToken)).await.map_err(mgmt_error)?
         };
         let set: Vec<Value> = creds
             .iter()

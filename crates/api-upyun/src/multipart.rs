@@ -3,8 +3,10 @@
 //!   must come in order; a wrong one is answered "part id error" with `X-Upyun-Next-Part-Id`
 //!   so the SDK jumps to where the server is;
 //! * parallel (`X-Upyun-Multi-Disorder: true`): parts in any order, then `complete`.
-//! Part ids start at 0 (stored as part numbers from 1). Completion checks the declared length
-//! and the optional whole-file MD5, and assembles without copying.
+//!
+//! Part ids start at 0 (stored as part numbers from 1). The core's completion checks that
+//! every part is there, the declared length and the optional whole-file MD5, and assembles
+//! without copying.
 
 use chuan_api_common::RequestBody;
 use chuan_core::store::{ObjectMeta, UploadKind, UploadRecord};
@@ -61,7 +63,7 @@ impl UpyunDialect {
                 .ok_or_else(|| UpyunError::bad("X-Upyun-Multi-Length is required"))?;
             let part_size =
                 header(parts, "x-upyun-multi-part-size").and_then(|l| l.parse().ok()).unwrap_or(DEFAULT_PART);
-            if part_size == 0 || part_size % (1 << 20) != 0 {
+            if part_size == 0 || !part_size.is_multiple_of(1 << 20) {
                 return Err(UpyunError::bad("X-Upyun-Multi-Part-Size must be a multiple of 1 MiB"));
             }
             let disorder = header(parts, "x-upyun-multi-disorder").is_some_and(|d| d.eq_ignore_ascii_case("true"));

@@ -74,10 +74,6 @@ async fn basic_principal(engine: &Engine, headers: &http::HeaderMap) -> Option<P
     }
 }
 
-fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
-}
-
 /// Handles a request whose path starts with `/_chuan/`.
 pub async fn handle(state: &crate::dispatch::State, req: http::Request<hyper::body::Incoming>) -> Resp {
     let engine = &state.engine;
@@ -118,12 +114,14 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<hyper::bo
 
 async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, op: &str, query: Option<&str>) -> Resp {
     let engine = &state.engine;
+    let q = chuan_api_common::Query::parse(query, chuan_api_common::query::Plus::Literal);
+    let get = |n: &str| q.get(n).unwrap_or("").to_owned();
     let result: anyhow::Result<Resp> = async {
         Ok(match (method, op) {
             (&Method::GET, "stats") => json(StatusCode::OK, &engine.stats().await?),
             (&Method::GET, "fsck") => json(StatusCode::OK, &engine.fsck().await?),
             (&Method::POST, "gc") => {
-                let grace = query_param(query, "grace_secs")
+                let grace = q.get("grace_secs")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(engine.config.gc_grace.as_secs());
                 json(StatusCode::OK, &engine.gc(Duration::from_secs(grace)).await?)
@@ -133,7 +131,7 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 json(StatusCode::OK, &serde_json::json!({ "computed": n }))
             }
             (&Method::POST, "tenants") => {
-                let Some(name) = query_param(query, "name") else {
+                let Some(name) = q.get("name") else {
                     return Ok(error(StatusCode::BAD_REQUEST, "missing ?name="));
                 };
                 match create_tenant(engine, p, name).await {
@@ -142,7 +140,7 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 }
             }
             (&Method::GET, "cos/appid") => {
-                let tenant = query_param(query, "tenant").map(chuan_api_common::percent_decode).unwrap_or_default();
+                let tenant = get("tenant");
                 if !engine.tenant_exists(&tenant).await? {
                     return Ok(error(StatusCode::BAD_REQUEST, "no such tenant"));
                 }
@@ -150,7 +148,7 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 json(StatusCode::OK, &serde_json::json!({"tenant": tenant, "cos_appid": appid}))
             }
             (&Method::POST, "adrive/refresh-tokens") => {
-                let Some(tenant) = query_param(query, "tenant") else {
+                let Some(tenant) = q.get("tenant") else {
                     return Ok(error(StatusCode::BAD_REQUEST, "missing ?tenant="));
                 };
                 match state.adrive.issue_refresh_token(p, tenant).await {
@@ -159,7 +157,6 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 }
             }
             (&Method::POST, "iot/devices") => {
-                let get = |n: &str| query_param(query, n).map(chuan_api_common::percent_decode).unwrap_or_default();
                 let tenant = get("tenant");
                 match state.iot.register_device(p, &tenant, &get("bucket"), &get("product_sn"), &get("device_sn")).await {
                     Ok(d) => json(StatusCode::CREATED, &d),
@@ -167,7 +164,6 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 }
             }
             (&Method::POST, "upyun/operators") => {
-                let get = |n: &str| query_param(query, n).map(chuan_api_common::percent_decode).unwrap_or_default();
                 let tenant = get("tenant");
                 match state.upyun.register_operator(p, &tenant, &get("bucket"), &get("operator"), &get("password")).await {
                     Ok(o) => json(StatusCode::CREATED, &o),
@@ -175,7 +171,6 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 }
             }
             (&Method::POST, "upyun/form-secrets") => {
-                let get = |n: &str| query_param(query, n).map(chuan_api_common::percent_decode).unwrap_or_default();
                 let bucket = get("bucket");
                 match state.upyun.new_form_secret(p, &get("tenant"), &bucket).await {
                     Ok(secret) => json(StatusCode::CREATED, &serde_json::json!({"bucket": bucket, "form_secret": secret})),
@@ -183,12 +178,12 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 }
             }
             (&Method::POST, "quotas") => {
-                let tenant = query_param(query, "tenant").map(chuan_api_common::percent_decode).unwrap_or_default();
+                let tenant = get("tenant");
                 if !engine.tenant_exists(&tenant).await? {
                     return Ok(error(StatusCode::BAD_REQUEST, "no such tenant"));
                 }
                 let num = |n: &str| -> Result<Option<u64>, String> {
-                    match query_param(query, n) {
+                    match q.get(n) {
                         None | Some("") => Ok(None),
                         Some(v) => v.parse().map(Some).map_err(|_| format!("{n} must be a number")),
                     }
@@ -203,7 +198,7 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 json(StatusCode::OK, &serde_json::json!({"tenant": tenant, "quota": q}))
             }
             (&Method::POST, "ufile/prices") => {
-                let num = |n: &str| query_param(query, n).and_then(|v| v.parse::<f64>().ok()).filter(|v| *v >= 0.0);
+                let num = |n: &str| q.get(n).and_then(|v| v.parse::<f64>().ok()).filter(|v| *v >= 0.0);
                 let (Some(storage), Some(download), Some(requests)) =
                     (num("storage_per_gb_day"), num("download_per_gb"), num("requests_per_10k"))
                 else {

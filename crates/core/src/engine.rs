@@ -66,6 +66,8 @@ pub struct Engine {
     buckets: parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<BucketRecord>)>>,
     /// The key signed URL grants are made with (from the MetaStore, so every node agrees).
     pub(crate) url_key: tokio::sync::OnceCell<Vec<u8>>,
+    /// Tenant aliases found so far, (kind, alias) → tenant: they never change once given.
+    pub(crate) aliases: parking_lot::Mutex<std::collections::HashMap<(&'static str, String), String>>,
     pub config: EngineConfig,
     pub metrics: Arc<Metrics>,
 }
@@ -83,6 +85,7 @@ impl Engine {
             meter: Default::default(),
             buckets: Default::default(),
             url_key: Default::default(),
+            aliases: Default::default(),
             config,
             metrics: Arc::new(Metrics::default()),
         }

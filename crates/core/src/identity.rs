@@ -436,9 +436,32 @@ impl Engine {
         Err(CoreError::Internal(format!("no free {} alias", kind.as_str())))
     }
 
+    /// Whether a principal may act under `alias` (a COS appid in a request): the alias names
+    /// its tenant, or it is the root. An unknown alias answers `false`, exactly like another
+    /// tenant's, so the answer never says which aliases exist.
+    pub async fn acts_as_alias(&self, kind: AliasKind, alias: &str, p: &Principal) -> CoreResult<bool> {
+        if p.admin {
+            return Ok(true);
+        }
+        Ok(!p.is_anonymous() && self.tenant_of_alias(kind, alias).await?.as_deref() == Some(p.tenant.as_str()))
+    }
+
     /// The tenant an alias names (`None`: no tenant; callers must answer unknown aliases
     /// exactly as they answer known ones they may not use).
     pub async fn tenant_of_alias(&self, kind: AliasKind, alias: &str) -> CoreResult<Option<String>> {
-        Ok(self.meta.resolve_alias(kind.as_str(), alias).await?)
+        let cache_key = (kind.as_str(), alias.to_owned());
+        if let Some(t) = self.aliases.lock().get(&cache_key) {
+            return Ok(Some(t.clone()));
+        }
+        let t = self.meta.resolve_alias(kind.as_str(), alias).await?;
+        if let Some(t) = &t {
+            // Aliases never change once given, so a found one is cached for good.
+            let mut cache = self.aliases.lock();
+            if cache.len() > 100_000 {
+                cache.clear();
+            }
+            cache.insert(cache_key, t.clone());
+        }
+        Ok(t)
     }
 }
