@@ -381,3 +381,47 @@ def test_abandoned_aliyun_drive_sessions_expire(env_server_factory):
     assert gc.json()["uploads_expired"] == 1, gc.text
     stats = requests.get(f"{srv.endpoint}/_chuan/admin/stats", auth=(srv.access_key, srv.secret_key), timeout=30).json()
     assert (stats["uploads"], stats["parts"], stats["blobs"]) == (0, 0, 0), stats
+
+
+# --------------------------------------------------------------------------
+# second keys of a request: copy and move sources, other tenants' drives
+
+
+def test_upyun_operator_cannot_copy_or_move_from_another_bucket(server):
+    from upyun_helpers import assert_raw_error, make_account
+
+    a = make_account(server)
+    theirs = make_account(server)  # another tenant
+    sibling_bucket = unique_name("up")  # the same tenant's other bucket: outside the operator's scope
+    a.s3().create_bucket(Bucket=sibling_bucket)
+    theirs.s3().put_object(Bucket=theirs.bucket, Key="secret.bin", Body=b"theirs")
+    a.s3().put_object(Bucket=sibling_bucket, Key="secret.bin", Body=b"sibling")
+    raw = a.raw()
+    for bucket in (theirs.bucket, sibling_bucket):
+        for header in ("X-Upyun-Copy-Source", "X-Upyun-Move-Source"):
+            r = raw.request("PUT", "/stolen.bin", headers={header: f"/{bucket}/secret.bin"})
+            doc = assert_raw_error(r, 403)
+            assert doc.get("code") == 40300011, f"{header} from {bucket}: {doc}"
+    with expect_s3_error(404):
+        a.s3().head_object(Bucket=a.bucket, Key="stolen.bin")
+    assert theirs.s3().get_object(Bucket=theirs.bucket, Key="secret.bin")["Body"].read() == b"theirs"
+    assert a.s3().get_object(Bucket=sibling_bucket, Key="secret.bin")["Body"].read() == b"sibling"
+
+
+def test_aliyun_drive_token_cannot_reach_another_tenants_drive(server, tmp_path):
+    mine = create_drive_tenant(server)
+    theirs = create_drive_tenant(server)
+    theirs.s3(server).put_object(Bucket=theirs.default_drive_id, Key="secret.txt", Body=b"theirs")
+    token = requests.post(f"{server.endpoint}/v2/account/token", json={"refresh_token": mine.refresh_token}, timeout=30)
+    raw = AdriveRaw(server.endpoint, token.json()["access_token"], theirs.default_drive_id)
+    calls = [
+        ("/adrive/v3/file/list", {"drive_id": theirs.default_drive_id, "parent_file_id": "root"}),
+        ("/v2/file/get_by_path", {"drive_id": theirs.default_drive_id, "file_path": "/secret.txt"}),
+        ("/adrive/v2/file/createWithFolders", {"drive_id": theirs.default_drive_id, "parent_file_id": "root",
+                                               "name": "planted.txt", "type": "file", "size": 3}),
+    ]
+    for path, body in calls:
+        r = raw.post(path, body)
+        assert r.status_code == 403 and r.json().get("code") == "Forbidden", f"{path}: HTTP {r.status_code} {r.text}"
+    keys = [o["Key"] for o in theirs.s3(server).list_objects_v2(Bucket=theirs.default_drive_id).get("Contents", [])]
+    assert keys == ["secret.txt"], keys

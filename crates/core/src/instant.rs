@@ -13,7 +13,7 @@
 //! * every other case is a miss, answered exactly like unknown content, and probes are
 //!   rate-limited per principal.
 
-use chuan_store::{ContentRecord, ContentSource, GrantKind, ObjectRecord, ObjectWrite};
+use chuan_store::{ContentRecord, ContentSource, GrantKind, ObjectRecord};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -204,16 +204,7 @@ impl Engine {
     ) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
         let owner = self.admit(p, Op::Write, &target.bucket, &target.key).await?.tenant;
-        let write = ObjectWrite {
-            quota_bytes: self.storage_quota(&owner).await?,
-            id: object_id,
-            bucket: target.bucket,
-            key: target.key,
-            content: ContentSource::Existing(content_id),
-            meta: target.meta,
-            modified_ms: chuan_store::now_ms(),
-            condition: target.condition,
-        };
+        let write = self.object_write(&owner, target, ContentSource::Existing(content_id), object_id).await?;
         let rec = self.meta.put_object(write).await.map_err(write_error)?;
         self.metrics.instant_hits.inc();
         self.metrics.objects_committed.inc();

@@ -66,19 +66,31 @@ impl Engine {
             extents: vec![extent],
             ufile_etag: staged.ufile_etag.clone(),
         };
-        let write = ObjectWrite {
-            quota_bytes: self.storage_quota(&owner).await?,
-            id: None,
-            bucket: target.bucket,
-            key: target.key,
-            content: ContentSource::New(content),
-            meta: target.meta,
-            modified_ms: now_ms(),
-            condition: target.condition,
-        };
+        let write = self.object_write(&owner, target, ContentSource::New(content), None).await?;
         let rec = self.publish(staged, async { self.meta.put_object(write).await.map_err(write_error) }).await?;
         self.metrics.objects_committed.inc();
         Ok(rec)
+    }
+
+    /// The store write that puts `target` at `content`, held to the owner's storage quota;
+    /// `id` for a new object (a random one when `None`).
+    pub(crate) async fn object_write(
+        &self,
+        owner: &str,
+        target: PutTarget,
+        content: ContentSource,
+        id: Option<String>,
+    ) -> CoreResult<ObjectWrite> {
+        Ok(ObjectWrite {
+            quota_bytes: self.storage_quota(owner).await?,
+            id,
+            bucket: target.bucket,
+            key: target.key,
+            content,
+            meta: target.meta,
+            modified_ms: now_ms(),
+            condition: target.condition,
+        })
     }
 
     /// An empty object (folders, empty files).
@@ -104,16 +116,8 @@ impl Engine {
         let owner = self.admit(p, Op::Write, &dst.bucket, &dst.key).await?.tenant;
         let mut meta = if replace_meta { dst.meta } else { src.meta };
         meta.access = ObjectAccess::Inherit;
-        let write = ObjectWrite {
-            quota_bytes: self.storage_quota(&owner).await?,
-            id: None,
-            bucket: dst.bucket,
-            key: dst.key,
-            content: ContentSource::Existing(src.content_id),
-            meta,
-            modified_ms: now_ms(),
-            condition: dst.condition,
-        };
+        let target = PutTarget { meta, ..dst };
+        let write = self.object_write(&owner, target, ContentSource::Existing(src.content_id), None).await?;
         let rec = self.meta.put_object(write).await.map_err(write_error)?;
         self.metrics.objects_committed.inc();
         Ok(rec)
@@ -128,16 +132,13 @@ impl Engine {
         meta: ObjectMeta,
     ) -> CoreResult<ObjectRecord> {
         let owner = self.admit(p, Op::Write, &rec.bucket, &rec.key).await?.tenant;
-        let write = ObjectWrite {
-            quota_bytes: self.storage_quota(&owner).await?,
-            id: None,
+        let target = PutTarget {
             bucket: rec.bucket.clone(),
             key: rec.key.clone(),
-            content: ContentSource::Existing(rec.content_id),
             meta,
-            modified_ms: now_ms(),
             condition: Some(WriteCondition::EtagIs(rec.etag.clone())),
         };
+        let write = self.object_write(&owner, target, ContentSource::Existing(rec.content_id), None).await?;
         self.meta.put_object(write).await.map_err(write_error)
     }
 

@@ -213,7 +213,7 @@ impl Engine {
         kind: UploadKind,
     ) -> CoreResult<Vec<UploadRecord>> {
         self.admit(p, Op::Write, bucket, key).await?;
-        Ok(self.meta.uploads_of_key(bucket, key).await?.into_iter().filter(|u| u.kind == kind && live(u)).collect())
+        Ok(self.meta.uploads_of_key(bucket, key).await?.into_iter().filter(|u| u.kind == kind).collect())
     }
 
     /// Sessions under `prefix` (the listing prefix is admitted for `List`, so a scoped
@@ -227,9 +227,7 @@ impl Engine {
         limit: usize,
     ) -> CoreResult<Vec<UploadRecord>> {
         self.admit(p, Op::List, bucket, prefix).await?;
-        let mut out = self.meta.list_uploads(bucket, prefix, after, limit).await?;
-        out.retain(live);
-        Ok(out)
+        Ok(self.meta.list_uploads(bucket, prefix, after, limit).await?)
     }
 
     /// Stores a staged part (replacing a part with the same number).

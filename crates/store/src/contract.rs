@@ -665,7 +665,8 @@ pub async fn uploads(s: Store) {
     blob_refs(&s).await;
 }
 
-/// Session listings: by key (newest first) and by prefix in (key, id) order with paging.
+/// Session listings: live sessions only, by key (newest first) and by prefix in (key, id)
+/// order with paging.
 pub async fn upload_listing(s: Store) {
     bucket(&s, "bkt", "alice").await;
     bucket(&s, "other", "alice").await;
@@ -678,8 +679,11 @@ pub async fn upload_listing(s: Store) {
     s.create_upload(upload("c", "bkt", "k2", "alice", UploadKind::S3)).await.unwrap();
     s.create_upload(upload("d", "bkt", "j", "alice", UploadKind::S3)).await.unwrap();
     s.create_upload(upload("e", "other", "k", "alice", UploadKind::S3)).await.unwrap();
+    let mut expired = upload("f", "bkt", "k", "alice", UploadKind::Cos);
+    expired.expires_ms = Some(now_ms() - 1);
+    s.create_upload(expired).await.unwrap();
     let ids = |v: Vec<UploadRecord>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
-    assert_eq!(ids(s.uploads_of_key("bkt", "k").await.unwrap()), ["a", "b"], "exact key, newest first");
+    assert_eq!(ids(s.uploads_of_key("bkt", "k").await.unwrap()), ["a", "b"], "exact key, live, newest first");
     assert_eq!(ids(s.list_uploads("bkt", "", None, 10).await.unwrap()), ["d", "a", "b", "c"]);
     assert_eq!(ids(s.list_uploads("bkt", "k", None, 10).await.unwrap()), ["a", "b", "c"]);
     assert_eq!(ids(s.list_uploads("bkt", "k", Some(("k", "a")), 10).await.unwrap()), ["b", "c"]);

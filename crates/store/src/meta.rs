@@ -287,9 +287,10 @@ pub trait ObjectStore: Send + Sync + 'static {
 pub trait UploadStore: Send + Sync + 'static {
     async fn create_upload(&self, upload: UploadRecord) -> StoreResult<()>;
     async fn get_upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
-    /// The sessions of exactly this key, newest first.
+    /// The live (unexpired) sessions of exactly this key, newest first.
     async fn uploads_of_key(&self, bucket: &str, key: &str) -> StoreResult<Vec<UploadRecord>>;
-    /// Sessions with keys starting with `prefix`, in (key, id) order after `after`.
+    /// Live (unexpired) sessions with keys starting with `prefix`, in (key, id) order after
+    /// `after`.
     async fn list_uploads(
         &self,
         bucket: &str,

@@ -62,10 +62,11 @@ impl UploadStore for SqliteMetaStore {
         self.read(move |c| {
             let mut st = c
                 .prepare_cached(&format!(
-                    "SELECT {UPLOAD_COLS} FROM uploads WHERE bucket = ?1 AND key = ?2 ORDER BY created DESC, id"
+                    "SELECT {UPLOAD_COLS} FROM uploads WHERE bucket = ?1 AND key = ?2
+                       AND (expires IS NULL OR expires >= ?3) ORDER BY created DESC, id"
                 ))
                 .map_err(backend)?;
-            let rows = st.query_map(params![bucket, key], upload_from_row).map_err(backend)?;
+            let rows = st.query_map(params![bucket, key, now_ms()], upload_from_row).map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })
         .await
@@ -85,13 +86,14 @@ impl UploadStore for SqliteMetaStore {
                 .prepare_cached(&format!(
                     "SELECT {UPLOAD_COLS} FROM uploads
                      WHERE bucket = ?1 AND {} AND (key > ?4 OR (key = ?4 AND id > ?5))
+                       AND (expires IS NULL OR expires >= ?7)
                      ORDER BY key, id LIMIT ?6",
                     prefix_test("key", 2, 3)
                 ))
                 .map_err(backend)?;
             let rows = st
                 .query_map(
-                    params![bucket, prefix.len() as i64, prefix, key_marker, id_marker, limit as i64],
+                    params![bucket, prefix.len() as i64, prefix, key_marker, id_marker, limit as i64, now_ms()],
                     upload_from_row,
                 )
                 .map_err(backend)?;
