@@ -425,3 +425,43 @@ def test_aliyun_drive_token_cannot_reach_another_tenants_drive(server, tmp_path)
         assert r.status_code == 403 and r.json().get("code") == "Forbidden", f"{path}: HTTP {r.status_code} {r.text}"
     keys = [o["Key"] for o in theirs.s3(server).list_objects_v2(Bucket=theirs.default_drive_id).get("Contents", [])]
     assert keys == ["secret.txt"], keys
+
+
+# --------------------------------------------------------------------------
+# credentials sign only what their kind is for; replays spend nothing
+
+
+def test_upyun_form_secret_signs_only_block_uploads(server):
+    from upyun_helpers import make_account
+
+    a = make_account(server)
+    a.s3().put_object(Bucket=a.bucket, Key="k.bin", Body=b"k")
+    r = requests.post(
+        f"{server.endpoint}/_chuan/admin/upyun/form-secrets",
+        params={"tenant": a.tenant.name, "bucket": a.bucket},
+        auth=(server.access_key, server.secret_key),
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    secret = r.json()["form_secret"]
+    s3 = server.client(f"upyun-form:{a.bucket}", secret)
+    with expect_s3_error(403, "InvalidAccessKeyId"):
+        s3.list_objects_v2(Bucket=a.bucket)
+    with expect_s3_error(403, "InvalidAccessKeyId"):
+        s3.delete_object(Bucket=a.bucket, Key="k.bin")
+    assert a.s3().get_object(Bucket=a.bucket, Key="k.bin")["Body"].read() == b"k"
+
+
+def test_replayed_cos_once_signatures_spend_nothing(server, make_cos):
+    cos = make_cos()
+    cos.upload("/a.txt", b"a")
+    set_quota(server, cos.tenant.name, requests=15)
+    sign = cos.sign_once("/a.txt")
+    assert cos_json(cos.post_json("/a.txt", {"op": "delete"}, auth=sign), "delete").get("code") == 0
+    for _ in range(30):
+        doc = cos_json(cos.post_json("/a.txt", {"op": "delete"}, auth=sign), "replayed delete")
+        assert doc.get("code") == -77, doc
+    # The owner's allowance is intact: ten more requests pass.
+    for i in range(10):
+        assert cos.stat("/").get("code") == 0, f"owner request {i} after the replays"
+    set_quota(server, cos.tenant.name)

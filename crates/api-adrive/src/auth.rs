@@ -99,11 +99,11 @@ impl AdriveDialect {
     }
 
     pub(crate) async fn user_get(&self, p: &Principal) -> AdriveResult<Resp> {
-        let drive = default_drive(&p.tenant);
+        let drive = default_drive(p.tenant());
         Ok(wire::json(
             StatusCode::OK,
             &json!({
-                "domain_id": "chuan", "user_id": p.tenant, "user_name": p.tenant, "nick_name": p.tenant,
+                "domain_id": "chuan", "user_id": p.tenant(), "user_name": p.tenant(), "nick_name": p.tenant(),
                 "default_drive_id": drive, "role": "user", "status": "enabled", "avatar": "",
                 "created_at": 0, "updated_at": 0, "description": "", "email": "", "phone": "",
             }),

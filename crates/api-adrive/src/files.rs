@@ -112,7 +112,7 @@ impl AdriveDialect {
         if is_folder(&rec.key) {
             return Ok(base_file(rec, drive, &parent, None, None, None));
         }
-        let content = self.engine.content(rec.content_id).await?;
+        let content = self.engine.content_of(rec).await?;
         let digests = content.digests.as_ref();
         let url = match origin {
             Some(o) => Some(self.download_url(p, o, drive, &rec.id).await?),

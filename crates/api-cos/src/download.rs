@@ -6,7 +6,7 @@
 
 use chuan_api_common::RequestBody;
 use chuan_core::store::now_ms;
-use chuan_core::{CoreError, Principal};
+use chuan_core::{CoreError, Principal, KEY_PAIRS};
 use http::{header as h, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -96,8 +96,11 @@ impl CosDialect {
         if sig.appid != appid || sig.bucket != bucket {
             return Err(CosError::new(-70, "the signature is for another bucket or appid"));
         }
-        let (secret, p) =
-            self.engine.credential(&sig.secret_id).await?.ok_or_else(|| CosError::new(-79, "unknown SecretID"))?;
+        let (secret, p) = self
+            .engine
+            .credential(&sig.secret_id, KEY_PAIRS)
+            .await?
+            .ok_or_else(|| CosError::new(-79, "unknown SecretID"))?;
         sig.verify(&secret)?;
         if !self.engine.acts_as_alias(chuan_core::AliasKind::CosAppid, appid, &p).await? {
             return Err(CosError::new(-62, "the SecretID belongs to another appid"));

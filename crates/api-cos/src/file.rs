@@ -63,7 +63,7 @@ impl CosDialect {
     ) -> CosResult<Value> {
         let mut sha = rec.meta.attrs.get(SHA1).cloned().unwrap_or_default();
         if sha.is_empty() {
-            let content = self.engine.content(rec.content_id).await?;
+            let content = self.engine.content_of(rec).await?;
             sha = match (&content.digests, exact_sha) {
                 (Some(d), _) => d.sha1.clone(),
                 (None, true) => self.engine.full_digests(&content).await?.0.sha1,

@@ -30,7 +30,7 @@ pub use auth::{sign, Signature};
 
 use chuan_api_common::{Body, RequestBody};
 use chuan_core::store::{now_ms, GrantKind};
-use chuan_core::{AliasKind, CoreError, CoreResult, Engine, ListQuery, Principal, Staged};
+use chuan_core::{AliasKind, CoreError, CoreResult, Engine, ListQuery, Principal, Staged, KEY_PAIRS};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -247,7 +247,7 @@ impl CosDialect {
         }
         let (secret, p) = self
             .engine
-            .credential(&sig.secret_id)
+            .credential(&sig.secret_id, KEY_PAIRS)
             .await?
             .ok_or_else(|| CosError::new(-79, "ERROR_PROXY_AUTH_SECRETID_NOEXIST: unknown SecretID"))?;
         sig.verify(&secret)?;

@@ -177,7 +177,7 @@ impl IotDialect {
         // The same answer for an unknown device and a wrong signature.
         let (secret, device) = self
             .engine
-            .credential(&device_key(&r.product_sn, &r.device_sn))
+            .credential(&device_key(&r.product_sn, &r.device_sn), &[CredentialKind::IotDevice])
             .await?
             .ok_or_else(|| IotError::denied("device authentication failed"))?;
         let want = chuan_api_common::sign::hmac_sha256(secret.as_bytes(), &raw);
@@ -191,12 +191,12 @@ impl IotDialect {
             return Err(IotError::bad("MD5 must be 32 hex digits"));
         }
         let bucket =
-            device.scope.as_ref().and_then(|s| s.buckets.as_ref()).and_then(|b| b.first()).cloned().unwrap_or_default();
+            device.scope().and_then(|s| s.buckets.as_ref()).and_then(|b| b.first()).cloned().unwrap_or_default();
         let key = format!("{}/{}/{}", r.product_sn, r.device_sn, r.file_name);
         chuan_core::names::validate_key(&key)?;
         self.engine.check_access(&device, Op::Write, &bucket, &key).await?;
         let grant = Grant {
-            device: device.access_key.clone(),
+            device: device.access_key().to_owned(),
             bucket,
             key: key.clone(),
             size: r.file_size,
@@ -236,7 +236,7 @@ impl IotDialect {
         }
         let (_, device) = self
             .engine
-            .credential(&grant.device)
+            .credential(&grant.device, &[CredentialKind::IotDevice])
             .await?
             .ok_or_else(|| IotError::denied("the device is no longer registered"))?;
         let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;

@@ -56,7 +56,7 @@ pub async fn list_buckets(
         .collect();
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(list),
-        owner: Some(Owner { display_name: Some(p.tenant.clone()), id: Some(p.tenant.clone()) }),
+        owner: Some(Owner { display_name: Some(p.tenant().to_owned()), id: Some(p.tenant().to_owned()) }),
         ..Default::default()
     }))
 }

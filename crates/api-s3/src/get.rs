@@ -179,7 +179,7 @@ pub async fn get_object(
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         },
     )?;
-    let content = engine.content(rec.content_id).await.s3()?;
+    let content = engine.content_of(&rec).await.s3()?;
     let (start, end, content_range) = select_range(&input.range, content.size)?;
     let body = StreamingBlob::wrap(engine.open_read(p, &rec, start, end).await.s3()?);
     let mut out = object_headers!(GetObjectOutput, rec, content, {
@@ -207,7 +207,7 @@ pub async fn head_object(
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         },
     )?;
-    let content = engine.content(rec.content_id).await.s3()?;
+    let content = engine.content_of(&rec).await.s3()?;
     let (start, end, content_range) = select_range(&input.range, content.size)?;
     let mut out = object_headers!(HeadObjectOutput, rec, content, {
         content_length: Some((end - start) as i64),

@@ -21,7 +21,7 @@ mod multipart;
 mod put;
 mod service;
 
-use chuan_core::{Engine, Principal};
+use chuan_core::{Engine, Principal, KEY_PAIRS};
 use s3s::auth::{Credentials, S3Auth, SecretKey};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
@@ -46,7 +46,7 @@ impl ChuanS3 {
     /// buckets alone).
     async fn principal(&self, creds: &Option<Credentials>) -> S3Result<Principal> {
         let Some(creds) = creds.as_ref() else { return Ok(Principal::anonymous()) };
-        match self.engine.credential(&creds.access_key).await.map_err(to_s3_error)? {
+        match self.engine.credential(&creds.access_key, KEY_PAIRS).await.map_err(to_s3_error)? {
             Some((_, p)) => Ok(p),
             None => Err(s3_error!(InvalidAccessKeyId)),
         }
@@ -59,7 +59,7 @@ pub struct EngineAuth(pub Arc<Engine>);
 #[async_trait::async_trait]
 impl S3Auth for EngineAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        match self.0.credential(access_key).await.map_err(to_s3_error)? {
+        match self.0.credential(access_key, KEY_PAIRS).await.map_err(to_s3_error)? {
             Some((secret, _)) => Ok(SecretKey::from(secret)),
             None => Err(s3_error!(InvalidAccessKeyId, "the access key does not exist")),
         }

@@ -24,7 +24,7 @@ pub use mgmt::{Prices, PRICES_SETTING};
 use chuan_api_common::Body;
 use chuan_api_common::RequestBody;
 use chuan_core::store::ObjectRecord;
-use chuan_core::{Engine, Principal};
+use chuan_core::{Engine, Principal, KEY_PAIRS};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
 use std::sync::Arc;
@@ -206,7 +206,7 @@ impl UfileDialect {
     }
 
     async fn verify(&self, public: &str, sig: &str, string_to_sign: &str) -> UfileResult<Principal> {
-        let (secret, p) = self.engine.credential(public).await?.ok_or_else(UfileError::signature)?;
+        let (secret, p) = self.engine.credential(public, KEY_PAIRS).await?.ok_or_else(UfileError::signature)?;
         if !chuan_core::constant_time_eq(auth::sign(&secret, string_to_sign).as_bytes(), sig.as_bytes()) {
             return Err(UfileError::signature());
         }
@@ -215,7 +215,7 @@ impl UfileDialect {
 
     /// The UFile ETag of an object's content (computed now if the background job has not).
     pub(crate) async fn ufile_etag(&self, rec: &ObjectRecord) -> UfileResult<String> {
-        let content = self.engine.content(rec.content_id).await?;
+        let content = self.engine.content_of(rec).await?;
         match content.ufile_etag {
             Some(e) => Ok(e),
             None => Ok(self.engine.full_digests(&content).await?.1),

@@ -14,7 +14,7 @@ impl UfileDialect {
     async fn etag_or_empty(&self, rec: &ObjectRecord) -> String {
         // Listings use what is known; content whose UFile ETag is still being computed in the
         // background shows an empty hash rather than being read during a listing.
-        match self.engine.content(rec.content_id).await {
+        match self.engine.content_of(rec).await {
             Ok(c) => c.ufile_etag.unwrap_or_default(),
             Err(_) => String::new(),
         }

@@ -7,7 +7,7 @@
 //! the OSS document.
 
 use chuan_core::store::CredentialKind;
-use chuan_core::{CoreError, Credential, CredentialSpec, CredentialUpdate, Op, Principal, Scope};
+use chuan_core::{CoreError, Credential, CredentialSpec, CredentialUpdate, Op, Principal, Scope, KEY_PAIRS};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -103,7 +103,7 @@ impl UfileDialect {
         }
         let public = q.get("PublicKey").ok_or_else(UfileError::no_auth)?;
         let sig = q.get("Signature").ok_or_else(UfileError::no_auth)?;
-        let (secret, p) = self.engine.credential(public).await?.ok_or_else(UfileError::signature)?;
+        let (secret, p) = self.engine.credential(public, KEY_PAIRS).await?.ok_or_else(UfileError::signature)?;
         if !chuan_core::constant_time_eq(api_signature(&q.0, &secret).as_bytes(), sig.to_ascii_lowercase().as_bytes()) {
             return Err(UfileError::signature());
         }
@@ -243,7 +243,7 @@ impl UfileDialect {
     async fn create_token(&self, p: &Principal, q: &Query) -> UfileResult<Resp> {
         let given = Self::token_scope(q)?;
         let id = uuid::Uuid::new_v4().to_string();
-        let mut spec = CredentialSpec::new(&p.tenant, CredentialKind::UfileToken);
+        let mut spec = CredentialSpec::new(p.tenant(), CredentialKind::UfileToken);
         spec.access_key = Some(format!("TOKEN_{id}"));
         spec.secret = Some(hex::encode(rand::random::<[u8; 20]>()));
         // No AllowedOps: a token that may do nothing.

@@ -175,7 +175,7 @@ impl UfileDialect {
                 }
             }
         }
-        let content = self.engine.content(rec.content_id).await?;
+        let content = self.engine.content_of(&rec).await?;
         let etag = self.ufile_etag(&rec).await?;
         let b = empty(StatusCode::OK)
             .header(

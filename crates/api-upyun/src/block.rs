@@ -14,7 +14,7 @@
 
 use base64::Engine as _;
 use chuan_core::store::{now_ms, CredentialKind, ObjectMeta, UploadKind, UploadRecord};
-use chuan_core::{Claim, Completion, CoreError, CredentialSpec, NewUpload, PartList, Principal, Scope};
+use chuan_core::{Claim, Completion, CoreError, CredentialSpec, NewUpload, Op, PartList, Principal, Scope};
 use http::{Response, StatusCode};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -136,19 +136,20 @@ fn json_resp(status: StatusCode, v: &Value) -> Resp {
 
 impl UpyunDialect {
     /// A fresh form secret for a bucket of `tenant` (the previous one stops working), on the
-    /// authority of `issuer` (the root): a credential scoped to that bucket.
+    /// authority of `issuer` (the root): a credential that may only write into that bucket
+    /// (what the block upload needs), accepted by the block upload alone.
     pub async fn new_form_secret(&self, issuer: &Principal, tenant: &str, bucket: &str) -> Result<String, CoreError> {
         let mut spec = CredentialSpec::new(tenant, CredentialKind::UpyunFormSecret);
         spec.access_key = Some(form_secret_key(bucket));
         spec.secret = Some(hex::encode(rand::random::<[u8; 16]>()));
-        spec.scope = Some(Scope::bucket(bucket));
+        spec.scope = Some(Scope { ops: Some(vec![Op::Write]), buckets: Some(vec![bucket.to_owned()]), prefixes: None });
         Ok(self.engine.issue_credential(issuer, spec).await?.secret)
     }
 
     /// The bucket's form secret and the principal it stands for.
     async fn form_secret(&self, bucket: &str) -> Result<(String, Principal), BlockError> {
         self.engine
-            .credential(&form_secret_key(bucket))
+            .credential(&form_secret_key(bucket), &[CredentialKind::UpyunFormSecret])
             .await?
             .ok_or_else(|| BlockError::new(StatusCode::FORBIDDEN, "40301", "Form API disabled."))
     }

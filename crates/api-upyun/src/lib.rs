@@ -114,7 +114,7 @@ impl UpyunDialect {
 
     /// The operator's principal and signing key (MD5 of the password).
     pub(crate) async fn operator(&self, op: &str) -> UpyunResult<(String, Principal)> {
-        self.engine.credential(&operator_key(op)).await?.ok_or_else(UpyunError::sign)
+        self.engine.credential(&operator_key(op), &[CredentialKind::UpyunOperator]).await?.ok_or_else(UpyunError::sign)
     }
 
     async fn authenticate(&self, parts: &Parts) -> UpyunResult<Principal> {

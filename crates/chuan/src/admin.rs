@@ -68,7 +68,7 @@ async fn basic_principal(engine: &Engine, headers: &http::HeaderMap) -> Option<P
     let raw = base64::engine::general_purpose::STANDARD.decode(auth.strip_prefix("Basic ")?.trim()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (ak, sk) = text.split_once(':')?;
-    match engine.credential(ak).await {
+    match engine.credential(ak, chuan_core::KEY_PAIRS).await {
         Ok(Some((secret, p))) if chuan_core::constant_time_eq(secret.as_bytes(), sk.as_bytes()) => Some(p),
         _ => None,
     }
@@ -104,7 +104,7 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<hyper::bo
         return crate::native::handle(engine, &p, op, &body).await;
     }
     if let Some(op) = path.strip_prefix("/_chuan/admin/") {
-        if !p.admin {
+        if !p.is_admin() {
             return unauthorized("root credentials required (HTTP Basic: access key and secret)");
         }
         return admin(state, &p, method, op, query).await;

@@ -10,8 +10,10 @@
 //! 2. the bucket belongs to the principal's tenant (or the principal is the root);
 //! 3. anonymous callers read only public buckets and public objects, and do nothing else.
 //!
-//! Only an admitted request is metered (see `metering.rs`): refused and anonymous requests
-//! never consume a tenant's allowances.
+//! Deciding and metering are separate steps: `admit`, `admit_bucket` and `read_access`
+//! decide and charge nothing; an operation charges the request (to the bucket it writes, or
+//! reads) once every key it names has been admitted, so refused and anonymous requests never
+//! consume a tenant's allowances (see `metering.rs`).
 
 use chuan_store::{BucketRecord, CredentialKind, ObjectAccess, ObjectRecord, Within};
 use serde::{Deserialize, Serialize};
@@ -73,18 +75,15 @@ struct RequestState {
 
 /// Who is asking, for one request. Resolved afresh for every request (a revoked or expired
 /// credential stops working at once), and carrying that request's metering state, so a
-/// request is charged once however many engine calls it makes.
+/// request is charged once however many engine calls it makes. Only the core makes or
+/// changes one: its fields are read through accessors.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub tenant: String,
-    /// The credential's access key (or a label for grants and anonymous callers).
-    pub access_key: String,
-    /// The kind of credential behind it; `None` for anonymous callers and URL grants.
-    pub kind: Option<CredentialKind>,
-    /// Root credentials: may act on every tenant's buckets and use the admin API.
-    pub admin: bool,
-    /// Restrictions of a scoped credential (tokens, devices, operators, grants).
-    pub scope: Option<Scope>,
+    pub(crate) tenant: String,
+    pub(crate) access_key: String,
+    pub(crate) kind: Option<CredentialKind>,
+    pub(crate) admin: bool,
+    pub(crate) scope: Option<Scope>,
     request: Arc<RequestState>,
 }
 
@@ -107,6 +106,13 @@ impl Principal {
         Self::new(tenant.to_owned(), access_key.to_owned(), Some(CredentialKind::TenantKey), false, None)
     }
 
+    /// The same principal restricted to `scope`, for trusted in-process callers (tests,
+    /// tools); dialects never (checked by the architecture test).
+    pub fn with_scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
     /// The operator of this machine, for `chuan admin` commands run against a data directory:
     /// root rights without a credential. Dialects never use it.
     pub fn operator() -> Self {
@@ -119,6 +125,31 @@ impl Principal {
         Self::new(String::new(), ANONYMOUS.into(), None, false, Some(scope))
     }
 
+    /// The tenant acted for (empty for anonymous callers).
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The credential's access key, or a label for grants and anonymous callers.
+    pub fn access_key(&self) -> &str {
+        &self.access_key
+    }
+
+    /// The kind of credential behind it; `None` for anonymous callers and URL grants.
+    pub fn kind(&self) -> Option<CredentialKind> {
+        self.kind
+    }
+
+    /// Root credentials: may act on every tenant's buckets and use the admin API.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// Restrictions of a scoped credential (tokens, devices, operators, grants).
+    pub fn scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
+    }
+
     pub fn is_anonymous(&self) -> bool {
         self.tenant.is_empty() && self.kind.is_none() && self.access_key == ANONYMOUS
     }
@@ -126,6 +157,16 @@ impl Principal {
     /// Marks this request metered; `true` the first time.
     pub(crate) fn first_charge(&self) -> bool {
         !self.request.charged.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether this request has been metered.
+    pub(crate) fn charged(&self) -> bool {
+        self.request.charged.load(Ordering::SeqCst)
+    }
+
+    /// Undoes [`Principal::first_charge`] when the charge was refused.
+    pub(crate) fn request_uncharged(&self) {
+        self.request.charged.store(false, Ordering::SeqCst);
     }
 
     /// Where this principal may read: the objects an instant-upload claim may hit without a
@@ -146,8 +187,8 @@ impl Principal {
 
 impl Engine {
     /// The access decision: may `p` do `op` on `key` (a key, or a listing prefix for
-    /// `Op::List`) of `bucket`? Returns the bucket, and meters the request to its owner (once
-    /// per request). Scope refusals come before any lookup, so they reveal nothing.
+    /// `Op::List`) of `bucket`? Returns the bucket; charges nothing. Scope refusals come
+    /// before any lookup, so they reveal nothing.
     pub(crate) async fn admit(&self, p: &Principal, op: Op, bucket: &str, key: &str) -> CoreResult<BucketRecord> {
         if p.scope.as_ref().is_some_and(|s| !s.allows(op, bucket, key)) {
             return Err(CoreError::AccessDenied);
@@ -163,12 +204,11 @@ impl Engine {
         if b.tenant != p.tenant && !p.admin {
             return Err(CoreError::AccessDenied);
         }
-        self.charge_request(p, &b).await?;
         Ok(b)
     }
 
     /// Bucket-level access (head, location, usage, a check before a body is read): the scope
-    /// must allow the bucket and the bucket must be the principal's.
+    /// must allow the bucket and the bucket must be the principal's. Charges nothing.
     pub(crate) async fn admit_bucket(&self, p: &Principal, bucket: &str) -> CoreResult<BucketRecord> {
         if p.is_anonymous() || p.scope.as_ref().is_some_and(|s| !s.allows_bucket(bucket)) {
             return Err(CoreError::AccessDenied);
@@ -177,7 +217,6 @@ impl Engine {
         if b.tenant != p.tenant && !p.admin {
             return Err(CoreError::AccessDenied);
         }
-        self.charge_request(p, &b).await?;
         Ok(b)
     }
 
@@ -209,9 +248,12 @@ impl Engine {
     }
 
     /// Checks, before a body is read, that `p` may do `op` on `key` of `bucket` (the same
-    /// decision the operation itself makes).
+    /// decision the operation itself makes) and that the owner's request allowance is not used
+    /// up. Charges nothing: the operation does.
     pub async fn check_access(&self, p: &Principal, op: Op, bucket: &str, key: &str) -> CoreResult<BucketRecord> {
-        self.admit(p, op, bucket, key).await
+        let b = self.admit(p, op, bucket, key).await?;
+        self.check_allowance(p, &b).await?;
+        Ok(b)
     }
 
     /// Account management (buckets, credentials, quotas, reports, prices) is for a tenant's
@@ -223,9 +265,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Checks that the bucket exists and the principal may use it (before reading a body).
+    /// Checks that the bucket exists, the principal may use it and the owner's request
+    /// allowance is not used up (before a body is read). Charges nothing.
     pub async fn check_bucket(&self, p: &Principal, name: &str) -> CoreResult<BucketRecord> {
-        self.admit_bucket(p, name).await
+        let b = self.admit_bucket(p, name).await?;
+        self.check_allowance(p, &b).await?;
+        Ok(b)
     }
 }
 

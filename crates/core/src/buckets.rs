@@ -53,7 +53,8 @@ impl Engine {
         if p.scope.is_some() {
             return Err(CoreError::AccessDenied);
         }
-        self.admit_bucket(p, name).await?;
+        let b = self.admit_bucket(p, name).await?;
+        self.charge_request(p, &b).await?;
         let r = self.meta.delete_bucket(name).await;
         self.forget_bucket(name);
         match r {
@@ -68,7 +69,8 @@ impl Engine {
         if p.scope.is_some() {
             return Err(CoreError::AccessDenied);
         }
-        self.admit_bucket(p, name).await?;
+        let b = self.admit_bucket(p, name).await?;
+        self.charge_request(p, &b).await?;
         let r = self.meta.set_bucket_public(name, public).await;
         self.forget_bucket(name);
         match r {

@@ -51,6 +51,8 @@ impl BlobLocks {
     }
 }
 
+pub(crate) type AliasCache = std::collections::HashMap<(&'static str, String), (std::time::Instant, Option<String>)>;
+
 /// How long a cached bucket record is trusted (see [`Engine::bucket_record`]).
 const BUCKET_CACHE_TTL: Duration = Duration::from_secs(2);
 
@@ -66,8 +68,8 @@ pub struct Engine {
     buckets: parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<BucketRecord>)>>,
     /// The key signed URL grants are made with (from the MetaStore, so every node agrees).
     pub(crate) url_key: tokio::sync::OnceCell<Vec<u8>>,
-    /// Tenant aliases found so far, (kind, alias) → tenant: they never change once given.
-    pub(crate) aliases: parking_lot::Mutex<std::collections::HashMap<(&'static str, String), String>>,
+    /// Tenant aliases looked up so far, (kind, alias) → (when, tenant or none).
+    pub(crate) aliases: parking_lot::Mutex<AliasCache>,
     pub config: EngineConfig,
     pub metrics: Arc<Metrics>,
 }

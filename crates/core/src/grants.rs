@@ -140,7 +140,8 @@ impl Engine {
         part: u32,
         ttl: Duration,
     ) -> CoreResult<String> {
-        self.admit(p, Op::Write, &upload.bucket, &upload.key).await?;
+        let b = self.admit(p, Op::Write, &upload.bucket, &upload.key).await?;
+        self.charge_request(p, &b).await?;
         self.sign_url(&format!("PUT {}/{part}", upload.id), ttl).await
     }
 

@@ -16,6 +16,16 @@ use crate::access::{Principal, Scope};
 use crate::engine::Engine;
 use crate::error::{CoreError, CoreResult};
 
+/// The key pairs requests of S3, UFile, COS and the native API are signed with: the root's,
+/// tenants' own keys, UFile tokens and IoT device secrets (the scoped ones held to their scope
+/// in every protocol). UpYun operators and form secrets sign UpYun requests only; bearer
+/// tokens sign nothing.
+pub const KEY_PAIRS: &[CredentialKind] =
+    &[CredentialKind::Root, CredentialKind::TenantKey, CredentialKind::UfileToken, CredentialKind::IotDevice];
+
+/// How long an alias found to name no tenant is remembered as such (on this node).
+const ALIAS_MISS_TTL: Duration = Duration::from_secs(5);
+
 /// What to issue.
 #[derive(Debug, Clone)]
 pub struct CredentialSpec {
@@ -307,15 +317,21 @@ impl Engine {
         self.meta.list_credentials(filter).await?.into_iter().map(info).collect()
     }
 
-    /// Resolves an access key of any signing kind to its secret and principal (`None` when
-    /// unknown or expired). Bearer tokens resolve through [`Engine::bearer`] only.
-    pub async fn credential(&self, access_key: &str) -> CoreResult<Option<(String, Principal)>> {
+    /// Resolves an access key to its secret and principal, if it is a credential of one of
+    /// the `accepted` kinds (each protocol names the kinds its requests may be signed with;
+    /// bearer tokens resolve through [`Engine::bearer`] only). `None` when unknown, expired or
+    /// of another kind, alike.
+    pub async fn credential(
+        &self,
+        access_key: &str,
+        accepted: &[CredentialKind],
+    ) -> CoreResult<Option<(String, Principal)>> {
         let now = now_ms();
         let Some(c) = self
             .meta
             .get_credential(access_key)
             .await?
-            .filter(|c| c.expires_ms.is_none_or(|e| e > now) && !c.kind.is_bearer())
+            .filter(|c| c.expires_ms.is_none_or(|e| e > now) && !c.kind.is_bearer() && accepted.contains(&c.kind))
         else {
             return Ok(None);
         };
@@ -450,18 +466,19 @@ impl Engine {
     /// exactly as they answer known ones they may not use).
     pub async fn tenant_of_alias(&self, kind: AliasKind, alias: &str) -> CoreResult<Option<String>> {
         let cache_key = (kind.as_str(), alias.to_owned());
-        if let Some(t) = self.aliases.lock().get(&cache_key) {
-            return Ok(Some(t.clone()));
+        if let Some((at, t)) = self.aliases.lock().get(&cache_key) {
+            // Aliases never change once given: a found one is good for ever; an unknown one
+            // is remembered briefly too, so known and unknown aliases cost the same.
+            if t.is_some() || at.elapsed() < ALIAS_MISS_TTL {
+                return Ok(t.clone());
+            }
         }
         let t = self.meta.resolve_alias(kind.as_str(), alias).await?;
-        if let Some(t) = &t {
-            // Aliases never change once given, so a found one is cached for good.
-            let mut cache = self.aliases.lock();
-            if cache.len() > 100_000 {
-                cache.clear();
-            }
-            cache.insert(cache_key, t.clone());
+        let mut cache = self.aliases.lock();
+        if cache.len() > 100_000 {
+            cache.clear();
         }
+        cache.insert(cache_key, (std::time::Instant::now(), t.clone()));
         Ok(t)
     }
 }

@@ -42,6 +42,19 @@ pub enum Possession {
     },
 }
 
+/// Content a principal may share by digest: what [`Engine::claimable_content`] and
+/// [`Engine::own_content`] grant, and what [`Engine::instant_put`] takes. Only the engine makes
+/// one, so no caller can point an object at content it was not granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldContent(i64);
+
+impl HeldContent {
+    /// The content's id (to compare with [`chuan_store::ObjectRecord::content_id`]).
+    pub fn content_id(&self) -> i64 {
+        self.0
+    }
+}
+
 /// Pending contents of one size settled by a lookup at most (the probe limit bounds how often).
 const PENDING_SETTLE_LIMIT: usize = 4;
 
@@ -123,10 +136,16 @@ impl Engine {
     /// anonymous) holds nothing. Contents of that size whose digests the background job has
     /// not computed yet (just assembled from parts, or larger than one UFile block) are
     /// settled first, so a hit does not depend on the job's timing.
-    pub async fn own_content(&self, p: &Principal, algo: &str, digest: &str, size: u64) -> CoreResult<Option<i64>> {
+    pub async fn own_content(
+        &self,
+        p: &Principal,
+        algo: &str,
+        digest: &str,
+        size: u64,
+    ) -> CoreResult<Option<HeldContent>> {
         let Some(within) = p.readable() else { return Ok(None) };
         if let Some(id) = self.meta.find_held_content(&p.tenant, algo, digest, size, &within).await? {
-            return Ok(Some(id));
+            return Ok(Some(HeldContent(id)));
         }
         let pending = self.meta.pending_held_contents(&p.tenant, size, &within, PENDING_SETTLE_LIMIT).await?;
         if pending.is_empty() {
@@ -135,7 +154,7 @@ impl Engine {
         for content in pending {
             self.full_digests(&content).await?;
         }
-        Ok(self.meta.find_held_content(&p.tenant, algo, digest, size, &within).await?)
+        Ok(self.meta.find_held_content(&p.tenant, algo, digest, size, &within).await?.map(HeldContent))
     }
 
     /// Content the principal may claim by digest, or `None` (a miss, whatever the reason).
@@ -146,23 +165,29 @@ impl Engine {
         digest: &str,
         size: u64,
         proof: &Possession,
-    ) -> CoreResult<Option<i64>> {
+    ) -> CoreResult<Option<HeldContent>> {
         self.probe(p)?;
-        if let Some(id) = self.own_content(p, algo, digest, size).await? {
-            return Ok(Some(id));
+        if let Some(held) = self.own_content(p, algo, digest, size).await? {
+            return Ok(Some(held));
         }
         self.proven_content(algo, digest, size, proof).await
     }
 
     /// Content of anyone's with this digest that `proof` proves the caller holds.
-    async fn proven_content(&self, algo: &str, digest: &str, size: u64, proof: &Possession) -> CoreResult<Option<i64>> {
+    async fn proven_content(
+        &self,
+        algo: &str,
+        digest: &str,
+        size: u64,
+        proof: &Possession,
+    ) -> CoreResult<Option<HeldContent>> {
         if matches!(proof, Possession::None) {
             return Ok(None);
         }
         // Contents with one digest hold the same bytes: any one of them decides.
         let Some(&id) = self.meta.find_content(algo, digest, size, 1).await?.first() else { return Ok(None) };
         let content = self.content(id).await?;
-        Ok(self.proves(&content, proof).await?.then_some(id))
+        Ok(self.proves(&content, proof).await?.then_some(HeldContent(id)))
     }
 
     async fn proves(&self, content: &ContentRecord, proof: &Possession) -> CoreResult<bool> {
@@ -193,18 +218,19 @@ impl Engine {
         })
     }
 
-    /// Creates `target` sharing existing content: the instant upload itself, no bytes received.
-    /// `content_id` must come from [`Engine::claimable_content`] for the same principal.
+    /// Creates `target` sharing content granted by [`Engine::claimable_content`]: the instant
+    /// upload itself, no bytes received.
     pub async fn instant_put(
         &self,
         p: &Principal,
         target: PutTarget,
-        content_id: i64,
+        held: HeldContent,
         object_id: Option<String>,
     ) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
-        let owner = self.admit(p, Op::Write, &target.bucket, &target.key).await?.tenant;
-        let write = self.object_write(&owner, target, ContentSource::Existing(content_id), object_id).await?;
+        let b = self.admit(p, Op::Write, &target.bucket, &target.key).await?;
+        self.charge_request(p, &b).await?;
+        let write = self.object_write(&b.tenant, target, ContentSource::Existing(held.0), object_id).await?;
         let rec = self.meta.put_object(write).await.map_err(write_error)?;
         self.metrics.instant_hits.inc();
         self.metrics.objects_committed.inc();
@@ -223,11 +249,12 @@ impl Engine {
         sha256: &str,
     ) -> CoreResult<Challenge> {
         validate_key(key)?;
-        self.admit(p, Op::Write, bucket, key).await?;
-        self.probe(p)?;
+        let b = self.admit(p, Op::Write, bucket, key).await?;
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(CoreError::InvalidArgument("sha256 must be 64 hex digits".into()));
         }
+        self.probe(p)?;
+        self.charge_request(p, &b).await?;
         let sha256 = sha256.to_ascii_lowercase();
         let own = self.own_content(p, "sha256", &sha256, size).await?.is_some();
         let (ranges, nonce) = {
@@ -287,8 +314,8 @@ impl Engine {
             None if c.proof_required => self.proven_content("sha256", &c.sha256, c.size, &proof).await?,
             None => None,
         };
-        let Some(content_id) = content else { return Ok(ChallengeOutcome::Miss) };
+        let Some(held) = content else { return Ok(ChallengeOutcome::Miss) };
         let target = PutTarget::new(&c.bucket, &c.key);
-        Ok(ChallengeOutcome::Hit(self.instant_put(p, target, content_id, None).await?))
+        Ok(ChallengeOutcome::Hit(self.instant_put(p, target, held, None).await?))
     }
 }

@@ -51,10 +51,10 @@ pub use engine::{Engine, EngineConfig};
 pub use error::{CoreError, CoreResult};
 pub use grants::Redeemed;
 pub use identity::{
-    new_access_key, new_secret, validate_tenant, AliasKind, Credential, CredentialSpec, CredentialUpdate,
+    new_access_key, new_secret, validate_tenant, AliasKind, Credential, CredentialSpec, CredentialUpdate, KEY_PAIRS,
 };
 pub use ingest::{StageOptions, Staged};
-pub use instant::{Challenge, ChallengeOutcome, Possession};
+pub use instant::{Challenge, ChallengeOutcome, HeldContent, Possession};
 pub use list::{ListQuery, ListResult};
 pub use maintenance::GcReport;
 pub use metering::{day_of, Quota};

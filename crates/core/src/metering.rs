@@ -106,12 +106,34 @@ impl Engine {
     }
 
     /// Counts one request of an admitted principal against `bucket`'s owner (once per
-    /// request); refused when the owner's request allowance is used up.
+    /// request, after every key the operation names was admitted); refused when the owner's
+    /// request allowance is used up.
     pub(crate) async fn charge_request(&self, p: &Principal, bucket: &BucketRecord) -> CoreResult<()> {
         if p.is_anonymous() || !p.first_charge() {
             return Ok(());
         }
-        self.charge(&bucket.tenant, &bucket.name, 0, 1).await
+        if let Err(e) = self.charge(&bucket.tenant, &bucket.name, 0, 1).await {
+            // Refused: this request consumed nothing, and a later call of it may try again.
+            p.request_uncharged();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Refuses (`QuotaExceeded`) when the owner's request allowance is used up, without
+    /// consuming it: for checks made before a body is read.
+    pub(crate) async fn check_allowance(&self, p: &Principal, bucket: &BucketRecord) -> CoreResult<()> {
+        if p.is_anonymous() || p.charged() {
+            return Ok(());
+        }
+        self.load_quota(&bucket.tenant).await?;
+        let quotas = self.meter.quotas.lock();
+        if let Some(Some(q)) = quotas.get(&bucket.tenant) {
+            if q.requests.is_some_and(|max| q.used_requests >= max) {
+                return Err(CoreError::QuotaExceeded("request count".into()));
+            }
+        }
+        Ok(())
     }
 
     /// Reserves `bytes` of download traffic of `bucket`'s owner before a body is sent;
@@ -188,7 +210,8 @@ impl Engine {
 
     /// Bytes stored in a bucket the principal may use.
     pub async fn bucket_bytes(&self, p: &Principal, bucket: &str) -> CoreResult<u64> {
-        self.admit_bucket(p, bucket).await?;
+        let b = self.admit_bucket(p, bucket).await?;
+        self.charge_request(p, &b).await?;
         Ok(self.meta.bucket_bytes(bucket).await?)
     }
 

@@ -57,7 +57,9 @@ impl Engine {
     /// Phase two of a simple upload: publish the staged bytes as `target`.
     pub async fn commit_put(&self, p: &Principal, target: PutTarget, staged: Staged) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
-        let owner = self.admit(p, Op::Write, &target.bucket, &target.key).await?.tenant;
+        let b = self.admit(p, Op::Write, &target.bucket, &target.key).await?;
+        self.charge_request(p, &b).await?;
+        let owner = b.tenant;
         let extent = Extent { blob: staged.digests.sha256.clone(), size: staged.size, digests: staged.digests.clone() };
         let content = NewContent {
             size: staged.size,
@@ -112,8 +114,11 @@ impl Engine {
         replace_meta: bool,
     ) -> CoreResult<ObjectRecord> {
         validate_key(&dst.key)?;
-        let src = self.head_object(p, src_bucket, src_key).await?;
-        let owner = self.admit(p, Op::Write, &dst.bucket, &dst.key).await?.tenant;
+        let src = self.lookup(p, src_bucket, src_key).await?;
+        let b = self.admit(p, Op::Write, &dst.bucket, &dst.key).await?;
+        // A copy is a request on its destination.
+        self.charge_request(p, &b).await?;
+        let owner = b.tenant;
         let mut meta = if replace_meta { dst.meta } else { src.meta };
         meta.access = ObjectAccess::Inherit;
         let target = PutTarget { meta, ..dst };
@@ -131,7 +136,9 @@ impl Engine {
         rec: &ObjectRecord,
         meta: ObjectMeta,
     ) -> CoreResult<ObjectRecord> {
-        let owner = self.admit(p, Op::Write, &rec.bucket, &rec.key).await?.tenant;
+        let b = self.admit(p, Op::Write, &rec.bucket, &rec.key).await?;
+        self.charge_request(p, &b).await?;
+        let owner = b.tenant;
         let target = PutTarget {
             bucket: rec.bucket.clone(),
             key: rec.key.clone(),
@@ -144,7 +151,8 @@ impl Engine {
 
     /// Deletes an object; `None` if there was none.
     pub async fn delete_object(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<Option<ObjectRecord>> {
-        self.admit(p, Op::Delete, bucket, key).await?;
+        let b = self.admit(p, Op::Delete, bucket, key).await?;
+        self.charge_request(p, &b).await?;
         Ok(self.meta.delete_object(bucket, key).await?)
     }
 
@@ -159,7 +167,9 @@ impl Engine {
         if keys.len() > MAX_DELETE_BATCH {
             return Err(CoreError::InvalidArgument(format!("at most {MAX_DELETE_BATCH} keys may be deleted at once")));
         }
-        self.admit_bucket(p, bucket).await?;
+        // One request on the bucket, whatever each key's outcome.
+        let b = self.admit_bucket(p, bucket).await?;
+        self.charge_request(p, &b).await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let r = self.delete_object(p, bucket, &key).await;
@@ -171,7 +181,8 @@ impl Engine {
     /// Deletes a folder key and every object under it, each admitted for deletion; returns how
     /// many objects went. (Not one transaction: a crash midway leaves the rest in place.)
     pub async fn delete_tree(&self, p: &Principal, bucket: &str, folder: &str) -> CoreResult<u64> {
-        self.admit(p, Op::Delete, bucket, folder).await?;
+        let b = self.admit(p, Op::Delete, bucket, folder).await?;
+        self.charge_request(p, &b).await?;
         let mut deleted = 0;
         loop {
             let page = self.meta.list_objects(bucket, folder, ListStart::Beginning, 1000).await?;
@@ -199,10 +210,11 @@ impl Engine {
     ) -> CoreResult<ObjectRecord> {
         validate_key(to)?;
         self.admit(p, Op::Delete, bucket, from).await?;
-        self.admit(p, Op::Write, bucket, to).await?;
+        let b = self.admit(p, Op::Write, bucket, to).await?;
         if mode.replace {
             self.admit(p, Op::Delete, bucket, to).await?;
         }
+        self.charge_request(p, &b).await?;
         match self.meta.rename(bucket, from, to, mode).await {
             Err(StoreError::Exists) => Err(CoreError::AlreadyExists),
             Err(StoreError::NotFound) => Err(CoreError::NoSuchKey),
@@ -212,25 +224,58 @@ impl Engine {
 
     /// The object at `key`, if `p` may read it.
     pub async fn head_object(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<ObjectRecord> {
+        let (rec, b) = self.lookup_with_bucket(p, bucket, key).await?;
+        match rec {
+            Some(rec) => {
+                self.charge_request(p, &b).await?;
+                Ok(rec)
+            }
+            None => {
+                // A lookup that finds nothing is still a request.
+                self.charge_request(p, &b).await?;
+                Err(CoreError::NoSuchKey)
+            }
+        }
+    }
+
+    /// [`Engine::head_object`] without metering: for a key an operation reads on its way to
+    /// another (a copy's source).
+    pub(crate) async fn lookup(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<ObjectRecord> {
+        self.lookup_with_bucket(p, bucket, key).await?.0.ok_or(CoreError::NoSuchKey)
+    }
+
+    async fn lookup_with_bucket(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+    ) -> CoreResult<(Option<ObjectRecord>, BucketRecord)> {
         if p.is_anonymous() {
             let obj = self.meta.get_object(bucket, key).await?;
-            self.read_access(p, bucket, key, obj.as_ref()).await?;
-            return obj.ok_or(CoreError::NoSuchKey);
+            let b = self.read_access(p, bucket, key, obj.as_ref()).await?;
+            return Ok((obj, b));
         }
-        self.read_access(p, bucket, key, None).await?;
-        self.meta.get_object(bucket, key).await?.ok_or(CoreError::NoSuchKey)
+        let b = self.read_access(p, bucket, key, None).await?;
+        Ok((self.meta.get_object(bucket, key).await?, b))
     }
 
     /// The object with this id (Aliyun Drive's `file_id`), if `p` may read it.
     pub async fn object_by_id(&self, p: &Principal, bucket: &str, id: &str) -> CoreResult<ObjectRecord> {
-        self.admit_bucket(p, bucket).await?;
-        let rec = self.meta.get_object_by_id(bucket, id).await?.ok_or(CoreError::NoSuchKey)?;
-        self.read_access(p, bucket, &rec.key, Some(&rec)).await?;
-        Ok(rec)
+        let b = self.admit_bucket(p, bucket).await?;
+        let rec = self.meta.get_object_by_id(bucket, id).await?;
+        if let Some(rec) = &rec {
+            self.read_access(p, bucket, &rec.key, Some(rec)).await?;
+        }
+        self.charge_request(p, &b).await?;
+        rec.ok_or(CoreError::NoSuchKey)
     }
 
-    /// The content an object points at (extents, digests).
-    pub async fn content(&self, id: i64) -> CoreResult<ContentRecord> {
+    /// The content an object (as the engine returned it) points at: its extents and digests.
+    pub async fn content_of(&self, rec: &ObjectRecord) -> CoreResult<ContentRecord> {
+        self.content(rec.content_id).await
+    }
+
+    pub(crate) async fn content(&self, id: i64) -> CoreResult<ContentRecord> {
         self.meta.get_content(id).await?.ok_or_else(|| CoreError::Internal(format!("content {id} is missing")))
     }
 
@@ -241,6 +286,7 @@ impl Engine {
         let content = self.content(rec.content_id).await?;
         let end = end.min(content.size);
         let start = start.min(end);
+        self.charge_request(p, &b).await?;
         self.charge_download(p, &b, end - start).await?;
         let metrics = self.metrics.clone();
         Ok(Box::pin(self.read(&content, start, end).inspect_ok(move |b| {
@@ -306,7 +352,8 @@ impl Engine {
         bucket: &str,
         q: &crate::list::ListQuery,
     ) -> CoreResult<crate::list::ListResult> {
-        self.admit(p, Op::List, bucket, &q.prefix).await?;
+        let b = self.admit(p, Op::List, bucket, &q.prefix).await?;
+        self.charge_request(p, &b).await?;
         crate::list::list(self.meta.as_ref(), bucket, q).await
     }
 }

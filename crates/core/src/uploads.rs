@@ -165,6 +165,7 @@ impl Engine {
     pub async fn create_upload(&self, p: &Principal, new: NewUpload) -> CoreResult<UploadRecord> {
         validate_key(&new.key)?;
         let b = self.admit(p, Op::Write, &new.bucket, &new.key).await?;
+        self.charge_request(p, &b).await?;
         let ttl = new.ttl.unwrap_or_else(|| self.ttl_of(new.kind));
         let now = now_ms();
         let rec = UploadRecord {
@@ -184,11 +185,20 @@ impl Engine {
 
     /// The live session `upload_id`, checked against the bucket and key the request names.
     pub async fn upload(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> CoreResult<UploadRecord> {
-        self.admit(p, Op::Write, bucket, key).await?;
+        let b = self.admit(p, Op::Write, bucket, key).await?;
+        self.charge_request(p, &b).await?;
         match self.meta.get_upload(upload_id).await? {
             Some(u) if u.bucket == bucket && u.key == key && live(&u) => Ok(u),
             _ => Err(CoreError::NoSuchUpload),
         }
+    }
+
+    /// The session a record names, as stored now (live), admitted for writing its key: every
+    /// call on a session re-reads it, so a stale or altered record grants nothing.
+    async fn admitted_session(&self, p: &Principal, upload: &UploadRecord) -> CoreResult<(UploadRecord, BucketRecord)> {
+        let u = self.meta.get_upload(&upload.id).await?.filter(live).ok_or(CoreError::NoSuchUpload)?;
+        let b = self.admit(p, Op::Write, &u.bucket, &u.key).await?;
+        Ok((u, b))
     }
 
     /// The live session `upload_id`, for protocols whose requests carry only its id: `p` must
@@ -197,7 +207,10 @@ impl Engine {
     pub async fn upload_by_id(&self, p: &Principal, upload_id: &str) -> CoreResult<UploadRecord> {
         let u = self.meta.get_upload(upload_id).await?.filter(live).ok_or(CoreError::NoSuchUpload)?;
         match self.admit(p, Op::Write, &u.bucket, &u.key).await {
-            Ok(_) => Ok(u),
+            Ok(b) => {
+                self.charge_request(p, &b).await?;
+                Ok(u)
+            }
             // Another tenant's session is answered like one that does not exist.
             Err(CoreError::AccessDenied) if u.tenant != p.tenant && !p.admin => Err(CoreError::NoSuchUpload),
             Err(e) => Err(e),
@@ -212,7 +225,8 @@ impl Engine {
         key: &str,
         kind: UploadKind,
     ) -> CoreResult<Vec<UploadRecord>> {
-        self.admit(p, Op::Write, bucket, key).await?;
+        let b = self.admit(p, Op::Write, bucket, key).await?;
+        self.charge_request(p, &b).await?;
         Ok(self.meta.uploads_of_key(bucket, key).await?.into_iter().filter(|u| u.kind == kind).collect())
     }
 
@@ -226,7 +240,8 @@ impl Engine {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> CoreResult<Vec<UploadRecord>> {
-        self.admit(p, Op::List, bucket, prefix).await?;
+        let b = self.admit(p, Op::List, bucket, prefix).await?;
+        self.charge_request(p, &b).await?;
         Ok(self.meta.list_uploads(bucket, prefix, after, limit).await?)
     }
 
@@ -241,12 +256,13 @@ impl Engine {
         if number == 0 || number > MAX_PARTS {
             return Err(CoreError::InvalidPart(format!("part numbers are 1 to {MAX_PARTS}")));
         }
+        let (upload, b) = self.admitted_session(p, upload).await?;
         if let PartRule::Block(block) = self.part_rule(upload.kind) {
             if staged.size > block {
                 return Err(CoreError::InvalidPart(format!("a part holds at most {block} bytes")));
             }
         }
-        self.admit(p, Op::Write, &upload.bucket, &upload.key).await?;
+        self.charge_request(p, &b).await?;
         let part = PartWrite {
             upload_id: upload.id.clone(),
             number,
@@ -286,7 +302,9 @@ impl Engine {
         src: &ObjectRecord,
         range: Option<(u64, u64)>,
     ) -> CoreResult<PartRecord> {
-        self.read_access(p, &src.bucket, &src.key, Some(src)).await?;
+        // The source as stored now, readable by `p`.
+        let src = self.lookup(p, &src.bucket, &src.key).await?;
+        self.admitted_session(p, upload).await?;
         let content = self.content(src.content_id).await?;
         let (start, end) = range.unwrap_or((0, content.size));
         if start > end || end > content.size {
@@ -304,12 +322,13 @@ impl Engine {
         after: u32,
         limit: usize,
     ) -> CoreResult<Vec<PartRecord>> {
-        self.admit(p, Op::Write, &upload.bucket, &upload.key).await?;
+        let (upload, b) = self.admitted_session(p, upload).await?;
+        self.charge_request(p, &b).await?;
         Ok(self.meta.list_parts(&upload.id, after, limit).await?)
     }
 
-    /// The first bytes `[0, len)` of what the session's parts 1..=count hold, in order (to
-    /// check a file's header before completing it).
+    /// The first bytes `[0, len)` of the file the session's parts 1..=count make, in order (to
+    /// check a file's header before completing it); `MissingParts` unless all are there.
     pub async fn read_upload_head(
         &self,
         p: &Principal,
@@ -318,6 +337,10 @@ impl Engine {
         len: u64,
     ) -> CoreResult<Vec<u8>> {
         let parts = self.list_parts(p, upload, 0, count as usize).await?;
+        let missing: Vec<u32> = (1..=count).filter(|n| !parts.iter().any(|x| x.number == *n)).take(10).collect();
+        if !missing.is_empty() {
+            return Err(CoreError::MissingParts(missing));
+        }
         let extents: Vec<Extent> =
             parts.iter().map(|x| Extent { blob: x.blob.clone(), size: x.size, digests: x.digests.clone() }).collect();
         let mut out = Vec::new();
@@ -330,7 +353,8 @@ impl Engine {
 
     /// Aborts a session, dropping its parts.
     pub async fn abort_upload(&self, p: &Principal, upload: &UploadRecord) -> CoreResult<()> {
-        self.admit(p, Op::Write, &upload.bucket, &upload.key).await?;
+        let (upload, b) = self.admitted_session(p, upload).await?;
+        self.charge_request(p, &b).await?;
         match self.meta.abort_upload(&upload.id).await {
             Err(StoreError::NotFound) => Err(CoreError::NoSuchUpload),
             r => Ok(r?),
@@ -407,10 +431,13 @@ impl Engine {
 
     /// Completes a session: the chosen parts' blobs become the object's content (no copy).
     pub async fn complete_upload(&self, p: &Principal, upload: &UploadRecord, c: Completion) -> CoreResult<Completed> {
+        let (upload, _) = self.admitted_session(p, upload).await?;
+        let upload = &upload;
         let key = c.key.clone().unwrap_or_else(|| upload.key.clone());
         validate_key(&key)?;
-        self.admit(p, Op::Write, &upload.bucket, &upload.key).await?;
-        let owner = self.admit(p, Op::Write, &upload.bucket, &key).await?.tenant;
+        let b = self.admit(p, Op::Write, &upload.bucket, &key).await?;
+        self.charge_request(p, &b).await?;
+        let owner = b.tenant;
         let chosen = self.chosen_parts(upload, &c.parts).await?;
         let total: u64 = chosen.iter().map(|x| x.size).sum();
         if let Some(size) = c.size {

@@ -88,7 +88,7 @@ async fn multipart_completion_references_part_blobs_without_copying() {
     // The background job gives assembled content its whole-file digests.
     assert_eq!(e.stats().await.unwrap().pending_digests, 1);
     assert_eq!(e.compute_pending_digests(10).await.unwrap(), 1);
-    let content = e.content(rec.content_id).await.unwrap();
+    let content = e.content_of(&rec).await.unwrap();
     assert_eq!(content.digests.unwrap(), chuan_core::hash::digest_all(&all));
     assert!(e.fsck().await.unwrap().problems.is_empty());
 }
@@ -313,7 +313,7 @@ async fn instant_upload_needs_proof_across_tenants() {
     let d = chuan_core::hash::digest_all(&data);
     // Own tenant: the digest is enough.
     let hit = e.claimable_content(&alice(), "sha1", &d.sha1, 5000, &Possession::None).await.unwrap();
-    assert_eq!(hit, Some(rec.content_id));
+    assert_eq!(hit.map(|h| h.content_id()), Some(rec.content_id));
     // Another tenant: a miss without proof, or with wrong bytes, or wrong size.
     assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &Possession::None).await.unwrap(), None);
     let wrong = Possession::Bytes(vec![(100, vec![0u8; 8])]);
@@ -396,8 +396,7 @@ async fn scoped_principals_are_held_to_their_scope_in_every_operation() {
     e.create_bucket(&alice(), "other", None).await.unwrap();
     put(&e, "dev/1/a.txt", b"a").await;
     put(&e, "secret.txt", b"s").await;
-    let mut device = alice();
-    device.scope = Some(Scope {
+    let device = alice().with_scope(Scope {
         ops: Some(vec![Op::Write]),
         buckets: Some(vec!["bkt".into()]),
         prefixes: Some(vec!["dev/1/".into()]),

@@ -114,7 +114,12 @@ fn from_v1(txn: &Connection) -> rusqlite::Result<()> {
 fn after_v1(txn: &Connection) -> rusqlite::Result<()> {
     txn.execute_batch(
         "INSERT OR IGNORE INTO tenants(name, created)
-             SELECT tenant, min(created) FROM credentials WHERE kind = 's3' GROUP BY tenant;
+             SELECT tenant, min(created) FROM (
+                 SELECT tenant, created FROM credentials WHERE kind <> 'root'
+                 UNION ALL SELECT tenant, created FROM buckets WHERE tenant <> 'root')
+             GROUP BY tenant;
+         UPDATE credentials SET label = coalesce(json_extract(scope, '$.name'), '')
+             WHERE kind = 'ufile-token' AND json_valid(scope);
          INSERT OR IGNORE INTO aliases(kind, alias, tenant)
              SELECT 'cos-appid', b.value, a.value FROM settings a
                JOIN settings b ON b.name = 'cos.appid-of-tenant.' || a.value
@@ -122,7 +127,7 @@ fn after_v1(txn: &Connection) -> rusqlite::Result<()> {
          DELETE FROM settings WHERE name LIKE 'cos.tenant-of-appid.%' OR name LIKE 'cos.appid-of-tenant.%';
          INSERT OR IGNORE INTO credentials(access_key, secret, tenant, kind, created, expires, scope, label)
              SELECT 'upyun-form:' || b.name, s.value, b.tenant, 'upyun-form-secret', b.created, NULL,
-                    json_object('buckets', json_array(b.name)), ''
+                    json_object('ops', json_array('write'), 'buckets', json_array(b.name)), ''
              FROM settings s JOIN buckets b ON s.name = 'upyun.form_secret:' || b.name;
          DELETE FROM settings WHERE substr(name, 1, 18) = 'upyun.form_secret:';
          DROP TABLE IF EXISTS challenges;",
@@ -145,6 +150,54 @@ fn after_v1(txn: &Connection) -> rusqlite::Result<()> {
             _ => "s3",
         };
         txn.execute("UPDATE uploads SET kind = ?2 WHERE id = ?1", params![id, kind])?;
+    }
+    move_protocol_attributes(txn, "objects", "bucket || char(0) || key")?;
+    move_protocol_attributes(txn, "uploads", "id")
+}
+
+/// Version 1 kept COS's `biz_attr`, `ctime`, `sha1` and `authority`, and UpYun's
+/// `Content-Secret`, as user metadata (`cos-*`, `upyun-content-secret`): they become
+/// attributes, and `cos-authority` the object's access, so no user-metadata header can set
+/// them any more.
+fn move_protocol_attributes(txn: &Connection, table: &str, row_id: &str) -> rusqlite::Result<()> {
+    let rows: Vec<(String, String)> = {
+        let mut st = txn.prepare(&format!(
+            "SELECT {row_id}, meta FROM {table} WHERE meta LIKE '%\"cos-%' OR meta LIKE '%upyun-content-secret%'"
+        ))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, meta) in rows {
+        let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str::<serde_json::Value>(&meta) else { continue };
+        let Some(serde_json::Value::Object(mut user)) = m.remove("user") else { continue };
+        let mut attrs = match m.remove("attrs") {
+            Some(serde_json::Value::Object(a)) => a,
+            _ => serde_json::Map::new(),
+        };
+        let names: Vec<String> =
+            user.keys().filter(|k| k.starts_with("cos-") || *k == "upyun-content-secret").cloned().collect();
+        for name in names {
+            let value = user.remove(&name).unwrap_or_default();
+            if name == "cos-authority" {
+                match value.as_str() {
+                    Some("eWPrivateRPublic") => m.insert("access".into(), "public-read".into()),
+                    Some("eWRPrivate") => m.insert("access".into(), "private".into()),
+                    _ => None,
+                };
+            } else {
+                attrs.insert(name, value);
+            }
+        }
+        if !user.is_empty() {
+            m.insert("user".into(), serde_json::Value::Object(user));
+        }
+        if !attrs.is_empty() {
+            m.insert("attrs".into(), serde_json::Value::Object(attrs));
+        }
+        txn.execute(
+            &format!("UPDATE {table} SET meta = ?2 WHERE {row_id} = ?1"),
+            params![id, serde_json::Value::Object(m).to_string()],
+        )?;
     }
     Ok(())
 }
@@ -174,7 +227,14 @@ INSERT INTO settings VALUES('cos.tenant-of-appid.1250000007', 'alice');
 INSERT INTO settings VALUES('cos.appid-of-tenant.alice', '1250000007');
 INSERT INTO settings VALUES('upyun.form_secret:photos', 'formsecret');
 INSERT INTO buckets VALUES('photos', 'alice', 0, 'r', 9, 0);
-INSERT INTO uploads VALUES('u1', 'photos', 'k', 'alice', 1, '{}', '{"dialect":"cos","filesize":1}', 5);
+INSERT INTO uploads VALUES('u1', 'photos', 'k', 'alice', 1, '{"user":{"cos-biz-attr":"b"}}', '{"dialect":"cos","filesize":1}', 5);
+INSERT INTO credentials VALUES('TOKEN_x', 'y', 'alice', 'ufile-token', 7, NULL, '{"ops":["read"],"name":"reader"}');
+INSERT INTO credentials VALUES('adrive-refresh:ab', 'z', 'drivers', 'adrive-refresh', 3, NULL, NULL);
+CREATE TABLE objects(bucket TEXT NOT NULL, key TEXT NOT NULL, content INTEGER NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, modified INTEGER NOT NULL, meta TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY(bucket, key)) WITHOUT ROWID;
+INSERT INTO objects VALUES('photos', 'a.txt', 1, 1, 'e', 1,
+    '{"user":{"cos-authority":"eWRPrivate","cos-biz-attr":"x","color":"blue"}}', 'i1');
+INSERT INTO objects VALUES('photos', 'b.txt', 1, 1, 'e', 1, '{"user":{"upyun-content-secret":"s"}}', 'i2');
 INSERT INTO uploads VALUES('u2', 'photos', 'k', 'alice', 1, '{}', '{}', NULL);
 "#;
 
@@ -194,12 +254,23 @@ INSERT INTO uploads VALUES('u2', 'photos', 'k', 'alice', 1, '{}', '{}', NULL);
             (form.kind, form.secret.as_str(), form.tenant.as_str()),
             (CredentialKind::UpyunFormSecret, "formsecret", "alice")
         );
-        assert_eq!(form.scope.as_deref(), Some(r#"{"buckets":["photos"]}"#));
         assert_eq!(s.get_upload("u1").await.unwrap().unwrap().kind, UploadKind::Cos);
         assert_eq!(s.get_upload("u2").await.unwrap().unwrap().kind, UploadKind::S3);
+        assert!(s.get_tenant("drivers").await.unwrap().is_some(), "tenants of any credential kind are kept");
+        assert_eq!(s.get_credential("TOKEN_x").await.unwrap().unwrap().label, "reader");
+        assert_eq!(form.scope.as_deref(), Some(r#"{"ops":["write"],"buckets":["photos"]}"#));
+        let a = s.get_object("photos", "a.txt").await.unwrap().unwrap();
+        assert_eq!(a.meta.access, ObjectAccess::Private);
+        assert_eq!(a.meta.attrs.get("cos-biz-attr").map(String::as_str), Some("x"));
+        assert_eq!(a.meta.user.len(), 1, "only the user's own metadata stays user metadata: {:?}", a.meta.user);
+        let b = s.get_object("photos", "b.txt").await.unwrap().unwrap();
+        assert_eq!(b.meta.attrs.get("upyun-content-secret").map(String::as_str), Some("s"));
+        assert!(b.meta.user.is_empty());
+        let u1 = s.get_upload("u1").await.unwrap().unwrap();
+        assert_eq!(u1.meta.attrs.get("cos-biz-attr").map(String::as_str), Some("b"));
         drop(s);
         // Opening again is a no-op.
         let s = crate::SqliteMetaStore::open(&path).unwrap();
-        assert_eq!(s.list_tenants().await.unwrap().len(), 1);
+        assert_eq!(s.list_tenants().await.unwrap().len(), 2);
     }
 }
