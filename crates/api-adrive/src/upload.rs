@@ -151,9 +151,9 @@ impl AdriveDialect {
                 Err(CoreError::SlowDown) => None,
                 Err(e) => return Err(e.into()),
             };
-            if let Some(content_id) = hit {
+            if let Some(held) = hit {
                 let target = PutTarget { bucket: drive.to_owned(), key: key.clone(), meta, condition: None };
-                let rec = self.engine.instant_put(p, target, content_id, Some(file_id)).await?;
+                let rec = self.engine.instant_put(p, target, held, Some(file_id)).await?;
                 return Ok(wire::json(
                     StatusCode::CREATED,
                     &json!({"parent_file_id": parent_file_id, "upload_id": format!("rapid-{}", rec.id), "rapid_upload": true,

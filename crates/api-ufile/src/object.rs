@@ -150,11 +150,11 @@ impl UfileDialect {
             Err(CoreError::SlowDown) => None,
             Err(e) => return Err(e.into()),
         };
-        let Some(content_id) = hit else { return Err(UfileError::not_found()) };
+        let Some(held) = hit else { return Err(UfileError::not_found()) };
         let mut meta = meta_from_headers(&ctx.parts);
         meta.user.clear();
         let target = PutTarget { bucket: ctx.bucket.clone(), key: file_name.to_owned(), meta, condition: None };
-        self.engine.instant_put(p, target, content_id, None).await?;
+        self.engine.instant_put(p, target, held, None).await?;
         Ok(empty(StatusCode::OK)
             .header(header::ETAG, etag_header(hash))
             .body(chuan_api_common::empty())
