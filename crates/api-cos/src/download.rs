@@ -75,7 +75,11 @@ impl CosDialect {
         if parts.method == Method::HEAD {
             return b.body(chuan_api_common::empty()).expect("valid response");
         }
-        match self.engine.open_read(&who, &rec, start, end).await {
+        let content = match self.engine.content_of(&rec).await {
+            Ok(c) => c,
+            Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, -500, &e.to_string()),
+        };
+        match self.engine.open_read(&who, &rec, &content, start, end).await {
             Ok(stream) => b.body(chuan_api_common::stream(stream)).expect("valid response"),
             Err(e) => {
                 let e = CosError::from(e);

@@ -181,7 +181,7 @@ pub async fn get_object(
     )?;
     let content = engine.content_of(&rec).await.s3()?;
     let (start, end, content_range) = select_range(&input.range, content.size)?;
-    let body = StreamingBlob::wrap(engine.open_read(p, &rec, start, end).await.s3()?);
+    let body = StreamingBlob::wrap(engine.open_read(p, &rec, &content, start, end).await.s3()?);
     let mut out = object_headers!(GetObjectOutput, rec, content, {
         body: Some(body),
         content_length: Some((end - start) as i64),

@@ -193,7 +193,7 @@ impl UfileDialect {
             b = b.header(format!("x-ufile-meta-{k}"), v.as_str());
         }
         let body = if with_body {
-            chuan_api_common::stream(self.engine.open_read(&ctx.principal, &rec, start, end).await?)
+            chuan_api_common::stream(self.engine.open_read(&ctx.principal, &rec, &content, start, end).await?)
         } else {
             chuan_api_common::empty()
         };

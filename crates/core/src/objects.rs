@@ -279,17 +279,27 @@ impl Engine {
         self.meta.get_content(id).await?.ok_or_else(|| CoreError::Internal(format!("content {id} is missing")))
     }
 
-    /// Streams bytes `[start, end)` of an object to `p`: a download. Checks `p` may read it,
-    /// and reserves the bytes against its owner's download allowance before a byte is sent.
-    pub async fn open_read(&self, p: &Principal, rec: &ObjectRecord, start: u64, end: u64) -> CoreResult<ByteStream> {
+    /// Streams bytes `[start, end)` of an object to `p`: a download. `content` is the object's
+    /// ([`Engine::content_of`]). Checks `p` may read the object, and reserves the bytes against
+    /// its owner's download allowance before a byte is sent.
+    pub async fn open_read(
+        &self,
+        p: &Principal,
+        rec: &ObjectRecord,
+        content: &ContentRecord,
+        start: u64,
+        end: u64,
+    ) -> CoreResult<ByteStream> {
+        if content.id != rec.content_id {
+            return Err(CoreError::Internal(format!("content {} is not {}/{}'s", content.id, rec.bucket, rec.key)));
+        }
         let b = self.read_access(p, &rec.bucket, &rec.key, Some(rec)).await?;
-        let content = self.content(rec.content_id).await?;
         let end = end.min(content.size);
         let start = start.min(end);
         self.charge_request(p, &b).await?;
         self.charge_download(p, &b, end - start).await?;
         let metrics = self.metrics.clone();
-        Ok(Box::pin(self.read(&content, start, end).inspect_ok(move |b| {
+        Ok(Box::pin(self.read(content, start, end).inspect_ok(move |b| {
             metrics.bytes_served.inc_by(b.len() as u64);
         })))
     }

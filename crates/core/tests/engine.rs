@@ -482,9 +482,10 @@ async fn request_and_download_allowances_and_the_usage_report() {
         .unwrap();
     let request = alice();
     let rec = e.head_object(&request, "bkt", "k").await.unwrap();
-    drop(e.open_read(&request, &rec, 0, 41).await.unwrap());
-    assert!(matches!(e.open_read(&alice(), &rec, 0, 60).await, Err(CoreError::QuotaExceeded(_))));
-    drop(e.open_read(&alice(), &rec, 0, 59).await.unwrap());
+    let content = e.content_of(&rec).await.unwrap();
+    drop(e.open_read(&request, &rec, &content, 0, 41).await.unwrap());
+    assert!(matches!(e.open_read(&alice(), &rec, &content, 0, 60).await, Err(CoreError::QuotaExceeded(_))));
+    drop(e.open_read(&alice(), &rec, &content, 0, 59).await.unwrap());
     let now = chuan_core::store::now_ms();
     let report = e.usage_report(&alice(), now - 86_400_000, now).await.unwrap();
     assert_eq!(report.len(), 1);

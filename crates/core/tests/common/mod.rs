@@ -67,7 +67,8 @@ pub async fn read_all(e: &Engine, key: &str) -> Vec<u8> {
 
 pub async fn read_as(e: &Engine, p: &Principal, bucket: &str, key: &str) -> Result<Vec<u8>, CoreError> {
     let rec = e.head_object(p, bucket, key).await?;
-    let mut s = e.open_read(p, &rec, 0, rec.size).await?;
+    let content = e.content_of(&rec).await?;
+    let mut s = e.open_read(p, &rec, &content, 0, rec.size).await?;
     let mut out = Vec::new();
     while let Some(c) = s.next().await {
         out.extend_from_slice(&c.unwrap());
