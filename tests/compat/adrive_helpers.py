@@ -65,24 +65,10 @@ ALIYUN_HOST_RE = re.compile(r"(^|\.)(aliyundrive\.com|alipan\.com)$", re.IGNOREC
 
 
 class EnvChuanServer(ChuanServer):
-    """A ChuanServer whose process gets `env` on top of this process's
-    environment (ChuanServer.start copies os.environ when it spawns)."""
+    """A ChuanServer whose process gets `env` on top of this process's environment."""
 
     def __init__(self, *args, env: dict[str, str] | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.extra_env = {k: str(v) for k, v in (env or {}).items()}
-
-    def start(self, timeout: float = 20.0) -> None:
-        saved = {k: os.environ.get(k) for k in self.extra_env}
-        os.environ.update(self.extra_env)
-        try:
-            super().start(timeout)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        super().__init__(*args, env={k: str(v) for k, v in (env or {}).items()}, **kwargs)
 
 
 @pytest.fixture
@@ -198,7 +184,7 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 def metric_value(server, name: str) -> float:
     """Sum of all samples of counter `name` (any labels) in /_chuan/metrics.
     A counter that is not exposed at all is a failure, not 0."""
-    r = requests.get(server.endpoint + METRICS_PATH, timeout=10)
+    r = requests.get(server.endpoint + METRICS_PATH, auth=(server.access_key, server.secret_key), timeout=10)
     assert r.status_code == 200, f"GET {METRICS_PATH}: HTTP {r.status_code}"
     total, seen = 0.0, False
     for line in r.text.splitlines():

@@ -288,8 +288,9 @@ class ServerStartError(RuntimeError):
 class ChuanServer:
     """One `chuan serve` process on a loopback port with its own data dir."""
 
-    def __init__(self, data_dir: Path, work_dir: Path, name: str = "chuan"):
+    def __init__(self, data_dir: Path, work_dir: Path, name: str = "chuan", env: dict | None = None):
         self.data_dir = Path(data_dir)
+        self.extra_env = dict(env or {})
         self.work_dir = Path(work_dir)
         self.name = name
         self.access_key = ACCESS_KEY
@@ -347,6 +348,7 @@ class ChuanServer:
             CHUAN_SECRET_KEY=self.secret_key,
             RUST_BACKTRACE="1",
         )
+        env.update(self.extra_env)
         last_error = ""
         for _attempt in range(3):
             port = free_port()

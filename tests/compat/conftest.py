@@ -72,19 +72,21 @@ def bucket(s3):
 def server_factory(request, tmp_path):
     """Start separate server instances (for crash/restart/stats tests).
 
-    `server_factory(data_dir=None, name="fresh")` starts one and returns its
+    `server_factory(data_dir=None, name="fresh", env=None)` starts one (with `env`
+    added to its environment: limits, lifetimes) and returns its
     ChuanServer. Every instance still running at the end of the test is
     stopped with SIGTERM and must exit 0 within 10 s.
     """
     created: list[ChuanServer] = []
     request.node._chuan_servers = created
 
-    def make(data_dir: Path | None = None, name: str = "fresh") -> ChuanServer:
+    def make(data_dir: Path | None = None, name: str = "fresh", env: dict | None = None) -> ChuanServer:
         name = f"{name}{len(created)}"
         srv = ChuanServer(
             data_dir=Path(data_dir) if data_dir else tmp_path / f"{name}-data",
             work_dir=tmp_path,
             name=name,
+            env=env,
         )
         created.append(srv)
         srv.start()

@@ -17,7 +17,7 @@ def test_health_endpoint_is_200(server):
 
 def test_metrics_endpoint_serves_prometheus_text(server, s3, bucket):
     s3.put_object(Bucket=bucket, Key="metrics/poke", Body=b"x")  # make sure something was counted
-    r = requests.get(server.endpoint + METRICS_PATH, timeout=5)
+    r = requests.get(server.endpoint + METRICS_PATH, auth=(server.access_key, server.secret_key), timeout=5)
     assert r.status_code == 200
     assert r.headers.get("Content-Type", "").startswith(("text/plain", "application/openmetrics-text")), r.headers
     lines = [line for line in r.text.splitlines() if line.strip()]

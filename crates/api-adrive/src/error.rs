@@ -1,6 +1,8 @@
 //! Errors as the Aliyun Drive service answers them: `{"code": "X.Y", "message": ...}`.
 //!
-//! Never 429, 502 or 504 to a well-formed request: aligo sleeps for minutes on those.
+//! 429 only for real throttling (a tenant over its request or upload limits), as the service
+//! does: aligo then backs off (1, 5, 25, 125 s) and retries. Rate-limited instant-upload
+//! probes are answered as misses instead, never 429.
 
 use chuan_core::CoreError;
 use http::StatusCode;
@@ -56,9 +58,13 @@ impl From<CoreError> for AdriveError {
                 Self::bad_request("InvalidParameter.Body", "The body ended before its declared length.")
             }
             CoreError::InvalidPart(m) => Self::bad_request("InvalidParameter.PartInfoList", m),
-            // A rate-limited probe is answered as a miss by the callers; anything reaching here
-            // is still a client-side condition, never a 429.
-            CoreError::SlowDown => Self::bad_request("TooManyRequests", "Too many requests; retry later."),
+            CoreError::SlowDown => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Too many requests; retry later.")
+            }
+            CoreError::RequestTimeout => {
+                Self::new(StatusCode::REQUEST_TIMEOUT, "RequestTimeout", "The request body arrived too slowly.")
+            }
+            e @ CoreError::EntityTooLarge { .. } => Self::bad_request("InvalidParameter.Size", e.to_string()),
             CoreError::QuotaExceeded(what) => {
                 Self::new(StatusCode::FORBIDDEN, "QuotaExhausted.Drive", format!("The {what} quota is used up."))
             }

@@ -23,9 +23,9 @@ mod upload;
 mod wire;
 
 use chuan_api_common::Body;
+use chuan_api_common::RequestBody;
 use chuan_core::Engine;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,14 +64,14 @@ impl AdriveDialect {
         Self { engine, config, part_puts }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>) -> Resp {
+    pub async fn handle(&self, req: Request<RequestBody>) -> Resp {
         match self.route(req).await {
             Ok(resp) => resp,
             Err(e) => wire::error_response(&e),
         }
     }
 
-    async fn route(&self, req: Request<Incoming>) -> AdriveResult<Resp> {
+    async fn route(&self, req: Request<RequestBody>) -> AdriveResult<Resp> {
         let origin = chuan_api_common::origin(&req);
         let endpoint = router::parse(req.method(), req.uri().path())?;
         let query = req.uri().query().map(str::to_owned);

@@ -146,11 +146,7 @@ impl AdriveDialect {
                 }
                 _ => Possession::None,
             };
-            let hit = match self.engine.claimable_content(p, "sha1", &hash.to_ascii_lowercase(), size, &proof).await {
-                Ok(hit) => hit,
-                Err(CoreError::SlowDown) => None,
-                Err(e) => return Err(e.into()),
-            };
+            let hit = self.engine.claimable_content(p, "sha1", &hash.to_ascii_lowercase(), size, &proof).await?;
             if let Some(held) = hit {
                 let target = PutTarget { bucket: drive.to_owned(), key: key.clone(), meta, condition: None };
                 let rec = self.engine.instant_put(p, target, held, Some(file_id)).await?;
@@ -165,10 +161,7 @@ impl AdriveDialect {
         } else if let Some(pre) = str_field(v, "pre_hash") {
             // The pre-hash covers only the first KiB: it matches only content the caller's own
             // tenant holds, so it never reveals another tenant's files.
-            let own = match self.engine.probe(p) {
-                Ok(()) => self.engine.own_content(p, "sha1_head", &pre.to_ascii_lowercase(), size).await?,
-                Err(_) => None,
-            };
+            let own = self.engine.own_content(p, "sha1_head", &pre.to_ascii_lowercase(), size).await?;
             if own.is_some() {
                 return Ok(wire::json(
                     StatusCode::CONFLICT,
@@ -246,7 +239,7 @@ impl AdriveDialect {
         upload_id: &str,
         n: u32,
         query: Option<&str>,
-        body: hyper::body::Incoming,
+        body: chuan_api_common::RequestBody,
     ) -> AdriveResult<Resp> {
         // aligo asks for a fresh URL on 403 (and only then): an invalid grant answers 403.
         let (p, upload) = self.engine.part_upload_grant(upload_id, n, query).await?;
@@ -256,7 +249,7 @@ impl AdriveDialect {
             return Err(AdriveError::bad_request("InvalidParameter.PartNumber", "The part number is out of range."));
         }
         let (min, max) = Self::part_bounds(&state, n);
-        let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;
+        let staged = self.engine.stage(&p, http_body_util::BodyDataStream::new(body)).await?;
         if staged.size < min || staged.size > max {
             return Err(AdriveError::bad_request(
                 "InvalidParameter.PartSize",

@@ -63,17 +63,9 @@ pub enum ReadError {
     Io(String),
 }
 
-/// Reads a whole request body of at most `limit` bytes (JSON, forms: never file contents).
-pub async fn read_limited(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, ReadError> {
-    collect_limited(body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(), limit).await
-}
-
-/// [`read_limited`] for a body the dispatcher replays.
-pub async fn read_limited_boxed(body: RequestBody, limit: usize) -> Result<Bytes, ReadError> {
-    collect_limited(body, limit).await
-}
-
-async fn collect_limited(mut body: RequestBody, limit: usize) -> Result<Bytes, ReadError> {
+/// Reads a whole request body of at most `limit` bytes (JSON, forms: never file contents),
+/// refusing it as soon as it goes past the limit.
+pub async fn read_limited(mut body: RequestBody, limit: usize) -> Result<Bytes, ReadError> {
     // Frame by frame rather than through `http_body_util::Limited`, whose `Into<BoxError>`
     // bound makes the futures of callers fail rustc's `Send` inference.
     let mut buf = bytes::BytesMut::new();

@@ -73,6 +73,10 @@ impl From<CoreError> for CosError {
             }
             CoreError::QuotaExceeded(w) => Self::new(-6996, format!("ERROR_OSS_FILESIZE: the {w} quota is used up")),
             CoreError::SlowDown => Self::new(-71, "ERROR_PROXY_FREQ_CONTROL: too many requests, retry later"),
+            CoreError::RequestTimeout => {
+                Self::new(-66, "ERROR_PROXY_NETWORK: the request body arrived too slowly and was cut off")
+            }
+            e @ CoreError::EntityTooLarge { .. } => Self::new(-285, format!("ERROR_PROCESS_FILE_TOO_LARGE: {e}")),
             other => {
                 tracing::error!(error = %other, "internal error");
                 Self::new(-9999, "internal error")

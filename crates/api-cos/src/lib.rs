@@ -28,14 +28,14 @@ mod slice;
 
 pub use auth::{sign, Signature};
 
+use chuan_api_common::form::{FormError, FormReader};
 use chuan_api_common::{Body, RequestBody};
 use chuan_core::store::{now_ms, GrantKind};
-use chuan_core::{AliasKind, CoreError, CoreResult, Engine, ListQuery, Principal, Staged, KEY_PAIRS};
+use chuan_core::{AliasKind, CoreError, CoreResult, Engine, ListQuery, Principal, StageOptions, Staged, KEY_PAIRS};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use error::{CosError, CosResult};
@@ -327,10 +327,10 @@ impl CosDialect {
             Method::POST => {
                 let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
                 if ct.to_ascii_lowercase().starts_with("multipart/form-data") {
-                    let form = self.read_form(ct, body).await?;
+                    let form = self.read_form(&ctx.p, ct, body).await?;
                     self.form_op(&ctx, form).await
                 } else {
-                    let raw = chuan_api_common::read_limited_boxed(body, MAX_FIELD)
+                    let raw = chuan_api_common::read_limited(body, MAX_FIELD)
                         .await
                         .map_err(|_| CosError::new(-5975, "ERROR_CGI_JSON_PARSE_ERROR: the JSON body is too large"))?;
                     let v: Value = serde_json::from_slice(&raw).map_err(|e| {
@@ -419,13 +419,13 @@ impl CosDialect {
     /// Reads a COS form (the SDKs send every field as a file part, `filecontent` before the
     /// `session`/`offset` that say where it goes): small fields into memory, `filecontent`
     /// streamed into a staged blob, refused past the largest size any operation accepts.
-    async fn read_form(&self, content_type: &str, body: RequestBody) -> CosResult<Form> {
-        let malformed = |e: chuan_api_common::form::FormError| CosError::new(-5993, format!("ERROR_CGI_FORM_ERR: {e}"));
+    async fn read_form(&self, p: &Principal, content_type: &str, body: RequestBody) -> CosResult<Form> {
+        let refused = |e: FormError| CosError::new(-5993, format!("ERROR_CGI_FORM_ERR: {e}"));
         let boundary = chuan_api_common::form::boundary(content_type)
             .ok_or_else(|| CosError::new(-5993, "ERROR_CGI_FORM_ERR: the multipart boundary is missing"))?;
-        let mut reader = chuan_api_common::form::reader(http_body_util::BodyDataStream::new(body), &boundary);
+        let mut reader = FormReader::new(http_body_util::BodyDataStream::new(body), &boundary);
         let mut form = Form { fields: HashMap::new(), content: None };
-        while let Some(mut field) = reader.next_field().await.map_err(malformed)? {
+        while let Some(field) = reader.next_field().await.map_err(refused)? {
             let name = field.name().unwrap_or("").to_owned();
             if name == "filecontent" {
                 if form.content.is_some() {
@@ -435,21 +435,9 @@ impl CosDialect {
                     Some("upload_slice_data" | "upload_slice") => MAX_SLICE,
                     _ => MAX_SIMPLE_UPLOAD,
                 };
-                let too_large = Arc::new(AtomicBool::new(false));
-                let flag = too_large.clone();
-                let mut seen = 0u64;
-                let limited = futures::StreamExt::map(field, move |chunk| {
-                    let chunk = chunk.map_err(|e| e.to_string())?;
-                    seen += chunk.len() as u64;
-                    if seen > limit {
-                        flag.store(true, Ordering::Relaxed);
-                        return Err(format!("filecontent is larger than {limit} bytes"));
-                    }
-                    Ok(chunk)
-                });
-                match self.engine.stage(limited).await {
+                match self.engine.stage_with(p, field, StageOptions::at_most(limit)).await {
                     Ok(staged) => form.content = Some(staged),
-                    Err(_) if too_large.load(Ordering::Relaxed) => {
+                    Err(CoreError::EntityTooLarge { .. }) => {
                         return Err(CosError::new(
                             -285,
                             format!(
@@ -457,18 +445,11 @@ impl CosDialect {
                             ),
                         ))
                     }
-                    Err(e) => return Err(CosError::new(-5993, format!("ERROR_CGI_FORM_ERR: {e}"))),
+                    Err(e) => return Err(e.into()),
                 }
                 continue;
             }
-            let mut value = Vec::new();
-            while let Some(c) = field.chunk().await.map_err(malformed)? {
-                value.extend_from_slice(&c);
-                if value.len() > MAX_FIELD {
-                    return Err(CosError::new(-5993, format!("ERROR_CGI_FORM_ERR: the field {name} is too large")));
-                }
-            }
-            form.fields.insert(name, String::from_utf8_lossy(&value).into_owned());
+            form.fields.insert(name, reader.text(field).await.map_err(refused)?);
         }
         Ok(form)
     }

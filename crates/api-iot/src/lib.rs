@@ -55,6 +55,11 @@ impl From<CoreError> for IotError {
             CoreError::AccessDenied | CoreError::NoSuchTenant => Self::denied("no permission"),
             CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) => Self::bad(m),
             CoreError::IncompleteBody | CoreError::Body(_) => Self::bad("incomplete body"),
+            CoreError::SlowDown => Self::new(StatusCode::TOO_MANY_REQUESTS, 160429, "too many requests"),
+            CoreError::RequestTimeout => {
+                Self::new(StatusCode::REQUEST_TIMEOUT, 160408, "the request body arrived too slowly")
+            }
+            e @ CoreError::EntityTooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, 160413, e.to_string()),
             CoreError::QuotaExceeded(what) => Self::new(StatusCode::FORBIDDEN, 15011, format!("{what} quota exceeded")),
             other => {
                 tracing::error!(error = %other, "internal error");
@@ -170,8 +175,7 @@ impl IotDialect {
             .unwrap_or("")
             .trim()
             .to_owned();
-        let raw =
-            chuan_api_common::read_limited_boxed(body, MAX_JSON).await.map_err(|_| IotError::bad("body too large"))?;
+        let raw = chuan_api_common::read_limited(body, MAX_JSON).await.map_err(|_| IotError::bad("body too large"))?;
         let r: UrlRequest =
             serde_json::from_slice(&raw).map_err(|e| IotError::bad(format!("malformed JSON body: {e}")))?;
         // The same answer for an unknown device and a wrong signature.
@@ -239,7 +243,7 @@ impl IotDialect {
             .credential(&grant.device, &[CredentialKind::IotDevice])
             .await?
             .ok_or_else(|| IotError::denied("the device is no longer registered"))?;
-        let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;
+        let staged = self.engine.stage(&device, http_body_util::BodyDataStream::new(body)).await?;
         if staged.size != grant.size {
             return Err(IotError::bad(format!(
                 "the file is {} bytes; the URL was requested for {}",

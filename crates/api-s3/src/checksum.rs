@@ -3,11 +3,14 @@
 use base64::Engine as _;
 use chuan_core::hash::ChecksumAlgorithm;
 use chuan_core::store::Digests;
-use chuan_core::{Engine, Staged};
+use chuan_core::{Engine, Principal, StageOptions, Staged};
 use s3s::dto::StreamingBlob;
 use s3s::{s3_error, S3Result};
 
 use crate::error::OrS3;
+
+/// The largest body of one PutObject or UploadPart: 5 GiB (S3 quotas and limits).
+pub const MAX_OBJECT_SIZE: u64 = 5 << 30;
 
 /// The digests a request asserts: `Content-MD5` and any `x-amz-checksum-*` value, from
 /// headers or (for `aws-chunked` bodies) from trailers read after the body.
@@ -100,13 +103,17 @@ impl Claims {
 /// trailers). Nothing is committed here; a failure drops the staged blob.
 pub async fn stage_verified(
     engine: &Engine,
+    p: &Principal,
     body: Option<StreamingBlob>,
     content_length: Option<i64>,
     claims: &mut Claims,
     trailers: Option<s3s::TrailingHeaders>,
 ) -> S3Result<Staged> {
     let body = body.ok_or_else(|| s3_error!(IncompleteBody))?;
-    let staged = engine.stage(body).await.s3()?;
+    if content_length.is_some_and(|len| len as u64 > MAX_OBJECT_SIZE) {
+        return Err(s3_error!(EntityTooLarge, "A single PUT or part holds at most {MAX_OBJECT_SIZE} bytes."));
+    }
+    let staged = engine.stage_with(p, body, StageOptions::at_most(MAX_OBJECT_SIZE)).await.s3()?;
     if let Some(len) = content_length {
         if len >= 0 && len as u64 != staged.size {
             return Err(s3_error!(IncompleteBody, "The body is {} bytes; Content-Length said {len}.", staged.size));

@@ -28,6 +28,14 @@ pub fn to_s3_error(e: CoreError) -> S3Error {
         CoreError::MissingParts(_) | CoreError::SizeMismatch { .. } => (C::InvalidPart, format!("{e}")),
         CoreError::BadDigest { .. } => (C::BadDigest, format!("{e}")),
         CoreError::Body(m) => return body_error(m),
+        CoreError::RequestTimeout => (
+            C::RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period."
+                .to_owned(),
+        ),
+        CoreError::EntityTooLarge { .. } => {
+            (C::EntityTooLarge, format!("Your proposed upload exceeds the maximum allowed size: {e}"))
+        }
         CoreError::IncompleteBody => {
             (C::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header.".to_owned())
         }

@@ -77,7 +77,7 @@ pub async fn upload_part(
         input.checksum_sha256,
     )?;
     let staged =
-        crate::checksum::stage_verified(engine, input.body, input.content_length, &mut claims, req.trailing_headers)
+        crate::checksum::stage_verified(engine, p, input.body, input.content_length, &mut claims, req.trailing_headers)
             .await?;
     let digests = staged.digests.clone();
     let part = engine.commit_part(p, &upload, number, staged).await.s3()?;

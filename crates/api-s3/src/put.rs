@@ -70,7 +70,7 @@ pub async fn put_object(
         input.checksum_sha256,
     )?;
     let staged =
-        crate::checksum::stage_verified(engine, input.body, input.content_length, &mut claims, req.trailing_headers)
+        crate::checksum::stage_verified(engine, p, input.body, input.content_length, &mut claims, req.trailing_headers)
             .await?;
     let mut meta = object_meta(
         input.content_type,

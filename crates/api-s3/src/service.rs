@@ -4,7 +4,6 @@ use bytes::Bytes;
 use chuan_core::Engine;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use s3s::host::S3Host;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use std::sync::Arc;
@@ -29,8 +28,8 @@ impl S3Dialect {
         Self { service: builder.build() }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<s3s::Body> {
-        self.handle_body(req.map(s3s::Body::from)).await
+    pub async fn handle(&self, req: Request<chuan_api_common::RequestBody>) -> Response<s3s::Body> {
+        self.handle_body(req.map(s3s::Body::http_body_unsync)).await
     }
 
     /// [`S3Dialect::handle`] for a body the dispatcher has already partly read and replays.

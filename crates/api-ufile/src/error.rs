@@ -64,6 +64,10 @@ impl From<CoreError> for UfileError {
             CoreError::PreconditionFailed => Self::new(StatusCode::PRECONDITION_FAILED, -148658, "precondition failed"),
             CoreError::InvalidRange => Self::new(StatusCode::RANGE_NOT_SATISFIABLE, -148659, "invalid range"),
             CoreError::SlowDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, -15004, "too many requests"),
+            CoreError::RequestTimeout => {
+                Self::new(StatusCode::REQUEST_TIMEOUT, -148660, "the request body arrived too slowly")
+            }
+            e @ CoreError::EntityTooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, -148661, e.to_string()),
             CoreError::QuotaExceeded(what) => Self::new(StatusCode::FORBIDDEN, 15011, format!("{what} quota exceeded")),
             other => {
                 tracing::error!(error = %other, "internal error");

@@ -95,7 +95,7 @@ impl UfileDialect {
     async fn management(&self, req: http::Request<chuan_api_common::RequestBody>) -> UfileResult<Resp> {
         let (parts, body) = req.into_parts();
         let mut q = crate::router::parse_query(parts.uri.query());
-        let form = chuan_api_common::read_limited_boxed(body, MAX_FORM)
+        let form = chuan_api_common::read_limited(body, MAX_FORM)
             .await
             .map_err(|_| UfileError::bad_request("body too large"))?;
         if !form.is_empty() {

@@ -44,7 +44,7 @@ impl UfileDialect {
         body: RequestBody,
     ) -> UfileResult<Resp> {
         let up = self.session(&ctx.principal, &ctx.bucket, &ctx.key, upload_id).await?;
-        let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;
+        let staged = self.engine.stage(&ctx.principal, http_body_util::BodyDataStream::new(body)).await?;
         if staged.size > BLOCK {
             return Err(UfileError::bad_request(format!("part {part} is larger than BlkSize {BLOCK}")));
         }
@@ -99,7 +99,7 @@ impl UfileDialect {
         body: RequestBody,
     ) -> UfileResult<Resp> {
         let up = self.session(&ctx.principal, &ctx.bucket, &ctx.key, upload_id).await?;
-        let raw = chuan_api_common::read_limited_boxed(body, MAX_FINISH_BODY)
+        let raw = chuan_api_common::read_limited(body, MAX_FINISH_BODY)
             .await
             .map_err(|_| UfileError::bad_request("body too large"))?;
         let text = String::from_utf8_lossy(&raw);

@@ -2,6 +2,7 @@
 //! rename, OpMeta, restore and storage class.
 
 use base64::Engine as _;
+use chuan_api_common::form::{FormError, FormReader};
 use chuan_api_common::RequestBody;
 use chuan_core::store::{ObjectMeta, RenameMode};
 use chuan_core::{CoreError, Op, Possession, Principal, PutTarget, StageOptions};
@@ -12,9 +13,8 @@ use http::StatusCode;
 use crate::error::{UfileError, UfileResult};
 use crate::{empty, json, Ctx, Resp, UfileDialect};
 
-const MAX_FORM_FIELD: usize = 64 << 10;
 const MAX_OPMETA: usize = 64 << 10;
-const UFILE: StageOptions = StageOptions { ufile_blocks: true };
+const UFILE: StageOptions = StageOptions { ufile_blocks: true, max_size: None };
 
 /// `Content-MD5` as the SDK sends it (lower-case hex) or as HTTP defines it (base64).
 fn md5_claim(value: &str) -> UfileResult<Option<String>> {
@@ -66,7 +66,7 @@ impl UfileDialect {
         chuan_core::names::validate_key(&ctx.key)?;
         self.engine.check_access(p, Op::Write, &ctx.bucket, &ctx.key).await?;
         let claimed = md5_claim(ctx.parts.headers.get("content-md5").and_then(|v| v.to_str().ok()).unwrap_or(""))?;
-        let staged = self.engine.stage_with(http_body_util::BodyDataStream::new(body), UFILE).await?;
+        let staged = self.engine.stage_with(p, http_body_util::BodyDataStream::new(body), UFILE).await?;
         if claimed.as_deref().is_some_and(|c| c != staged.digests.md5) {
             return Err(CoreError::BadDigest { algorithm: "MD5" }.into());
         }
@@ -89,23 +89,17 @@ impl UfileDialect {
     pub(crate) async fn post_file(&self, parts: Parts, bucket: String, body: RequestBody) -> UfileResult<Resp> {
         let boundary =
             content_type_boundary(&parts).ok_or_else(|| UfileError::bad_request("expected multipart/form-data"))?;
-        let mut form = chuan_api_common::form::reader(http_body_util::BodyDataStream::new(body), &boundary);
-        let malformed = |e: chuan_api_common::form::FormError| UfileError::bad_request(format!("malformed form: {e}"));
+        let mut form = FormReader::new(http_body_util::BodyDataStream::new(body), &boundary);
+        // Malformed or over the form limits: refused before any signature check.
+        let refused = |e: FormError| UfileError::bad_request(e.to_string());
         let mut fields: Vec<(String, String)> = Vec::new();
         loop {
-            let Some(mut field) = form.next_field().await.map_err(malformed)? else {
+            let Some(field) = form.next_field().await.map_err(refused)? else {
                 return Err(UfileError::bad_request("the form has no file part"));
             };
             let name = field.name().unwrap_or("").to_owned();
             if name != "file" {
-                let mut value = Vec::new();
-                while let Some(c) = field.chunk().await.map_err(malformed)? {
-                    value.extend_from_slice(&c);
-                    if value.len() > MAX_FORM_FIELD {
-                        return Err(UfileError::bad_request(format!("form field {name} is too large")));
-                    }
-                }
-                fields.push((name, String::from_utf8_lossy(&value).into_owned()));
+                fields.push((name, form.text(field).await.map_err(refused)?));
                 continue;
             }
             let key = form_field(&fields, "FileName")
@@ -119,11 +113,9 @@ impl UfileDialect {
                 self.verify(&public, &sig, &format!("POST\n{md5}\n{file_type}\n\n/{bucket}/{key}")).await?;
             chuan_core::names::validate_key(&key)?;
             self.engine.check_access(&p, Op::Write, &bucket, &key).await?;
-            let staged = self.engine.stage_with(field, UFILE).await?;
+            let staged = self.engine.stage_with(&p, field, UFILE).await?;
             // Anything after the file part must still be a well-formed form.
-            while let Some(mut rest) = form.next_field().await.map_err(malformed)? {
-                while rest.chunk().await.map_err(malformed)?.is_some() {}
-            }
+            form.finish().await.map_err(refused)?;
             if md5_claim(&md5)?.is_some_and(|c| c != staged.digests.md5) {
                 return Err(CoreError::BadDigest { algorithm: "MD5" }.into());
             }
@@ -145,11 +137,7 @@ impl UfileDialect {
         let p = &ctx.principal;
         chuan_core::names::validate_key(file_name)?;
         self.engine.check_access(p, Op::Write, &ctx.bucket, file_name).await?;
-        let hit = match self.engine.claimable_content(p, "ufile", hash, size, &Possession::None).await {
-            Ok(hit) => hit,
-            Err(CoreError::SlowDown) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let hit = self.engine.claimable_content(p, "ufile", hash, size, &Possession::None).await?;
         let Some(held) = hit else { return Err(UfileError::not_found()) };
         let mut meta = meta_from_headers(&ctx.parts);
         meta.user.clear();
@@ -253,7 +241,7 @@ impl UfileDialect {
     /// `POST /key?opmeta` `{"op":"set","metak","metav"}`: `mimetype` sets the content type;
     /// other keys become user metadata (served as `X-Ufile-Meta-<k>`).
     pub(crate) async fn op_meta(&self, ctx: Ctx, body: RequestBody) -> UfileResult<Resp> {
-        let raw = chuan_api_common::read_limited_boxed(body, MAX_OPMETA)
+        let raw = chuan_api_common::read_limited(body, MAX_OPMETA)
             .await
             .map_err(|_| UfileError::bad_request("body too large"))?;
         let v: serde_json::Value =

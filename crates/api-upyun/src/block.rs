@@ -14,7 +14,9 @@
 
 use base64::Engine as _;
 use chuan_core::store::{now_ms, CredentialKind, ObjectMeta, UploadKind, UploadRecord};
-use chuan_core::{Claim, Completion, CoreError, CredentialSpec, NewUpload, Op, PartList, Principal, Scope};
+use chuan_core::{
+    Claim, Completion, CoreError, CredentialSpec, NewUpload, Op, PartList, Principal, Scope, StageOptions,
+};
 use http::{Response, StatusCode};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -304,7 +306,8 @@ impl UpyunDialect {
             }
             let index = num(&policy, "block_index").filter(|i| *i >= 0 && (*i as u32) < state.blocks).ok_or_else(|| BlockError::param("block_index out of range"))? as u32;
             let hash = policy.get("block_hash").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-            let staged = self.engine.stage(file).await?;
+            // No block is larger than the file it is part of.
+            let staged = self.engine.stage_with(&p, file, StageOptions::at_most(state.file_size)).await?;
             if staged.digests.md5 != hash {
                 return Err(BlockError::new(StatusCode::FORBIDDEN, "40305", "Block hash error."));
             }

@@ -54,6 +54,8 @@ impl From<CoreError> for UpyunError {
             CoreError::IncompleteBody | CoreError::Body(_) => Self::bad("incomplete body"),
             CoreError::QuotaExceeded(w) => Self::new(StatusCode::FORBIDDEN, 40300021, format!("{w} quota exceeded")),
             CoreError::SlowDown => Self::new(StatusCode::TOO_MANY_REQUESTS, 42900001, "too many requests"),
+            CoreError::RequestTimeout => Self::new(StatusCode::REQUEST_TIMEOUT, 40800001, "request timeout"),
+            e @ CoreError::EntityTooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, 41300001, e.to_string()),
             other => {
                 tracing::error!(error = %other, "internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, 50000000, "internal error")

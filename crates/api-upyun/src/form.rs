@@ -6,9 +6,10 @@
 //! when every check holds.
 
 use base64::Engine as _;
+use chuan_api_common::form::{FormError, FormReader};
 use chuan_api_common::RequestBody;
 use chuan_core::store::{now_ms, ObjectMeta};
-use chuan_core::PutTarget;
+use chuan_core::{CoreError, PutTarget, StageOptions};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -16,10 +17,16 @@ use serde_json::{json, Value};
 use crate::error::{UpyunError, UpyunResult};
 use crate::{constant_time_eq, sign, Resp, UpyunDialect};
 
-const MAX_FIELD: usize = 64 << 10;
-
 fn form_error(code: u32, msg: &str) -> UpyunError {
     UpyunError::coded(code, msg)
+}
+
+/// A form that is malformed or over the form limits (counted before any signature check).
+pub(crate) fn form_refused(e: FormError) -> UpyunError {
+    match e {
+        FormError::TooLarge(m) => form_error(41300001, &m),
+        FormError::Malformed(e) => form_error(40000001, &format!("malformed form: {e}")),
+    }
 }
 
 /// Expands `{year}{mon}{day}{hour}{min}{sec}{filename}{suffix}{.suffix}{filemd5}{random32}`.
@@ -51,23 +58,15 @@ impl UpyunDialect {
         let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let boundary = chuan_api_common::form::boundary(&ct)
             .ok_or_else(|| form_error(40000001, "multipart/form-data required"))?;
-        let mut form = chuan_api_common::form::reader(http_body_util::BodyDataStream::new(body), &boundary);
-        let malformed = |e: chuan_api_common::form::FormError| form_error(40000001, &format!("malformed form: {e}"));
+        let mut form = FormReader::new(http_body_util::BodyDataStream::new(body), &boundary);
         let mut fields: Vec<(String, String)> = Vec::new();
         loop {
-            let Some(mut field) = form.next_field().await.map_err(malformed)? else {
+            let Some(field) = form.next_field().await.map_err(form_refused)? else {
                 return Err(form_error(40000001, "the form has no file"));
             };
             let name = field.name().unwrap_or("").to_owned();
             if name != "file" {
-                let mut value = Vec::new();
-                while let Some(c) = field.chunk().await.map_err(malformed)? {
-                    value.extend_from_slice(&c);
-                    if value.len() > MAX_FIELD {
-                        return Err(form_error(40000001, "form field too large"));
-                    }
-                }
-                fields.push((name, String::from_utf8_lossy(&value).into_owned()));
+                fields.push((name, form.text(field).await.map_err(form_refused)?));
                 continue;
             }
             if field_value(&fields, "authorization").is_none() && field_value(&fields, "signature").is_some() {
@@ -110,17 +109,24 @@ impl UpyunDialect {
             let file_name = field.file_name().unwrap_or("").to_owned();
             let file_type = field.content_type().map(|m| m.to_string());
             self.engine.check_bucket(&p, bucket).await?;
-            let staged = self.engine.stage(field).await?;
-            while let Some(mut rest) = form.next_field().await.map_err(malformed)? {
-                while rest.chunk().await.map_err(malformed)?.is_some() {}
-            }
-            if let Some(range) = policy["content-length-range"].as_str() {
-                let (lo, hi) =
-                    range.split_once(',').ok_or_else(|| form_error(40000004, "content-length-range format error"))?;
-                let (lo, hi): (u64, u64) = (lo.trim().parse().unwrap_or(0), hi.trim().parse().unwrap_or(u64::MAX));
-                if staged.size < lo || staged.size > hi {
-                    return Err(form_error(40300004, "file size out of content-length-range"));
+            let (lo, hi) = match policy["content-length-range"].as_str() {
+                Some(range) => {
+                    let (lo, hi) = range
+                        .split_once(',')
+                        .ok_or_else(|| form_error(40000004, "content-length-range format error"))?;
+                    (lo.trim().parse().unwrap_or(0), hi.trim().parse().unwrap_or(u64::MAX))
                 }
+                None => (0, u64::MAX),
+            };
+            // The upper bound holds while the file streams in, not after it was all written.
+            let out_of_range = || form_error(40300004, "file size out of content-length-range");
+            let staged = match self.engine.stage_with(&p, field, StageOptions::at_most(hi)).await {
+                Err(CoreError::EntityTooLarge { .. }) => return Err(out_of_range()),
+                r => r?,
+            };
+            form.finish().await.map_err(form_refused)?;
+            if staged.size < lo {
+                return Err(out_of_range());
             }
             if policy["content-md5"].as_str().is_some_and(|m| !m.eq_ignore_ascii_case(&staged.digests.md5)) {
                 return Err(form_error(40000006, "Content-MD5 not match"));

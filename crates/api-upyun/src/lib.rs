@@ -157,7 +157,7 @@ impl UpyunDialect {
             let urlencoded =
                 header(&parts, "content-type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
             if urlencoded {
-                let raw = chuan_api_common::read_limited_boxed(body, 64 << 10)
+                let raw = chuan_api_common::read_limited(body, 64 << 10)
                     .await
                     .map_err(|_| UpyunError::bad("form too large"))?;
                 let fields = chuan_api_common::Query::parse_form(&raw).0;

@@ -98,7 +98,7 @@ impl UpyunDialect {
                     return Err(e);
                 }
             }
-            let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;
+            let staged = self.engine.stage(p, http_body_util::BodyDataStream::new(body)).await?;
             if header(parts, "content-md5").is_some_and(|m| !m.eq_ignore_ascii_case(&staged.digests.md5)) {
                 return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"));
             }

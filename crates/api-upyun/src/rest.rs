@@ -43,7 +43,7 @@ impl UpyunDialect {
     ) -> UpyunResult<Resp> {
         chuan_core::names::validate_key(key)?;
         self.engine.check_access(p, Op::Write, bucket, key).await?;
-        let staged = self.engine.stage(http_body_util::BodyDataStream::new(body)).await?;
+        let staged = self.engine.stage(p, http_body_util::BodyDataStream::new(body)).await?;
         if header(parts, "content-md5").is_some_and(|m| !m.eq_ignore_ascii_case(&staged.digests.md5)) {
             return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"));
         }

@@ -2,7 +2,8 @@
 //! and the admin API.
 //!
 //! The admin API takes HTTP Basic auth with a root access key and secret (`curl -u AK:SK`);
-//! the native API takes any tenant's S3 key pair the same way. Use them over loopback or
+//! the native API takes any tenant's S3 key pair the same way. Metrics take the root key pair
+//! or the metrics token (`Authorization: Bearer`, `--metrics-token`); only health is open. Use them over loopback or
 //! behind TLS.
 
 use base64::Engine as _;
@@ -10,7 +11,6 @@ use bytes::Bytes;
 use chuan_core::store::CredentialKind;
 use chuan_core::{CredentialSpec, Engine, Principal};
 use http::{Method, Response, StatusCode};
-use http_body_util::BodyExt;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -75,24 +75,42 @@ async fn basic_principal(engine: &Engine, headers: &http::HeaderMap) -> Option<P
 }
 
 /// Handles a request whose path starts with `/_chuan/`.
-pub async fn handle(state: &crate::dispatch::State, req: http::Request<hyper::body::Incoming>) -> Resp {
+pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api_common::RequestBody>) -> Resp {
     let engine = &state.engine;
     let (parts, body) = req.into_parts();
     let (method, path, query, headers) = (&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers);
     match (method, path) {
         (&Method::GET | &Method::HEAD, "/_chuan/health") => return respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/_chuan/metrics") => {
+            // Operators' numbers: the root key pair (HTTP Basic) or the metrics token (Bearer).
+            let bearer = headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .map(str::trim);
+            let token_ok = match (bearer, &state.metrics_token) {
+                (Some(b), Some(t)) => chuan_core::constant_time_eq(b.as_bytes(), t.as_bytes()),
+                _ => false,
+            };
+            if !token_ok && !basic_principal(engine, headers).await.is_some_and(|p| p.is_admin()) {
+                return unauthorized("metrics need the root key pair (HTTP Basic) or the metrics token (Bearer)");
+            }
             return respond(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 engine.metrics.render(),
-            )
+            );
         }
         _ => {}
     }
-    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large or unreadable"),
+    let body = match chuan_api_common::read_limited(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(chuan_api_common::ReadError::TooLarge) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is larger than 64 KiB")
+        }
+        Err(chuan_api_common::ReadError::Io(e)) => {
+            return error(StatusCode::BAD_REQUEST, &format!("the request body could not be read: {e}"))
+        }
     };
     let Some(p) = basic_principal(engine, headers).await else {
         return unauthorized("credentials required (HTTP Basic: access key and secret)");

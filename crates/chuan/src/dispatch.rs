@@ -17,6 +17,8 @@
 use chuan_core::Engine;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 
+use chuan_api_common::RequestBody;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 
@@ -32,6 +34,10 @@ pub struct State {
     pub cos: chuan_api_cos::CosDialect,
     /// The S3 dialect's virtual-host base domains (other hosts name UFile buckets).
     pub s3_domains: Vec<String>,
+    /// What every request body must deliver while the server waits for it.
+    pub body_rule: crate::limits::BodyRule,
+    /// A bearer token that may read `/_chuan/metrics` (besides the root key pair).
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +165,7 @@ fn has_first_form_field(peeked: &[u8]) -> bool {
 /// Routes a form POST by its first field: an S3 POST Object form starts with one of S3's
 /// fields (`key`, `policy`, `x-amz-*`...); anything else (the UFile SDK starts with
 /// `FileName`) is a UFile form. At most 8 KiB is read ahead, then replayed to the dialect.
-async fn form_post(state: &State, req: Request<Incoming>) -> Response<chuan_api_common::Body> {
+async fn form_post(state: &State, req: Request<RequestBody>) -> Response<chuan_api_common::Body> {
     let (parts, body) = req.into_parts();
     let (peeked, rest) = match chuan_api_common::peek(body, 8 << 10, has_first_form_field).await {
         Ok(p) => p,
@@ -205,15 +211,20 @@ fn is_bucket_host(host: &str, s3_domains: &[String]) -> bool {
 /// A Tencent COS download (`GET <bucket>-<appid>.<host>/<path>`): an unsigned-by-S3 read on
 /// a host whose first label names a bucket of a known appid (checked in the MetaStore, so an
 /// S3 bucket that merely looks like `<name>-<digits>` stays S3's).
-async fn cos_download<B>(state: &State, req: &Request<B>) -> Option<(String, String)> {
-    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD)
-        || req.uri().path().starts_with("/_chuan/")
-        || req.headers().contains_key(http::header::AUTHORIZATION)
-        || req.uri().query().is_some_and(|q| q.contains("X-Amz-") || q.contains("AWSAccessKeyId="))
+async fn cos_download(
+    state: &State,
+    method: &http::Method,
+    uri: &Uri,
+    headers: &http::HeaderMap,
+) -> Option<(String, String)> {
+    if !matches!(*method, http::Method::GET | http::Method::HEAD)
+        || uri.path().starts_with("/_chuan/")
+        || headers.contains_key(http::header::AUTHORIZATION)
+        || uri.query().is_some_and(|q| q.contains("X-Amz-") || q.contains("AWSAccessKeyId="))
     {
         return None;
     }
-    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok())?;
+    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok())?;
     chuan_api_cos::download_host(host)?;
     state.cos.download_target(host).await
 }
@@ -235,25 +246,27 @@ fn normalise_target<B>(req: &mut Request<B>) {
 
 pub async fn handle(
     state: Arc<State>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Result<Response<chuan_api_common::Body>, std::convert::Infallible> {
     state.engine.metrics.http_requests.inc();
+    // Every body is held to the progress rule, whichever dialect reads it.
+    let mut req = req.map(|b| crate::limits::TimedBody::new(b, state.body_rule).boxed_unsync());
     normalise_target(&mut req);
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0");
-    if let Some((bucket, appid)) = cos_download(&state, &req).await {
-        return Ok(state.cos.download(req.map(chuan_api_common::boxed), &bucket, &appid).await);
+    if let Some((bucket, appid)) = cos_download(&state, req.method(), req.uri(), req.headers()).await {
+        return Ok(state.cos.download(req, &bucket, &appid).await);
     }
     let resp = match classify(req.uri(), req.headers(), &state.s3_domains) {
         Dialect::Chuan => admin::handle(&state, req).await,
         Dialect::S3 => state.s3.handle(req).await.map(chuan_api_common::boxed),
         Dialect::Adrive => state.adrive.handle(req).await,
-        Dialect::Ufile => state.ufile.handle(req.map(chuan_api_common::boxed)).await,
-        Dialect::Iot => state.iot.handle(req.map(chuan_api_common::boxed)).await,
-        Dialect::Upyun => state.upyun.handle(req.map(chuan_api_common::boxed)).await,
-        Dialect::UfileManagement => state.ufile.handle_management(req.map(chuan_api_common::boxed)).await,
+        Dialect::Ufile => state.ufile.handle(req).await,
+        Dialect::Iot => state.iot.handle(req).await,
+        Dialect::Upyun => state.upyun.handle(req).await,
+        Dialect::UfileManagement => state.ufile.handle_management(req).await,
         Dialect::FormPost => form_post(&state, req).await,
-        Dialect::Cos => state.cos.handle(req.map(chuan_api_common::boxed)).await,
+        Dialect::Cos => state.cos.handle(req).await,
     };
     let mut resp = resp;
     // An error answered before the body was read (often with `Expect: 100-continue` never

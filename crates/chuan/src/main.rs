@@ -8,6 +8,7 @@ mod admin;
 mod callbacks;
 mod dispatch;
 mod host;
+mod limits;
 mod native;
 mod server;
 mod setup;
@@ -46,6 +47,8 @@ enum Command {
         /// Seconds an unreferenced blob is kept before garbage collection frees it.
         #[arg(long, default_value_t = 900)]
         gc_grace_secs: u64,
+        #[command(flatten)]
+        limits: limits::ServeLimits,
     },
     /// Print logical vs physical usage of a data directory.
     Stats {
@@ -139,8 +142,8 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve { data, listen, domains, gc_grace_secs } => {
-                server::serve(server::ServeOptions { data: data.data, listen, domains, gc_grace_secs }).await
+            Command::Serve { data, listen, domains, gc_grace_secs, limits } => {
+                server::serve(server::ServeOptions { data: data.data, listen, domains, gc_grace_secs, limits }).await
             }
             Command::Stats { data } => {
                 let engine = setup::open_engine(&data.data, Default::default())?;

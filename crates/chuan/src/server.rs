@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::dispatch::{self, State};
 use crate::host::BaseDomains;
+use crate::limits::{AcceptBackoff, ConnectionGate, ServeLimits};
 use crate::setup;
 
 pub struct ServeOptions {
@@ -19,6 +20,7 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub domains: Vec<String>,
     pub gc_grace_secs: u64,
+    pub limits: ServeLimits,
 }
 
 /// POST Object bodies are buffered by s3s to check the policy's content-length-range;
@@ -26,7 +28,13 @@ pub struct ServeOptions {
 const POST_OBJECT_MAX_BYTES: u64 = 64 << 20;
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    let mut config = EngineConfig { gc_grace: Duration::from_secs(opts.gc_grace_secs), ..Default::default() };
+    let limits = opts.limits.clone();
+    let mut config = EngineConfig {
+        gc_grace: Duration::from_secs(opts.gc_grace_secs),
+        fairness: limits.fairness(),
+        ..Default::default()
+    };
+    chuan_api_common::form::set_limits(limits.form_limits());
     if let Some(ttl) = env_secs("CHUAN_CHALLENGE_TTL_SECS") {
         config.challenge_ttl = ttl;
     }
@@ -83,6 +91,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         upyun: chuan_api_upyun::UpyunDialect::new(engine.clone()),
         cos: chuan_api_cos::CosDialect::new(engine.clone(), std::env::var("CHUAN_COS_DOWNLOAD_DOMAIN").ok()),
         s3_domains: opts.domains.clone(),
+        body_rule: limits.body_rule(),
+        metrics_token: limits.metrics_token.clone().filter(|t| !t.is_empty()),
     });
 
     let background = spawn_background(engine.clone());
@@ -90,24 +100,52 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let scale = std::env::var("CHUAN_CALLBACK_BACKOFF_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
     let callbacks = crate::callbacks::spawn(engine.clone(), scale);
 
+    let open_files = crate::limits::raise_open_file_limit();
+    let max_connections = limits.connections(open_files);
+    let gate = ConnectionGate::new(max_connections);
+    let mut backoff = AcceptBackoff::default();
+    let mut http = http1::Builder::new();
+    http.keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_secs.max(1)))
+        .max_header_size(limits.max_header_bytes.max(1024));
+
     let listener = TcpListener::bind(opts.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, data = %opts.data.display(), "chuan is serving");
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        data = %opts.data.display(),
+        max_connections,
+        open_files,
+        "chuan is serving"
+    );
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                let (stream, peer) = match accepted {
+                    Ok(s) => { backoff.succeeded(); s }
+                    Err(e) => {
+                        // Out of descriptors (or another transient failure): wait, don't spin.
+                        tokio::time::sleep(backoff.failed(&e)).await;
+                        continue;
+                    }
+                };
+                let Some(permit) = gate.admit() else {
+                    gate.refuse(stream);
+                    continue;
                 };
                 // Small responses must not wait for delayed ACKs (Nagle).
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
-                let svc = hyper::service::service_fn(move |req| dispatch::handle(state.clone(), req));
-                let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+                let client = peer.ip();
+                let svc = hyper::service::service_fn(move |req| {
+                    chuan_core::with_client(client, dispatch::handle(state.clone(), req))
+                });
+                let conn = http.serve_connection(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }

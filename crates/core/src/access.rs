@@ -71,6 +71,7 @@ impl Scope {
 #[derive(Debug, Default)]
 struct RequestState {
     charged: AtomicBool,
+    admitted: AtomicBool,
 }
 
 /// Who is asking, for one request. Resolved afresh for every request (a revoked or expired
@@ -84,6 +85,8 @@ pub struct Principal {
     pub(crate) kind: Option<CredentialKind>,
     pub(crate) admin: bool,
     pub(crate) scope: Option<Scope>,
+    /// The address the request came from (set by the listener; `None` in-process).
+    client: Option<std::net::IpAddr>,
     request: Arc<RequestState>,
 }
 
@@ -97,7 +100,8 @@ impl Principal {
         admin: bool,
         scope: Option<Scope>,
     ) -> Self {
-        Self { tenant, access_key, kind, admin, scope, request: Default::default() }
+        let client = crate::throttle::current_client();
+        Self { tenant, access_key, kind, admin, scope, client, request: Default::default() }
     }
 
     /// A tenant-wide principal, for trusted in-process callers (tests, tools). Dialects get
@@ -150,8 +154,18 @@ impl Principal {
         self.scope.as_ref()
     }
 
+    /// The client's address, when the request came over the network.
+    pub fn client(&self) -> Option<std::net::IpAddr> {
+        self.client
+    }
+
     pub fn is_anonymous(&self) -> bool {
         self.tenant.is_empty() && self.kind.is_none() && self.access_key == ANONYMOUS
+    }
+
+    /// Marks this request admitted (rate-limited); `true` the first time.
+    pub(crate) fn first_admission(&self) -> bool {
+        !self.request.admitted.swap(true, Ordering::SeqCst)
     }
 
     /// Marks this request metered; `true` the first time.
@@ -196,6 +210,7 @@ impl Engine {
         if p.is_anonymous() && op != Op::Read {
             return Err(CoreError::AccessDenied);
         }
+        self.throttle(p)?;
         let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
         if p.is_anonymous() {
             // Object reads decide with the object (`read_access`); here the bucket must be public.
@@ -213,6 +228,7 @@ impl Engine {
         if p.is_anonymous() || p.scope.as_ref().is_some_and(|s| !s.allows_bucket(bucket)) {
             return Err(CoreError::AccessDenied);
         }
+        self.throttle(p)?;
         let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
         if b.tenant != p.tenant && !p.admin {
             return Err(CoreError::AccessDenied);
@@ -234,6 +250,7 @@ impl Engine {
         if !p.is_anonymous() {
             return self.admit(p, Op::Read, bucket, key).await;
         }
+        self.throttle(p)?;
         let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
         let public = match obj.map(|o| o.meta.access) {
             Some(ObjectAccess::PublicRead) => true,
@@ -262,7 +279,7 @@ impl Engine {
         if p.scope.is_some() || p.is_anonymous() {
             return Err(CoreError::AccessDenied);
         }
-        Ok(())
+        self.throttle(p)
     }
 
     /// Checks that the bucket exists, the principal may use it and the owner's request

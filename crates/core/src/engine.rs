@@ -23,6 +23,8 @@ pub struct EngineConfig {
     /// Lifetimes of upload sessions by kind, overriding the kinds' defaults (see
     /// [`crate::uploads::default_ttl`]); a kind mapped to `None` never expires.
     pub upload_ttls: Vec<(UploadKind, Option<Duration>)>,
+    /// Request rates, concurrent uploads and probes per tenant (`throttle.rs`).
+    pub fairness: crate::throttle::FairnessConfig,
 }
 
 impl Default for EngineConfig {
@@ -33,6 +35,7 @@ impl Default for EngineConfig {
             region: "us-east-1".into(),
             challenge_ttl: Duration::from_secs(60),
             upload_ttls: Vec::new(),
+            fairness: Default::default(),
         }
     }
 }
@@ -60,7 +63,9 @@ pub struct Engine {
     pub(crate) meta: Arc<dyn MetaStore>,
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) locks: BlobLocks,
-    pub(crate) limiter: crate::instant::ProbeLimiter,
+    pub(crate) requests: crate::throttle::RateLimiter,
+    pub(crate) probes: crate::throttle::RateLimiter,
+    pub(crate) uploads: crate::throttle::UploadSlots,
     pub(crate) meter: crate::metering::Meter,
     /// Bucket records read in the last moments: every request needs its bucket's owner and
     /// visibility, which change rarely. Changes made on this node invalidate at once; other
@@ -82,8 +87,12 @@ impl Engine {
             meta,
             blobs,
             locks: BlobLocks::new(),
-            // Existence probes: bursts of 50, 20 a second sustained, per access key.
-            limiter: crate::instant::ProbeLimiter::new(50.0, 20.0),
+            requests: crate::throttle::RateLimiter::new(
+                config.fairness.request_burst,
+                config.fairness.requests_per_sec,
+            ),
+            probes: crate::throttle::RateLimiter::new(config.fairness.probe_burst, config.fairness.probes_per_sec),
+            uploads: Default::default(),
             meter: Default::default(),
             buckets: Default::default(),
             url_key: Default::default(),
@@ -123,9 +132,6 @@ impl Engine {
         let id = staged.digests.sha256.clone();
         let _guard = self.locks.lock(&id).await;
         let existed = self.blobs.size(&id)?.is_some();
-        if existed {
-            self.metrics.dedup_hits.inc();
-        }
         let blobs = self.blobs.clone();
         let temp = staged.temp;
         let pid = id.clone();

@@ -62,6 +62,12 @@ pub enum CoreError {
     InvalidArgument(String),
     #[error("request body stream failed: {0}")]
     Body(String),
+    /// The body made too little progress and was cut off ([`BodyStalled`]).
+    #[error("the request body arrived too slowly and was cut off")]
+    RequestTimeout,
+    /// The body is larger than the operation allows.
+    #[error("the body is larger than the {limit} bytes allowed here")]
+    EntityTooLarge { limit: u64 },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("internal error: {0}")]
@@ -69,6 +75,13 @@ pub enum CoreError {
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
+
+/// The error a request body stream ends with when the client stopped sending (or sent too
+/// slowly) and the listener cut it off. [`crate::Engine::stage`] answers it as
+/// [`CoreError::RequestTimeout`], found anywhere in the error's source chain.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body made too little progress and was cut off")]
+pub struct BodyStalled;
 
 impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {

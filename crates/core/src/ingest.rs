@@ -1,25 +1,33 @@
 //! The write path: one pass over the body that writes a temporary blob and feeds every hasher.
 //!
-//! Stages connected by small bounded channels, so memory stays at a few chunks whatever the
-//! body size: the async pump (reads the request body), a blocking writer thread (file write,
-//! SHA-256, CRCs, periodic write-back), and blocking MD5 and SHA-1 threads (the two slowest
-//! hashes; see `hash.rs` for the figures). When the body
-//! ends the writer fsyncs the file; the blob is still invisible until a commit renames it into
-//! place and records it in metadata.
+//! The async pump reads the request body and gathers its chunks into batches of
+//! [`BATCH_BYTES`]; three stages take each batch through small bounded channels: the writer
+//! (file write, SHA-256, CRCs, periodic write-back), MD5 and SHA-1 (the two slowest hashes; see
+//! `hash.rs` for the figures), so the three run in parallel. Each stage hands one batch at a
+//! time to the blocking pool as a short job and gets its state back: a body that stalls (a
+//! slow or stuck client) holds memory for at most a few batches and **no thread**, so stalled
+//! uploads cannot starve anyone else's work. The last batch of a complete body is written and
+//! fsynced in one job; the blob is still invisible until a commit renames it into place and
+//! records it in metadata.
 
 use bytes::Bytes;
 use chuan_store::{BlobStore, Digests, TempBlob};
 use futures::{Stream, StreamExt};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
-use crate::error::{CoreError, CoreResult};
+use crate::error::{BodyStalled, CoreError, CoreResult};
 use crate::hash::{ufile_etag_single, BlockSha1, MainHasher, Md5Hasher, Sha1Hasher};
 
-/// Chunks in flight between stages.
-const CHANNEL_DEPTH: usize = 8;
+/// Bytes gathered before a batch goes to the stages.
+const BATCH_BYTES: usize = 256 << 10;
+/// Batches queued for each stage (memory per upload: about `(2 + depth) * BATCH_BYTES`).
+const CHANNEL_DEPTH: usize = 2;
 /// Start kernel write-back every this many bytes so the final fsync has little left to do.
 const WRITEBACK_EVERY: usize = 32 << 20;
+
+/// The errors a request body stream may end with.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body written to an invisible, durable temporary blob, with all its digests.
 /// Dropping it removes the temporary file.
@@ -37,6 +45,16 @@ pub struct StageOptions {
     /// Also hash 4 MiB blocks for the UFile ETag of content larger than one block (an extra
     /// SHA-1 pass, so only dialects that answer with that ETag ask for it).
     pub ufile_blocks: bool,
+    /// The most bytes the body may have: past it the body is refused while streaming
+    /// ([`CoreError::EntityTooLarge`]), before anything more is written.
+    pub max_size: Option<u64>,
+}
+
+impl StageOptions {
+    /// No more than `limit` bytes.
+    pub fn at_most(limit: u64) -> Self {
+        Self { max_size: Some(limit), ..Self::default() }
+    }
 }
 
 impl Staged {
@@ -53,108 +71,148 @@ impl std::fmt::Debug for Staged {
     }
 }
 
-/// Marks the stage as abandoned if the pump does not reach the end (error, or the request
-/// future dropped because the client went away), so the writer skips the fsync.
-struct AbandonGuard {
-    abandoned: Arc<AtomicBool>,
-    finished: bool,
-}
+/// A batch of the body's chunks, and whether it ends a complete body.
+type Batch = (Arc<Vec<Bytes>>, bool);
 
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.abandoned.store(true, Ordering::SeqCst);
-        }
+/// Runs `step` on the blocking pool for each batch received, threading `state` through.
+async fn run_stage<T: Send + 'static>(
+    mut rx: mpsc::Receiver<Batch>,
+    mut state: T,
+    step: impl Fn(&mut T, &[Bytes], bool) -> CoreResult<()> + Send + Sync + Clone + 'static,
+) -> CoreResult<T> {
+    while let Some((batch, last)) = rx.recv().await {
+        let step = step.clone();
+        state = tokio::task::spawn_blocking(move || {
+            step(&mut state, &batch, last)?;
+            Ok::<_, CoreError>(state)
+        })
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))??;
     }
+    Ok(state)
 }
 
+/// The body went past [`StageOptions::max_size`].
+#[derive(Debug, thiserror::Error)]
+#[error("the body is larger than {0} bytes")]
+struct TooLarge(u64);
+
+/// Whether `e` (or an error it wraps) is a stalled body's.
+fn is_stalled(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<BodyStalled>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Streams `body` into a new temporary blob, computing every digest on the way.
+///
+/// Errors: `RequestTimeout` when the body stream ended with [`BodyStalled`], `Body` for any
+/// other body error, `Io` when the disk refuses. Nothing stays behind on error.
 pub async fn stage<S, E>(blobs: &dyn BlobStore, body: S, options: StageOptions) -> CoreResult<Staged>
 where
     S: Stream<Item = Result<Bytes, E>> + Send,
-    E: std::fmt::Display,
+    E: Into<BodyError>,
 {
     let temp = blobs.create_temp()?;
-    let abandoned = Arc::new(AtomicBool::new(false));
-    let mut guard = AbandonGuard { abandoned: abandoned.clone(), finished: false };
+    let (w_tx, w_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
+    let (m_tx, m_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
+    let (s_tx, s_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let (md5_tx, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let (sha1_tx, mut sha1_rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-
-    let md5_task = tokio::task::spawn_blocking(move || {
-        let mut h = Md5Hasher::default();
-        while let Some(b) = md5_rx.blocking_recv() {
-            h.update(&b);
-        }
-        h.finish_hex()
-    });
-    let sha1_task = tokio::task::spawn_blocking(move || {
-        let mut h = Sha1Hasher::default();
-        let mut blocks = options.ufile_blocks.then(BlockSha1::default);
-        while let Some(b) = sha1_rx.blocking_recv() {
-            h.update(&b);
-            if let Some(blocks) = &mut blocks {
-                blocks.update(&b);
+    let writer = run_stage(
+        w_rx,
+        (temp, MainHasher::default(), 0usize),
+        |(temp, h, since): &mut (TempBlob, MainHasher, usize), batch: &[Bytes], last: bool| {
+            for b in batch {
+                h.update(b);
+                temp.write_all(b)?;
+                *since += b.len();
             }
-        }
-        (h.finish_hex(), blocks.map(BlockSha1::finish_etag))
-    });
-    let writer_abandoned = abandoned.clone();
-    let write_task = tokio::task::spawn_blocking(move || -> CoreResult<(TempBlob, MainHasher)> {
-        let mut temp = temp;
-        let mut h = MainHasher::default();
-        let mut since_writeback = 0usize;
-        while let Some(b) = rx.blocking_recv() {
-            if md5_tx.blocking_send(b.clone()).is_err() || sha1_tx.blocking_send(b.clone()).is_err() {
-                return Err(CoreError::Internal("hasher thread stopped".into()));
-            }
-            h.update(&b);
-            temp.write_all(&b)?;
-            since_writeback += b.len();
-            if since_writeback >= WRITEBACK_EVERY {
+            if last {
+                temp.sync()?;
+            } else if *since >= WRITEBACK_EVERY {
                 temp.start_writeback();
-                since_writeback = 0;
+                *since = 0;
             }
-        }
-        drop(md5_tx);
-        drop(sha1_tx);
-        if writer_abandoned.load(Ordering::SeqCst) {
-            return Err(CoreError::IncompleteBody);
-        }
-        temp.sync()?;
-        Ok((temp, h))
+            Ok(())
+        },
+    );
+    let md5 = run_stage(m_rx, Md5Hasher::default(), |h: &mut Md5Hasher, batch: &[Bytes], _| {
+        batch.iter().for_each(|b| h.update(b));
+        Ok(())
     });
-
-    let mut body = std::pin::pin!(body);
-    let mut failure = None;
-    while let Some(chunk) = body.next().await {
-        match chunk {
-            Ok(b) if b.is_empty() => {}
-            Ok(b) => {
-                if tx.send(b).await.is_err() {
-                    break; // the writer failed; its error is reported below
+    let sha1 = run_stage(
+        s_rx,
+        (Sha1Hasher::default(), options.ufile_blocks.then(BlockSha1::default)),
+        |(h, blocks): &mut (Sha1Hasher, Option<BlockSha1>), batch: &[Bytes], _| {
+            for b in batch {
+                h.update(b);
+                if let Some(blocks) = blocks {
+                    blocks.update(b);
                 }
             }
-            Err(e) => {
-                failure = Some(e.to_string());
-                break;
+            Ok(())
+        },
+    );
+
+    // The pump: `Ok(true)` when the body ended and the last batch was sent, `Ok(false)` when a
+    // stage stopped taking batches (its error is reported), `Err` when the body failed.
+    let pump = async move {
+        let txs = [w_tx, m_tx, s_tx];
+        let send = |batch: Vec<Bytes>, last: bool| {
+            let batch = Arc::new(batch);
+            let txs = &txs;
+            async move {
+                for tx in txs {
+                    if tx.send((batch.clone(), last)).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            }
+        };
+        let mut body = std::pin::pin!(body);
+        let (mut batch, mut gathered, mut total) = (Vec::new(), 0usize, 0u64);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(Into::into)?;
+            if chunk.is_empty() {
+                continue;
+            }
+            total += chunk.len() as u64;
+            if let Some(limit) = options.max_size.filter(|l| total > *l) {
+                return Err(Box::new(TooLarge(limit)) as BodyError);
+            }
+            gathered += chunk.len();
+            batch.push(chunk);
+            if gathered >= BATCH_BYTES {
+                if !send(std::mem::take(&mut batch), false).await {
+                    return Ok(false);
+                }
+                gathered = 0;
             }
         }
-    }
-    if failure.is_none() {
-        guard.finished = true;
-    }
-    drop(guard);
-    drop(tx);
+        Ok::<bool, BodyError>(send(batch, true).await)
+    };
 
-    let written = write_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
-    let md5 = md5_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
-    let (sha1, block_etag) = sha1_task.await.map_err(|e| CoreError::Internal(e.to_string()))?;
-    if let Some(msg) = failure {
-        return Err(CoreError::Body(msg));
+    let (pumped, written, md5, sha1) = tokio::join!(pump, writer, md5, sha1);
+    match pumped {
+        Err(e) if is_stalled(e.as_ref()) => return Err(CoreError::RequestTimeout),
+        Err(e) if e.is::<TooLarge>() => {
+            let limit = e.downcast_ref::<TooLarge>().map_or(0, |t| t.0);
+            return Err(CoreError::EntityTooLarge { limit });
+        }
+        Err(e) => return Err(CoreError::Body(e.to_string())),
+        Ok(_) => {}
     }
-    let (temp, main) = written?;
+    let (temp, main, _) = written?;
+    let md5 = md5?.finish_hex();
+    let (sha1, blocks) = sha1?;
+    let sha1 = sha1.finish_hex();
     let size = temp.len();
-    let ufile_etag = ufile_etag_single(size, &sha1).or(block_etag);
+    let ufile_etag = ufile_etag_single(size, &sha1).or_else(|| blocks.map(BlockSha1::finish_etag));
     Ok(Staged { temp, size, digests: main.finish(md5, sha1), ufile_etag })
 }

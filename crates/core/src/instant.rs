@@ -11,15 +11,14 @@
 //!   hash over server-chosen ranges with a single-use nonce ([`Possession::Mac`], Chuan's
 //!   native challenge);
 //! * every other case is a miss, answered exactly like unknown content, and probes are
-//!   rate-limited per principal.
+//!   rate-limited per tenant and per client address (`throttle.rs`).
 
 use chuan_store::{ContentRecord, ContentSource, GrantKind, ObjectRecord};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::access::{Op, Principal};
 use crate::engine::{write_error, Engine};
@@ -53,6 +52,20 @@ impl HeldContent {
     pub fn content_id(&self) -> i64 {
         self.0
     }
+}
+
+/// How long every instant-upload lookup takes at least, hit or miss. A miss on content another
+/// tenant holds reads its bytes to check a proof, a miss on unknown content reads nothing; both
+/// answer after this floor, so the time taken does not tell them apart (measured by
+/// `tests/compat/test_hardening.py::test_claim_timing_does_not_reveal_content`).
+const LOOKUP_FLOOR: Duration = Duration::from_millis(10);
+
+/// Runs `f`, then waits until `LOOKUP_FLOOR` has passed since it started.
+async fn at_least_floor<F: std::future::Future>(f: F) -> F::Output {
+    let deadline = tokio::time::Instant::now() + LOOKUP_FLOOR;
+    let out = f.await;
+    tokio::time::sleep_until(deadline).await;
+    out
 }
 
 /// Pending contents of one size settled by a lookup at most (the probe limit bounds how often).
@@ -91,44 +104,21 @@ pub enum ChallengeOutcome {
     Unknown,
 }
 
-/// Per-principal token bucket for existence probes.
-pub(crate) struct ProbeLimiter {
-    buckets: parking_lot::Mutex<HashMap<String, (f64, Instant)>>,
-    burst: f64,
-    per_sec: f64,
-}
-
-impl ProbeLimiter {
-    pub(crate) fn new(burst: f64, per_sec: f64) -> Self {
-        Self { buckets: Default::default(), burst, per_sec }
-    }
-
-    fn allow(&self, who: &str) -> bool {
-        let mut map = self.buckets.lock();
-        let now = Instant::now();
-        if map.len() > 100_000 {
-            map.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(60));
-        }
-        let (tokens, last) = map.entry(who.to_owned()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_sec).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 impl Engine {
-    /// Counts one existence probe against the principal; `SlowDown` when over the limit.
-    pub fn probe(&self, p: &Principal) -> CoreResult<()> {
-        if self.limiter.allow(&p.access_key) {
-            Ok(())
-        } else {
-            Err(CoreError::SlowDown)
+    /// Content with this digest and size that the principal could read already (see
+    /// [`Engine::own_content_now`]), for a claim by digest alone (Aliyun Drive's `pre_hash`).
+    /// Counted as a probe; over the probe limit it is a miss, like any other.
+    pub async fn own_content(
+        &self,
+        p: &Principal,
+        algo: &str,
+        digest: &str,
+        size: u64,
+    ) -> CoreResult<Option<HeldContent>> {
+        if self.probe(p).is_err() {
+            return Ok(None);
         }
+        at_least_floor(self.own_content_now(p, algo, digest, size)).await
     }
 
     /// Content with this digest and size that the principal could read already: held by its
@@ -136,7 +126,7 @@ impl Engine {
     /// anonymous) holds nothing. Contents of that size whose digests the background job has
     /// not computed yet (just assembled from parts, or larger than one UFile block) are
     /// settled first, so a hit does not depend on the job's timing.
-    pub async fn own_content(
+    pub(crate) async fn own_content_now(
         &self,
         p: &Principal,
         algo: &str,
@@ -157,7 +147,8 @@ impl Engine {
         Ok(self.meta.find_held_content(&p.tenant, algo, digest, size, &within).await?.map(HeldContent))
     }
 
-    /// Content the principal may claim by digest, or `None` (a miss, whatever the reason).
+    /// Content the principal may claim by digest, or `None` (a miss, whatever the reason: not
+    /// held, not proven, or over the probe limit). Takes the same time either way.
     pub async fn claimable_content(
         &self,
         p: &Principal,
@@ -166,11 +157,16 @@ impl Engine {
         size: u64,
         proof: &Possession,
     ) -> CoreResult<Option<HeldContent>> {
-        self.probe(p)?;
-        if let Some(held) = self.own_content(p, algo, digest, size).await? {
-            return Ok(Some(held));
+        if self.probe(p).is_err() {
+            return Ok(None);
         }
-        self.proven_content(algo, digest, size, proof).await
+        at_least_floor(async {
+            if let Some(held) = self.own_content_now(p, algo, digest, size).await? {
+                return Ok(Some(held));
+            }
+            self.proven_content(algo, digest, size, proof).await
+        })
+        .await
     }
 
     /// Content of anyone's with this digest that `proof` proves the caller holds.
@@ -256,7 +252,7 @@ impl Engine {
         self.probe(p)?;
         self.charge_request(p, &b).await?;
         let sha256 = sha256.to_ascii_lowercase();
-        let own = self.own_content(p, "sha256", &sha256, size).await?.is_some();
+        let own = at_least_floor(self.own_content_now(p, "sha256", &sha256, size)).await?.is_some();
         let (ranges, nonce) = {
             let mut rng = rand::thread_rng();
             let len = CHALLENGE_RANGE_BYTES.min(size);
@@ -309,11 +305,14 @@ impl Engine {
             None => Possession::None,
         };
         // Probes were counted when the challenge was issued.
-        let content = match self.own_content(p, "sha256", &c.sha256, c.size).await? {
-            Some(id) => Some(id),
-            None if c.proof_required => self.proven_content("sha256", &c.sha256, c.size, &proof).await?,
-            None => None,
-        };
+        let content = at_least_floor(async {
+            Ok::<_, CoreError>(match self.own_content_now(p, "sha256", &c.sha256, c.size).await? {
+                Some(id) => Some(id),
+                None if c.proof_required => self.proven_content("sha256", &c.sha256, c.size, &proof).await?,
+                None => None,
+            })
+        })
+        .await?;
         let Some(held) = content else { return Ok(ChallengeOutcome::Miss) };
         let target = PutTarget::new(&c.bucket, &c.key);
         Ok(ChallengeOutcome::Hit(self.instant_put(p, target, held, None).await?))

@@ -34,6 +34,7 @@ mod maintenance;
 mod metering;
 mod metrics;
 mod objects;
+mod throttle;
 mod uploads;
 
 /// The records the engine speaks in, re-exported from `chuan-store`. The store traits are
@@ -48,7 +49,7 @@ pub mod store {
 
 pub use access::{Op, Principal, Scope};
 pub use engine::{Engine, EngineConfig};
-pub use error::{CoreError, CoreResult};
+pub use error::{BodyStalled, CoreError, CoreResult};
 pub use grants::Redeemed;
 pub use identity::{
     new_access_key, new_secret, validate_tenant, AliasKind, Credential, CredentialSpec, CredentialUpdate, KEY_PAIRS,
@@ -60,6 +61,7 @@ pub use maintenance::GcReport;
 pub use metering::{day_of, Quota};
 pub use metrics::Metrics;
 pub use objects::{PutTarget, MAX_DELETE_BATCH};
+pub use throttle::{with_client, FairnessConfig, UploadSlot};
 pub use uploads::{default_ttl, Claim, Completed, Completion, NewUpload, PartList, MAX_PARTS};
 
 /// Compares secrets without leaking, through timing, where they first differ.

@@ -1,4 +1,9 @@
-//! Counters the engine keeps, rendered as Prometheus text by the binary.
+//! Counters the engine keeps, rendered as Prometheus text by the binary (for the root key pair
+//! or the metrics token only).
+//!
+//! No counter moves differently for content another tenant holds than for unknown content:
+//! there is no per-write deduplication counter (the savings are in `chuan stats` and
+//! `/_chuan/admin/stats`), and proof-of-possession reads are not served bytes.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -11,7 +16,6 @@ pub struct Metrics {
     pub objects_committed: Counter,
     pub parts_committed: Counter,
     pub uploads_rejected: Counter,
-    pub dedup_hits: Counter,
     pub bytes_served: Counter,
     pub blobs_freed: Counter,
     pub temps_swept: Counter,
@@ -43,7 +47,6 @@ impl Metrics {
             "Uploads refused after staging (digest mismatch, precondition)",
             self.uploads_rejected.clone(),
         );
-        reg.register("dedup_hits", "Writes whose bytes were already stored", self.dedup_hits.clone());
         reg.register("served_bytes", "Bytes sent to clients", self.bytes_served.clone());
         reg.register("blobs_freed", "Unreferenced blobs removed by GC", self.blobs_freed.clone());
         reg.register("temps_swept", "Stale temporary files removed", self.temps_swept.clone());

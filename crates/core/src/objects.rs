@@ -35,20 +35,24 @@ impl Engine {
     /// Phase one of every write: stream the body into an invisible temporary blob, computing
     /// every digest in the same pass. Authorize first ([`Engine::check_access`]): staging
     /// itself checks nothing.
-    pub async fn stage<S, E>(&self, body: S) -> CoreResult<Staged>
+    pub async fn stage<S, E>(&self, p: &Principal, body: S) -> CoreResult<Staged>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        E: Into<crate::ingest::BodyError>,
     {
-        self.stage_with(body, StageOptions::default()).await
+        self.stage_with(p, body, StageOptions::default()).await
     }
 
     /// [`Engine::stage`] computing more than the standard digests.
-    pub async fn stage_with<S, E>(&self, body: S, options: StageOptions) -> CoreResult<Staged>
+    ///
+    /// Holds one of the tenant's upload slots while the body streams in (`SlowDown` when it
+    /// has none left; see `throttle.rs`).
+    pub async fn stage_with<S, E>(&self, p: &Principal, body: S, options: StageOptions) -> CoreResult<Staged>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        E: Into<crate::ingest::BodyError>,
     {
+        let _slot = self.upload_slot(p)?;
         let staged = ingest::stage(self.blobs.as_ref(), body, options).await?;
         self.metrics.bytes_ingested.inc_by(staged.size);
         Ok(staged)
@@ -98,7 +102,7 @@ impl Engine {
     /// An empty object (folders, empty files).
     pub async fn put_empty(&self, p: &Principal, target: PutTarget) -> CoreResult<ObjectRecord> {
         self.check_access(p, Op::Write, &target.bucket, &target.key).await?;
-        let staged = self.stage(futures::stream::empty::<Result<Bytes, std::io::Error>>()).await?;
+        let staged = self.stage(p, futures::stream::empty::<Result<Bytes, std::io::Error>>()).await?;
         self.commit_put(p, target, staged).await
     }
 

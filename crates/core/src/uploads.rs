@@ -310,7 +310,7 @@ impl Engine {
         if start > end || end > content.size {
             return Err(CoreError::InvalidRange);
         }
-        let staged = self.stage(self.read(&content, start, end)).await?;
+        let staged = self.stage(p, self.read(&content, start, end)).await?;
         self.commit_part(p, upload, number, staged).await
     }
 

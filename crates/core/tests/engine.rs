@@ -49,7 +49,7 @@ async fn a_body_that_fails_midway_leaves_nothing() {
         Ok(Bytes::from(vec![1u8; 100_000])),
         Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
     ]);
-    let err = e.stage(broken).await.unwrap_err();
+    let err = e.stage(&alice(), broken).await.unwrap_err();
     assert!(matches!(err, CoreError::Body(_)), "{err:?}");
     assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temp file left behind");
     assert_eq!(e.stats().await.unwrap().blobs, 0);
@@ -59,7 +59,7 @@ async fn a_body_that_fails_midway_leaves_nothing() {
 async fn a_staged_body_dropped_before_commit_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
-    let staged = e.stage(body(b"never committed", 4)).await.unwrap();
+    let staged = e.stage(&alice(), body(b"never committed", 4)).await.unwrap();
     assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 1);
     drop(staged);
     assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
@@ -75,7 +75,7 @@ async fn multipart_completion_references_part_blobs_without_copying() {
     // Out of order, as parallel clients send them.
     let mut etags = vec![String::new(); 3];
     for i in [2usize, 0, 1] {
-        let staged = e.stage(body(&parts[i], 1000)).await.unwrap();
+        let staged = e.stage(&alice(), body(&parts[i], 1000)).await.unwrap();
         etags[i] = e.commit_part(&alice(), &up, i as u32 + 1, staged).await.unwrap().etag;
     }
     let before = e.stats().await.unwrap().physical_bytes;
@@ -100,7 +100,7 @@ async fn a_conditional_completion_is_refused_atomically_and_keeps_the_session() 
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
     let up = e.create_upload(&alice(), s3_upload("bkt", "k")).await.unwrap();
     let part = pseudo_random(3000, 7);
-    let etag = e.commit_part(&alice(), &up, 1, e.stage(body(&part, 1000)).await.unwrap()).await.unwrap().etag;
+    let etag = e.commit_part(&alice(), &up, 1, e.stage(&alice(), body(&part, 1000)).await.unwrap()).await.unwrap().etag;
     // Someone else writes the key first: a "create only" completion must not replace it.
     put(&e, "k", b"first").await;
     let mut absent = listed(&[(1, etag.clone())]);
@@ -122,9 +122,9 @@ async fn multipart_rules_are_enforced() {
     let e = open(dir.path());
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
     let up = e.create_upload(&alice(), s3_upload("bkt", "k")).await.unwrap();
-    let small = e.stage(body(b"tiny", 4)).await.unwrap();
+    let small = e.stage(&alice(), body(b"tiny", 4)).await.unwrap();
     let t1 = e.commit_part(&alice(), &up, 1, small).await.unwrap().etag;
-    let big = e.stage(body(&pseudo_random(5000, 3), 999)).await.unwrap();
+    let big = e.stage(&alice(), body(&pseudo_random(5000, 3), 999)).await.unwrap();
     let t2 = e.commit_part(&alice(), &up, 2, big).await.unwrap().etag;
     let r = e.complete_upload(&alice(), &up, listed(&[(2, t2.clone()), (1, t1.clone())])).await;
     assert!(matches!(r, Err(CoreError::InvalidPartOrder)));
@@ -248,11 +248,11 @@ async fn conditional_writes() {
     let e = open(dir.path());
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
     let first = put(&e, "k", b"one").await;
-    let staged = e.stage(body(b"two", 3)).await.unwrap();
+    let staged = e.stage(&alice(), body(b"two", 3)).await.unwrap();
     let mut t = target("bkt", "k");
     t.condition = Some(WriteCondition::Absent);
     assert!(matches!(e.commit_put(&alice(), t, staged).await, Err(CoreError::PreconditionFailed)));
-    let staged = e.stage(body(b"two", 3)).await.unwrap();
+    let staged = e.stage(&alice(), body(b"two", 3)).await.unwrap();
     let mut t = target("bkt", "k");
     t.condition = Some(WriteCondition::EtagIs(first.etag.clone()));
     e.commit_put(&alice(), t, staged).await.unwrap();
@@ -269,7 +269,7 @@ async fn everything_survives_reopening_the_stores() {
         e.create_bucket(&alice(), "bkt", None).await.unwrap();
         put(&e, "kept", b"durable bytes").await;
         let up = e.create_upload(&alice(), s3_upload("bkt", "later")).await.unwrap();
-        let staged = e.stage(body(b"part one", 3)).await.unwrap();
+        let staged = e.stage(&alice(), body(b"part one", 3)).await.unwrap();
         e.commit_part(&alice(), &up, 1, staged).await.unwrap();
         upload_id = up.id;
     }
@@ -374,17 +374,32 @@ async fn native_challenge_is_single_use_and_checks_the_mac() {
 }
 
 #[tokio::test]
-async fn existence_probes_are_rate_limited() {
+async fn existence_probes_are_rate_limited_per_tenant_whatever_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
-    let mut refused = 0;
-    for _ in 0..200 {
-        if e.probe(&bob()).is_err() {
+    e.create_bucket(&bob(), "bobs", None).await.unwrap();
+    e.create_bucket(&alice(), "alices", None).await.unwrap();
+    let sha = "ab".repeat(32);
+    let (mut refused, started) = (0, std::time::Instant::now());
+    for i in 0..80 {
+        // A fresh key of the same tenant each time (as minted tokens would be): no fresh burst.
+        let p = Principal::of_tenant("bob", &format!("key-{i}"));
+        if let Err(err) = e.issue_challenge(&p, "bobs", "y", 10, &sha).await {
+            assert!(matches!(err, CoreError::SlowDown), "{err}");
             refused += 1;
         }
     }
-    assert!(refused >= 100, "only {refused} of 200 back-to-back probes were refused");
-    assert!(e.probe(&alice()).is_ok(), "the limit is per principal");
+    // A burst of 50, then 20 a second (each granted challenge takes the 10 ms lookup floor).
+    let allowed = 50.0 + 20.0 * started.elapsed().as_secs_f64() + 1.0;
+    assert!(
+        refused > 0 && (80 - refused) as f64 <= allowed,
+        "{} of 80 granted, at most {allowed} allowed",
+        80 - refused
+    );
+    assert!(e.issue_challenge(&alice(), "alices", "y", 10, &sha).await.is_ok(), "the limit is per tenant");
+    // Claims over the limit are misses, never errors.
+    let miss = e.claimable_content(&bob(), "sha256", &sha, 10, &chuan_core::Possession::None).await.unwrap();
+    assert!(miss.is_none());
 }
 
 #[tokio::test]
@@ -405,11 +420,11 @@ async fn scoped_principals_are_held_to_their_scope_in_every_operation() {
         matches!(r, Err(CoreError::AccessDenied))
     }
     // Write inside the grant works; everything else is refused.
-    let staged = e.stage(body(b"new", 3)).await.unwrap();
+    let staged = e.stage(&alice(), body(b"new", 3)).await.unwrap();
     e.commit_put(&device, target("bkt", "dev/1/b.txt"), staged).await.unwrap();
-    let staged = e.stage(body(b"x", 1)).await.unwrap();
+    let staged = e.stage(&alice(), body(b"x", 1)).await.unwrap();
     assert!(denied(e.commit_put(&device, target("bkt", "dev/2/b.txt"), staged).await));
-    let staged = e.stage(body(b"x", 1)).await.unwrap();
+    let staged = e.stage(&alice(), body(b"x", 1)).await.unwrap();
     assert!(denied(e.commit_put(&device, target("other", "dev/1/b.txt"), staged).await));
     assert!(denied(e.head_object(&device, "bkt", "dev/1/a.txt").await));
     assert!(denied(e.delete_object(&device, "bkt", "dev/1/a.txt").await));
@@ -436,7 +451,7 @@ async fn quotas_are_never_exceeded_even_by_concurrent_writers() {
     for i in 0..20u64 {
         let e = e.clone();
         tasks.push(tokio::spawn(async move {
-            let staged = e.stage(body(&pseudo_random(1000, 100 + i), 333)).await.unwrap();
+            let staged = e.stage(&alice(), body(&pseudo_random(1000, 100 + i), 333)).await.unwrap();
             e.commit_put(&alice(), target("bkt", &format!("k{i}")), staged).await
         }));
     }
@@ -455,7 +470,7 @@ async fn quotas_are_never_exceeded_even_by_concurrent_writers() {
     let q = ListQuery { prefix: String::new(), delimiter: None, after: None, max_keys: 100 };
     let first = e.list_objects(&alice(), "bkt", &q).await.unwrap().objects[0].key.clone();
     e.delete_object(&alice(), "bkt", &first).await.unwrap();
-    let staged = e.stage(body(&pseudo_random(1000, 999), 1000)).await.unwrap();
+    let staged = e.stage(&alice(), body(&pseudo_random(1000, 999), 1000)).await.unwrap();
     e.commit_put(&alice(), target("bkt", "again"), staged).await.unwrap();
     assert!(e.fsck().await.unwrap().problems.is_empty());
 }
@@ -510,14 +525,14 @@ async fn gc_aborts_expired_upload_sessions_and_frees_their_parts() {
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
     let up = e.create_upload(&alice(), NewUpload::new(UploadKind::Adrive, "bkt", "k")).await.unwrap();
     assert!(up.expires_ms.is_some(), "sessions of this kind expire");
-    let staged = e.stage(body(b"abandoned part", 5)).await.unwrap();
+    let staged = e.stage(&alice(), body(b"abandoned part", 5)).await.unwrap();
     e.commit_part(&alice(), &up, 1, staged).await.unwrap();
     let keep = e.create_upload(&alice(), s3_upload("bkt", "k2")).await.unwrap();
     assert_eq!(keep.expires_ms, None, "S3 sessions never expire");
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Expired: refused at once, before any GC pass.
     assert!(matches!(e.upload(&alice(), "bkt", "k", &up.id).await, Err(CoreError::NoSuchUpload)));
-    let staged = e.stage(body(b"late", 4)).await.unwrap();
+    let staged = e.stage(&alice(), body(b"late", 4)).await.unwrap();
     assert!(matches!(e.commit_part(&alice(), &up, 2, staged).await, Err(CoreError::NoSuchUpload)));
     let r = e.complete_upload(&alice(), &up, Completion::new(PartList::All { count: 1 })).await;
     assert!(matches!(r, Err(CoreError::NoSuchUpload)), "{r:?}");

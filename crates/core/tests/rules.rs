@@ -31,7 +31,7 @@ async fn part(
     n: u32,
     data: &[u8],
 ) -> String {
-    let staged = e.stage(body(data, 1000)).await.unwrap();
+    let staged = e.stage(&alice(), body(data, 1000)).await.unwrap();
     e.commit_part(p, up, n, staged).await.unwrap().etag
 }
 
@@ -122,7 +122,7 @@ async fn the_own_copy_is_found_whatever_other_tenants_hold() {
         e.create_tenant(&Principal::operator(), &t).await.unwrap();
         let p = Principal::of_tenant(&t, "K");
         e.create_bucket(&p, &format!("bkt{i}"), None).await.unwrap();
-        let staged = e.stage(body(&data, 999)).await.unwrap();
+        let staged = e.stage(&alice(), body(&data, 999)).await.unwrap();
         e.commit_put(&p, chuan_core::PutTarget::new(&format!("bkt{i}"), "f"), staged).await.unwrap();
     }
     let mine = put(&e, "f", &data).await;
@@ -400,6 +400,6 @@ async fn ufile_sessions_take_whole_blocks() {
     let t2 = part(&e, &alice(), &up, 2, &[2u8; 10]).await;
     let r = e.complete_upload(&alice(), &up, Completion::new(PartList::Listed(vec![(1, t1), (2, t2)]))).await;
     assert!(matches!(r, Err(CoreError::InvalidPart(_))), "every part but the last is a 4 MiB block: {r:?}");
-    let staged = e.stage(body(&vec![0u8; (4 << 20) + 1], 1 << 20)).await.unwrap();
+    let staged = e.stage(&alice(), body(&vec![0u8; (4 << 20) + 1], 1 << 20)).await.unwrap();
     assert!(matches!(e.commit_part(&alice(), &up, 3, staged).await, Err(CoreError::InvalidPart(_))));
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -149,25 +149,8 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn read(&self, id: &BlobId, offset: u64, len: u64) -> io::Result<ByteStream> {
-        let mut file = File::open(self.path_of(id)?)?;
-        file.seek(SeekFrom::Start(offset))?;
-        // A blocking reader thread feeding a small bounded channel: memory stays at a few
-        // chunks whatever the blob size, and the async side never blocks on disk.
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
-        tokio::task::spawn_blocking(move || {
-            let mut remaining = len;
-            while remaining > 0 {
-                let n = remaining.min(READ_CHUNK as u64) as usize;
-                let mut buf = vec![0u8; n];
-                let res = file.read_exact(&mut buf).map(|_| Bytes::from(buf));
-                let failed = res.is_err();
-                if tx.blocking_send(res).is_err() || failed {
-                    return;
-                }
-                remaining -= n as u64;
-            }
-        });
-        Ok(Box::pin(ReceiverStream(rx)))
+        let file = File::open(self.path_of(id)?)?;
+        Ok(Box::pin(ReadAhead::new(file, offset, len)))
     }
 
     fn size(&self, id: &BlobId) -> io::Result<Option<u64>> {
@@ -234,15 +217,78 @@ impl BlobStore for LocalBlobStore {
     }
 }
 
-struct ReceiverStream(tokio::sync::mpsc::Receiver<io::Result<Bytes>>);
+/// Chunks in flight ahead of the consumer when reading a blob.
+const READ_AHEAD: usize = 2;
 
-impl futures_core::Stream for ReceiverStream {
+/// A blob's bytes as a stream of [`READ_CHUNK`]-sized positional reads, each one short job on
+/// the blocking pool, at most [`READ_AHEAD`] ahead of the consumer. A slow or stalled reader
+/// (a client downloading at a trickle) holds finished chunks, never a thread.
+struct ReadAhead {
+    file: std::sync::Arc<File>,
+    next: u64,
+    end: u64,
+    inflight: std::collections::VecDeque<tokio::task::JoinHandle<io::Result<Bytes>>>,
+    failed: bool,
+}
+
+impl ReadAhead {
+    fn new(file: File, offset: u64, len: u64) -> Self {
+        Self {
+            file: std::sync::Arc::new(file),
+            next: offset,
+            end: offset.saturating_add(len),
+            inflight: Default::default(),
+            failed: false,
+        }
+    }
+
+    fn fill(&mut self) {
+        while self.inflight.len() < READ_AHEAD && self.next < self.end {
+            let n = (self.end - self.next).min(READ_CHUNK as u64) as usize;
+            let (file, at) = (self.file.clone(), self.next);
+            self.inflight.push_back(tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; n];
+                file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+            }));
+            self.next += n as u64;
+        }
+    }
+}
+
+impl futures_core::Stream for ReadAhead {
     type Item = io::Result<Bytes>;
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+        use std::future::Future;
+        use std::task::Poll;
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        self.fill();
+        let Some(head) = self.inflight.front_mut() else { return Poll::Ready(None) };
+        let out = match std::pin::Pin::new(head).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(r)) => r,
+            Poll::Ready(Err(e)) => Err(io::Error::other(e.to_string())),
+        };
+        self.inflight.pop_front();
+        if out.is_err() {
+            self.failed = true;
+        } else {
+            self.fill();
+        }
+        Poll::Ready(Some(out))
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        for h in &self.inflight {
+            h.abort();
+        }
     }
 }
 

@@ -57,7 +57,7 @@ pub fn target(bucket: &str, key: &str) -> PutTarget {
 }
 
 pub async fn put(e: &Engine, key: &str, data: &[u8]) -> chuan_core::store::ObjectRecord {
-    let staged = e.stage(body(data, 7919)).await.unwrap();
+    let staged = e.stage(&alice(), body(data, 7919)).await.unwrap();
     e.commit_put(&alice(), target("bkt", key), staged).await.unwrap()
 }
 

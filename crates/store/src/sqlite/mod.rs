@@ -26,7 +26,7 @@ mod usage;
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, Transaction};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -36,15 +36,21 @@ use rows::backend;
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&mut Transaction<'_>) -> Reply + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 /// Most writes batched into one commit.
 const MAX_BATCH: usize = 256;
 
+/// Reader threads, each with its own connection. Reads run on these dedicated threads, not on
+/// the runtime's shared blocking pool, so no amount of blob I/O (uploads, downloads) can delay
+/// a metadata read: every request's lookups keep this capacity to themselves.
+const READERS: usize = 8;
+
 pub struct SqliteMetaStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
-    path: PathBuf,
+    reads: Mutex<Option<mpsc::Sender<ReadJob>>>,
+    readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
@@ -62,6 +68,18 @@ impl SqliteMetaStore {
         let mut conn = open_conn(path).map_err(backend)?;
         schema::migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
+        let read_rx = Arc::new(Mutex::new(read_rx));
+        let mut readers = Vec::with_capacity(READERS);
+        for i in 0..READERS {
+            let conn = open_conn(path).map_err(backend)?;
+            let rx = read_rx.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("meta-reader-{i}"))
+                .spawn(move || reader_loop(&conn, &rx))
+                .map_err(backend)?;
+            readers.push(h);
+        }
         let writer = std::thread::Builder::new()
             .name("meta-writer".into())
             .spawn(move || writer_loop(&mut conn, rx))
@@ -69,15 +87,19 @@ impl SqliteMetaStore {
         Ok(Self {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            readers: Arc::new(Mutex::new(Vec::new())),
-            path: path.to_owned(),
+            reads: Mutex::new(Some(read_tx)),
+            readers: Mutex::new(readers),
         })
     }
 
-    /// Stops the writer thread after it has committed what it holds.
+    /// Stops the writer thread after it has committed what it holds, and the reader threads.
     pub fn close(&self) {
         self.jobs.lock().take();
         if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+        self.reads.lock().take();
+        for h in self.readers.lock().drain(..) {
             let _ = h.join();
         }
     }
@@ -122,33 +144,41 @@ impl SqliteMetaStore {
         rx.await.map_err(|_| StoreError::Backend("metadata writer stopped".into()))?
     }
 
-    /// Runs `f` on a pooled read connection (a consistent WAL snapshot).
+    /// Runs `f` on one of the reader threads' connections (a consistent WAL snapshot).
     pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let readers = self.readers.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = match readers.lock().pop() {
-                Some(c) => c,
-                None => open_conn(&path).map_err(backend)?,
-            };
-            let r = f(&conn);
-            let mut pool = readers.lock();
-            if pool.len() < 16 {
-                pool.push(conn);
-            }
-            r
-        })
-        .await
-        .map_err(backend)?
+        let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+        let job: ReadJob = Box::new(move |conn: &Connection| {
+            // A panicking query answers an error and leaves the reader thread serving.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(StoreError::Backend("metadata read panicked".into())));
+            let _ = tx.send(r);
+        });
+        {
+            let guard = self.reads.lock();
+            let sender = guard.as_ref().ok_or_else(|| StoreError::Backend("metadata store closed".into()))?;
+            sender.send(job).map_err(|_| StoreError::Backend("metadata readers stopped".into()))?;
+        }
+        rx.await.map_err(|_| StoreError::Backend("metadata read failed".into()))?
     }
 }
 
 impl Drop for SqliteMetaStore {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+fn reader_loop(conn: &Connection, jobs: &Mutex<mpsc::Receiver<ReadJob>>) {
+    loop {
+        // The lock is held only while waiting for the next job; whoever holds it takes it.
+        let job = jobs.lock().recv();
+        match job {
+            Ok(job) => job(conn),
+            Err(_) => return,
+        }
     }
 }
 

@@ -1,0 +1,394 @@
+//! The listener's limits: what one connection or one request may hold, and for how long.
+//!
+//! * **Headers**: a request's headers must arrive within `--header-timeout-secs`, counted from
+//!   the moment the connection waits for a request — so an idle keep-alive connection is
+//!   closed after the same time (hyper's header-read timer) — and may take at most
+//!   `--max-header-bytes`; larger heads get 431.
+//! * **Bodies** ([`TimedBody`]): while the server waits for body bytes, the client must send
+//!   at least `--body-min-bytes` in every `--body-timeout-secs` of waiting (or finish). Time the
+//!   server spends not reading (writing to disk, checking) does not count against the client.
+//!   A body cut off ends with [`BodyStalled`]; the upload is refused in its protocol's format
+//!   and its staged bytes are dropped.
+//! * **Connections** ([`ConnectionGate`]): at most `--max-connections` at once; one more is
+//!   answered `503` with `Retry-After` and closed (never queued unboundedly, never a busy
+//!   loop). Accept errors (out of file descriptors) back off from 10 ms to 1 s and are logged
+//!   at most once a second.
+//!
+//! Forms have limits of their own, applied by every dialect's form reader (see
+//! `chuan_api_common::form::FormLimits`); tenants have fairness limits in the engine.
+
+use bytes::Bytes;
+use chuan_core::BodyStalled;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+/// `chuan serve`'s limits, as flags or environment variables.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeLimits {
+    /// Seconds to receive a request's headers (also how long an idle keep-alive connection
+    /// stays open).
+    #[arg(long, env = "CHUAN_HEADER_TIMEOUT_SECS", default_value_t = 30)]
+    pub header_timeout_secs: u64,
+    /// Largest request head (request line and headers), in bytes.
+    #[arg(long, env = "CHUAN_MAX_HEADER_BYTES", default_value_t = 64 << 10)]
+    pub max_header_bytes: usize,
+    /// Seconds of waiting for body bytes in which at least --body-min-bytes must arrive.
+    #[arg(long, env = "CHUAN_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+    /// Bytes a body must deliver in each --body-timeout-secs of waiting (at least 1).
+    #[arg(long, env = "CHUAN_BODY_MIN_BYTES", default_value_t = 64 << 10)]
+    pub body_min_bytes: u64,
+    /// Connections served at once (0: derived from the open-file limit).
+    #[arg(long, env = "CHUAN_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Parts a form may have.
+    #[arg(long, env = "CHUAN_FORM_MAX_FIELDS", default_value_t = 64)]
+    pub form_max_fields: usize,
+    /// Bytes of one small (non-file) form field.
+    #[arg(long, env = "CHUAN_FORM_MAX_FIELD_BYTES", default_value_t = 64 << 10)]
+    pub form_max_field_bytes: usize,
+    /// Bytes of all small form fields of one form together.
+    #[arg(long, env = "CHUAN_FORM_MAX_BYTES", default_value_t = 256 << 10)]
+    pub form_max_bytes: usize,
+    /// Requests a second per tenant (per client address when anonymous), sustained; 0: no limit.
+    #[arg(long, env = "CHUAN_TENANT_REQUESTS_PER_SEC", default_value_t = 2000.0)]
+    pub tenant_requests_per_sec: f64,
+    /// Requests above the sustained rate a tenant may make in a burst.
+    #[arg(long, env = "CHUAN_TENANT_REQUEST_BURST", default_value_t = 4000.0)]
+    pub tenant_request_burst: f64,
+    /// Request bodies one tenant may be sending at once; 0: no limit.
+    #[arg(long, env = "CHUAN_TENANT_UPLOADS", default_value_t = 256)]
+    pub tenant_uploads: usize,
+    /// Token for `GET /_chuan/metrics` (`Authorization: Bearer <token>`), besides the root key
+    /// pair over HTTP Basic.
+    #[arg(long, env = "CHUAN_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+}
+
+impl ServeLimits {
+    pub fn body_rule(&self) -> BodyRule {
+        BodyRule { window: Duration::from_secs(self.body_timeout_secs.max(1)), min_bytes: self.body_min_bytes.max(1) }
+    }
+
+    pub fn form_limits(&self) -> chuan_api_common::form::FormLimits {
+        chuan_api_common::form::FormLimits {
+            max_fields: self.form_max_fields,
+            max_field_bytes: self.form_max_field_bytes,
+            max_total_bytes: self.form_max_bytes,
+        }
+    }
+
+    pub fn fairness(&self) -> chuan_core::FairnessConfig {
+        chuan_core::FairnessConfig {
+            requests_per_sec: self.tenant_requests_per_sec,
+            request_burst: self.tenant_request_burst,
+            concurrent_uploads: self.tenant_uploads,
+            ..Default::default()
+        }
+    }
+
+    /// `--max-connections`, or half of the open-file limit left after a reserve for blobs,
+    /// the database and temporary files (each connection may hold a file open), at most 10,000.
+    pub fn connections(&self, open_files: u64) -> usize {
+        if self.max_connections > 0 {
+            return self.max_connections;
+        }
+        (open_files.saturating_sub(64) / 2).clamp(16, 10_000) as usize
+    }
+}
+
+/// Raises the soft open-file limit to the hard one and returns it.
+pub fn raise_open_file_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// How much a body must deliver while the server waits for it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyRule {
+    /// Waiting time per window.
+    pub window: Duration,
+    /// Bytes each window must bring (or the body must end).
+    pub min_bytes: u64,
+}
+
+/// A request body held to a [`BodyRule`]: ends with [`BodyStalled`] when a window of waiting
+/// passes with fewer than `min_bytes` received.
+pub struct TimedBody<B> {
+    inner: B,
+    rule: BodyRule,
+    /// Waiting time left in the current window.
+    budget: Duration,
+    /// Bytes received in the current window.
+    received: u64,
+    /// When the current wait began (the inner body said `Pending`).
+    waiting_since: Option<Instant>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    done: bool,
+}
+
+impl<B> TimedBody<B> {
+    pub fn new(inner: B, rule: BodyRule) -> Self {
+        Self { inner, rule, budget: rule.window, received: 0, waiting_since: None, timer: None, done: false }
+    }
+
+    /// Ends the current wait: its time comes off the window's budget.
+    fn stop_waiting(&mut self) {
+        if let Some(since) = self.waiting_since.take() {
+            self.budget = self.budget.saturating_sub(since.elapsed());
+        }
+    }
+
+    /// At the end of a window: a new one if this one brought enough, else `false`.
+    fn next_window(&mut self) -> bool {
+        if self.received < self.rule.min_bytes {
+            return false;
+        }
+        self.received = 0;
+        self.budget = self.rule.window;
+        true
+    }
+}
+
+impl<B> Body for TimedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<chuan_api_common::BoxError>,
+{
+    type Data = Bytes;
+    type Error = chuan_api_common::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.stop_waiting();
+                    if let Some(d) = frame.data_ref() {
+                        this.received += d.len() as u64;
+                    }
+                    if this.budget.is_zero() && !this.next_window() {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(Box::new(BodyStalled))));
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.stop_waiting();
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Ready(None) => {
+                    this.stop_waiting();
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {}
+            }
+            let now = Instant::now();
+            let since = *this.waiting_since.get_or_insert(now);
+            let deadline = tokio::time::Instant::from_std(since + this.budget);
+            match &mut this.timer {
+                Some(t) if t.deadline() == deadline => {}
+                Some(t) => t.as_mut().reset(deadline),
+                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            let timer = this.timer.as_mut().expect("set above");
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The window's waiting time is spent.
+            this.waiting_since = None;
+            this.budget = Duration::ZERO;
+            if !this.next_window() {
+                this.done = true;
+                return Poll::Ready(Some(Err(Box::new(BodyStalled))));
+            }
+            this.waiting_since = Some(Instant::now());
+            // A new window: poll the body again and arm the timer for it.
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+use std::future::Future;
+
+/// Admission of connections: a permit per connection served.
+pub struct ConnectionGate {
+    permits: Arc<Semaphore>,
+    /// Refusals being written at once (a flood of them is dropped without an answer).
+    refusals: Arc<Semaphore>,
+}
+
+impl ConnectionGate {
+    pub fn new(max: usize) -> Self {
+        Self { permits: Arc::new(Semaphore::new(max)), refusals: Arc::new(Semaphore::new(64)) }
+    }
+
+    /// A permit for one more connection, or `None` when at the limit.
+    pub fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// Answers a connection over the limit with `503` and closes it, in the background and
+    /// within a second; beyond 64 refusals at once, just closes it.
+    pub fn refuse(&self, mut stream: tokio::net::TcpStream) {
+        let Ok(permit) = self.refusals.clone().try_acquire_owned() else { return };
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                // Read what the client sent first, so closing does not reset the connection
+                // before it has read the answer.
+                let mut buf = [0u8; 8192];
+                let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n\
+                          Content-Type: text/plain\r\nContent-Length: 39\r\n\r\nthe server is at its connection limit\r\n",
+                    )
+                    .await;
+                let _ = stream.shutdown().await;
+            })
+            .await;
+        });
+    }
+}
+
+/// Back-off after failed accepts (typically EMFILE: out of file descriptors), with the
+/// failures logged at most once a second.
+#[derive(Default)]
+pub struct AcceptBackoff {
+    delay: Duration,
+    suppressed: u64,
+    last_log: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    /// Records a failure; returns how long to wait before accepting again.
+    pub fn failed(&mut self, e: &std::io::Error) -> Duration {
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            tracing::warn!(error = %e, also = self.suppressed, retry_in_ms = self.delay.as_millis() as u64, "accept failed");
+            self.last_log = Some(Instant::now());
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        self.delay
+    }
+
+    pub fn succeeded(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn rule(ms: u64, min: u64) -> BodyRule {
+        BodyRule { window: Duration::from_millis(ms), min_bytes: min }
+    }
+
+    /// A body fed by a channel, so the test decides when bytes arrive.
+    fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, impl Body<Data = Bytes, Error = std::io::Error> + Unpin) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
+        });
+        (tx, http_body_util::StreamBody::new(Box::pin(stream)))
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_is_cut_off() {
+        let (tx, body) = channel_body();
+        let mut b = TimedBody::new(body, rule(100, 1));
+        tx.send(Bytes::from_static(b"x")).await.unwrap();
+        assert!(b.frame().await.unwrap().is_ok());
+        let t = Instant::now();
+        let err = b.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<BodyStalled>());
+        assert!(t.elapsed() >= Duration::from_millis(90), "{:?}", t.elapsed());
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_trickle_below_the_rate_is_cut_off_and_a_steady_body_is_not() {
+        let (tx, body) = channel_body();
+        let mut slow = TimedBody::new(body, rule(200, 100));
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                if tx.send(Bytes::from_static(b"0123456789")).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut seen = 0;
+        let err = loop {
+            match slow.frame().await {
+                Some(Ok(f)) => seen += f.into_data().map(|d| d.len()).unwrap_or(0),
+                Some(Err(e)) => break e,
+                None => panic!("a trickle of 50 bytes per window passed a 100-byte rule"),
+            }
+        };
+        assert!(err.is::<BodyStalled>() && seen < 100, "{seen}");
+
+        let (tx, body) = channel_body();
+        let mut steady = TimedBody::new(body, rule(200, 100));
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                tx.send(Bytes::from(vec![b'x'; 50])).await.unwrap();
+            }
+        });
+        let mut total = 0;
+        while let Some(f) = steady.frame().await {
+            total += f.unwrap().into_data().map(|d| d.len()).unwrap_or(0);
+        }
+        assert_eq!(total, 1000);
+    }
+
+    #[tokio::test]
+    async fn time_the_server_spends_elsewhere_does_not_count() {
+        let (tx, body) = channel_body();
+        let mut b = TimedBody::new(body, rule(100, 1));
+        for _ in 0..3 {
+            tx.send(Bytes::from_static(b"x")).await.unwrap();
+        }
+        assert!(b.frame().await.unwrap().is_ok());
+        // The server is busy for three windows; the client's bytes are waiting for it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(b.frame().await.unwrap().is_ok());
+        assert!(b.frame().await.unwrap().is_ok());
+        drop(tx);
+        assert!(b.frame().await.is_none());
+    }
+}
