@@ -23,6 +23,14 @@ pub async fn delete_objects(
 ) -> S3Result<S3Response<DeleteObjectsOutput>> {
     let input = req.input;
     let quiet = input.delete.quiet.unwrap_or(false);
+    // The schema allows 1,000 keys; S3 answers more with MalformedXML.
+    if input.delete.objects.len() > chuan_core::MAX_DELETE_BATCH {
+        return Err(s3s::s3_error!(
+            MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema: at most {} keys.",
+            chuan_core::MAX_DELETE_BATCH
+        ));
+    }
     let keys: Vec<String> = input.delete.objects.into_iter().map(|o| o.key).collect();
     let mut deleted = Vec::new();
     let mut errors = Vec::new();

@@ -64,6 +64,18 @@ pub struct ServeLimits {
     /// Request bodies one tenant may be sending at once; 0: no limit.
     #[arg(long, env = "CHUAN_TENANT_UPLOADS", default_value_t = 256)]
     pub tenant_uploads: usize,
+    /// Instant-upload lookups (claims, challenges) a second per tenant, sustained; 0: no limit.
+    #[arg(long, env = "CHUAN_PROBES_PER_SEC", default_value_t = 20.0)]
+    pub probes_per_sec: f64,
+    /// Instant-upload lookups a tenant may make in a burst.
+    #[arg(long, env = "CHUAN_PROBE_BURST", default_value_t = 50.0)]
+    pub probe_burst: f64,
+    /// Instant-upload lookups a second per client address, whatever the tenant; 0: no limit.
+    #[arg(long, env = "CHUAN_ADDRESS_PROBES_PER_SEC", default_value_t = 80.0)]
+    pub address_probes_per_sec: f64,
+    /// Instant-upload lookups one client address may make in a burst.
+    #[arg(long, env = "CHUAN_ADDRESS_PROBE_BURST", default_value_t = 200.0)]
+    pub address_probe_burst: f64,
     /// Token for `GET /_chuan/metrics` (`Authorization: Bearer <token>`), besides the root key
     /// pair over HTTP Basic.
     #[arg(long, env = "CHUAN_METRICS_TOKEN")]
@@ -88,7 +100,10 @@ impl ServeLimits {
             requests_per_sec: self.tenant_requests_per_sec,
             request_burst: self.tenant_request_burst,
             concurrent_uploads: self.tenant_uploads,
-            ..Default::default()
+            probes_per_sec: self.probes_per_sec,
+            probe_burst: self.probe_burst,
+            address_probes_per_sec: self.address_probes_per_sec,
+            address_probe_burst: self.address_probe_burst,
         }
     }
 

@@ -65,6 +65,7 @@ pub struct Engine {
     pub(crate) locks: BlobLocks,
     pub(crate) requests: crate::throttle::RateLimiter,
     pub(crate) probes: crate::throttle::RateLimiter,
+    pub(crate) address_probes: crate::throttle::RateLimiter,
     pub(crate) uploads: crate::throttle::UploadSlots,
     pub(crate) meter: crate::metering::Meter,
     /// Bucket records read in the last moments: every request needs its bucket's owner and
@@ -92,6 +93,10 @@ impl Engine {
                 config.fairness.requests_per_sec,
             ),
             probes: crate::throttle::RateLimiter::new(config.fairness.probe_burst, config.fairness.probes_per_sec),
+            address_probes: crate::throttle::RateLimiter::new(
+                config.fairness.address_probe_burst,
+                config.fairness.address_probes_per_sec,
+            ),
             uploads: Default::default(),
             meter: Default::default(),
             buckets: Default::default(),

@@ -22,7 +22,7 @@ use crate::hash::{ufile_etag_single, BlockSha1, MainHasher, Md5Hasher, Sha1Hashe
 /// Bytes gathered before a batch goes to the stages.
 const BATCH_BYTES: usize = 256 << 10;
 /// Batches queued for each stage (memory per upload: about `(2 + depth) * BATCH_BYTES`).
-const CHANNEL_DEPTH: usize = 2;
+const CHANNEL_DEPTH: usize = 8;
 /// Start kernel write-back every this many bytes so the final fsync has little left to do.
 const WRITEBACK_EVERY: usize = 32 << 20;
 
@@ -74,20 +74,29 @@ impl std::fmt::Debug for Staged {
 /// A batch of the body's chunks, and whether it ends a complete body.
 type Batch = (Arc<Vec<Bytes>>, bool);
 
-/// Runs `step` on the blocking pool for each batch received, threading `state` through.
+/// Runs `step` on the blocking pool for each batch received, threading `state` through. A job
+/// takes every batch already queued before it gives its thread back, so a body that streams
+/// steadily keeps one thread busy (as a dedicated thread would), and a body that stalls holds
+/// none.
 async fn run_stage<T: Send + 'static>(
     mut rx: mpsc::Receiver<Batch>,
     mut state: T,
     step: impl Fn(&mut T, &[Bytes], bool) -> CoreResult<()> + Send + Sync + Clone + 'static,
 ) -> CoreResult<T> {
-    while let Some((batch, last)) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
         let step = step.clone();
-        state = tokio::task::spawn_blocking(move || {
-            step(&mut state, &batch, last)?;
-            Ok::<_, CoreError>(state)
+        let (s, r) = tokio::task::spawn_blocking(move || {
+            let mut next = Some(first);
+            while let Some((batch, last)) = next.take() {
+                step(&mut state, &batch, last)?;
+                next = rx.try_recv().ok();
+            }
+            Ok::<_, CoreError>((state, rx))
         })
         .await
         .map_err(|e| CoreError::Internal(e.to_string()))??;
+        state = s;
+        rx = r;
     }
     Ok(state)
 }

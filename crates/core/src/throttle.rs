@@ -32,9 +32,13 @@ pub struct FairnessConfig {
     pub request_burst: f64,
     /// Request bodies one tenant may be sending at once.
     pub concurrent_uploads: usize,
-    /// Instant-upload claims and challenges a second, per tenant and per client address.
+    /// Instant-upload claims and challenges a second, per tenant.
     pub probes_per_sec: f64,
     pub probe_burst: f64,
+    /// The same, per client address (whatever the tenant: several tenants' clients may share
+    /// an address, so this is set higher).
+    pub address_probes_per_sec: f64,
+    pub address_probe_burst: f64,
 }
 
 impl Default for FairnessConfig {
@@ -45,6 +49,8 @@ impl Default for FairnessConfig {
             concurrent_uploads: 256,
             probes_per_sec: 20.0,
             probe_burst: 50.0,
+            address_probes_per_sec: 80.0,
+            address_probe_burst: 200.0,
         }
     }
 }
@@ -76,34 +82,48 @@ impl RateLimiter {
         Self { buckets: Default::default(), burst: burst.max(1.0), per_sec }
     }
 
-    /// Takes one token from each of `keys`' buckets, or none when any of them is empty.
-    pub(crate) fn allow(&self, keys: &[&str]) -> bool {
-        if self.per_sec <= 0.0 {
-            return true;
-        }
-        let mut map = self.buckets.lock();
-        let now = Instant::now();
+    fn unlimited(&self) -> bool {
+        self.per_sec <= 0.0
+    }
+
+    /// The key's tokens, refilled up to now.
+    fn refilled<'m>(&self, map: &'m mut HashMap<String, (f64, Instant)>, key: &str, now: Instant) -> &'m mut f64 {
         if map.len() > 100_000 {
-            // Buckets untouched for a minute are full again: forgetting them changes nothing.
+            // Buckets untouched for this long are full again: forgetting them changes nothing.
             let idle = Duration::from_secs_f64((self.burst / self.per_sec).max(60.0));
             map.retain(|_, (_, t)| now.duration_since(*t) < idle);
         }
-        let mut ok = true;
-        for key in keys {
-            let (tokens, last) = map.entry((*key).to_owned()).or_insert((self.burst, now));
-            *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_sec).min(self.burst);
-            *last = now;
-            ok &= *tokens >= 1.0;
+        let (tokens, last) = map.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_sec).min(self.burst);
+        *last = now;
+        tokens
+    }
+
+    /// Takes one token from `key`'s bucket, or none when it is empty.
+    pub(crate) fn allow(&self, key: &str) -> bool {
+        allow_all(&[(self, key)])
+    }
+}
+
+/// Takes one token from each `(limiter, key)` bucket, or none when any of them is empty. The
+/// limiters must be distinct (each is locked once, in the order given).
+pub(crate) fn allow_all(checks: &[(&RateLimiter, &str)]) -> bool {
+    let now = Instant::now();
+    let mut maps: Vec<_> = checks.iter().map(|(l, _)| l.buckets.lock()).collect();
+    let mut ok = true;
+    for ((limiter, key), map) in checks.iter().zip(maps.iter_mut()) {
+        if !limiter.unlimited() {
+            ok &= *limiter.refilled(map, key, now) >= 1.0;
         }
-        if ok {
-            for key in keys {
-                if let Some((tokens, _)) = map.get_mut(*key) {
-                    *tokens -= 1.0;
-                }
+    }
+    if ok {
+        for ((limiter, key), map) in checks.iter().zip(maps.iter_mut()) {
+            if !limiter.unlimited() {
+                *limiter.refilled(map, key, now) -= 1.0;
             }
         }
-        ok
     }
+    ok
 }
 
 /// Bodies being received, by tenant.
@@ -168,7 +188,7 @@ impl Engine {
         } else {
             format!("tenant:{}", p.tenant())
         };
-        if self.requests.allow(&[&key]) {
+        if self.requests.allow(&key) {
             Ok(())
         } else {
             Err(CoreError::SlowDown)
@@ -178,10 +198,12 @@ impl Engine {
     /// Counts one existence probe against the principal's tenant and client address;
     /// `SlowDown` when either is over its limit.
     pub(crate) fn probe(&self, p: &Principal) -> CoreResult<()> {
-        let tenant = format!("tenant:{}", p.tenant());
-        let addr = p.client().map(addr_key);
-        let keys: Vec<&str> = std::iter::once(tenant.as_str()).chain(addr.as_deref()).collect();
-        if self.probes.allow(&keys) {
+        let tenant = p.tenant().to_owned();
+        let allowed = match p.client().map(addr_key) {
+            Some(addr) => allow_all(&[(&self.probes, &tenant), (&self.address_probes, &addr)]),
+            None => self.probes.allow(&tenant),
+        };
+        if allowed {
             Ok(())
         } else {
             Err(CoreError::SlowDown)
@@ -202,20 +224,22 @@ mod tests {
     #[test]
     fn a_key_gets_its_burst_then_the_rate() {
         let r = RateLimiter::new(3.0, 0.001);
-        assert!((0..3).all(|_| r.allow(&["a"])));
-        assert!(!r.allow(&["a"]));
-        assert!(r.allow(&["b"]), "another key has its own bucket");
+        assert!((0..3).all(|_| r.allow("a")));
+        assert!(!r.allow("a"));
+        assert!(r.allow("b"), "another key has its own bucket");
+        let off = RateLimiter::new(1.0, 0.0);
+        assert!((0..100).all(|_| off.allow("a")), "a rate of 0 is no limit");
     }
 
     #[test]
-    fn several_keys_are_charged_together_or_not_at_all() {
-        let r = RateLimiter::new(2.0, 0.001);
-        assert!(r.allow(&["t", "x"]));
-        assert!(r.allow(&["t", "x"]));
-        assert!(!r.allow(&["t", "y"]), "the tenant's bucket is empty");
-        assert!(r.allow(&["u", "y"]), "y was not charged by the refused call");
-        assert!(r.allow(&["u", "y"]));
-        assert!(!r.allow(&["v", "y"]), "the address's bucket is empty, whatever the tenant");
+    fn several_buckets_are_charged_together_or_not_at_all() {
+        let (tenants, addrs) = (RateLimiter::new(2.0, 0.001), RateLimiter::new(2.0, 0.001));
+        assert!(allow_all(&[(&tenants, "t"), (&addrs, "x")]));
+        assert!(allow_all(&[(&tenants, "t"), (&addrs, "x")]));
+        assert!(!allow_all(&[(&tenants, "t"), (&addrs, "y")]), "the tenant's bucket is empty");
+        assert!(allow_all(&[(&tenants, "u"), (&addrs, "y")]), "y was not charged by the refused call");
+        assert!(allow_all(&[(&tenants, "u"), (&addrs, "y")]));
+        assert!(!allow_all(&[(&tenants, "v"), (&addrs, "y")]), "the address's bucket is empty, whatever the tenant");
     }
 
     #[test]
