@@ -44,6 +44,19 @@ def test_unsatisfiable_range_is_416_invalid_range(s3, obj):
         s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={SIZE + 10}-{SIZE + 100}")
 
 
+def test_suffix_range_of_empty_object_is_the_whole_empty_object(s3, bucket):
+    # RFC 9110 §14.1.1: a suffix range of a zero-length representation is satisfiable, and
+    # selects nothing a Content-Range can name: 200 with the empty body. (Chuan once wrapped
+    # `end - 1` and sent `bytes 0-18446744073709551615/0`; found by the http_fields fuzz target.)
+    s3.put_object(Bucket=bucket, Key="get/empty", Body=b"")
+    resp = s3.get_object(Bucket=bucket, Key="get/empty", Range="bytes=-5")
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200, resp["ResponseMetadata"]
+    assert "ContentRange" not in resp, resp.get("ContentRange")
+    assert resp["Body"].read() == b""
+    with expect_s3_error(416, "InvalidRange"):
+        s3.get_object(Bucket=bucket, Key="get/empty", Range="bytes=0-")
+
+
 def test_if_none_match_with_current_etag_is_304(s3, obj):
     bucket, key, data, etag = obj
     with expect_s3_error(304):

@@ -12,7 +12,7 @@ format, with nothing stored and the server still serving.
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -20,7 +20,6 @@ import resource
 import socket
 import statistics
 import subprocess
-import threading
 import time
 from urllib.parse import quote
 
@@ -43,7 +42,7 @@ from compat_helpers import (
 from cos_helpers import cos_json, new_cos_ctx
 from test_ufile_tokens_quotas import ALL_OPS, create_token, with_token
 from ufile_helpers import assert_ufile_error, authorization, new_ufile_ctx, string_to_sign, ufile_etag
-from upyun_helpers import UpyunRaw, httpdate, make_account, upyun_signature
+from upyun_helpers import httpdate, make_account, upyun_signature
 
 # --------------------------------------------------------------------------
 # raw connections
@@ -134,6 +133,33 @@ def upyun_put_head(acct, key: str, length: int) -> bytes:
         f"PUT {uri} HTTP/1.1\r\nHost: 127.0.0.1:{acct.server.port}\r\nDate: {date}\r\n"
         f"Authorization: {auth}\r\nContent-Length: {length}\r\n\r\n"
     ).encode()
+
+
+@dataclasses.dataclass
+class Owner:
+    """A tenant, its boto3 client and a bucket of its own."""
+
+    tenant: object
+    s3: object
+    bucket: str
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return (self.tenant.access_key, self.tenant.secret_key)
+
+
+def owner(srv) -> Owner:
+    t = create_tenant(srv)
+    o = Owner(t, srv.client(t.access_key, t.secret_key), unique_name("o"))
+    o.s3.create_bucket(Bucket=o.bucket)
+    return o
+
+
+def stalled_put(srv, o: Owner, key: str, length: int) -> socket.socket:
+    """A PutObject of `length` bytes that sends one byte, then nothing."""
+    s = connect(srv)
+    s.sendall(s3_put_head(srv, o.bucket, key, length, keys=o.keys) + b"x")
+    return s
 
 
 def proc_stat(server) -> tuple[float, int]:
@@ -351,22 +377,14 @@ def test_stalled_uploads_of_one_tenant_do_not_delay_another(server_factory):
     """200 PUTs of one tenant stall after one byte; another tenant's HEADs keep a p99 under
     100 ms. (Each stalled upload used to hold three threads of the pool metadata reads share.)"""
     srv = server_factory(env={"CHUAN_BODY_TIMEOUT_SECS": "60"})
-    a, b = create_tenant(srv), create_tenant(srv)
-    sa, sb = srv.client(a.access_key, a.secret_key), srv.client(b.access_key, b.secret_key)
-    ba, bb = unique_name("a"), unique_name("b")
-    sa.create_bucket(Bucket=ba)
-    sb.create_bucket(Bucket=bb)
-    sb.put_object(Bucket=bb, Key="k", Body=b"hello")
-    stalled = []
-    for i in range(200):
-        s = connect(srv)
-        s.sendall(s3_put_head(srv, ba, f"stall-{i}", 4 * MiB, keys=(a.access_key, a.secret_key)) + b"x")
-        stalled.append(s)
+    a, b = owner(srv), owner(srv)
+    b.s3.put_object(Bucket=b.bucket, Key="k", Body=b"hello")
+    stalled = [stalled_put(srv, a, f"stall-{i}", 4 * MiB) for i in range(200)]
     time.sleep(1.0)
     lat = []
     for _ in range(200):
         t = time.perf_counter()
-        sb.head_object(Bucket=bb, Key="k")
+        b.s3.head_object(Bucket=b.bucket, Key="k")
         lat.append(time.perf_counter() - t)
     lat.sort()
     p99 = lat[int(len(lat) * 0.99) - 1]
@@ -374,7 +392,7 @@ def test_stalled_uploads_of_one_tenant_do_not_delay_another(server_factory):
         s.close()
     assert p99 < 0.1, f"p99 of another tenant's HEAD was {p99 * 1000:.1f} ms with 200 stalled uploads"
     wait_for_no_temps(srv)
-    assert sa.list_objects_v2(Bucket=ba).get("KeyCount", 0) == 0
+    assert a.s3.list_objects_v2(Bucket=a.bucket).get("KeyCount", 0) == 0
 
 
 # --------------------------------------------------------------------------
@@ -456,6 +474,8 @@ def test_metrics_need_the_root_or_the_metrics_token(server_factory):
     assert requests.get(url, auth=(srv.access_key, srv.secret_key), timeout=5).status_code == 200
     r = requests.get(url, headers={"Authorization": "Bearer m-" + "7" * 30}, timeout=5)
     assert r.status_code == 200 and "chuan_http_requests_total" in r.text
+    # RFC 9110 §11.1: the scheme is case-insensitive.
+    assert requests.get(url, headers={"Authorization": "bearer m-" + "7" * 30}, timeout=5).status_code == 200
 
 
 def all_metrics(server) -> dict[str, float]:
@@ -475,18 +495,14 @@ def delta(before: dict, after: dict) -> dict:
 
 def test_no_counter_tells_held_content_from_unknown(server_factory):
     srv = server_factory()
-    a, b = create_tenant(srv), create_tenant(srv)
-    ba, bb = unique_name("a"), unique_name("b")
-    srv.client(a.access_key, a.secret_key).create_bucket(Bucket=ba)
-    sb = srv.client(b.access_key, b.secret_key)
-    sb.create_bucket(Bucket=bb)
+    a, b = owner(srv), owner(srv)
     held, unknown = os.urandom(100_000), os.urandom(100_000)
-    srv.client(a.access_key, a.secret_key).put_object(Bucket=ba, Key="held", Body=held)
+    a.s3.put_object(Bucket=a.bucket, Key="held", Body=held)
 
     def wrong_proof_claim(data: bytes, key: str) -> None:
-        r = instant_challenge(srv, b.auth, bb, key, len(data), hashlib.sha256(data).hexdigest())
+        r = instant_challenge(srv, b.keys, b.bucket, key, len(data), hashlib.sha256(data).hexdigest())
         assert r.status_code == 200, r.text
-        r = instant_commit(srv, b.auth, r.json()["challenge_id"], proof="00" * 32)
+        r = instant_commit(srv, b.keys, r.json()["challenge_id"], proof="00" * 32)
         assert r.status_code == 200 and r.json() == {"hit": False}, r.text
 
     deltas = {}
@@ -494,7 +510,7 @@ def test_no_counter_tells_held_content_from_unknown(server_factory):
         m0 = all_metrics(srv)
         wrong_proof_claim(data, f"claim-{name}")
         # ... and a full upload of the same bytes: dedup must not show either.
-        sb.put_object(Bucket=bb, Key=f"full-{name}", Body=data)
+        b.s3.put_object(Bucket=b.bucket, Key=f"full-{name}", Body=data)
         deltas[name] = delta(m0, all_metrics(srv))
     assert deltas["held"] == deltas["unknown"], f"counters moved differently: {deltas}"
     assert not any("dedup" in k for k in all_metrics(srv)), "a deduplication counter is still exposed"
@@ -504,20 +520,17 @@ def test_claim_timing_does_not_reveal_content(server_factory):
     """Wrong-proof claims on content another tenant holds and on unknown content: the medians
     of 100 interleaved samples each agree within 0.3 ms (they differed by 0.1-0.4 ms)."""
     srv = server_factory(env={"CHUAN_PROBES_PER_SEC": "0", "CHUAN_ADDRESS_PROBES_PER_SEC": "0"})
-    a, b = create_tenant(srv), create_tenant(srv)
-    ba, bb = unique_name("a"), unique_name("b")
-    srv.client(a.access_key, a.secret_key).create_bucket(Bucket=ba)
-    srv.client(b.access_key, b.secret_key).create_bucket(Bucket=bb)
+    a, b = owner(srv), owner(srv)
     held = os.urandom(4 * MiB)
-    srv.client(a.access_key, a.secret_key).put_object(Bucket=ba, Key="held", Body=held)
+    a.s3.put_object(Bucket=a.bucket, Key="held", Body=held)
     unknown_sha = hashlib.sha256(b"nobody has this").hexdigest()
     held_sha = hashlib.sha256(held).hexdigest()
     session = requests.Session()
-    session.auth = b.auth
+    session.auth = b.keys
     base = srv.endpoint + "/_chuan/v1/instant/"
 
     def sample(sha: str) -> float:
-        c = session.post(base + "challenge", json={"bucket": bb, "key": "k", "size": len(held), "sha256": sha}, timeout=10)
+        c = session.post(base + "challenge", json={"bucket": b.bucket, "key": "k", "size": len(held), "sha256": sha}, timeout=10)
         cid = c.json()["challenge_id"]
         t = time.perf_counter()
         r = session.post(base + "commit", json={"challenge_id": cid, "proof": "11" * 32}, timeout=10)
@@ -612,28 +625,20 @@ def test_one_tenants_request_rate_is_limited_in_each_protocols_format(server_fac
 
 def test_one_tenants_concurrent_uploads_are_limited(server_factory):
     srv = server_factory(env={"CHUAN_TENANT_UPLOADS": "2", "CHUAN_BODY_TIMEOUT_SECS": "30"})
-    a, b = create_tenant(srv), create_tenant(srv)
-    sa, sb = srv.client(a.access_key, a.secret_key), srv.client(b.access_key, b.secret_key)
-    ba, bb = unique_name("a"), unique_name("b")
-    sa.create_bucket(Bucket=ba)
-    sb.create_bucket(Bucket=bb)
-    held = []
-    for i in range(2):
-        s = connect(srv)
-        s.sendall(s3_put_head(srv, ba, f"slow-{i}", 1 * MiB, keys=(a.access_key, a.secret_key)) + b"x")
-        held.append(s)
+    a, b = owner(srv), owner(srv)
+    held = [stalled_put(srv, a, f"slow-{i}", 1 * MiB) for i in range(2)]
     time.sleep(0.5)
     s = connect(srv)
-    s.sendall(s3_put_head(srv, ba, "third", 5, keys=(a.access_key, a.secret_key)) + b"hello")
+    s.sendall(s3_put_head(srv, a.bucket, "third", 5, keys=a.keys) + b"hello")
     status, _, body = read_response(s)
     assert status == 503 and s3_error_code(body) == "SlowDown", f"a third upload: {status} {body[:300]!r}"
-    sb.put_object(Bucket=bb, Key="fine", Body=b"other tenants upload")
+    b.s3.put_object(Bucket=b.bucket, Key="fine", Body=b"other tenants upload")
     for s in held:
         s.close()
     deadline = time.monotonic() + 5
     while True:
         try:
-            sa.put_object(Bucket=ba, Key="after", Body=b"slots given back")
+            a.s3.put_object(Bucket=a.bucket, Key="after", Body=b"slots given back")
             break
         except Exception:  # noqa: BLE001
             assert time.monotonic() < deadline, "the tenant's upload slots were not given back"
@@ -678,3 +683,178 @@ def test_delete_objects_takes_at_most_1000_keys(s3, bucket):
         assert getattr(e.value, "response", {}).get("Error", {}).get("Code") == "MalformedXML", e.value
     assert s3.get_object(Bucket=bucket, Key="keep")["Body"].read() == b"x"
     assert len(s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"k{i}"} for i in range(1000)]})["Deleted"]) == 1000
+
+
+# --------------------------------------------------------------------------
+# found by a review after the first round: slow readers, stalled forms, one address's forms
+
+
+def form_head(host: str, path: str, length: int) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+FIRST_FIELD = b'--B\r\nContent-Disposition: form-data; name="key"\r\n\r\nabc'
+
+
+def test_stalled_forms_and_small_bodies_are_timeouts_in_every_protocol(server_factory):
+    """A form or an XML/JSON body that stalls is the protocol's request timeout, not a
+    'malformed' refusal: the client learns to retry, not to fix its request."""
+    srv = server_factory(env={"CHUAN_BODY_TIMEOUT_SECS": "2"})
+    s3 = srv.client()
+    bucket = unique_name("sf")
+    s3.create_bucket(Bucket=bucket)
+    uf = new_ufile_ctx(srv)
+    up = make_account(srv)
+    local = f"127.0.0.1:{srv.port}"
+    cases = [
+        ("s3 POST Object", form_head(local, f"/{bucket}", 1 * MiB) + FIRST_FIELD),
+        # UFile's PostFile and S3's POST Object share a host form; the first field tells them apart.
+        ("ufile PostFile", form_head(uf.host(), "/", 1 * MiB) + FIRST_FIELD.replace(b'"key"', b'"FileName"')),
+        (
+            "upyun form",
+            form_head(local, f"/{up.bucket}/", 1 * MiB)
+            + b'--B\r\nContent-Disposition: form-data; name="authorization"\r\n\r\nUPYUN op:sig\r\n'
+            + FIRST_FIELD.replace(b'"key"', b'"policy"'),
+        ),
+        # Stalled before its first field arrived: no protocol is known yet; plain 408.
+        ("form before routing", form_head(local, f"/{bucket}", 1 * MiB) + b"--B\r\nContent-Disp"),
+        (
+            "s3 CompleteMultipartUpload",
+            s3_signed_head(srv, "POST", f"/{bucket}/k", "uploadId=nope", 4096) + b"<CompleteMultipartUpload>",
+        ),
+        (
+            "upyun block form",
+            f"POST /{up.bucket}/ HTTP/1.1\r\nHost: {local}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 4096\r\n\r\npolicy=".encode(),
+        ),
+    ]
+    socks = []
+    for name, head in cases:
+        s = connect(srv)
+        s.sendall(head)
+        socks.append((name, s, time.monotonic()))
+    for name, s, started in socks:
+        status, _, body = read_response(s, timeout=8)
+        elapsed = time.monotonic() - started
+        assert status is not None and elapsed < 7, f"{name}: still open after {elapsed:.1f} s"
+        if name.startswith("s3"):
+            assert (status, s3_error_code(body)) == (400, "RequestTimeout"), f"{name}: {status} {body[:300]!r}"
+        elif name == "form before routing":
+            assert status == 408, f"{name}: {status} {body[:300]!r}"
+        elif name.startswith("ufile"):
+            assert status == 408 and json.loads(body)["RetCode"] == -148660, f"{name}: {status} {body[:300]!r}"
+        else:
+            assert status == 408 and json.loads(body)["code"] == 40800001, f"{name}: {status} {body[:300]!r}"
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    wait_for_no_temps(srv)
+    assert healthy(srv)
+    # The operator sees it happen.
+    stalls = all_metrics(srv).get('chuan_limit_refusals_total{limit="body_stalled"}', 0)
+    assert stalls >= len(cases), f"{stalls} stalls counted for {len(cases)}"
+
+
+def s3_signed_head(server, method: str, path: str, query: str, length: int) -> bytes:
+    url = f"{server.endpoint}{path}?{query}"
+    req = AWSRequest(method=method, url=url, headers={"Content-Length": str(length)})
+    _ForcedPayloadSigner(Credentials(server.access_key, server.secret_key), "s3", server.region, "UNSIGNED-PAYLOAD").add_auth(
+        req
+    )
+    p = req.prepare()
+    lines = [f"{method} {path}?{query} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
+    lines += [f"{k}: {v}" for k, v in p.headers.items() if k.lower() != "host"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_client_that_reads_nothing_is_disconnected(server_factory):
+    """A download nobody reads (larger than every socket buffer on the way): cut off after the
+    send timeout, so such clients cannot hold connections (and their slots under the cap) for
+    ever. Pipelined requests whose answers are never read end the same way."""
+    srv = server_factory(env={"CHUAN_SEND_TIMEOUT_SECS": "2"})
+    s3 = srv.client()
+    bucket = unique_name("sr")
+    s3.create_bucket(Bucket=bucket)
+    size = 32 * MiB
+    s3.put_object(Bucket=bucket, Key="big", Body=os.urandom(size))
+    url_path = f"/{bucket}/big"
+    presigned = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "big"}, ExpiresIn=600)
+    target = presigned.split(f"127.0.0.1:{srv.port}", 1)[1]
+    assert target.startswith(url_path)
+
+    def reader_that_stops(request: bytes) -> socket.socket:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(request)
+        return s
+
+    download = reader_that_stops(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n\r\n".encode())
+    time.sleep(6)  # three send timeouts without reading a byte
+    for name, s, whole in (("download", download, size),):
+        got = 0
+        s.settimeout(5)
+        try:
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+        except (socket.timeout, ConnectionResetError, OSError):
+            pass
+        s.close()
+        assert got < whole, f"{name}: the server kept the connection open and sent all {got} bytes"
+    assert healthy(srv)
+    assert all_metrics(srv).get('chuan_limit_refusals_total{limit="send_timeout"}', 0) >= 1
+
+
+def test_one_address_cannot_take_every_post_object_slot(server_factory):
+    srv = server_factory(env={"CHUAN_BODY_TIMEOUT_SECS": "20"})
+    s3 = srv.client()
+    bucket = unique_name("pa")
+    s3.create_bucket(Bucket=bucket)
+    local = f"127.0.0.1:{srv.port}"
+    stalled = []
+    for _ in range(2):
+        s = connect(srv)
+        s.sendall(form_head(local, f"/{bucket}", 1 * MiB) + FIRST_FIELD)
+        stalled.append(s)
+    time.sleep(0.3)
+
+    def post_from(address: str) -> tuple[int | None, bytes]:
+        s = socket.socket()
+        s.bind((address, 0))
+        s.connect(("127.0.0.1", srv.port))
+        body = b'--B\r\nContent-Disposition: form-data; name="key"\r\n\r\nx\r\n--B\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\nhi\r\n--B--\r\n'
+        s.sendall(form_head(local, f"/{bucket}", len(body)) + body)
+        status, _, answer = read_response(s)
+        s.close()
+        return status, answer
+
+    status, body = post_from("127.0.0.1")
+    assert (status, s3_error_code(body)) == (503, "SlowDown"), f"a third form from the same address: {status} {body[:200]!r}"
+    status, body = post_from("127.0.0.2")
+    assert status != 503, f"another address was refused while one address stalls two forms: {body[:200]!r}"
+    for s in stalled:
+        s.close()
+
+
+def test_limits_that_make_no_sense_are_refused_at_start():
+    for flag in ("--header-timeout-secs", "--body-timeout-secs", "--body-min-bytes", "--send-timeout-secs", "--form-max-fields"):
+        r = subprocess.run(
+            [chuan_bin(), "serve", "--data", "/nonexistent/never-created", flag, "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode != 0 and "invalid value '0'" in r.stderr and flag in r.stderr, (
+            f"{flag} 0: rc={r.returncode} {r.stderr[-300:]!r}"
+        )
+    r = subprocess.run(
+        [chuan_bin(), "serve", "--data", "/nonexistent/never-created", "--max-header-bytes", "100"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode != 0 and "invalid value '100'" in r.stderr and "--max-header-bytes" in r.stderr, r.stderr[-300:]

@@ -23,7 +23,7 @@ pub struct IssuedRefreshToken {
 /// The token in `Authorization` (raw, as aligo sends it, or `Bearer <token>`).
 pub fn bearer(headers: &http::HeaderMap) -> Option<String> {
     let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let t = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim();
+    let t = chuan_api_common::auth_scheme(v, "Bearer").unwrap_or(v).trim();
     (!t.is_empty()).then(|| t.to_owned())
 }
 

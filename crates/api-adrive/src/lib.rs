@@ -30,7 +30,7 @@ use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use auth::IssuedRefreshToken;
+pub use auth::{bearer, IssuedRefreshToken};
 use error::{AdriveError, AdriveResult};
 use router::Endpoint;
 
@@ -85,9 +85,9 @@ impl AdriveDialect {
             _ => {}
         }
         let token = auth::bearer(req.headers());
-        let body = chuan_api_common::read_limited(req.into_body(), MAX_JSON)
-            .await
-            .map_err(|_| AdriveError::bad_request("InvalidParameter", "request body too large or unreadable"))?;
+        let body = chuan_api_common::read_limited(req.into_body(), MAX_JSON).await.map_err(|e| {
+            e.or_timeout(|_| AdriveError::bad_request("InvalidParameter", "request body too large or unreadable"))
+        })?;
         let v: serde_json::Value = if body.is_empty() {
             serde_json::json!({})
         } else {

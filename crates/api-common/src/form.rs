@@ -50,10 +50,34 @@ pub fn limits() -> FormLimits {
 pub enum FormError {
     /// Not a well-formed `multipart/form-data` body (or the body stream failed).
     #[error("malformed form: {0}")]
-    Malformed(#[from] multer::Error),
+    Malformed(multer::Error),
+    /// The client stopped sending and the listener cut the body off: the protocol's request
+    /// timeout (`CoreError::RequestTimeout`), not a malformed form.
+    #[error("the request body made too little progress and was cut off")]
+    Stalled,
     /// Over one of the [`FormLimits`].
     #[error("{0}")]
     TooLarge(String),
+}
+
+impl From<multer::Error> for FormError {
+    fn from(e: multer::Error) -> Self {
+        match &e {
+            multer::Error::StreamReadFailed(inner) if chuan_core::is_stalled(inner.as_ref()) => FormError::Stalled,
+            _ => FormError::Malformed(e),
+        }
+    }
+}
+
+impl FormError {
+    /// The protocol's request timeout (from `CoreError::RequestTimeout`) for a stalled body;
+    /// `otherwise()` for a malformed form or one over the limits.
+    pub fn or_timeout<E: From<chuan_core::CoreError>>(self, otherwise: impl FnOnce(Self) -> E) -> E {
+        match self {
+            FormError::Stalled => chuan_core::CoreError::RequestTimeout.into(),
+            other => otherwise(other),
+        }
+    }
 }
 
 /// A streaming form reader that counts parts and small-field bytes against [`FormLimits`].

@@ -57,10 +57,39 @@ where
     b.map_err(Into::into).boxed_unsync()
 }
 
+/// Why [`read_limited`] refused a body.
 #[derive(Debug)]
 pub enum ReadError {
+    /// Past the limit (the protocol's "too large" answer).
     TooLarge,
+    /// The client stopped sending and the listener cut the body off: the protocol's request
+    /// timeout, as `CoreError::RequestTimeout` renders it (`From<ReadError> for CoreError`).
+    Stalled,
+    /// The body could not be read (the connection failed).
     Io(String),
+}
+
+impl ReadError {
+    /// The protocol's request timeout (from `CoreError::RequestTimeout`) for a stalled body;
+    /// `otherwise()` for every other refusal.
+    pub fn or_timeout<E: From<chuan_core::CoreError>>(self, otherwise: impl FnOnce(Self) -> E) -> E {
+        match self {
+            ReadError::Stalled => chuan_core::CoreError::RequestTimeout.into(),
+            other => otherwise(other),
+        }
+    }
+}
+
+impl From<ReadError> for chuan_core::CoreError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::TooLarge => chuan_core::CoreError::InvalidArgument("the request body is too large".into()),
+            ReadError::Stalled => chuan_core::CoreError::RequestTimeout,
+            ReadError::Io(m) => {
+                chuan_core::CoreError::InvalidArgument(format!("the request body could not be read: {m}"))
+            }
+        }
+    }
 }
 
 /// Reads a whole request body of at most `limit` bytes (JSON, forms: never file contents),
@@ -70,7 +99,13 @@ pub async fn read_limited(mut body: RequestBody, limit: usize) -> Result<Bytes, 
     // bound makes the futures of callers fail rustc's `Send` inference.
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ReadError::Io(e.to_string()))?;
+        let frame = frame.map_err(|e| {
+            if chuan_core::is_stalled(e.as_ref()) {
+                ReadError::Stalled
+            } else {
+                ReadError::Io(e.to_string())
+            }
+        })?;
         if let Ok(d) = frame.into_data() {
             if buf.len() + d.len() > limit {
                 return Err(ReadError::TooLarge);
@@ -134,6 +169,16 @@ pub fn json_typed(status: http::StatusCode, content_type: &str, v: &impl serde::
         .expect("valid response")
 }
 
+/// The credentials of an `Authorization` value in `scheme` (`"Basic"`, `"Bearer"`,
+/// `"UPYUN"`, ...): the text after the scheme and its whitespace, the scheme matched without
+/// regard to case as RFC 9110 §11.1 says; `None` for another scheme or no credentials.
+pub fn auth_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let value = value.trim_start();
+    let head = value.get(..scheme.len())?;
+    let rest = value[scheme.len()..].strip_prefix([' ', '\t'])?.trim();
+    (head.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
+}
+
 /// An IMF-fixdate (RFC 9110 §5.6.7) of a time in milliseconds since the epoch.
 pub fn http_date(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
@@ -147,8 +192,11 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
     Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
-/// A `Range: bytes=...` header as `[start, end)` of a `size`-byte entity: `Ok(None)` for a
-/// header to ignore (another unit, several ranges), `Err` when unsatisfiable.
+/// A `Range: bytes=...` header as `[start, end)` of a `size`-byte entity, never empty:
+/// `Ok(None)` for a header to ignore (another unit, several ranges, or a suffix range of an
+/// empty entity, which RFC 9110 §14.1.1 calls satisfiable but which selects nothing a
+/// `Content-Range` can name: the whole, empty, entity is sent with 200), `Err` when
+/// unsatisfiable.
 pub fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(spec) = header.trim().strip_prefix("bytes=") else { return Ok(None) };
     if spec.contains(',') {
@@ -158,7 +206,11 @@ pub fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {
         let n: u64 = b.parse().map_err(|_| ())?;
-        return if n == 0 { Err(()) } else { Ok(Some((size.saturating_sub(n), size))) };
+        return match (n, size) {
+            (0, _) => Err(()),
+            (_, 0) => Ok(None),
+            _ => Ok(Some((size.saturating_sub(n), size))),
+        };
     }
     let start: u64 = a.parse().map_err(|_| ())?;
     if start >= size {
@@ -213,6 +265,14 @@ mod tests {
         assert_eq!(parse_range("bytes=8-100", 10), Ok(Some((8, 10))));
         assert_eq!(parse_range("bytes=10-", 10), Err(()));
         assert_eq!(parse_range("bytes=-0", 10), Err(()));
+        assert_eq!(auth_scheme("bearer  tok ", "Bearer"), Some("tok"));
+        assert_eq!(auth_scheme("BASIC abc", "Basic"), Some("abc"));
+        assert_eq!(auth_scheme("Basicabc", "Basic"), None);
+        assert_eq!(auth_scheme("Bearer ", "Bearer"), None);
+        assert_eq!(auth_scheme("Béarer x", "Bearer"), None);
+        // A suffix of an empty entity selects nothing: the whole (empty) entity, 200.
+        assert_eq!(parse_range("bytes=-5", 0), Ok(None));
+        assert_eq!(parse_range("bytes=0-", 0), Err(()));
         assert_eq!(parse_range("items=1-2", 10), Ok(None));
         assert_eq!(parse_range("bytes=0-1,3-4", 10), Ok(None));
     }

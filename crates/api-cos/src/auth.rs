@@ -100,8 +100,11 @@ impl Signature {
             }
             return Ok(());
         }
-        let expires =
-            if relative_small_e && self.expires < self.time { self.time + self.expires } else { self.expires };
+        let expires = if relative_small_e && self.expires < self.time {
+            self.time.saturating_add(self.expires)
+        } else {
+            self.expires
+        };
         if expires - self.time > MAX_VALIDITY_SECS {
             return Err(CosError::auth_failed("ERROR_PROXY_AUTH_FAILED: a signature may be valid for 90 days at most"));
         }

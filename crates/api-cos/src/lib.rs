@@ -330,9 +330,9 @@ impl CosDialect {
                     let form = self.read_form(&ctx.p, ct, body).await?;
                     self.form_op(&ctx, form).await
                 } else {
-                    let raw = chuan_api_common::read_limited(body, MAX_FIELD)
-                        .await
-                        .map_err(|_| CosError::new(-5975, "ERROR_CGI_JSON_PARSE_ERROR: the JSON body is too large"))?;
+                    let raw = chuan_api_common::read_limited(body, MAX_FIELD).await.map_err(|e| {
+                        e.or_timeout(|_| CosError::new(-5975, "ERROR_CGI_JSON_PARSE_ERROR: the JSON body is too large"))
+                    })?;
                     let v: Value = serde_json::from_slice(&raw).map_err(|e| {
                         CosError::new(-5975, format!("ERROR_CGI_JSON_PARSE_ERROR: the body is not JSON: {e}"))
                     })?;
@@ -420,7 +420,7 @@ impl CosDialect {
     /// `session`/`offset` that say where it goes): small fields into memory, `filecontent`
     /// streamed into a staged blob, refused past the largest size any operation accepts.
     async fn read_form(&self, p: &Principal, content_type: &str, body: RequestBody) -> CosResult<Form> {
-        let refused = |e: FormError| CosError::new(-5993, format!("ERROR_CGI_FORM_ERR: {e}"));
+        let refused = |e: FormError| e.or_timeout(|e| CosError::new(-5993, format!("ERROR_CGI_FORM_ERR: {e}")));
         let boundary = chuan_api_common::form::boundary(content_type)
             .ok_or_else(|| CosError::new(-5993, "ERROR_CGI_FORM_ERR: the multipart boundary is missing"))?;
         let mut reader = FormReader::new(http_body_util::BodyDataStream::new(body), &boundary);

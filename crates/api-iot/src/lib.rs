@@ -175,7 +175,9 @@ impl IotDialect {
             .unwrap_or("")
             .trim()
             .to_owned();
-        let raw = chuan_api_common::read_limited(body, MAX_JSON).await.map_err(|_| IotError::bad("body too large"))?;
+        let raw = chuan_api_common::read_limited(body, MAX_JSON)
+            .await
+            .map_err(|e| e.or_timeout(|_| IotError::bad("body too large")))?;
         let r: UrlRequest =
             serde_json::from_slice(&raw).map_err(|e| IotError::bad(format!("malformed JSON body: {e}")))?;
         // The same answer for an unknown device and a wrong signature.
@@ -218,9 +220,7 @@ impl IotDialect {
     async fn upload(&self, req: Request<RequestBody>) -> Result<Resp, IotError> {
         let (parts, body) = req.into_parts();
         let auth = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let token = auth
-            .strip_prefix("Ucloud ")
-            .or_else(|| auth.strip_prefix("UCloud "))
+        let token = chuan_api_common::auth_scheme(auth, "UCloud")
             .ok_or_else(|| IotError::new(StatusCode::UNAUTHORIZED, 160001, "missing upload token"))?;
         let token = token.trim();
         let grant: Grant = match self.engine.peek_grant(GrantKind::IotUpload, token).await? {

@@ -158,6 +158,11 @@ fn select_range(range: &Option<Range>, size: u64) -> S3Result<(u64, u64, Option<
         None => Ok((0, size, None)),
         Some(r) => {
             let range = r.check(size).map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
+            if range.is_empty() {
+                // A suffix range of an empty object (RFC 9110 §14.1.1 calls it satisfiable):
+                // nothing a `Content-Range` can name, so the whole, empty, object with 200.
+                return Ok((0, size, None));
+            }
             Ok((range.start, range.end, Some(format!("bytes {}-{}/{}", range.start, range.end - 1, size))))
         }
     }

@@ -28,7 +28,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use std::sync::Arc;
 
 pub use error::to_s3_error;
-pub use service::S3Dialect;
+pub use service::{s3s_config, S3Dialect};
 
 /// The S3 API over one engine.
 #[derive(Clone)]

@@ -12,8 +12,9 @@ use crate::{ChuanS3, EngineAuth};
 
 pub struct S3Dialect {
     service: S3Service,
+    engine: Arc<Engine>,
     /// POST Object requests being buffered (see [`POST_OBJECTS_AT_ONCE`]).
-    post_objects: Arc<tokio::sync::Semaphore>,
+    post_objects: chuan_core::AddressGate,
 }
 
 /// POST Object requests handled at once. s3s buffers a POST Object's file part in memory
@@ -21,6 +22,10 @@ pub struct S3Dialect {
 /// that memory, whoever sends the forms; more at once get 503 SlowDown. Streaming POST Object
 /// is issue 13's.
 pub const POST_OBJECTS_AT_ONCE: usize = 8;
+
+/// POST Object requests one client address may have buffered at once (of
+/// [`POST_OBJECTS_AT_ONCE`]): one address's stalled forms cannot take every slot.
+pub const POST_OBJECTS_PER_ADDRESS: usize = 2;
 
 /// The largest XML request body (CompleteMultipartUpload of 10,000 parts with checksums,
 /// DeleteObjects of 1,000 keys of 1,024 bytes); s3s refuses larger ones while reading.
@@ -32,18 +37,16 @@ impl S3Dialect {
     /// to the process-wide form limits (`chuan_api_common::form::limits`).
     pub fn new(engine: Arc<Engine>, host: impl S3Host, post_object_max_bytes: u64) -> Self {
         let mut builder = S3ServiceBuilder::new(ChuanS3::new(engine.clone()));
-        builder.set_auth(EngineAuth(engine));
+        builder.set_auth(EngineAuth(engine.clone()));
         builder.set_access(crate::EngineAccess);
         builder.set_host(host);
-        let mut config = s3s::config::S3Config::default();
-        config.post_object_max_file_size = post_object_max_bytes;
-        config.xml_max_body_size = XML_MAX_BODY;
-        let forms = chuan_api_common::form::limits();
-        config.form_max_parts = forms.max_fields;
-        config.form_max_field_size = forms.max_field_bytes;
-        config.form_max_fields_size = forms.max_total_bytes;
+        let config = s3s_config(post_object_max_bytes);
         builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(config))));
-        Self { service: builder.build(), post_objects: Arc::new(tokio::sync::Semaphore::new(POST_OBJECTS_AT_ONCE)) }
+        Self {
+            service: builder.build(),
+            engine: engine.clone(),
+            post_objects: chuan_core::AddressGate::new(POST_OBJECTS_AT_ONCE, POST_OBJECTS_PER_ADDRESS),
+        }
     }
 
     pub async fn handle(&self, req: Request<chuan_api_common::RequestBody>) -> Response<s3s::Body> {
@@ -52,6 +55,30 @@ impl S3Dialect {
 
     /// [`S3Dialect::handle`] for a body the dispatcher has already partly read and replays.
     pub async fn handle_body(&self, req: Request<s3s::Body>) -> Response<s3s::Body> {
+        // s3s answers a body that fails while it parses (XML, POST Object forms) with its own
+        // 400s; a body the listener cut off for stalling is S3's RequestTimeout instead.
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = stalled.clone();
+        let req = req.map(move |body| {
+            s3s::Body::http_body_unsync(body.map_err(move |e| {
+                if chuan_core::is_stalled(e.as_ref()) {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                e
+            }))
+        });
+        let resp = self.serve(req).await;
+        if stalled.load(std::sync::atomic::Ordering::Relaxed) && !resp.status().is_success() {
+            return xml_error(
+                StatusCode::BAD_REQUEST,
+                "RequestTimeout",
+                "Your socket connection to the server was not read from or written to within the timeout period.",
+            );
+        }
+        resp
+    }
+
+    async fn serve(&self, req: Request<s3s::Body>) -> Response<s3s::Body> {
         let is_post = req.method() == http::Method::POST;
         let is_form = is_post
             && req
@@ -60,14 +87,15 @@ impl S3Dialect {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
         let _buffering = if is_form {
-            match self.post_objects.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
+            match self.post_objects.try_acquire() {
+                Some(permit) => Some(permit),
+                None => {
+                    self.engine.metrics.refused("form_slots");
                     return xml_error(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "SlowDown",
                         "Too many form uploads at once; please retry.",
-                    )
+                    );
                 }
             }
         } else {
@@ -86,6 +114,20 @@ impl S3Dialect {
             }
         }
     }
+}
+
+/// The limits s3s parses Chuan's S3 requests under: XML bodies up to 4 MiB, POST Object file
+/// parts buffered up to `post_object_max_bytes`, form fields held to the process-wide form
+/// limits (`chuan_api_common::form::limits`).
+pub fn s3s_config(post_object_max_bytes: u64) -> s3s::config::S3Config {
+    let mut config = s3s::config::S3Config::default();
+    config.post_object_max_file_size = post_object_max_bytes;
+    config.xml_max_body_size = XML_MAX_BODY;
+    let forms = chuan_api_common::form::limits();
+    config.form_max_parts = forms.max_fields;
+    config.form_max_field_size = forms.max_field_bytes;
+    config.form_max_fields_size = forms.max_total_bytes;
+    config
 }
 
 fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {

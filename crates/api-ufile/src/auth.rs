@@ -12,8 +12,9 @@ pub fn sign(secret: &str, string_to_sign: &str) -> String {
 /// may themselves contain `:`-free text like `user@example.com123`; the signature follows the
 /// last `:`.
 pub fn parse_header(value: &str) -> Option<(String, String)> {
-    let rest = value.strip_prefix("UCloud ").or_else(|| value.strip_prefix("Inspur "))?;
-    let (public, sig) = rest.trim().rsplit_once(':')?;
+    let rest =
+        chuan_api_common::auth_scheme(value, "UCloud").or_else(|| chuan_api_common::auth_scheme(value, "Inspur"))?;
+    let (public, sig) = rest.rsplit_once(':')?;
     Some((public.to_owned(), sig.to_owned()))
 }
 

@@ -19,6 +19,7 @@ mod multipart;
 mod object;
 mod router;
 
+pub use auth::parse_header;
 pub use mgmt::{Prices, PRICES_SETTING};
 
 use chuan_api_common::Body;

@@ -97,7 +97,7 @@ impl UfileDialect {
         let mut q = crate::router::parse_query(parts.uri.query());
         let form = chuan_api_common::read_limited(body, MAX_FORM)
             .await
-            .map_err(|_| UfileError::bad_request("body too large"))?;
+            .map_err(|e| e.or_timeout(|_| UfileError::bad_request("body too large")))?;
         if !form.is_empty() {
             q.extend(Query::parse_form(&form));
         }

@@ -77,7 +77,7 @@ impl UfileDialect {
                 // The SDK sends `offset-(size-1)` instead of `offset-(offset+size-1)`; clamp to the source.
                 let b: u64 =
                     b.trim().parse::<u64>().map_err(|_| UfileError::bad_request("bad X-Ufile-Copy-Source-Range"))?;
-                (a, (b + 1).min(src.size).min(a + BLOCK).max(a))
+                (a, b.saturating_add(1).min(src.size).min(a.saturating_add(BLOCK)).max(a))
             }
             None => (0, src.size.min(BLOCK)),
         };
@@ -101,7 +101,7 @@ impl UfileDialect {
         let up = self.session(&ctx.principal, &ctx.bucket, &ctx.key, upload_id).await?;
         let raw = chuan_api_common::read_limited(body, MAX_FINISH_BODY)
             .await
-            .map_err(|_| UfileError::bad_request("body too large"))?;
+            .map_err(|e| e.or_timeout(|_| UfileError::bad_request("body too large")))?;
         let text = String::from_utf8_lossy(&raw);
         let etags: Vec<String> =
             text.split(',').map(|e| e.trim().trim_matches('"').to_owned()).filter(|e| !e.is_empty()).collect();

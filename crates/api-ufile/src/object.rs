@@ -91,7 +91,7 @@ impl UfileDialect {
             content_type_boundary(&parts).ok_or_else(|| UfileError::bad_request("expected multipart/form-data"))?;
         let mut form = FormReader::new(http_body_util::BodyDataStream::new(body), &boundary);
         // Malformed or over the form limits: refused before any signature check.
-        let refused = |e: FormError| UfileError::bad_request(e.to_string());
+        let refused = |e: FormError| e.or_timeout(|e| UfileError::bad_request(e.to_string()));
         let mut fields: Vec<(String, String)> = Vec::new();
         loop {
             let Some(field) = form.next_field().await.map_err(refused)? else {
@@ -243,7 +243,7 @@ impl UfileDialect {
     pub(crate) async fn op_meta(&self, ctx: Ctx, body: RequestBody) -> UfileResult<Resp> {
         let raw = chuan_api_common::read_limited(body, MAX_OPMETA)
             .await
-            .map_err(|_| UfileError::bad_request("body too large"))?;
+            .map_err(|e| e.or_timeout(|_| UfileError::bad_request("body too large")))?;
         let v: serde_json::Value =
             serde_json::from_slice(&raw).map_err(|e| UfileError::bad_request(format!("malformed JSON: {e}")))?;
         let (op, k, val) =

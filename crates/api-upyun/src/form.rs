@@ -23,10 +23,10 @@ fn form_error(code: u32, msg: &str) -> UpyunError {
 
 /// A form that is malformed or over the form limits (counted before any signature check).
 pub(crate) fn form_refused(e: FormError) -> UpyunError {
-    match e {
+    e.or_timeout(|e| match e {
         FormError::TooLarge(m) => form_error(41300001, &m),
-        FormError::Malformed(e) => form_error(40000001, &format!("malformed form: {e}")),
-    }
+        other => form_error(40000001, &other.to_string()),
+    })
 }
 
 /// Expands `{year}{mon}{day}{hour}{min}{sec}{filename}{suffix}{.suffix}{filemd5}{random32}`.
@@ -80,10 +80,7 @@ impl UpyunDialect {
                 .ok_or_else(|| form_error(40100012, "policy format error"))?;
             let date = policy["date"].as_str().unwrap_or("");
             let auth = field_value(&fields, "authorization").unwrap_or_default();
-            let (op, sig) = auth
-                .strip_prefix("UPYUN ")
-                .and_then(|a| a.rsplit_once(':'))
-                .ok_or_else(|| form_error(40100005, "sign error"))?;
+            let (op, sig) = crate::parse_authorization(&auth).ok_or_else(|| form_error(40100005, "sign error"))?;
             let (key, p) = self.operator(op).await?;
             let sts = format!("POST&/{bucket}&{date}&{policy_b64}");
             let sts_slash = format!("POST&/{bucket}/&{date}&{policy_b64}");

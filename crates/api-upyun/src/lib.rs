@@ -49,6 +49,13 @@ pub fn sign(md5_password: &str, string_to_sign: &str) -> String {
     chuan_api_common::sign::hmac_sha1_base64(md5_password, string_to_sign)
 }
 
+/// `(operator, signature)` of an `Authorization: UPYUN <operator>:<signature>` value (the REST
+/// API's header and the form API's `authorization` field); the signature follows the last
+/// `:`. `None` for anything else.
+pub fn parse_authorization(value: &str) -> Option<(&str, &str)> {
+    chuan_api_common::auth_scheme(value, "UPYUN")?.rsplit_once(':')
+}
+
 fn constant_time_eq(a: &str, b: &str) -> bool {
     chuan_core::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
@@ -119,7 +126,7 @@ impl UpyunDialect {
 
     async fn authenticate(&self, parts: &Parts) -> UpyunResult<Principal> {
         let auth = header(parts, "authorization").ok_or_else(UpyunError::sign)?;
-        let (op, sig) = auth.strip_prefix("UPYUN ").and_then(|r| r.rsplit_once(':')).ok_or_else(UpyunError::sign)?;
+        let (op, sig) = parse_authorization(auth).ok_or_else(UpyunError::sign)?;
         let date = header(parts, "date")
             .ok_or_else(|| UpyunError::new(StatusCode::UNAUTHORIZED, 40100002, "date header required"))?;
         let when = parse_http_date(date)
@@ -159,7 +166,7 @@ impl UpyunDialect {
             if urlencoded {
                 let raw = chuan_api_common::read_limited(body, 64 << 10)
                     .await
-                    .map_err(|_| UpyunError::bad("form too large"))?;
+                    .map_err(|e| e.or_timeout(|_| UpyunError::bad("form too large")))?;
                 let fields = chuan_api_common::Query::parse_form(&raw).0;
                 return Ok(self.block_form(&bucket, &fields).await);
             }

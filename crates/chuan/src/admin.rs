@@ -62,13 +62,19 @@ fn unauthorized(msg: &str) -> Resp {
     r
 }
 
+/// `(user, password)` of an `Authorization: Basic <base64 of user:password>` value (RFC 7617
+/// §2; the user id is everything before the first `:`); `None` for anything else.
+pub fn parse_basic(value: &str) -> Option<(String, String)> {
+    let raw = base64::engine::general_purpose::STANDARD.decode(chuan_api_common::auth_scheme(value, "Basic")?).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
 /// The principal behind HTTP Basic credentials (access key : secret).
 async fn basic_principal(engine: &Engine, headers: &http::HeaderMap) -> Option<Principal> {
-    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(auth.strip_prefix("Basic ")?.trim()).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (ak, sk) = text.split_once(':')?;
-    match engine.credential(ak, chuan_core::KEY_PAIRS).await {
+    let (ak, sk) = parse_basic(headers.get(http::header::AUTHORIZATION)?.to_str().ok()?)?;
+    match engine.credential(&ak, chuan_core::KEY_PAIRS).await {
         Ok(Some((secret, p))) if chuan_core::constant_time_eq(secret.as_bytes(), sk.as_bytes()) => Some(p),
         _ => None,
     }
@@ -86,8 +92,7 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api
             let bearer = headers
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|a| a.strip_prefix("Bearer "))
-                .map(str::trim);
+                .and_then(|a| chuan_api_common::auth_scheme(a, "Bearer"));
             let token_ok = match (bearer, &state.metrics_token) {
                 (Some(b), Some(t)) => chuan_core::constant_time_eq(b.as_bytes(), t.as_bytes()),
                 _ => false,
@@ -107,6 +112,9 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api
         Ok(b) => b,
         Err(chuan_api_common::ReadError::TooLarge) => {
             return error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is larger than 64 KiB")
+        }
+        Err(chuan_api_common::ReadError::Stalled) => {
+            return error(StatusCode::REQUEST_TIMEOUT, "the request body made too little progress and was cut off")
         }
         Err(chuan_api_common::ReadError::Io(e)) => {
             return error(StatusCode::BAD_REQUEST, &format!("the request body could not be read: {e}"))

@@ -171,10 +171,13 @@ async fn form_post(state: &State, req: Request<RequestBody>) -> Response<chuan_a
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(error = %e, "form body failed while routing");
-            return Response::builder()
-                .status(StatusCode::BAD_REQUEST)
-                .body(chuan_api_common::full("unreadable request body\n"))
-                .expect("valid response");
+            // Before its first field no protocol is known: plain HTTP answers.
+            let (status, text) = if chuan_core::is_stalled(e.as_ref()) {
+                (StatusCode::REQUEST_TIMEOUT, "the request body made too little progress and was cut off\n")
+            } else {
+                (StatusCode::BAD_REQUEST, "unreadable request body\n")
+            };
+            return Response::builder().status(status).body(chuan_api_common::full(text)).expect("valid response");
         }
     };
     // UpYun: the REST form API carries `authorization: UPYUN ...`; the legacy block upload a
@@ -244,28 +247,35 @@ fn normalise_target<B>(req: &mut Request<B>) {
     }
 }
 
+/// Serves one request off the wire: its body held to the progress rule, whichever dialect
+/// reads it.
 pub async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<chuan_api_common::Body>, std::convert::Infallible> {
+    let metrics = state.engine.metrics.clone();
+    let req = req.map(|b| crate::limits::TimedBody::new(b, state.body_rule).counted(metrics).boxed_unsync());
+    Ok(route(&state, req).await)
+}
+
+/// Routes one request to the dialect that speaks it and returns that dialect's answer.
+pub async fn route(state: &State, mut req: Request<RequestBody>) -> Response<chuan_api_common::Body> {
     state.engine.metrics.http_requests.inc();
-    // Every body is held to the progress rule, whichever dialect reads it.
-    let mut req = req.map(|b| crate::limits::TimedBody::new(b, state.body_rule).boxed_unsync());
     normalise_target(&mut req);
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0");
-    if let Some((bucket, appid)) = cos_download(&state, req.method(), req.uri(), req.headers()).await {
-        return Ok(state.cos.download(req, &bucket, &appid).await);
+    if let Some((bucket, appid)) = cos_download(state, req.method(), req.uri(), req.headers()).await {
+        return state.cos.download(req, &bucket, &appid).await;
     }
     let resp = match classify(req.uri(), req.headers(), &state.s3_domains) {
-        Dialect::Chuan => admin::handle(&state, req).await,
+        Dialect::Chuan => admin::handle(state, req).await,
         Dialect::S3 => state.s3.handle(req).await.map(chuan_api_common::boxed),
         Dialect::Adrive => state.adrive.handle(req).await,
         Dialect::Ufile => state.ufile.handle(req).await,
         Dialect::Iot => state.iot.handle(req).await,
         Dialect::Upyun => state.upyun.handle(req).await,
         Dialect::UfileManagement => state.ufile.handle_management(req).await,
-        Dialect::FormPost => form_post(&state, req).await,
+        Dialect::FormPost => form_post(state, req).await,
         Dialect::Cos => state.cos.handle(req).await,
     };
     let mut resp = resp;
@@ -275,7 +285,7 @@ pub async fn handle(
     if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
         resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
-    Ok(resp)
+    resp
 }
 
 #[cfg(test)]

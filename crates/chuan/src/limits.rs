@@ -4,9 +4,10 @@
 //!   the moment the connection waits for a request — so an idle keep-alive connection is
 //!   closed after the same time (hyper's header-read timer) — and may take at most
 //!   `--max-header-bytes`; larger heads get 431.
-//! * **Bodies** ([`TimedBody`]): while the server waits for body bytes, the client must send
-//!   at least `--body-min-bytes` in every `--body-timeout-secs` of waiting (or finish). Time the
-//!   server spends not reading (writing to disk, checking) does not count against the client.
+//! * **Bodies** ([`TimedBody`]): every `--body-min-bytes` of a body (or its end) must arrive
+//!   within `--body-timeout-secs` of waiting after the previous `--body-min-bytes` (the first
+//!   within that time of the body's start). Time the server spends not reading (writing to
+//!   disk, checking) does not count against the client.
 //!   A body cut off ends with [`BodyStalled`]; the upload is refused in its protocol's format
 //!   and its staged bytes are dropped.
 //! * **Connections** ([`ConnectionGate`]): at most `--max-connections` at once; one more is
@@ -32,22 +33,30 @@ use tokio::sync::Semaphore;
 pub struct ServeLimits {
     /// Seconds to receive a request's headers (also how long an idle keep-alive connection
     /// stays open).
-    #[arg(long, env = "CHUAN_HEADER_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "CHUAN_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_secs: u64,
-    /// Largest request head (request line and headers), in bytes.
-    #[arg(long, env = "CHUAN_MAX_HEADER_BYTES", default_value_t = 64 << 10)]
+    /// Largest request head (request line and headers), in bytes; at least 1024. A head may
+    /// also have at most 100 header fields.
+    #[arg(long, env = "CHUAN_MAX_HEADER_BYTES", default_value_t = 64 << 10,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_header_bytes: usize,
-    /// Seconds of waiting for body bytes in which at least --body-min-bytes must arrive.
-    #[arg(long, env = "CHUAN_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    /// Seconds of waiting in which each --body-min-bytes of a request body must arrive.
+    #[arg(long, env = "CHUAN_BODY_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_secs: u64,
-    /// Bytes a body must deliver in each --body-timeout-secs of waiting (at least 1).
-    #[arg(long, env = "CHUAN_BODY_MIN_BYTES", default_value_t = 64 << 10)]
+    /// Bytes of a body that must arrive within each --body-timeout-secs of waiting.
+    #[arg(long, env = "CHUAN_BODY_MIN_BYTES", default_value_t = 64 << 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_min_bytes: u64,
+    /// Seconds a response may wait for the client to take more of it; a client that reads
+    /// nothing for this long (a stalled download, pipelined requests never read) is
+    /// disconnected.
+    #[arg(long, env = "CHUAN_SEND_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_timeout_secs: u64,
     /// Connections served at once (0: derived from the open-file limit).
     #[arg(long, env = "CHUAN_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
     /// Parts a form may have.
-    #[arg(long, env = "CHUAN_FORM_MAX_FIELDS", default_value_t = 64)]
+    #[arg(long, env = "CHUAN_FORM_MAX_FIELDS", default_value_t = 64,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub form_max_fields: usize,
     /// Bytes of one small (non-file) form field.
     #[arg(long, env = "CHUAN_FORM_MAX_FIELD_BYTES", default_value_t = 64 << 10)]
@@ -58,7 +67,8 @@ pub struct ServeLimits {
     /// Requests a second per tenant (per client address when anonymous), sustained; 0: no limit.
     #[arg(long, env = "CHUAN_TENANT_REQUESTS_PER_SEC", default_value_t = 2000.0)]
     pub tenant_requests_per_sec: f64,
-    /// Requests above the sustained rate a tenant may make in a burst.
+    /// Requests a tenant may make at once before the sustained rate applies (the size of its
+    /// token bucket).
     #[arg(long, env = "CHUAN_TENANT_REQUEST_BURST", default_value_t = 4000.0)]
     pub tenant_request_burst: f64,
     /// Request bodies one tenant may be sending at once; 0: no limit.
@@ -67,13 +77,14 @@ pub struct ServeLimits {
     /// Instant-upload lookups (claims, challenges) a second per tenant, sustained; 0: no limit.
     #[arg(long, env = "CHUAN_PROBES_PER_SEC", default_value_t = 20.0)]
     pub probes_per_sec: f64,
-    /// Instant-upload lookups a tenant may make in a burst.
+    /// Instant-upload lookups a tenant may make at once before the sustained rate applies.
     #[arg(long, env = "CHUAN_PROBE_BURST", default_value_t = 50.0)]
     pub probe_burst: f64,
     /// Instant-upload lookups a second per client address, whatever the tenant; 0: no limit.
     #[arg(long, env = "CHUAN_ADDRESS_PROBES_PER_SEC", default_value_t = 80.0)]
     pub address_probes_per_sec: f64,
-    /// Instant-upload lookups one client address may make in a burst.
+    /// Instant-upload lookups one client address may make at once before its sustained rate
+    /// applies.
     #[arg(long, env = "CHUAN_ADDRESS_PROBE_BURST", default_value_t = 200.0)]
     pub address_probe_burst: f64,
     /// Token for `GET /_chuan/metrics` (`Authorization: Bearer <token>`), besides the root key
@@ -85,6 +96,28 @@ pub struct ServeLimits {
 impl ServeLimits {
     pub fn body_rule(&self) -> BodyRule {
         BodyRule { window: Duration::from_secs(self.body_timeout_secs.max(1)), min_bytes: self.body_min_bytes.max(1) }
+    }
+
+    /// The limits in effect, for the start-up log line (the metrics token is not shown).
+    pub fn summary(&self) -> String {
+        let rate = |r: f64, burst: f64| if r > 0.0 { format!("{r}/s burst {burst}") } else { "off".into() };
+        let uploads = if self.tenant_uploads > 0 { self.tenant_uploads.to_string() } else { "off".into() };
+        format!(
+            "headers {} s, {} bytes; body {} bytes per {} s; send {} s; forms {} parts, {}/{} bytes; \
+             tenant requests {}, uploads {uploads}; probes {} per tenant, {} per address; metrics token {}",
+            self.header_timeout_secs,
+            self.max_header_bytes,
+            self.body_min_bytes,
+            self.body_timeout_secs,
+            self.send_timeout_secs,
+            self.form_max_fields,
+            self.form_max_field_bytes,
+            self.form_max_bytes,
+            rate(self.tenant_requests_per_sec, self.tenant_request_burst),
+            rate(self.probes_per_sec, self.probe_burst),
+            rate(self.address_probes_per_sec, self.address_probe_burst),
+            if self.metrics_token.is_some() { "set" } else { "not set" },
+        )
     }
 
     pub fn form_limits(&self) -> chuan_api_common::form::FormLimits {
@@ -107,8 +140,9 @@ impl ServeLimits {
         }
     }
 
-    /// `--max-connections`, or half of the open-file limit left after a reserve for blobs,
-    /// the database and temporary files (each connection may hold a file open), at most 10,000.
+    /// `--max-connections`, or half of what is left of the open-file limit after 64 descriptors
+    /// for the database and logs (each connection may hold a blob or temporary file open too):
+    /// `(limit - 64) / 2`, at least 16 and at most 10,000.
     pub fn connections(&self, open_files: u64) -> usize {
         if self.max_connections > 0 {
             return self.max_connections;
@@ -145,23 +179,48 @@ pub struct BodyRule {
 }
 
 /// A request body held to a [`BodyRule`]: ends with [`BodyStalled`] when a window of waiting
-/// passes with fewer than `min_bytes` received.
+/// passes before the next `min_bytes` arrive, counted from when the previous `min_bytes` had.
 pub struct TimedBody<B> {
     inner: B,
     rule: BodyRule,
-    /// Waiting time left in the current window.
+    /// Waiting time left for the current `min_bytes`.
     budget: Duration,
-    /// Bytes received in the current window.
+    /// Bytes received towards the current `min_bytes`.
     received: u64,
     /// When the current wait began (the inner body said `Pending`).
     waiting_since: Option<Instant>,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
+    /// Where a cut-off is counted (`limit="body_stalled"`).
+    metrics: Option<Arc<chuan_core::Metrics>>,
 }
 
 impl<B> TimedBody<B> {
     pub fn new(inner: B, rule: BodyRule) -> Self {
-        Self { inner, rule, budget: rule.window, received: 0, waiting_since: None, timer: None, done: false }
+        Self {
+            inner,
+            rule,
+            budget: rule.window,
+            received: 0,
+            waiting_since: None,
+            timer: None,
+            done: false,
+            metrics: None,
+        }
+    }
+
+    /// Counts cut-offs in `metrics`.
+    pub fn counted(mut self, metrics: Arc<chuan_core::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn stalled(&mut self) -> Poll<Option<Result<Frame<Bytes>, chuan_api_common::BoxError>>> {
+        self.done = true;
+        if let Some(m) = &self.metrics {
+            m.refused("body_stalled");
+        }
+        Poll::Ready(Some(Err(Box::new(BodyStalled))))
     }
 
     /// Ends the current wait: its time comes off the window's budget.
@@ -169,16 +228,6 @@ impl<B> TimedBody<B> {
         if let Some(since) = self.waiting_since.take() {
             self.budget = self.budget.saturating_sub(since.elapsed());
         }
-    }
-
-    /// At the end of a window: a new one if this one brought enough, else `false`.
-    fn next_window(&mut self) -> bool {
-        if self.received < self.rule.min_bytes {
-            return false;
-        }
-        self.received = 0;
-        self.budget = self.rule.window;
-        true
     }
 }
 
@@ -195,52 +244,48 @@ where
         if this.done {
             return Poll::Ready(None);
         }
-        loop {
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    this.stop_waiting();
-                    if let Some(d) = frame.data_ref() {
-                        this.received += d.len() as u64;
-                    }
-                    if this.budget.is_zero() && !this.next_window() {
-                        this.done = true;
-                        return Poll::Ready(Some(Err(Box::new(BodyStalled))));
-                    }
-                    return Poll::Ready(Some(Ok(frame)));
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.stop_waiting();
+                if let Some(d) = frame.data_ref() {
+                    this.received += d.len() as u64;
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    this.stop_waiting();
-                    return Poll::Ready(Some(Err(e.into())));
+                if this.received >= this.rule.min_bytes {
+                    // In time: the next `min_bytes` get a whole window of waiting.
+                    this.received %= this.rule.min_bytes;
+                    this.budget = this.rule.window;
+                } else if this.budget.is_zero() {
+                    return this.stalled();
                 }
-                Poll::Ready(None) => {
-                    this.stop_waiting();
-                    this.done = true;
-                    return Poll::Ready(None);
-                }
-                Poll::Pending => {}
+                return Poll::Ready(Some(Ok(frame)));
             }
-            let now = Instant::now();
-            let since = *this.waiting_since.get_or_insert(now);
-            let deadline = tokio::time::Instant::from_std(since + this.budget);
-            match &mut this.timer {
-                Some(t) if t.deadline() == deadline => {}
-                Some(t) => t.as_mut().reset(deadline),
-                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            Poll::Ready(Some(Err(e))) => {
+                this.stop_waiting();
+                return Poll::Ready(Some(Err(e.into())));
             }
-            let timer = this.timer.as_mut().expect("set above");
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            // The window's waiting time is spent.
-            this.waiting_since = None;
-            this.budget = Duration::ZERO;
-            if !this.next_window() {
+            Poll::Ready(None) => {
+                this.stop_waiting();
                 this.done = true;
-                return Poll::Ready(Some(Err(Box::new(BodyStalled))));
+                return Poll::Ready(None);
             }
-            this.waiting_since = Some(Instant::now());
-            // A new window: poll the body again and arm the timer for it.
+            Poll::Pending => {}
         }
+        let now = Instant::now();
+        let since = *this.waiting_since.get_or_insert(now);
+        let deadline = tokio::time::Instant::from_std(since + this.budget);
+        match &mut this.timer {
+            Some(t) if t.deadline() == deadline => {}
+            Some(t) => t.as_mut().reset(deadline),
+            None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        let timer = this.timer.as_mut().expect("set above");
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The window's waiting time is spent before `min_bytes` arrived.
+        this.waiting_since = None;
+        this.budget = Duration::ZERO;
+        this.stalled()
     }
 
     fn is_end_stream(&self) -> bool {
@@ -273,7 +318,8 @@ impl ConnectionGate {
 
     /// Answers a connection over the limit with `503` and closes it, in the background and
     /// within a second; beyond 64 refusals at once, just closes it.
-    pub fn refuse(&self, mut stream: tokio::net::TcpStream) {
+    pub fn refuse(&self, mut stream: tokio::net::TcpStream, metrics: &chuan_core::Metrics) {
+        metrics.refused("connection_cap");
         let Ok(permit) = self.refusals.clone().try_acquire_owned() else { return };
         tokio::spawn(async move {
             let _permit = permit;
@@ -293,6 +339,25 @@ impl ConnectionGate {
             .await;
         });
     }
+}
+
+/// The limit that ended a connection, when one did: hyper's header-read timeout, a head over
+/// the size limit, or the send timeout (an I/O `TimedOut` from the socket's write deadline).
+pub fn limit_of(e: &hyper::Error) -> Option<&'static str> {
+    if e.is_parse_too_large() {
+        return Some("head_too_large");
+    }
+    if e.is_timeout() {
+        return Some("header_timeout");
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+            return Some("send_timeout");
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Back-off after failed accepts (typically EMFILE: out of file descriptors), with the
@@ -389,6 +454,25 @@ mod tests {
             total += f.unwrap().into_data().map(|d| d.len()).unwrap_or(0);
         }
         assert_eq!(total, 1000);
+    }
+
+    #[tokio::test]
+    async fn a_body_is_cut_one_window_after_its_last_min_bytes() {
+        let (tx, body) = channel_body();
+        let mut b = TimedBody::new(body, rule(400, 100));
+        // 300 ms into the first window, 100 bytes arrive: the next 100 have 400 ms from then
+        // (a rule of whole windows would allow the 100 ms left plus another window).
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.send(Bytes::from(vec![b'x'; 100])).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        assert!(b.frame().await.unwrap().is_ok());
+        let t = Instant::now();
+        let err = b.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<BodyStalled>());
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(380) && waited < Duration::from_millis(480), "{waited:?}");
     }
 
     #[tokio::test]

@@ -1,17 +1,7 @@
-//! `chuan`: the server binary and its command-line tools.
-//!
-//! This is the only crate that wires dialects to the engine: it opens the stores, builds the
-//! engine, starts the background jobs and the HTTP listener, and routes each request to the
-//! dialect that speaks it (see `dispatch.rs`).
+//! `chuan`: the server binary and its command-line tools (the server itself is the `chuan`
+//! library: see `lib.rs`).
 
-mod admin;
-mod callbacks;
-mod dispatch;
-mod host;
-mod limits;
-mod native;
-mod server;
-mod setup;
+use chuan::{admin, limits, server, setup};
 
 use chuan_core::Principal;
 use clap::{Parser, Subcommand};
@@ -137,6 +127,8 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("CHUAN_LOG").unwrap_or_else(|_| "info,s3s=off".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

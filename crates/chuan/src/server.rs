@@ -71,29 +71,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tracing::info!(access_key = %ak, "root credentials loaded");
     }
 
-    let s3 = chuan_api_s3::S3Dialect::new(engine.clone(), BaseDomains(opts.domains.clone()), POST_OBJECT_MAX_BYTES);
-    let mut adrive_config = chuan_api_adrive::AdriveConfig::default();
-    if let Some(secs) = env_secs("CHUAN_ADRIVE_URL_TTL_SECS") {
-        adrive_config.url_ttl = secs;
-    }
-    let adrive = chuan_api_adrive::AdriveDialect::new(engine.clone(), adrive_config);
-    let ufile = chuan_api_ufile::UfileDialect::new(engine.clone());
-    let iot = chuan_api_iot::IotDialect::new(
-        engine.clone(),
-        env_secs("CHUAN_IOT_TOKEN_TTL_SECS").unwrap_or(Duration::from_secs(300)),
-    );
-    let state = Arc::new(State {
-        engine: engine.clone(),
-        s3,
-        adrive,
-        ufile,
-        iot,
-        upyun: chuan_api_upyun::UpyunDialect::new(engine.clone()),
-        cos: chuan_api_cos::CosDialect::new(engine.clone(), std::env::var("CHUAN_COS_DOWNLOAD_DOMAIN").ok()),
-        s3_domains: opts.domains.clone(),
-        body_rule: limits.body_rule(),
-        metrics_token: limits.metrics_token.clone().filter(|t| !t.is_empty()),
-    });
+    let state = Arc::new(build_state(engine.clone(), opts.domains.clone(), &limits));
 
     let background = spawn_background(engine.clone());
     // Tests shorten the retry back-off with CHUAN_CALLBACK_BACKOFF_SCALE (e.g. 0.001).
@@ -104,6 +82,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let max_connections = limits.connections(open_files);
     let gate = ConnectionGate::new(max_connections);
     let mut backoff = AcceptBackoff::default();
+    let send_timeout = Duration::from_secs(limits.send_timeout_secs.max(1));
     let mut http = http1::Builder::new();
     http.keep_alive(true)
         .timer(hyper_util::rt::TokioTimer::new())
@@ -116,6 +95,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         data = %opts.data.display(),
         max_connections,
         open_files,
+        limits = %limits.summary(),
         "chuan is serving"
     );
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -132,7 +112,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                     }
                 };
                 let Some(permit) = gate.admit() else {
-                    gate.refuse(stream);
+                    gate.refuse(stream, &engine.metrics);
                     continue;
                 };
                 // Small responses must not wait for delayed ACKs (Nagle).
@@ -142,11 +122,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 let svc = hyper::service::service_fn(move |req| {
                     chuan_core::with_client(client, dispatch::handle(state.clone(), req))
                 });
-                let conn = http.serve_connection(TokioIo::new(stream), svc);
+                // A client that stops taking its response is cut off (hyper has no write
+                // timeout of its own).
+                let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+                stream.set_write_timeout(Some(send_timeout));
+                let conn = http.serve_connection(TokioIo::new(Box::pin(stream)), svc);
                 let conn = graceful.watch(conn);
+                let metrics = engine.metrics.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     if let Err(e) = conn.await {
+                        if let Some(limit) = crate::limits::limit_of(&e) {
+                            metrics.refused(limit);
+                        }
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -168,6 +156,34 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     std::fs::write(&marker, b"")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The dispatcher's state: every dialect over `engine`, with the listener's limits (also what
+/// the fuzz targets drive).
+pub fn build_state(engine: Arc<chuan_core::Engine>, domains: Vec<String>, limits: &ServeLimits) -> State {
+    let s3 = chuan_api_s3::S3Dialect::new(engine.clone(), BaseDomains(domains.clone()), POST_OBJECT_MAX_BYTES);
+    let mut adrive_config = chuan_api_adrive::AdriveConfig::default();
+    if let Some(secs) = env_secs("CHUAN_ADRIVE_URL_TTL_SECS") {
+        adrive_config.url_ttl = secs;
+    }
+    let adrive = chuan_api_adrive::AdriveDialect::new(engine.clone(), adrive_config);
+    let ufile = chuan_api_ufile::UfileDialect::new(engine.clone());
+    let iot = chuan_api_iot::IotDialect::new(
+        engine.clone(),
+        env_secs("CHUAN_IOT_TOKEN_TTL_SECS").unwrap_or(Duration::from_secs(300)),
+    );
+    State {
+        engine: engine.clone(),
+        s3,
+        adrive,
+        ufile,
+        iot,
+        upyun: chuan_api_upyun::UpyunDialect::new(engine.clone()),
+        cos: chuan_api_cos::CosDialect::new(engine.clone(), std::env::var("CHUAN_COS_DOWNLOAD_DOMAIN").ok()),
+        s3_domains: domains,
+        body_rule: limits.body_rule(),
+        metrics_token: limits.metrics_token.clone().filter(|t| !t.is_empty()),
+    }
 }
 
 /// Optional durations from the environment (short lifetimes for tests).

@@ -83,6 +83,19 @@ pub type CoreResult<T> = Result<T, CoreError>;
 #[error("the request body made too little progress and was cut off")]
 pub struct BodyStalled;
 
+/// Whether `e`, or an error in its source chain, is [`BodyStalled`]: a body read failed
+/// because the client stopped sending, which every protocol answers as its request timeout.
+pub fn is_stalled(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<BodyStalled>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {

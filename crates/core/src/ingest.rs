@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-use crate::error::{BodyStalled, CoreError, CoreResult};
+use crate::error::{is_stalled, CoreError, CoreResult};
 use crate::hash::{ufile_etag_single, BlockSha1, MainHasher, Md5Hasher, Sha1Hasher};
 
 /// Bytes gathered before a batch goes to the stages.
@@ -106,21 +106,9 @@ async fn run_stage<T: Send + 'static>(
 #[error("the body is larger than {0} bytes")]
 struct TooLarge(u64);
 
-/// Whether `e` (or an error it wraps) is a stalled body's.
-fn is_stalled(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<BodyStalled>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
 /// Streams `body` into a new temporary blob, computing every digest on the way.
 ///
-/// Errors: `RequestTimeout` when the body stream ended with [`BodyStalled`], `Body` for any
+/// Errors: `RequestTimeout` when the body stream ended with [`crate::BodyStalled`], `Body` for any
 /// other body error, `Io` when the disk refuses. Nothing stays behind on error.
 pub async fn stage<S, E>(blobs: &dyn BlobStore, body: S, options: StageOptions) -> CoreResult<Staged>
 where

@@ -49,7 +49,7 @@ pub mod store {
 
 pub use access::{Op, Principal, Scope};
 pub use engine::{Engine, EngineConfig};
-pub use error::{BodyStalled, CoreError, CoreResult};
+pub use error::{is_stalled, BodyStalled, CoreError, CoreResult};
 pub use grants::Redeemed;
 pub use identity::{
     new_access_key, new_secret, validate_tenant, AliasKind, Credential, CredentialSpec, CredentialUpdate, KEY_PAIRS,
@@ -61,7 +61,7 @@ pub use maintenance::GcReport;
 pub use metering::{day_of, Quota};
 pub use metrics::Metrics;
 pub use objects::{PutTarget, MAX_DELETE_BATCH};
-pub use throttle::{with_client, FairnessConfig, UploadSlot};
+pub use throttle::{current_client, with_client, AddressGate, AddressPermit, FairnessConfig, UploadSlot};
 pub use uploads::{default_ttl, Claim, Completed, Completion, NewUpload, PartList, MAX_PARTS};
 
 /// Compares secrets without leaking, through timing, where they first differ.

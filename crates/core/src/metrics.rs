@@ -7,6 +7,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -25,6 +26,8 @@ pub struct Metrics {
     pub http_requests: Counter,
     /// Instant uploads granted (any protocol).
     pub instant_hits: Counter,
+    /// Requests and connections refused by a limit, by `limit` (see [`Metrics::refused`]).
+    pub limit_refusals: Family<Vec<(String, String)>, Counter>,
     /// Counters registered by dialects for their own operations.
     dialect: parking_lot::Mutex<Vec<(String, String, Counter)>>,
 }
@@ -35,6 +38,13 @@ impl Metrics {
         let c = Counter::default();
         self.dialect.lock().push((name.to_owned(), help.to_owned(), c.clone()));
         c
+    }
+
+    /// Counts one refusal by a limit: `header_timeout`, `head_too_large`, `send_timeout`,
+    /// `connection_cap`, `body_stalled`, `request_rate`, `tenant_uploads`, `probe_rate`,
+    /// `form_slots`. Aggregates over every tenant, for the operator only.
+    pub fn refused(&self, limit: &str) {
+        self.limit_refusals.get_or_create(&vec![("limit".to_owned(), limit.to_owned())]).inc();
     }
 
     pub fn render(&self) -> String {
@@ -54,6 +64,7 @@ impl Metrics {
         reg.register("digest_backlog", "Contents waiting for whole-content digests", self.digest_backlog.clone());
         reg.register("http_requests", "HTTP requests received", self.http_requests.clone());
         reg.register("instant_hits", "Instant uploads granted (no bytes received)", self.instant_hits.clone());
+        reg.register("limit_refusals", "Requests and connections refused by a limit", self.limit_refusals.clone());
         for (name, help, c) in self.dialect.lock().iter() {
             reg.register(name.clone(), help.clone(), c.clone());
         }
