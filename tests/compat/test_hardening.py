@@ -407,6 +407,8 @@ def multipart(fields: list[tuple[str, bytes]], boundary: str = "XbOuNdArY") -> t
 
 
 def test_form_field_floods_are_refused_before_the_signature(server):
+    key = 'chuan_limit_refusals_total{limit="form_limits"}'
+    counted_before = all_metrics(server).get(key, 0)
     uf = new_ufile_ctx(server)
     up = make_account(server)
     many = [(f"f{i}", b"v" * 10) for i in range(100)]
@@ -427,6 +429,8 @@ def test_form_field_floods_are_refused_before_the_signature(server):
     doc = cos_json(r, "COS form with 100 parts")
     assert doc["code"] == -5993 and "parts" in doc["message"], doc
     assert cos.stat("/flood.bin")["code"] != 0
+    counted = all_metrics(server).get(key, 0) - counted_before
+    assert counted >= 5, f"{counted} form-limit refusals counted for 5"
 
 
 def test_form_floods_leave_memory_bounded(server_factory):

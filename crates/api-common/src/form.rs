@@ -86,6 +86,8 @@ pub struct FormReader {
     limits: FormLimits,
     fields: usize,
     bytes: usize,
+    /// Where refusals by the limits are counted (`limit="form_limits"`).
+    metrics: Option<std::sync::Arc<chuan_core::Metrics>>,
 }
 
 impl FormReader {
@@ -101,7 +103,20 @@ impl FormReader {
     where
         S: Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
     {
-        Self { inner: reader(body, boundary), limits, fields: 0, bytes: 0 }
+        Self { inner: reader(body, boundary), limits, fields: 0, bytes: 0, metrics: None }
+    }
+
+    /// Counts refusals by the form limits in `metrics` (the engine's).
+    pub fn counted(mut self, metrics: std::sync::Arc<chuan_core::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn too_large(&self, message: String) -> FormError {
+        if let Some(m) = &self.metrics {
+            m.refused("form_limits");
+        }
+        FormError::TooLarge(message)
     }
 
     /// The next part, or `None` at the end; `TooLarge` past `max_fields` parts.
@@ -109,7 +124,7 @@ impl FormReader {
         let Some(field) = self.inner.next_field().await? else { return Ok(None) };
         self.fields += 1;
         if self.fields > self.limits.max_fields {
-            return Err(FormError::TooLarge(format!("the form has more than {} parts", self.limits.max_fields)));
+            return Err(self.too_large(format!("the form has more than {} parts", self.limits.max_fields)));
         }
         Ok(Some(field))
     }
@@ -122,13 +137,13 @@ impl FormReader {
         while let Some(chunk) = field.chunk().await? {
             self.bytes += chunk.len();
             if value.len() + chunk.len() > self.limits.max_field_bytes {
-                return Err(FormError::TooLarge(format!(
+                return Err(self.too_large(format!(
                     "the form field {name:?} is larger than {} bytes",
                     self.limits.max_field_bytes
                 )));
             }
             if self.bytes > self.limits.max_total_bytes {
-                return Err(FormError::TooLarge(format!(
+                return Err(self.too_large(format!(
                     "the form's fields are larger than {} bytes together",
                     self.limits.max_total_bytes
                 )));

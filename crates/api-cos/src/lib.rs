@@ -423,7 +423,8 @@ impl CosDialect {
         let refused = |e: FormError| e.or_timeout(|e| CosError::new(-5993, format!("ERROR_CGI_FORM_ERR: {e}")));
         let boundary = chuan_api_common::form::boundary(content_type)
             .ok_or_else(|| CosError::new(-5993, "ERROR_CGI_FORM_ERR: the multipart boundary is missing"))?;
-        let mut reader = FormReader::new(http_body_util::BodyDataStream::new(body), &boundary);
+        let mut reader =
+            FormReader::new(http_body_util::BodyDataStream::new(body), &boundary).counted(self.engine.metrics.clone());
         let mut form = Form { fields: HashMap::new(), content: None };
         while let Some(field) = reader.next_field().await.map_err(refused)? {
             let name = field.name().unwrap_or("").to_owned();

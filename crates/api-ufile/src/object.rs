@@ -89,7 +89,8 @@ impl UfileDialect {
     pub(crate) async fn post_file(&self, parts: Parts, bucket: String, body: RequestBody) -> UfileResult<Resp> {
         let boundary =
             content_type_boundary(&parts).ok_or_else(|| UfileError::bad_request("expected multipart/form-data"))?;
-        let mut form = FormReader::new(http_body_util::BodyDataStream::new(body), &boundary);
+        let mut form =
+            FormReader::new(http_body_util::BodyDataStream::new(body), &boundary).counted(self.engine.metrics.clone());
         // Malformed or over the form limits: refused before any signature check.
         let refused = |e: FormError| e.or_timeout(|e| UfileError::bad_request(e.to_string()));
         let mut fields: Vec<(String, String)> = Vec::new();

@@ -58,7 +58,8 @@ impl UpyunDialect {
         let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let boundary = chuan_api_common::form::boundary(&ct)
             .ok_or_else(|| form_error(40000001, "multipart/form-data required"))?;
-        let mut form = FormReader::new(http_body_util::BodyDataStream::new(body), &boundary);
+        let mut form =
+            FormReader::new(http_body_util::BodyDataStream::new(body), &boundary).counted(self.engine.metrics.clone());
         let mut fields: Vec<(String, String)> = Vec::new();
         loop {
             let Some(field) = form.next_field().await.map_err(form_refused)? else {

@@ -42,7 +42,7 @@ impl Metrics {
 
     /// Counts one refusal by a limit: `header_timeout`, `head_too_large`, `send_timeout`,
     /// `connection_cap`, `body_stalled`, `request_rate`, `tenant_uploads`, `probe_rate`,
-    /// `form_slots`. Aggregates over every tenant, for the operator only.
+    /// `form_slots`, `form_limits`. Aggregates over every tenant, for the operator only.
     pub fn refused(&self, limit: &str) {
         self.limit_refusals.get_or_create(&vec![("limit".to_owned(), limit.to_owned())]).inc();
     }
