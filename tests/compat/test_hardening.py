@@ -855,10 +855,34 @@ def test_limits_that_make_no_sense_are_refused_at_start():
         assert r.returncode != 0 and "invalid value '0'" in r.stderr and flag in r.stderr, (
             f"{flag} 0: rc={r.returncode} {r.stderr[-300:]!r}"
         )
-    r = subprocess.run(
-        [chuan_bin(), "serve", "--data", "/nonexistent/never-created", "--max-header-bytes", "100"],
-        capture_output=True,
-        text=True,
-        timeout=30,
+    for flag, value in (
+        ("--max-header-bytes", "100"),
+        ("--body-timeout-secs", "18446744073709551615"),  # would overflow the clock it is added to
+        ("--send-timeout-secs", "864000"),
+        ("--tenant-requests-per-sec", "NaN"),
+        ("--probe-burst", "-1"),
+        ("--form-max-bytes", "0"),
+    ):
+        r = subprocess.run(
+            [chuan_bin(), "serve", "--data", "/nonexistent/never-created", f"{flag}={value}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode != 0 and f"invalid value '{value}'" in r.stderr and flag in r.stderr, (
+            f"{flag} {value}: rc={r.returncode} {r.stderr[-300:]!r}"
+        )
+
+
+def test_authorization_schemes_are_case_insensitive_in_routing_and_parsing(server):
+    # RFC 9110 §11.1: `upyun op:sig` is the same credential as `UPYUN op:sig`.
+    acct = make_account(server)
+    uri = f"/{acct.bucket}/case.txt"
+    date = httpdate()
+    auth = upyun_signature(acct.operator, acct.password, "PUT", uri, date)
+    assert auth.startswith("UPYUN ")
+    r = requests.put(
+        server.endpoint + uri, data=b"hi", headers={"Date": date, "Authorization": "upyun " + auth[6:]}, timeout=10
     )
-    assert r.returncode != 0 and "invalid value '100'" in r.stderr and "--max-header-bytes" in r.stderr, r.stderr[-300:]
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    assert acct.raw().request("GET", "/case.txt").content == b"hi"

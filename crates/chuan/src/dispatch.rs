@@ -63,15 +63,24 @@ pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> 
         return Dialect::Chuan;
     }
     if let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let (scheme, rest) = auth.split_once(' ').unwrap_or(("", auth));
-        match scheme {
-            "AWS4-HMAC-SHA256" | "AWS" => return Dialect::S3,
-            // UFile signs `UCloud pub:sig`; IoT upload tokens come as `Ucloud <token>`.
-            "UCloud" | "Inspur" => return Dialect::Ufile,
-            "Ucloud" if !rest.contains(':') => return Dialect::Iot,
-            "UPYUN" => return Dialect::Upyun,
-            "Bearer" => return Dialect::Adrive,
-            _ => {}
+        // Schemes compare without regard to case (RFC 9110 §11.1), as every dialect parses them.
+        let auth = auth.trim_start();
+        let (scheme, rest) = auth.split_once([' ', '\t']).unwrap_or(("", auth));
+        let is = |name: &str| scheme.eq_ignore_ascii_case(name);
+        if is("AWS4-HMAC-SHA256") || is("AWS") {
+            return Dialect::S3;
+        }
+        // UFile signs `UCloud pub:sig` (Inspur's fork the same); the IoT SDK sends its upload
+        // tokens as `Ucloud <token>`, exactly so spelled, a token without `:`. Anything else
+        // in these schemes is UFile's to answer (malformed signatures included).
+        if is("UCloud") || is("Inspur") {
+            return if scheme == "Ucloud" && !rest.contains(':') { Dialect::Iot } else { Dialect::Ufile };
+        }
+        if is("UPYUN") {
+            return Dialect::Upyun;
+        }
+        if is("Bearer") {
+            return Dialect::Adrive;
         }
     }
     let query = uri.query().unwrap_or("");
@@ -158,6 +167,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 fn has_first_form_field(peeked: &[u8]) -> bool {
     first_form_field(peeked).is_some()
 }
@@ -182,7 +195,7 @@ async fn form_post(state: &State, req: Request<RequestBody>) -> Response<chuan_a
     };
     // UpYun: the REST form API carries `authorization: UPYUN ...`; the legacy block upload a
     // `policy` and `signature` but never S3's mandatory `key`.
-    let upyun = (contains(&peeked, b"name=\"authorization\"") && contains(&peeked, b"UPYUN "))
+    let upyun = (contains(&peeked, b"name=\"authorization\"") && contains_ignore_case(&peeked, b"UPYUN "))
         || (contains(&peeked, b"name=\"signature\"")
             && contains(&peeked, b"name=\"policy\"")
             && !contains(&peeked, b"name=\"key\""));

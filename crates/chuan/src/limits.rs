@@ -28,12 +28,24 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
+/// The longest timeout a flag takes (a day): longer ones would be no limit, and far longer
+/// ones overflow the clocks they are added to.
+const MAX_SECS: u64 = 86_400;
+
+/// A rate or burst flag: a finite number, not negative.
+fn rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a number of at least 0")),
+    }
+}
+
 /// `chuan serve`'s limits, as flags or environment variables.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServeLimits {
     /// Seconds to receive a request's headers (also how long an idle keep-alive connection
     /// stays open).
-    #[arg(long, env = "CHUAN_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CHUAN_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     pub header_timeout_secs: u64,
     /// Largest request head (request line and headers), in bytes; at least 1024. A head may
     /// also have at most 100 header fields.
@@ -41,7 +53,7 @@ pub struct ServeLimits {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_header_bytes: usize,
     /// Seconds of waiting in which each --body-min-bytes of a request body must arrive.
-    #[arg(long, env = "CHUAN_BODY_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CHUAN_BODY_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     pub body_timeout_secs: u64,
     /// Bytes of a body that must arrive within each --body-timeout-secs of waiting.
     #[arg(long, env = "CHUAN_BODY_MIN_BYTES", default_value_t = 64 << 10, value_parser = clap::value_parser!(u64).range(1..))]
@@ -49,7 +61,7 @@ pub struct ServeLimits {
     /// Seconds a response may wait for the client to take more of it; a client that reads
     /// nothing for this long (a stalled download, pipelined requests never read) is
     /// disconnected.
-    #[arg(long, env = "CHUAN_SEND_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CHUAN_SEND_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     pub send_timeout_secs: u64,
     /// Connections served at once (0: derived from the open-file limit).
     #[arg(long, env = "CHUAN_MAX_CONNECTIONS", default_value_t = 0)]
@@ -59,33 +71,35 @@ pub struct ServeLimits {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub form_max_fields: usize,
     /// Bytes of one small (non-file) form field.
-    #[arg(long, env = "CHUAN_FORM_MAX_FIELD_BYTES", default_value_t = 64 << 10)]
+    #[arg(long, env = "CHUAN_FORM_MAX_FIELD_BYTES", default_value_t = 64 << 10,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub form_max_field_bytes: usize,
     /// Bytes of all small form fields of one form together.
-    #[arg(long, env = "CHUAN_FORM_MAX_BYTES", default_value_t = 256 << 10)]
+    #[arg(long, env = "CHUAN_FORM_MAX_BYTES", default_value_t = 256 << 10,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub form_max_bytes: usize,
     /// Requests a second per tenant (per client address when anonymous), sustained; 0: no limit.
-    #[arg(long, env = "CHUAN_TENANT_REQUESTS_PER_SEC", default_value_t = 2000.0)]
+    #[arg(long, env = "CHUAN_TENANT_REQUESTS_PER_SEC", default_value_t = 2000.0, value_parser = rate)]
     pub tenant_requests_per_sec: f64,
     /// Requests a tenant may make at once before the sustained rate applies (the size of its
     /// token bucket).
-    #[arg(long, env = "CHUAN_TENANT_REQUEST_BURST", default_value_t = 4000.0)]
+    #[arg(long, env = "CHUAN_TENANT_REQUEST_BURST", default_value_t = 4000.0, value_parser = rate)]
     pub tenant_request_burst: f64,
     /// Request bodies one tenant may be sending at once; 0: no limit.
     #[arg(long, env = "CHUAN_TENANT_UPLOADS", default_value_t = 256)]
     pub tenant_uploads: usize,
     /// Instant-upload lookups (claims, challenges) a second per tenant, sustained; 0: no limit.
-    #[arg(long, env = "CHUAN_PROBES_PER_SEC", default_value_t = 20.0)]
+    #[arg(long, env = "CHUAN_PROBES_PER_SEC", default_value_t = 20.0, value_parser = rate)]
     pub probes_per_sec: f64,
     /// Instant-upload lookups a tenant may make at once before the sustained rate applies.
-    #[arg(long, env = "CHUAN_PROBE_BURST", default_value_t = 50.0)]
+    #[arg(long, env = "CHUAN_PROBE_BURST", default_value_t = 50.0, value_parser = rate)]
     pub probe_burst: f64,
     /// Instant-upload lookups a second per client address, whatever the tenant; 0: no limit.
-    #[arg(long, env = "CHUAN_ADDRESS_PROBES_PER_SEC", default_value_t = 80.0)]
+    #[arg(long, env = "CHUAN_ADDRESS_PROBES_PER_SEC", default_value_t = 80.0, value_parser = rate)]
     pub address_probes_per_sec: f64,
     /// Instant-upload lookups one client address may make at once before its sustained rate
     /// applies.
-    #[arg(long, env = "CHUAN_ADDRESS_PROBE_BURST", default_value_t = 200.0)]
+    #[arg(long, env = "CHUAN_ADDRESS_PROBE_BURST", default_value_t = 200.0, value_parser = rate)]
     pub address_probe_burst: f64,
     /// Token for `GET /_chuan/metrics` (`Authorization: Bearer <token>`), besides the root key
     /// pair over HTTP Basic.

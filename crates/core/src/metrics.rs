@@ -40,9 +40,12 @@ impl Metrics {
         c
     }
 
-    /// Counts one refusal by a limit: `header_timeout`, `head_too_large`, `send_timeout`,
-    /// `connection_cap`, `body_stalled`, `request_rate`, `tenant_uploads`, `probe_rate`,
-    /// `form_slots`, `form_limits`. Aggregates over every tenant, for the operator only.
+    /// Counts one refusal by a limit: `header_timeout` (a head not received in time — idle
+    /// keep-alive connections reaching that time count too), `head_too_large`,
+    /// `send_timeout` (a response the client stopped taking, or a socket that timed out while
+    /// writing), `connection_cap`, `body_stalled`, `request_rate`, `tenant_uploads`,
+    /// `probe_rate`, `form_slots`, `form_limits` (Chuan's form reader; S3 POST Object forms
+    /// are parsed by s3s). Aggregates over every tenant, for the operator only.
     pub fn refused(&self, limit: &str) {
         self.limit_refusals.get_or_create(&vec![("limit".to_owned(), limit.to_owned())]).inc();
     }
