@@ -308,13 +308,18 @@ def test_running_out_of_descriptors_backs_off(server_factory):
 # request bodies
 
 
-def test_stalled_bodies_are_cut_off_in_every_protocol(server_factory):
+def stalling_server(server_factory, prefix: str):
+    """A server that cuts bodies off after 2 s of no progress, with an S3 bucket, a UFile
+    context and an UpYun account on it: (server, boto3 client, bucket, ufile, upyun)."""
     srv = server_factory(env={"CHUAN_BODY_TIMEOUT_SECS": "2"})
     s3 = srv.client()
-    bucket = unique_name("st")
+    bucket = unique_name(prefix)
     s3.create_bucket(Bucket=bucket)
-    uf = new_ufile_ctx(srv)
-    up = make_account(srv)
+    return srv, s3, bucket, new_ufile_ctx(srv), make_account(srv)
+
+
+def test_stalled_bodies_are_cut_off_in_every_protocol(server_factory):
+    srv, s3, bucket, uf, up = stalling_server(server_factory, "st")
     cases = [
         ("s3", s3_put_head(srv, bucket, "stalled", 1 * MiB)),
         ("ufile", ufile_put_head(uf, "stalled", 1 * MiB)),
@@ -706,12 +711,7 @@ FIRST_FIELD = b'--B\r\nContent-Disposition: form-data; name="key"\r\n\r\nabc'
 def test_stalled_forms_and_small_bodies_are_timeouts_in_every_protocol(server_factory):
     """A form or an XML/JSON body that stalls is the protocol's request timeout, not a
     'malformed' refusal: the client learns to retry, not to fix its request."""
-    srv = server_factory(env={"CHUAN_BODY_TIMEOUT_SECS": "2"})
-    s3 = srv.client()
-    bucket = unique_name("sf")
-    s3.create_bucket(Bucket=bucket)
-    uf = new_ufile_ctx(srv)
-    up = make_account(srv)
+    srv, s3, bucket, uf, up = stalling_server(server_factory, "sf")
     local = f"127.0.0.1:{srv.port}"
     cases = [
         ("s3 POST Object", form_head(local, f"/{bucket}", 1 * MiB) + FIRST_FIELD),

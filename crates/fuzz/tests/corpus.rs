@@ -28,37 +28,14 @@ fn replay(target: &str, f: fn(&[u8]), at_least: usize) {
     }
 }
 
-#[test]
-fn query() {
-    replay("query", chuan_fuzz::query, 10);
+/// One replay test per target, named after it.
+macro_rules! replays {
+    ($($target:ident),* $(,)?) => {$(
+        #[test]
+        fn $target() {
+            replay(stringify!($target), chuan_fuzz::$target, 10);
+        }
+    )*};
 }
 
-#[test]
-fn form() {
-    replay("form", chuan_fuzz::form, 10);
-}
-
-#[test]
-fn http_fields() {
-    replay("http_fields", chuan_fuzz::http_fields, 10);
-}
-
-#[test]
-fn s3_xml() {
-    replay("s3_xml", chuan_fuzz::s3_xml, 10);
-}
-
-#[test]
-fn requests() {
-    replay("requests", chuan_fuzz::requests, 10);
-}
-
-#[test]
-fn auth_headers() {
-    replay("auth_headers", chuan_fuzz::auth_headers, 10);
-}
-
-#[test]
-fn s3_wire() {
-    replay("s3_wire", chuan_fuzz::s3_wire, 10);
-}
+replays!(query, form, http_fields, s3_xml, requests, auth_headers, s3_wire);
