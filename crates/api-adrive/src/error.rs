@@ -51,6 +51,14 @@ impl From<CoreError> for AdriveError {
             CoreError::AlreadyExists => {
                 Self::new(StatusCode::CONFLICT, "AlreadyExist.File", "The resource file has already exists.")
             }
+            CoreError::NameConflict => Self::new(
+                StatusCode::CONFLICT,
+                "AlreadyExist.File",
+                "A file and a folder cannot share a name, and a file cannot hold entries.",
+            ),
+            CoreError::FolderNotEmpty => Self::bad_request("NotEmpty.Folder", "The folder is not empty."),
+            CoreError::InvalidMove(m) => Self::bad_request("InvalidParameter.ToParentFileId", m),
+            e @ CoreError::NameTooLong { .. } => Self::bad_request("InvalidParameter.Name", e.to_string()),
             CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) => Self::bad_request("InvalidParameter", m),
             CoreError::KeyTooLong => Self::bad_request("InvalidParameter.Name", "The name is too long."),
             CoreError::BadDigest { .. } => Self::bad_request("InvalidParameter.ContentHash", e.to_string()),

@@ -1,117 +1,130 @@
-//! The file tree: folders as explicit keys ending in `/`, lookups by file id, listing,
-//! renaming, trashing, and presigned downloads with ranges.
+//! The file tree as Aliyun Drive shows it, over the core's tree service: lookups by file id
+//! and path, folder listings in every order, updates (name, starred, description), folder
+//! ancestry and size, search, drives, and presigned downloads with ranges.
 
-use chuan_core::store::{ObjectMeta, ObjectRecord};
-use chuan_core::{CoreError, ListQuery, Principal, PutTarget};
+use base64::Engine as _;
+use chuan_core::store::{parent_of, EntryKinds, OrderBy, TreeEntry, TreeOrder};
+use chuan_core::{AttrUpdate, CoreError, Principal};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
-use base64::Engine as _;
-
 use crate::error::{AdriveError, AdriveResult};
-use crate::wire::{self, base_file, is_folder, required, str_field};
-use crate::{AdriveDialect, Resp};
+use crate::wire::{self, base_file, required, str_field};
+use crate::{AdriveDialect, Reply, Resp};
 
-const ROOT: &str = "root";
+pub(crate) const ROOT: &str = "root";
+/// The most entries one listing or search page returns (the service's own cap).
 const MAX_LIST: u64 = 200;
+/// Longest entry name, in bytes (the service's limit is 1,024 characters; keys are at most
+/// 1,024 bytes, so a name never gets longer than that either).
+pub(crate) const MAX_NAME: usize = 1024;
 
 /// Entry names: no empty, `.` or `..` segments (the name may hold `/` in createWithFolders,
 /// which creates the folders on the way).
 pub fn name_segments(name: &str) -> AdriveResult<Vec<&str>> {
     let segs: Vec<&str> = name.split('/').collect();
-    if segs.iter().any(|s| s.is_empty() || *s == "." || *s == ".." || s.contains('\0')) {
-        return Err(AdriveError::bad_request("InvalidParameter.Name", "The name is not valid."));
+    for s in &segs {
+        chuan_core::validate_name(s, MAX_NAME)?;
     }
     Ok(segs)
 }
 
-/// `stem(1).ext`, `stem(2).ext`, ... for auto_rename.
-pub fn numbered(name: &str, n: u32) -> String {
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => format!("{stem}({n}).{ext}"),
-        _ => format!("{name}({n})"),
-    }
+/// One name without `/` (rename, move and copy targets).
+pub fn single_name(name: &str) -> AdriveResult<&str> {
+    chuan_core::validate_name(name, MAX_NAME)?;
+    Ok(name)
+}
+
+pub(crate) fn ok(v: Value) -> Reply {
+    (StatusCode::OK, Some(v))
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+fn unb64(s: &str) -> AdriveResult<String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| AdriveError::bad_request("InvalidParameter.Marker", "The marker is not valid."))
+}
+
+/// `order_by` (`name`, `created_at`, `updated_at`, `size`) and `order_direction` (`ASC`,
+/// `DESC`), as `get_file_list` sends them; the service's default is newest first.
+pub(crate) fn order_of(by: Option<&str>, direction: Option<&str>) -> AdriveResult<TreeOrder> {
+    let by = match by.unwrap_or("updated_at") {
+        "name" => OrderBy::Name,
+        "updated_at" => OrderBy::Modified,
+        "created_at" => OrderBy::Created,
+        "size" => OrderBy::Size,
+        other => {
+            return Err(AdriveError::bad_request("InvalidParameter.OrderBy", format!("cannot order by {other:?}")))
+        }
+    };
+    let descending = match direction.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("DESC") => true,
+        Some("ASC") => false,
+        Some(other) => {
+            return Err(AdriveError::bad_request(
+                "InvalidParameter.OrderDirection",
+                format!("order_direction is ASC or DESC, not {other:?}"),
+            ))
+        }
+    };
+    Ok(TreeOrder { by, descending })
 }
 
 impl AdriveDialect {
-    /// The key of the folder `file_id` names in `drive` ("" for root).
+    /// The key of the folder `file_id` names in `drive` (`""` for root).
     pub(crate) async fn folder_key(&self, p: &Principal, drive: &str, file_id: &str) -> AdriveResult<String> {
         if file_id == ROOT || file_id.is_empty() {
             self.engine.check_bucket(p, drive).await?;
             return Ok(String::new());
         }
-        let rec = self.engine.object_by_id(p, drive, file_id).await?;
-        if !is_folder(&rec.key) {
-            return Err(AdriveError::bad_request("InvalidParameter.ParentFileId", "The parent is not a folder."));
+        match self.engine.entry_by_id(p, drive, file_id).await? {
+            TreeEntry::Folder(f) => Ok(f.key),
+            TreeEntry::File(_) => {
+                Err(AdriveError::bad_request("InvalidParameter.ParentFileId", "The parent is not a folder."))
+            }
         }
-        Ok(rec.key)
     }
 
-    /// The folder object at `key` (ending in `/`), created if missing: folders implied by
-    /// keys written through other protocols become real entries the first time they are seen.
-    pub(crate) async fn ensure_folder(&self, p: &Principal, drive: &str, key: &str) -> AdriveResult<ObjectRecord> {
-        match self.engine.head_object(p, drive, key).await {
-            Ok(rec) => Ok(rec),
-            Err(CoreError::NoSuchKey) => {
-                let target = PutTarget {
-                    bucket: drive.to_owned(),
-                    key: key.to_owned(),
-                    meta: ObjectMeta::default(),
-                    condition: Some(chuan_core::store::WriteCondition::Absent),
-                };
-                match self.engine.put_empty(p, target).await {
-                    Ok(rec) => Ok(rec),
-                    // Created concurrently: use that one.
-                    Err(CoreError::PreconditionFailed) => Ok(self.engine.head_object(p, drive, key).await?),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e.into()),
+    /// The entry `file_id` names (`NotFound.File` for `root`, which is no entry).
+    pub(crate) async fn entry_of(&self, p: &Principal, drive: &str, file_id: &str) -> AdriveResult<TreeEntry> {
+        if file_id == ROOT {
+            return Err(AdriveError::not_found_file());
         }
+        Ok(self.engine.entry_by_id(p, drive, file_id).await?)
     }
 
     /// The `parent_file_id` of the entry at `key`.
     pub(crate) async fn parent_id(&self, p: &Principal, drive: &str, key: &str) -> AdriveResult<String> {
-        let trimmed = key.trim_end_matches('/');
-        match trimmed.rfind('/') {
-            None => Ok(ROOT.to_owned()),
-            Some(i) => Ok(self.ensure_folder(p, drive, &key[..=i]).await?.id),
+        let parent = parent_of(key);
+        if parent.is_empty() {
+            return Ok(ROOT.to_owned());
         }
+        Ok(self.engine.entry(p, drive, parent).await?.id().to_owned())
     }
 
-    /// A name under `parent_key` that no entry uses yet.
-    pub(crate) async fn free_name(
-        &self,
-        p: &Principal,
-        drive: &str,
-        parent_key: &str,
-        name: &str,
-        folder: bool,
-    ) -> AdriveResult<String> {
-        let suffix = if folder { "/" } else { "" };
-        for n in 0..10_000u32 {
-            let candidate = if n == 0 { name.to_owned() } else { numbered(name, n) };
-            match self.engine.head_object(p, drive, &format!("{parent_key}{candidate}{suffix}")).await {
-                Err(CoreError::NoSuchKey) => return Ok(candidate),
-                Ok(_) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(AdriveError::new(StatusCode::CONFLICT, "AlreadyExist.File", "No free name found."))
-    }
-
-    /// `BaseFile` JSON of an entry, with its digests and (for files) a download URL.
+    /// `BaseFile` JSON of an entry, with its digests and (when `origin` is given, for files)
+    /// a download URL; `parent` when the caller knows it already.
     pub(crate) async fn file_json(
         &self,
         p: &Principal,
         drive: &str,
-        rec: &ObjectRecord,
+        e: &TreeEntry,
+        parent: Option<&str>,
         origin: Option<&str>,
     ) -> AdriveResult<Value> {
-        let parent = self.parent_id(p, drive, &rec.key).await?;
-        if is_folder(&rec.key) {
-            return Ok(base_file(rec, drive, &parent, None, None, None));
-        }
+        let parent = match parent {
+            Some(id) => id.to_owned(),
+            None => self.parent_id(p, drive, e.key()).await?,
+        };
+        let TreeEntry::File(rec) = e else {
+            return Ok(base_file(e, drive, &parent, None, None, None));
+        };
         let content = self.engine.content_of(rec).await?;
         let digests = content.digests.as_ref();
         let url = match origin {
@@ -119,7 +132,7 @@ impl AdriveDialect {
             None => None,
         };
         Ok(base_file(
-            rec,
+            e,
             drive,
             &parent,
             digests.map(|d| d.sha1.to_ascii_uppercase()).as_deref(),
@@ -134,139 +147,176 @@ impl AdriveDialect {
         Ok(format!("{origin}/adrive/download/{drive}/{file_id}?{query}"))
     }
 
-    pub(crate) async fn list(&self, p: &Principal, v: &Value) -> AdriveResult<Resp> {
+    /// `file/list`: one folder, in the order asked (default `updated_at DESC`), optionally only
+    /// files or folders; `next_marker` is `""` on the last page (aligo pages until it is).
+    pub(crate) async fn list(&self, p: &Principal, v: &Value) -> AdriveResult<Reply> {
         let drive = required(v, "drive_id")?;
         let parent = str_field(v, "parent_file_id").unwrap_or(ROOT);
-        let prefix = self.folder_key(p, drive, parent).await?;
+        let folder = self.folder_key(p, drive, parent).await?;
+        let parent_id = if folder.is_empty() { ROOT.to_owned() } else { parent.to_owned() };
         let limit = wire::u64_field(v, "limit").unwrap_or(100).clamp(1, MAX_LIST) as usize;
-        // Without a marker, start after the folder's own entry (its key is the prefix).
-        let after = match str_field(v, "marker") {
-            Some(m) => Some(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(m)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| AdriveError::bad_request("InvalidParameter.Marker", "The marker is not valid."))?,
-            ),
-            None => (!prefix.is_empty()).then(|| prefix.clone()),
+        let order = order_of(str_field(v, "order_by"), str_field(v, "order_direction"))?;
+        let kinds = match str_field(v, "type") {
+            Some("file") => EntryKinds::Files,
+            Some("folder") => EntryKinds::Folders,
+            _ => EntryKinds::All,
         };
-        let want = str_field(v, "type");
-        let q = ListQuery { prefix: prefix.clone(), delimiter: Some("/".into()), after, max_keys: limit };
-        let page = self.engine.list_objects(p, drive, &q).await?;
-        let mut items = Vec::new();
-        // Keys and folder prefixes come back in key order; merge them.
-        let mut entries: Vec<(String, bool)> = page
-            .objects
-            .iter()
-            .filter(|o| o.key != prefix)
-            .map(|o| (o.key.clone(), false))
-            .chain(page.common_prefixes.iter().map(|cp| (cp.clone(), true)))
-            .collect();
-        entries.sort();
-        for (key, folder) in entries {
-            if want == Some("file") && folder || want == Some("folder") && !folder {
-                continue;
-            }
-            let rec = if folder {
-                self.ensure_folder(p, drive, &key).await?
-            } else {
-                match page.objects.iter().find(|o| o.key == key) {
-                    Some(o) => o.clone(),
-                    None => continue,
-                }
-            };
-            items.push(self.file_json(p, drive, &rec, None).await?);
+        let cursor = str_field(v, "marker").map(unb64).transpose()?;
+        let page = self.engine.list_folder(p, drive, &folder, order, kinds, cursor.as_deref(), limit).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for e in &page.items {
+            items.push(self.file_json(p, drive, e, Some(&parent_id), None).await?);
         }
-        let next_marker = match (page.truncated, page.next_after) {
-            (true, Some(a)) => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(a),
-            // aligo pages until next_marker is the empty string (null would loop forever).
-            _ => String::new(),
-        };
-        Ok(wire::json(StatusCode::OK, &json!({"items": items, "next_marker": next_marker})))
+        let next_marker = page.next.as_deref().map(b64).unwrap_or_default();
+        Ok(ok(json!({"items": items, "next_marker": next_marker})))
     }
 
-    pub(crate) async fn get(&self, p: &Principal, origin: &str, v: &Value) -> AdriveResult<Resp> {
+    pub(crate) async fn get(&self, p: &Principal, origin: &str, v: &Value) -> AdriveResult<Reply> {
         let drive = required(v, "drive_id")?;
-        let file_id = required(v, "file_id")?;
-        if file_id == ROOT {
-            return Err(AdriveError::not_found_file());
-        }
-        let rec = self.engine.object_by_id(p, drive, file_id).await?;
-        Ok(wire::json(StatusCode::OK, &self.file_json(p, drive, &rec, Some(origin)).await?))
+        let e = self.entry_of(p, drive, required(v, "file_id")?).await?;
+        Ok(ok(self.file_json(p, drive, &e, None, Some(origin)).await?))
     }
 
-    pub(crate) async fn get_by_path(&self, p: &Principal, origin: &str, v: &Value) -> AdriveResult<Resp> {
+    pub(crate) async fn get_by_path(&self, p: &Principal, origin: &str, v: &Value) -> AdriveResult<Reply> {
         let drive = required(v, "drive_id")?;
         let path = required(v, "file_path")?.trim_matches('/');
         name_segments(path)?;
-        let rec = match self.engine.head_object(p, drive, path).await {
-            Ok(r) => r,
-            Err(CoreError::NoSuchKey) => self.engine.head_object(p, drive, &format!("{path}/")).await?,
+        let e = match self.engine.entry(p, drive, path).await {
+            Ok(e) => e,
+            Err(CoreError::NoSuchKey) => self.engine.entry(p, drive, &format!("{path}/")).await?,
             Err(e) => return Err(e.into()),
         };
-        Ok(wire::json(StatusCode::OK, &self.file_json(p, drive, &rec, Some(origin)).await?))
+        Ok(ok(self.file_json(p, drive, &e, None, Some(origin)).await?))
     }
 
-    pub(crate) async fn update(&self, p: &Principal, v: &Value) -> AdriveResult<Resp> {
+    /// `file/update`: a new `name` (a rename in place, refused with 409 when taken unless
+    /// `check_name_mode` is `auto_rename`), `starred`, `description`.
+    pub(crate) async fn update(&self, p: &Principal, v: &Value) -> AdriveResult<Reply> {
         let drive = required(v, "drive_id")?;
-        let rec = self.engine.object_by_id(p, drive, required(v, "file_id")?).await?;
-        let folder = is_folder(&rec.key);
-        let Some(name) = str_field(v, "name") else {
-            return Ok(wire::json(StatusCode::OK, &self.file_json(p, drive, &rec, None).await?));
-        };
-        if name_segments(name)?.len() != 1 {
-            return Err(AdriveError::bad_request("InvalidParameter.Name", "The name must not contain '/'."));
-        }
-        let trimmed = rec.key.trim_end_matches('/');
-        let parent_key = &trimmed[..trimmed.rfind('/').map_or(0, |i| i + 1)];
-        let suffix = if folder { "/" } else { "" };
-        let mut target = format!("{parent_key}{name}{suffix}");
-        if target == rec.key {
-            return Ok(wire::json(StatusCode::OK, &self.file_json(p, drive, &rec, None).await?));
-        }
-        if self.engine.head_object(p, drive, &target).await.is_ok() {
-            match str_field(v, "check_name_mode").unwrap_or("refuse") {
-                "auto_rename" => {
-                    target =
-                        format!("{parent_key}{}{suffix}", self.free_name(p, drive, parent_key, name, folder).await?)
-                }
-                _ => return Err(AdriveError::new(StatusCode::CONFLICT, "AlreadyExist.File", "The name is taken.")),
+        let mut e = self.entry_of(p, drive, required(v, "file_id")?).await?;
+        if let Some(name) = str_field(v, "name") {
+            let suffix = if e.is_folder() { "/" } else { "" };
+            let target = format!("{}{}{suffix}", parent_of(e.key()), single_name(name)?);
+            if target != e.key() {
+                let mode = crate::moves::conflict_mode(v, chuan_core::store::OnConflict::Refuse);
+                e = self.engine.move_entry(p, drive, e.key(), &target, mode).await?;
             }
         }
-        let mode = chuan_core::store::RenameMode { prefix: folder, replace: false };
-        let renamed = self.engine.rename(p, drive, &rec.key, &target, mode).await?;
-        Ok(wire::json(StatusCode::OK, &self.file_json(p, drive, &renamed, None).await?))
-    }
-
-    /// Trash and delete both remove the entry (a folder with everything under it).
-    pub(crate) async fn delete(&self, p: &Principal, v: &Value) -> AdriveResult<Resp> {
-        let drive = required(v, "drive_id")?;
-        let file_id = required(v, "file_id")?;
-        let rec = self.engine.object_by_id(p, drive, file_id).await?;
-        if is_folder(&rec.key) {
-            self.engine.delete_tree(p, drive, &rec.key).await?;
-        } else {
-            self.engine.delete_object(p, drive, &rec.key).await?;
+        let update = AttrUpdate {
+            starred: v.get("starred").and_then(Value::as_bool),
+            description: v.get("description").and_then(Value::as_str).map(str::to_owned),
+            user: None,
+        };
+        if update.starred.is_some() || update.description.is_some() {
+            e = self.engine.update_attributes(p, drive, e.key(), update).await?;
         }
-        Ok(wire::json(
-            StatusCode::ACCEPTED,
-            &json!({"domain_id": "chuan", "drive_id": drive, "file_id": file_id, "async_task_id": ""}),
-        ))
+        Ok(ok(self.file_json(p, drive, &e, None, None).await?))
     }
 
-    pub(crate) async fn get_download_url(&self, p: &Principal, origin: &str, v: &Value) -> AdriveResult<Resp> {
+    pub(crate) async fn get_download_url(&self, p: &Principal, origin: &str, v: &Value) -> AdriveResult<Reply> {
         let drive = required(v, "drive_id")?;
-        let rec = self.engine.object_by_id(p, drive, required(v, "file_id")?).await?;
-        if is_folder(&rec.key) {
+        let TreeEntry::File(rec) = self.entry_of(p, drive, required(v, "file_id")?).await? else {
             return Err(AdriveError::bad_request("InvalidParameter.FileId", "Folders cannot be downloaded."));
-        }
+        };
         let url = self.download_url(p, origin, drive, &rec.id).await?;
         let expires = chuan_core::store::now_ms() + self.config.url_ttl.as_millis() as i64;
-        Ok(wire::json(
-            StatusCode::OK,
-            &json!({"url": url, "internal_url": url, "cdn_url": url, "size": rec.size,
-                    "expiration": wire::iso(expires), "method": "GET"}),
-        ))
+        Ok(ok(json!({"url": url, "internal_url": url, "cdn_url": url, "size": rec.size, "file_id": rec.id,
+                     "drive_id": drive, "expiration": wire::iso(expires), "method": "GET"})))
+    }
+
+    /// `get_path`: the entry itself, then each folder above it up to the top of the drive
+    /// (root not included).
+    pub(crate) async fn get_path(&self, p: &Principal, v: &Value) -> AdriveResult<Reply> {
+        let drive = required(v, "drive_id")?;
+        let file_id = required(v, "file_id")?;
+        if file_id == ROOT {
+            self.engine.check_bucket(p, drive).await?;
+            return Ok(ok(json!({"items": []})));
+        }
+        let e = self.engine.entry_by_id(p, drive, file_id).await?;
+        let mut chain = self.engine.ancestors(p, drive, e.key()).await?;
+        chain.push(e);
+        let mut items = Vec::with_capacity(chain.len());
+        for (i, entry) in chain.iter().enumerate() {
+            let parent = if i == 0 { ROOT.to_owned() } else { chain[i - 1].id().to_owned() };
+            items.push(self.file_json(p, drive, entry, Some(&parent), None).await?);
+        }
+        items.reverse();
+        Ok(ok(json!({"items": items})))
+    }
+
+    /// `get_folder_size_info`: bytes, files and folders under a folder, all levels down.
+    pub(crate) async fn folder_size(&self, p: &Principal, v: &Value) -> AdriveResult<Reply> {
+        let drive = required(v, "drive_id")?;
+        let folder = self.folder_key(p, drive, str_field(v, "file_id").unwrap_or(ROOT)).await?;
+        let u = self.engine.folder_usage(p, drive, &folder).await?;
+        Ok(ok(json!({"size": u.bytes, "file_count": u.files, "folder_count": u.folders, "reach_limit": false})))
+    }
+
+    /// `file/search` with the service's query language, the clauses aligo and the web client
+    /// send, joined by `and`: `name match "x"` (substring) or `name = "x"`, `parent_file_id =
+    /// "id"` (direct children), `type = "file|folder"`, `category = "image|video|..."`.
+    pub(crate) async fn search(&self, p: &Principal, v: &Value) -> AdriveResult<Reply> {
+        let drive = required(v, "drive_id")?;
+        let q = parse_query(str_field(v, "query").unwrap_or(""))?;
+        let under = match &q.parent {
+            Some(id) => self.folder_key(p, drive, id).await?,
+            None => String::new(),
+        };
+        let limit = wire::u64_field(v, "limit").unwrap_or(100).clamp(1, MAX_LIST) as usize;
+        let cursor = str_field(v, "marker").map(unb64).transpose()?;
+        let needle = q.name.as_ref().map_or("", |(n, _)| n.as_str());
+        let page = self.engine.search(p, drive, &under, needle, cursor.as_deref(), limit).await?;
+        let mut items = Vec::new();
+        for e in &page.items {
+            if q.parent.is_some() && parent_of(e.key()) != under {
+                continue;
+            }
+            if matches!(&q.name, Some((n, true)) if e.name() != n) {
+                continue;
+            }
+            if q.kind.is_some_and(|folder| folder != e.is_folder()) {
+                continue;
+            }
+            if let Some(cat) = &q.category {
+                let ext = e.name().rsplit_once('.').map_or("", |(_, x)| x);
+                if e.is_folder() || wire::category(ext) != cat {
+                    continue;
+                }
+            }
+            items.push(self.file_json(p, drive, e, None, None).await?);
+        }
+        let next_marker = page.next.as_deref().map(b64).unwrap_or_default();
+        Ok(ok(json!({"items": items, "next_marker": next_marker, "punished_file_count": 0})))
+    }
+
+    fn drive_json(&self, p: &Principal, drive: &str, used: u64, total: Option<u64>, created_ms: i64) -> Value {
+        json!({"drive_id": drive, "drive_name": "Default", "drive_type": "normal", "owner": p.tenant(),
+               "owner_type": "user", "creator": "System", "status": "enabled", "used_size": used,
+               "total_size": total.unwrap_or(1 << 50), "category": "default", "encrypt_mode": "none",
+               "domain_id": "chuan", "created_at": wire::iso(created_ms), "description": ""})
+    }
+
+    /// `drive/get` (and `get_default_drive` with no `drive_id`): a drive is a bucket of the
+    /// caller's tenant.
+    pub(crate) async fn drive_get(&self, p: &Principal, v: &Value) -> AdriveResult<Reply> {
+        let default = crate::auth::default_drive(p.tenant());
+        let drive = str_field(v, "drive_id").unwrap_or(&default);
+        let b = self.engine.check_bucket(p, drive).await?;
+        let used = self.engine.bucket_bytes(p, drive).await?;
+        let quota = self.engine.quota(p.tenant()).await?.and_then(|q| q.storage_bytes);
+        Ok(ok(self.drive_json(p, drive, used, quota, b.created_ms)))
+    }
+
+    /// `drive/list_my_drives`: the tenant's buckets.
+    pub(crate) async fn list_drives(&self, p: &Principal) -> AdriveResult<Reply> {
+        let quota = self.engine.quota(p.tenant()).await?.and_then(|q| q.storage_bytes);
+        let mut items = Vec::new();
+        for b in self.engine.list_buckets(p).await? {
+            let used = self.engine.bucket_bytes(p, &b.name).await?;
+            items.push(self.drive_json(p, &b.name, used, quota, b.created_ms));
+        }
+        Ok(ok(json!({"items": items, "next_marker": ""})))
     }
 
     /// `GET /adrive/download/<drive>/<file_id>?expires=&sig=` with `Range` support.
@@ -298,15 +348,79 @@ impl AdriveDialect {
     }
 }
 
+/// A parsed `file/search` query.
+#[derive(Debug, Default, PartialEq)]
+struct SearchQuery {
+    /// The name, and whether it must match exactly (`=`) rather than contain it (`match`).
+    name: Option<(String, bool)>,
+    parent: Option<String>,
+    /// `Some(true)`: folders only; `Some(false)`: files only.
+    kind: Option<bool>,
+    category: Option<String>,
+}
+
+fn parse_query(q: &str) -> AdriveResult<SearchQuery> {
+    let bad = |why: String| AdriveError::bad_request("InvalidParameter.Query", why);
+    let mut out = SearchQuery::default();
+    let q = q.trim();
+    if q.is_empty() {
+        return Ok(out);
+    }
+    for clause in q.split(" and ") {
+        let clause = clause.trim();
+        let (field, rest) = clause.split_once(' ').ok_or_else(|| bad(format!("cannot read {clause:?}")))?;
+        let (op, value) = rest.trim().split_once(' ').ok_or_else(|| bad(format!("cannot read {clause:?}")))?;
+        let value = value
+            .trim()
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or_else(|| bad(format!("the value in {clause:?} must be in double quotes")))?
+            .to_owned();
+        match (field, op) {
+            ("name", "match") => out.name = Some((value, false)),
+            ("name", "=") => out.name = Some((value, true)),
+            ("parent_file_id", "=") => out.parent = Some(value),
+            ("type", "=") => match value.as_str() {
+                "file" => out.kind = Some(false),
+                "folder" => out.kind = Some(true),
+                _ => return Err(bad(format!("type is file or folder, not {value:?}"))),
+            },
+            ("category", "=") => out.category = Some(value),
+            _ => return Err(bad(format!("{field} {op} is not a supported condition"))),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn names() {
-        assert_eq!(numbered("a.txt", 1), "a(1).txt");
-        assert_eq!(numbered("dir", 2), "dir(2)");
         assert!(name_segments("a/../b").is_err());
         assert_eq!(name_segments("a/b").unwrap(), ["a", "b"]);
+        assert!(single_name("a/b").is_err());
+        assert!(single_name(&"x".repeat(MAX_NAME + 1)).is_err());
+    }
+
+    #[test]
+    fn search_queries() {
+        let q = parse_query(r#"parent_file_id = "p1" and name match "abc" and category = "image""#).unwrap();
+        assert_eq!(q.parent.as_deref(), Some("p1"));
+        assert_eq!(q.name, Some(("abc".into(), false)));
+        assert_eq!(q.category.as_deref(), Some("image"));
+        assert_eq!(parse_query("").unwrap(), SearchQuery::default());
+        assert!(parse_query("size > 3").is_err());
+        assert!(parse_query("name match abc").is_err());
+        assert_eq!(parse_query(r#"type = "folder""#).unwrap().kind, Some(true));
+    }
+
+    #[test]
+    fn orders() {
+        assert_eq!(order_of(None, None).unwrap(), TreeOrder { by: OrderBy::Modified, descending: true });
+        assert_eq!(order_of(Some("name"), Some("ASC")).unwrap(), TreeOrder { by: OrderBy::Name, descending: false });
+        assert!(order_of(Some("colour"), None).is_err());
+        assert!(order_of(Some("size"), Some("UP")).is_err());
     }
 }

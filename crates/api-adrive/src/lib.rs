@@ -1,9 +1,9 @@
 //! The Aliyun Drive dialect (`aligo` 6.2.8 and the documented `create_with_proof` API): a
 //! translator over the core engine.
 //!
-//! * Drives are buckets of the caller's tenant (each tenant has a default drive); folders are
-//!   explicit objects whose keys end in `/`; `file_id` is the object's stable id;
-//!   `parent_file_id` `root` is the top of the drive.
+//! * Drives are buckets of the caller's tenant (each tenant has a default drive); the file
+//!   tree is the core's (`Engine::list_folder`, `move_entry`, `copy_entry`, the trash):
+//!   `file_id` is an entry's stable id; `parent_file_id` `root` is the top of the drive.
 //! * Access tokens come from refresh tokens that `chuan admin` issues; both are the core's
 //!   bearer credentials (kept as SHA-256 digests, never in clear).
 //! * Uploads are core upload sessions (protocol state in the session; they expire like every
@@ -12,13 +12,17 @@
 //! * Instant upload follows the core's proof-of-possession rules (`proof_version v1`).
 //!
 //! `router.rs` turns a request into an [`router::Endpoint`]; `auth.rs` handles tokens;
-//! `files.rs` the file tree (folders, list, get, rename, trash, download); `upload.rs` the
-//! upload flow; `wire.rs` JSON shapes and errors (`error.rs`).
+//! `files.rs` the file tree (list in any order, get, update, path, size, search, drives,
+//! download); `moves.rs` move and copy; `trash.rs` the recycle bin; `batch.rs` `/v3/batch`;
+//! `upload.rs` the upload flow; `wire.rs` JSON shapes and errors (`error.rs`).
 
 mod auth;
+mod batch;
 mod error;
 mod files;
+mod moves;
 mod router;
+mod trash;
 mod upload;
 mod wire;
 
@@ -35,6 +39,16 @@ use error::{AdriveError, AdriveResult};
 use router::Endpoint;
 
 pub type Resp = Response<Body>;
+
+/// A JSON operation's answer: its status and body (`None`: no body, as 204s have).
+pub(crate) type Reply = (StatusCode, Option<serde_json::Value>);
+
+fn render((status, body): Reply) -> Resp {
+    match body {
+        Some(v) => wire::json(status, &v),
+        None => Response::builder().status(status).body(chuan_api_common::empty()).expect("valid response"),
+    }
+}
 
 pub struct AdriveConfig {
     /// Lifetime of part-upload and download URLs.
@@ -106,12 +120,23 @@ impl AdriveDialect {
         match endpoint {
             Endpoint::UserGet => self.user_get(&p).await,
             Endpoint::Create => self.create(&p, &token, &origin, &v).await,
-            Endpoint::List => self.list(&p, &v).await,
-            Endpoint::Get => self.get(&p, &origin, &v).await,
-            Endpoint::GetByPath => self.get_by_path(&p, &origin, &v).await,
-            Endpoint::GetDownloadUrl => self.get_download_url(&p, &origin, &v).await,
-            Endpoint::Update => self.update(&p, &v).await,
-            Endpoint::Trash | Endpoint::Delete => self.delete(&p, &v).await,
+            Endpoint::List => self.list(&p, &v).await.map(render),
+            Endpoint::Get => self.get(&p, &origin, &v).await.map(render),
+            Endpoint::GetByPath => self.get_by_path(&p, &origin, &v).await.map(render),
+            Endpoint::GetDownloadUrl => self.get_download_url(&p, &origin, &v).await.map(render),
+            Endpoint::Update => self.update(&p, &v).await.map(render),
+            Endpoint::Trash => self.trash(&p, &v).await.map(render),
+            Endpoint::Restore => self.restore(&p, &v).await.map(render),
+            Endpoint::TrashList => self.list_trash(&p, &v).await.map(render),
+            Endpoint::Delete => self.delete(&p, &v).await.map(render),
+            Endpoint::Move => self.move_file(&p, &v).await.map(render),
+            Endpoint::Copy => self.copy_file(&p, &v).await.map(render),
+            Endpoint::Batch => self.batch(&p, &origin, &v).await.map(render),
+            Endpoint::Search => self.search(&p, &v).await.map(render),
+            Endpoint::GetPath => self.get_path(&p, &v).await.map(render),
+            Endpoint::FolderSize => self.folder_size(&p, &v).await.map(render),
+            Endpoint::DriveGet | Endpoint::DefaultDrive => self.drive_get(&p, &v).await.map(render),
+            Endpoint::ListDrives => self.list_drives(&p).await.map(render),
             Endpoint::GetUploadUrl => self.get_upload_url(&p, &origin, &v).await,
             Endpoint::ListUploadedParts => self.list_uploaded_parts(&p, &v).await,
             Endpoint::Complete => self.complete(&p, &v).await,

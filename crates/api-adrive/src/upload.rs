@@ -2,7 +2,7 @@
 //! per-part presigned URLs), part PUT, fresh URLs, uploaded-part listing, complete.
 
 use base64::Engine as _;
-use chuan_core::store::{ObjectMeta, UploadKind, UploadRecord};
+use chuan_core::store::{ObjectMeta, OnConflict, UploadKind, UploadRecord};
 use chuan_core::{Claim, Completion, CoreError, NewUpload, PartList, Possession, Principal, PutTarget};
 use http::{Response, StatusCode};
 use md5::{Digest, Md5};
@@ -79,7 +79,8 @@ impl AdriveDialect {
         let segs = name_segments(name)?;
         let mut parent_key = self.folder_key(p, drive, str_field(v, "parent_file_id").unwrap_or("root")).await?;
         for seg in &segs[..segs.len() - 1] {
-            parent_key = self.ensure_folder(p, drive, &format!("{parent_key}{seg}/")).await?.key;
+            let folder = format!("{parent_key}{seg}/");
+            parent_key = self.engine.create_folder(p, drive, &folder, OnConflict::Replace).await?.0.key().to_owned();
         }
         let mut leaf = segs[segs.len() - 1].to_owned();
         let parent_file_id = self.parent_id(p, drive, &format!("{parent_key}{leaf}")).await?;
@@ -87,19 +88,14 @@ impl AdriveDialect {
         let folder = str_field(v, "type") == Some("folder");
 
         if folder {
-            let key = format!("{parent_key}{leaf}/");
-            let exists = self.engine.head_object(p, drive, &key).await.is_ok();
-            let key = if exists && mode == "auto_rename" {
-                format!("{parent_key}{}/", self.free_name(p, drive, &parent_key, &leaf, true).await?)
-            } else {
-                key
-            };
-            let rec = self.ensure_folder(p, drive, &key).await?;
+            // An existing folder is answered with `exist: true` (aligo's get_folder_by_path
+            // relies on it), unless auto_rename asks for a new one beside it.
+            let on = if mode == "auto_rename" { OnConflict::AutoRename } else { OnConflict::Replace };
+            let (e, existed) = self.engine.create_folder(p, drive, &format!("{parent_key}{leaf}/"), on).await?;
             return Ok(wire::json(
                 StatusCode::CREATED,
-                &json!({"parent_file_id": parent_file_id, "type": "folder", "file_id": rec.id, "domain_id": "chuan",
-                        "drive_id": drive, "file_name": wire::entry_name(&rec.key), "encrypt_mode": "none",
-                        "exist": exists && mode != "auto_rename"}),
+                &json!({"parent_file_id": parent_file_id, "type": "folder", "file_id": e.id(), "domain_id": "chuan",
+                        "drive_id": drive, "file_name": e.name(), "encrypt_mode": "none", "exist": existed}),
             ));
         }
 
@@ -122,9 +118,9 @@ impl AdriveDialect {
                                 "rapid_upload": false, "upload_id": "", "part_info_list": []}),
                     ))
                 }
-                "auto_rename" | "ignore" if mode == "auto_rename" => {
-                    leaf = self.free_name(p, drive, &parent_key, &leaf, false).await?;
-                    key = format!("{parent_key}{leaf}");
+                "auto_rename" => {
+                    key = self.engine.free_key(p, drive, &key).await?;
+                    leaf = chuan_core::store::entry_name(&key).to_owned();
                 }
                 // overwrite (and ignore, since one key cannot hold two files): the file keeps its id.
                 _ => file_id = old.id.clone(),
@@ -148,7 +144,8 @@ impl AdriveDialect {
             };
             let hit = self.engine.claimable_content(p, "sha1", &hash.to_ascii_lowercase(), size, &proof).await?;
             if let Some(held) = hit {
-                let target = PutTarget { bucket: drive.to_owned(), key: key.clone(), meta, condition: None };
+                let target =
+                    PutTarget { bucket: drive.to_owned(), key: key.clone(), meta, condition: None, tree: true };
                 let rec = self.engine.instant_put(p, target, held, Some(file_id)).await?;
                 return Ok(wire::json(
                     StatusCode::CREATED,
@@ -347,8 +344,9 @@ impl AdriveDialect {
         let rec = done.object;
         let digests = done.digests.unwrap_or_default();
         let sha1 = digests.sha1.to_ascii_uppercase();
+        let entry = chuan_core::store::TreeEntry::File(rec);
         let mut file =
-            wire::base_file(&rec, &state.drive_id, &state.parent_file_id, Some(&sha1), Some(digests.crc64xz), None);
+            wire::base_file(&entry, &state.drive_id, &state.parent_file_id, Some(&sha1), Some(digests.crc64xz), None);
         file["upload_id"] = json!(upload.id);
         Ok(wire::json(StatusCode::OK, &file))
     }

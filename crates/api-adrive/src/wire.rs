@@ -1,6 +1,6 @@
 //! JSON shapes of the Aliyun Drive API and small request helpers.
 
-use chuan_core::store::ObjectRecord;
+use chuan_core::store::TreeEntry;
 use http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -44,49 +44,44 @@ pub fn iso(ms: i64) -> String {
     )
 }
 
-/// The name of an entry: the last segment of its key (a folder's key ends in `/`).
-pub fn entry_name(key: &str) -> &str {
-    key.trim_end_matches('/').rsplit('/').next().unwrap_or("")
-}
-
-pub fn is_folder(key: &str) -> bool {
-    key.ends_with('/')
-}
-
-/// A file or folder as `BaseFile` JSON.
+/// A file or folder as `BaseFile` JSON: `parent_file_id` is `root` at the top of the drive;
+/// files carry their digests (upper-case SHA-1, CRC-64/XZ) and, when given, a download URL.
 pub fn base_file(
-    rec: &ObjectRecord,
+    e: &TreeEntry,
     drive_id: &str,
     parent_file_id: &str,
     content_hash: Option<&str>,
     crc64: Option<u64>,
     download_url: Option<String>,
 ) -> Value {
-    let name = entry_name(&rec.key);
-    let folder = is_folder(&rec.key);
+    let name = e.name();
+    let meta = e.metadata();
     let mut v = json!({
         "drive_id": drive_id,
         "domain_id": "chuan",
-        "file_id": rec.id,
+        "file_id": e.id(),
         "name": name,
-        "type": if folder { "folder" } else { "file" },
+        "type": if e.is_folder() { "folder" } else { "file" },
         "parent_file_id": parent_file_id,
-        "created_at": iso(rec.modified_ms),
-        "updated_at": iso(rec.modified_ms),
+        "created_at": iso(e.created_ms()),
+        "updated_at": iso(e.modified_ms()),
         "hidden": false,
-        "starred": false,
+        "starred": meta.starred,
         "status": "available",
         "encrypt_mode": "none",
         "revision_id": "",
         "trashed": false,
     });
-    if !folder {
+    if let Some(d) = &meta.description {
+        v["description"] = json!(d);
+    }
+    if let TreeEntry::File(rec) = e {
         let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
         v["size"] = json!(rec.size);
         v["file_extension"] = json!(ext);
         v["content_type"] = json!(rec.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()));
         v["mime_type"] = v["content_type"].clone();
-        v["category"] = json!("others");
+        v["category"] = json!(category(ext));
         v["content_hash_name"] = json!("sha1");
         if let Some(h) = content_hash {
             v["content_hash"] = json!(h);
@@ -100,4 +95,17 @@ pub fn base_file(
         }
     }
     v
+}
+
+/// The service's file categories, by extension (what `category = "..."` searches match).
+pub fn category(ext: &str) -> &'static str {
+    match ext.to_ascii_lowercase().as_str() {
+        "jpg" | "jpeg" | "png" | "gif" | "bmp" | "webp" | "heic" | "tif" | "tiff" | "svg" => "image",
+        "mp4" | "mkv" | "mov" | "avi" | "flv" | "wmv" | "webm" | "m4v" | "ts" => "video",
+        "mp3" | "flac" | "wav" | "aac" | "ogg" | "m4a" | "wma" | "ape" => "audio",
+        "apk" | "exe" | "dmg" | "msi" | "ipa" | "deb" | "rpm" => "app",
+        "txt" | "md" | "pdf" | "doc" | "docx" | "xls" | "xlsx" | "ppt" | "pptx" | "csv" | "rtf" | "epub" => "doc",
+        "zip" | "rar" | "7z" | "tar" | "gz" | "bz2" | "xz" => "zip",
+        _ => "others",
+    }
 }

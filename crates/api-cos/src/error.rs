@@ -65,6 +65,10 @@ impl From<CoreError> for CosError {
             }
             e @ CoreError::SizeMismatch { .. } => Self::new(-175, format!("ERROR_CMD_COS_FILE_SIZE_NOT_EQU: {e}")),
             CoreError::AlreadyExists | CoreError::PreconditionFailed => Self::dest_exists(),
+            CoreError::NameConflict => Self::dest_exists(),
+            CoreError::FolderNotEmpty => Self::new(-173, "ERROR_CMD_COS_DIR_NOT_EMPTY: the directory is not empty"),
+            CoreError::InvalidMove(m) => Self::param(m),
+            e @ CoreError::NameTooLong { .. } => Self::invalid_path(e.to_string()),
             CoreError::InvalidKey(m) => Self::invalid_path(m),
             CoreError::KeyTooLong => Self::invalid_path("the path is longer than 1024 bytes"),
             CoreError::InvalidArgument(m) | CoreError::InvalidPart(m) => Self::param(m),

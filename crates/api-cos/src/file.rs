@@ -2,7 +2,7 @@
 //! authority, custom_headers; v3's `flag` bitmask), move and copy (`dest_fileid`,
 //! `to_over_write`; copies share content), delete.
 
-use chuan_core::store::{ObjectAccess, ObjectMeta, ObjectRecord, RenameMode, WriteCondition};
+use chuan_core::store::{ObjectAccess, ObjectMeta, ObjectRecord, OnConflict, WriteCondition};
 use chuan_core::{CoreError, PutTarget};
 use serde_json::{json, Map, Value};
 
@@ -124,6 +124,7 @@ impl CosDialect {
             key: key.clone(),
             meta,
             condition: insert_only.then_some(WriteCondition::Absent),
+            tree: true,
         };
         match self.engine.commit_put(&ctx.p, target, staged).await {
             Err(CoreError::PreconditionFailed) => Err(CosError::same_file()),
@@ -226,8 +227,8 @@ impl CosDialect {
             return Ok(ok(None));
         }
         // With `to_over_write` the destination is replaced in the same transaction.
-        let mode = RenameMode { prefix: false, replace: overwrite };
-        match self.engine.rename(&ctx.p, &ctx.t.bucket, &src, &to, mode).await {
+        let on_conflict = if overwrite { OnConflict::Replace } else { OnConflict::Refuse };
+        match self.engine.move_entry(&ctx.p, &ctx.t.bucket, &src, &to, on_conflict).await {
             Err(CoreError::AlreadyExists) => Err(CosError::dest_exists()),
             r => {
                 r?;
@@ -249,6 +250,7 @@ impl CosDialect {
             key: to,
             meta: ObjectMeta::default(),
             condition: (!overwrite).then_some(WriteCondition::Absent),
+            tree: true,
         };
         match self.engine.copy_object(&ctx.p, &ctx.t.bucket, &src, target, false).await {
             Err(CoreError::PreconditionFailed) => Err(CosError::dest_exists()),

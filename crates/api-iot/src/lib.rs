@@ -53,7 +53,10 @@ impl From<CoreError> for IotError {
         match e {
             CoreError::NoSuchBucket => Self::new(StatusCode::NOT_FOUND, -30010, "bucket not exist"),
             CoreError::AccessDenied | CoreError::NoSuchTenant => Self::denied("no permission"),
-            CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) => Self::bad(m),
+            CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) | CoreError::InvalidMove(m) => Self::bad(m),
+            e @ (CoreError::NameConflict | CoreError::FolderNotEmpty | CoreError::NameTooLong { .. }) => {
+                Self::bad(e.to_string())
+            }
             CoreError::IncompleteBody | CoreError::Body(_) => Self::bad("incomplete body"),
             CoreError::SlowDown => Self::new(StatusCode::TOO_MANY_REQUESTS, 160429, "too many requests"),
             CoreError::RequestTimeout => {
@@ -266,7 +269,11 @@ impl IotDialect {
         let meta = ObjectMeta { content_type, ..Default::default() };
         let rec = self
             .engine
-            .commit_put(&device, PutTarget { bucket: grant.bucket, key: grant.key, meta, condition: None }, staged)
+            .commit_put(
+                &device,
+                PutTarget { bucket: grant.bucket, key: grant.key, meta, condition: None, tree: false },
+                staged,
+            )
             .await?;
         Ok(Response::builder()
             .status(StatusCode::OK)

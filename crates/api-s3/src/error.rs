@@ -43,6 +43,11 @@ pub fn to_s3_error(e: CoreError) -> S3Error {
         CoreError::AccessDenied | CoreError::GrantInvalid(_) => (C::AccessDenied, "Access Denied".to_owned()),
         CoreError::NoSuchTenant | CoreError::NoSuchCredential => (C::InvalidAccessKeyId, format!("{e}")),
         CoreError::AlreadyExists => (C::InvalidRequest, "The destination name is already taken.".to_owned()),
+        // Tree rules; S3 writes are not tree writes, so these reach S3 only from other paths.
+        CoreError::NameConflict | CoreError::FolderNotEmpty | CoreError::InvalidMove(_) => {
+            (C::InvalidRequest, format!("{e}"))
+        }
+        CoreError::NameTooLong { .. } => (C::KeyTooLongError, format!("{e}")),
         CoreError::SlowDown => (C::SlowDown, "Please reduce your request rate.".to_owned()),
         CoreError::QuotaExceeded(what) => {
             let mut err = S3Error::with_message(C::Custom("QuotaExceeded".into()), format!("The {what} quota of this account is used up."));

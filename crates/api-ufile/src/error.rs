@@ -52,6 +52,10 @@ impl From<CoreError> for UfileError {
             CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) | CoreError::InvalidPart(m) => {
                 Self::bad_request(m)
             }
+            e @ (CoreError::NameConflict
+            | CoreError::FolderNotEmpty
+            | CoreError::InvalidMove(_)
+            | CoreError::NameTooLong { .. }) => Self::bad_request(e.to_string()),
             e @ (CoreError::MissingParts(_) | CoreError::SizeMismatch { .. } | CoreError::InvalidPartOrder) => {
                 Self::bad_request(e.to_string())
             }

@@ -116,6 +116,7 @@ impl UfileDialect {
                 key: key.clone(),
                 meta: up.meta.clone(),
                 condition: None,
+                tree: false,
             };
             let rec = self.engine.put_empty(&ctx.principal, target).await?;
             self.engine.abort_upload(&ctx.principal, &up).await?;

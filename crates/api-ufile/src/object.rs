@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use chuan_api_common::form::{FormError, FormReader};
 use chuan_api_common::RequestBody;
-use chuan_core::store::{ObjectMeta, RenameMode};
+use chuan_core::store::{ObjectMeta, OnConflict};
 use chuan_core::{CoreError, Op, Possession, Principal, PutTarget, StageOptions};
 use http::header;
 use http::request::Parts;
@@ -76,6 +76,7 @@ impl UfileDialect {
             key: ctx.key.clone(),
             meta: meta_from_headers(&ctx.parts),
             condition: None,
+            tree: false,
         };
         self.engine.commit_put(p, target, staged).await?;
         Ok(empty(StatusCode::OK)
@@ -123,7 +124,7 @@ impl UfileDialect {
             let etag = staged.ufile_etag.clone().unwrap_or_default();
             let meta = ObjectMeta { content_type: (!file_type.is_empty()).then_some(file_type), ..Default::default() };
             self.engine
-                .commit_put(&p, PutTarget { bucket: bucket.clone(), key, meta, condition: None }, staged)
+                .commit_put(&p, PutTarget { bucket: bucket.clone(), key, meta, condition: None, tree: false }, staged)
                 .await?;
             return Ok(empty(StatusCode::OK)
                 .header(header::ETAG, etag_header(&etag))
@@ -142,7 +143,8 @@ impl UfileDialect {
         let Some(held) = hit else { return Err(UfileError::not_found()) };
         let mut meta = meta_from_headers(&ctx.parts);
         meta.user.clear();
-        let target = PutTarget { bucket: ctx.bucket.clone(), key: file_name.to_owned(), meta, condition: None };
+        let target =
+            PutTarget { bucket: ctx.bucket.clone(), key: file_name.to_owned(), meta, condition: None, tree: false };
         self.engine.instant_put(p, target, held, None).await?;
         Ok(empty(StatusCode::OK)
             .header(header::ETAG, etag_header(hash))
@@ -210,6 +212,7 @@ impl UfileDialect {
             key: ctx.key.clone(),
             meta: ObjectMeta::default(),
             condition: None,
+            tree: false,
         };
         let rec = self.engine.copy_object(&ctx.principal, src_bucket, src_key, target, false).await?;
         let etag = self.ufile_etag(&rec).await?;
@@ -225,8 +228,8 @@ impl UfileDialect {
         if new_key.is_empty() {
             return Err(UfileError::bad_request("newFileName is required"));
         }
-        let mode = RenameMode { prefix: false, replace: force };
-        self.engine.rename(&ctx.principal, &ctx.bucket, &ctx.key, new_key, mode).await?;
+        let on_conflict = if force { OnConflict::Replace } else { OnConflict::Refuse };
+        self.engine.move_entry(&ctx.principal, &ctx.bucket, &ctx.key, new_key, on_conflict).await?;
         Ok(empty(StatusCode::OK).body(chuan_api_common::empty()).expect("valid"))
     }
 

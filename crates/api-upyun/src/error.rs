@@ -47,6 +47,14 @@ impl From<CoreError> for UpyunError {
                 Self::new(StatusCode::FORBIDDEN, 40300011, "has no permission")
             }
             CoreError::AlreadyExists => Self::new(StatusCode::CONFLICT, 40900001, "file already exists"),
+            // UpYun's codes for the tree: 406 40600001 (a file and a folder would share a
+            // name), 403 40300005 (a folder that is not empty), 403 40300003 (name too long).
+            CoreError::NameConflict => {
+                Self::new(StatusCode::NOT_ACCEPTABLE, 40600001, "file or directory already exists")
+            }
+            CoreError::FolderNotEmpty => Self::new(StatusCode::FORBIDDEN, 40300005, "directory not empty"),
+            e @ CoreError::NameTooLong { .. } => Self::new(StatusCode::FORBIDDEN, 40300003, e.to_string()),
+            CoreError::InvalidMove(m) => Self::bad(m),
             CoreError::InvalidKey(m) | CoreError::InvalidArgument(m) | CoreError::InvalidPart(m) => Self::bad(m),
             e @ (CoreError::MissingParts(_) | CoreError::SizeMismatch { .. }) => Self::bad(e.to_string()),
             CoreError::KeyTooLong => Self::bad("uri too long"),

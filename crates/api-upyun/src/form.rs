@@ -138,7 +138,7 @@ impl UpyunDialect {
             self.engine
                 .commit_put(
                     &p,
-                    PutTarget { bucket: bucket.to_owned(), key: key.clone(), meta, condition: None },
+                    PutTarget { bucket: bucket.to_owned(), key: key.clone(), meta, condition: None, tree: true },
                     staged,
                 )
                 .await?;

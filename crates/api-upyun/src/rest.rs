@@ -48,8 +48,13 @@ impl UpyunDialect {
             return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"));
         }
         let md5 = staged.digests.md5.clone();
-        let target =
-            PutTarget { bucket: bucket.to_owned(), key: key.to_owned(), meta: meta_of(parts), condition: None };
+        let target = PutTarget {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            meta: meta_of(parts),
+            condition: None,
+            tree: true,
+        };
         self.engine.commit_put(p, target, staged).await?;
         Ok(stored(&md5))
     }
@@ -158,8 +163,13 @@ impl UpyunDialect {
             .split_once('/')
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
             .ok_or_else(|| UpyunError::bad("the source must be /<service>/<path>"))?;
-        let target =
-            PutTarget { bucket: bucket.to_owned(), key: key.to_owned(), meta: ObjectMeta::default(), condition: None };
+        let target = PutTarget {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            meta: ObjectMeta::default(),
+            condition: None,
+            tree: true,
+        };
         self.engine.copy_object(p, sb, sk, target, false).await?;
         if moving && !(sb == bucket && sk == key) {
             self.engine.delete_object(p, sb, sk).await?;

@@ -37,6 +37,11 @@ enum Command {
         /// Seconds an unreferenced blob is kept before garbage collection frees it.
         #[arg(long, default_value_t = 900)]
         gc_grace_secs: u64,
+        /// Seconds a trashed file or folder stays restorable before garbage collection purges
+        /// it (default 10 days).
+        #[arg(long, default_value_t = 864_000, env = "CHUAN_TRASH_RETENTION_SECS",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        trash_retention_secs: u64,
         #[command(flatten)]
         limits: limits::ServeLimits,
     },
@@ -134,8 +139,16 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve { data, listen, domains, gc_grace_secs, limits } => {
-                server::serve(server::ServeOptions { data: data.data, listen, domains, gc_grace_secs, limits }).await
+            Command::Serve { data, listen, domains, gc_grace_secs, trash_retention_secs, limits } => {
+                server::serve(server::ServeOptions {
+                    data: data.data,
+                    listen,
+                    domains,
+                    gc_grace_secs,
+                    trash_retention_secs,
+                    limits,
+                })
+                .await
             }
             Command::Stats { data } => {
                 let engine = setup::open_engine(&data.data, Default::default())?;

@@ -20,6 +20,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub domains: Vec<String>,
     pub gc_grace_secs: u64,
+    /// Seconds a trashed entry is kept before GC purges it.
+    pub trash_retention_secs: u64,
     pub limits: ServeLimits,
 }
 
@@ -31,6 +33,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let limits = opts.limits.clone();
     let mut config = EngineConfig {
         gc_grace: Duration::from_secs(opts.gc_grace_secs),
+        trash_retention: Duration::from_secs(opts.trash_retention_secs),
         fairness: limits.fairness(),
         ..Default::default()
     };

@@ -63,6 +63,8 @@ fn no_dialect_reaches_the_store_or_makes_up_a_principal() {
         "ContentRecord {",
         "UploadRecord {",
         "PartRecord {",
+        "FolderRecord {",
+        "TrashItem {",
         ".content_id",
     ];
     let mut found = Vec::new();

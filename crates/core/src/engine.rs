@@ -25,6 +25,8 @@ pub struct EngineConfig {
     pub upload_ttls: Vec<(UploadKind, Option<Duration>)>,
     /// Request rates, concurrent uploads and probes per tenant (`throttle.rs`).
     pub fairness: crate::throttle::FairnessConfig,
+    /// How long a trashed file or folder is kept before GC purges it.
+    pub trash_retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -36,6 +38,7 @@ impl Default for EngineConfig {
             challenge_ttl: Duration::from_secs(60),
             upload_ttls: Vec::new(),
             fairness: Default::default(),
+            trash_retention: crate::tree::DEFAULT_TRASH_RETENTION,
         }
     }
 }
@@ -172,6 +175,7 @@ impl Engine {
 pub(crate) fn write_error(e: StoreError) -> CoreError {
     match e {
         StoreError::Conflict(m) if m.contains("precondition") => CoreError::PreconditionFailed,
+        StoreError::KindConflict => CoreError::NameConflict,
         other => other.into(),
     }
 }

@@ -52,6 +52,17 @@ pub enum CoreError {
     NoSuchCredential,
     #[error("the name is already taken")]
     AlreadyExists,
+    /// A file and a folder would share a name, or a file would hold entries.
+    #[error("a file and a folder cannot share a name")]
+    NameConflict,
+    #[error("the folder is not empty")]
+    FolderNotEmpty,
+    /// A move or restore the tree cannot make (a folder into itself, a restore into a
+    /// folder that was deleted).
+    #[error("{0}")]
+    InvalidMove(String),
+    #[error("the name is longer than {limit} bytes")]
+    NameTooLong { limit: usize },
     #[error("too many requests; slow down")]
     SlowDown,
     #[error("the tenant's {0} quota is used up")]

@@ -35,14 +35,16 @@ mod metering;
 mod metrics;
 mod objects;
 mod throttle;
+mod tree;
 mod uploads;
 
 /// The records the engine speaks in, re-exported from `chuan-store`. The store traits are
 /// not re-exported: only the engine reaches the metadata store.
 pub mod store {
     pub use chuan_store::{
-        now_ms, BlobId, BucketRecord, Callback, ContentRecord, CredentialKind, Digests, Extent, FsckReport, GrantKind,
-        ObjectAccess, ObjectMeta, ObjectRecord, PartRecord, RenameMode, StoreStats, TenantRecord, UploadKind,
+        entry_name, now_ms, parent_of, BlobId, BucketRecord, Callback, ContentRecord, CredentialKind, Digests,
+        EntryKinds, Extent, FolderRecord, FolderUsage, FsckReport, GrantKind, ObjectAccess, ObjectMeta, ObjectRecord,
+        OnConflict, OrderBy, PartRecord, StoreStats, TenantRecord, TrashItem, TreeEntry, TreeOrder, UploadKind,
         UploadRecord, UsageDay, WriteCondition,
     };
 }
@@ -62,6 +64,7 @@ pub use metering::{day_of, Quota};
 pub use metrics::Metrics;
 pub use objects::{PutTarget, MAX_DELETE_BATCH};
 pub use throttle::{current_client, with_client, AddressGate, AddressPermit, FairnessConfig, UploadSlot};
+pub use tree::{validate_name, AttrUpdate, Page, UserMetaChange, DEFAULT_TRASH_RETENTION, MAX_PAGE};
 pub use uploads::{default_ttl, Claim, Completed, Completion, NewUpload, PartList, MAX_PARTS};
 
 /// Compares secrets without leaking, through timing, where they first differ.

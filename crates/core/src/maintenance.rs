@@ -18,6 +18,7 @@ pub struct GcReport {
     pub temps_removed: u64,
     pub grants_purged: u64,
     pub uploads_expired: u64,
+    pub trash_purged: u64,
 }
 
 impl Engine {
@@ -33,6 +34,8 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Trash past its retention next: its contents may free blobs in this same pass.
+        report.trash_purged = self.purge_expired_trash().await?;
         let cutoff = now_ms() - grace.as_millis() as i64;
         loop {
             let ids = self.meta.unreferenced_blobs(cutoff, 512).await?;

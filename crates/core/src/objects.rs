@@ -20,6 +20,9 @@ pub struct PutTarget {
     pub key: String,
     pub meta: ObjectMeta,
     pub condition: Option<WriteCondition>,
+    /// The key is a path of the bucket's file tree (every protocol but S3): a file may not
+    /// take a folder's name nor lie under a file (`CoreError::NameConflict`).
+    pub tree: bool,
 }
 
 /// Most keys one batch delete may name (S3's DeleteObjects limit).
@@ -27,7 +30,18 @@ pub const MAX_DELETE_BATCH: usize = 1000;
 
 impl PutTarget {
     pub fn new(bucket: &str, key: &str) -> Self {
-        Self { bucket: bucket.to_owned(), key: key.to_owned(), meta: ObjectMeta::default(), condition: None }
+        Self {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            meta: ObjectMeta::default(),
+            condition: None,
+            tree: false,
+        }
+    }
+
+    /// A write into the file tree (every protocol with folders).
+    pub fn in_tree(bucket: &str, key: &str) -> Self {
+        Self { tree: true, ..Self::new(bucket, key) }
     }
 }
 
@@ -96,6 +110,7 @@ impl Engine {
             meta: target.meta,
             modified_ms: now_ms(),
             condition: target.condition,
+            tree: target.tree,
         })
     }
 
@@ -148,6 +163,7 @@ impl Engine {
             key: rec.key.clone(),
             meta,
             condition: Some(WriteCondition::EtagIs(rec.etag.clone())),
+            tree: false,
         };
         let write = self.object_write(&owner, target, ContentSource::Existing(rec.content_id), None).await?;
         self.meta.put_object(write).await.map_err(write_error)
@@ -180,50 +196,6 @@ impl Engine {
             out.push((key, r));
         }
         Ok(out)
-    }
-
-    /// Deletes a folder key and every object under it, each admitted for deletion; returns how
-    /// many objects went. (Not one transaction: a crash midway leaves the rest in place.)
-    pub async fn delete_tree(&self, p: &Principal, bucket: &str, folder: &str) -> CoreResult<u64> {
-        let b = self.admit(p, Op::Delete, bucket, folder).await?;
-        self.charge_request(p, &b).await?;
-        let mut deleted = 0;
-        loop {
-            let page = self.meta.list_objects(bucket, folder, ListStart::Beginning, 1000).await?;
-            if page.is_empty() {
-                return Ok(deleted);
-            }
-            for o in page {
-                self.admit(p, Op::Delete, bucket, &o.key).await?;
-                if self.meta.delete_object(bucket, &o.key).await?.is_some() {
-                    deleted += 1;
-                }
-            }
-        }
-    }
-
-    /// Moves an object (with `mode.prefix`, everything under a folder key), keeping ids; with
-    /// `mode.replace` an object at `to` is replaced in the same transaction.
-    pub async fn rename(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        from: &str,
-        to: &str,
-        mode: RenameMode,
-    ) -> CoreResult<ObjectRecord> {
-        validate_key(to)?;
-        self.admit(p, Op::Delete, bucket, from).await?;
-        let b = self.admit(p, Op::Write, bucket, to).await?;
-        if mode.replace {
-            self.admit(p, Op::Delete, bucket, to).await?;
-        }
-        self.charge_request(p, &b).await?;
-        match self.meta.rename(bucket, from, to, mode).await {
-            Err(StoreError::Exists) => Err(CoreError::AlreadyExists),
-            Err(StoreError::NotFound) => Err(CoreError::NoSuchKey),
-            r => Ok(r?),
-        }
     }
 
     /// The object at `key`, if `p` may read it.

@@ -465,11 +465,14 @@ impl Engine {
             ufile_etag: ufile_etag_of_parts(&chosen),
             key: c.key,
             condition: c.condition,
+            // Every kind but S3's writes into the file tree.
+            tree: upload.kind != UploadKind::S3,
         };
         let object = match self.meta.complete_upload(complete).await {
             Err(StoreError::NotFound) => return Err(CoreError::NoSuchUpload),
             Err(StoreError::Conflict(m)) if m.contains("precondition") => return Err(CoreError::PreconditionFailed),
             Err(StoreError::Conflict(m)) => return Err(CoreError::InvalidPart(m)),
+            Err(StoreError::KindConflict) => return Err(CoreError::NameConflict),
             r => r?,
         };
         self.metrics.objects_committed.inc();

@@ -324,7 +324,13 @@ async fn instant_upload_needs_proof_across_tenants() {
     assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &out_of_range).await.unwrap(), None);
     // With the right bytes: granted, and the new object shares the content.
     let id = e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &right).await.unwrap().unwrap();
-    let target = PutTarget { bucket: "bobs".into(), key: "copy".into(), meta: ObjectMeta::default(), condition: None };
+    let target = PutTarget {
+        bucket: "bobs".into(),
+        key: "copy".into(),
+        meta: ObjectMeta::default(),
+        condition: None,
+        tree: false,
+    };
     let mine = e.instant_put(&bob(), target, id, None).await.unwrap();
     assert_eq!(mine.content_id, rec.content_id);
     assert_eq!(e.stats().await.unwrap().physical_bytes, 5000);
@@ -431,9 +437,14 @@ async fn scoped_principals_are_held_to_their_scope_in_every_operation() {
     let q = ListQuery { prefix: "dev/1/".into(), delimiter: None, after: None, max_keys: 10 };
     assert!(denied(e.list_objects(&device, "bkt", &q).await));
     assert!(denied(e.create_bucket(&device, "mine", None).await));
-    assert!(denied(e.rename(&device, "bkt", "dev/1/b.txt", "dev/1/c.txt", Default::default()).await));
-    let target_other =
-        PutTarget { bucket: "bkt".into(), key: "dev/1/copy".into(), meta: ObjectMeta::default(), condition: None };
+    assert!(denied(e.move_entry(&device, "bkt", "dev/1/b.txt", "dev/1/c.txt", Default::default()).await));
+    let target_other = PutTarget {
+        bucket: "bkt".into(),
+        key: "dev/1/copy".into(),
+        meta: ObjectMeta::default(),
+        condition: None,
+        tree: false,
+    };
     assert!(denied(e.copy_object(&device, "bkt", "secret.txt", target_other, false).await));
     assert_eq!(e.list_buckets(&device).await.unwrap().iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["bkt"]);
 }

@@ -53,7 +53,7 @@ async fn a_completion_target_is_admitted_like_a_write() {
     e.complete_upload(&token, &up, c).await.unwrap();
     assert_eq!(read_all(&e, "pub/renamed").await, b"evil");
     // Rename and copy targets too.
-    denied(e.rename(&token, "bkt", "pub/renamed", "secret/y", Default::default()).await);
+    denied(e.move_entry(&token, "bkt", "pub/renamed", "secret/y", Default::default()).await);
     denied(e.copy_object(&token, "bkt", "pub/renamed", chuan_core::PutTarget::new("bkt", "secret/x.bin"), false).await);
     denied(e.copy_object(&token, "bkt", "secret/x.bin", chuan_core::PutTarget::new("bkt", "pub/stolen"), false).await);
     assert_eq!(read_all(&e, "secret/x.bin").await, b"precious");

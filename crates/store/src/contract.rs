@@ -33,7 +33,7 @@ macro_rules! meta_store_contract {
     ($make:expr) => {
         $crate::meta_store_contract!(@tests $make;
             identity, settings, grants, grants_are_single_use_under_concurrency, buckets, objects,
-            renames, references, quotas, quotas_hold_under_concurrency, listing, hash_index,
+            tree_moves, tree_copies, tree_listing, tree_trash, tree_kinds, references, quotas, quotas_hold_under_concurrency, listing, hash_index,
             uploads, upload_listing, usage_and_callbacks, maintenance);
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -84,6 +84,7 @@ fn write(bucket: &str, key: &str, content: ContentSource) -> ObjectWrite {
         meta: ObjectMeta::default(),
         modified_ms: now_ms(),
         condition: None,
+        tree: false,
     }
 }
 
@@ -144,6 +145,7 @@ fn complete(upload: &str, parts: &[(u32, &str)]) -> CompleteUpload {
         key: None,
         quota_bytes: None,
         condition: None,
+        tree: false,
     }
 }
 
@@ -384,36 +386,248 @@ pub async fn objects(s: Store) {
     assert!(s.get_object("bkt", "k").await.unwrap().is_none());
 }
 
-/// Renames: single objects (keeping ids), replacement, folders by prefix, conflicts.
-pub async fn renames(s: Store) {
+fn mv(from: &str, to: &str, on_conflict: OnConflict) -> TreeMove {
+    TreeMove {
+        bucket: "bkt".into(),
+        from: from.into(),
+        to: to.into(),
+        on_conflict,
+        quota_bytes: None,
+        now_ms: now_ms(),
+    }
+}
+
+async fn entries(s: &Store, folder: &str, order: TreeOrder) -> Vec<String> {
+    s.list_folder("bkt", folder, order, EntryKinds::All, None, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.key().to_owned())
+        .collect()
+}
+
+async fn folder_id(s: &Store, key: &str) -> String {
+    s.get_entry("bkt", key).await.unwrap().unwrap_or_else(|| panic!("no folder {key}")).id().to_owned()
+}
+
+/// Moves of files and whole folders: ids, timestamps and attributes kept, conflicts refused,
+/// replaced or auto-renamed, folders implied by keys appearing and vanishing with them.
+pub async fn tree_moves(s: Store) {
     bucket(&s, "bkt", "alice").await;
     let a = put(&s, "bkt", "a.txt", "a", 1).await;
     put(&s, "bkt", "b.txt", "b", 2).await;
-    let mode = RenameMode::default();
-    assert!(matches!(s.rename("bkt", "a.txt", "b.txt", mode).await, Err(StoreError::Exists)));
-    assert!(matches!(s.rename("bkt", "nope", "c.txt", mode).await, Err(StoreError::NotFound)));
-    let moved = s.rename("bkt", "a.txt", "c.txt", mode).await.unwrap();
-    assert_eq!((moved.id.as_str(), moved.key.as_str()), (a.id.as_str(), "c.txt"));
+    let refuse = OnConflict::Refuse;
+    assert!(matches!(s.move_entry(mv("a.txt", "b.txt", refuse)).await, Err(StoreError::Exists)));
+    assert!(matches!(s.move_entry(mv("nope", "c.txt", refuse)).await, Err(StoreError::NotFound)));
+    let moved = s.move_entry(mv("a.txt", "c.txt", refuse)).await.unwrap();
+    assert_eq!((moved.id(), moved.key()), (a.id.as_str(), "c.txt"));
+    let TreeEntry::File(f) = &moved else { panic!() };
+    assert_eq!(f.created_ms, a.created_ms);
     assert!(s.get_object("bkt", "a.txt").await.unwrap().is_none());
 
-    // Replace: the destination's content is released in the same transaction.
-    let replace = RenameMode { prefix: false, replace: true };
-    assert!(matches!(s.rename("bkt", "nope", "b.txt", replace).await, Err(StoreError::NotFound)));
-    assert!(s.get_object("bkt", "b.txt").await.unwrap().is_some(), "a refused replace changes nothing");
-    let r = s.rename("bkt", "c.txt", "b.txt", replace).await.unwrap();
-    assert_eq!((r.id.as_str(), r.size), (a.id.as_str(), 1));
+    // Replace releases the destination's content in the same transaction.
+    let r = s.move_entry(mv("c.txt", "b.txt", OnConflict::Replace)).await.unwrap();
+    assert_eq!((r.id(), r.size()), (a.id.as_str(), 1));
     assert_eq!(s.stats().await.unwrap().objects, 1);
     assert_eq!(s.bucket_bytes("bkt").await.unwrap(), 1);
     blob_refs(&s).await;
+    put(&s, "bkt", "c.txt", "c", 3).await;
+    let renamed = s.move_entry(mv("c.txt", "b.txt", OnConflict::AutoRename)).await.unwrap();
+    assert_eq!(renamed.key(), "b(1).txt");
 
-    // Folders: every key under the prefix moves; a taken destination prefix refuses.
-    for k in ["d/", "d/1", "d/sub/2", "e/x"] {
+    // A folder moves whole (implied folders included) in one step, keeping its ids.
+    for k in ["d/", "d/1", "d/sub/2", "d/sub/deeper/3", "e/x"] {
         put(&s, "bkt", k, k, 1).await;
     }
-    let folder = RenameMode { prefix: true, replace: false };
-    assert!(matches!(s.rename("bkt", "d/", "e/", folder).await, Err(StoreError::Exists)));
-    s.rename("bkt", "d/", "f/", folder).await.unwrap();
-    assert_eq!(keys(&s, "bkt", "", ListStart::Beginning, 100).await, ["b.txt", "e/x", "f/", "f/1", "f/sub/2"]);
+    let (d, sub) = (folder_id(&s, "d/").await, folder_id(&s, "d/sub/").await);
+    assert!(matches!(s.move_entry(mv("d/", "e/", refuse)).await, Err(StoreError::Exists)));
+    assert!(matches!(s.move_entry(mv("d/", "d/sub/x/", refuse)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.move_entry(mv("d/sub/", "d/", refuse)).await, Err(StoreError::Conflict(_))));
+    let f = s.move_entry(mv("d/", "f/g/", refuse)).await.unwrap();
+    assert_eq!((f.id(), f.key()), (d.as_str(), "f/g/"));
+    assert_eq!(folder_id(&s, "f/g/sub/").await, sub);
+    assert_eq!(
+        keys(&s, "bkt", "", ListStart::Beginning, 100).await,
+        ["b(1).txt", "b.txt", "e/x", "f/g/", "f/g/1", "f/g/sub/2", "f/g/sub/deeper/3"]
+    );
+    assert!(s.get_entry("bkt", "d/").await.unwrap().is_none());
+    assert_eq!(entries(&s, "f/", TreeOrder::default()).await, ["f/g/"]);
+    assert_eq!(entries(&s, "f/g/sub/", TreeOrder::default()).await, ["f/g/sub/2", "f/g/sub/deeper/"]);
+    // Replacing a folder removes everything under the destination.
+    let e = s.move_entry(mv("f/g/", "e/", OnConflict::Replace)).await.unwrap();
+    assert_eq!(e.id(), d);
+    assert!(s.get_object("bkt", "e/x").await.unwrap().is_none());
+    assert!(s.get_entry("bkt", "f/").await.unwrap().is_none(), "the implied folder f/ held only g/");
+    // An implied folder is one too.
+    let moved = s.move_entry(mv("e/sub/", "top/", refuse)).await.unwrap();
+    assert_eq!(moved.id(), sub);
+    assert_eq!(entries(&s, "top/", TreeOrder::default()).await, ["top/2", "top/deeper/"]);
+    let (_, problems) = s.check().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// Copies share content (no bytes), give new ids, and count toward the quota.
+pub async fn tree_copies(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    for k in ["src/", "src/1", "src/a/2", "src/a/b/3"] {
+        put(&s, "bkt", k, k, 10).await;
+    }
+    let before = s.stats().await.unwrap();
+    let c = s.copy_entry(mv("src/", "dst/", OnConflict::Refuse)).await.unwrap();
+    assert_ne!(c.id(), folder_id(&s, "src/").await);
+    assert_eq!(keys(&s, "bkt", "dst/", ListStart::Beginning, 100).await, ["dst/", "dst/1", "dst/a/2", "dst/a/b/3"]);
+    let (o1, c1) =
+        (s.get_object("bkt", "src/1").await.unwrap().unwrap(), s.get_object("bkt", "dst/1").await.unwrap().unwrap());
+    assert_eq!(o1.content_id, c1.content_id);
+    assert_ne!(o1.id, c1.id);
+    assert_eq!(s.stats().await.unwrap().contents, before.contents, "no content was made");
+    assert_eq!(s.bucket_bytes("bkt").await.unwrap(), 80);
+    let again = s.copy_entry(mv("src/", "dst/", OnConflict::AutoRename)).await.unwrap();
+    assert_eq!(again.key(), "dst(1)/");
+    let mut quota = mv("src/", "q/", OnConflict::Refuse);
+    quota.quota_bytes = Some(130);
+    assert!(matches!(s.copy_entry(quota).await, Err(StoreError::QuotaExceeded)));
+    assert!(s.get_entry("bkt", "q/").await.unwrap().is_none(), "a refused copy leaves nothing");
+    assert!(matches!(s.copy_entry(mv("src/", "src/a/x/", OnConflict::Refuse)).await, Err(StoreError::Conflict(_))));
+    let usage = s.folder_usage("bkt", "src/").await.unwrap();
+    assert_eq!(usage, FolderUsage { bytes: 30, files: 3, folders: 2 });
+    assert_eq!(s.delete_entry("bkt", "dst/", true).await.unwrap().files, 3);
+    assert!(matches!(s.delete_entry("bkt", "src/", false).await, Err(StoreError::NotEmpty)));
+    let (_, problems) = s.check().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// Folder listings in every order, paged by cursor, stable while entries are added.
+pub async fn tree_listing(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    let mut w = write("bkt", "d/big", ContentSource::New(new_content("big", 300)));
+    w.modified_ms = 1_000;
+    s.put_object(w).await.unwrap();
+    let mut w = write("bkt", "d/small", ContentSource::New(new_content("small", 100)));
+    w.modified_ms = 3_000;
+    s.put_object(w).await.unwrap();
+    let mut w = write("bkt", "d/mid", ContentSource::New(new_content("mid", 200)));
+    w.modified_ms = 2_000;
+    s.put_object(w).await.unwrap();
+    let mut w = write("bkt", "d/sub/deep", ContentSource::New(new_content("deep", 1)));
+    w.modified_ms = 500;
+    s.put_object(w).await.unwrap();
+    let order = |by, descending| TreeOrder { by, descending };
+    assert_eq!(entries(&s, "d/", order(OrderBy::Name, false)).await, ["d/big", "d/mid", "d/small", "d/sub/"]);
+    assert_eq!(entries(&s, "d/", order(OrderBy::Name, true)).await, ["d/sub/", "d/small", "d/mid", "d/big"]);
+    assert_eq!(entries(&s, "d/", order(OrderBy::Size, true)).await, ["d/big", "d/mid", "d/small", "d/sub/"]);
+    assert_eq!(entries(&s, "d/", order(OrderBy::Modified, false)).await, ["d/sub/", "d/big", "d/mid", "d/small"]);
+    assert_eq!(entries(&s, "d/", order(OrderBy::Created, true)).await, ["d/small", "d/mid", "d/big", "d/sub/"]);
+    assert_eq!(entries(&s, "", order(OrderBy::Name, false)).await, ["d/"]);
+    let only = |kinds| s.list_folder("bkt", "d/", order(OrderBy::Size, false), kinds, None, 10);
+    let files: Vec<String> = only(EntryKinds::Files).await.unwrap().iter().map(|e| e.key().to_owned()).collect();
+    assert_eq!(files, ["d/small", "d/mid", "d/big"]);
+    let folders = only(EntryKinds::Folders).await.unwrap();
+    assert_eq!(folders.iter().map(|e| e.key()).collect::<Vec<_>>(), ["d/sub/"]);
+    // Paging: entries added between pages are neither repeated nor make others skipped.
+    for by in [OrderBy::Name, OrderBy::Modified, OrderBy::Size, OrderBy::Created] {
+        for descending in [false, true] {
+            let o = order(by, descending);
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = s.list_folder("bkt", "d/", o, EntryKinds::All, after.clone(), 1).await.unwrap();
+                let Some(e) = page.first() else { break };
+                seen.push(e.key().to_owned());
+                after = Some(TreeCursor::after(e, by));
+                if seen.len() == 2 {
+                    let key = format!("d/new-{by:?}-{descending}");
+                    s.put_object(write("bkt", &key, ContentSource::New(new_content(&key, 7)))).await.unwrap();
+                }
+            }
+            for k in ["d/big", "d/mid", "d/small", "d/sub/"] {
+                assert_eq!(seen.iter().filter(|s| s.as_str() == k).count(), 1, "{o:?}: {seen:?}");
+            }
+            let mut sorted = seen.clone();
+            sorted.dedup();
+            assert_eq!(sorted.len(), seen.len(), "{o:?} repeated an entry: {seen:?}");
+        }
+    }
+    // Search by name, paged by key.
+    let found: Vec<String> =
+        s.search("bkt", "", "MId", None, 10).await.unwrap().iter().map(|e| e.key().to_owned()).collect();
+    assert_eq!(found, ["d/mid"]);
+    let found = s.search("bkt", "d/", "sub", None, 10).await.unwrap();
+    assert_eq!(found.iter().map(|e| e.key()).collect::<Vec<_>>(), ["d/sub/"]);
+    let page = s.search("bkt", "", "", Some("d/mid"), 2).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.key()).collect::<Vec<_>>(), ["d/new-Created-false", "d/new-Created-true"]);
+}
+
+/// Trash keeps everything (content, bytes, ids) until restored or purged; a restore goes
+/// back in place or auto-renamed, and not into a folder that was deleted meanwhile.
+pub async fn tree_trash(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    for k in ["keep/", "keep/f/", "keep/f/1", "keep/f/s/2", "keep/x"] {
+        put(&s, "bkt", k, k, 10).await;
+    }
+    let f = folder_id(&s, "keep/f/").await;
+    let item = s.trash("bkt", "keep/f/", 5_000).await.unwrap();
+    assert_eq!((item.id.as_str(), item.folder, item.size), (f.as_str(), true, 30), "the marker's bytes too");
+    assert!(s.get_entry("bkt", "keep/f/").await.unwrap().is_none());
+    assert_eq!(keys(&s, "bkt", "", ListStart::Beginning, 100).await, ["keep/", "keep/x"]);
+    assert_eq!(s.bucket_bytes("bkt").await.unwrap(), 50, "trashed bytes still count");
+    let x = s.trash("bkt", "keep/x", 6_000).await.unwrap();
+    let listed: Vec<String> = s.list_trash("bkt", None, 10).await.unwrap().into_iter().map(|t| t.key).collect();
+    assert_eq!(listed, ["keep/x", "keep/f/"], "newest first");
+    let page = s.list_trash("bkt", Some((6_000, x.id.clone())), 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    blob_refs(&s).await;
+    // Restore: back in place, ids kept; a taken name is auto-renamed.
+    put(&s, "bkt", "keep/f/", "other", 0).await;
+    let back = s.restore("bkt", &f, 7_000).await.unwrap();
+    assert_eq!((back.key(), back.id()), ("keep/f(1)/", f.as_str()));
+    assert!(s.get_object("bkt", "keep/f(1)/s/2").await.unwrap().is_some());
+    assert!(s.get_trash("bkt", &f).await.unwrap().is_none());
+    // The folder it was in is gone: refused, nothing changed.
+    s.delete_entry("bkt", "keep/", true).await.unwrap();
+    assert!(matches!(s.restore("bkt", &x.id, 8_000).await, Err(StoreError::Conflict(_))));
+    assert!(s.get_trash("bkt", &x.id).await.unwrap().is_some());
+    assert_eq!(s.expired_trash(7_000, 10).await.unwrap(), [("bkt".to_owned(), x.id.clone())]);
+    s.purge("bkt", &x.id).await.unwrap();
+    assert_eq!(s.bucket_bytes("bkt").await.unwrap(), 0);
+    let (blobs, problems) = s.check().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(blobs.iter().all(|(b, _)| *b != digests("keep/x").sha256) || s.stats().await.unwrap().contents == 0);
+    // A bucket's trash goes with the bucket.
+    put(&s, "bkt", "t", "t", 4).await;
+    s.trash("bkt", "t", 1).await.unwrap();
+    s.delete_bucket("bkt").await.unwrap();
+    let (_, problems) = s.check().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(s.stats().await.unwrap().contents, 0);
+}
+
+/// In the tree a name is a file or a folder, never both; S3 writes (not tree) stay flat.
+pub async fn tree_kinds(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    let tree = |key: &str| {
+        let mut w = write("bkt", key, ContentSource::New(new_content(key, 1)));
+        w.tree = true;
+        w
+    };
+    s.put_object(tree("a")).await.unwrap();
+    s.put_object(tree("b/c")).await.unwrap();
+    assert!(matches!(s.put_object(tree("a/")).await, Err(StoreError::KindConflict)));
+    assert!(matches!(s.put_object(tree("a/x")).await, Err(StoreError::KindConflict)));
+    assert!(matches!(s.put_object(tree("b")).await, Err(StoreError::KindConflict)));
+    assert!(matches!(s.move_entry(mv("a", "b", OnConflict::Replace)).await, Err(StoreError::KindConflict)));
+    assert!(matches!(s.move_entry(mv("b/", "a/", OnConflict::Refuse)).await, Err(StoreError::KindConflict)));
+    assert!(matches!(s.move_entry(mv("b/c", "a/c", OnConflict::Refuse)).await, Err(StoreError::KindConflict)));
+    assert_eq!(s.move_entry(mv("a", "b", OnConflict::AutoRename)).await.unwrap().key(), "b(1)");
+    // Not a tree write: S3 keys are plain.
+    put(&s, "bkt", "b(1)/y", "y", 1).await;
+    let meta = ObjectMeta { starred: true, description: Some("d".into()), ..Default::default() };
+    let e = s.set_entry_meta("bkt", "b/", meta.clone(), 9).await.unwrap();
+    assert_eq!((e.metadata(), e.modified_ms()), (&meta, 9));
+    let moved = s.move_entry(mv("b/", "z/", OnConflict::Refuse)).await.unwrap();
+    assert_eq!(moved.metadata(), &meta, "attributes move with the folder");
+    let (_, problems) = s.check().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
 }
 
 /// Reference counts: contents counted by objects, blobs by extents and parts; freed at zero.

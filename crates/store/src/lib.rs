@@ -26,8 +26,8 @@ mod sqlite;
 pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
 pub use meta::{
     BucketStore, Callback, CallbackStore, CompleteUpload, ContentSource, GrantStore, IdentityStore, ListPage,
-    ListStart, MaintenanceStore, MetaStore, NewContent, ObjectStore, ObjectWrite, PartWrite, RenameMode, SettingStore,
-    StoreError, StoreResult, UploadListPage, UploadStore, UsageDay, UsageDelta, UsageStore, WriteCondition,
+    ListStart, MaintenanceStore, MetaStore, NewContent, ObjectStore, ObjectWrite, PartWrite, SettingStore, StoreError,
+    StoreResult, TreeMove, TreeStore, UploadListPage, UploadStore, UsageDay, UsageDelta, UsageStore, WriteCondition,
 };
 pub use model::*;
 pub use sqlite::SqliteMetaStore;

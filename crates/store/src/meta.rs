@@ -24,6 +24,10 @@ pub enum StoreError {
     /// that was replaced, content that was freed meanwhile).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A tree write where a file and a folder would share a name (or a file would hold
+    /// entries).
+    #[error("a file and a folder cannot share a name")]
+    KindConflict,
     #[error("metadata backend error: {0}")]
     Backend(String),
 }
@@ -70,6 +74,9 @@ pub struct ObjectWrite {
     pub meta: ObjectMeta,
     pub modified_ms: i64,
     pub condition: Option<WriteCondition>,
+    /// The key is a path of the bucket's file tree (every protocol but S3): refused with
+    /// `KindConflict` if it would make a file and a folder share a name.
+    pub tree: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -82,13 +89,18 @@ pub struct PartWrite {
     pub digests: Digests,
 }
 
-/// How [`ObjectStore::rename`] treats the names involved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RenameMode {
-    /// Move every key under `from` too (a folder): `from` and `to` are prefixes.
-    pub prefix: bool,
-    /// Replace an object already at `to` (single objects only) instead of failing `Exists`.
-    pub replace: bool,
+/// A move or copy of a file or a whole folder, as one transaction.
+#[derive(Debug, Clone)]
+pub struct TreeMove {
+    pub bucket: String,
+    /// A file key, or a folder key ending in `/`.
+    pub from: String,
+    /// Where it goes: the same kind of key as `from`.
+    pub to: String,
+    pub on_conflict: OnConflict,
+    /// Copies only: refuse (`QuotaExceeded`) if the tenant would store more than this.
+    pub quota_bytes: Option<u64>,
+    pub now_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +124,8 @@ pub struct CompleteUpload {
     /// Refuse the completion (`Conflict("precondition failed")`) unless the key's current
     /// state matches, checked in the completing transaction.
     pub condition: Option<WriteCondition>,
+    /// The key is a tree path (as [`ObjectWrite::tree`]).
+    pub tree: bool,
 }
 
 /// A callback waiting to be delivered: a form-encoded POST body for `url`.
@@ -242,10 +256,6 @@ pub trait BucketStore: Send + Sync + 'static {
 pub trait ObjectStore: Send + Sync + 'static {
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
     async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>>;
-    /// Moves the object at `from` to `to` (keeping its id), and with `mode.prefix` every key
-    /// under `from` too (folder rename). Fails with `Exists` if `to` is taken (unless
-    /// `mode.replace`), `NotFound` if there is nothing to move.
-    async fn rename(&self, bucket: &str, from: &str, to: &str, mode: RenameMode) -> StoreResult<ObjectRecord>;
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>>;
     /// Objects with `key` starting with `prefix`, from `start` on, in byte order.
     async fn list_objects(
@@ -280,6 +290,69 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<ContentRecord>>;
     async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>>;
     async fn set_content_digests(&self, id: i64, digests: Digests, ufile_etag: String) -> StoreResult<()>;
+}
+
+/// The file tree over each bucket's keys: folders (explicit or implied), listings in any
+/// order, moves and copies of whole folders, attributes, search and the recycle bin. Keys of
+/// folders end in `/`; the root is `""`.
+#[async_trait]
+pub trait TreeStore: Send + Sync + 'static {
+    /// Up to `limit` entries (of `kinds`) directly in `folder`, in `order`, strictly after
+    /// `after`.
+    async fn list_folder(
+        &self,
+        bucket: &str,
+        folder: &str,
+        order: TreeOrder,
+        kinds: EntryKinds,
+        after: Option<TreeCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<TreeEntry>>;
+    /// The file at `key`, or the folder (explicit or implied) at a key ending in `/`.
+    async fn get_entry(&self, bucket: &str, key: &str) -> StoreResult<Option<TreeEntry>>;
+    /// The file or folder with this id (a folder marker's id finds its folder).
+    async fn get_entry_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<TreeEntry>>;
+    /// Moves a file or a whole folder, keeping ids, timestamps and attributes; returns it at
+    /// its new key (which `OnConflict::AutoRename` may have changed). Fails `NotFound`,
+    /// `Exists`, `KindConflict`, or `Conflict` for a folder moved into itself.
+    async fn move_entry(&self, m: TreeMove) -> StoreResult<TreeEntry>;
+    /// Copies a file or a whole folder: new ids and timestamps, shared content, no bytes
+    /// copied. Errors as [`TreeStore::move_entry`], and `QuotaExceeded`.
+    async fn copy_entry(&self, m: TreeMove) -> StoreResult<TreeEntry>;
+    /// The first free name for `key` in its folder (`key`, else `stem(1).ext`, ...); fails
+    /// `KindConflict` if a file holds a folder name on its path.
+    async fn free_key(&self, bucket: &str, key: &str) -> StoreResult<String>;
+    /// Deletes a file, or a folder (refused `NotEmpty` unless `recursive`) with everything
+    /// under it; returns what went.
+    async fn delete_entry(&self, bucket: &str, key: &str, recursive: bool) -> StoreResult<FolderUsage>;
+    /// Replaces an entry's metadata (a file keeps its content) and sets its modified time.
+    async fn set_entry_meta(&self, bucket: &str, key: &str, meta: ObjectMeta, now_ms: i64) -> StoreResult<TreeEntry>;
+    /// What `folder` holds, all levels down (`""`: the whole bucket).
+    async fn folder_usage(&self, bucket: &str, folder: &str) -> StoreResult<FolderUsage>;
+    /// Entries under `under` whose name contains `name` (ASCII case folded), in key order
+    /// after `after`.
+    async fn search(
+        &self,
+        bucket: &str,
+        under: &str,
+        name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<TreeEntry>>;
+    /// Moves a file or folder (with everything under it) to the bucket's trash; its content
+    /// and bytes stay counted until purged.
+    async fn trash(&self, bucket: &str, key: &str, now_ms: i64) -> StoreResult<TrashItem>;
+    /// Trash items, newest first, strictly after `(trashed_ms, id)`.
+    async fn list_trash(&self, bucket: &str, after: Option<(i64, String)>, limit: usize)
+        -> StoreResult<Vec<TrashItem>>;
+    async fn get_trash(&self, bucket: &str, id: &str) -> StoreResult<Option<TrashItem>>;
+    /// Puts a trash item back where it was (auto-renamed if that name is taken). Fails
+    /// `NotFound`, or `Conflict` if the folder it was in is gone.
+    async fn restore(&self, bucket: &str, id: &str, now_ms: i64) -> StoreResult<TreeEntry>;
+    /// Deletes a trash item for good.
+    async fn purge(&self, bucket: &str, id: &str) -> StoreResult<TrashItem>;
+    /// `(bucket, id)` of trash items trashed before `cutoff_ms`, oldest first.
+    async fn expired_trash(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<(String, String)>>;
 }
 
 /// Upload sessions and their parts.
@@ -336,6 +409,7 @@ pub trait MetaStore:
     + CallbackStore
     + BucketStore
     + ObjectStore
+    + TreeStore
     + UploadStore
     + MaintenanceStore
 {
@@ -349,6 +423,7 @@ impl<T> MetaStore for T where
         + CallbackStore
         + BucketStore
         + ObjectStore
+        + TreeStore
         + UploadStore
         + MaintenanceStore
 {

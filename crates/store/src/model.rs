@@ -89,6 +89,12 @@ pub struct ObjectMeta {
     /// metadata).
     #[serde(skip_serializing_if = "ObjectAccess::is_inherit", default)]
     pub access: ObjectAccess,
+    /// Marked by its owner (Aliyun Drive `starred`); a tree attribute, kept through moves.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub starred: bool,
+    /// Free text its owner gave it (Aliyun Drive `description`); kept through moves.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub description: Option<String>,
 }
 
 /// An object's own read access, on top of its bucket's.
@@ -121,7 +127,181 @@ pub struct ObjectRecord {
     pub size: u64,
     pub etag: String,
     pub modified_ms: i64,
+    /// When the key was first written (kept through overwrites and moves; a copy is new).
+    pub created_ms: i64,
     pub meta: ObjectMeta,
+}
+
+/// A folder of a bucket's file tree. Folders are keys ending in `/`: explicit ones have a
+/// marker object at that key (what S3 clients create), implied ones exist because some key
+/// lies under them. Either way the folder has a stable id and its own attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderRecord {
+    /// 40 hex digits, like object ids (an explicit folder's id is its marker object's).
+    pub id: String,
+    pub bucket: String,
+    /// Ends in `/`.
+    pub key: String,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+    /// Tree attributes (starred, description, user metadata); content headers are unused.
+    pub meta: ObjectMeta,
+    /// A marker object exists at `key`.
+    pub explicit: bool,
+}
+
+/// One entry of a folder: a file (an object) or a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeEntry {
+    File(ObjectRecord),
+    Folder(FolderRecord),
+}
+
+impl TreeEntry {
+    pub fn key(&self) -> &str {
+        match self {
+            TreeEntry::File(o) => &o.key,
+            TreeEntry::Folder(f) => &f.key,
+        }
+    }
+    pub fn id(&self) -> &str {
+        match self {
+            TreeEntry::File(o) => &o.id,
+            TreeEntry::Folder(f) => &f.id,
+        }
+    }
+    pub fn is_folder(&self) -> bool {
+        matches!(self, TreeEntry::Folder(_))
+    }
+    /// The last path segment (without a folder's trailing `/`).
+    pub fn name(&self) -> &str {
+        entry_name(self.key())
+    }
+    /// Files' sizes; folders are 0.
+    pub fn size(&self) -> u64 {
+        match self {
+            TreeEntry::File(o) => o.size,
+            TreeEntry::Folder(_) => 0,
+        }
+    }
+    pub fn modified_ms(&self) -> i64 {
+        match self {
+            TreeEntry::File(o) => o.modified_ms,
+            TreeEntry::Folder(f) => f.modified_ms,
+        }
+    }
+    pub fn created_ms(&self) -> i64 {
+        match self {
+            TreeEntry::File(o) => o.created_ms,
+            TreeEntry::Folder(f) => f.created_ms,
+        }
+    }
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            TreeEntry::File(o) => &o.meta,
+            TreeEntry::Folder(f) => &f.meta,
+        }
+    }
+}
+
+/// The last segment of a tree key (`a/b.txt` → `b.txt`, `a/b/` → `b`).
+pub fn entry_name(key: &str) -> &str {
+    let trimmed = key.strip_suffix('/').unwrap_or(key);
+    trimmed.rsplit_once('/').map_or(trimmed, |(_, n)| n)
+}
+
+/// The folder holding a tree key (`a/b/c` and `a/b/c/` → `a/b/`; top-level keys → `""`).
+pub fn parent_of(key: &str) -> &str {
+    let trimmed = key.strip_suffix('/').unwrap_or(key);
+    trimmed.rfind('/').map_or("", |i| &key[..=i])
+}
+
+/// What a folder listing is sorted by; ties (and `Name`) go by key, in byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderBy {
+    #[default]
+    Name,
+    Modified,
+    Created,
+    Size,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TreeOrder {
+    pub by: OrderBy,
+    pub descending: bool,
+}
+
+/// Which entries a folder listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EntryKinds {
+    #[default]
+    All,
+    Files,
+    Folders,
+}
+
+/// Where a folder listing resumes: strictly after the entry with this sort value (ignored
+/// for `Name`) and key, in the listing's order. Keyset paging, so entries added or removed
+/// meanwhile never make another entry repeat or be skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeCursor {
+    pub value: i64,
+    pub key: String,
+}
+
+impl TreeCursor {
+    /// The cursor just after `e` in a listing sorted by `by`.
+    pub fn after(e: &TreeEntry, by: OrderBy) -> TreeCursor {
+        let value = match by {
+            OrderBy::Name => 0,
+            OrderBy::Modified => e.modified_ms(),
+            OrderBy::Created => e.created_ms(),
+            OrderBy::Size => e.size() as i64,
+        };
+        TreeCursor { value, key: e.key().to_owned() }
+    }
+}
+
+/// What a tree write does when its destination name is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnConflict {
+    /// Fail with `Exists`.
+    #[default]
+    Refuse,
+    /// Remove what is there (a file, or a folder with everything under it) first, in the
+    /// same transaction.
+    Replace,
+    /// Take the first free name of `stem(1).ext`, `stem(2).ext`, ... (Aliyun Drive's
+    /// `auto_rename`).
+    AutoRename,
+}
+
+/// A trashed file or folder: everything under it is kept (content and quota included) until
+/// restored or purged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrashItem {
+    /// The entry's own id, kept while in the trash and after a restore.
+    pub id: String,
+    pub bucket: String,
+    /// Where it was (a folder's ends in `/`).
+    pub key: String,
+    pub folder: bool,
+    /// Bytes of every file it holds.
+    pub size: u64,
+    pub trashed_ms: i64,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+    pub meta: ObjectMeta,
+}
+
+/// What a folder holds, all levels down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FolderUsage {
+    pub bytes: u64,
+    pub files: u64,
+    pub folders: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -104,7 +104,10 @@ impl MaintenanceStore for SqliteMetaStore {
             }
             // Content reference counts against objects.
             let mut st = c
-                .prepare("SELECT c.id, c.refs, (SELECT count(*) FROM objects o WHERE o.content = c.id) FROM contents c")
+                .prepare(
+                    "SELECT c.id, c.refs, (SELECT count(*) FROM objects o WHERE o.content = c.id)
+                            + (SELECT count(*) FROM trash_objects t WHERE t.content = c.id) FROM contents c",
+                )
                 .map_err(backend)?;
             let mut rows = st.query([]).map_err(backend)?;
             while let Some(r) = rows.next().map_err(backend)? {
@@ -123,6 +126,40 @@ impl MaintenanceStore for SqliteMetaStore {
                 .map_err(backend)?;
             if dangling > 0 {
                 problems.push(format!("{dangling} objects point at missing content"));
+            }
+            // The tree: every entry's folder exists, and every folder has a marker or an entry.
+            for (sql, what) in [
+                (
+                    "SELECT count(*) FROM objects o WHERE o.parent <> '' AND NOT EXISTS(
+                         SELECT 1 FROM folders f WHERE f.bucket = o.bucket AND f.key = o.parent)",
+                    "files in a folder that has no folder row",
+                ),
+                (
+                    "SELECT count(*) FROM folders c WHERE c.parent <> '' AND NOT EXISTS(
+                         SELECT 1 FROM folders f WHERE f.bucket = c.bucket AND f.key = c.parent)",
+                    "folders in a folder that has no folder row",
+                ),
+                (
+                    "SELECT count(*) FROM objects o WHERE o.parent IS NULL AND NOT EXISTS(
+                         SELECT 1 FROM folders f WHERE f.bucket = o.bucket AND f.key = o.key AND f.explicit)",
+                    "folder markers without an explicit folder row",
+                ),
+                (
+                    "SELECT count(*) FROM folders f WHERE NOT f.explicit
+                         AND NOT EXISTS(SELECT 1 FROM objects o WHERE o.bucket = f.bucket AND o.parent = f.key)
+                         AND NOT EXISTS(SELECT 1 FROM folders c WHERE c.bucket = f.bucket AND c.parent = f.key)",
+                    "implied folders that hold nothing",
+                ),
+                (
+                    "SELECT count(*) FROM folders f WHERE f.explicit AND NOT EXISTS(
+                         SELECT 1 FROM objects o WHERE o.bucket = f.bucket AND o.key = f.key)",
+                    "explicit folders without a marker object",
+                ),
+            ] {
+                let n: i64 = c.query_row(sql, [], |r| r.get(0)).map_err(backend)?;
+                if n > 0 {
+                    problems.push(format!("{n} {what}"));
+                }
             }
             Ok((blobs, problems))
         })

@@ -21,6 +21,7 @@ mod objects;
 mod refs;
 mod rows;
 mod schema;
+mod tree;
 mod uploads;
 mod usage;
 

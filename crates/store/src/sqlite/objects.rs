@@ -6,6 +6,7 @@ use rusqlite::{params, params_from_iter, OptionalExtension};
 
 use super::refs::*;
 use super::rows::*;
+use super::tree::{purge_tx, tree_removed};
 use super::SqliteMetaStore;
 use crate::meta::*;
 use crate::model::*;
@@ -80,6 +81,15 @@ impl BucketStore for SqliteMetaStore {
             if busy {
                 return Err(StoreError::NotEmpty);
             }
+            // The trash is invisible to S3, whose users delete buckets: it goes with the bucket.
+            let items: Vec<String> = {
+                let mut st = txn.prepare("SELECT id FROM trash WHERE bucket = ?1").map_err(backend)?;
+                let rows = st.query_map(params![name], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            for id in items {
+                purge_tx(txn, &name, &id)?;
+            }
             let n = txn.execute("DELETE FROM buckets WHERE name = ?1", params![name]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
@@ -137,55 +147,6 @@ impl ObjectStore for SqliteMetaStore {
             )
             .optional()
             .map_err(backend)
-        })
-        .await
-    }
-
-    async fn rename(&self, bucket: &str, from: &str, to: &str, mode: RenameMode) -> StoreResult<ObjectRecord> {
-        let (bucket, from, to) = (bucket.to_owned(), from.to_owned(), to.to_owned());
-        self.write(move |txn| {
-            if from == to {
-                return get_object_tx(txn, &bucket, &from)?.ok_or(StoreError::NotFound);
-            }
-            if let Some(existing) = get_object_tx(txn, &bucket, &to)? {
-                if !mode.replace || mode.prefix {
-                    return Err(StoreError::Exists);
-                }
-                if get_object_tx(txn, &bucket, &from)?.is_none() {
-                    return Err(StoreError::NotFound);
-                }
-                remove_object(txn, &existing)?;
-            }
-            let n = if mode.prefix {
-                let clash: bool = txn
-                    .query_row(
-                        &format!(
-                            "SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?1 AND {})",
-                            prefix_test("key", 2, 3)
-                        ),
-                        params![bucket, to.len() as i64, to],
-                        |r| r.get(0),
-                    )
-                    .map_err(backend)?;
-                if clash {
-                    return Err(StoreError::Exists);
-                }
-                txn.execute(
-                    &format!(
-                        "UPDATE objects SET key = ?4 || substr(key, ?2 + 1) WHERE bucket = ?1 AND {}",
-                        prefix_test("key", 2, 3)
-                    ),
-                    params![bucket, from.len() as i64, from, to],
-                )
-                .map_err(backend)?
-            } else {
-                txn.execute("UPDATE objects SET key = ?3 WHERE bucket = ?1 AND key = ?2", params![bucket, from, to])
-                    .map_err(backend)?
-            };
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            get_object_tx(txn, &bucket, &to)?.ok_or(StoreError::NotFound)
         })
         .await
     }
@@ -259,6 +220,7 @@ impl ObjectStore for SqliteMetaStore {
                     modified_ms: w.modified_ms,
                     new_id: w.id.as_deref(),
                     quota_bytes: w.quota_bytes,
+                    tree: w.tree,
                 },
             )
         })
@@ -270,7 +232,8 @@ impl ObjectStore for SqliteMetaStore {
         self.write(move |txn| {
             let old = get_object_tx(txn, &bucket, &key)?;
             if let Some(o) = &old {
-                remove_object(txn, o)?;
+                remove_object_row(txn, o)?;
+                tree_removed(txn, &bucket, &key)?;
             }
             Ok(old)
         })

@@ -4,6 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::*;
+use super::tree::{check_kinds, check_quota, file_parent, tree_added};
 use crate::meta::*;
 use crate::model::*;
 use crate::now_ms;
@@ -117,8 +118,9 @@ pub(crate) fn check_condition(txn: &Connection, bucket: &str, key: &str, cond: &
     }
 }
 
-/// Removes an object row, its bytes from the bucket's count and its content reference.
-pub(crate) fn remove_object(txn: &Connection, o: &ObjectRecord) -> StoreResult<()> {
+/// Removes an object row, its bytes from the bucket's count and its content reference (the
+/// caller keeps the tree: [`super::tree::tree_removed`] or a subtree removal).
+pub(crate) fn remove_object_row(txn: &Connection, o: &ObjectRecord) -> StoreResult<()> {
     txn.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![o.bucket, o.key]).map_err(backend)?;
     txn.execute("UPDATE buckets SET bytes = bytes - ?2 WHERE name = ?1", params![o.bucket, o.size as i64])
         .map_err(backend)?;
@@ -135,6 +137,8 @@ pub(crate) struct SetObject<'a> {
     pub modified_ms: i64,
     pub new_id: Option<&'a str>,
     pub quota_bytes: Option<u64>,
+    /// A tree write: refused if a file and a folder would share a name.
+    pub tree: bool,
 }
 
 /// Points (bucket, key) at a content (taking a reference), releasing what it pointed at;
@@ -147,31 +151,41 @@ pub(crate) fn set_object(txn: &Connection, w: SetObject<'_>) -> StoreResult<Obje
         .ok_or_else(|| StoreError::Conflict("content was freed meanwhile".into()))?;
     txn.execute("UPDATE contents SET refs = refs + 1 WHERE id = ?1", params![w.content_id]).map_err(backend)?;
     let old = get_object_tx(txn, w.bucket, w.key)?;
-    let id = match &old {
-        Some(o) => o.id.clone(),
-        None => w.new_id.map(str::to_owned).unwrap_or_else(new_object_id),
+    let (id, created_ms) = match &old {
+        Some(o) => (o.id.clone(), o.created_ms),
+        None => (w.new_id.map(str::to_owned).unwrap_or_else(new_object_id), w.modified_ms),
     };
-    txn.execute(
-        "INSERT INTO objects(bucket, key, content, size, etag, modified, meta, id) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)
+    if old.is_none() && w.tree {
+        check_kinds(txn, w.bucket, w.key)?;
+    }
+    txn.prepare_cached(
+        "INSERT INTO objects(bucket, key, content, size, etag, modified, meta, id, parent, created)
+         VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
          ON CONFLICT(bucket, key) DO UPDATE SET content=?3, size=?4, etag=?5, modified=?6, meta=?7",
-        params![w.bucket, w.key, w.content_id, size, w.etag, w.modified_ms, to_json(w.meta)?, id],
     )
+    .map_err(backend)?
+    .execute(params![
+        w.bucket,
+        w.key,
+        w.content_id,
+        size,
+        w.etag,
+        w.modified_ms,
+        to_json(w.meta)?,
+        id,
+        file_parent(w.key),
+        created_ms
+    ])
     .map_err(backend)?;
+    if old.is_none() {
+        tree_added(txn, w.bucket, w.key, &id, w.modified_ms)?;
+    }
     let grown = size - old.as_ref().map_or(0, |o| o.size as i64);
     txn.execute("UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![w.bucket, grown]).map_err(backend)?;
     if let (Some(quota), true) = (w.quota_bytes, grown > 0) {
         // Checked inside the transaction, after the write: the quota is never exceeded, even
         // by concurrent writers (the savepoint rolls this write back).
-        let used: i64 = txn
-            .query_row(
-                "SELECT coalesce(sum(bytes), 0) FROM buckets WHERE tenant = (SELECT tenant FROM buckets WHERE name = ?1)",
-                params![w.bucket],
-                |r| r.get(0),
-            )
-            .map_err(backend)?;
-        if used as u64 > quota {
-            return Err(StoreError::QuotaExceeded);
-        }
+        check_quota(txn, w.bucket, quota)?;
     }
     if let Some(old) = old {
         content_unref(txn, old.content_id)?;
@@ -184,6 +198,7 @@ pub(crate) fn set_object(txn: &Connection, w: SetObject<'_>) -> StoreResult<Obje
         size: size as u64,
         etag: w.etag.to_owned(),
         modified_ms: w.modified_ms,
+        created_ms,
         meta: w.meta.clone(),
     })
 }

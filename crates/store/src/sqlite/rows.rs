@@ -43,7 +43,7 @@ pub(crate) fn credential_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cre
     })
 }
 
-pub(crate) const OBJECT_COLS: &str = "bucket, key, content, size, etag, modified, meta, id";
+pub(crate) const OBJECT_COLS: &str = "bucket, key, content, size, etag, modified, meta, id, created";
 
 pub(crate) fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     Ok(ObjectRecord {
@@ -54,6 +54,7 @@ pub(crate) fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Objec
         size: row.get::<_, i64>(3)? as u64,
         etag: row.get(4)?,
         modified_ms: row.get(5)?,
+        created_ms: row.get(8)?,
         meta: from_json(&row.get::<_, String>(6)?)?,
     })
 }

@@ -1,7 +1,8 @@
 //! The schema and its migrations, versioned with SQLite's `user_version`.
 //!
 //! Version 1 is the layout before it was versioned (`user_version` 0 with tables present);
-//! version 2 added tenants, aliases, single-use grants, credential labels and upload kinds.
+//! version 2 added tenants, aliases, single-use grants, credential labels and upload kinds;
+//! version 3 the file tree (object parents and creation times, folder rows, the trash).
 
 use rusqlite::{params, Connection};
 
@@ -9,7 +10,7 @@ use super::rows::backend;
 use crate::meta::StoreResult;
 
 /// The schema version this code writes.
-pub(crate) const VERSION: i64 = 2;
+pub(crate) const VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tenants(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
@@ -53,9 +54,38 @@ CREATE INDEX IF NOT EXISTS hash_index_content ON hash_index(content);
 CREATE TABLE IF NOT EXISTS objects(
     bucket TEXT NOT NULL, key TEXT NOT NULL, content INTEGER NOT NULL, size INTEGER NOT NULL,
     etag TEXT NOT NULL, modified INTEGER NOT NULL, meta TEXT NOT NULL, id TEXT NOT NULL,
+    parent TEXT, created INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(bucket, key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS objects_content ON objects(content);
 CREATE UNIQUE INDEX IF NOT EXISTS objects_id ON objects(bucket, id);
+CREATE INDEX IF NOT EXISTS objects_by_name ON objects(bucket, parent, key);
+CREATE INDEX IF NOT EXISTS objects_by_modified ON objects(bucket, parent, modified, key);
+CREATE INDEX IF NOT EXISTS objects_by_created ON objects(bucket, parent, created, key);
+CREATE INDEX IF NOT EXISTS objects_by_size ON objects(bucket, parent, size, key);
+CREATE TABLE IF NOT EXISTS folders(
+    bucket TEXT NOT NULL, key TEXT NOT NULL, parent TEXT NOT NULL, id TEXT NOT NULL,
+    created INTEGER NOT NULL, modified INTEGER NOT NULL, meta TEXT NOT NULL, explicit INTEGER NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(bucket, key)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS folders_id ON folders(bucket, id);
+CREATE INDEX IF NOT EXISTS folders_by_size ON folders(bucket, parent, size, key);
+CREATE INDEX IF NOT EXISTS folders_by_name ON folders(bucket, parent, key);
+CREATE INDEX IF NOT EXISTS folders_by_modified ON folders(bucket, parent, modified, key);
+CREATE INDEX IF NOT EXISTS folders_by_created ON folders(bucket, parent, created, key);
+CREATE TABLE IF NOT EXISTS trash(
+    bucket TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL, folder INTEGER NOT NULL, size INTEGER NOT NULL,
+    trashed INTEGER NOT NULL, created INTEGER NOT NULL, modified INTEGER NOT NULL, meta TEXT NOT NULL,
+    parent_explicit INTEGER NOT NULL, PRIMARY KEY(bucket, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trash_by_time ON trash(bucket, trashed, id);
+CREATE INDEX IF NOT EXISTS trash_expiry ON trash(trashed);
+CREATE TABLE IF NOT EXISTS trash_objects(
+    bucket TEXT NOT NULL, item TEXT NOT NULL, key TEXT NOT NULL, content INTEGER NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, modified INTEGER NOT NULL, created INTEGER NOT NULL, meta TEXT NOT NULL, id TEXT NOT NULL,
+    PRIMARY KEY(bucket, item, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trash_objects_content ON trash_objects(content);
+CREATE TABLE IF NOT EXISTS trash_folders(
+    bucket TEXT NOT NULL, item TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, created INTEGER NOT NULL,
+    modified INTEGER NOT NULL, meta TEXT NOT NULL, explicit INTEGER NOT NULL,
+    PRIMARY KEY(bucket, item, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads(
     id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, tenant TEXT NOT NULL,
     created INTEGER NOT NULL, meta TEXT NOT NULL, state TEXT NOT NULL, expires INTEGER,
@@ -91,9 +121,15 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if version == 1 {
         from_v1(&txn).map_err(backend)?;
     }
+    if (1..=2).contains(&version) {
+        from_v2(&txn).map_err(backend)?;
+    }
     txn.execute_batch(SCHEMA).map_err(backend)?;
     if version == 1 {
         after_v1(&txn).map_err(backend)?;
+    }
+    if (1..=2).contains(&version) {
+        after_v2(&txn)?;
     }
     txn.pragma_update(None, "user_version", VERSION).map_err(backend)?;
     txn.commit().map_err(backend)
@@ -106,6 +142,36 @@ fn from_v1(txn: &Connection) -> rusqlite::Result<()> {
          ALTER TABLE uploads ADD COLUMN kind TEXT NOT NULL DEFAULT 's3';
          DROP INDEX IF EXISTS contents_pending;",
     )
+}
+
+/// The tree columns of objects (before the schema's indexes refer to them).
+fn from_v2(txn: &Connection) -> rusqlite::Result<()> {
+    txn.execute_batch(
+        "ALTER TABLE objects ADD COLUMN parent TEXT;
+         ALTER TABLE objects ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
+         UPDATE objects SET created = modified;",
+    )
+}
+
+/// The tree of version-2 data: each object's parent, and a folder row for every folder its
+/// keys imply (an explicit folder takes its marker object's id, which Aliyun Drive clients
+/// already hold as the folder's `file_id`).
+fn after_v2(txn: &Connection) -> StoreResult<()> {
+    let rows: Vec<(String, String, String, i64)> = {
+        let mut st =
+            txn.prepare("SELECT bucket, key, id, modified FROM objects ORDER BY bucket, key").map_err(backend)?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)?
+    };
+    for (bucket, key, id, modified) in rows {
+        txn.execute(
+            "UPDATE objects SET parent = ?3 WHERE bucket = ?1 AND key = ?2",
+            params![bucket, key, super::tree::file_parent(&key)],
+        )
+        .map_err(backend)?;
+        super::tree::tree_added(txn, &bucket, &key, &id, modified)?;
+    }
+    Ok(())
 }
 
 /// Version-1 data in the version-2 places: tenants from their credentials, COS appids from

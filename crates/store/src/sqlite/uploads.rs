@@ -188,6 +188,7 @@ impl UploadStore for SqliteMetaStore {
                     modified_ms: cu.modified_ms,
                     new_id: cu.object_id.as_deref(),
                     quota_bytes: cu.quota_bytes,
+                    tree: cu.tree,
                 },
             )?;
             drop_upload(txn, &cu.upload_id)?;
