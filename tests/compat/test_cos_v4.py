@@ -1146,3 +1146,40 @@ def test_cos_uploads_are_s3_objects(cos, tmp_path):
     assert r["Body"].read() == data[5:15]
     keys = cos.s3_keys()
     assert "via-cos.bin" in keys and "via-cos-small.txt" in keys, keys
+
+
+def test_a_path_is_a_file_or_a_directory(cos):
+    """Issue 11: in the file tree a name is a file or a directory, never both (-178)."""
+    cos.mkdir("/kind/")
+    cos.upload("/kind/f", b"f")
+    cos.mkdir("/kind/d/")
+    r = cos.post_json("/kind/f/", {"op": "create", "biz_attr": ""}, auth="more")
+    assert_code(cos_json(r, "create /kind/f/"), E_DIR_EXISTS, "a directory over a file")
+    f = {"op": "upload", "filecontent": b"x", "sha": sha1_hex(b"x"), "biz_attr": "", "insertOnly": "0"}
+    assert_code(cos_json(cos.post_form("/kind/d", f), "upload /kind/d"), E_DIR_EXISTS, "a file over a directory")
+    assert_code(cos_json(cos.post_form("/kind/f/x", f), "upload /kind/f/x"), E_NO_PARENT, "a file under a file")
+    assert [(i["name"], "filesize" in i) for i in cos.list_all("/kind/")] == [("d", False), ("f", True)]
+
+
+def test_list_pages_are_stable_while_entries_are_added(cos):
+    """Issue 11: paging by the core's cursor neither repeats nor skips an entry when others
+    are added between pages."""
+    client = cos.v4()
+    cos.mkdir("/stable/")
+    first = [f"e{i:02}" for i in range(0, 40, 2)]
+    for n in first:
+        cos.upload(f"/stable/{n}", n.encode())
+    got, context = [], ""
+    for page in range(100):
+        data = assert_ok(
+            client.list_folder(sdk().ListFolderRequest(cos.bucket, "/stable/", num=3, context=context)), "list"
+        )
+        got += [i["name"] for i in data.get("infos") or []]
+        # Entries before and after the cursor appear meanwhile.
+        cos.upload(f"/stable/e{2 * page + 1:02}", b"new")
+        if data.get("listover"):
+            break
+        context = data["context"]
+    assert len(got) == len(set(got)), f"repeated: {got}"
+    assert set(first) <= set(got), f"skipped: {sorted(set(first) - set(got))}"
+    assert got == sorted(got)

@@ -104,3 +104,62 @@ def test_kill9_during_uploads_loses_nothing_acknowledged(server_factory):
 
     srv.stop_expect_clean_exit()
     srv.assert_fsck_clean()  # while stopped
+
+
+def test_kill9_during_a_large_folder_move_leaves_the_old_tree_or_the_new(server_factory):
+    """Issue 11: a folder move is one metadata transaction. Killed at any moment, the
+    restarted server shows every file under the old folder or every file under the new one
+    (never some of each), and fsck finds nothing wrong."""
+    from upyun_helpers import make_account
+
+    srv = server_factory(name="treecrash")
+    acct = make_account(srv)
+    s3 = srv.client(acct.tenant.access_key, acct.tenant.secret_key)
+    n = 3000
+    keys = [f"big/s{i % 7}/f{i:05d}" for i in range(n)]
+
+    def put(k):
+        s3.put_object(Bucket=acct.bucket, Key=k, Body=k.encode())
+
+    threads_pool = __import__("concurrent.futures").futures.ThreadPoolExecutor(8)
+    list(threads_pool.map(put, keys))
+    # How long one move takes here, so the kills land before, during and after its commit.
+    started = time.monotonic()
+    r = acct.raw().request("PUT", "/timed", headers={"X-Upyun-Move-Source": f"/{acct.bucket}/big"})
+    assert r.status_code == 200, r.text
+    took = time.monotonic() - started
+    where = "timed"
+    outcomes = []
+    for round_no, fraction in enumerate([0.1, 0.4, 0.7, 0.9, 1.1, 1.5]):
+        delay = took * fraction
+        target = f"moved{round_no}"
+        raw = acct.raw()
+        result = {}
+
+        def move():
+            try:
+                r = raw.request("PUT", f"/{target}", headers={"X-Upyun-Move-Source": f"/{acct.bucket}/{where}"})
+                result["status"] = r.status_code
+            except Exception as e:  # the connection dies with the server
+                result["error"] = repr(e)
+
+        t = threading.Thread(target=move, daemon=True)
+        t.start()
+        time.sleep(delay)
+        srv.kill9()
+        t.join(timeout=30)
+        srv.start()
+        s3 = srv.client(acct.tenant.access_key, acct.tenant.secret_key)
+        old = list_all_keys(s3, acct.bucket, f"{where}/")
+        new = list_all_keys(s3, acct.bucket, f"{target}/")
+        assert (len(old), len(new)) in ((n, 0), (0, n)), f"round {round_no}: {len(old)} old, {len(new)} new"
+        if result.get("status") == 200:
+            assert len(new) == n, f"round {round_no}: acknowledged but not moved"
+        outcomes.append("new" if new else "old")
+        if new:
+            where = target
+        srv.assert_fsck_clean()
+    print(f"folder-move crash outcomes (one move took {took * 1000:.0f} ms):", outcomes)
+    assert len(list_all_keys(s3, acct.bucket, f"{where}/s3/")) == len([k for k in keys if "/s3/" in k])
+    srv.stop_expect_clean_exit()
+    srv.assert_fsck_clean()

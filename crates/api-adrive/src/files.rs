@@ -3,7 +3,7 @@
 //! ancestry and size, search, drives, and presigned downloads with ranges.
 
 use base64::Engine as _;
-use chuan_core::store::{parent_of, EntryKinds, OrderBy, TreeEntry, TreeOrder};
+use chuan_core::store::{parent_of, EntryKinds, FolderQuery, OrderBy, TreeEntry, TreeOrder};
 use chuan_core::{AttrUpdate, CoreError, Principal};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -162,7 +162,8 @@ impl AdriveDialect {
             _ => EntryKinds::All,
         };
         let cursor = str_field(v, "marker").map(unb64).transpose()?;
-        let page = self.engine.list_folder(p, drive, &folder, order, kinds, cursor.as_deref(), limit).await?;
+        let q = FolderQuery { kinds, ..FolderQuery::new(&folder, order) };
+        let page = self.engine.list_folder(p, drive, &q, cursor.as_deref(), limit).await?;
         let mut items = Vec::with_capacity(page.items.len());
         for e in &page.items {
             items.push(self.file_json(p, drive, e, Some(&parent_id), None).await?);

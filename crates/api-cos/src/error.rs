@@ -65,7 +65,9 @@ impl From<CoreError> for CosError {
             }
             e @ CoreError::SizeMismatch { .. } => Self::new(-175, format!("ERROR_CMD_COS_FILE_SIZE_NOT_EQU: {e}")),
             CoreError::AlreadyExists | CoreError::PreconditionFailed => Self::dest_exists(),
-            CoreError::NameConflict => Self::dest_exists(),
+            CoreError::NameConflict => {
+                Self::new(-178, "ERROR_CMD_COS_PATH_CONFLICT: a file and a directory cannot share a path")
+            }
             CoreError::FolderNotEmpty => Self::new(-173, "ERROR_CMD_COS_DIR_NOT_EMPTY: the directory is not empty"),
             CoreError::InvalidMove(m) => Self::param(m),
             e @ CoreError::NameTooLong { .. } => Self::invalid_path(e.to_string()),

@@ -31,7 +31,7 @@ pub use auth::{sign, Signature};
 use chuan_api_common::form::{FormError, FormReader};
 use chuan_api_common::{Body, RequestBody};
 use chuan_core::store::{now_ms, GrantKind};
-use chuan_core::{AliasKind, CoreError, CoreResult, Engine, ListQuery, Principal, StageOptions, Staged, KEY_PAIRS};
+use chuan_core::{AliasKind, CoreError, CoreResult, Engine, Principal, StageOptions, Staged, KEY_PAIRS};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -460,13 +460,12 @@ impl CosDialect {
         if dir_key.is_empty() {
             return Ok(true);
         }
-        match self.engine.head_object(&ctx.p, &ctx.t.bucket, dir_key).await {
-            Ok(_) => return Ok(true),
-            Err(CoreError::NoSuchKey) => {}
-            Err(e) => return Err(e.into()),
+        // Explicit or implied by keys under it: the tree has it either way.
+        match self.engine.entry(&ctx.p, &ctx.t.bucket, dir_key).await {
+            Ok(_) => Ok(true),
+            Err(CoreError::NoSuchKey) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        let q = ListQuery { prefix: dir_key.to_owned(), delimiter: None, after: None, max_keys: 1 };
-        Ok(!self.engine.list_objects(&ctx.p, &ctx.t.bucket, &q).await?.objects.is_empty())
     }
 
     /// Refuses a path whose parent directory does not exist (-166).

@@ -198,6 +198,13 @@ impl UpyunDialect {
                 self.cancel(&p, &parts, &bucket, &key).await
             }
             http::Method::DELETE => self.delete(&p, &bucket, &key).await,
+            http::Method::PATCH => {
+                let query = chuan_api_common::Query::parse(Some(q), chuan_api_common::query::Plus::Literal);
+                match query.get("metadata") {
+                    Some(mode) => self.patch_metadata(&p, &parts, &bucket, &key, mode).await,
+                    None => Err(UpyunError::bad("PATCH takes ?metadata=merge|replace|delete")),
+                }
+            }
             _ => Err(UpyunError::new(StatusCode::METHOD_NOT_ALLOWED, 40500001, "method not allowed")),
         }
     }

@@ -1,10 +1,13 @@
-//! Objects and folders over REST: put, get/head, delete, mkdir, text listings, copy/move, usage.
+//! Objects and folders over REST, over the core's file tree: put, get/head (with
+//! `x-upyun-meta-*`), delete, mkdir, `PATCH ?metadata`, text listings, copy/move of files and
+//! whole folders, usage.
 
 use chuan_api_common::RequestBody;
-use chuan_core::store::{ObjectMeta, ObjectRecord};
-use chuan_core::{CoreError, ListQuery, Op, Principal, PutTarget};
+use chuan_core::store::{FolderQuery, ObjectMeta, OnConflict, OrderBy, TreeEntry, TreeOrder};
+use chuan_core::{AttrUpdate, CoreError, Op, Principal, PutTarget, UserMetaChange};
 use http::request::Parts;
 use http::{header as h, Response, StatusCode};
+use std::collections::BTreeMap;
 
 use crate::error::{UpyunError, UpyunResult};
 use crate::{header, Resp, UpyunDialect};
@@ -23,13 +26,46 @@ fn folder_key(key: &str) -> String {
 /// The attribute `Content-Secret` is kept in.
 pub(crate) const CONTENT_SECRET: &str = "upyun-content-secret";
 
+/// The prefix of UpYun's user-metadata headers (`x-upyun-meta-<name>: <value>`).
+const META_PREFIX: &str = "x-upyun-meta-";
+
+/// Longest file or folder name UpYun takes, in bytes.
+const MAX_NAME: usize = 255;
+
+/// `x-upyun-meta-*` headers as (name, value), names lower-case without the prefix.
+fn user_meta(parts: &Parts) -> BTreeMap<String, String> {
+    parts
+        .headers
+        .iter()
+        .filter_map(|(n, v)| {
+            let name = n.as_str().strip_prefix(META_PREFIX)?;
+            Some((name.to_owned(), v.to_str().ok()?.to_owned()))
+        })
+        .filter(|(n, _)| !n.is_empty())
+        .collect()
+}
+
 pub(crate) fn meta_of(parts: &Parts) -> ObjectMeta {
-    let mut meta = ObjectMeta { content_type: header(parts, "content-type").map(str::to_owned), ..Default::default() };
+    let mut meta = ObjectMeta {
+        content_type: header(parts, "content-type").map(str::to_owned),
+        user: user_meta(parts),
+        ..Default::default()
+    };
     // `Content-Secret` guards downloads through UpYun's CDN; kept with the object.
     if let Some(secret) = header(parts, "content-secret") {
         meta.attrs.insert(CONTENT_SECRET.into(), secret.to_owned());
     }
     meta
+}
+
+/// Every segment of a path is a name UpYun takes: at most 255 bytes (40300003 otherwise).
+fn check_names(key: &str) -> UpyunResult<()> {
+    for seg in key.trim_end_matches('/').split('/') {
+        if seg.len() > MAX_NAME {
+            return Err(CoreError::NameTooLong { limit: MAX_NAME }.into());
+        }
+    }
+    Ok(())
 }
 
 impl UpyunDialect {
@@ -42,24 +78,31 @@ impl UpyunDialect {
         body: RequestBody,
     ) -> UpyunResult<Resp> {
         chuan_core::names::validate_key(key)?;
+        check_names(key)?;
         self.engine.check_access(p, Op::Write, bucket, key).await?;
         let staged = self.engine.stage(p, http_body_util::BodyDataStream::new(body)).await?;
         if header(parts, "content-md5").is_some_and(|m| !m.eq_ignore_ascii_case(&staged.digests.md5)) {
             return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"));
         }
         let md5 = staged.digests.md5.clone();
-        let target = PutTarget {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            meta: meta_of(parts),
-            condition: None,
-            tree: true,
-        };
+        let target = PutTarget { meta: meta_of(parts), ..PutTarget::in_tree(bucket, key) };
         self.engine.commit_put(p, target, staged).await?;
         Ok(stored(&md5))
     }
 
-    /// GET (with `Range`) and HEAD of a file; HEAD also answers for folders.
+    /// The file at `key`, else the folder (explicit or implied) at `key/`.
+    async fn entry(&self, p: &Principal, bucket: &str, key: &str) -> UpyunResult<TreeEntry> {
+        if !key.ends_with('/') {
+            match self.engine.entry(p, bucket, key).await {
+                Err(CoreError::NoSuchKey) => {}
+                r => return Ok(r?),
+            }
+        }
+        Ok(self.engine.entry(p, bucket, &folder_key(key)).await?)
+    }
+
+    /// GET (with `Range`) and HEAD of a file; HEAD also answers for folders. User metadata
+    /// comes back as `x-upyun-meta-*` headers.
     pub(crate) async fn get(
         &self,
         p: &Principal,
@@ -68,25 +111,31 @@ impl UpyunDialect {
         with_body: bool,
         range: Option<&str>,
     ) -> UpyunResult<Resp> {
-        let rec = match self.engine.head_object(p, bucket, key).await {
-            Err(CoreError::NoSuchKey) if !with_body => match self.engine.head_object(p, bucket, &folder_key(key)).await
-            {
-                Ok(folder) => folder,
-                // A folder implied by the keys under it (created by a nested upload).
-                Err(CoreError::NoSuchKey) => return self.implied_folder(p, bucket, key).await,
-                Err(e) => return Err(e.into()),
-            },
-            r => r?,
+        let entry = if with_body {
+            TreeEntry::File(self.engine.head_object(p, bucket, key).await?)
+        } else {
+            self.entry(p, bucket, key).await?
         };
-        let folder = rec.key.ends_with('/');
         let mut b = Response::builder()
             .status(StatusCode::OK)
-            .header("x-upyun-file-type", if folder { "folder" } else { "file" })
-            .header("x-upyun-file-size", rec.size)
-            .header("x-upyun-file-date", rec.modified_ms / 1000)
-            .header(h::ETAG, format!("\"{}\"", rec.etag))
-            .header(h::CONTENT_TYPE, rec.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()))
+            .header("x-upyun-file-type", if entry.is_folder() { "folder" } else { "file" })
+            .header("x-upyun-file-size", entry.size())
+            .header("x-upyun-file-date", entry.modified_ms() / 1000)
             .header(h::ACCEPT_RANGES, "bytes");
+        for (name, value) in &entry.metadata().user {
+            if let (Ok(n), Ok(v)) =
+                (http::HeaderName::try_from(format!("{META_PREFIX}{name}")), http::HeaderValue::from_str(value))
+            {
+                b = b.header(n, v);
+            }
+        }
+        let TreeEntry::File(rec) = entry else {
+            return Ok(b.header(h::CONTENT_LENGTH, 0).body(chuan_api_common::empty()).expect("valid"));
+        };
+        b = b.header(h::ETAG, format!("\"{}\"", rec.etag)).header(
+            h::CONTENT_TYPE,
+            rec.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+        );
         if let Some(md5) = (!rec.etag.contains('-')).then_some(&rec.etag) {
             b = b.header("content-md5", md5.as_str());
         }
@@ -101,53 +150,49 @@ impl UpyunDialect {
             .expect("valid"))
     }
 
-    async fn implied_folder(&self, p: &Principal, bucket: &str, key: &str) -> UpyunResult<Resp> {
-        let dir = folder_key(key);
-        let q = ListQuery { prefix: dir, delimiter: None, after: None, max_keys: 1 };
-        let page = self.engine.list_objects(p, bucket, &q).await?;
-        let child = page.objects.first().ok_or_else(UpyunError::not_found)?;
-        Ok(Response::builder()
-            .status(StatusCode::OK)
-            .header("x-upyun-file-type", "folder")
-            .header("x-upyun-file-size", 0)
-            .header("x-upyun-file-date", child.modified_ms / 1000)
-            .header(h::CONTENT_LENGTH, 0)
-            .body(chuan_api_common::empty())
-            .expect("valid"))
-    }
-
+    /// `POST` with `folder: true`: an existing folder is fine (200); a file of that name is
+    /// 406 40600001.
     pub(crate) async fn mkdir(&self, p: &Principal, bucket: &str, key: &str) -> UpyunResult<Resp> {
         let key = folder_key(key);
-        chuan_core::names::validate_key(&key)?;
-        self.engine.put_empty(p, PutTarget::new(bucket, &key)).await?;
-        Ok(Response::builder().status(StatusCode::OK).body(chuan_api_common::empty()).expect("valid"))
+        check_names(&key)?;
+        self.engine.create_folder(p, bucket, &key, OnConflict::Replace).await?;
+        Ok(ok())
     }
 
+    /// A file, or an empty folder (403 40300005 when it holds anything).
     pub(crate) async fn delete(&self, p: &Principal, bucket: &str, key: &str) -> UpyunResult<Resp> {
-        // A folder goes only when empty.
-        let folder = if key.ends_with('/') {
-            Some(key.to_owned())
-        } else if self.engine.head_object(p, bucket, key).await.is_err() {
-            Some(folder_key(key))
-        } else {
-            None
-        };
-        if let Some(dir) = folder {
-            let q = ListQuery { prefix: dir.clone(), delimiter: None, after: Some(dir.clone()), max_keys: 1 };
-            if !self.engine.list_objects(p, bucket, &q).await?.objects.is_empty() {
-                return Err(UpyunError::new(StatusCode::FORBIDDEN, 40300005, "directory not empty"));
-            }
-            if self.engine.delete_object(p, bucket, &dir).await?.is_none() {
-                return Err(UpyunError::not_found());
-            }
-        } else if self.engine.delete_object(p, bucket, key).await?.is_none() {
-            return Err(UpyunError::not_found());
-        }
-        Ok(Response::builder().status(StatusCode::OK).body(chuan_api_common::empty()).expect("valid"))
+        let entry = self.entry(p, bucket, key).await?;
+        self.engine.delete_entry(p, bucket, entry.key(), false).await?;
+        Ok(ok())
     }
 
-    /// `X-Upyun-Copy-Source` / `X-Upyun-Move-Source: /<service>/<path>`: the destination shares
-    /// the content; a move then removes the source.
+    /// `PATCH /<service>/<path>?metadata=merge|replace|delete` with `x-upyun-meta-*` headers:
+    /// sets those names (keeping others), keeps only those, or removes them.
+    pub(crate) async fn patch_metadata(
+        &self,
+        p: &Principal,
+        parts: &Parts,
+        bucket: &str,
+        key: &str,
+        mode: &str,
+    ) -> UpyunResult<Resp> {
+        let given = user_meta(parts);
+        let change = match mode {
+            "merge" => UserMetaChange::Merge(given),
+            "replace" => UserMetaChange::Replace(given),
+            "delete" => UserMetaChange::Delete(given.into_keys().collect()),
+            _ => return Err(UpyunError::bad("metadata must be merge, replace or delete")),
+        };
+        let entry = self.entry(p, bucket, key).await?;
+        let update = AttrUpdate { user: Some(change), ..Default::default() };
+        self.engine.update_attributes(p, bucket, entry.key(), update).await?;
+        Ok(ok())
+    }
+
+    /// `X-Upyun-Copy-Source` / `X-Upyun-Move-Source: /<service>/<path>`. A file replaces a file
+    /// at the destination and keeps its metadata (`x-upyun-metadata-directive: replace` takes
+    /// the request's instead); a folder moves or copies whole (everything under it) in one
+    /// step, into a name that must be free (409 otherwise). Across services only files copy.
     pub(crate) async fn copy_or_move(
         &self,
         p: &Principal,
@@ -163,95 +208,69 @@ impl UpyunDialect {
             .split_once('/')
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
             .ok_or_else(|| UpyunError::bad("the source must be /<service>/<path>"))?;
-        let target = PutTarget {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            meta: ObjectMeta::default(),
-            condition: None,
-            tree: true,
-        };
-        self.engine.copy_object(p, sb, sk, target, false).await?;
-        if moving && !(sb == bucket && sk == key) {
-            self.engine.delete_object(p, sb, sk).await?;
+        chuan_core::names::validate_key(key)?;
+        check_names(key)?;
+        let src = self.entry(p, sb, sk).await?;
+        let replace_meta =
+            header(parts, "x-upyun-metadata-directive").is_some_and(|d| d.eq_ignore_ascii_case("replace"));
+        if sb != bucket {
+            let TreeEntry::File(_) = src else {
+                return Err(UpyunError::bad("folders move and copy within one service"));
+            };
+            if moving {
+                return Err(UpyunError::bad("files move within one service; copy them, then delete"));
+            }
+            let target = PutTarget { meta: meta_of(parts), ..PutTarget::in_tree(bucket, key) };
+            self.engine.copy_object(p, sb, sk, target, replace_meta).await?;
+            return Ok(ok());
         }
-        Ok(Response::builder().status(StatusCode::OK).body(chuan_api_common::empty()).expect("valid"))
+        let (to, on_conflict) = if src.is_folder() {
+            (folder_key(key), OnConflict::Refuse)
+        } else {
+            (key.trim_end_matches('/').to_owned(), OnConflict::Replace)
+        };
+        let done = if moving {
+            self.engine.move_entry(p, bucket, src.key(), &to, on_conflict).await?
+        } else {
+            self.engine.copy_entry(p, bucket, src.key(), &to, on_conflict).await?
+        };
+        if replace_meta {
+            let update = AttrUpdate { user: Some(UserMetaChange::Replace(user_meta(parts))), ..Default::default() };
+            self.engine.update_attributes(p, bucket, done.key(), update).await?;
+        }
+        Ok(ok())
     }
 
-    /// `GET /<service>/<dir>/`: `name\ttype\tsize\tmtime` lines (`N` file, `F` folder), paged
-    /// by `X-List-Limit` and `X-List-Iter`, the next iter (or the end marker) in
-    /// `x-upyun-list-iter`. `X-List-Order: desc` lists newest names first.
+    /// `GET /<service>/<dir>/`: `name\ttype\tsize\tmtime` lines (`N` file, `F` folder), in name
+    /// order (`X-List-Order: asc|desc`), paged by `X-List-Limit` and `X-List-Iter`; the next
+    /// iter (or the end marker) in `x-upyun-list-iter`.
     pub(crate) async fn list(&self, p: &Principal, parts: &Parts, bucket: &str, dir: &str) -> UpyunResult<Resp> {
         let limit = header(parts, "x-list-limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(100).clamp(1, 10_000);
-        let desc = header(parts, "x-list-order").is_some_and(|o| o.eq_ignore_ascii_case("desc"));
-        let iter = header(parts, "x-list-iter").filter(|i| *i != LIST_END).map(str::to_owned);
-        let prefix = dir.to_owned();
-        // Ascending pages resume after the last name; descending ones (rare, small folders)
-        // are an offset into the reversed listing.
-        let (entries, next) = if desc {
-            let all = self.list_all(p, bucket, &prefix).await?;
-            let offset: usize = iter.and_then(|i| i.strip_prefix('d').and_then(|n| n.parse().ok())).unwrap_or(0);
-            let page: Vec<_> = all.iter().rev().skip(offset).take(limit).cloned().collect();
-            let more = offset + page.len() < all.len();
-            (page, more.then(|| format!("d{}", offset + limit)))
-        } else {
-            let after = match iter {
-                Some(i) => Some(decode_iter(&i)?),
-                None => (!prefix.is_empty()).then(|| prefix.clone()),
-            };
-            let q = ListQuery { prefix: prefix.clone(), delimiter: Some("/".into()), after, max_keys: limit };
-            let page = self.engine.list_objects(p, bucket, &q).await?;
-            let mut entries: Vec<Entry> = page.objects.iter().filter(|o| o.key != prefix).map(Entry::file).collect();
-            for cp in &page.common_prefixes {
-                entries.push(self.folder_entry(p, bucket, cp).await?);
+        let descending = match header(parts, "x-list-order") {
+            None => false,
+            Some(o) if o.eq_ignore_ascii_case("asc") => false,
+            Some(o) if o.eq_ignore_ascii_case("desc") => true,
+            Some(_) => {
+                return Err(UpyunError::new(StatusCode::FORBIDDEN, 40300014, "x-list-order must be asc or desc"))
             }
-            entries.sort_by(|a, b| a.key.cmp(&b.key));
-            (entries, if page.truncated { page.next_after.map(|a| encode_iter(&a)) } else { None })
         };
+        let iter = header(parts, "x-list-iter").filter(|i| *i != LIST_END).map(decode_iter).transpose()?;
+        let order = TreeOrder { by: OrderBy::Name, descending };
+        let page = self
+            .engine
+            .list_folder(p, bucket, &FolderQuery::new(dir, order), iter.as_deref(), limit.min(chuan_core::MAX_PAGE))
+            .await?;
         let mut body = String::new();
-        for e in &entries {
-            let name = e.key[prefix.len()..].trim_end_matches('/');
-            body.push_str(&format!("{name}\t{}\t{}\t{}\n", if e.folder { "F" } else { "N" }, e.size, e.mtime));
+        for e in &page.items {
+            let kind = if e.is_folder() { "F" } else { "N" };
+            body.push_str(&format!("{}\t{kind}\t{}\t{}\n", e.name(), e.size(), e.modified_ms() / 1000));
         }
         Ok(Response::builder()
             .status(StatusCode::OK)
             .header(h::CONTENT_TYPE, "text/plain")
-            .header("x-upyun-list-iter", next.unwrap_or_else(|| LIST_END.to_owned()))
+            .header("x-upyun-list-iter", page.next.as_deref().map(encode_iter).unwrap_or_else(|| LIST_END.to_owned()))
             .body(chuan_api_common::full(body.trim_end_matches('\n').to_owned()))
             .expect("valid"))
-    }
-
-    async fn list_all(&self, p: &Principal, bucket: &str, prefix: &str) -> UpyunResult<Vec<Entry>> {
-        let mut out = Vec::new();
-        let mut after = (!prefix.is_empty()).then(|| prefix.to_owned());
-        loop {
-            let q = ListQuery {
-                prefix: prefix.to_owned(),
-                delimiter: Some("/".into()),
-                after: after.clone(),
-                max_keys: 1000,
-            };
-            let page = self.engine.list_objects(p, bucket, &q).await?;
-            out.extend(page.objects.iter().filter(|o| o.key != prefix).map(Entry::file));
-            for cp in &page.common_prefixes {
-                out.push(self.folder_entry(p, bucket, cp).await?);
-            }
-            if !page.truncated || out.len() > 100_000 {
-                break;
-            }
-            after = page.next_after;
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
-    }
-
-    /// A folder line: the time of the folder's own entry when it has one (`mkdir`).
-    async fn folder_entry(&self, p: &Principal, bucket: &str, prefix: &str) -> UpyunResult<Entry> {
-        let mtime = match self.engine.head_object(p, bucket, prefix).await {
-            Ok(rec) => rec.modified_ms / 1000,
-            Err(CoreError::NoSuchKey) => 0,
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Entry { key: prefix.to_owned(), folder: true, size: 0, mtime })
     }
 
     pub(crate) async fn usage(&self, p: &Principal, bucket: &str) -> UpyunResult<Resp> {
@@ -264,18 +283,8 @@ impl UpyunDialect {
     }
 }
 
-#[derive(Clone)]
-struct Entry {
-    key: String,
-    folder: bool,
-    size: u64,
-    mtime: i64,
-}
-
-impl Entry {
-    fn file(o: &ObjectRecord) -> Self {
-        Self { key: o.key.clone(), folder: o.key.ends_with('/'), size: o.size, mtime: o.modified_ms / 1000 }
-    }
+fn ok() -> Resp {
+    Response::builder().status(StatusCode::OK).body(chuan_api_common::empty()).expect("valid")
 }
 
 fn encode_iter(after: &str) -> String {

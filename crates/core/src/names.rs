@@ -53,22 +53,7 @@ pub fn validate_key(key: &str) -> CoreResult<()> {
     Ok(())
 }
 
-/// The smallest string greater than every string that starts with `prefix` (in UTF-8 byte
-/// order, which is code-point order), or `None` if there is none.
-pub fn prefix_successor(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let mut next = last as u32 + 1;
-        if (0xD800..=0xDFFF).contains(&next) {
-            next = 0xE000;
-        }
-        if let Some(c) = char::from_u32(next) {
-            chars.push(c);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
-}
+pub use chuan_store::prefix_successor;
 
 #[cfg(test)]
 mod tests {

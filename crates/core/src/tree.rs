@@ -97,26 +97,28 @@ fn tree_error(e: StoreError) -> CoreError {
 }
 
 impl Engine {
-    /// One page of `folder`'s entries in `order` (`folder` is `""` or ends in `/`), from the
-    /// cursor a previous page gave. At most [`MAX_PAGE`] entries.
+    /// One page of a folder's entries as `q` asks, from the cursor a previous page gave. At
+    /// most [`MAX_PAGE`] entries.
     pub async fn list_folder(
         &self,
         p: &Principal,
         bucket: &str,
-        folder: &str,
-        order: TreeOrder,
-        kinds: EntryKinds,
+        q: &FolderQuery,
         cursor: Option<&str>,
         limit: usize,
     ) -> CoreResult<Page<TreeEntry>> {
+        let folder = q.folder.as_str();
+        if !(folder.is_empty() || folder.ends_with('/')) {
+            return Err(CoreError::InvalidKey("a folder key ends in '/'".into()));
+        }
         let after = cursor.filter(|c| !c.is_empty()).map(|c| decode_cursor(c, folder)).transpose()?;
-        let b = self.admit(p, Op::List, bucket, folder).await?;
+        let b = self.admit(p, Op::List, bucket, &format!("{folder}{}", q.name_prefix)).await?;
         self.charge_request(p, &b).await?;
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut items = self.meta.list_folder(bucket, folder, order, kinds, after, limit + 1).await?;
+        let mut items = self.meta.list_folder(bucket, q, after, limit + 1).await?;
         let next = (items.len() > limit).then(|| {
             items.truncate(limit);
-            encode_cursor(&TreeCursor::after(&items[limit - 1], order.by))
+            encode_cursor(&TreeCursor::after(&items[limit - 1], q.order.by))
         });
         Ok(Page { items, next })
     }

@@ -398,7 +398,7 @@ fn mv(from: &str, to: &str, on_conflict: OnConflict) -> TreeMove {
 }
 
 async fn entries(s: &Store, folder: &str, order: TreeOrder) -> Vec<String> {
-    s.list_folder("bkt", folder, order, EntryKinds::All, None, 1000)
+    s.list_folder("bkt", &FolderQuery::new(folder, order), None, 1000)
         .await
         .unwrap()
         .iter()
@@ -519,11 +519,21 @@ pub async fn tree_listing(s: Store) {
     assert_eq!(entries(&s, "d/", order(OrderBy::Modified, false)).await, ["d/sub/", "d/big", "d/mid", "d/small"]);
     assert_eq!(entries(&s, "d/", order(OrderBy::Created, true)).await, ["d/small", "d/mid", "d/big", "d/sub/"]);
     assert_eq!(entries(&s, "", order(OrderBy::Name, false)).await, ["d/"]);
-    let only = |kinds| s.list_folder("bkt", "d/", order(OrderBy::Size, false), kinds, None, 10);
-    let files: Vec<String> = only(EntryKinds::Files).await.unwrap().iter().map(|e| e.key().to_owned()).collect();
+    let q = |kinds| FolderQuery { kinds, ..FolderQuery::new("d/", order(OrderBy::Size, false)) };
+    let files: Vec<String> = s
+        .list_folder("bkt", &q(EntryKinds::Files), None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.key().to_owned())
+        .collect();
     assert_eq!(files, ["d/small", "d/mid", "d/big"]);
-    let folders = only(EntryKinds::Folders).await.unwrap();
+    let folders = s.list_folder("bkt", &q(EntryKinds::Folders), None, 10).await.unwrap();
     assert_eq!(folders.iter().map(|e| e.key()).collect::<Vec<_>>(), ["d/sub/"]);
+    // Names starting with a prefix (COS's `<dir>/<prefix>` listings).
+    let q = FolderQuery { name_prefix: "s".into(), ..FolderQuery::new("d/", order(OrderBy::Name, true)) };
+    let named = s.list_folder("bkt", &q, None, 10).await.unwrap();
+    assert_eq!(named.iter().map(|e| e.key()).collect::<Vec<_>>(), ["d/sub/", "d/small"]);
     // Paging: entries added between pages are neither repeated nor make others skipped.
     for by in [OrderBy::Name, OrderBy::Modified, OrderBy::Size, OrderBy::Created] {
         for descending in [false, true] {
@@ -531,7 +541,7 @@ pub async fn tree_listing(s: Store) {
             let mut seen = Vec::new();
             let mut after = None;
             loop {
-                let page = s.list_folder("bkt", "d/", o, EntryKinds::All, after.clone(), 1).await.unwrap();
+                let page = s.list_folder("bkt", &FolderQuery::new("d/", o), after.clone(), 1).await.unwrap();
                 let Some(e) = page.first() else { break };
                 seen.push(e.key().to_owned());
                 after = Some(TreeCursor::after(e, by));

@@ -297,14 +297,11 @@ pub trait ObjectStore: Send + Sync + 'static {
 /// folders end in `/`; the root is `""`.
 #[async_trait]
 pub trait TreeStore: Send + Sync + 'static {
-    /// Up to `limit` entries (of `kinds`) directly in `folder`, in `order`, strictly after
-    /// `after`.
+    /// Up to `limit` entries the query asks for, strictly after `after` in its order.
     async fn list_folder(
         &self,
         bucket: &str,
-        folder: &str,
-        order: TreeOrder,
-        kinds: EntryKinds,
+        q: &FolderQuery,
         after: Option<TreeCursor>,
         limit: usize,
     ) -> StoreResult<Vec<TreeEntry>>;

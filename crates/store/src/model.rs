@@ -233,6 +233,40 @@ pub struct TreeOrder {
     pub descending: bool,
 }
 
+/// What a folder listing lists: the entries (of `kinds`) directly in `folder` (`""` or a key
+/// ending in `/`) whose names start with `name_prefix`, sorted by `order`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderQuery {
+    pub folder: String,
+    pub name_prefix: String,
+    pub order: TreeOrder,
+    pub kinds: EntryKinds,
+}
+
+impl FolderQuery {
+    /// Everything in `folder`, in `order`.
+    pub fn new(folder: &str, order: TreeOrder) -> Self {
+        Self { folder: folder.to_owned(), order, ..Default::default() }
+    }
+}
+
+/// The smallest string greater than every string that starts with `prefix` (in UTF-8 byte
+/// order, which is code-point order), or `None` if there is none.
+pub fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = last as u32 + 1;
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(c) = char::from_u32(next) {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// Which entries a folder listing returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EntryKinds {

@@ -302,6 +302,8 @@ INSERT INTO objects VALUES('photos', 'a.txt', 1, 1, 'e', 1,
     '{"user":{"cos-authority":"eWRPrivate","cos-biz-attr":"x","color":"blue"}}', 'i1');
 INSERT INTO objects VALUES('photos', 'b.txt', 1, 1, 'e', 1, '{"user":{"upyun-content-secret":"s"}}', 'i2');
 INSERT INTO uploads VALUES('u2', 'photos', 'k', 'alice', 1, '{}', '{}', NULL);
+INSERT INTO objects VALUES('photos', 'dir/', 1, 0, 'e', 3, '{}', 'marker-id');
+INSERT INTO objects VALUES('photos', 'dir/sub/f.txt', 1, 1, 'e', 4, '{}', 'i4');
 "#;
 
     #[tokio::test]
@@ -334,6 +336,14 @@ INSERT INTO uploads VALUES('u2', 'photos', 'k', 'alice', 1, '{}', '{}', NULL);
         assert!(b.meta.user.is_empty());
         let u1 = s.get_upload("u1").await.unwrap().unwrap();
         assert_eq!(u1.meta.attrs.get("cos-biz-attr").map(String::as_str), Some("b"));
+        // The tree of the old keys: the explicit folder keeps its marker's id, the implied
+        // one has a row, files have parents and creation times.
+        let dir = s.get_entry("photos", "dir/").await.unwrap().unwrap();
+        assert!(matches!(&dir, TreeEntry::Folder(f) if f.explicit && f.id == "marker-id"), "{dir:?}");
+        assert!(matches!(s.get_entry("photos", "dir/sub/").await.unwrap(), Some(TreeEntry::Folder(f)) if !f.explicit));
+        let top = s.list_folder("photos", &FolderQuery::default(), None, 10).await.unwrap();
+        assert_eq!(top.iter().map(|e| e.key()).collect::<Vec<_>>(), ["a.txt", "b.txt", "dir/"]);
+        assert_eq!(s.get_object("photos", "dir/sub/f.txt").await.unwrap().unwrap().created_ms, 4);
         drop(s);
         // Opening again is a no-op.
         let s = crate::SqliteMetaStore::open(&path).unwrap();

@@ -447,7 +447,7 @@ fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TreeEntry> {
 /// The compound statement listing one folder: files and folders each read in order from
 /// their `(bucket, parent, <sort column>, key)` index and merged, so a page costs its own
 /// rows whatever the folder holds (checked with EXPLAIN in the tests).
-pub(crate) fn list_sql(order: TreeOrder, kinds: EntryKinds, with_cursor: bool) -> String {
+pub(crate) fn list_sql(order: TreeOrder, kinds: EntryKinds, with_cursor: bool, with_prefix: bool) -> String {
     let (file_v, folder_v) = match order.by {
         OrderBy::Name => ("''", "''"),
         OrderBy::Modified => ("modified", "modified"),
@@ -457,13 +457,17 @@ pub(crate) fn list_sql(order: TreeOrder, kinds: EntryKinds, with_cursor: bool) -
     };
     let dir = if order.descending { "DESC" } else { "ASC" };
     let cmp = if order.descending { "<" } else { ">" };
+    // Names starting with a prefix: keys in [?6, ?7) (?7 NULL: up to the end). Only then:
+    // the planner would otherwise prefer that range to the order's index. Served from the
+    // index in name order; other orders sort the prefix's entries.
     let cursor = |v: &str| {
+        let range = if with_prefix { " AND key >= ?6 AND (?7 IS NULL OR key < ?7)" } else { "" };
         if !with_cursor {
-            String::new()
+            range.to_owned()
         } else if order.by == OrderBy::Name {
-            format!(" AND key {cmp} ?4")
+            format!("{range} AND key {cmp} ?4")
         } else {
-            format!(" AND ({v}, key) {cmp} (?3, ?4)")
+            format!("{range} AND ({v}, key) {cmp} (?3, ?4)")
         }
     };
     let files = format!(
@@ -661,18 +665,30 @@ impl TreeStore for SqliteMetaStore {
     async fn list_folder(
         &self,
         bucket: &str,
-        folder: &str,
-        order: TreeOrder,
-        kinds: EntryKinds,
+        q: &FolderQuery,
         after: Option<TreeCursor>,
         limit: usize,
     ) -> StoreResult<Vec<TreeEntry>> {
-        let (bucket, folder) = (bucket.to_owned(), folder.to_owned());
+        let bucket = bucket.to_owned();
+        let q = q.clone();
         self.read(move |c| {
-            let sql = list_sql(order, kinds, after.is_some());
+            let with_prefix = !q.name_prefix.is_empty();
+            let sql = list_sql(q.order, q.kinds, after.is_some(), with_prefix);
             let (v, k) = after.map_or((0, String::new()), |a| (a.value, a.key));
+            let mut values: Vec<Value> = vec![
+                Value::Text(bucket),
+                Value::Text(q.folder.clone()),
+                Value::Integer(v),
+                Value::Text(k),
+                Value::Integer(limit as i64),
+            ];
+            if with_prefix {
+                let from = format!("{}{}", q.folder, q.name_prefix);
+                values.push(prefix_successor(&from).map_or(Value::Null, Value::Text));
+                values.insert(5, Value::Text(from));
+            }
             let mut st = c.prepare_cached(&sql).map_err(backend)?;
-            let rows = st.query_map(params![bucket, folder, v, k, limit as i64], entry_from_row).map_err(backend)?;
+            let rows = st.query_map(params_from_iter(values), entry_from_row).map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })
         .await
@@ -886,14 +902,21 @@ mod tests {
         super::super::schema::migrate(&mut conn).unwrap();
         for by in [OrderBy::Name, OrderBy::Modified, OrderBy::Created, OrderBy::Size] {
             for descending in [false, true] {
-                for (cursor, kinds) in [(false, EntryKinds::All), (true, EntryKinds::All), (true, EntryKinds::Files)] {
-                    let sql = list_sql(TreeOrder { by, descending }, kinds, cursor);
+                for (cursor, kinds, prefix) in [
+                    (false, EntryKinds::All, false),
+                    (true, EntryKinds::All, false),
+                    (true, EntryKinds::Files, false),
+                    (true, EntryKinds::All, by == OrderBy::Name),
+                ] {
+                    let sql = list_sql(TreeOrder { by, descending }, kinds, cursor, prefix);
+                    let values: &[&dyn rusqlite::ToSql] = if prefix {
+                        &[&"b", &"f/", &0, &"k", &10, &"f/a", &"f/b"]
+                    } else {
+                        &[&"b", &"f/", &0, &"k", &10]
+                    };
                     let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-                    let plan: Vec<String> = st
-                        .query_map(params!["b", "f/", 0, "k", 10], |r| r.get::<_, String>(3))
-                        .unwrap()
-                        .collect::<Result<_, _>>()
-                        .unwrap();
+                    let plan: Vec<String> =
+                        st.query_map(values, |r| r.get::<_, String>(3)).unwrap().collect::<Result<_, _>>().unwrap();
                     let plan = plan.join(" | ");
                     assert!(!plan.contains("TEMP B-TREE"), "{by:?} {descending} {cursor}: {plan}");
                     assert!(plan.contains("MERGE") || kinds != EntryKinds::All, "{by:?} {descending} {cursor}: {plan}");
