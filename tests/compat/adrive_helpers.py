@@ -730,3 +730,27 @@ def check_challenge(r: requests.Response, size: int, ttl_ms: int = 60_000) -> di
         f"expires_at {exp} is not about now ({now_ms} ms) + {ttl_ms} ms"
     )
     return c
+
+
+# --------------------------------------------------------------------------
+# fixtures shared by the aligo test modules
+
+
+@pytest.fixture
+def redirect(server):
+    """aligo's calls to aliyundrive.com go to the test server; no 429/5xx may be answered."""
+    with AliyunRedirect(server.endpoint) as rd:
+        yield rd
+    rd.assert_no_throttling_or_server_errors()
+
+
+@pytest.fixture
+def drive(server) -> "DriveTenant":
+    """A new tenant with a refresh token for its default drive."""
+    return create_drive_tenant(server)
+
+
+@pytest.fixture
+def ali(drive, redirect, tmp_path):
+    """The real aligo SDK logged in as `drive` (fresh config dir)."""
+    return make_aligo(drive, tmp_path / "aligo-config")

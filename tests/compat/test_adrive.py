@@ -27,7 +27,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from adrive_helpers import (  # noqa: F401  (env_server_factory is a fixture)
+from adrive_helpers import (  # noqa: F401  (env_server_factory, redirect, drive, ali are fixtures)
     ALIGO_CHUNK,
     INSTANT_HITS_METRIC,
     PART_PUTS_METRIC,
@@ -35,9 +35,11 @@ from adrive_helpers import (  # noqa: F401  (env_server_factory is a fixture)
     AliyunRedirect,
     DriveTenant,
     aligo_token,
+    ali,
     assert_adrive_error,
     crc64_xz,
     create_drive_tenant,
+    drive,
     env_server_factory,
     import_aligo,
     make_aligo,
@@ -48,6 +50,7 @@ from adrive_helpers import (  # noqa: F401  (env_server_factory is a fixture)
     proof_offset,
     raw_client,
     raw_upload,
+    redirect,
     sha1_upper,
     wrong_proof_code,
 )
@@ -58,29 +61,6 @@ BaseFile = aligo.BaseFile
 CreateFileResponse = aligo.CreateFileResponse
 Null = aligo.Null
 from aligo.error import AligoRefreshFailed  # noqa: E402
-
-
-# --------------------------------------------------------------------------
-# fixtures
-
-
-@pytest.fixture
-def redirect(server):
-    with AliyunRedirect(server.endpoint) as rd:
-        yield rd
-    rd.assert_no_throttling_or_server_errors()
-
-
-@pytest.fixture
-def drive(server) -> DriveTenant:
-    """A new tenant with a refresh token for its default drive."""
-    return create_drive_tenant(server)
-
-
-@pytest.fixture
-def ali(drive, redirect, tmp_path):
-    """The real aligo SDK logged in as `drive` (fresh config dir)."""
-    return make_aligo(drive, tmp_path / "aligo-config")
 
 
 # --------------------------------------------------------------------------

@@ -12,17 +12,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
-from adrive_helpers import (  # noqa: F401  (env_server_factory is a fixture)
+from adrive_helpers import (  # noqa: F401  (env_server_factory, redirect, drive, ali are fixtures)
     AdriveRaw,
     AliyunRedirect,
-    DriveTenant,
+    ali,
     aligo_token,
     create_drive_tenant,
+    drive,
     env_server_factory,
     import_aligo,
     make_aligo,
+    redirect,
 )
 from compat_helpers import assert_no_object, get_body, list_all_keys
 
@@ -30,23 +30,6 @@ aligo = import_aligo()
 BaseFile = aligo.BaseFile
 Null = aligo.Null
 from aligo.request import UpdateFileRequest  # noqa: E402
-
-
-@pytest.fixture
-def redirect(server):
-    with AliyunRedirect(server.endpoint) as rd:
-        yield rd
-    rd.assert_no_throttling_or_server_errors()
-
-
-@pytest.fixture
-def drive(server) -> DriveTenant:
-    return create_drive_tenant(server)
-
-
-@pytest.fixture
-def ali(drive, redirect, tmp_path):
-    return make_aligo(drive, tmp_path / "aligo-config")
 
 
 def _folder(ali, name: str, parent: str = "root") -> str:

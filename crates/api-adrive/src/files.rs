@@ -2,7 +2,6 @@
 //! and path, folder listings in every order, updates (name, starred, description), folder
 //! ancestry and size, search, drives, and presigned downloads with ranges.
 
-use base64::Engine as _;
 use chuan_core::store::{parent_of, EntryKinds, FolderQuery, OrderBy, TreeEntry, TreeOrder};
 use chuan_core::{AttrUpdate, CoreError, Principal};
 use http::{Response, StatusCode};
@@ -39,15 +38,10 @@ pub(crate) fn ok(v: Value) -> Reply {
     (StatusCode::OK, Some(v))
 }
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
-}
+use chuan_api_common::encode_token as b64;
 
 fn unb64(s: &str) -> AdriveResult<String> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
+    chuan_api_common::decode_token(s)
         .ok_or_else(|| AdriveError::bad_request("InvalidParameter.Marker", "The marker is not valid."))
 }
 

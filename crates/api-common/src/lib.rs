@@ -253,6 +253,19 @@ pub fn range_not_satisfiable(size: u64) -> http::Response<Body> {
         .expect("valid response")
 }
 
+/// A listing's resume point as a wire token (continuation tokens, markers, list iterators):
+/// URL-safe base64 without padding, so any key or core cursor survives headers and queries.
+pub fn encode_token(resume: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(resume)
+}
+
+/// The resume point [`encode_token`] made, or `None` for anything else.
+pub fn decode_token(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok().and_then(|b| String::from_utf8(b).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,5 @@
 //! ListObjects (v1) and ListObjectsV2.
 
-use base64::Engine as _;
 use chuan_core::{Engine, ListQuery, ListResult, Principal};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -95,15 +94,10 @@ pub async fn list_objects(
     }))
 }
 
-fn encode_token(after: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after)
-}
+use chuan_api_common::encode_token;
 
 fn decode_token(token: &str) -> S3Result<String> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
+    chuan_api_common::decode_token(token)
         .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
 }
 

@@ -287,18 +287,10 @@ fn ok() -> Resp {
     Response::builder().status(StatusCode::OK).body(chuan_api_common::empty()).expect("valid")
 }
 
-fn encode_iter(after: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after)
-}
+use chuan_api_common::encode_token as encode_iter;
 
 fn decode_iter(iter: &str) -> UpyunResult<String> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(iter)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| UpyunError::bad("bad x-list-iter"))
+    chuan_api_common::decode_token(iter).ok_or_else(|| UpyunError::bad("bad x-list-iter"))
 }
 
 /// The answer to a stored file: its MD5 as `Content-MD5` and `ETag`.

@@ -227,22 +227,7 @@ impl Engine {
         to: &str,
         on_conflict: OnConflict,
     ) -> CoreResult<TreeEntry> {
-        validate_key(to)?;
-        self.admit(p, Op::Delete, bucket, from).await?;
-        let b = self.admit(p, Op::Write, bucket, to).await?;
-        if on_conflict == OnConflict::Replace {
-            self.admit(p, Op::Delete, bucket, to).await?;
-        }
-        self.charge_request(p, &b).await?;
-        let m = TreeMove {
-            bucket: bucket.to_owned(),
-            from: from.to_owned(),
-            to: to.to_owned(),
-            on_conflict,
-            quota_bytes: None,
-            now_ms: now_ms(),
-        };
-        self.meta.move_entry(m).await.map_err(tree_error)
+        self.transfer(p, bucket, from, to, on_conflict, false).await
     }
 
     /// Copies a file or a whole folder within a bucket in one transaction: new ids, shared
@@ -255,8 +240,28 @@ impl Engine {
         to: &str,
         on_conflict: OnConflict,
     ) -> CoreResult<TreeEntry> {
+        let e = self.transfer(p, bucket, from, to, on_conflict, true).await?;
+        self.metrics.objects_committed.inc();
+        Ok(e)
+    }
+
+    /// A move takes the source away (deleting it), a copy reads it; both write the
+    /// destination, and `Replace` deletes what is there.
+    async fn transfer(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        from: &str,
+        to: &str,
+        on_conflict: OnConflict,
+        copy: bool,
+    ) -> CoreResult<TreeEntry> {
         validate_key(to)?;
-        self.read_access(p, bucket, from, None).await?;
+        if copy {
+            self.read_access(p, bucket, from, None).await?;
+        } else {
+            self.admit(p, Op::Delete, bucket, from).await?;
+        }
         let b = self.admit(p, Op::Write, bucket, to).await?;
         if on_conflict == OnConflict::Replace {
             self.admit(p, Op::Delete, bucket, to).await?;
@@ -267,12 +272,12 @@ impl Engine {
             from: from.to_owned(),
             to: to.to_owned(),
             on_conflict,
-            quota_bytes: self.storage_quota(&b.tenant).await?,
+            // Only a copy adds bytes.
+            quota_bytes: if copy { self.storage_quota(&b.tenant).await? } else { None },
             now_ms: now_ms(),
         };
-        let e = self.meta.copy_entry(m).await.map_err(tree_error)?;
-        self.metrics.objects_committed.inc();
-        Ok(e)
+        let r = if copy { self.meta.copy_entry(m).await } else { self.meta.move_entry(m).await };
+        r.map_err(tree_error)
     }
 
     /// Changes an entry's attributes (starred, description, user metadata); a file keeps

@@ -403,3 +403,49 @@ async fn ufile_sessions_take_whole_blocks() {
     let staged = e.stage(&alice(), body(&vec![0u8; (4 << 20) + 1], 1 << 20)).await.unwrap();
     assert!(matches!(e.commit_part(&alice(), &up, 3, staged).await, Err(CoreError::InvalidPart(_))));
 }
+
+/// Issue 11: every tree operation admits every key it names, so a prefix-scoped or
+/// read-only credential cannot reach outside its scope through folders, copies, the trash,
+/// search, sizes or ids; another tenant's drive is unknown to it.
+#[tokio::test]
+async fn tree_operations_stay_inside_a_scope() {
+    use chuan_core::store::{FolderQuery, OnConflict, TreeOrder};
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    put(&e, "pub/a.txt", b"a").await;
+    put(&e, "secret/s.txt", b"s").await;
+    let secret_id = e.entry(&alice(), "bkt", "secret/").await.unwrap().id().to_owned();
+    let token = scoped(None, &["pub/"]);
+    // Moving a folder that holds out-of-scope keys, or into or out of the scope.
+    denied(e.move_entry(&token, "bkt", "secret/", "pub/stolen/", OnConflict::Refuse).await);
+    denied(e.move_entry(&token, "bkt", "pub/", "elsewhere/", OnConflict::Refuse).await);
+    denied(e.copy_entry(&token, "bkt", "secret/", "pub/copy/", OnConflict::Refuse).await);
+    denied(e.copy_entry(&token, "bkt", "pub/a.txt", "secret/a.txt", OnConflict::Replace).await);
+    denied(e.move_entry(&token, "bkt", "pub/a.txt", "secret/s.txt", OnConflict::Replace).await);
+    denied(e.delete_entry(&token, "bkt", "secret/", true).await);
+    denied(e.trash_entry(&token, "bkt", "secret/s.txt").await);
+    denied(e.create_folder(&token, "bkt", "outside/", OnConflict::Refuse).await);
+    denied(e.entry_by_id(&token, "bkt", &secret_id).await);
+    denied(e.folder_usage(&token, "bkt", "").await);
+    denied(e.search(&token, "bkt", "", "s", None, 10).await);
+    denied(e.list_folder(&token, "bkt", &FolderQuery::new("", TreeOrder::default()), None, 10).await);
+    denied(e.list_trash(&token, "bkt", None, 10).await);
+    // Inside the scope all of it works.
+    e.copy_entry(&token, "bkt", "pub/a.txt", "pub/b.txt", OnConflict::Refuse).await.unwrap();
+    let page = e.list_folder(&token, "bkt", &FolderQuery::new("pub/", TreeOrder::default()), None, 10).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    // A trashed out-of-scope entry can be neither restored nor purged by the token.
+    let item = e.trash_entry(&alice(), "bkt", "secret/s.txt").await.unwrap();
+    denied(e.restore(&token, "bkt", &item.id).await);
+    denied(e.purge(&token, "bkt", &item.id).await);
+    e.restore(&alice(), "bkt", &item.id).await.unwrap();
+    assert_eq!(read_all(&e, "secret/s.txt").await, b"s");
+    // Read-only: no tree writes at all.
+    let reader = scoped(Some(vec![Op::Read, Op::List]), &["pub/"]);
+    denied(e.move_entry(&reader, "bkt", "pub/a.txt", "pub/c.txt", OnConflict::Refuse).await);
+    denied(e.update_attributes(&reader, "bkt", "pub/a.txt", Default::default()).await);
+    // Another tenant: the bucket is not theirs.
+    assert!(e.move_entry(&bob(), "bkt", "pub/a.txt", "pub/z.txt", OnConflict::Refuse).await.is_err());
+    assert!(e.list_trash(&bob(), "bkt", None, 10).await.is_err());
+    assert_eq!(read_all(&e, "pub/a.txt").await, b"a");
+}
