@@ -7,6 +7,7 @@ refused in Aliyun's own error format and nothing changed.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -199,10 +200,13 @@ def test_starred_and_description_are_kept_through_moves(server, drive, ali, tmp_
     assert res.starred is True, repr(res)
     res = ali.update_file(UpdateFileRequest(file_id=f.file_id, description="quarterly report"))
     assert res.description == "quarterly report", repr(res)
+    res = ali.update_file(UpdateFileRequest(file_id=f.file_id, user_meta='{"project": "q3", "rev": 2}'))
+    assert json.loads(res.user_meta) == {"project": "q3", "rev": "2"}, repr(res)
     ali.starred_file(folder, True)
     ali.move_file(folder, to_parent_file_id="root", new_name="attrs2")
     again = ali.get_file(f.file_id)
     assert (again.starred, again.description) == (True, "quarterly report"), repr(again)
+    assert json.loads(again.user_meta)["project"] == "q3"
     assert ali.get_file(folder).starred is True
     assert ali.starred_file(f.file_id, False).starred is False
 
@@ -279,6 +283,7 @@ def test_bad_moves_are_refused_and_change_nothing(server, drive, ali, tmp_path):
     assert _error_code(ali.move_file(f.file_id, new_name="a/b")) == "InvalidParameter"
     assert _error_code(ali.move_file(f.file_id, new_name="x" * 1025)) == "InvalidParameter.Name"
     assert _error_code(ali.move_file(f.file_id, new_name="..")) == "InvalidParameter"
+    assert _error_code(ali.move_file(f.file_id, new_name="")) == "InvalidParameter"
     assert _error_code(ali.copy_file(f.file_id, to_parent_file_id=f.file_id)) == "InvalidParameter.ParentFileId"
     other = create_drive_tenant(server)
     assert _error_code(ali.move_file(f.file_id, to_drive_id=other.default_drive_id)) == "InvalidParameter.ToDriveId"

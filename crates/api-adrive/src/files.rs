@@ -3,7 +3,7 @@
 //! ancestry and size, search, drives, and presigned downloads with ranges.
 
 use chuan_core::store::{parent_of, EntryKinds, FolderQuery, OrderBy, TreeEntry, TreeOrder};
-use chuan_core::{AttrUpdate, CoreError, Principal};
+use chuan_core::{AttrUpdate, CoreError, Principal, UserMetaChange};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -189,7 +189,7 @@ impl AdriveDialect {
     pub(crate) async fn update(&self, p: &Principal, v: &Value) -> AdriveResult<Reply> {
         let drive = required(v, "drive_id")?;
         let mut e = self.entry_of(p, drive, required(v, "file_id")?).await?;
-        if let Some(name) = str_field(v, "name") {
+        if let Some(name) = v.get("name").and_then(Value::as_str) {
             let suffix = if e.is_folder() { "/" } else { "" };
             let target = format!("{}{}{suffix}", parent_of(e.key()), single_name(name)?);
             if target != e.key() {
@@ -200,9 +200,9 @@ impl AdriveDialect {
         let update = AttrUpdate {
             starred: v.get("starred").and_then(Value::as_bool),
             description: v.get("description").and_then(Value::as_str).map(str::to_owned),
-            user: None,
+            user: v.get("user_meta").and_then(Value::as_str).map(user_meta).transpose()?,
         };
-        if update.starred.is_some() || update.description.is_some() {
+        if update.starred.is_some() || update.description.is_some() || update.user.is_some() {
             e = self.engine.update_attributes(p, drive, e.key(), update).await?;
         }
         Ok(ok(self.file_json(p, drive, &e, None, None).await?))
@@ -341,6 +341,15 @@ impl AdriveDialect {
             .body(chuan_api_common::stream(body))
             .expect("valid response"))
     }
+}
+
+/// `user_meta`, a JSON object in a string, as user metadata to merge (values that are not
+/// strings are kept as their JSON text); `user_meta` of a file shows it back the same way.
+fn user_meta(s: &str) -> AdriveResult<UserMetaChange> {
+    let bad = || AdriveError::bad_request("InvalidParameter.UserMeta", "user_meta must be a JSON object");
+    let Value::Object(m) = serde_json::from_str::<Value>(s).map_err(|_| bad())? else { return Err(bad()) };
+    let pairs = m.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)));
+    Ok(UserMetaChange::Merge(pairs.collect()))
 }
 
 /// A parsed `file/search` query.

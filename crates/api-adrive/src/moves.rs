@@ -44,7 +44,8 @@ impl AdriveDialect {
         }
         let e = self.entry_of(p, &drive, required(v, "file_id")?).await?;
         let parent = self.folder_key(p, &drive, str_field(v, "to_parent_file_id").unwrap_or(ROOT)).await?;
-        let name = match str_field(v, "new_name") {
+        // `null` (aligo's batch bodies carry it) is absent; an empty name is refused.
+        let name = match v.get("new_name").and_then(Value::as_str) {
             Some(n) => single_name(n)?,
             None => e.name(),
         };

@@ -75,6 +75,9 @@ pub fn base_file(
     if let Some(d) = &meta.description {
         v["description"] = json!(d);
     }
+    if !meta.user.is_empty() {
+        v["user_meta"] = json!(serde_json::to_string(&meta.user).unwrap_or_default());
+    }
     if let TreeEntry::File(rec) = e {
         let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
         v["size"] = json!(rec.size);

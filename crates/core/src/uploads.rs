@@ -465,8 +465,8 @@ impl Engine {
             ufile_etag: ufile_etag_of_parts(&chosen),
             key: c.key,
             condition: c.condition,
-            // Every kind but S3's writes into the file tree.
-            tree: upload.kind != UploadKind::S3,
+            // S3 and UFile keys are plain; every other kind writes into the file tree.
+            tree: !matches!(upload.kind, UploadKind::S3 | UploadKind::Ufile),
         };
         let object = match self.meta.complete_upload(complete).await {
             Err(StoreError::NotFound) => return Err(CoreError::NoSuchUpload),

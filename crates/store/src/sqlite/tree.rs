@@ -186,7 +186,7 @@ pub fn numbered_key(key: &str, n: u32) -> String {
 
 /// Where an entry can go at `to` under `mode`: the key to use, with whatever held it
 /// removed (`Replace`). Fails `Exists` (refused, or no free name) or `KindConflict`.
-fn destination(txn: &Connection, bucket: &str, to: &str, mode: OnConflict, now: i64) -> StoreResult<String> {
+fn destination(txn: &Connection, bucket: &str, to: &str, mode: OnConflict) -> StoreResult<String> {
     check_kinds_on_path(txn, bucket, to)?;
     for n in 0..=MAX_RENAME_TRIES {
         let cand = if n == 0 { to.to_owned() } else { numbered_key(to, n) };
@@ -201,7 +201,7 @@ fn destination(txn: &Connection, bucket: &str, to: &str, mode: OnConflict, now: 
             OnConflict::AutoRename => continue,
             OnConflict::Refuse if same => return Err(StoreError::Exists),
             OnConflict::Replace if same => {
-                remove_entry(txn, bucket, &cand, now)?;
+                remove_entry(txn, bucket, &cand)?;
                 return Ok(cand);
             }
             _ => return Err(StoreError::KindConflict),
@@ -246,7 +246,7 @@ fn folders_under(c: &Connection, bucket: &str, prefix: &str) -> StoreResult<Vec<
 
 /// Deletes a file, or a folder with everything under it (objects released, folder rows
 /// gone), then prunes what held it.
-fn remove_entry(txn: &Connection, bucket: &str, key: &str, _now: i64) -> StoreResult<FolderUsage> {
+fn remove_entry(txn: &Connection, bucket: &str, key: &str) -> StoreResult<FolderUsage> {
     let mut usage = FolderUsage::default();
     if key.ends_with('/') {
         for o in objects_under(txn, bucket, key)? {
@@ -289,7 +289,7 @@ fn move_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
     if folder && (m.to.starts_with(from) || from.starts_with(m.to.as_str())) {
         return Err(StoreError::Conflict("a folder cannot move into itself or onto a folder above it".into()));
     }
-    let to = destination(txn, bucket, &m.to, m.on_conflict, m.now_ms)?;
+    let to = destination(txn, bucket, &m.to, m.on_conflict)?;
     if folder {
         let end = subtree_end(from);
         txn.execute(
@@ -330,7 +330,7 @@ fn copy_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
     if folder && (m.to.starts_with(from) || from.starts_with(m.to.as_str())) {
         return Err(StoreError::Conflict("a folder cannot be copied into itself or onto a folder above it".into()));
     }
-    let to = destination(txn, bucket, &m.to, m.on_conflict, m.now_ms)?;
+    let to = destination(txn, bucket, &m.to, m.on_conflict)?;
     let (objects, folders) = if folder {
         (objects_under(txn, bucket, from)?, folders_under(txn, bucket, from)?)
     } else {
@@ -616,7 +616,7 @@ fn restore_tx(txn: &Connection, bucket: &str, id: &str, now: i64) -> StoreResult
     if !parent.is_empty() && parent_explicit && !folder_exists(txn, bucket, parent)? {
         return Err(StoreError::Conflict("the folder it was in no longer exists".into()));
     }
-    let to = destination(txn, bucket, &item.key, OnConflict::AutoRename, now)?;
+    let to = destination(txn, bucket, &item.key, OnConflict::AutoRename)?;
     for o in trashed_objects(txn, bucket, id)? {
         insert_object_row(txn, &ObjectRecord { key: rekey(&o.key, &item.key, &to), ..o })?;
     }
@@ -741,7 +741,7 @@ impl TreeStore for SqliteMetaStore {
     async fn free_key(&self, bucket: &str, key: &str) -> StoreResult<String> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         // Auto-rename only reads.
-        self.read(move |c| destination(c, &bucket, &key, OnConflict::AutoRename, 0)).await
+        self.read(move |c| destination(c, &bucket, &key, OnConflict::AutoRename)).await
     }
 
     async fn delete_entry(&self, bucket: &str, key: &str, recursive: bool) -> StoreResult<FolderUsage> {
@@ -753,7 +753,7 @@ impl TreeStore for SqliteMetaStore {
             if key.ends_with('/') && !recursive && has_children(txn, &bucket, &key)? {
                 return Err(StoreError::NotEmpty);
             }
-            remove_entry(txn, &bucket, &key, crate::now_ms())
+            remove_entry(txn, &bucket, &key)
         })
         .await
     }
