@@ -208,7 +208,9 @@ def test_starred_and_description_are_kept_through_moves(server, drive, ali, tmp_
     assert (again.starred, again.description) == (True, "quarterly report"), repr(again)
     assert json.loads(again.user_meta)["project"] == "q3"
     assert ali.get_file(folder).starred is True
+    assert sorted(x.name for x in ali.get_starred_list()) == ["attrs2", "doc.txt"]
     assert ali.starred_file(f.file_id, False).starred is False
+    assert [x.name for x in ali.get_starred_list()] == ["attrs2"]
 
 
 def test_recycle_bin(server, drive, ali, tmp_path):

@@ -128,6 +128,7 @@ def test_listing_orders_and_pages(acct):
     expected = sorted(names + ["n05a"])
     assert _names(up, f"{base}/") == expected
     assert _names(up, f"{base}/", order="desc") == expected[::-1]
+    assert _names(up, base) == expected, "a folder path lists without its trailing slash too"
     # Paged with the iterator, 10 at a time, descending.
     seen, it = [], None
     while True:

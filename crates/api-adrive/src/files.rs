@@ -2,7 +2,7 @@
 //! and path, folder listings in every order, updates (name, starred, description), folder
 //! ancestry and size, search, drives, and presigned downloads with ranges.
 
-use chuan_core::store::{parent_of, EntryKinds, FolderQuery, OrderBy, TreeEntry, TreeOrder};
+use chuan_core::store::{parent_of, EntryKinds, FolderQuery, OrderBy, SearchQuery, TreeEntry, TreeOrder};
 use chuan_core::{AttrUpdate, CoreError, Principal, UserMetaChange};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -258,22 +258,54 @@ impl AdriveDialect {
             Some(id) => self.folder_key(p, drive, id).await?,
             None => String::new(),
         };
+        let (name, exact) = q.name.clone().unwrap_or_default();
+        let search = SearchQuery {
+            direct: q.parent.is_some(),
+            under,
+            name,
+            exact,
+            kinds: match q.kind {
+                None => EntryKinds::All,
+                Some(true) => EntryKinds::Folders,
+                // Categories are of files.
+                Some(false) => EntryKinds::Files,
+            },
+            starred: false,
+        };
+        let search = if q.category.is_some() { SearchQuery { kinds: EntryKinds::Files, ..search } } else { search };
+        self.search_page(p, drive, &search, q.category.as_deref(), v).await
+    }
+
+    /// `file/list_by_custom_index_key` with `starred_yes` (aligo's `get_starred_list`): every
+    /// starred file and folder of the drive, wherever it is.
+    pub(crate) async fn list_starred(&self, p: &Principal, v: &Value) -> AdriveResult<Reply> {
+        let drive = required(v, "drive_id")?;
+        if str_field(v, "custom_index_key") != Some("starred_yes") {
+            return Err(AdriveError::bad_request(
+                "InvalidParameter.CustomIndexKey",
+                "custom_index_key must be starred_yes",
+            ));
+        }
+        let search = SearchQuery { starred: true, ..Default::default() };
+        self.search_page(p, drive, &search, None, v).await
+    }
+
+    /// One page of a search, as `{items, next_marker}` (`category`: files of that category
+    /// only, Aliyun Drive's own classification by extension).
+    async fn search_page(
+        &self,
+        p: &Principal,
+        drive: &str,
+        search: &SearchQuery,
+        category: Option<&str>,
+        v: &Value,
+    ) -> AdriveResult<Reply> {
         let limit = wire::u64_field(v, "limit").unwrap_or(100).clamp(1, MAX_LIST) as usize;
         let cursor = str_field(v, "marker").map(unb64).transpose()?;
-        let needle = q.name.as_ref().map_or("", |(n, _)| n.as_str());
-        let page = self.engine.search(p, drive, &under, needle, cursor.as_deref(), limit).await?;
+        let page = self.engine.search(p, drive, search, cursor.as_deref(), limit).await?;
         let mut items = Vec::new();
         for e in &page.items {
-            if q.parent.is_some() && parent_of(e.key()) != under {
-                continue;
-            }
-            if matches!(&q.name, Some((n, true)) if e.name() != n) {
-                continue;
-            }
-            if q.kind.is_some_and(|folder| folder != e.is_folder()) {
-                continue;
-            }
-            if let Some(cat) = &q.category {
+            if let Some(cat) = category {
                 let ext = e.name().rsplit_once('.').map_or("", |(_, x)| x);
                 if e.is_folder() || wire::category(ext) != cat {
                     continue;
@@ -354,7 +386,7 @@ fn user_meta(s: &str) -> AdriveResult<UserMetaChange> {
 
 /// A parsed `file/search` query.
 #[derive(Debug, Default, PartialEq)]
-struct SearchQuery {
+struct ParsedQuery {
     /// The name, and whether it must match exactly (`=`) rather than contain it (`match`).
     name: Option<(String, bool)>,
     parent: Option<String>,
@@ -363,9 +395,9 @@ struct SearchQuery {
     category: Option<String>,
 }
 
-fn parse_query(q: &str) -> AdriveResult<SearchQuery> {
+fn parse_query(q: &str) -> AdriveResult<ParsedQuery> {
     let bad = |why: String| AdriveError::bad_request("InvalidParameter.Query", why);
-    let mut out = SearchQuery::default();
+    let mut out = ParsedQuery::default();
     let q = q.trim();
     if q.is_empty() {
         return Ok(out);
@@ -414,7 +446,7 @@ mod tests {
         assert_eq!(q.parent.as_deref(), Some("p1"));
         assert_eq!(q.name, Some(("abc".into(), false)));
         assert_eq!(q.category.as_deref(), Some("image"));
-        assert_eq!(parse_query("").unwrap(), SearchQuery::default());
+        assert_eq!(parse_query("").unwrap(), ParsedQuery::default());
         assert!(parse_query("size > 3").is_err());
         assert!(parse_query("name match abc").is_err());
         assert_eq!(parse_query(r#"type = "folder""#).unwrap().kind, Some(true));

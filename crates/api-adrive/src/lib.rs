@@ -137,6 +137,7 @@ impl AdriveDialect {
             Endpoint::FolderSize => self.folder_size(&p, &v).await.map(render),
             Endpoint::DriveGet | Endpoint::DefaultDrive => self.drive_get(&p, &v).await.map(render),
             Endpoint::ListDrives => self.list_drives(&p).await.map(render),
+            Endpoint::ListStarred => self.list_starred(&p, &v).await.map(render),
             Endpoint::GetUploadUrl => self.get_upload_url(&p, &origin, &v).await,
             Endpoint::ListUploadedParts => self.list_uploaded_parts(&p, &v).await,
             Endpoint::Complete => self.complete(&p, &v).await,

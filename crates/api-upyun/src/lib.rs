@@ -179,7 +179,7 @@ impl UpyunDialect {
                 self.usage(&p, &bucket).await
             }
             http::Method::GET if key.is_empty() || key.ends_with('/') => self.list(&p, &parts, &bucket, &key).await,
-            http::Method::GET => self.get(&p, &bucket, &key, true, header(&parts, "range")).await,
+            http::Method::GET => self.get_or_list(&p, &parts, &bucket, &key).await,
             http::Method::HEAD => self.get(&p, &bucket, &key, false, None).await,
             http::Method::PUT if header(&parts, "x-upyun-multi-stage").is_some() => {
                 self.multipart(&p, &parts, &bucket, &key, body).await

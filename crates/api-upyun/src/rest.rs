@@ -150,6 +150,20 @@ impl UpyunDialect {
             .expect("valid"))
     }
 
+    /// `GET /<service>/<path>`: the file, or the folder's listing when the path names a folder
+    /// (with or without the trailing `/`).
+    pub(crate) async fn get_or_list(&self, p: &Principal, parts: &Parts, bucket: &str, key: &str) -> UpyunResult<Resp> {
+        match self.get(p, bucket, key, true, header(parts, "range")).await {
+            Err(e) if e.code == UpyunError::not_found().code => {
+                match self.engine.entry(p, bucket, &folder_key(key)).await {
+                    Ok(_) => self.list(p, parts, bucket, &folder_key(key)).await,
+                    Err(_) => Err(e),
+                }
+            }
+            r => r,
+        }
+    }
+
     /// `POST` with `folder: true`: an existing folder is fine (200); a file of that name is
     /// 406 40600001.
     pub(crate) async fn mkdir(&self, p: &Principal, bucket: &str, key: &str) -> UpyunResult<Resp> {

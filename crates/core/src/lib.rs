@@ -44,8 +44,8 @@ pub mod store {
     pub use chuan_store::{
         entry_name, now_ms, parent_of, BlobId, BucketRecord, Callback, ContentRecord, CredentialKind, Digests,
         EntryKinds, Extent, FolderQuery, FolderRecord, FolderUsage, FsckReport, GrantKind, ObjectAccess, ObjectMeta,
-        ObjectRecord, OnConflict, OrderBy, PartRecord, StoreStats, TenantRecord, TrashItem, TreeEntry, TreeOrder,
-        UploadKind, UploadRecord, UsageDay, WriteCondition,
+        ObjectRecord, OnConflict, OrderBy, PartRecord, SearchQuery, StoreStats, TenantRecord, TrashItem, TreeEntry,
+        TreeOrder, UploadKind, UploadRecord, UsageDay, WriteCondition,
     };
 }
 

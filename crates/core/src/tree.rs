@@ -319,21 +319,20 @@ impl Engine {
         Ok(self.meta.folder_usage(bucket, folder).await?)
     }
 
-    /// Entries under `under` whose name contains `name` (ASCII case folded), paged by key.
+    /// The entries a search query matches (by name, kind, place, starred), paged by key.
     pub async fn search(
         &self,
         p: &Principal,
         bucket: &str,
-        under: &str,
-        name: &str,
+        q: &SearchQuery,
         cursor: Option<&str>,
         limit: usize,
     ) -> CoreResult<Page<TreeEntry>> {
-        let b = self.admit(p, Op::List, bucket, under).await?;
+        let b = self.admit(p, Op::List, bucket, &q.under).await?;
         self.charge_request(p, &b).await?;
         let limit = limit.clamp(1, MAX_PAGE);
         let after = cursor.filter(|c| !c.is_empty());
-        let mut items = self.meta.search(bucket, under, name, after, limit + 1).await?;
+        let mut items = self.meta.search(bucket, q, after, limit + 1).await?;
         let next = (items.len() > limit).then(|| {
             items.truncate(limit);
             items[limit - 1].key().to_owned()

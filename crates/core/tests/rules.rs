@@ -427,7 +427,8 @@ async fn tree_operations_stay_inside_a_scope() {
     denied(e.create_folder(&token, "bkt", "outside/", OnConflict::Refuse).await);
     denied(e.entry_by_id(&token, "bkt", &secret_id).await);
     denied(e.folder_usage(&token, "bkt", "").await);
-    denied(e.search(&token, "bkt", "", "s", None, 10).await);
+    let everywhere = chuan_core::store::SearchQuery { name: "s".into(), ..Default::default() };
+    denied(e.search(&token, "bkt", &everywhere, None, 10).await);
     denied(e.list_folder(&token, "bkt", &FolderQuery::new("", TreeOrder::default()), None, 10).await);
     denied(e.list_trash(&token, "bkt", None, 10).await);
     // Inside the scope all of it works.

@@ -559,13 +559,24 @@ pub async fn tree_listing(s: Store) {
         }
     }
     // Search by name, paged by key.
-    let found: Vec<String> =
-        s.search("bkt", "", "MId", None, 10).await.unwrap().iter().map(|e| e.key().to_owned()).collect();
-    assert_eq!(found, ["d/mid"]);
-    let found = s.search("bkt", "d/", "sub", None, 10).await.unwrap();
-    assert_eq!(found.iter().map(|e| e.key()).collect::<Vec<_>>(), ["d/sub/"]);
-    let page = s.search("bkt", "", "", Some("d/mid"), 2).await.unwrap();
-    assert_eq!(page.iter().map(|e| e.key()).collect::<Vec<_>>(), ["d/new-Created-false", "d/new-Created-true"]);
+    let find = |under: &str, name: &str| SearchQuery { under: under.into(), name: name.into(), ..Default::default() };
+    let keys = |v: Vec<TreeEntry>| v.iter().map(|e| e.key().to_owned()).collect::<Vec<_>>();
+    assert_eq!(keys(s.search("bkt", &find("", "MId"), None, 10).await.unwrap()), ["d/mid"]);
+    assert_eq!(keys(s.search("bkt", &find("d/", "sub"), None, 10).await.unwrap()), ["d/sub/"]);
+    let page = s.search("bkt", &find("", ""), Some("d/mid"), 2).await.unwrap();
+    assert_eq!(keys(page), ["d/new-Created-false", "d/new-Created-true"]);
+    let exact = SearchQuery { exact: true, ..find("", "DEEP") };
+    assert_eq!(keys(s.search("bkt", &exact, None, 10).await.unwrap()), ["d/sub/deep"]);
+    let direct = SearchQuery { direct: true, ..find("d/", "") };
+    let found = keys(s.search("bkt", &direct, None, 100).await.unwrap());
+    assert!(found.contains(&"d/sub/".to_owned()) && !found.contains(&"d/sub/deep".to_owned()), "{found:?}");
+    let meta = ObjectMeta { starred: true, ..Default::default() };
+    s.set_entry_meta("bkt", "d/sub/deep", meta.clone(), 1).await.unwrap();
+    s.set_entry_meta("bkt", "d/sub/", meta, 1).await.unwrap();
+    let starred = SearchQuery { starred: true, ..find("", "") };
+    assert_eq!(keys(s.search("bkt", &starred, None, 10).await.unwrap()), ["d/sub/", "d/sub/deep"]);
+    let starred_files = SearchQuery { kinds: EntryKinds::Files, ..starred };
+    assert_eq!(keys(s.search("bkt", &starred_files, None, 10).await.unwrap()), ["d/sub/deep"]);
 }
 
 /// Trash keeps everything (content, bytes, ids) until restored or purged; a restore goes

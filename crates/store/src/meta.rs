@@ -326,13 +326,12 @@ pub trait TreeStore: Send + Sync + 'static {
     async fn set_entry_meta(&self, bucket: &str, key: &str, meta: ObjectMeta, now_ms: i64) -> StoreResult<TreeEntry>;
     /// What `folder` holds, all levels down (`""`: the whole bucket).
     async fn folder_usage(&self, bucket: &str, folder: &str) -> StoreResult<FolderUsage>;
-    /// Entries under `under` whose name contains `name` (ASCII case folded), in key order
-    /// after `after`.
+    /// Entries the query matches, in key order after `after` (a scan of the keys under
+    /// `q.under`, paged).
     async fn search(
         &self,
         bucket: &str,
-        under: &str,
-        name: &str,
+        q: &SearchQuery,
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<TreeEntry>>;

@@ -267,6 +267,19 @@ pub fn prefix_successor(prefix: &str) -> Option<String> {
     None
 }
 
+/// What a search looks for: entries (of `kinds`) under `under` (all levels down, or only
+/// directly in it with `direct`), whose name contains `name` (ASCII case folded; equals it
+/// with `exact`), starred ones only with `starred`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    pub under: String,
+    pub name: String,
+    pub exact: bool,
+    pub direct: bool,
+    pub kinds: EntryKinds,
+    pub starred: bool,
+}
+
 /// Which entries a folder listing returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EntryKinds {

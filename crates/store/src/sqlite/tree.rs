@@ -804,32 +804,52 @@ impl TreeStore for SqliteMetaStore {
     async fn search(
         &self,
         bucket: &str,
-        under: &str,
-        name: &str,
+        q: &SearchQuery,
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<TreeEntry>> {
+        let under = q.under.as_str();
         let hi = (!under.is_empty()).then(|| subtree_end(under));
         let values = vec![
             Value::Text(bucket.to_owned()),
             Value::Text(after.filter(|a| *a >= under).unwrap_or(under).to_owned()),
             hi.map_or(Value::Null, Value::Text),
-            Value::Text(name.to_lowercase()),
+            Value::Text(q.name.to_lowercase()),
             Value::Integer(limit as i64),
+            Value::Text(under.to_owned()),
         ];
+        // The name is what follows the parent (a folder's without its `/`), compared without
+        // regard to ASCII case. A scan of the keys under `under`, paged by key.
+        let (file_name, folder_name) =
+            ("substr(key, length(parent) + 1)", "substr(key, length(parent) + 1, length(key) - length(parent) - 1)");
+        let test = |name: &str| {
+            let mut t =
+                if q.exact { format!(" AND lower({name}) = ?4") } else { format!(" AND instr(lower({name}), ?4) > 0") };
+            if q.direct {
+                t.push_str(" AND parent = ?6");
+            }
+            if q.starred {
+                t.push_str(" AND json_extract(meta, '$.starred') = 1");
+            }
+            t
+        };
+        let files = format!(
+            "SELECT {ENTRY_COLS_FILE}, '' FROM objects
+             WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3) AND parent IS NOT NULL{}",
+            test(file_name)
+        );
+        let folders = format!(
+            "SELECT {ENTRY_COLS_FOLDER}, '' FROM folders WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3){}",
+            test(folder_name)
+        );
+        // Every arm names ?6 (a no-op test when not `direct`), so the parameters always bind.
+        let select = match q.kinds {
+            EntryKinds::All => format!("{files} AND ?6 IS NOT NULL UNION ALL {folders}"),
+            EntryKinds::Files => format!("{files} AND ?6 IS NOT NULL"),
+            EntryKinds::Folders => format!("{folders} AND ?6 IS NOT NULL"),
+        };
         self.read(move |c| {
-            // The name is what follows the parent (a folder's without its `/`); matched
-            // without regard to ASCII case. A scan of the bucket's keys, paged by key.
-            let sql = format!(
-                "SELECT {ENTRY_COLS_FILE}, '' FROM objects
-                 WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3) AND parent IS NOT NULL
-                   AND instr(lower(substr(key, length(parent) + 1)), ?4) > 0
-                 UNION ALL
-                 SELECT {ENTRY_COLS_FOLDER}, '' FROM folders
-                 WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3)
-                   AND instr(lower(substr(key, length(parent) + 1, length(key) - length(parent) - 1)), ?4) > 0
-                 ORDER BY 3 LIMIT ?5"
-            );
+            let sql = format!("{select} ORDER BY 3 LIMIT ?5");
             let mut st = c.prepare_cached(&sql).map_err(backend)?;
             let rows = st.query_map(params_from_iter(values), entry_from_row).map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
