@@ -82,6 +82,15 @@ def test_a_name_is_a_file_or_a_folder(acct):
     up.delete(f"{base}/dir/inner.txt")
     up.delete(f"{base}/dir")
     assert _names(up, f"{base}/") == ["file"]
+    # Folders an upload makes stay when emptied, as UpYun's do (S3 sees no key for them).
+    up.put(f"{base}/auto/deeper/x.txt", b"x")
+    up.delete(f"{base}/auto/deeper/x.txt")
+    assert _names(up, f"{base}/auto/") == ["deeper"]
+    assert up.getinfo(f"{base}/auto/deeper")["file-type"] == "folder"
+    assert list_all_keys(acct.s3(), acct.bucket, f"{base[1:]}/auto/") == []
+    up.delete(f"{base}/auto/deeper")
+    up.delete(f"{base}/auto")
+    assert "auto" not in _names(up, f"{base}/")
     # mkdir of an existing folder is fine.
     up.mkdir(f"{base}/again")
     up.mkdir(f"{base}/again")

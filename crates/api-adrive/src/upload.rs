@@ -144,8 +144,13 @@ impl AdriveDialect {
             };
             let hit = self.engine.claimable_content(p, "sha1", &hash.to_ascii_lowercase(), size, &proof).await?;
             if let Some(held) = hit {
-                let target =
-                    PutTarget { bucket: drive.to_owned(), key: key.clone(), meta, condition: None, tree: true };
+                let target = PutTarget {
+                    bucket: drive.to_owned(),
+                    key: key.clone(),
+                    meta,
+                    condition: None,
+                    tree: chuan_core::store::TreeRule::Folders,
+                };
                 let rec = self.engine.instant_put(p, target, held, Some(file_id)).await?;
                 return Ok(wire::json(
                     StatusCode::CREATED,

@@ -33,8 +33,13 @@ impl CosDialect {
         self.check_parent(ctx, &key).await?;
         let mut meta = ObjectMeta::default();
         meta.attrs.insert(BIZ_ATTR.into(), biz_attr.to_owned());
-        let target =
-            PutTarget { bucket: ctx.t.bucket.clone(), key, meta, condition: Some(WriteCondition::Absent), tree: true };
+        let target = PutTarget {
+            bucket: ctx.t.bucket.clone(),
+            key,
+            meta,
+            condition: Some(WriteCondition::Absent),
+            tree: chuan_core::store::TreeRule::Folders,
+        };
         match self.engine.put_empty(&ctx.p, target).await {
             Err(CoreError::PreconditionFailed) => {
                 Err(CosError::new(-178, "ERROR_CMD_COS_PATH_CONFLICT: the directory already exists"))

@@ -124,7 +124,7 @@ impl CosDialect {
             key: key.clone(),
             meta,
             condition: insert_only.then_some(WriteCondition::Absent),
-            tree: true,
+            tree: chuan_core::store::TreeRule::Folders,
         };
         match self.engine.commit_put(&ctx.p, target, staged).await {
             Err(CoreError::PreconditionFailed) => Err(CosError::same_file()),
@@ -250,7 +250,7 @@ impl CosDialect {
             key: to,
             meta: ObjectMeta::default(),
             condition: (!overwrite).then_some(WriteCondition::Absent),
-            tree: true,
+            tree: chuan_core::store::TreeRule::Folders,
         };
         match self.engine.copy_object(&ctx.p, &ctx.t.bucket, &src, target, false).await {
             Err(CoreError::PreconditionFailed) => Err(CosError::dest_exists()),

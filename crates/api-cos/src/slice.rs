@@ -170,7 +170,7 @@ impl CosDialect {
             key: key.clone(),
             meta,
             condition: insert_only.then_some(WriteCondition::Absent),
-            tree: true,
+            tree: chuan_core::store::TreeRule::Folders,
         };
         let committed = if filesize == 0 {
             Some(self.engine.put_empty(&ctx.p, target).await)

@@ -271,7 +271,13 @@ impl IotDialect {
             .engine
             .commit_put(
                 &device,
-                PutTarget { bucket: grant.bucket, key: grant.key, meta, condition: None, tree: false },
+                PutTarget {
+                    bucket: grant.bucket,
+                    key: grant.key,
+                    meta,
+                    condition: None,
+                    tree: chuan_core::store::TreeRule::Flat,
+                },
                 staged,
             )
             .await?;

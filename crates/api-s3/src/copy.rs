@@ -50,7 +50,13 @@ pub async fn copy_object(
         input.metadata,
     );
     meta.checksum_algorithm = src.meta.checksum_algorithm.clone();
-    let target = PutTarget { bucket: input.bucket, key: input.key, meta, condition: None, tree: false };
+    let target = PutTarget {
+        bucket: input.bucket,
+        key: input.key,
+        meta,
+        condition: None,
+        tree: chuan_core::store::TreeRule::Flat,
+    };
     let rec = engine.copy_object(p, &src_bucket, &src_key, target, replace).await.s3()?;
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {

@@ -83,7 +83,8 @@ pub async fn put_object(
     );
     meta.checksum_algorithm = claims.algorithm().map(|a| a.name().to_owned());
     let digests = staged.digests.clone();
-    let target = PutTarget { bucket: input.bucket, key: input.key, meta, condition, tree: false };
+    let target =
+        PutTarget { bucket: input.bucket, key: input.key, meta, condition, tree: chuan_core::store::TreeRule::Flat };
     let rec = engine.commit_put(p, target, staged).await.s3()?;
     let mut out = PutObjectOutput { e_tag: Some(ETag::Strong(rec.etag)), ..Default::default() };
     crate::get::set_checksum(

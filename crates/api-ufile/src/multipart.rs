@@ -116,7 +116,7 @@ impl UfileDialect {
                 key: key.clone(),
                 meta: up.meta.clone(),
                 condition: None,
-                tree: false,
+                tree: chuan_core::store::TreeRule::Flat,
             };
             let rec = self.engine.put_empty(&ctx.principal, target).await?;
             self.engine.abort_upload(&ctx.principal, &up).await?;

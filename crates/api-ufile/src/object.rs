@@ -76,7 +76,7 @@ impl UfileDialect {
             key: ctx.key.clone(),
             meta: meta_from_headers(&ctx.parts),
             condition: None,
-            tree: false,
+            tree: chuan_core::store::TreeRule::Flat,
         };
         self.engine.commit_put(p, target, staged).await?;
         Ok(empty(StatusCode::OK)
@@ -124,7 +124,17 @@ impl UfileDialect {
             let etag = staged.ufile_etag.clone().unwrap_or_default();
             let meta = ObjectMeta { content_type: (!file_type.is_empty()).then_some(file_type), ..Default::default() };
             self.engine
-                .commit_put(&p, PutTarget { bucket: bucket.clone(), key, meta, condition: None, tree: false }, staged)
+                .commit_put(
+                    &p,
+                    PutTarget {
+                        bucket: bucket.clone(),
+                        key,
+                        meta,
+                        condition: None,
+                        tree: chuan_core::store::TreeRule::Flat,
+                    },
+                    staged,
+                )
                 .await?;
             return Ok(empty(StatusCode::OK)
                 .header(header::ETAG, etag_header(&etag))
@@ -143,8 +153,13 @@ impl UfileDialect {
         let Some(held) = hit else { return Err(UfileError::not_found()) };
         let mut meta = meta_from_headers(&ctx.parts);
         meta.user.clear();
-        let target =
-            PutTarget { bucket: ctx.bucket.clone(), key: file_name.to_owned(), meta, condition: None, tree: false };
+        let target = PutTarget {
+            bucket: ctx.bucket.clone(),
+            key: file_name.to_owned(),
+            meta,
+            condition: None,
+            tree: chuan_core::store::TreeRule::Flat,
+        };
         self.engine.instant_put(p, target, held, None).await?;
         Ok(empty(StatusCode::OK)
             .header(header::ETAG, etag_header(hash))
@@ -212,7 +227,7 @@ impl UfileDialect {
             key: ctx.key.clone(),
             meta: ObjectMeta::default(),
             condition: None,
-            tree: false,
+            tree: chuan_core::store::TreeRule::Flat,
         };
         let rec = self.engine.copy_object(&ctx.principal, src_bucket, src_key, target, false).await?;
         let etag = self.ufile_etag(&rec).await?;

@@ -138,7 +138,13 @@ impl UpyunDialect {
             self.engine
                 .commit_put(
                     &p,
-                    PutTarget { bucket: bucket.to_owned(), key: key.clone(), meta, condition: None, tree: true },
+                    PutTarget {
+                        bucket: bucket.to_owned(),
+                        key: key.clone(),
+                        meta,
+                        condition: None,
+                        tree: chuan_core::store::TreeRule::KeepFolders,
+                    },
                     staged,
                 )
                 .await?;

@@ -85,7 +85,11 @@ impl UpyunDialect {
             return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"));
         }
         let md5 = staged.digests.md5.clone();
-        let target = PutTarget { meta: meta_of(parts), ..PutTarget::in_tree(bucket, key) };
+        let target = PutTarget {
+            meta: meta_of(parts),
+            tree: chuan_core::store::TreeRule::KeepFolders,
+            ..PutTarget::new(bucket, key)
+        };
         self.engine.commit_put(p, target, staged).await?;
         Ok(stored(&md5))
     }
@@ -234,7 +238,11 @@ impl UpyunDialect {
             if moving {
                 return Err(UpyunError::bad("files move within one service; copy them, then delete"));
             }
-            let target = PutTarget { meta: meta_of(parts), ..PutTarget::in_tree(bucket, key) };
+            let target = PutTarget {
+                meta: meta_of(parts),
+                tree: chuan_core::store::TreeRule::KeepFolders,
+                ..PutTarget::new(bucket, key)
+            };
             self.engine.copy_object(p, sb, sk, target, replace_meta).await?;
             return Ok(ok());
         }

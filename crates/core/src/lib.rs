@@ -45,7 +45,7 @@ pub mod store {
         entry_name, now_ms, parent_of, BlobId, BucketRecord, Callback, ContentRecord, CredentialKind, Digests,
         EntryKinds, Extent, FolderQuery, FolderRecord, FolderUsage, FsckReport, GrantKind, ObjectAccess, ObjectMeta,
         ObjectRecord, OnConflict, OrderBy, PartRecord, SearchQuery, StoreStats, TenantRecord, TrashItem, TreeEntry,
-        TreeOrder, UploadKind, UploadRecord, UsageDay, WriteCondition,
+        TreeOrder, TreeRule, UploadKind, UploadRecord, UsageDay, WriteCondition,
     };
 }
 

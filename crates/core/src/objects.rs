@@ -20,9 +20,10 @@ pub struct PutTarget {
     pub key: String,
     pub meta: ObjectMeta,
     pub condition: Option<WriteCondition>,
-    /// The key is a path of the bucket's file tree (every protocol but S3): a file may not
-    /// take a folder's name nor lie under a file (`CoreError::NameConflict`).
-    pub tree: bool,
+    /// How the write treats the bucket's file tree: plain keys (S3, UFile, IoT), or a path
+    /// where a file may not take a folder's name nor lie under a file
+    /// (`CoreError::NameConflict`), optionally keeping the folders it makes (UpYun).
+    pub tree: TreeRule,
 }
 
 /// Most keys one batch delete may name (S3's DeleteObjects limit).
@@ -35,13 +36,13 @@ impl PutTarget {
             key: key.to_owned(),
             meta: ObjectMeta::default(),
             condition: None,
-            tree: false,
+            tree: TreeRule::Flat,
         }
     }
 
     /// A write into the file tree (every protocol with folders).
     pub fn in_tree(bucket: &str, key: &str) -> Self {
-        Self { tree: true, ..Self::new(bucket, key) }
+        Self { tree: TreeRule::Folders, ..Self::new(bucket, key) }
     }
 }
 
@@ -163,7 +164,8 @@ impl Engine {
             key: rec.key.clone(),
             meta,
             condition: Some(WriteCondition::EtagIs(rec.etag.clone())),
-            tree: false,
+            // An overwrite: the tree does not change.
+            tree: TreeRule::Flat,
         };
         let write = self.object_write(&owner, target, ContentSource::Existing(rec.content_id), None).await?;
         self.meta.put_object(write).await.map_err(write_error)

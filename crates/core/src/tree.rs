@@ -172,7 +172,7 @@ impl Engine {
         validate_key(key)?;
         self.check_access(p, Op::Write, bucket, key).await?;
         let mut target = PutTarget::new(bucket, key);
-        target.tree = true;
+        target.tree = TreeRule::Folders;
         target.condition = Some(WriteCondition::Absent);
         for _ in 0..3 {
             match self.meta.get_entry(bucket, key).await? {

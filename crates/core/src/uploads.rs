@@ -465,8 +465,12 @@ impl Engine {
             ufile_etag: ufile_etag_of_parts(&chosen),
             key: c.key,
             condition: c.condition,
-            // S3 and UFile keys are plain; every other kind writes into the file tree.
-            tree: !matches!(upload.kind, UploadKind::S3 | UploadKind::Ufile),
+            // S3 and UFile keys are plain; UpYun keeps the directories an upload makes.
+            tree: match upload.kind {
+                UploadKind::S3 | UploadKind::Ufile => TreeRule::Flat,
+                UploadKind::Upyun | UploadKind::UpyunBlock => TreeRule::KeepFolders,
+                _ => TreeRule::Folders,
+            },
         };
         let object = match self.meta.complete_upload(complete).await {
             Err(StoreError::NotFound) => return Err(CoreError::NoSuchUpload),

@@ -329,7 +329,7 @@ async fn instant_upload_needs_proof_across_tenants() {
         key: "copy".into(),
         meta: ObjectMeta::default(),
         condition: None,
-        tree: false,
+        tree: chuan_core::store::TreeRule::Flat,
     };
     let mine = e.instant_put(&bob(), target, id, None).await.unwrap();
     assert_eq!(mine.content_id, rec.content_id);
@@ -443,7 +443,7 @@ async fn scoped_principals_are_held_to_their_scope_in_every_operation() {
         key: "dev/1/copy".into(),
         meta: ObjectMeta::default(),
         condition: None,
-        tree: false,
+        tree: chuan_core::store::TreeRule::Flat,
     };
     assert!(denied(e.copy_object(&device, "bkt", "secret.txt", target_other, false).await));
     assert_eq!(e.list_buckets(&device).await.unwrap().iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["bkt"]);

@@ -84,7 +84,7 @@ fn write(bucket: &str, key: &str, content: ContentSource) -> ObjectWrite {
         meta: ObjectMeta::default(),
         modified_ms: now_ms(),
         condition: None,
-        tree: false,
+        tree: TreeRule::Flat,
     }
 }
 
@@ -145,7 +145,7 @@ fn complete(upload: &str, parts: &[(u32, &str)]) -> CompleteUpload {
         key: None,
         quota_bytes: None,
         condition: None,
-        tree: false,
+        tree: TreeRule::Flat,
     }
 }
 
@@ -628,7 +628,7 @@ pub async fn tree_kinds(s: Store) {
     bucket(&s, "bkt", "alice").await;
     let tree = |key: &str| {
         let mut w = write("bkt", key, ContentSource::New(new_content(key, 1)));
-        w.tree = true;
+        w.tree = TreeRule::Folders;
         w
     };
     s.put_object(tree("a")).await.unwrap();
@@ -647,6 +647,18 @@ pub async fn tree_kinds(s: Store) {
     assert_eq!((e.metadata(), e.modified_ms()), (&meta, 9));
     let moved = s.move_entry(mv("b/", "z/", OnConflict::Refuse)).await.unwrap();
     assert_eq!(moved.metadata(), &meta, "attributes move with the folder");
+    // Folders an UpYun upload makes stay when emptied; implied ones go.
+    let mut w = write("bkt", "k/eep/f", ContentSource::New(new_content("kf", 1)));
+    w.tree = TreeRule::KeepFolders;
+    s.put_object(w).await.unwrap();
+    put(&s, "bkt", "gone/f", "gf", 1).await;
+    s.delete_object("bkt", "k/eep/f").await.unwrap();
+    s.delete_object("bkt", "gone/f").await.unwrap();
+    assert!(matches!(s.get_entry("bkt", "k/eep/").await.unwrap(), Some(TreeEntry::Folder(f)) if f.kept && !f.explicit));
+    assert!(s.get_entry("bkt", "k/").await.unwrap().is_some());
+    assert!(s.get_entry("bkt", "gone/").await.unwrap().is_none());
+    s.delete_entry("bkt", "k/", true).await.unwrap();
+    assert!(s.get_entry("bkt", "k/eep/").await.unwrap().is_none());
     let (_, problems) = s.check().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 }

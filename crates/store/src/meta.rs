@@ -74,9 +74,9 @@ pub struct ObjectWrite {
     pub meta: ObjectMeta,
     pub modified_ms: i64,
     pub condition: Option<WriteCondition>,
-    /// The key is a path of the bucket's file tree (every protocol but S3): refused with
-    /// `KindConflict` if it would make a file and a folder share a name.
-    pub tree: bool,
+    /// How the write treats the file tree: plain keys, or a path where a file and a folder
+    /// cannot share a name (`KindConflict`), optionally keeping the folders it makes.
+    pub tree: TreeRule,
 }
 
 #[derive(Debug, Clone)]
@@ -124,8 +124,8 @@ pub struct CompleteUpload {
     /// Refuse the completion (`Conflict("precondition failed")`) unless the key's current
     /// state matches, checked in the completing transaction.
     pub condition: Option<WriteCondition>,
-    /// The key is a tree path (as [`ObjectWrite::tree`]).
-    pub tree: bool,
+    /// As [`ObjectWrite::tree`].
+    pub tree: TreeRule,
 }
 
 /// A callback waiting to be delivered: a form-encoded POST body for `url`.

@@ -148,6 +148,22 @@ pub struct FolderRecord {
     pub meta: ObjectMeta,
     /// A marker object exists at `key`.
     pub explicit: bool,
+    /// It stays when emptied though it has no marker (made by a [`TreeRule::KeepFolders`]
+    /// write).
+    pub kept: bool,
+}
+
+/// How a write treats the bucket's file tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TreeRule {
+    /// Plain keys (S3, UFile, IoT): `a` and `a/b` may both be written.
+    #[default]
+    Flat,
+    /// A name is a file or a folder, never both (`KindConflict` otherwise).
+    Folders,
+    /// As `Folders`, and the folders the key implies stay when they are emptied (UpYun
+    /// creates the directories of an upload's path).
+    KeepFolders,
 }
 
 /// One entry of a folder: a file (an object) or a folder.

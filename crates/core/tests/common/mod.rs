@@ -53,7 +53,13 @@ pub fn body(data: &[u8], chunk: usize) -> impl futures::Stream<Item = Result<Byt
 }
 
 pub fn target(bucket: &str, key: &str) -> PutTarget {
-    PutTarget { bucket: bucket.into(), key: key.into(), meta: ObjectMeta::default(), condition: None, tree: false }
+    PutTarget {
+        bucket: bucket.into(),
+        key: key.into(),
+        meta: ObjectMeta::default(),
+        condition: None,
+        tree: chuan_core::store::TreeRule::Flat,
+    }
 }
 
 pub async fn put(e: &Engine, key: &str, data: &[u8]) -> chuan_core::store::ObjectRecord {

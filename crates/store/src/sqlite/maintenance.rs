@@ -145,7 +145,7 @@ impl MaintenanceStore for SqliteMetaStore {
                     "folder markers without an explicit folder row",
                 ),
                 (
-                    "SELECT count(*) FROM folders f WHERE NOT f.explicit
+                    "SELECT count(*) FROM folders f WHERE NOT f.explicit AND NOT f.kept
                          AND NOT EXISTS(SELECT 1 FROM objects o WHERE o.bucket = f.bucket AND o.parent = f.key)
                          AND NOT EXISTS(SELECT 1 FROM folders c WHERE c.bucket = f.bucket AND c.parent = f.key)",
                     "implied folders that hold nothing",

@@ -137,8 +137,8 @@ pub(crate) struct SetObject<'a> {
     pub modified_ms: i64,
     pub new_id: Option<&'a str>,
     pub quota_bytes: Option<u64>,
-    /// A tree write: refused if a file and a folder would share a name.
-    pub tree: bool,
+    /// How the write treats the file tree.
+    pub tree: TreeRule,
 }
 
 /// Points (bucket, key) at a content (taking a reference), releasing what it pointed at;
@@ -155,7 +155,7 @@ pub(crate) fn set_object(txn: &Connection, w: SetObject<'_>) -> StoreResult<Obje
         Some(o) => (o.id.clone(), o.created_ms),
         None => (w.new_id.map(str::to_owned).unwrap_or_else(new_object_id), w.modified_ms),
     };
-    if old.is_none() && w.tree {
+    if old.is_none() && w.tree != TreeRule::Flat {
         check_kinds(txn, w.bucket, w.key)?;
     }
     txn.prepare_cached(
@@ -178,7 +178,7 @@ pub(crate) fn set_object(txn: &Connection, w: SetObject<'_>) -> StoreResult<Obje
     ])
     .map_err(backend)?;
     if old.is_none() {
-        tree_added(txn, w.bucket, w.key, &id, w.modified_ms)?;
+        tree_added(txn, w.bucket, w.key, &id, w.modified_ms, w.tree == TreeRule::KeepFolders)?;
     }
     let grown = size - old.as_ref().map_or(0, |o| o.size as i64);
     txn.execute("UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![w.bucket, grown]).map_err(backend)?;

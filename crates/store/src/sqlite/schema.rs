@@ -65,7 +65,7 @@ CREATE INDEX IF NOT EXISTS objects_by_size ON objects(bucket, parent, size, key)
 CREATE TABLE IF NOT EXISTS folders(
     bucket TEXT NOT NULL, key TEXT NOT NULL, parent TEXT NOT NULL, id TEXT NOT NULL,
     created INTEGER NOT NULL, modified INTEGER NOT NULL, meta TEXT NOT NULL, explicit INTEGER NOT NULL,
-    size INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(bucket, key)) WITHOUT ROWID;
+    size INTEGER NOT NULL DEFAULT 0, kept INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(bucket, key)) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS folders_id ON folders(bucket, id);
 CREATE INDEX IF NOT EXISTS folders_by_size ON folders(bucket, parent, size, key);
 CREATE INDEX IF NOT EXISTS folders_by_name ON folders(bucket, parent, key);
@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS trash_objects(
 CREATE INDEX IF NOT EXISTS trash_objects_content ON trash_objects(content);
 CREATE TABLE IF NOT EXISTS trash_folders(
     bucket TEXT NOT NULL, item TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, created INTEGER NOT NULL,
-    modified INTEGER NOT NULL, meta TEXT NOT NULL, explicit INTEGER NOT NULL,
+    modified INTEGER NOT NULL, meta TEXT NOT NULL, explicit INTEGER NOT NULL, kept INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(bucket, item, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads(
     id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, tenant TEXT NOT NULL,
@@ -169,7 +169,7 @@ fn after_v2(txn: &Connection) -> StoreResult<()> {
             params![bucket, key, super::tree::file_parent(&key)],
         )
         .map_err(backend)?;
-        super::tree::tree_added(txn, &bucket, &key, &id, modified)?;
+        super::tree::tree_added(txn, &bucket, &key, &id, modified, false)?;
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use crate::model::*;
 /// Most names auto-rename tries before giving up with `Exists`.
 const MAX_RENAME_TRIES: u32 = 10_000;
 
-pub(crate) const FOLDER_COLS: &str = "bucket, key, id, created, modified, meta, explicit";
+pub(crate) const FOLDER_COLS: &str = "bucket, key, id, created, modified, meta, explicit, kept";
 
 pub(crate) fn folder_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FolderRecord> {
     Ok(FolderRecord {
@@ -32,6 +32,7 @@ pub(crate) fn folder_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Folde
         modified_ms: row.get(4)?,
         meta: from_json(&row.get::<_, String>(5)?)?,
         explicit: row.get(6)?,
+        kept: row.get(7)?,
     })
 }
 
@@ -87,12 +88,14 @@ fn has_children(c: &Connection, bucket: &str, folder: &str) -> StoreResult<bool>
 }
 
 /// Makes the folder `key` (and every folder above it) exist; `explicit` marks it as having a
-/// marker object. A new row takes `id` if given.
+/// marker object, `kept` marks it and every folder above it to stay when emptied. A new row
+/// takes `id` if given.
 pub(crate) fn ensure_folder(
     txn: &Connection,
     bucket: &str,
     key: &str,
     explicit: bool,
+    kept: bool,
     id: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
@@ -100,33 +103,49 @@ pub(crate) fn ensure_folder(
     let mut explicit = explicit;
     let mut id = id.map(str::to_owned);
     while !key.is_empty() {
-        if folder_exists(txn, bucket, &key)? {
-            if explicit {
-                txn.execute("UPDATE folders SET explicit = 1 WHERE bucket = ?1 AND key = ?2", params![bucket, key])
+        match get_folder_tx(txn, bucket, &key)? {
+            Some(f) => {
+                if explicit && !f.explicit {
+                    txn.execute("UPDATE folders SET explicit = 1 WHERE bucket = ?1 AND key = ?2", params![bucket, key])
+                        .map_err(backend)?;
+                }
+                if !kept || f.kept {
+                    return Ok(());
+                }
+                txn.execute("UPDATE folders SET kept = 1 WHERE bucket = ?1 AND key = ?2", params![bucket, key])
                     .map_err(backend)?;
             }
-            return Ok(());
+            None => {
+                txn.prepare_cached(
+                    "INSERT INTO folders(bucket, key, parent, id, created, modified, meta, explicit, kept)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?5, '{}', ?6, ?7)",
+                )
+                .map_err(backend)?
+                .execute(params![
+                    bucket,
+                    key,
+                    parent_of(&key),
+                    id.take().unwrap_or_else(new_object_id),
+                    now,
+                    explicit,
+                    kept
+                ])
+                .map_err(backend)?;
+            }
         }
-        txn.prepare_cached(
-            "INSERT INTO folders(bucket, key, parent, id, created, modified, meta, explicit)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?5, '{}', ?6)",
-        )
-        .map_err(backend)?
-        .execute(params![bucket, key, parent_of(&key), id.take().unwrap_or_else(new_object_id), now, explicit])
-        .map_err(backend)?;
         key = parent_of(&key).to_owned();
         explicit = false;
     }
     Ok(())
 }
 
-/// Removes the folder `key` and then each folder above it while it is implied (no marker)
-/// and holds nothing.
+/// Removes the folder `key` and then each folder above it while it is implied (no marker,
+/// not kept) and holds nothing.
 pub(crate) fn prune(txn: &Connection, bucket: &str, key: &str) -> StoreResult<()> {
     let mut key = key.to_owned();
     while !key.is_empty() {
         match get_folder_tx(txn, bucket, &key)? {
-            Some(f) if !f.explicit && !has_children(txn, bucket, &key)? => {
+            Some(f) if !f.explicit && !f.kept && !has_children(txn, bucket, &key)? => {
                 txn.execute("DELETE FROM folders WHERE bucket = ?1 AND key = ?2", params![bucket, key])
                     .map_err(backend)?;
             }
@@ -137,12 +156,17 @@ pub(crate) fn prune(txn: &Connection, bucket: &str, key: &str) -> StoreResult<()
     Ok(())
 }
 
-/// Tree upkeep for an object row that was just inserted at a new key.
-pub(crate) fn tree_added(txn: &Connection, bucket: &str, key: &str, id: &str, now: i64) -> StoreResult<()> {
+/// Tree upkeep for an object row that was just inserted at a new key (`keep`: the folders
+/// above it stay when emptied).
+pub(crate) fn tree_added(txn: &Connection, bucket: &str, key: &str, id: &str, now: i64, keep: bool) -> StoreResult<()> {
     if key.ends_with('/') {
-        ensure_folder(txn, bucket, key, true, Some(id), now)
+        ensure_folder(txn, bucket, key, true, false, Some(id), now)?;
+        if keep {
+            ensure_folder(txn, bucket, parent_of(key), false, true, None, now)?;
+        }
+        Ok(())
     } else {
-        ensure_folder(txn, bucket, parent_of(key), false, None, now)
+        ensure_folder(txn, bucket, parent_of(key), false, keep, None, now)
     }
 }
 
@@ -314,7 +338,7 @@ fn move_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
         .map_err(backend)?;
     }
     prune(txn, bucket, parent_of(from))?;
-    ensure_folder(txn, bucket, parent_of(&to), false, None, m.now_ms)?;
+    ensure_folder(txn, bucket, parent_of(&to), false, false, None, m.now_ms)?;
     get_entry_tx(txn, bucket, &to)?.ok_or(StoreError::NotFound)
 }
 
@@ -339,11 +363,20 @@ fn copy_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
     for f in &folders {
         let key = rekey(&f.key, from, &to);
         txn.prepare_cached(
-            "INSERT INTO folders(bucket, key, parent, id, created, modified, meta, explicit)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+            "INSERT INTO folders(bucket, key, parent, id, created, modified, meta, explicit, kept)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
         )
         .map_err(backend)?
-        .execute(params![bucket, key, parent_of(&key), new_object_id(), m.now_ms, to_json(&f.meta)?, f.explicit])
+        .execute(params![
+            bucket,
+            key,
+            parent_of(&key),
+            new_object_id(),
+            m.now_ms,
+            to_json(&f.meta)?,
+            f.explicit,
+            f.kept
+        ])
         .map_err(backend)?;
     }
     let mut grown = 0i64;
@@ -370,7 +403,7 @@ fn copy_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
     if let (Some(quota), true) = (m.quota_bytes, grown > 0) {
         check_quota(txn, bucket, quota)?;
     }
-    ensure_folder(txn, bucket, parent_of(&to), false, None, m.now_ms)?;
+    ensure_folder(txn, bucket, parent_of(&to), false, false, None, m.now_ms)?;
     get_entry_tx(txn, bucket, &to)?.ok_or(StoreError::NotFound)
 }
 
@@ -414,7 +447,7 @@ pub(crate) fn check_quota(txn: &Connection, bucket: &str, quota: u64) -> StoreRe
 }
 
 const ENTRY_COLS_FILE: &str = "0, bucket, key, content, size, etag, modified, created, meta, id, 0";
-const ENTRY_COLS_FOLDER: &str = "1, bucket, key, 0, 0, '', modified, created, meta, id, explicit";
+const ENTRY_COLS_FOLDER: &str = "1, bucket, key, 0, 0, '', modified, created, meta, id, explicit * 2 + kept";
 
 fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TreeEntry> {
     let kind: i64 = row.get(0)?;
@@ -439,7 +472,9 @@ fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TreeEntry> {
             created_ms: row.get(7)?,
             meta,
             id: row.get(9)?,
-            explicit: row.get(10)?,
+            // Both flags in one column so the compound's arms keep one shape.
+            explicit: row.get::<_, i64>(10)? & 2 != 0,
+            kept: row.get::<_, i64>(10)? & 1 != 0,
         })
     })
 }
@@ -516,7 +551,8 @@ fn get_trash_tx(c: &Connection, bucket: &str, id: &str) -> StoreResult<Option<(T
 fn trash_tx(txn: &Connection, bucket: &str, key: &str, now: i64) -> StoreResult<TrashItem> {
     let entry = get_entry_tx(txn, bucket, key)?.ok_or(StoreError::NotFound)?;
     let parent = parent_of(key);
-    let parent_explicit = parent.is_empty() || get_folder_tx(txn, bucket, parent)?.is_some_and(|f| f.explicit);
+    let parent_explicit =
+        parent.is_empty() || get_folder_tx(txn, bucket, parent)?.is_some_and(|f| f.explicit || f.kept);
     let item_id = entry.id().to_owned();
     let objects = match &entry {
         TreeEntry::Folder(_) => objects_under(txn, bucket, key)?,
@@ -547,8 +583,8 @@ fn trash_tx(txn: &Connection, bucket: &str, key: &str, now: i64) -> StoreResult<
     }
     if entry.is_folder() {
         txn.execute(
-            "INSERT INTO trash_folders(bucket, item, key, id, created, modified, meta, explicit)
-             SELECT bucket, ?4, key, id, created, modified, meta, explicit FROM folders
+            "INSERT INTO trash_folders(bucket, item, key, id, created, modified, meta, explicit, kept)
+             SELECT bucket, ?4, key, id, created, modified, meta, explicit, kept FROM folders
              WHERE bucket = ?1 AND key >= ?2 AND key < ?3",
             params![bucket, key, subtree_end(key), item_id],
         )
@@ -622,8 +658,8 @@ fn restore_tx(txn: &Connection, bucket: &str, id: &str, now: i64) -> StoreResult
     }
     if item.folder {
         txn.execute(
-            "INSERT INTO folders(bucket, key, parent, id, created, modified, meta, explicit)
-             SELECT bucket, ?3 || substr(key, length(?4) + 1), '', id, created, modified, meta, explicit
+            "INSERT INTO folders(bucket, key, parent, id, created, modified, meta, explicit, kept)
+             SELECT bucket, ?3 || substr(key, length(?4) + 1), '', id, created, modified, meta, explicit, kept
              FROM trash_folders WHERE bucket = ?1 AND item = ?2",
             params![bucket, id, to, item.key],
         )
@@ -644,7 +680,7 @@ fn restore_tx(txn: &Connection, bucket: &str, id: &str, now: i64) -> StoreResult
         }
     }
     drop_trash_rows(txn, bucket, id)?;
-    ensure_folder(txn, bucket, parent_of(&to), false, None, now)?;
+    ensure_folder(txn, bucket, parent_of(&to), false, false, None, now)?;
     get_entry_tx(txn, bucket, &to)?.ok_or(StoreError::NotFound)
 }
 
