@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use chuan_api_common::form::{FormError, FormReader};
 use chuan_api_common::RequestBody;
-use chuan_core::store::{ObjectMeta, OnConflict};
+use chuan_core::store::ObjectMeta;
 use chuan_core::{CoreError, Op, Possession, Principal, PutTarget, StageOptions};
 use http::header;
 use http::request::Parts;
@@ -243,8 +243,7 @@ impl UfileDialect {
         if new_key.is_empty() {
             return Err(UfileError::bad_request("newFileName is required"));
         }
-        let on_conflict = if force { OnConflict::Replace } else { OnConflict::Refuse };
-        self.engine.move_entry(&ctx.principal, &ctx.bucket, &ctx.key, new_key, on_conflict).await?;
+        self.engine.rename_key(&ctx.principal, &ctx.bucket, &ctx.key, new_key, force).await?;
         Ok(empty(StatusCode::OK).body(chuan_api_common::empty()).expect("valid"))
     }
 

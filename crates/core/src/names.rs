@@ -2,8 +2,7 @@
 
 use crate::error::{CoreError, CoreResult};
 
-/// Longest key, in bytes (S3's limit; the other vendors' are no larger).
-pub const MAX_KEY_BYTES: usize = 1024;
+pub use chuan_store::MAX_KEY_BYTES;
 
 /// Top-level path segments that belong to Chuan or to a dialect's fixed routes, so no
 /// bucket may carry these names.

@@ -85,6 +85,15 @@ pub fn validate_name(name: &str, max_bytes: usize) -> CoreResult<()> {
     Ok(())
 }
 
+/// Folder keys are `""` (the top) or end in `/`.
+fn check_folder_key(folder: &str) -> CoreResult<()> {
+    if folder.is_empty() || folder.ends_with('/') {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidKey(format!("{folder:?} is not a folder key (they end in '/')")))
+    }
+}
+
 fn tree_error(e: StoreError) -> CoreError {
     match e {
         StoreError::Exists => CoreError::AlreadyExists,
@@ -108,9 +117,7 @@ impl Engine {
         limit: usize,
     ) -> CoreResult<Page<TreeEntry>> {
         let folder = q.folder.as_str();
-        if !(folder.is_empty() || folder.ends_with('/')) {
-            return Err(CoreError::InvalidKey("a folder key ends in '/'".into()));
-        }
+        check_folder_key(folder)?;
         let after = cursor.filter(|c| !c.is_empty()).map(|c| decode_cursor(c, folder)).transpose()?;
         let b = self.admit(p, Op::List, bucket, &format!("{folder}{}", q.name_prefix)).await?;
         self.charge_request(p, &b).await?;
@@ -139,13 +146,18 @@ impl Engine {
         Ok(e)
     }
 
-    /// The folders from the top of the bucket down to `key`'s own folder, each if it exists
-    /// (outermost first; the root is not among them).
+    /// The folders from the top of the bucket (or of the caller's scope) down to `key`'s own
+    /// folder, each if it exists (outermost first; the root is not among them).
     pub async fn ancestors(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<Vec<TreeEntry>> {
+        self.read_access(p, bucket, key, None).await?;
         let mut out = Vec::new();
         let mut folder = parent_of(key);
         while !folder.is_empty() {
-            self.admit(p, Op::Read, bucket, folder).await?;
+            // Above a prefix scope the path goes on, but not for this caller.
+            match self.admit(p, Op::Read, bucket, folder).await {
+                Err(CoreError::AccessDenied) => break,
+                r => r?,
+            };
             if let Some(e) = self.meta.get_entry(bucket, folder).await? {
                 out.push(e);
             }
@@ -245,8 +257,35 @@ impl Engine {
         Ok(e)
     }
 
+    /// UFile's rename: one plain key to another (a key ending in `/` is moved alone, no
+    /// name rule); `replace` overwrites what is at `to`.
+    pub async fn rename_key(&self, p: &Principal, bucket: &str, from: &str, to: &str, replace: bool) -> CoreResult<()> {
+        validate_key(to)?;
+        self.admit(p, Op::Delete, bucket, from).await?;
+        let b = self.admit(p, Op::Write, bucket, to).await?;
+        if replace {
+            self.admit(p, Op::Delete, bucket, to).await?;
+        }
+        self.charge_request(p, &b).await?;
+        let on_conflict = if replace { OnConflict::Replace } else { OnConflict::Refuse };
+        let m = TreeMove {
+            bucket: bucket.to_owned(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            on_conflict,
+            flat: true,
+            quota_bytes: None,
+            now_ms: now_ms(),
+        };
+        self.meta.move_entry(m).await.map_err(tree_error)?;
+        Ok(())
+    }
+
     /// A move takes the source away (deleting it), a copy reads it; both write the
-    /// destination, and `Replace` deletes what is there.
+    /// destination, and `Replace` deletes what is there. With `AutoRename` the free name is
+    /// chosen first and admitted like any destination (a scope covers the name it asked for,
+    /// not necessarily `name(1)`), then taken with `Refuse`; taken meanwhile, it is chosen
+    /// again.
     async fn transfer(
         &self,
         p: &Principal,
@@ -267,17 +306,33 @@ impl Engine {
             self.admit(p, Op::Delete, bucket, to).await?;
         }
         self.charge_request(p, &b).await?;
-        let m = TreeMove {
-            bucket: bucket.to_owned(),
-            from: from.to_owned(),
-            to: to.to_owned(),
-            on_conflict,
-            // Only a copy adds bytes.
-            quota_bytes: if copy { self.storage_quota(&b.tenant).await? } else { None },
-            now_ms: now_ms(),
-        };
-        let r = if copy { self.meta.copy_entry(m).await } else { self.meta.move_entry(m).await };
-        r.map_err(tree_error)
+        let quota_bytes = if copy { self.storage_quota(&b.tenant).await? } else { None };
+        let renaming = on_conflict == OnConflict::AutoRename && !(from == to && !copy);
+        for _ in 0..3 {
+            let (target, mode) = if renaming {
+                let free = self.meta.free_key(bucket, to).await.map_err(tree_error)?;
+                validate_key(&free)?;
+                self.admit(p, Op::Write, bucket, &free).await?;
+                (free, OnConflict::Refuse)
+            } else {
+                (to.to_owned(), on_conflict)
+            };
+            let m = TreeMove {
+                bucket: bucket.to_owned(),
+                from: from.to_owned(),
+                to: target,
+                on_conflict: mode,
+                flat: false,
+                quota_bytes,
+                now_ms: now_ms(),
+            };
+            let r = if copy { self.meta.copy_entry(m).await } else { self.meta.move_entry(m).await };
+            match r {
+                Err(StoreError::Exists) if renaming => continue,
+                r => return r.map_err(tree_error),
+            }
+        }
+        Err(CoreError::AlreadyExists)
     }
 
     /// Changes an entry's attributes (starred, description, user metadata); a file keeps
@@ -314,6 +369,7 @@ impl Engine {
 
     /// What `folder` holds, all levels down (`""`: the whole bucket).
     pub async fn folder_usage(&self, p: &Principal, bucket: &str, folder: &str) -> CoreResult<FolderUsage> {
+        check_folder_key(folder)?;
         let b = self.admit(p, Op::List, bucket, folder).await?;
         self.charge_request(p, &b).await?;
         Ok(self.meta.folder_usage(bucket, folder).await?)
@@ -328,6 +384,7 @@ impl Engine {
         cursor: Option<&str>,
         limit: usize,
     ) -> CoreResult<Page<TreeEntry>> {
+        check_folder_key(&q.under)?;
         let b = self.admit(p, Op::List, bucket, &q.under).await?;
         self.charge_request(p, &b).await?;
         let limit = limit.clamp(1, MAX_PAGE);
@@ -383,11 +440,21 @@ impl Engine {
         Ok(item)
     }
 
-    /// Puts a trashed item back where it was (auto-renamed if the name was taken meanwhile).
-    /// `InvalidMove` if the folder it was in has been deleted.
+    /// Puts a trashed item back where it was (auto-renamed if the name was taken meanwhile;
+    /// the name it takes is admitted like any write). `InvalidMove` if the folder it was in
+    /// has been deleted.
     pub async fn restore(&self, p: &Principal, bucket: &str, id: &str) -> CoreResult<TreeEntry> {
-        self.trash_item(p, bucket, id, Op::Write).await?;
-        self.meta.restore(bucket, id, now_ms()).await.map_err(tree_error)
+        let item = self.trash_item(p, bucket, id, Op::Write).await?;
+        for _ in 0..3 {
+            let to = self.meta.free_key(bucket, &item.key).await.map_err(tree_error)?;
+            validate_key(&to)?;
+            self.admit(p, Op::Write, bucket, &to).await?;
+            match self.meta.restore(bucket, id, &to, now_ms()).await {
+                Err(StoreError::Exists) => continue,
+                r => return r.map_err(tree_error),
+            }
+        }
+        Err(CoreError::AlreadyExists)
     }
 
     /// Deletes a trashed item for good.

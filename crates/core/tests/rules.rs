@@ -441,6 +441,14 @@ async fn tree_operations_stay_inside_a_scope() {
     denied(e.purge(&token, "bkt", &item.id).await);
     e.restore(&alice(), "bkt", &item.id).await.unwrap();
     assert_eq!(read_all(&e, "secret/s.txt").await, b"s");
+    // A name auto-renamed out of the scope is refused like any other (team/a/ → team/a(1)/).
+    let team = scoped(None, &["team/a/"]);
+    put(&e, "team/a/f", b"f").await;
+    let item = e.trash_entry(&team, "bkt", "team/a/").await.unwrap();
+    e.create_folder(&team, "bkt", "team/a/", OnConflict::Refuse).await.unwrap();
+    denied(e.restore(&team, "bkt", &item.id).await);
+    denied(e.copy_entry(&team, "bkt", "team/a/", "team/a/", OnConflict::AutoRename).await);
+    assert_eq!(e.restore(&alice(), "bkt", &item.id).await.unwrap().key(), "team/a(1)/");
     // Read-only: no tree writes at all.
     let reader = scoped(Some(vec![Op::Read, Op::List]), &["pub/"]);
     denied(e.move_entry(&reader, "bkt", "pub/a.txt", "pub/c.txt", OnConflict::Refuse).await);

@@ -392,6 +392,7 @@ fn mv(from: &str, to: &str, on_conflict: OnConflict) -> TreeMove {
         from: from.into(),
         to: to.into(),
         on_conflict,
+        flat: false,
         quota_bytes: None,
         now_ms: now_ms(),
     }
@@ -442,7 +443,7 @@ pub async fn tree_moves(s: Store) {
     let (d, sub) = (folder_id(&s, "d/").await, folder_id(&s, "d/sub/").await);
     assert!(matches!(s.move_entry(mv("d/", "e/", refuse)).await, Err(StoreError::Exists)));
     assert!(matches!(s.move_entry(mv("d/", "d/sub/x/", refuse)).await, Err(StoreError::Conflict(_))));
-    assert!(matches!(s.move_entry(mv("d/sub/", "d/", refuse)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.move_entry(mv("d/sub/", "d/", refuse)).await, Err(StoreError::Exists)));
     let f = s.move_entry(mv("d/", "f/g/", refuse)).await.unwrap();
     assert_eq!((f.id(), f.key()), (d.as_str(), "f/g/"));
     assert_eq!(folder_id(&s, "f/g/sub/").await, sub);
@@ -462,6 +463,27 @@ pub async fn tree_moves(s: Store) {
     let moved = s.move_entry(mv("e/sub/", "top/", refuse)).await.unwrap();
     assert_eq!(moved.id(), sub);
     assert_eq!(entries(&s, "top/", TreeOrder::default()).await, ["top/2", "top/deeper/"]);
+    // A move within an implied folder, or a replace inside it, keeps the folder (and its id).
+    let top = folder_id(&s, "top/").await;
+    s.move_entry(mv("top/2", "top/deeper/2", refuse)).await.unwrap();
+    s.copy_entry(mv("top/deeper/2", "top/deeper/3", OnConflict::Replace)).await.unwrap();
+    assert_eq!(folder_id(&s, "top/").await, top);
+    // Onto the folder it is in: refused as taken, or under another name; never replacing it.
+    put(&s, "bkt", "x/x/f", "xf", 1).await;
+    assert!(matches!(s.move_entry(mv("x/x/", "x/", refuse)).await, Err(StoreError::Exists)));
+    assert!(matches!(s.move_entry(mv("x/x/", "x/", OnConflict::Replace)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.copy_entry(mv("x/x/", "x/", OnConflict::Replace)).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.move_entry(mv("x/x/", "x/", OnConflict::AutoRename)).await.unwrap().key(), "x(1)/");
+    // A copy onto itself, replacing, changes nothing.
+    let same = s.copy_entry(mv("x(1)/f", "x(1)/f", OnConflict::Replace)).await.unwrap();
+    assert_eq!(same.id(), s.get_object("bkt", "x(1)/f").await.unwrap().unwrap().id);
+    // UFile's flat rename moves one key, whatever it looks like.
+    put(&s, "bkt", "flat/", "fm", 0).await;
+    put(&s, "bkt", "flat/in", "fi", 1).await;
+    let flat = TreeMove { flat: true, ..mv("flat/", "plain", refuse) };
+    s.move_entry(flat).await.unwrap();
+    assert!(s.get_object("bkt", "plain").await.unwrap().is_some());
+    assert!(s.get_object("bkt", "flat/in").await.unwrap().is_some(), "only the one key moved");
     let (_, problems) = s.check().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 }
@@ -600,13 +622,16 @@ pub async fn tree_trash(s: Store) {
     blob_refs(&s).await;
     // Restore: back in place, ids kept; a taken name is auto-renamed.
     put(&s, "bkt", "keep/f/", "other", 0).await;
-    let back = s.restore("bkt", &f, 7_000).await.unwrap();
+    assert!(matches!(s.restore("bkt", &f, "keep/f/", 7_000).await, Err(StoreError::Exists)), "taken meanwhile");
+    assert!(matches!(s.restore("bkt", &f, "other/f/", 7_000).await, Err(StoreError::Conflict(_))));
+    let to = s.free_key("bkt", "keep/f/").await.unwrap();
+    let back = s.restore("bkt", &f, &to, 7_000).await.unwrap();
     assert_eq!((back.key(), back.id()), ("keep/f(1)/", f.as_str()));
     assert!(s.get_object("bkt", "keep/f(1)/s/2").await.unwrap().is_some());
     assert!(s.get_trash("bkt", &f).await.unwrap().is_none());
     // The folder it was in is gone: refused, nothing changed.
     s.delete_entry("bkt", "keep/", true).await.unwrap();
-    assert!(matches!(s.restore("bkt", &x.id, 8_000).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.restore("bkt", &x.id, "keep/x", 8_000).await, Err(StoreError::Conflict(_))));
     assert!(s.get_trash("bkt", &x.id).await.unwrap().is_some());
     assert_eq!(s.expired_trash(7_000, 10).await.unwrap(), [("bkt".to_owned(), x.id.clone())]);
     s.purge("bkt", &x.id).await.unwrap();
@@ -659,6 +684,15 @@ pub async fn tree_kinds(s: Store) {
     assert!(s.get_entry("bkt", "gone/").await.unwrap().is_none());
     s.delete_entry("bkt", "k/", true).await.unwrap();
     assert!(s.get_entry("bkt", "k/eep/").await.unwrap().is_none());
+    // A bucket emptied of keys goes with the folders it kept.
+    bucket(&s, "kb", "alice").await;
+    let mut w = write("kb", "a/b", ContentSource::New(new_content("kb", 1)));
+    w.tree = TreeRule::KeepFolders;
+    s.put_object(w).await.unwrap();
+    s.delete_object("kb", "a/b").await.unwrap();
+    s.delete_bucket("kb").await.unwrap();
+    let (_, problems) = s.check().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
     let (_, problems) = s.check().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 }

@@ -98,6 +98,8 @@ pub struct TreeMove {
     /// Where it goes: the same kind of key as `from`.
     pub to: String,
     pub on_conflict: OnConflict,
+    /// Moves only: one plain key to another (UFile's rename), without folder semantics.
+    pub flat: bool,
     /// Copies only: refuse (`QuotaExceeded`) if the tenant would store more than this.
     pub quota_bytes: Option<u64>,
     pub now_ms: i64,
@@ -342,9 +344,12 @@ pub trait TreeStore: Send + Sync + 'static {
     async fn list_trash(&self, bucket: &str, after: Option<(i64, String)>, limit: usize)
         -> StoreResult<Vec<TrashItem>>;
     async fn get_trash(&self, bucket: &str, id: &str) -> StoreResult<Option<TrashItem>>;
-    /// Puts a trash item back where it was (auto-renamed if that name is taken). Fails
-    /// `NotFound`, or `Conflict` if the folder it was in is gone.
-    async fn restore(&self, bucket: &str, id: &str, now_ms: i64) -> StoreResult<TreeEntry>;
+    /// Puts a trash item back at `to`: its own key, or a free name beside it ([`free_key`],
+    /// chosen and admitted by the caller). Fails `NotFound`, `Exists` if `to` was taken
+    /// meanwhile, or `Conflict` if the folder it was in is gone.
+    ///
+    /// [`free_key`]: TreeStore::free_key
+    async fn restore(&self, bucket: &str, id: &str, to: &str, now_ms: i64) -> StoreResult<TreeEntry>;
     /// Deletes a trash item for good.
     async fn purge(&self, bucket: &str, id: &str) -> StoreResult<TrashItem>;
     /// `(bucket, id)` of trash items trashed before `cutoff_ms`, oldest first.

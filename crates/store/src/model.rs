@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Longest key, in bytes (S3's limit; the other vendors' are no larger).
+pub const MAX_KEY_BYTES: usize = 1024;
+
 /// A blob's name: the lower-case hex SHA-256 of its bytes.
 pub type BlobId = String;
 

@@ -151,6 +151,10 @@ impl MaintenanceStore for SqliteMetaStore {
                     "implied folders that hold nothing",
                 ),
                 (
+                    "SELECT count(*) FROM folders f WHERE NOT EXISTS(SELECT 1 FROM buckets b WHERE b.name = f.bucket)",
+                    "folders of buckets that do not exist",
+                ),
+                (
                     "SELECT count(*) FROM folders f WHERE f.explicit AND NOT EXISTS(
                          SELECT 1 FROM objects o WHERE o.bucket = f.bucket AND o.key = f.key)",
                     "explicit folders without a marker object",

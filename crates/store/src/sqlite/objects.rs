@@ -90,6 +90,8 @@ impl BucketStore for SqliteMetaStore {
             for id in items {
                 purge_tx(txn, &name, &id)?;
             }
+            // Folders kept without a marker (UpYun's) hold nothing now: they go too.
+            txn.execute("DELETE FROM folders WHERE bucket = ?1", params![name]).map_err(backend)?;
             let n = txn.execute("DELETE FROM buckets WHERE name = ?1", params![name]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound);

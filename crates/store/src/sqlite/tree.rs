@@ -39,8 +39,12 @@ pub(crate) fn folder_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Folde
 /// The smallest string above every key under the folder `prefix` (which ends in `/`): the
 /// exclusive end of its key range, so subtree statements are index range scans.
 pub(crate) fn subtree_end(prefix: &str) -> String {
-    debug_assert!(prefix.ends_with('/'));
-    format!("{}0", &prefix[..prefix.len() - 1])
+    match prefix.strip_suffix('/') {
+        Some(stem) => format!("{stem}0"),
+        // Not a folder key (callers check; this keeps a mistake from panicking or reading
+        // past the prefix): the first string after every extension of it.
+        None => prefix_successor(prefix).unwrap_or_else(|| prefix.to_owned()),
+    }
 }
 
 /// `objects.parent` of a key: its folder for files, NULL for folder markers.
@@ -214,6 +218,9 @@ fn destination(txn: &Connection, bucket: &str, to: &str, mode: OnConflict) -> St
     check_kinds_on_path(txn, bucket, to)?;
     for n in 0..=MAX_RENAME_TRIES {
         let cand = if n == 0 { to.to_owned() } else { numbered_key(to, n) };
+        if cand.len() > MAX_KEY_BYTES {
+            return Err(StoreError::Exists);
+        }
         let (same, other) = match cand.strip_suffix('/') {
             Some(file) => (folder_exists(txn, bucket, &cand)?, file_exists(txn, bucket, file)?),
             None => (file_exists(txn, bucket, &cand)?, folder_exists(txn, bucket, &format!("{cand}/"))?),
@@ -225,7 +232,7 @@ fn destination(txn: &Connection, bucket: &str, to: &str, mode: OnConflict) -> St
             OnConflict::AutoRename => continue,
             OnConflict::Refuse if same => return Err(StoreError::Exists),
             OnConflict::Replace if same => {
-                remove_entry(txn, bucket, &cand)?;
+                remove_entry(txn, bucket, &cand, false)?;
                 return Ok(cand);
             }
             _ => return Err(StoreError::KindConflict),
@@ -269,8 +276,9 @@ fn folders_under(c: &Connection, bucket: &str, prefix: &str) -> StoreResult<Vec<
 }
 
 /// Deletes a file, or a folder with everything under it (objects released, folder rows
-/// gone), then prunes what held it.
-fn remove_entry(txn: &Connection, bucket: &str, key: &str) -> StoreResult<FolderUsage> {
+/// gone), then (with `prune_parent`) prunes what held it. Making room for an entry about to
+/// take the same place, the parent stays: an implied parent keeps its id.
+fn remove_entry(txn: &Connection, bucket: &str, key: &str, prune_parent: bool) -> StoreResult<FolderUsage> {
     let mut usage = FolderUsage::default();
     if key.ends_with('/') {
         for o in objects_under(txn, bucket, key)? {
@@ -291,7 +299,9 @@ fn remove_entry(txn: &Connection, bucket: &str, key: &str) -> StoreResult<Folder
         usage.bytes = o.size;
         remove_object_row(txn, &o)?;
     }
-    prune(txn, bucket, parent_of(key))?;
+    if prune_parent {
+        prune(txn, bucket, parent_of(key))?;
+    }
     Ok(usage)
 }
 
@@ -300,7 +310,47 @@ fn rekey(key: &str, from: &str, to: &str) -> String {
     format!("{to}{}", &key[from.len()..])
 }
 
+/// A folder cannot go into itself or below itself, nor replace a folder above it (which
+/// would remove the folder being moved); onto a folder above it under another name (or
+/// refused as taken) is fine.
+fn check_move(from: &str, to: &str, mode: OnConflict) -> StoreResult<()> {
+    if !from.ends_with('/') {
+        return Ok(());
+    }
+    if to.starts_with(from) {
+        return Err(StoreError::Conflict("a folder cannot go into itself".into()));
+    }
+    if from.starts_with(to) && mode == OnConflict::Replace {
+        return Err(StoreError::Conflict("a folder cannot replace a folder it is in".into()));
+    }
+    Ok(())
+}
+
+/// UFile's rename: one plain key to another, whatever either looks like (no folder moves,
+/// no name rule); `Replace` overwrites a key at `to`.
+fn move_flat_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
+    let (bucket, from, to) = (m.bucket.as_str(), m.from.as_str(), m.to.as_str());
+    let src = get_object_tx(txn, bucket, from)?.ok_or(StoreError::NotFound)?;
+    if from == to {
+        return Ok(TreeEntry::File(src));
+    }
+    if let Some(existing) = get_object_tx(txn, bucket, to)? {
+        if m.on_conflict != OnConflict::Replace {
+            return Err(StoreError::Exists);
+        }
+        remove_object_row(txn, &existing)?;
+    }
+    txn.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, from]).map_err(backend)?;
+    insert_object_row(txn, &ObjectRecord { key: to.to_owned(), ..src.clone() })?;
+    tree_removed(txn, bucket, from)?;
+    tree_added(txn, bucket, to, &src.id, m.now_ms, false)?;
+    Ok(TreeEntry::File(ObjectRecord { key: to.to_owned(), ..src }))
+}
+
 fn move_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
+    if m.flat {
+        return move_flat_tx(txn, m);
+    }
     let (bucket, from) = (m.bucket.as_str(), m.from.as_str());
     let folder = from.ends_with('/');
     if folder != m.to.ends_with('/') {
@@ -310,9 +360,7 @@ fn move_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
     if from == m.to {
         return Ok(src);
     }
-    if folder && (m.to.starts_with(from) || from.starts_with(m.to.as_str())) {
-        return Err(StoreError::Conflict("a folder cannot move into itself or onto a folder above it".into()));
-    }
+    check_move(from, &m.to, m.on_conflict)?;
     let to = destination(txn, bucket, &m.to, m.on_conflict)?;
     if folder {
         let end = subtree_end(from);
@@ -337,8 +385,9 @@ fn move_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
         )
         .map_err(backend)?;
     }
-    prune(txn, bucket, parent_of(from))?;
+    // The destination's folders first: a parent both sides share keeps its row (and id).
     ensure_folder(txn, bucket, parent_of(&to), false, false, None, m.now_ms)?;
+    prune(txn, bucket, parent_of(from))?;
     get_entry_tx(txn, bucket, &to)?.ok_or(StoreError::NotFound)
 }
 
@@ -348,12 +397,13 @@ fn copy_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
     if folder != m.to.ends_with('/') {
         return Err(StoreError::KindConflict);
     }
-    if get_entry_tx(txn, bucket, from)?.is_none() {
-        return Err(StoreError::NotFound);
+    let Some(src) = get_entry_tx(txn, bucket, from)? else { return Err(StoreError::NotFound) };
+    // Onto itself, replacing: nothing to do (UpYun copies a file onto itself to change its
+    // metadata).
+    if from == m.to && m.on_conflict == OnConflict::Replace {
+        return Ok(src);
     }
-    if folder && (m.to.starts_with(from) || from.starts_with(m.to.as_str())) {
-        return Err(StoreError::Conflict("a folder cannot be copied into itself or onto a folder above it".into()));
-    }
+    check_move(from, &m.to, m.on_conflict)?;
     let to = destination(txn, bucket, &m.to, m.on_conflict)?;
     let (objects, folders) = if folder {
         (objects_under(txn, bucket, from)?, folders_under(txn, bucket, from)?)
@@ -646,13 +696,16 @@ fn drop_trash_rows(txn: &Connection, bucket: &str, item: &str) -> StoreResult<()
     Ok(())
 }
 
-fn restore_tx(txn: &Connection, bucket: &str, id: &str, now: i64) -> StoreResult<TreeEntry> {
+fn restore_tx(txn: &Connection, bucket: &str, id: &str, to: &str, now: i64) -> StoreResult<TreeEntry> {
     let (item, parent_explicit) = get_trash_tx(txn, bucket, id)?.ok_or(StoreError::NotFound)?;
     let parent = parent_of(&item.key);
     if !parent.is_empty() && parent_explicit && !folder_exists(txn, bucket, parent)? {
         return Err(StoreError::Conflict("the folder it was in no longer exists".into()));
     }
-    let to = destination(txn, bucket, &item.key, OnConflict::AutoRename)?;
+    if parent_of(to) != parent || to.ends_with('/') != item.folder {
+        return Err(StoreError::Conflict("an entry is restored into the folder it was in".into()));
+    }
+    let to = destination(txn, bucket, to, OnConflict::Refuse)?;
     for o in trashed_objects(txn, bucket, id)? {
         insert_object_row(txn, &ObjectRecord { key: rekey(&o.key, &item.key, &to), ..o })?;
     }
@@ -789,7 +842,7 @@ impl TreeStore for SqliteMetaStore {
             if key.ends_with('/') && !recursive && has_children(txn, &bucket, &key)? {
                 return Err(StoreError::NotEmpty);
             }
-            remove_entry(txn, &bucket, &key)
+            remove_entry(txn, &bucket, &key, true)
         })
         .await
     }
@@ -850,7 +903,8 @@ impl TreeStore for SqliteMetaStore {
             Value::Text(bucket.to_owned()),
             Value::Text(after.filter(|a| *a >= under).unwrap_or(under).to_owned()),
             hi.map_or(Value::Null, Value::Text),
-            Value::Text(q.name.to_lowercase()),
+            // ASCII only, as SQLite's lower() folds.
+            Value::Text(q.name.to_ascii_lowercase()),
             Value::Integer(limit as i64),
             Value::Text(under.to_owned()),
         ];
@@ -924,9 +978,9 @@ impl TreeStore for SqliteMetaStore {
         self.read(move |c| Ok(get_trash_tx(c, &bucket, &id)?.map(|(t, _)| t))).await
     }
 
-    async fn restore(&self, bucket: &str, id: &str, now_ms: i64) -> StoreResult<TreeEntry> {
-        let (bucket, id) = (bucket.to_owned(), id.to_owned());
-        self.write(move |txn| restore_tx(txn, &bucket, &id, now_ms)).await
+    async fn restore(&self, bucket: &str, id: &str, to: &str, now_ms: i64) -> StoreResult<TreeEntry> {
+        let (bucket, id, to) = (bucket.to_owned(), id.to_owned(), to.to_owned());
+        self.write(move |txn| restore_tx(txn, &bucket, &id, &to, now_ms)).await
     }
 
     async fn purge(&self, bucket: &str, id: &str) -> StoreResult<TrashItem> {
