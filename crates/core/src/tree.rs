@@ -85,6 +85,16 @@ pub fn validate_name(name: &str, max_bytes: usize) -> CoreResult<()> {
     Ok(())
 }
 
+/// A page of at most `limit` from `items`, read with one more than that: if the extra one
+/// came, there is a next page, resuming after the last item kept (`resume_after` of it).
+fn page<T>(mut items: Vec<T>, limit: usize, resume_after: impl Fn(&T) -> String) -> Page<T> {
+    let next = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        resume_after(&items[limit - 1])
+    });
+    Page { items, next }
+}
+
 /// Folder keys are `""` (the top) or end in `/`.
 fn check_folder_key(folder: &str) -> CoreResult<()> {
     if folder.is_empty() || folder.ends_with('/') {
@@ -122,12 +132,8 @@ impl Engine {
         let b = self.admit(p, Op::List, bucket, &format!("{folder}{}", q.name_prefix)).await?;
         self.charge_request(p, &b).await?;
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut items = self.meta.list_folder(bucket, q, after, limit + 1).await?;
-        let next = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            encode_cursor(&TreeCursor::after(&items[limit - 1], q.order.by))
-        });
-        Ok(Page { items, next })
+        let items = self.meta.list_folder(bucket, q, after, limit + 1).await?;
+        Ok(page(items, limit, |e| encode_cursor(&TreeCursor::after(e, q.order.by))))
     }
 
     /// The entry at `key` (a folder's ends in `/`), if `p` may see it.
@@ -260,14 +266,8 @@ impl Engine {
     /// UFile's rename: one plain key to another (a key ending in `/` is moved alone, no
     /// name rule); `replace` overwrites what is at `to`.
     pub async fn rename_key(&self, p: &Principal, bucket: &str, from: &str, to: &str, replace: bool) -> CoreResult<()> {
-        validate_key(to)?;
-        self.admit(p, Op::Delete, bucket, from).await?;
-        let b = self.admit(p, Op::Write, bucket, to).await?;
-        if replace {
-            self.admit(p, Op::Delete, bucket, to).await?;
-        }
-        self.charge_request(p, &b).await?;
         let on_conflict = if replace { OnConflict::Replace } else { OnConflict::Refuse };
+        self.admit_transfer(p, bucket, from, to, on_conflict, false).await?;
         let m = TreeMove {
             bucket: bucket.to_owned(),
             from: from.to_owned(),
@@ -279,6 +279,31 @@ impl Engine {
         };
         self.meta.move_entry(m).await.map_err(tree_error)?;
         Ok(())
+    }
+
+    /// Admits a move (deleting the source) or a copy (reading it) to `to` (writing it, and
+    /// deleting what is there with `Replace`), and charges the request to the bucket.
+    async fn admit_transfer(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        from: &str,
+        to: &str,
+        on_conflict: OnConflict,
+        copy: bool,
+    ) -> CoreResult<BucketRecord> {
+        validate_key(to)?;
+        if copy {
+            self.read_access(p, bucket, from, None).await?;
+        } else {
+            self.admit(p, Op::Delete, bucket, from).await?;
+        }
+        let b = self.admit(p, Op::Write, bucket, to).await?;
+        if on_conflict == OnConflict::Replace {
+            self.admit(p, Op::Delete, bucket, to).await?;
+        }
+        self.charge_request(p, &b).await?;
+        Ok(b)
     }
 
     /// A move takes the source away (deleting it), a copy reads it; both write the
@@ -295,17 +320,7 @@ impl Engine {
         on_conflict: OnConflict,
         copy: bool,
     ) -> CoreResult<TreeEntry> {
-        validate_key(to)?;
-        if copy {
-            self.read_access(p, bucket, from, None).await?;
-        } else {
-            self.admit(p, Op::Delete, bucket, from).await?;
-        }
-        let b = self.admit(p, Op::Write, bucket, to).await?;
-        if on_conflict == OnConflict::Replace {
-            self.admit(p, Op::Delete, bucket, to).await?;
-        }
-        self.charge_request(p, &b).await?;
+        let b = self.admit_transfer(p, bucket, from, to, on_conflict, copy).await?;
         let quota_bytes = if copy { self.storage_quota(&b.tenant).await? } else { None };
         let renaming = on_conflict == OnConflict::AutoRename && !(from == to && !copy);
         for _ in 0..3 {
@@ -389,12 +404,8 @@ impl Engine {
         self.charge_request(p, &b).await?;
         let limit = limit.clamp(1, MAX_PAGE);
         let after = cursor.filter(|c| !c.is_empty());
-        let mut items = self.meta.search(bucket, q, after, limit + 1).await?;
-        let next = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            items[limit - 1].key().to_owned()
-        });
-        Ok(Page { items, next })
+        let items = self.meta.search(bucket, q, after, limit + 1).await?;
+        Ok(page(items, limit, |e| e.key().to_owned()))
     }
 
     /// Moves a file or folder to the bucket's recycle bin (restorable until purged; it keeps
@@ -424,12 +435,8 @@ impl Engine {
             }
         };
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut items = self.meta.list_trash(bucket, after, limit + 1).await?;
-        let next = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            format!("{}:{}", items[limit - 1].trashed_ms, items[limit - 1].id)
-        });
-        Ok(Page { items, next })
+        let items = self.meta.list_trash(bucket, after, limit + 1).await?;
+        Ok(page(items, limit, |t| format!("{}:{}", t.trashed_ms, t.id)))
     }
 
     async fn trash_item(&self, p: &Principal, bucket: &str, id: &str, op: Op) -> CoreResult<TrashItem> {

@@ -899,15 +899,17 @@ impl TreeStore for SqliteMetaStore {
     ) -> StoreResult<Vec<TreeEntry>> {
         let under = q.under.as_str();
         let hi = (!under.is_empty()).then(|| subtree_end(under));
-        let values = vec![
+        let mut values = vec![
             Value::Text(bucket.to_owned()),
             Value::Text(after.filter(|a| *a >= under).unwrap_or(under).to_owned()),
             hi.map_or(Value::Null, Value::Text),
             // ASCII only, as SQLite's lower() folds.
             Value::Text(q.name.to_ascii_lowercase()),
             Value::Integer(limit as i64),
-            Value::Text(under.to_owned()),
         ];
+        if q.direct {
+            values.push(Value::Text(under.to_owned()));
+        }
         // The name is what follows the parent (a folder's without its `/`), compared without
         // regard to ASCII case. A scan of the keys under `under`, paged by key.
         let (file_name, folder_name) =
@@ -932,11 +934,10 @@ impl TreeStore for SqliteMetaStore {
             "SELECT {ENTRY_COLS_FOLDER}, '' FROM folders WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3){}",
             test(folder_name)
         );
-        // Every arm names ?6 (a no-op test when not `direct`), so the parameters always bind.
         let select = match q.kinds {
-            EntryKinds::All => format!("{files} AND ?6 IS NOT NULL UNION ALL {folders}"),
-            EntryKinds::Files => format!("{files} AND ?6 IS NOT NULL"),
-            EntryKinds::Folders => format!("{folders} AND ?6 IS NOT NULL"),
+            EntryKinds::All => format!("{files} UNION ALL {folders}"),
+            EntryKinds::Files => files,
+            EntryKinds::Folders => folders,
         };
         self.read(move |c| {
             let sql = format!("{select} ORDER BY 3 LIMIT ?5");
