@@ -2,7 +2,7 @@
 
 use chuan_core::{Engine, Principal};
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result};
+use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use crate::error::OrS3;
 use crate::timestamp;
@@ -18,7 +18,17 @@ pub async fn create_bucket(
         .as_ref()
         .and_then(|c| c.location_constraint.as_ref())
         .map(|l| l.as_str().to_owned());
-    engine.create_bucket(p, &input.bucket, region.as_deref()).await.s3()?;
+    let acl = crate::acl::requested(
+        input.acl.as_ref().map(|a| a.as_str()),
+        crate::acl::GrantHeaders {
+            read: input.grant_read.as_deref(),
+            write: input.grant_write.as_deref(),
+            read_acp: input.grant_read_acp.as_deref(),
+            write_acp: input.grant_write_acp.as_deref(),
+            full_control: input.grant_full_control.as_deref(),
+        },
+    )?;
+    engine.create_bucket_with(p, &input.bucket, region.as_deref(), acl.as_ref()).await.s3()?;
     Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", input.bucket)) }))
 }
 
@@ -43,10 +53,32 @@ pub async fn delete_bucket(
 pub async fn list_buckets(
     engine: &Engine,
     p: &Principal,
-    _req: S3Request<ListBucketsInput>,
+    req: S3Request<ListBucketsInput>,
 ) -> S3Result<S3Response<ListBucketsOutput>> {
+    let input = req.input;
+    let max = match input.max_buckets {
+        None => usize::MAX,
+        Some(n) if (1..=10_000).contains(&n) => n as usize,
+        Some(_) => return Err(s3_error!(InvalidArgument, "max-buckets must be between 1 and 10000")),
+    };
+    let after = match input.continuation_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => Some(
+            chuan_api_common::decode_token(t)
+                .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))?,
+        ),
+        None => None,
+    };
+    let prefix = input.prefix.clone().unwrap_or_default();
     let buckets = engine.list_buckets(p).await.s3()?;
-    let list = buckets
+    let mut page: Vec<_> = buckets
+        .into_iter()
+        .filter(|b| b.name.starts_with(&prefix) && after.as_ref().is_none_or(|a| b.name.as_str() > a.as_str()))
+        .filter(|b| input.bucket_region.as_ref().is_none_or(|r| &b.region == r))
+        .collect();
+    let truncated = page.len() > max;
+    page.truncate(max);
+    let next = if truncated { page.last().map(|b| chuan_api_common::encode_token(&b.name)) } else { None };
+    let list = page
         .into_iter()
         .map(|b| Bucket {
             name: Some(b.name),
@@ -57,7 +89,8 @@ pub async fn list_buckets(
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(list),
         owner: Some(Owner { display_name: Some(p.tenant().to_owned()), id: Some(p.tenant().to_owned()) }),
-        ..Default::default()
+        continuation_token: next,
+        prefix: input.prefix,
     }))
 }
 

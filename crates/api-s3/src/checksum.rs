@@ -126,3 +126,40 @@ pub async fn stage_verified(
     }
     Ok(staged)
 }
+
+/// Where an object's S3 checksum type is kept (`ObjectMeta::attrs`).
+pub const CHECKSUM_TYPE_ATTR: &str = "s3-checksum-type";
+
+/// The checksum type of a multipart upload (and of the object it makes): what the client
+/// asked for, else S3's default for the algorithm (FULL_OBJECT for CRC64NVME, COMPOSITE for
+/// the others). CRC64NVME has no composite form and the SHA digests no full-object one.
+pub fn upload_checksum_type(alg: ChecksumAlgorithm, asked: Option<&str>) -> S3Result<&'static str> {
+    use s3s::dto::ChecksumType as T;
+    match asked {
+        None if alg == ChecksumAlgorithm::Crc64Nvme => Ok(T::FULL_OBJECT),
+        None => Ok(T::COMPOSITE),
+        Some(T::FULL_OBJECT) if alg.combines() => Ok(T::FULL_OBJECT),
+        Some(T::COMPOSITE) if alg != ChecksumAlgorithm::Crc64Nvme => Ok(T::COMPOSITE),
+        Some(t) => Err(s3_error!(
+            InvalidRequest,
+            "The {} checksum type cannot be used with the {} checksum algorithm.",
+            t,
+            alg.name().to_ascii_lowercase()
+        )),
+    }
+}
+
+/// The checksum of an object made of `parts` (digests and sizes) under `alg` and `ty`:
+/// combined CRCs for FULL_OBJECT, the checksum of the part checksums for COMPOSITE.
+pub fn multipart_checksum<'a>(
+    alg: ChecksumAlgorithm,
+    ty: &str,
+    parts: impl Iterator<Item = (&'a Digests, u64)> + Clone,
+) -> String {
+    if ty == s3s::dto::ChecksumType::FULL_OBJECT {
+        if let Some(v) = alg.full_object(parts.clone()) {
+            return v;
+        }
+    }
+    alg.composite(parts.map(|(d, _)| d))
+}

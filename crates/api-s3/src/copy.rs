@@ -1,5 +1,6 @@
 //! CopyObject: the destination shares the source's content; no bytes are copied.
 
+use chuan_core::store::ObjectRecord;
 use chuan_core::{Engine, Principal, PutTarget};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -13,6 +14,44 @@ pub(crate) fn source(copy_source: &CopySource) -> S3Result<(String, String)> {
         CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
         _ => Err(s3_error!(NotImplemented, "access point copy sources are not supported")),
     }
+}
+
+/// The `x-amz-copy-source-if-*` conditions of CopyObject and UploadPartCopy, as S3 applies
+/// them: a true `if-match` overrides a false `if-unmodified-since`, a false
+/// `if-none-match` overrides a true `if-modified-since`; any failure is 412.
+pub(crate) fn check_source_conditions(
+    src: &ObjectRecord,
+    if_match: &Option<ETagCondition>,
+    if_none_match: &Option<ETagCondition>,
+    if_modified_since: &Option<Timestamp>,
+    if_unmodified_since: &Option<Timestamp>,
+) -> S3Result<()> {
+    let modified = src.modified_ms / 1000;
+    let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
+    let matches = |c: &ETagCondition| match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == src.etag,
+    };
+    let failed = || Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+    match if_match {
+        Some(c) if !matches(c) => return failed(),
+        Some(_) => {}
+        None => {
+            if if_unmodified_since.as_ref().is_some_and(|t| modified > secs(t)) {
+                return failed();
+            }
+        }
+    }
+    match if_none_match {
+        Some(c) if matches(c) => return failed(),
+        Some(_) => {}
+        None => {
+            if if_modified_since.as_ref().is_some_and(|t| modified <= secs(t)) {
+                return failed();
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn copy_object(
@@ -30,16 +69,13 @@ pub async fn copy_object(
         ));
     }
     let src = engine.head_object(p, &src_bucket, &src_key).await.s3()?;
-    if let Some(ETagCondition::ETag(e)) = &input.copy_source_if_match {
-        if e.value() != src.etag {
-            return Err(s3_error!(PreconditionFailed));
-        }
-    }
-    if let Some(ETagCondition::ETag(e)) = &input.copy_source_if_none_match {
-        if e.value() == src.etag {
-            return Err(s3_error!(PreconditionFailed));
-        }
-    }
+    check_source_conditions(
+        &src,
+        &input.copy_source_if_match,
+        &input.copy_source_if_none_match,
+        &input.copy_source_if_modified_since,
+        &input.copy_source_if_unmodified_since,
+    )?;
     let mut meta = object_meta(
         input.content_type,
         input.content_encoding,
@@ -50,6 +86,20 @@ pub async fn copy_object(
         input.metadata,
     );
     meta.checksum_algorithm = src.meta.checksum_algorithm.clone();
+    meta.acl = crate::acl::for_object(
+        engine,
+        p,
+        &input.bucket,
+        input.acl.as_ref(),
+        crate::acl::GrantHeaders {
+            read: input.grant_read.as_deref(),
+            read_acp: input.grant_read_acp.as_deref(),
+            write_acp: input.grant_write_acp.as_deref(),
+            full_control: input.grant_full_control.as_deref(),
+            write: None,
+        },
+    )
+    .await?;
     let target = PutTarget {
         bucket: input.bucket,
         key: input.key,

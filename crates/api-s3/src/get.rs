@@ -31,8 +31,9 @@ pub(crate) fn set_checksum(
 }
 
 /// The checksum S3 reports for an object with `ChecksumMode: ENABLED`: the algorithm used at
-/// upload (CRC64NVME when none was), full-object for single-part content, composite
-/// (`<checksum>-<parts>`) for multipart content.
+/// upload (CRC64NVME when none was); full-object for single-part content and for multipart
+/// uploads of that type (combined from the parts' CRCs), composite (`<checksum>-<parts>`)
+/// otherwise.
 pub(crate) fn object_checksum(
     rec: &ObjectRecord,
     content: &ContentRecord,
@@ -43,12 +44,18 @@ pub(crate) fn object_checksum(
         .as_deref()
         .and_then(ChecksumAlgorithm::parse)
         .unwrap_or(ChecksumAlgorithm::Crc64Nvme);
-    if content.extents.len() <= 1 || alg == ChecksumAlgorithm::Crc64Nvme {
-        let d = content.digests.as_ref()?;
+    if content.extents.len() <= 1 {
+        let d = content.digests.as_ref().or(content.extents.first().map(|e| &e.digests))?;
         return Some((alg, alg.encode(d), ChecksumType::from_static(ChecksumType::FULL_OBJECT)));
     }
-    let value = alg.composite(content.extents.iter().map(|e| &e.digests));
-    Some((alg, value, ChecksumType::from_static(ChecksumType::COMPOSITE)))
+    let ty = match rec.meta.attrs.get(crate::checksum::CHECKSUM_TYPE_ATTR) {
+        Some(t) if t == ChecksumType::COMPOSITE => ChecksumType::COMPOSITE,
+        Some(_) => ChecksumType::FULL_OBJECT,
+        None if alg == ChecksumAlgorithm::Crc64Nvme => ChecksumType::FULL_OBJECT,
+        None => ChecksumType::COMPOSITE,
+    };
+    let value = crate::checksum::multipart_checksum(alg, ty, content.extents.iter().map(|e| (&e.digests, e.size)));
+    Some((alg, value, ChecksumType::from_static(ty)))
 }
 
 struct Conditions<'a> {
@@ -152,8 +159,39 @@ trait With: Sized {
 }
 impl<T> With for T {}
 
-/// The byte range a request selects: `[start, end)` and its `Content-Range`.
-fn select_range(range: &Option<Range>, size: u64) -> S3Result<(u64, u64, Option<String>)> {
+/// The byte range a request selects: `[start, end)` and its `Content-Range`; a
+/// `partNumber` selects that part of a multipart object (part 1 of any other object is the
+/// whole of it), with S3's `InvalidPart` past the last part.
+fn select_range(
+    range: &Option<Range>,
+    part_number: Option<i32>,
+    content: &ContentRecord,
+) -> S3Result<(u64, u64, Option<String>)> {
+    let size = content.size;
+    if let Some(n) = part_number {
+        if range.is_some() {
+            return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter"));
+        }
+        if !(1..=10_000).contains(&n) {
+            return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
+        }
+        let n = n as usize;
+        if content.extents.len() <= 1 {
+            if n != 1 {
+                return Err(s3_error!(InvalidPart, "The requested partnumber is not satisfiable"));
+            }
+            // The whole object, answered as the ranged read of its one part.
+            return Ok((0, size, (size > 0).then(|| format!("bytes 0-{}/{size}", size - 1))));
+        }
+        let extent = content
+            .extents
+            .get(n - 1)
+            .ok_or_else(|| s3_error!(InvalidPart, "The requested partnumber is not satisfiable"))?;
+        let start: u64 = content.extents[..n - 1].iter().map(|e| e.size).sum();
+        let end = start + extent.size;
+        let content_range = (end > start).then(|| format!("bytes {start}-{}/{size}", end - 1));
+        return Ok((start, end, content_range));
+    }
     match range {
         None => Ok((0, size, None)),
         Some(r) => {
@@ -185,7 +223,7 @@ pub async fn get_object(
         },
     )?;
     let content = engine.content_of(&rec).await.s3()?;
-    let (start, end, content_range) = select_range(&input.range, content.size)?;
+    let (start, end, content_range) = select_range(&input.range, input.part_number, &content)?;
     let body = StreamingBlob::wrap(engine.open_read(p, &rec, &content, start, end).await.s3()?);
     let mut out = object_headers!(GetObjectOutput, rec, content, {
         body: Some(body),
@@ -213,11 +251,107 @@ pub async fn head_object(
         },
     )?;
     let content = engine.content_of(&rec).await.s3()?;
-    let (start, end, content_range) = select_range(&input.range, content.size)?;
+    let (start, end, content_range) = select_range(&input.range, input.part_number, &content)?;
     let mut out = object_headers!(HeadObjectOutput, rec, content, {
         content_length: Some((end - start) as i64),
         content_range: content_range,
     });
     checksum_fields!(out, input.checksum_mode, start == 0 && end == content.size, rec, content);
+    // A ranged HEAD answers 206 as the GET would; s3s does not take a status from a
+    // HeadObject output, so `service.rs` sets it from the `Content-Range` filled here.
+    Ok(S3Response::new(out))
+}
+
+/// GetObjectAttributes: the attributes asked for (`ETag`, `Checksum`, `ObjectParts`,
+/// `StorageClass`, `ObjectSize`); parts of a multipart object are paged like ListParts.
+pub async fn get_object_attributes(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<GetObjectAttributesInput>,
+) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+    let input = &req.input;
+    let mut wanted = Vec::new();
+    for a in &input.object_attributes {
+        for name in a.as_str().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match name {
+                ObjectAttributes::ETAG
+                | ObjectAttributes::CHECKSUM
+                | ObjectAttributes::OBJECT_PARTS
+                | ObjectAttributes::STORAGE_CLASS
+                | ObjectAttributes::OBJECT_SIZE => wanted.push(name.to_owned()),
+                other => return Err(s3_error!(InvalidArgument, "Invalid attribute name specified: {other}")),
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Err(s3_error!(
+            InvalidArgument,
+            "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty"
+        ));
+    }
+    let wants = |n: &str| wanted.iter().any(|w| w == n);
+    let rec = engine.head_object(p, &input.bucket, &input.key).await.s3()?;
+    let content = engine.content_of(&rec).await.s3()?;
+    let mut out = GetObjectAttributesOutput { last_modified: Some(timestamp(rec.modified_ms)), ..Default::default() };
+    if wants(ObjectAttributes::ETAG) {
+        out.e_tag = Some(ETag::Strong(rec.etag.clone()));
+    }
+    if wants(ObjectAttributes::OBJECT_SIZE) {
+        out.object_size = Some(content.size as i64);
+    }
+    if wants(ObjectAttributes::STORAGE_CLASS) {
+        out.storage_class = Some(StorageClass::from_static(StorageClass::STANDARD));
+    }
+    let alg = rec.meta.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::parse);
+    if wants(ObjectAttributes::CHECKSUM) {
+        if let Some((alg, value, ty)) = object_checksum(&rec, &content) {
+            let mut c = Checksum { checksum_type: Some(ty), ..Default::default() };
+            let slot = match alg {
+                ChecksumAlgorithm::Crc32 => &mut c.checksum_crc32,
+                ChecksumAlgorithm::Crc32c => &mut c.checksum_crc32c,
+                ChecksumAlgorithm::Crc64Nvme => &mut c.checksum_crc64nvme,
+                ChecksumAlgorithm::Sha1 => &mut c.checksum_sha1,
+                ChecksumAlgorithm::Sha256 => &mut c.checksum_sha256,
+            };
+            *slot = Some(value);
+            out.checksum = Some(c);
+        }
+    }
+    if wants(ObjectAttributes::OBJECT_PARTS) && content.extents.len() > 1 {
+        let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+        let marker = input.part_number_marker.unwrap_or(0).max(0) as usize;
+        let total = content.extents.len();
+        let page: Vec<ObjectPart> = content
+            .extents
+            .iter()
+            .enumerate()
+            .skip(marker)
+            .take(max)
+            .map(|(i, e)| {
+                let mut part =
+                    ObjectPart { part_number: Some(i as i32 + 1), size: Some(e.size as i64), ..Default::default() };
+                set_checksum(
+                    &mut part.checksum_crc32,
+                    &mut part.checksum_crc32c,
+                    &mut part.checksum_crc64nvme,
+                    &mut part.checksum_sha1,
+                    &mut part.checksum_sha256,
+                    alg,
+                    &e.digests,
+                );
+                part
+            })
+            .collect();
+        let last = marker + page.len();
+        let truncated = last < total;
+        out.object_parts = Some(GetObjectAttributesParts {
+            is_truncated: Some(truncated),
+            max_parts: Some(max as i32),
+            next_part_number_marker: truncated.then_some(last as i32),
+            part_number_marker: input.part_number_marker,
+            parts: Some(page),
+            total_parts_count: Some(total as i32),
+        });
+    }
     Ok(S3Response::new(out))
 }

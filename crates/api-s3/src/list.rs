@@ -28,7 +28,8 @@ struct Rendered {
     prefixes: Vec<CommonPrefix>,
 }
 
-fn render(result: &ListResult, url: bool) -> Rendered {
+/// `owners`: each object's owner is listed (ListObjects always, V2 with `fetch-owner`).
+fn render(result: &ListResult, url: bool, owners: bool) -> Rendered {
     let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
     Rendered {
         contents: result
@@ -40,6 +41,7 @@ fn render(result: &ListResult, url: bool) -> Rendered {
                 e_tag: Some(ETag::Strong(o.etag.clone())),
                 last_modified: Some(timestamp(o.modified_ms)),
                 storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+                owner: owners.then(|| crate::acl::owner_of(o.meta.acl.as_ref(), &result.bucket_owner)),
                 ..Default::default()
             })
             .collect(),
@@ -77,13 +79,14 @@ pub async fn list_objects(
         max_keys: max_keys(input.max_keys)?,
     };
     let result = engine.list_objects(p, &input.bucket, &q).await.s3()?;
-    let r = render(&result, url);
+    let r = render(&result, url, true);
     let enc = |s: String| if url { url_encode(&s) } else { s };
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
         prefix: Some(enc(q.prefix.clone())),
         marker: Some(enc(input.marker.unwrap_or_default())),
-        delimiter: input.delimiter.map(enc),
+        // An empty delimiter is no delimiter, and S3 does not echo it.
+        delimiter: input.delimiter.filter(|d| !d.is_empty()).map(enc),
         max_keys: Some(q.max_keys as i32),
         is_truncated: Some(result.truncated),
         next_marker: if result.truncated { result.next_after.clone().map(enc) } else { None },
@@ -120,12 +123,13 @@ pub async fn list_objects_v2(
         max_keys: max_keys(input.max_keys)?,
     };
     let result = engine.list_objects(p, &input.bucket, &q).await.s3()?;
-    let r = render(&result, url);
+    let r = render(&result, url, input.fetch_owner == Some(true));
     let enc = |s: String| if url { url_encode(&s) } else { s };
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
         prefix: Some(enc(q.prefix.clone())),
-        delimiter: input.delimiter.map(enc),
+        // An empty delimiter is no delimiter, and S3 does not echo it.
+        delimiter: input.delimiter.filter(|d| !d.is_empty()).map(enc),
         max_keys: Some(q.max_keys as i32),
         key_count: Some((r.contents.len() + r.prefixes.len()) as i32),
         continuation_token: input.continuation_token,

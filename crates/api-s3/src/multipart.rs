@@ -7,7 +7,7 @@ use chuan_core::{Completion, Engine, NewUpload, PartList, Principal};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
-use crate::checksum::Claims;
+use crate::checksum::{multipart_checksum, Claims, CHECKSUM_TYPE_ATTR};
 use crate::error::OrS3;
 use crate::get::set_checksum;
 use crate::put::object_meta;
@@ -41,11 +41,31 @@ pub async fn create_multipart_upload(
         input.expires,
         input.metadata,
     );
+    let mut checksum_type = None;
     if let Some(a) = &input.checksum_algorithm {
         let alg = ChecksumAlgorithm::parse(a.as_str())
             .ok_or_else(|| s3_error!(InvalidArgument, "unsupported checksum algorithm"))?;
         meta.checksum_algorithm = Some(alg.name().to_owned());
+        let ty = crate::checksum::upload_checksum_type(alg, input.checksum_type.as_ref().map(|t| t.as_str()))?;
+        meta.attrs.insert(CHECKSUM_TYPE_ATTR.to_owned(), ty.to_owned());
+        checksum_type = Some(ChecksumType::from_static(ty));
+    } else if input.checksum_type.is_some() {
+        return Err(s3_error!(InvalidRequest, "The x-amz-checksum-type header requires x-amz-checksum-algorithm."));
     }
+    meta.acl = crate::acl::for_object(
+        engine,
+        p,
+        &input.bucket,
+        input.acl.as_ref(),
+        crate::acl::GrantHeaders {
+            read: input.grant_read.as_deref(),
+            read_acp: input.grant_read_acp.as_deref(),
+            write_acp: input.grant_write_acp.as_deref(),
+            full_control: input.grant_full_control.as_deref(),
+            write: None,
+        },
+    )
+    .await?;
     let algorithm = input.checksum_algorithm.clone();
     let mut new = NewUpload::new(UploadKind::S3, &input.bucket, &input.key);
     new.meta = meta;
@@ -55,6 +75,7 @@ pub async fn create_multipart_upload(
         key: Some(input.key),
         upload_id: Some(upload.id),
         checksum_algorithm: algorithm,
+        checksum_type,
         ..Default::default()
     }))
 }
@@ -79,6 +100,18 @@ pub async fn upload_part(
     let staged =
         crate::checksum::stage_verified(engine, p, input.body, input.content_length, &mut claims, req.trailing_headers)
             .await?;
+    if let Some(alg) = upload_algorithm(&upload.meta) {
+        // An upload created with a checksum algorithm takes parts carrying that checksum.
+        let sent = claims.checksums.first().map(|(a, _)| *a);
+        if sent != Some(alg) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                alg.name().to_ascii_lowercase(),
+                sent.map_or("null".to_owned(), |a| a.name().to_ascii_lowercase())
+            ));
+        }
+    }
     let digests = staged.digests.clone();
     let part = engine.commit_part(p, &upload, number, staged).await.s3()?;
     let mut out = UploadPartOutput { e_tag: Some(ETag::Strong(part.etag)), ..Default::default() };
@@ -119,11 +152,13 @@ pub async fn upload_part_copy(
     let upload = engine.upload(p, &input.bucket, &input.key, &input.upload_id).await.s3()?;
     let (src_bucket, src_key) = crate::copy::source(&input.copy_source)?;
     let src = engine.head_object(p, &src_bucket, &src_key).await.s3()?;
-    if let Some(ETagCondition::ETag(e)) = &input.copy_source_if_match {
-        if e.value() != src.etag {
-            return Err(s3_error!(PreconditionFailed));
-        }
-    }
+    crate::copy::check_source_conditions(
+        &src,
+        &input.copy_source_if_match,
+        &input.copy_source_if_none_match,
+        &input.copy_source_if_modified_since,
+        &input.copy_source_if_unmodified_since,
+    )?;
     let range = match &input.copy_source_range {
         Some(r) => Some(copy_range(r, src.size)?),
         None => None,
@@ -182,23 +217,74 @@ pub async fn complete_multipart_upload(
         let etag = part.e_tag.as_ref().ok_or_else(|| s3_error!(MalformedXML, "a Part has no ETag"))?;
         parts.push((part_number(n)?, etag.value().to_owned()));
     }
-    // Per-part checksums are checked before anything is committed.
-    if listed.iter().any(|l| {
-        l.checksum_crc32.is_some()
-            || l.checksum_crc32c.is_some()
-            || l.checksum_sha1.is_some()
-            || l.checksum_sha256.is_some()
-            || l.checksum_crc64nvme.is_some()
-    }) {
-        let stored = engine.list_parts(p, &upload, 0, 10_001).await.s3()?;
-        for l in &listed {
-            if let Some(s) = stored.iter().find(|s| Some(s.number as i32) == l.part_number) {
-                check_part_checksums(l, s)?;
+    // Per-part checksums, the whole object's checksum and its size are checked before
+    // anything is committed.
+    let stored = engine.list_parts(p, &upload, 0, MAX_PART_NUMBER as usize + 1).await.s3()?;
+    for l in &listed {
+        if let Some(s) = stored.iter().find(|s| Some(s.number as i32) == l.part_number) {
+            check_part_checksums(l, s)?;
+        }
+    }
+    let chosen: Vec<&PartRecord> = parts.iter().filter_map(|(n, _)| stored.iter().find(|s| s.number == *n)).collect();
+    let alg = upload_algorithm(&upload.meta);
+    let ty = upload.meta.attrs.get(CHECKSUM_TYPE_ATTR).cloned();
+    if let (Some(asked), Some(ty)) = (&input.checksum_type, &ty) {
+        if asked.as_str() != ty {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The upload was created using the {ty} checksum mode. The complete request must use the same checksum mode."
+            ));
+        }
+    }
+    let checksum = match (alg, &ty) {
+        (Some(alg), Some(ty)) if chosen.len() == parts.len() => {
+            Some((alg, multipart_checksum(alg, ty, chosen.iter().map(|p| (&p.digests, p.size)))))
+        }
+        _ => None,
+    };
+    let claimed = [
+        (ChecksumAlgorithm::Crc32, &input.checksum_crc32),
+        (ChecksumAlgorithm::Crc32c, &input.checksum_crc32c),
+        (ChecksumAlgorithm::Crc64Nvme, &input.checksum_crc64nvme),
+        (ChecksumAlgorithm::Sha1, &input.checksum_sha1),
+        (ChecksumAlgorithm::Sha256, &input.checksum_sha256),
+    ];
+    for (a, value) in claimed {
+        let Some(value) = value else { continue };
+        match &checksum {
+            Some((alg, ours)) if *alg == a => {
+                if value.trim() != ours {
+                    return Err(s3_error!(
+                        BadDigest,
+                        "The {} you specified did not match the calculated checksum.",
+                        format!("x-amz-checksum-{}", a.name().to_ascii_lowercase())
+                    ));
+                }
+            }
+            _ => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "The upload was not created with the {} checksum algorithm.",
+                    a.name().to_ascii_lowercase()
+                ))
             }
         }
     }
-    let done = engine.complete_upload(p, &upload, Completion::new(PartList::Listed(parts))).await.s3()?;
-    let (rec, chosen) = (done.object, done.parts);
+    if let Some(size) = input.mpu_object_size {
+        let total: u64 = chosen.iter().map(|p| p.size).sum();
+        if size < 0 || size as u64 != total {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The provided 'x-amz-mp-object-size' header value {size} does not match what was computed: {total}"
+            ));
+        }
+    }
+    let mut completion = Completion::new(PartList::Listed(parts));
+    completion.condition =
+        crate::put::write_condition(engine, p, &input.bucket, &input.key, &input.if_none_match, &input.if_match)
+            .await?;
+    let done = engine.complete_upload(p, &upload, completion).await.s3()?;
+    let rec = done.object;
     let mut out = CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
@@ -206,18 +292,15 @@ pub async fn complete_multipart_upload(
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         ..Default::default()
     };
-    if let Some(alg) = upload_algorithm(&upload.meta) {
-        if alg != ChecksumAlgorithm::Crc64Nvme {
-            let value = alg.composite(chosen.iter().map(|p| &p.digests));
-            match alg {
-                ChecksumAlgorithm::Crc32 => out.checksum_crc32 = Some(value),
-                ChecksumAlgorithm::Crc32c => out.checksum_crc32c = Some(value),
-                ChecksumAlgorithm::Sha1 => out.checksum_sha1 = Some(value),
-                ChecksumAlgorithm::Sha256 => out.checksum_sha256 = Some(value),
-                ChecksumAlgorithm::Crc64Nvme => {}
-            }
-            out.checksum_type = Some(ChecksumType::from_static(ChecksumType::COMPOSITE));
+    if let (Some((alg, value)), Some(ty)) = (checksum, ty) {
+        match alg {
+            ChecksumAlgorithm::Crc32 => out.checksum_crc32 = Some(value),
+            ChecksumAlgorithm::Crc32c => out.checksum_crc32c = Some(value),
+            ChecksumAlgorithm::Crc64Nvme => out.checksum_crc64nvme = Some(value),
+            ChecksumAlgorithm::Sha1 => out.checksum_sha1 = Some(value),
+            ChecksumAlgorithm::Sha256 => out.checksum_sha256 = Some(value),
         }
+        out.checksum_type = Some(ChecksumType::from(ty));
     }
     Ok(S3Response::new(out))
 }

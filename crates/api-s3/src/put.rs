@@ -4,7 +4,7 @@ use chuan_core::store::{ObjectMeta, WriteCondition};
 use chuan_core::PutTarget;
 use chuan_core::{Engine, Op, Principal};
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result};
+use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use crate::checksum::Claims;
 use crate::error::OrS3;
@@ -45,6 +45,33 @@ fn strip_aws_chunked(encoding: String) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join(","))
 }
 
+/// The condition of a conditional write (PutObject, CompleteMultipartUpload): `If-None-Match:
+/// *` (create only) or `If-Match` (replace only that version). S3 answers an `If-Match` write
+/// to a missing key 404 NoSuchKey, not 412; the commit still checks the condition atomically.
+pub(crate) async fn write_condition(
+    engine: &Engine,
+    p: &Principal,
+    bucket: &str,
+    key: &str,
+    if_none_match: &Option<ETagCondition>,
+    if_match: &Option<ETagCondition>,
+) -> S3Result<Option<WriteCondition>> {
+    if let Some(ETagCondition::ETag(_)) = if_none_match {
+        return Err(s3_error!(NotImplemented, "If-None-Match on writes takes only *"));
+    }
+    if if_match.is_some() {
+        if let Err(chuan_core::CoreError::NoSuchKey) = engine.head_object(p, bucket, key).await {
+            return Err(s3_error!(NoSuchKey, "The specified key does not exist."));
+        }
+    }
+    Ok(match (if_none_match, if_match) {
+        (Some(ETagCondition::Any), _) => Some(WriteCondition::Absent),
+        (_, Some(ETagCondition::ETag(e))) => Some(WriteCondition::EtagIs(e.value().to_owned())),
+        (_, Some(ETagCondition::Any)) => Some(WriteCondition::EtagIs("*".into())),
+        _ => None,
+    })
+}
+
 pub async fn put_object(
     engine: &Engine,
     p: &Principal,
@@ -54,12 +81,22 @@ pub async fn put_object(
     // Refuse before reading a byte of the body.
     chuan_core::names::validate_key(&input.key).map_err(crate::to_s3_error)?;
     engine.check_access(p, Op::Write, &input.bucket, &input.key).await.s3()?;
-    let condition = match (&input.if_none_match, &input.if_match) {
-        (Some(ETagCondition::Any), _) => Some(WriteCondition::Absent),
-        (_, Some(ETagCondition::ETag(e))) => Some(WriteCondition::EtagIs(e.value().to_owned())),
-        (_, Some(ETagCondition::Any)) => Some(WriteCondition::EtagIs("*".into())),
-        _ => None,
-    };
+    let condition =
+        write_condition(engine, p, &input.bucket, &input.key, &input.if_none_match, &input.if_match).await?;
+    let acl = crate::acl::for_object(
+        engine,
+        p,
+        &input.bucket,
+        input.acl.as_ref(),
+        crate::acl::GrantHeaders {
+            read: input.grant_read.as_deref(),
+            read_acp: input.grant_read_acp.as_deref(),
+            write_acp: input.grant_write_acp.as_deref(),
+            full_control: input.grant_full_control.as_deref(),
+            write: None,
+        },
+    )
+    .await?;
     let mut claims = Claims::new(
         input.content_md5,
         input.checksum_algorithm.as_ref().map(|a| a.as_str()),
@@ -82,6 +119,7 @@ pub async fn put_object(
         input.metadata,
     );
     meta.checksum_algorithm = claims.algorithm().map(|a| a.name().to_owned());
+    meta.acl = acl;
     let digests = staged.digests.clone();
     let target =
         PutTarget { bucket: input.bucket, key: input.key, meta, condition, tree: chuan_core::store::TreeRule::Flat };

@@ -13,40 +13,27 @@ use crate::{ChuanS3, EngineAuth};
 pub struct S3Dialect {
     service: S3Service,
     engine: Arc<Engine>,
-    /// POST Object requests being buffered (see [`POST_OBJECTS_AT_ONCE`]).
-    post_objects: chuan_core::AddressGate,
+    /// How a `Host` names a bucket (shared with s3s), for the CORS decisions and POST Object
+    /// forms handled around s3s.
+    host: Arc<dyn S3Host>,
 }
-
-/// POST Object requests handled at once. s3s buffers a POST Object's file part in memory
-/// (up to `post_object_max_bytes`) to check the policy before the signature, so this bounds
-/// that memory, whoever sends the forms; more at once get 503 SlowDown. Streaming POST Object
-/// is issue 13's.
-pub const POST_OBJECTS_AT_ONCE: usize = 8;
-
-/// POST Object requests one client address may have buffered at once (of
-/// [`POST_OBJECTS_AT_ONCE`]): one address's stalled forms cannot take every slot.
-pub const POST_OBJECTS_PER_ADDRESS: usize = 2;
 
 /// The largest XML request body (CompleteMultipartUpload of 10,000 parts with checksums,
 /// DeleteObjects of 1,000 keys of 1,024 bytes); s3s refuses larger ones while reading.
 const XML_MAX_BODY: usize = 4 << 20;
 
 impl S3Dialect {
-    /// `post_object_max_bytes` bounds the memory s3s uses to buffer a POST Object file part
-    /// while it checks the policy's `content-length-range`; the form's other fields are held
-    /// to the process-wide form limits (`chuan_api_common::form::limits`).
-    pub fn new(engine: Arc<Engine>, host: impl S3Host, post_object_max_bytes: u64) -> Self {
+    /// POST Object forms never reach s3s (see `post.rs`); their fields are held to the
+    /// process-wide form limits (`chuan_api_common::form::limits`).
+    pub fn new(engine: Arc<Engine>, host: impl S3Host) -> Self {
+        let host: Arc<dyn S3Host> = Arc::new(host);
         let mut builder = S3ServiceBuilder::new(ChuanS3::new(engine.clone()));
         builder.set_auth(EngineAuth(engine.clone()));
         builder.set_access(crate::EngineAccess);
-        builder.set_host(host);
-        let config = s3s_config(post_object_max_bytes);
+        builder.set_host(SharedHost(host.clone()));
+        let config = s3s_config();
         builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(config))));
-        Self {
-            service: builder.build(),
-            engine: engine.clone(),
-            post_objects: chuan_core::AddressGate::new(POST_OBJECTS_AT_ONCE, POST_OBJECTS_PER_ADDRESS),
-        }
+        Self { service: builder.build(), engine: engine.clone(), host }
     }
 
     pub async fn handle(&self, req: Request<chuan_api_common::RequestBody>) -> Response<s3s::Body> {
@@ -78,31 +65,72 @@ impl S3Dialect {
         resp
     }
 
-    async fn serve(&self, req: Request<s3s::Body>) -> Response<s3s::Body> {
-        let is_post = req.method() == http::Method::POST;
-        let is_form = is_post
+    /// The bucket a request names: by its virtual host, else by its path's first segment.
+    fn bucket_of(&self, req: &Request<s3s::Body>) -> Option<String> {
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+        if let Some(vh) = host.and_then(|h| self.host.parse_host_header(h).ok()) {
+            if let Some(b) = vh.bucket() {
+                return Some(b.to_owned());
+            }
+        }
+        let first = req.uri().path().trim_start_matches('/').split('/').next().unwrap_or("");
+        (!first.is_empty()).then(|| first.to_owned())
+    }
+
+    /// Every S3 request: a preflight is answered here (S3 needs no credential for it); any
+    /// other request from a browser (with `Origin`) gets the bucket's CORS headers on its
+    /// answer, error or not.
+    async fn serve(&self, mut req: Request<s3s::Body>) -> Response<s3s::Body> {
+        let request_id = crate::prepare::new_request_id();
+        crate::prepare::drop_ignored_headers(&self.engine, &mut req).await;
+        let mut resp = match crate::prepare::presigned_refusal(&req) {
+            Some(refusal) => refusal,
+            None => self.serve_cors(req).await,
+        };
+        stamp_request_id(&mut resp, &request_id).await;
+        resp
+    }
+
+    async fn serve_cors(&self, req: Request<s3s::Body>) -> Response<s3s::Body> {
+        let origin = req.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if req.method() == http::Method::OPTIONS {
+            let bucket = self.bucket_of(&req);
+            return crate::cors::preflight(&self.engine, bucket.as_deref(), req.headers()).await;
+        }
+        let Some(origin) = origin else { return self.serve_s3(req).await };
+        let bucket = self.bucket_of(&req);
+        let method = req.method().as_str().to_owned();
+        let mut resp = self.serve_s3(req).await;
+        if let Some(bucket) = bucket {
+            let answer = self.engine.cors_decision(&bucket, &origin, &method, &[]).await.ok().flatten();
+            crate::cors::apply(resp.headers_mut(), answer.as_ref(), false);
+        }
+        resp
+    }
+
+    async fn serve_s3(&self, req: Request<s3s::Body>) -> Response<s3s::Body> {
+        let is_form = req.method() == http::Method::POST
             && req
                 .headers()
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
-        let _buffering = if is_form {
-            match self.post_objects.try_acquire() {
-                Some(permit) => Some(permit),
-                None => {
-                    self.engine.metrics.refused("form_slots");
-                    return xml_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "SlowDown",
-                        "Too many form uploads at once; please retry.",
-                    );
-                }
-            }
-        } else {
-            None
-        };
+        if is_form {
+            let bucket = self.bucket_of(&req);
+            return crate::post::post_object(&self.engine, bucket, req).await;
+        }
+        let is_head = req.method() == http::Method::HEAD;
+        let attributes = req.method() == http::Method::GET
+            && req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "attributes" || kv == "attributes="));
         match self.service.call(req).await {
-            Ok(resp) if is_post && resp.status() == StatusCode::BAD_REQUEST => post_policy_fixup(resp).await,
+            Ok(resp) if attributes && resp.status().is_success() => unquote_attributes_etag(resp).await,
+            Ok(mut resp) if is_head && resp.status() == StatusCode::OK => {
+                // A ranged HEAD (Range or partNumber) answers 206, as its GET does.
+                if resp.headers().contains_key(http::header::CONTENT_RANGE) {
+                    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+                }
+                resp
+            }
             Ok(resp) => resp,
             Err(e) => {
                 tracing::error!(error = ?e, "S3 request failed");
@@ -116,12 +144,11 @@ impl S3Dialect {
     }
 }
 
-/// The limits s3s parses Chuan's S3 requests under: XML bodies up to 4 MiB, POST Object file
-/// parts buffered up to `post_object_max_bytes`, form fields held to the process-wide form
-/// limits (`chuan_api_common::form::limits`).
-pub fn s3s_config(post_object_max_bytes: u64) -> s3s::config::S3Config {
+/// The limits s3s parses Chuan's S3 requests under: XML bodies up to 4 MiB; form limits as
+/// the process-wide ones, though forms are Chuan's own (`post.rs`).
+pub fn s3s_config() -> s3s::config::S3Config {
     let mut config = s3s::config::S3Config::default();
-    config.post_object_max_file_size = post_object_max_bytes;
+    config.post_object_max_file_size = 0;
     config.xml_max_body_size = XML_MAX_BODY;
     let forms = chuan_api_common::form::limits();
     config.form_max_parts = forms.max_fields;
@@ -130,7 +157,76 @@ pub fn s3s_config(post_object_max_bytes: u64) -> s3s::config::S3Config {
     config
 }
 
-fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
+/// GetObjectAttributes carries the ETag unquoted (unlike every other S3 answer); s3s quotes
+/// it, so the small document is mended here.
+async fn unquote_attributes_etag(resp: Response<s3s::Body>) -> Response<s3s::Body> {
+    let (mut parts, body) = resp.into_parts();
+    let bytes: Bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let fixed = match (text.find("<ETag>"), text.find("</ETag>")) {
+        (Some(a), Some(b)) if a < b => {
+            let inner = &text[a + 6..b];
+            let bare = inner.trim_matches('"').trim_start_matches("&quot;").trim_end_matches("&quot;");
+            format!("{}<ETag>{bare}</ETag>{}", &text[..a], &text[b + 7..])
+        }
+        _ => text.into_owned(),
+    };
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    if let Ok(v) = http::HeaderValue::from_str(&fixed.len().to_string()) {
+        parts.headers.insert(http::header::CONTENT_LENGTH, v);
+    }
+    Response::from_parts(parts, s3s::Body::from(fixed))
+}
+
+/// Sets `x-amz-request-id` (and `x-amz-id-2`) on an answer, and the same id as the
+/// `RequestId` of an error document, as S3 does. Error documents are small; bodies of
+/// successful answers are never read here.
+async fn stamp_request_id(resp: &mut Response<s3s::Body>, id: &str) {
+    if let Ok(v) = http::HeaderValue::from_str(id) {
+        resp.headers_mut().insert("x-amz-request-id", v.clone());
+        resp.headers_mut().insert("x-amz-id-2", v);
+    }
+    let is_xml = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("xml"));
+    if resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED || !is_xml {
+        return;
+    }
+    let body = std::mem::replace(resp.body_mut(), s3s::Body::empty());
+    let bytes: Bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let stamped = match text.rfind("</Error>") {
+        Some(at) if !text.contains("<RequestId>") => {
+            format!("{}<RequestId>{id}</RequestId>{}", &text[..at], &text[at..])
+        }
+        _ => text.into_owned(),
+    };
+    resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+    if let Ok(v) = http::HeaderValue::from_str(&stamped.len().to_string()) {
+        resp.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+    }
+    *resp.body_mut() = s3s::Body::from(stamped);
+}
+
+/// An [`S3Host`] shared between s3s and the dialect.
+struct SharedHost(Arc<dyn S3Host>);
+
+impl S3Host for SharedHost {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        self.0.parse_host_header(host)
+    }
+}
+
+/// An S3 error document answered outside s3s.
+pub(crate) fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{}</Message></Error>",
         message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
@@ -140,25 +236,4 @@ fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Bod
         .header("content-type", "application/xml")
         .body(s3s::Body::from(body))
         .expect("valid response")
-}
-
-/// s3s answers a POST Object whose form breaks a policy condition with 400
-/// `InvalidPolicyDocument`; S3 answers 403 `AccessDenied` ("Invalid according to Policy"),
-/// which is what browser upload code checks for. Error bodies are small, so reading one is fine.
-async fn post_policy_fixup(resp: Response<s3s::Body>) -> Response<s3s::Body> {
-    let (parts, body) = resp.into_parts();
-    let bytes: Bytes = match body.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => Bytes::new(),
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    if text.contains("<Code>InvalidPolicyDocument</Code>") && text.contains("Policy condition") {
-        let detail = text
-            .split("<Message>")
-            .nth(1)
-            .and_then(|m| m.split("</Message>").next())
-            .unwrap_or("Policy Condition failed");
-        return xml_error(StatusCode::FORBIDDEN, "AccessDenied", &format!("Invalid according to Policy: {detail}"));
-    }
-    Response::from_parts(parts, s3s::Body::from(bytes))
 }

@@ -25,10 +25,6 @@ pub struct ServeOptions {
     pub limits: ServeLimits,
 }
 
-/// POST Object bodies are buffered by s3s to check the policy's content-length-range;
-/// this bounds that memory.
-const POST_OBJECT_MAX_BYTES: u64 = 64 << 20;
-
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let limits = opts.limits.clone();
     let mut config = EngineConfig {
@@ -164,7 +160,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 /// The dispatcher's state: every dialect over `engine`, with the listener's limits (also what
 /// the fuzz targets drive).
 pub fn build_state(engine: Arc<chuan_core::Engine>, domains: Vec<String>, limits: &ServeLimits) -> State {
-    let s3 = chuan_api_s3::S3Dialect::new(engine.clone(), BaseDomains(domains.clone()), POST_OBJECT_MAX_BYTES);
+    let s3 = chuan_api_s3::S3Dialect::new(engine.clone(), BaseDomains(domains.clone()));
     let mut adrive_config = chuan_api_adrive::AdriveConfig::default();
     if let Some(secs) = env_secs("CHUAN_ADRIVE_URL_TTL_SECS") {
         adrive_config.url_ttl = secs;

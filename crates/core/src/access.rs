@@ -8,18 +8,21 @@
 //! multipart completion keys, instant-upload claims, listings of sessions and parts):
 //! 1. the principal's scope allows the operation class on that bucket and key;
 //! 2. the bucket belongs to the principal's tenant (or the principal is the root);
-//! 3. anonymous callers read only public buckets and public objects, and do nothing else.
+//! 3. the bucket's and the object's access control lists allow it (`acl.rs`): by default the
+//!    bucket's owner alone; anonymous callers get what is granted to everyone and the objects
+//!    of public buckets.
 //!
 //! Deciding and metering are separate steps: `admit`, `admit_bucket` and `read_access`
 //! decide and charge nothing; an operation charges the request (to the bucket it writes, or
 //! reads) once every key it names has been admitted, so refused and anonymous requests never
 //! consume a tenant's allowances (see `metering.rs`).
 
-use chuan_store::{BucketRecord, CredentialKind, ObjectAccess, ObjectRecord, Within};
+use chuan_store::{BucketRecord, CredentialKind, ObjectRecord, Permission, Within};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::acl::{bucket_allows, object_allows};
 use crate::engine::Engine;
 use crate::error::{CoreError, CoreResult};
 
@@ -123,10 +126,10 @@ impl Principal {
         Self::new("root".into(), "operator".into(), Some(CredentialKind::Root), true, None)
     }
 
-    /// An unauthenticated caller: it may only read public buckets and public objects.
+    /// An unauthenticated caller: it may do what ACLs grant to everyone (`AllUsers`) and
+    /// read the objects of public buckets, nothing else.
     pub fn anonymous() -> Self {
-        let scope = Scope { ops: Some(vec![Op::Read]), buckets: None, prefixes: None };
-        Self::new(String::new(), ANONYMOUS.into(), None, false, Some(scope))
+        Self::new(String::new(), ANONYMOUS.into(), None, false, None)
     }
 
     /// The tenant acted for (empty for anonymous callers).
@@ -199,47 +202,130 @@ impl Principal {
     }
 }
 
-impl Engine {
-    /// The access decision: may `p` do `op` on `key` (a key, or a listing prefix for
-    /// `Op::List`) of `bucket`? Returns the bucket; charges nothing. Scope refusals come
-    /// before any lookup, so they reveal nothing.
-    pub(crate) async fn admit(&self, p: &Principal, op: Op, bucket: &str, key: &str) -> CoreResult<BucketRecord> {
-        if p.scope.as_ref().is_some_and(|s| !s.allows(op, bucket, key)) {
-            return Err(CoreError::AccessDenied);
+impl Op {
+    /// The bucket permission an operation of this class needs (`Read` of an object is the
+    /// object's own; on the bucket it is what a public bucket or a `READ` grant gives).
+    fn bucket_permission(self) -> Permission {
+        match self {
+            Op::Read | Op::List => Permission::Read,
+            Op::Write | Op::Delete => Permission::Write,
         }
-        if p.is_anonymous() && op != Op::Read {
-            return Err(CoreError::AccessDenied);
+    }
+}
+
+/// The read decision of [`Engine::read_access`].
+fn may_read(b: &BucketRecord, p: &Principal, obj: Option<&ObjectRecord>) -> CoreResult<()> {
+    let allowed = match obj {
+        Some(o) => object_allows(b, o, p, Permission::Read),
+        None => bucket_allows(b, p, Permission::Read) || b.public,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(CoreError::AccessDenied)
+    }
+}
+
+impl Engine {
+    /// The scope check and the bucket every decision starts with. Scope refusals come
+    /// before any lookup, so they reveal nothing.
+    async fn scoped_bucket(&self, p: &Principal, op: Op, bucket: &str, key: Option<&str>) -> CoreResult<BucketRecord> {
+        if let Some(s) = &p.scope {
+            let allowed = match key {
+                Some(key) => s.allows(op, bucket, key),
+                None => s.allows_op(op) && s.allows_bucket(bucket),
+            };
+            if !allowed {
+                return Err(CoreError::AccessDenied);
+            }
         }
         self.throttle(p)?;
-        let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
-        if p.is_anonymous() {
-            // Object reads decide with the object (`read_access`); here the bucket must be public.
-            return if b.public { Ok(b) } else { Err(CoreError::AccessDenied) };
+        self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)
+    }
+
+    /// The access decision: may `p` do `op` on `key` (a key, or a listing prefix for
+    /// `Op::List`) of `bucket`? Returns the bucket; charges nothing. The bucket's ACL
+    /// decides (`acl.rs`): its owner alone by default; `Op::Read` without an object (a
+    /// folder, a missing key) also passes in a public bucket.
+    pub(crate) async fn admit(&self, p: &Principal, op: Op, bucket: &str, key: &str) -> CoreResult<BucketRecord> {
+        let b = self.scoped_bucket(p, op, bucket, Some(key)).await?;
+        if bucket_allows(&b, p, op.bucket_permission()) || (op == Op::Read && b.public) {
+            Ok(b)
+        } else {
+            Err(CoreError::AccessDenied)
         }
-        if b.tenant != p.tenant && !p.admin {
-            return Err(CoreError::AccessDenied);
-        }
-        Ok(b)
     }
 
     /// Bucket-level access (head, location, usage, a check before a body is read): the scope
-    /// must allow the bucket and the bucket must be the principal's. Charges nothing.
+    /// must allow the bucket, and `p` must own it or hold a `READ` or `WRITE` grant on it.
+    /// Charges nothing.
     pub(crate) async fn admit_bucket(&self, p: &Principal, bucket: &str) -> CoreResult<BucketRecord> {
-        if p.is_anonymous() || p.scope.as_ref().is_some_and(|s| !s.allows_bucket(bucket)) {
+        if p.scope.as_ref().is_some_and(|s| !s.allows_bucket(bucket)) {
             return Err(CoreError::AccessDenied);
         }
         self.throttle(p)?;
         let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
-        if b.tenant != p.tenant && !p.admin {
-            return Err(CoreError::AccessDenied);
+        if bucket_allows(&b, p, Permission::Read) || bucket_allows(&b, p, Permission::Write) {
+            Ok(b)
+        } else {
+            Err(CoreError::AccessDenied)
         }
-        Ok(b)
     }
 
-    /// May `p` read this object (or, `None`, a missing object at `key`)? Credentials go
-    /// through [`Engine::admit`]; anonymous callers need a public object, or a public bucket
-    /// and an object that is not private. A missing object in a private bucket is refused
-    /// like an existing one, so anonymous callers learn nothing of private keys.
+    /// What only a bucket's owner (or the root) may do with an unscoped credential:
+    /// delete it, switch it public, set its CORS rules. Charges nothing.
+    pub(crate) async fn admit_owner(&self, p: &Principal, bucket: &str) -> CoreResult<BucketRecord> {
+        if p.scope.is_some() || p.is_anonymous() {
+            return Err(CoreError::AccessDenied);
+        }
+        self.throttle(p)?;
+        let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
+        if p.admin || p.tenant == b.tenant {
+            Ok(b)
+        } else {
+            Err(CoreError::AccessDenied)
+        }
+    }
+
+    /// May `p` use the ACL of `bucket` (`ReadAcp`, `WriteAcp`)? Scoped credentials need the
+    /// bucket in scope and read (or write) rights.
+    pub(crate) async fn admit_permission(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        perm: Permission,
+    ) -> CoreResult<BucketRecord> {
+        let op = if perm == Permission::WriteAcp { Op::Write } else { Op::Read };
+        let b = self.scoped_bucket(p, op, bucket, None).await?;
+        if bucket_allows(&b, p, perm) {
+            Ok(b)
+        } else {
+            Err(CoreError::AccessDenied)
+        }
+    }
+
+    /// May `p` use `perm` on the object at `key`? The object must exist (`NoSuchKey` only
+    /// to those who may list the bucket; others are refused alike either way).
+    pub(crate) async fn admit_object(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        perm: Permission,
+    ) -> CoreResult<(BucketRecord, ObjectRecord)> {
+        let op = if matches!(perm, Permission::Write | Permission::WriteAcp) { Op::Write } else { Op::Read };
+        let b = self.scoped_bucket(p, op, bucket, Some(key)).await?;
+        match self.meta.get_object(bucket, key).await? {
+            Some(o) if object_allows(&b, &o, p, perm) => Ok((b, o)),
+            Some(_) => Err(CoreError::AccessDenied),
+            None if bucket_allows(&b, p, Permission::Read) => Err(CoreError::NoSuchKey),
+            None => Err(CoreError::AccessDenied),
+        }
+    }
+
+    /// May `p` read this object (or, `None`, learn that `key` holds none)? The object's ACL
+    /// decides (`acl.rs`); a missing object is reported only to callers who may list the
+    /// bucket (or read a public one), so no one else learns anything of its keys.
     pub(crate) async fn read_access(
         &self,
         p: &Principal,
@@ -247,21 +333,23 @@ impl Engine {
         key: &str,
         obj: Option<&ObjectRecord>,
     ) -> CoreResult<BucketRecord> {
-        if !p.is_anonymous() {
-            return self.admit(p, Op::Read, bucket, key).await;
-        }
-        self.throttle(p)?;
-        let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
-        let public = match obj.map(|o| o.meta.access) {
-            Some(ObjectAccess::PublicRead) => true,
-            Some(ObjectAccess::Private) => false,
-            Some(ObjectAccess::Inherit) | None => b.public,
-        };
-        if public {
-            Ok(b)
-        } else {
-            Err(CoreError::AccessDenied)
-        }
+        let b = self.scoped_bucket(p, Op::Read, bucket, Some(key)).await?;
+        may_read(&b, p, obj)?;
+        Ok(b)
+    }
+
+    /// The object at `key` and its bucket, if `p` may read it ([`Engine::read_access`]
+    /// with the object looked up after the scope check).
+    pub(crate) async fn read_object(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+    ) -> CoreResult<(Option<ObjectRecord>, BucketRecord)> {
+        let b = self.scoped_bucket(p, Op::Read, bucket, Some(key)).await?;
+        let obj = self.meta.get_object(bucket, key).await?;
+        may_read(&b, p, obj.as_ref())?;
+        Ok((obj, b))
     }
 
     /// Checks, before a body is read, that `p` may do `op` on `key` of `bucket` (the same

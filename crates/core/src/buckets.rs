@@ -1,8 +1,9 @@
 //! Buckets: creation (names are global), deletion when empty, visibility, listing.
 
-use chuan_store::{now_ms, BucketRecord, StoreError};
+use chuan_store::{now_ms, Acl, BucketConfig, BucketRecord, StoreError};
 
 use crate::access::Principal;
+use crate::acl::AclSpec;
 use crate::engine::Engine;
 use crate::error::{CoreError, CoreResult};
 use crate::names::validate_bucket;
@@ -12,10 +13,36 @@ impl Engine {
     /// `BucketAlreadyOwnedByYou` when the tenant has it already, `BucketExists` when another
     /// tenant does.
     pub async fn create_bucket(&self, p: &Principal, name: &str, region: Option<&str>) -> CoreResult<()> {
+        self.create_bucket_with(p, name, region, None).await
+    }
+
+    /// [`Engine::create_bucket`] with the ACL the request asks for (S3's `x-amz-acl` and
+    /// `x-amz-grant-*`); `InvalidArgument` for grants to unknown tenants, nothing created.
+    pub async fn create_bucket_with(
+        &self,
+        p: &Principal,
+        name: &str,
+        region: Option<&str>,
+        acl: Option<&AclSpec>,
+    ) -> CoreResult<()> {
         if p.scope.is_some() || p.is_anonymous() {
             return Err(CoreError::AccessDenied);
         }
-        self.create_bucket_of(&p.tenant, name, region).await
+        let acl = match acl {
+            Some(spec) => {
+                let b = BucketRecord {
+                    name: name.to_owned(),
+                    tenant: p.tenant.clone(),
+                    public: false,
+                    region: String::new(),
+                    created_ms: 0,
+                    config: BucketConfig::default(),
+                };
+                Some(self.resolve_acl(spec, &p.tenant, &b).await?)
+            }
+            None => None,
+        };
+        self.create_bucket_of(&p.tenant, name, region, acl).await
     }
 
     /// Creates a bucket for `tenant` (the root acting for a tenant: default drives, tools).
@@ -26,10 +53,16 @@ impl Engine {
         if !self.tenant_exists(tenant).await? {
             return Err(CoreError::NoSuchTenant);
         }
-        self.create_bucket_of(tenant, name, None).await
+        self.create_bucket_of(tenant, name, None, None).await
     }
 
-    async fn create_bucket_of(&self, tenant: &str, name: &str, region: Option<&str>) -> CoreResult<()> {
+    async fn create_bucket_of(
+        &self,
+        tenant: &str,
+        name: &str,
+        region: Option<&str>,
+        acl: Option<Acl>,
+    ) -> CoreResult<()> {
         validate_bucket(name)?;
         let rec = BucketRecord {
             name: name.to_owned(),
@@ -37,6 +70,7 @@ impl Engine {
             public: false,
             region: region.unwrap_or(&self.config.region).to_owned(),
             created_ms: now_ms(),
+            config: BucketConfig { acl, cors: None },
         };
         let r = self.meta.create_bucket(rec).await;
         self.forget_bucket(name);
@@ -49,11 +83,9 @@ impl Engine {
         }
     }
 
+    /// Deletes an empty bucket (open upload sessions are aborted with it); its owner only.
     pub async fn delete_bucket(&self, p: &Principal, name: &str) -> CoreResult<()> {
-        if p.scope.is_some() {
-            return Err(CoreError::AccessDenied);
-        }
-        let b = self.admit_bucket(p, name).await?;
+        let b = self.admit_owner(p, name).await?;
         self.charge_request(p, &b).await?;
         let r = self.meta.delete_bucket(name).await;
         self.forget_bucket(name);
@@ -66,12 +98,19 @@ impl Engine {
 
     /// Public buckets serve reads unsigned (in dialects that have that notion).
     pub async fn set_bucket_public(&self, p: &Principal, name: &str, public: bool) -> CoreResult<()> {
-        if p.scope.is_some() {
-            return Err(CoreError::AccessDenied);
-        }
-        let b = self.admit_bucket(p, name).await?;
+        let b = self.admit_owner(p, name).await?;
         self.charge_request(p, &b).await?;
         let r = self.meta.set_bucket_public(name, public).await;
+        self.forget_bucket(name);
+        match r {
+            Err(StoreError::NotFound) => Err(CoreError::NoSuchBucket),
+            r => Ok(r?),
+        }
+    }
+
+    /// Replaces a bucket's settings and forgets the cached record.
+    pub(crate) async fn store_bucket_config(&self, name: &str, config: &BucketConfig) -> CoreResult<()> {
+        let r = self.meta.set_bucket_config(name, config).await;
         self.forget_bucket(name);
         match r {
             Err(StoreError::NotFound) => Err(CoreError::NoSuchBucket),

@@ -71,6 +71,9 @@ pub enum CoreError {
     InvalidRange,
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A request that is well-formed but asks for what cannot be done (S3 `InvalidRequest`).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     #[error("request body stream failed: {0}")]
     Body(String),
     /// The body made too little progress and was cut off ([`BodyStalled`]).

@@ -261,6 +261,35 @@ impl ChecksumAlgorithm {
         }
         format!("{}-{n}", self.encode(&digest_all(&concat)))
     }
+
+    /// Whether S3 defines a full-object checksum of multipart content for this algorithm
+    /// (the CRCs, which combine; SHA digests do not).
+    pub fn combines(self) -> bool {
+        !matches!(self, Self::Sha1 | Self::Sha256)
+    }
+
+    /// S3's full-object checksum of content made of parts (each part's digests and size),
+    /// combined from the parts' CRCs: no byte is read. `None` for algorithms that do not
+    /// combine ([`ChecksumAlgorithm::combines`]).
+    pub fn full_object<'a>(self, parts: impl IntoIterator<Item = (&'a Digests, u64)>) -> Option<String> {
+        let (alg, pick): (CrcAlgorithm, fn(&Digests) -> u64) = match self {
+            Self::Crc32 => (CrcAlgorithm::Crc32IsoHdlc, |d| d.crc32 as u64),
+            Self::Crc32c => (CrcAlgorithm::Crc32Iscsi, |d| d.crc32c as u64),
+            Self::Crc64Nvme => (CrcAlgorithm::Crc64Nvme, |d| d.crc64nvme),
+            Self::Sha1 | Self::Sha256 => return None,
+        };
+        let mut acc: Option<u64> = None;
+        for (d, size) in parts {
+            let crc = pick(d);
+            acc = Some(match acc {
+                None => crc,
+                Some(a) => crc_fast::checksum_combine(alg, a, crc, size),
+            });
+        }
+        let crc = acc.unwrap_or_else(|| pick(&digest_all(b"")));
+        let whole = Digests { crc32: crc as u32, crc32c: crc as u32, crc64nvme: crc, ..Default::default() };
+        Some(self.encode(&whole))
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +326,18 @@ mod tests {
         let d = digest_all(b"hello world");
         assert_eq!(ufile_etag_single(11, &d.sha1).unwrap(), "AQAAACqubDXJT8-0FdvpX0CLnOke6Ebt");
         assert_eq!(ufile_etag_single(4 << 20, &digest_all(&data[..4 << 20]).sha1).unwrap(), etag_of(4 << 20));
+    }
+
+    #[test]
+    fn full_object_checksums_combine_the_parts() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = digest_all(&data);
+        let parts: Vec<(Digests, u64)> = data.chunks(33_333).map(|c| (digest_all(c), c.len() as u64)).collect();
+        for alg in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc64Nvme] {
+            let combined = alg.full_object(parts.iter().map(|(d, n)| (d, *n))).unwrap();
+            assert_eq!(combined, alg.encode(&whole), "{}", alg.name());
+        }
+        assert!(ChecksumAlgorithm::Sha256.full_object(parts.iter().map(|(d, n)| (d, *n))).is_none());
     }
 
     #[test]

@@ -219,13 +219,14 @@ impl Engine {
     pub async fn instant_put(
         &self,
         p: &Principal,
-        target: PutTarget,
+        mut target: PutTarget,
         held: HeldContent,
         object_id: Option<String>,
     ) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
         let b = self.admit(p, Op::Write, &target.bucket, &target.key).await?;
         self.charge_request(p, &b).await?;
+        target.meta.acl = Self::acl_on_write(p, &b, target.meta.acl.take());
         let write = self.object_write(&b.tenant, target, ContentSource::Existing(held.0), object_id).await?;
         let rec = self.meta.put_object(write).await.map_err(write_error)?;
         self.metrics.instant_hits.inc();

@@ -3,8 +3,8 @@
 //! A dialect (S3, UFile, COS, ...) parses its wire format, resolves the caller to a
 //! [`Principal`], and calls the [`Engine`]. The engine decides everything that is not wire
 //! format: identity (tenants, credentials of every kind, aliases — `identity.rs`), access
-//! (scopes, ownership, anonymous reads — `access.rs`, checked inside every operation for
-//! every key it names), metering and quotas (`metering.rs`, after authorization), single-use
+//! (scopes, ownership, ACLs, anonymous reads — `access.rs` and `acl.rs`, checked inside
+//! every operation for every key it names; cross-origin rules — `cors.rs`), metering and quotas (`metering.rs`, after authorization), single-use
 //! and signed-URL grants (`grants.rs`), upload sessions (`uploads.rs`), instant upload with
 //! proof of possession (`instant.rs`), naming, deduplication, listing and background work.
 //!
@@ -24,7 +24,9 @@ pub mod ingest;
 pub mod names;
 
 mod access;
+mod acl;
 mod buckets;
+mod cors;
 mod engine;
 mod grants;
 mod identity;
@@ -42,14 +44,17 @@ mod uploads;
 /// not re-exported: only the engine reaches the metadata store.
 pub mod store {
     pub use chuan_store::{
-        entry_name, now_ms, parent_of, BlobId, BucketRecord, Callback, ContentRecord, CredentialKind, Digests,
-        EntryKinds, Extent, FolderQuery, FolderRecord, FolderUsage, FsckReport, GrantKind, ObjectAccess, ObjectMeta,
-        ObjectRecord, OnConflict, OrderBy, PartRecord, SearchQuery, StoreStats, TenantRecord, TrashItem, TreeEntry,
-        TreeOrder, TreeRule, UploadKind, UploadRecord, UsageDay, WriteCondition,
+        entry_name, now_ms, parent_of, Acl, BlobId, BucketConfig, BucketRecord, Callback, ContentRecord, CorsRule,
+        CredentialKind, Digests, EntryKinds, Extent, FolderQuery, FolderRecord, FolderUsage, FsckReport, Grant,
+        GrantKind, Grantee, ObjectAccess, ObjectMeta, ObjectRecord, OnConflict, OrderBy, PartRecord, Permission,
+        SearchQuery, StoreStats, TenantRecord, TrashItem, TreeEntry, TreeOrder, TreeRule, UploadKind, UploadRecord,
+        UsageDay, WriteCondition,
     };
 }
 
 pub use access::{Op, Principal, Scope};
+pub use acl::{owner_acl, AclSpec, CannedAcl};
+pub use cors::{validate_cors, CorsAnswer, CORS_METHODS, MAX_CORS_RULES};
 pub use engine::{Engine, EngineConfig};
 pub use error::{is_stalled, BodyStalled, CoreError, CoreResult};
 pub use grants::Redeemed;

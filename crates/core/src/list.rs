@@ -21,6 +21,8 @@ pub struct ListResult {
     pub truncated: bool,
     /// The last key or common prefix returned: where the next page resumes.
     pub next_after: Option<String>,
+    /// The tenant owning the bucket (the owner of objects without an ACL of their own).
+    pub bucket_owner: String,
 }
 
 enum Cursor {

@@ -38,7 +38,8 @@ pub fn validate_bucket(name: &str) -> CoreResult<()> {
 
 /// Keys are opaque strings (they never become file paths: blobs are named by their hash),
 /// but some are refused for every dialect's sake: empty keys, keys over 1,024 bytes, and
-/// keys with NUL or other control characters that no client can round-trip.
+/// keys with NUL, which C-string clients cut short. Other control characters (`\n`, `\r`)
+/// are stored, as S3 stores them; listings return them intact with `encoding-type=url`.
 pub fn validate_key(key: &str) -> CoreResult<()> {
     if key.is_empty() {
         return Err(CoreError::InvalidKey("the key is empty".into()));
@@ -46,8 +47,8 @@ pub fn validate_key(key: &str) -> CoreResult<()> {
     if key.len() > MAX_KEY_BYTES {
         return Err(CoreError::KeyTooLong);
     }
-    if key.chars().any(|c| c == '\0' || (c.is_control() && c != '\t')) {
-        return Err(CoreError::InvalidKey("control characters are not allowed in keys".into()));
+    if key.contains('\0') {
+        return Err(CoreError::InvalidKey("NUL is not allowed in keys".into()));
     }
     Ok(())
 }
@@ -75,6 +76,7 @@ mod tests {
         assert!(matches!(validate_key(&"k".repeat(1025)), Err(CoreError::KeyTooLong)));
         assert!(validate_key(&"k".repeat(1024)).is_ok());
         assert!(validate_key("a\0b").is_err());
+        assert!(validate_key("line\nbreak\r").is_ok(), "S3 stores control characters");
         assert!(validate_key("").is_err());
     }
 

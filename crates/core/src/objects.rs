@@ -74,10 +74,11 @@ impl Engine {
     }
 
     /// Phase two of a simple upload: publish the staged bytes as `target`.
-    pub async fn commit_put(&self, p: &Principal, target: PutTarget, staged: Staged) -> CoreResult<ObjectRecord> {
+    pub async fn commit_put(&self, p: &Principal, mut target: PutTarget, staged: Staged) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
         let b = self.admit(p, Op::Write, &target.bucket, &target.key).await?;
         self.charge_request(p, &b).await?;
+        target.meta.acl = Self::acl_on_write(p, &b, target.meta.acl.take());
         let owner = b.tenant;
         let extent = Extent { blob: staged.digests.sha256.clone(), size: staged.size, digests: staged.digests.clone() };
         let content = NewContent {
@@ -123,8 +124,8 @@ impl Engine {
     }
 
     /// Points `dst` at the content of `src`: no bytes are copied. The copy keeps the source's
-    /// metadata unless `replace_meta`, and starts with the default access (as S3 copies drop
-    /// ACLs).
+    /// metadata unless `replace_meta`, and starts with the default access or the ACL `dst`
+    /// asks for (as S3 copies drop ACLs).
     pub async fn copy_object(
         &self,
         p: &Principal,
@@ -138,9 +139,11 @@ impl Engine {
         let b = self.admit(p, Op::Write, &dst.bucket, &dst.key).await?;
         // A copy is a request on its destination.
         self.charge_request(p, &b).await?;
-        let owner = b.tenant;
+        let asked = dst.meta.acl.clone();
         let mut meta = if replace_meta { dst.meta } else { src.meta };
         meta.access = ObjectAccess::Inherit;
+        meta.acl = Self::acl_on_write(p, &b, asked);
+        let owner = b.tenant;
         let target = PutTarget { meta, ..dst };
         let write = self.object_write(&owner, target, ContentSource::Existing(src.content_id), None).await?;
         let rec = self.meta.put_object(write).await.map_err(write_error)?;
@@ -158,7 +161,16 @@ impl Engine {
     ) -> CoreResult<ObjectRecord> {
         let b = self.admit(p, Op::Write, &rec.bucket, &rec.key).await?;
         self.charge_request(p, &b).await?;
-        let owner = b.tenant;
+        self.replace_meta(&b, rec, meta).await
+    }
+
+    /// Writes `meta` over the object `rec` describes (admitted by the caller), content kept.
+    pub(crate) async fn replace_meta(
+        &self,
+        b: &BucketRecord,
+        rec: &ObjectRecord,
+        meta: ObjectMeta,
+    ) -> CoreResult<ObjectRecord> {
         let target = PutTarget {
             bucket: rec.bucket.clone(),
             key: rec.key.clone(),
@@ -167,7 +179,7 @@ impl Engine {
             // An overwrite: the tree does not change.
             tree: TreeRule::Flat,
         };
-        let write = self.object_write(&owner, target, ContentSource::Existing(rec.content_id), None).await?;
+        let write = self.object_write(&b.tenant, target, ContentSource::Existing(rec.content_id), None).await?;
         self.meta.put_object(write).await.map_err(write_error)
     }
 
@@ -202,7 +214,7 @@ impl Engine {
 
     /// The object at `key`, if `p` may read it.
     pub async fn head_object(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<ObjectRecord> {
-        let (rec, b) = self.lookup_with_bucket(p, bucket, key).await?;
+        let (rec, b) = self.read_object(p, bucket, key).await?;
         match rec {
             Some(rec) => {
                 self.charge_request(p, &b).await?;
@@ -219,22 +231,7 @@ impl Engine {
     /// [`Engine::head_object`] without metering: for a key an operation reads on its way to
     /// another (a copy's source).
     pub(crate) async fn lookup(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<ObjectRecord> {
-        self.lookup_with_bucket(p, bucket, key).await?.0.ok_or(CoreError::NoSuchKey)
-    }
-
-    async fn lookup_with_bucket(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        key: &str,
-    ) -> CoreResult<(Option<ObjectRecord>, BucketRecord)> {
-        if p.is_anonymous() {
-            let obj = self.meta.get_object(bucket, key).await?;
-            let b = self.read_access(p, bucket, key, obj.as_ref()).await?;
-            return Ok((obj, b));
-        }
-        let b = self.read_access(p, bucket, key, None).await?;
-        Ok((self.meta.get_object(bucket, key).await?, b))
+        self.read_object(p, bucket, key).await?.0.ok_or(CoreError::NoSuchKey)
     }
 
     /// The object with this id (Aliyun Drive's `file_id`), if `p` may read it.
@@ -342,6 +339,8 @@ impl Engine {
     ) -> CoreResult<crate::list::ListResult> {
         let b = self.admit(p, Op::List, bucket, &q.prefix).await?;
         self.charge_request(p, &b).await?;
-        crate::list::list(self.meta.as_ref(), bucket, q).await
+        let mut result = crate::list::list(self.meta.as_ref(), bucket, q).await?;
+        result.bucket_owner = b.tenant;
+        Ok(result)
     }
 }

@@ -162,10 +162,11 @@ impl Engine {
     }
 
     /// Opens a session for writing `key` of `bucket`.
-    pub async fn create_upload(&self, p: &Principal, new: NewUpload) -> CoreResult<UploadRecord> {
+    pub async fn create_upload(&self, p: &Principal, mut new: NewUpload) -> CoreResult<UploadRecord> {
         validate_key(&new.key)?;
         let b = self.admit(p, Op::Write, &new.bucket, &new.key).await?;
         self.charge_request(p, &b).await?;
+        new.meta.acl = Self::acl_on_write(p, &b, new.meta.acl.take());
         let ttl = new.ttl.unwrap_or_else(|| self.ttl_of(new.kind));
         let now = now_ms();
         let rec = UploadRecord {

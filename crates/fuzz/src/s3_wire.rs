@@ -128,7 +128,7 @@ fn service() -> &'static S3Service {
     SERVICE.get_or_init(|| {
         let mut b = S3ServiceBuilder::new(Drain);
         b.set_auth(s3s::auth::SimpleAuth::from_single(AK, SK));
-        b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(chuan_api_s3::s3s_config(64 << 10)))));
+        b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(chuan_api_s3::s3s_config()))));
         b.build()
     })
 }

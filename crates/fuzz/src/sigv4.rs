@@ -12,19 +12,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Percent-encoding as SigV4 canonical requests want it (RFC 3986 unreserved kept; `/` kept
-/// in paths).
-pub fn aws_encode(s: &str, path: bool) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (path && b == b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use chuan_api_common::sign::aws_encode;
 
 /// `x-amz-date` of now (`YYYYMMDDTHHMMSSZ`).
 pub fn amz_date_now() -> String {
@@ -59,10 +47,7 @@ pub fn sign(ak: &str, sk: &str, method: &str, path: &str, query: &str, host: &st
     );
     let scope = format!("{day}/{REGION}/s3/aws4_request");
     let sts = format!("AWS4-HMAC-SHA256\n{date}\n{scope}\n{}", sha256_hex(canonical.as_bytes()));
-    let mut key = hmac_sha256(format!("AWS4{sk}").as_bytes(), day.as_bytes()).to_vec();
-    for part in [REGION, "s3", "aws4_request"] {
-        key = hmac_sha256(&key, part.as_bytes()).to_vec();
-    }
+    let key = chuan_api_common::sign::sigv4_signing_key(sk, day, REGION, "s3").to_vec();
     let signature = hex::encode(hmac_sha256(&key, sts.as_bytes()));
     let authorization =
         format!("AWS4-HMAC-SHA256 Credential={ak}/{scope}, SignedHeaders={SIGNED}, Signature={signature}");

@@ -95,6 +95,7 @@ async fn bucket(s: &Store, name: &str, tenant: &str) {
         public: false,
         region: "r".into(),
         created_ms: now_ms(),
+        config: Default::default(),
     })
     .await
     .unwrap();
@@ -311,8 +312,14 @@ pub async fn buckets(s: Store) {
     bucket(&s, "b-one", "alice").await;
     bucket(&s, "a-two", "alice").await;
     bucket(&s, "c-three", "bob").await;
-    let dup =
-        BucketRecord { name: "b-one".into(), tenant: "bob".into(), public: false, region: "r".into(), created_ms: 0 };
+    let dup = BucketRecord {
+        name: "b-one".into(),
+        tenant: "bob".into(),
+        public: false,
+        region: "r".into(),
+        created_ms: 0,
+        config: Default::default(),
+    };
     assert!(matches!(s.create_bucket(dup).await, Err(StoreError::Exists)));
     assert_eq!(s.get_bucket("b-one").await.unwrap().unwrap().tenant, "alice");
     assert!(s.get_bucket("nope").await.unwrap().is_none());
@@ -327,10 +334,24 @@ pub async fn buckets(s: Store) {
     put(&s, "b-one", "k", "x", 10).await;
     assert!(matches!(s.delete_bucket("b-one").await, Err(StoreError::NotEmpty)));
     s.delete_object("b-one", "k").await.unwrap();
+    let mut config = BucketConfig::default();
+    config.acl = Some(Acl {
+        owner: "bob".into(),
+        grants: vec![Grant { grantee: Grantee::AllUsers, permission: Permission::Read }],
+    });
+    config.cors = Some(vec![CorsRule {
+        allowed_origins: vec!["*".into()],
+        allowed_methods: vec!["GET".into()],
+        ..Default::default()
+    }]);
+    s.set_bucket_config("b-one", &config).await.unwrap();
+    assert_eq!(s.get_bucket("b-one").await.unwrap().unwrap().config, config);
+    assert!(matches!(s.set_bucket_config("nope", &config).await, Err(StoreError::NotFound)));
+
+    // Open sessions do not keep a bucket: they are aborted with it (S3's DeleteBucket).
     s.create_upload(upload("u1", "b-one", "k", "alice", UploadKind::S3)).await.unwrap();
-    assert!(matches!(s.delete_bucket("b-one").await, Err(StoreError::NotEmpty)), "sessions keep a bucket");
-    s.abort_upload("u1").await.unwrap();
     s.delete_bucket("b-one").await.unwrap();
+    assert!(s.get_upload("u1").await.unwrap().is_none(), "the session went with its bucket");
     assert!(matches!(s.delete_bucket("b-one").await, Err(StoreError::NotFound)));
 }
 

@@ -247,9 +247,11 @@ pub trait BucketStore: Send + Sync + 'static {
     async fn create_bucket(&self, bucket: BucketRecord) -> StoreResult<()>;
     async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>>;
     async fn set_bucket_public(&self, name: &str, public: bool) -> StoreResult<()>;
+    /// Replaces the bucket's ACL and CORS settings (`NotFound` without the bucket).
+    async fn set_bucket_config(&self, name: &str, config: &BucketConfig) -> StoreResult<()>;
     /// In name order; `None`: every tenant's.
     async fn list_buckets(&self, tenant: Option<&str>) -> StoreResult<Vec<BucketRecord>>;
-    /// Refuses with `NotEmpty` while objects or upload sessions remain.
+    /// Refuses with `NotEmpty` while objects remain; open upload sessions are aborted with it.
     async fn delete_bucket(&self, name: &str) -> StoreResult<()>;
 }
 

@@ -98,6 +98,10 @@ pub struct ObjectMeta {
     /// Free text its owner gave it (Aliyun Drive `description`); kept through moves.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub description: Option<String>,
+    /// The object's S3 access control list; `None`: the bucket owner owns it with full
+    /// control and `access` decides anonymous reads.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub acl: Option<Acl>,
 }
 
 /// An object's own read access, on top of its bucket's.
@@ -374,9 +378,85 @@ pub struct FolderUsage {
 pub struct BucketRecord {
     pub name: String,
     pub tenant: String,
+    /// Objects without an ACL of their own are readable without a credential (UFile's and
+    /// UpYun's public buckets; S3 has no such switch and leaves it off).
     pub public: bool,
     pub region: String,
     pub created_ms: i64,
+    /// Access control list and CORS rules; default: the owner alone, no cross-origin access.
+    pub config: BucketConfig,
+}
+
+/// A bucket's settings that S3 clients manage (stored as one JSON document).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BucketConfig {
+    /// `None`: the owner has full control, nobody else anything.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub acl: Option<Acl>,
+    /// Cross-origin rules (S3 `CORSConfiguration`); `None`: no rules set.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cors: Option<Vec<CorsRule>>,
+}
+
+/// Who a grant is to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type", content = "id")]
+pub enum Grantee {
+    /// One tenant (S3's canonical user id is the tenant's name).
+    Tenant(String),
+    /// Anyone, with or without a credential (S3 `.../global/AllUsers`).
+    AllUsers,
+    /// Any caller with a valid credential of any tenant (S3 `.../global/AuthenticatedUsers`).
+    AuthenticatedUsers,
+    /// S3's log delivery group: kept and shown as granted; no caller is ever in it.
+    LogDelivery,
+}
+
+/// What a grant allows (S3's ACL permissions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Permission {
+    /// Objects: read the object. Buckets: list the keys.
+    Read,
+    /// Buckets: write and delete any key. (Objects: none.)
+    Write,
+    /// Read the ACL.
+    ReadAcp,
+    /// Change the ACL.
+    WriteAcp,
+    /// All of the above.
+    FullControl,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    pub grantee: Grantee,
+    pub permission: Permission,
+}
+
+/// An access control list: an owner (a tenant; it always has full control of the ACL) and
+/// grants, in the order they were given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acl {
+    pub owner: String,
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// One cross-origin rule (S3 `CORSRule`). Origins and headers may hold one `*` wildcard.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CorsRule {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id: Option<String>,
+    pub allowed_origins: Vec<String>,
+    /// Upper-case methods: GET, PUT, POST, DELETE, HEAD.
+    pub allowed_methods: Vec<String>,
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_age_secs: Option<u32>,
 }
 
 /// A tenant: the owner of buckets and credentials.

@@ -14,11 +14,13 @@ use crate::model::*;
 #[async_trait]
 impl BucketStore for SqliteMetaStore {
     async fn create_bucket(&self, b: BucketRecord) -> StoreResult<()> {
+        let config = to_json(&b.config)?;
         self.write(move |txn| {
             let n = txn
                 .execute(
-                    "INSERT OR IGNORE INTO buckets(name, tenant, public, region, created) VALUES(?1,?2,?3,?4,?5)",
-                    params![b.name, b.tenant, b.public, b.region, b.created_ms],
+                    "INSERT OR IGNORE INTO buckets(name, tenant, public, region, created, config)
+                     VALUES(?1,?2,?3,?4,?5,?6)",
+                    params![b.name, b.tenant, b.public, b.region, b.created_ms, config],
                 )
                 .map_err(backend)?;
             if n == 0 {
@@ -55,6 +57,20 @@ impl BucketStore for SqliteMetaStore {
         .await
     }
 
+    async fn set_bucket_config(&self, name: &str, config: &BucketConfig) -> StoreResult<()> {
+        let (name, config) = (name.to_owned(), to_json(config)?);
+        self.write(move |txn| {
+            let n = txn
+                .execute("UPDATE buckets SET config = ?2 WHERE name = ?1", params![name, config])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn list_buckets(&self, tenant: Option<&str>) -> StoreResult<Vec<BucketRecord>> {
         let tenant = tenant.map(str::to_owned);
         self.read(move |c| {
@@ -71,15 +87,19 @@ impl BucketStore for SqliteMetaStore {
         let name = name.to_owned();
         self.write(move |txn| {
             let busy: bool = txn
-                .query_row(
-                    "SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?1)
-                         OR EXISTS(SELECT 1 FROM uploads WHERE bucket = ?1)",
-                    params![name],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?1)", params![name], |r| r.get(0))
                 .map_err(backend)?;
             if busy {
                 return Err(StoreError::NotEmpty);
+            }
+            // Sessions still open go with the bucket (S3 aborts them), their parts freed.
+            let uploads: Vec<String> = {
+                let mut st = txn.prepare("SELECT id FROM uploads WHERE bucket = ?1").map_err(backend)?;
+                let rows = st.query_map(params![name], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            for id in uploads {
+                drop_upload(txn, &id)?;
             }
             // The trash is invisible to S3, whose users delete buckets: it goes with the bucket.
             let items: Vec<String> = {

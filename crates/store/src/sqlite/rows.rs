@@ -110,10 +110,18 @@ pub(crate) fn part_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PartRec
     })
 }
 
-pub(crate) const BUCKET_COLS: &str = "name, tenant, public, region, created";
+pub(crate) const BUCKET_COLS: &str = "name, tenant, public, region, created, config";
 
 pub(crate) fn bucket_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BucketRecord> {
-    Ok(BucketRecord { name: r.get(0)?, tenant: r.get(1)?, public: r.get(2)?, region: r.get(3)?, created_ms: r.get(4)? })
+    let config: String = r.get(5)?;
+    Ok(BucketRecord {
+        name: r.get(0)?,
+        tenant: r.get(1)?,
+        public: r.get(2)?,
+        region: r.get(3)?,
+        created_ms: r.get(4)?,
+        config: from_json(&config)?,
+    })
 }
 
 pub(crate) fn grant_from_row(r: &rusqlite::Row<'_>, kind: GrantKind) -> rusqlite::Result<GrantRecord> {

@@ -10,7 +10,7 @@ use super::rows::backend;
 use crate::meta::StoreResult;
 
 /// The schema version this code writes.
-pub(crate) const VERSION: i64 = 3;
+pub(crate) const VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tenants(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS grants(
 CREATE INDEX IF NOT EXISTS grants_expiry ON grants(expires);
 CREATE TABLE IF NOT EXISTS buckets(
     name TEXT PRIMARY KEY, tenant TEXT NOT NULL, public INTEGER NOT NULL,
-    region TEXT NOT NULL, created INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0);
+    region TEXT NOT NULL, created INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0,
+    config TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS buckets_of_tenant ON buckets(tenant);
 CREATE TABLE IF NOT EXISTS callbacks(
     id INTEGER PRIMARY KEY, url TEXT NOT NULL, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -124,6 +125,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if (1..=2).contains(&version) {
         from_v2(&txn).map_err(backend)?;
     }
+    if (1..=3).contains(&version) {
+        from_v3(&txn).map_err(backend)?;
+    }
     txn.execute_batch(SCHEMA).map_err(backend)?;
     if version == 1 {
         after_v1(&txn).map_err(backend)?;
@@ -151,6 +155,11 @@ fn from_v2(txn: &Connection) -> rusqlite::Result<()> {
          ALTER TABLE objects ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
          UPDATE objects SET created = modified;",
     )
+}
+
+/// Bucket settings (ACL, CORS) arrived in version 4; existing buckets have none.
+fn from_v3(txn: &Connection) -> rusqlite::Result<()> {
+    txn.execute_batch("ALTER TABLE buckets ADD COLUMN config TEXT NOT NULL DEFAULT '{}';")
 }
 
 /// The tree of version-2 data: each object's parent, and a folder row for every folder its

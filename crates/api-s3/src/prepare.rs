@@ -1,0 +1,198 @@
+//! What S3 accepts or refuses differently from the pinned `s3s`, settled before `s3s` sees
+//! the request, and the request id every S3 answer carries.
+//!
+//! - Conditional dates that are not HTTP dates (`If-Modified-Since: 2015-05-03T10:10:00Z`)
+//!   are ignored, as RFC 9110 §13.1.3 and §13.1.4 ask and S3 does; `s3s` answers 400.
+//! - A `Range` that is not one satisfiable-or-not byte range (`bytes=0-1,3-4`, `bytes=5-3`,
+//!   `items=1-2`) is ignored and the whole object served (RFC 9110 §14.2); `s3s` answers 400.
+//! - Presigned SigV4 URLs must carry every query parameter and an `X-Amz-Expires` of 1 to
+//!   604,800 seconds, else 400 `AuthorizationQueryParametersError` (S3's answer); `s3s`
+//!   accepts any `u32` expiry and answers missing parameters 400 `InvalidRequest`.
+
+use chuan_api_common::sign::{sigv4_signature, SigV4Authorization};
+use chuan_core::{Engine, KEY_PAIRS};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use s3s::dto::{Range, Timestamp, TimestampFormat};
+
+/// Longest validity of a presigned SigV4 URL (seven days; S3's limit).
+pub const MAX_PRESIGNED_EXPIRES_SECS: u64 = 604_800;
+
+const DATE_CONDITIONS: [&str; 4] = [
+    "if-modified-since",
+    "if-unmodified-since",
+    "x-amz-copy-source-if-modified-since",
+    "x-amz-copy-source-if-unmodified-since",
+];
+
+/// The names of the headers S3 ignores because they are malformed (see the module docs).
+fn malformed_ignorable(headers: &HeaderMap) -> Vec<&'static str> {
+    let mut bad: Vec<&'static str> = DATE_CONDITIONS
+        .into_iter()
+        .filter(|name| {
+            headers.get(*name).is_some_and(|v| {
+                v.to_str().map_or(true, |s| Timestamp::parse(TimestampFormat::HttpDate, s.trim()).is_err())
+            })
+        })
+        .collect();
+    let bad_range = headers.get(http::header::RANGE).is_some_and(|v| {
+        v.to_str().map_or(true, |s| match Range::parse(s.trim()) {
+            Err(_) => true,
+            Ok(Range::Int { first, last: Some(last) }) => last < first,
+            Ok(_) => false,
+        })
+    });
+    if bad_range {
+        bad.push("range");
+    }
+    bad
+}
+
+/// Drops the headers S3 ignores when malformed. A header the client signed (SigV4 header
+/// authorization) cannot simply go, or the signature would no longer hold: the request's
+/// signature is checked here with the caller's secret and, only if it holds, the request is
+/// signed again without the header, for s3s to check as usual. Requests whose signature does
+/// not hold are left as they came, for s3s to refuse.
+pub(crate) async fn drop_ignored_headers<B>(engine: &Engine, req: &mut Request<B>) {
+    let bad = malformed_ignorable(req.headers());
+    if bad.is_empty() {
+        return;
+    }
+    let auth = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(SigV4Authorization::parse);
+    let signed_bad = auth.as_ref().is_some_and(|a| a.signed_headers.iter().any(|h| bad.contains(&h.as_str())));
+    if signed_bad {
+        if let Some(auth) = auth {
+            resign_without(engine, req, auth, &bad).await;
+        }
+        return;
+    }
+    let presigned_bad = req.uri().query().and_then(|q| {
+        let q = chuan_api_common::query::Query::parse(Some(q), chuan_api_common::query::Plus::Literal);
+        q.get("X-Amz-SignedHeaders").map(|s| s.split(';').any(|h| bad.contains(&h)))
+    });
+    if presigned_bad == Some(true) {
+        // Signed into a presigned URL: kept (s3s refuses it), as re-signing a URL the
+        // client shared is not ours to do.
+        return;
+    }
+    for name in bad {
+        req.headers_mut().remove(name);
+    }
+}
+
+async fn resign_without<B>(engine: &Engine, req: &mut Request<B>, auth: SigV4Authorization, bad: &[&str]) {
+    let Some((ak, day, region, service)) = auth.scope() else { return };
+    let (day, region, service) = (day.to_owned(), region.to_owned(), service.to_owned());
+    let Ok(Some((secret, _))) = engine.credential(ak, KEY_PAIRS).await else { return };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (Some(amz_date), Some(payload)) = (header("x-amz-date"), header("x-amz-content-sha256")) else { return };
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let sign = |headers: &HeaderMap, signed: &[String]| {
+        sigv4_signature(
+            &secret,
+            &method,
+            &path,
+            &query,
+            headers,
+            signed,
+            &payload,
+            &amz_date,
+            (&day, &region, &service),
+        )
+    };
+    if !chuan_core::constant_time_eq(sign(req.headers(), &auth.signed_headers).as_bytes(), auth.signature.as_bytes()) {
+        return;
+    }
+    for name in bad {
+        req.headers_mut().remove(*name);
+    }
+    let signed: Vec<String> = auth.signed_headers.iter().filter(|h| !bad.contains(&h.as_str())).cloned().collect();
+    let signature = sign(req.headers(), &signed);
+    let resigned = SigV4Authorization { signed_headers: signed, signature, ..auth };
+    if let Ok(v) = HeaderValue::from_str(&resigned.render()) {
+        req.headers_mut().insert(http::header::AUTHORIZATION, v);
+    }
+}
+
+/// S3's refusal of a presigned SigV4 URL whose parameters are incomplete or whose expiry is
+/// out of range; `None` for every other request.
+pub(crate) fn presigned_refusal<B>(req: &Request<B>) -> Option<Response<s3s::Body>> {
+    let query = req.uri().query()?;
+    if !query.contains("X-Amz-Signature") && !query.contains("X-Amz-Algorithm") {
+        return None;
+    }
+    let q = chuan_api_common::query::Query::parse(Some(query), chuan_api_common::query::Plus::Literal);
+    let get = |name: &str| q.get(name);
+    if !q.has("X-Amz-Signature") && !q.has("X-Amz-Credential") {
+        return None;
+    }
+    let refuse = |message: &str| {
+        Some(crate::service::xml_error(StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError", message))
+    };
+    let required = [
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Signature",
+        "X-Amz-Date",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Expires",
+    ];
+    if required.iter().any(|r| get(r).is_none()) {
+        return refuse(
+            "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, \
+             X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.",
+        );
+    }
+    let expires = get("X-Amz-Expires").unwrap_or_default();
+    match expires.parse::<i64>() {
+        Err(_) => refuse("X-Amz-Expires should be a number"),
+        Ok(n) if n < 0 => refuse("X-Amz-Expires must be non-negative"),
+        Ok(n) if n as u64 > MAX_PRESIGNED_EXPIRES_SECS => {
+            refuse("X-Amz-Expires must be less than a week (in seconds) that is 604800")
+        }
+        Ok(_) => None,
+    }
+}
+
+/// A request id in S3's form: 16 upper-case hex digits.
+pub(crate) fn new_request_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string().to_ascii_uppercase();
+    id[..16].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_conditions_and_ranges_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert("if-modified-since", "2015-05-03T10:10:00Z".parse().unwrap());
+        h.insert("if-unmodified-since", "Sun, 03 May 2015 10:10:00 GMT".parse().unwrap());
+        h.insert("range", "bytes=0-1,3-4".parse().unwrap());
+        assert_eq!(malformed_ignorable(&h), ["if-modified-since", "range"]);
+        for (r, kept) in [("bytes=5-3", false), ("bytes=-5", true), ("bytes=3-", true), ("items=1-2", false)] {
+            let mut h = HeaderMap::new();
+            h.insert("range", r.parse().unwrap());
+            assert_eq!(malformed_ignorable(&h).is_empty(), kept, "{r}");
+        }
+    }
+
+    #[test]
+    fn presigned_expiry_is_bounded() {
+        let url = |q: &str| Request::get(format!("/b/k?{q}")).body(()).unwrap();
+        let base = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=a%2F20250101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20250101T000000Z&X-Amz-SignedHeaders=host&X-Amz-Signature=00";
+        assert!(presigned_refusal(&url(&format!("{base}&X-Amz-Expires=604800"))).is_none());
+        for bad in ["604801", "-1", "x"] {
+            let r = presigned_refusal(&url(&format!("{base}&X-Amz-Expires={bad}"))).expect(bad);
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        }
+        assert!(presigned_refusal(&url(base)).is_some(), "X-Amz-Expires is required");
+        assert!(presigned_refusal(&url("list-type=2")).is_none());
+    }
+}
