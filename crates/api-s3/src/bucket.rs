@@ -1,6 +1,6 @@
 //! Bucket operations.
 
-use chuan_core::{Engine, Principal};
+use chuan_core::{CoreError, Engine, Principal};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
@@ -28,7 +28,25 @@ pub async fn create_bucket(
             full_control: input.grant_full_control.as_deref(),
         },
     )?;
-    engine.create_bucket_with(p, &input.bucket, region.as_deref(), acl.as_ref()).await.s3()?;
+    match engine.create_bucket_with(p, &input.bucket, region.as_deref(), acl.as_ref()).await {
+        // S3's legacy us-east-1 rule: creating a bucket one already owns there succeeds and
+        // changes nothing (other regions answer BucketAlreadyOwnedByYou). Where S3 would reset
+        // the ACL, Chuan refuses a request for another ACL as a taken name (as RGW does), so a
+        // retried create never silently opens or closes a bucket.
+        Err(CoreError::BucketAlreadyOwnedByYou)
+            if engine.check_bucket(p, &input.bucket).await.is_ok_and(|b| b.region == "us-east-1") =>
+        {
+            let current = engine.bucket_acl(p, &input.bucket).await.s3()?;
+            let asked = match &acl {
+                Some(spec) => engine.requested_acl(p, &input.bucket, spec).await.s3()?,
+                None => chuan_core::owner_acl(p.tenant()),
+            };
+            if asked.grants != current.grants {
+                return Err(crate::to_s3_error(CoreError::BucketExists));
+            }
+        }
+        r => r.s3()?,
+    }
     Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", input.bucket)) }))
 }
 

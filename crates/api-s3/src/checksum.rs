@@ -47,7 +47,8 @@ impl Claims {
             (ChecksumAlgorithm::Sha256, sha256),
         ] {
             if let Some(v) = v {
-                c.checksums.push((alg, v));
+                well_formed(alg, &v)?;
+                c.checksums.push((alg, v.trim().to_owned()));
             }
         }
         Ok(c)
@@ -62,8 +63,9 @@ impl Claims {
             let name = format!("x-amz-checksum-{}", alg.name().to_ascii_lowercase());
             if let Some(v) = map.get(name.as_str()) {
                 let v = v.to_str().map_err(|_| s3_error!(InvalidArgument, "invalid trailer {name}"))?;
+                well_formed(alg, v)?;
                 self.checksums.retain(|(a, _)| *a != alg);
-                self.checksums.push((alg, v.to_owned()));
+                self.checksums.push((alg, v.trim().to_owned()));
             }
         }
         Ok(())
@@ -95,6 +97,25 @@ impl Claims {
             }
         }
         Ok(())
+    }
+}
+
+/// A checksum value must be the base64 of a digest of its algorithm's size; S3 answers
+/// 400 InvalidRequest to any other (a well-formed value that does not match is BadDigest).
+pub(crate) fn well_formed(alg: ChecksumAlgorithm, v: &str) -> S3Result<()> {
+    let len = match alg {
+        ChecksumAlgorithm::Crc32 | ChecksumAlgorithm::Crc32c => 4,
+        ChecksumAlgorithm::Crc64Nvme => 8,
+        ChecksumAlgorithm::Sha1 => 20,
+        ChecksumAlgorithm::Sha256 => 32,
+    };
+    match base64::engine::general_purpose::STANDARD.decode(v.trim()) {
+        Ok(raw) if raw.len() == len => Ok(()),
+        _ => Err(s3_error!(
+            InvalidRequest,
+            "Value for x-amz-checksum-{} header is invalid.",
+            alg.name().to_ascii_lowercase()
+        )),
     }
 }
 

@@ -63,7 +63,7 @@ pub async fn delete_bucket_cors(
     req: S3Request<DeleteBucketCorsInput>,
 ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
     engine.delete_bucket_cors(p, &req.input.bucket).await.s3()?;
-    Ok(S3Response::with_status(DeleteBucketCorsOutput {}, StatusCode::NO_CONTENT))
+    Ok(S3Response::new(DeleteBucketCorsOutput {}))
 }
 
 fn header(v: &str) -> Option<HeaderValue> {

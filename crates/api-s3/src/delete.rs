@@ -11,9 +11,10 @@ pub async fn delete_object(
     p: &Principal,
     req: S3Request<DeleteObjectInput>,
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
+    crate::list::check_version(req.input.version_id.as_deref())?;
     // Deleting a missing key succeeds, as in S3.
     engine.delete_object(p, &req.input.bucket, &req.input.key).await.s3()?;
-    Ok(S3Response::new(DeleteObjectOutput::default()))
+    Ok(S3Response::new(DeleteObjectOutput { version_id: req.input.version_id.clone(), ..Default::default() }))
 }
 
 pub async fn delete_objects(
@@ -31,23 +32,42 @@ pub async fn delete_objects(
             chuan_core::MAX_DELETE_BATCH
         ));
     }
-    let keys: Vec<String> = input.delete.objects.into_iter().map(|o| o.key).collect();
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
+    let mut keys = Vec::new();
+    let mut versions = std::collections::HashMap::new();
+    for o in input.delete.objects {
+        // Only the `null` version exists in an unversioned bucket.
+        if crate::list::check_version(o.version_id.as_deref()).is_err() {
+            errors.push(Error {
+                code: Some("NoSuchVersion".to_owned()),
+                key: Some(o.key),
+                message: Some("The specified version does not exist.".to_owned()),
+                version_id: o.version_id,
+            });
+            continue;
+        }
+        if let Some(v) = o.version_id {
+            versions.insert(o.key.clone(), v);
+        }
+        keys.push(o.key);
+    }
     for (key, outcome) in engine.delete_objects(p, &input.bucket, keys).await.s3()? {
         match outcome {
             Ok(_) => {
                 if !quiet {
-                    deleted.push(DeletedObject { key: Some(key), ..Default::default() });
+                    let version_id = versions.get(&key).cloned();
+                    deleted.push(DeletedObject { key: Some(key), version_id, ..Default::default() });
                 }
             }
             Err(e) => {
                 let err = crate::to_s3_error(e);
+                let version_id = versions.get(&key).cloned();
                 errors.push(Error {
                     code: Some(err.code().as_str().to_owned()),
                     key: Some(key),
                     message: err.message().map(str::to_owned),
-                    version_id: None,
+                    version_id,
                 });
             }
         }

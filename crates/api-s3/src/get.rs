@@ -31,8 +31,8 @@ pub(crate) fn set_checksum(
 }
 
 /// The checksum S3 reports for an object with `ChecksumMode: ENABLED`: the algorithm used at
-/// upload (CRC64NVME when none was); full-object for single-part content and for multipart
-/// uploads of that type (combined from the parts' CRCs), composite (`<checksum>-<parts>`)
+/// upload (CRC64NVME when none was); full-object for objects not uploaded in parts and for
+/// multipart uploads (one part included) of that type (combined from the parts' CRCs), composite (`<checksum>-<parts>`)
 /// otherwise.
 pub(crate) fn object_checksum(
     rec: &ObjectRecord,
@@ -44,7 +44,7 @@ pub(crate) fn object_checksum(
         .as_deref()
         .and_then(ChecksumAlgorithm::parse)
         .unwrap_or(ChecksumAlgorithm::Crc64Nvme);
-    if content.extents.len() <= 1 {
+    if parts_count(&rec.etag, content.extents.len()).is_none() {
         let d = content.digests.as_ref().or(content.extents.first().map(|e| &e.digests))?;
         return Some((alg, alg.encode(d), ChecksumType::from_static(ChecksumType::FULL_OBJECT)));
     }
@@ -88,14 +88,26 @@ fn check_conditions(rec: &ObjectRecord, c: &Conditions<'_>) -> S3Result<()> {
             return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
         }
     }
-    if let Some(m) = c.if_none_match {
-        if etag_matches(m, &rec.etag) {
-            return Err(s3_error!(NotModified));
+    let not_modified = match (c.if_none_match, c.if_modified_since) {
+        (Some(m), _) => etag_matches(m, &rec.etag),
+        (None, Some(t)) => modified <= secs(t),
+        (None, None) => false,
+    };
+    if not_modified {
+        // A 304 carries the validators of what the client holds (RFC 9110 §15.4.5).
+        let mut err = s3_error!(NotModified);
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", rec.etag)) {
+            headers.insert(http::header::ETAG, v);
         }
-    } else if let Some(t) = c.if_modified_since {
-        if modified <= secs(t) {
-            return Err(s3_error!(NotModified));
+        let mut date = Vec::new();
+        if timestamp(rec.modified_ms).format(TimestampFormat::HttpDate, &mut date).is_ok() {
+            if let Ok(v) = http::HeaderValue::from_bytes(&date) {
+                headers.insert(http::header::LAST_MODIFIED, v);
+            }
         }
+        err.set_headers(headers);
+        return Err(err);
     }
     Ok(())
 }
@@ -109,6 +121,15 @@ fn user_metadata(rec: &ObjectRecord) -> Option<Metadata> {
 }
 
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
+/// `x-amz-mp-parts-count`: the parts of a multipart object (its ETag ends in `-<parts>`,
+/// one-part uploads included); none for other objects.
+fn parts_count(etag: &str, extents: usize) -> Option<i32> {
+    match etag.rsplit_once('-').and_then(|(_, n)| n.parse::<i32>().ok()) {
+        Some(n) => Some(n),
+        None => (extents > 1).then_some(extents as i32),
+    }
+}
 
 /// GetObjectOutput and HeadObjectOutput carry the same object headers under the same field
 /// names; this fills them from the record.
@@ -125,7 +146,7 @@ macro_rules! object_headers {
             o.cache_control = $rec.meta.cache_control.clone();
             o.expires = expires(&$rec.meta);
             o.metadata = user_metadata(&$rec);
-            o.parts_count = ($content.extents.len() > 1).then_some($content.extents.len() as i32);
+            o.parts_count = parts_count(&$rec.etag, $content.extents.len());
             $(o.$field = $value;)*
         })
     };
@@ -212,6 +233,7 @@ pub async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = &req.input;
+    crate::list::check_version(input.version_id.as_deref())?;
     let rec = engine.head_object(p, &input.bucket, &input.key).await.s3()?;
     check_conditions(
         &rec,
@@ -240,6 +262,7 @@ pub async fn head_object(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = &req.input;
+    crate::list::check_version(input.version_id.as_deref())?;
     let rec = engine.head_object(p, &input.bucket, &input.key).await.s3()?;
     check_conditions(
         &rec,

@@ -118,6 +118,7 @@ delegate! {
     copy_object(CopyObjectInput) -> CopyObjectOutput => copy;
     list_objects(ListObjectsInput) -> ListObjectsOutput => list;
     list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output => list;
+    list_object_versions(ListObjectVersionsInput) -> ListObjectVersionsOutput => list;
     create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput => multipart;
     upload_part(UploadPartInput) -> UploadPartOutput => multipart;
     upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput => multipart;

@@ -83,7 +83,9 @@ pub async fn list_objects(
     let enc = |s: String| if url { url_encode(&s) } else { s };
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
-        prefix: Some(enc(q.prefix.clone())),
+        // ListObjects (v1) answers its Prefix as given, even with encoding-type=url (the SDKs
+        // decode Marker, NextMarker and Delimiter of v1, but not Prefix).
+        prefix: Some(q.prefix.clone()),
         marker: Some(enc(input.marker.unwrap_or_default())),
         // An empty delimiter is no delimiter, and S3 does not echo it.
         delimiter: input.delimiter.filter(|d| !d.is_empty()).map(enc),
@@ -138,6 +140,68 @@ pub async fn list_objects_v2(
         next_continuation_token: if result.truncated { result.next_after.as_deref().map(encode_token) } else { None },
         contents: Some(r.contents),
         common_prefixes: Some(r.prefixes),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}
+
+/// The version id every object of an unversioned bucket has (S3's `null` version).
+pub(crate) const NULL_VERSION: &str = "null";
+
+/// A request naming a version of an object: in Chuan's unversioned buckets only the `null`
+/// version exists (the object itself); any other id is S3's 400 InvalidArgument.
+pub(crate) fn check_version(version_id: Option<&str>) -> S3Result<()> {
+    match version_id {
+        None | Some(NULL_VERSION) => Ok(()),
+        Some(_) => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
+    }
+}
+
+/// ListObjectVersions of an unversioned bucket: each object once, as its `null` version and
+/// the latest, paged by key like ListObjects.
+pub async fn list_object_versions(
+    engine: &Engine,
+    p: &Principal,
+    req: S3Request<ListObjectVersionsInput>,
+) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+    let input = req.input;
+    let url = wants_url(&input.encoding_type)?;
+    let q = ListQuery {
+        prefix: input.prefix.clone().unwrap_or_default(),
+        delimiter: input.delimiter.clone(),
+        after: input.key_marker.clone().filter(|m| !m.is_empty()),
+        max_keys: max_keys(input.max_keys)?,
+    };
+    let result = engine.list_objects(p, &input.bucket, &q).await.s3()?;
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
+    let versions = result
+        .objects
+        .iter()
+        .map(|o| ObjectVersion {
+            key: Some(enc(&o.key)),
+            version_id: Some(NULL_VERSION.to_owned()),
+            is_latest: Some(true),
+            size: Some(o.size as i64),
+            e_tag: Some(ETag::Strong(o.etag.clone())),
+            last_modified: Some(timestamp(o.modified_ms)),
+            storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+            owner: Some(crate::acl::owner_of(o.meta.acl.as_ref(), &result.bucket_owner)),
+            ..Default::default()
+        })
+        .collect();
+    let prefixes = result.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect();
+    Ok(S3Response::new(ListObjectVersionsOutput {
+        name: Some(input.bucket),
+        prefix: Some(enc(&q.prefix)),
+        delimiter: input.delimiter.filter(|d| !d.is_empty()).map(|d| enc(&d)),
+        key_marker: Some(enc(input.key_marker.as_deref().unwrap_or_default())),
+        version_id_marker: Some(input.version_id_marker.unwrap_or_default()),
+        max_keys: Some(q.max_keys as i32),
+        is_truncated: Some(result.truncated),
+        next_key_marker: if result.truncated { result.next_after.as_deref().map(enc) } else { None },
+        next_version_id_marker: result.truncated.then(|| NULL_VERSION.to_owned()),
+        versions: Some(versions),
+        common_prefixes: Some(prefixes),
         encoding_type: input.encoding_type,
         ..Default::default()
     }))

@@ -203,8 +203,13 @@ pub async fn complete_multipart_upload(
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
-    let upload = engine.upload(p, &input.bucket, &input.key, &input.upload_id).await.s3()?;
     let listed = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
+    let upload = match engine.upload(p, &input.bucket, &input.key, &input.upload_id).await {
+        Err(chuan_core::CoreError::NoSuchUpload) => {
+            return completed_before(engine, p, &input.bucket, &input.key, &listed).await
+        }
+        r => r.s3()?,
+    };
     if listed.is_empty() {
         return Err(s3_error!(
             MalformedXML,
@@ -225,6 +230,17 @@ pub async fn complete_multipart_upload(
             check_part_checksums(l, s)?;
         }
     }
+    // A part listed twice in a row (a resent part whose first attempt finished last) counts
+    // once: the entry whose ETag is the stored part's.
+    parts.dedup_by(|later, earlier| {
+        if later.0 != earlier.0 {
+            return false;
+        }
+        if stored.iter().any(|s| s.number == later.0 && s.etag == later.1) {
+            *earlier = later.clone();
+        }
+        true
+    });
     let chosen: Vec<&PartRecord> = parts.iter().filter_map(|(n, _)| stored.iter().find(|s| s.number == *n)).collect();
     let alg = upload_algorithm(&upload.meta);
     let ty = upload.meta.attrs.get(CHECKSUM_TYPE_ATTR).cloned();
@@ -251,6 +267,7 @@ pub async fn complete_multipart_upload(
     ];
     for (a, value) in claimed {
         let Some(value) = value else { continue };
+        crate::checksum::well_formed(a, value.split_once('-').map_or(value.as_str(), |(v, _)| v))?;
         match &checksum {
             Some((alg, ours)) if *alg == a => {
                 if value.trim() != ours {
@@ -303,6 +320,34 @@ pub async fn complete_multipart_upload(
         out.checksum_type = Some(ChecksumType::from(ty));
     }
     Ok(S3Response::new(out))
+}
+
+/// A CompleteMultipartUpload retried after it succeeded (its answer lost) succeeds again, as
+/// in S3: the session is gone, but the object its parts made is still at the key when its
+/// ETag is the one those parts give. Anything else is NoSuchUpload.
+async fn completed_before(
+    engine: &Engine,
+    p: &Principal,
+    bucket: &str,
+    key: &str,
+    listed: &[CompletedPart],
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let no_such_upload = || crate::to_s3_error(chuan_core::CoreError::NoSuchUpload);
+    let etags: Vec<String> = listed.iter().filter_map(|l| l.e_tag.as_ref().map(|e| e.value().to_owned())).collect();
+    if etags.is_empty() || etags.len() != listed.len() {
+        return Err(no_such_upload());
+    }
+    let expected = chuan_core::hash::multipart_etag(etags.iter().map(String::as_str));
+    match engine.head_object(p, bucket, key).await {
+        Ok(rec) if rec.etag == expected => Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(bucket.to_owned()),
+            key: Some(key.to_owned()),
+            e_tag: Some(ETag::Strong(rec.etag)),
+            location: Some(format!("/{bucket}/{key}")),
+            ..Default::default()
+        })),
+        _ => Err(no_such_upload()),
+    }
 }
 
 pub async fn abort_multipart_upload(
@@ -397,6 +442,12 @@ pub async fn list_multipart_uploads(
             upload_id: Some(u.id),
             initiated: Some(timestamp(u.created_ms)),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            // Who started it owns what it makes (the bucket's owner unless another tenant).
+            initiator: Some({
+                let o = crate::acl::owner_of(u.meta.acl.as_ref(), &u.tenant);
+                Initiator { display_name: o.display_name, id: o.id }
+            }),
+            owner: Some(crate::acl::owner_of(u.meta.acl.as_ref(), &u.tenant)),
             ..Default::default()
         })
         .collect();

@@ -21,7 +21,7 @@ use chuan_core::{CoreError, Engine, Op, Principal, PutTarget, StageOptions, KEY_
 use http::{HeaderValue, Request, Response, StatusCode};
 use s3s::post_policy::{PostPolicy, PostPolicyCondition};
 
-use crate::checksum::MAX_OBJECT_SIZE;
+use crate::checksum::{Claims, MAX_OBJECT_SIZE};
 use crate::service::xml_error;
 
 /// An S3 error answer: status, code, message.
@@ -69,10 +69,11 @@ impl Fields {
     }
 }
 
-/// Fields no policy condition needs to name.
+/// Fields no policy condition needs to name (checksums are checked against the file).
 fn exempt(name: &str) -> bool {
     matches!(name, "awsaccesskeyid" | "signature" | "file" | "policy" | "x-amz-signature")
         || name.starts_with("x-ignore-")
+        || name.starts_with("x-amz-checksum-")
 }
 
 /// The principal a form authenticates as, and its policy (`None` for anonymous forms).
@@ -133,7 +134,39 @@ async fn authenticate(engine: &Engine, f: &Fields) -> Result<(Principal, Option<
     }
     let policy = PostPolicy::from_base64(policy_b64)
         .map_err(|e| bad("InvalidPolicyDocument", format!("Invalid Policy: {e}")))?;
+    check_expiration_format(policy_b64)?;
     Ok((p, Some(policy)))
+}
+
+/// The policy's `expiration` must be an ISO 8601 UTC time as S3 writes it
+/// (`2026-12-01T12:00:00Z` or `2026-12-01T12:00:00.000Z`); s3s accepts looser forms.
+fn check_expiration_format(policy_b64: &str) -> Result<(), Refusal> {
+    use base64::Engine as _;
+    let invalid = || bad("InvalidPolicyDocument", "Invalid Policy: Invalid 'expiration' value.");
+    let raw = base64::engine::general_purpose::STANDARD.decode(policy_b64.trim()).map_err(|_| invalid())?;
+    let doc: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| invalid())?;
+    let exp = doc.get("expiration").and_then(|v| v.as_str()).ok_or_else(invalid)?;
+    let b = exp.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let shape = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[b.len() - 1] == b'Z'
+        && (b.len() == 20 || (b[19] == b'.' && digits(20..b.len() - 1) && b.len() > 21));
+    if shape {
+        Ok(())
+    } else {
+        Err(invalid())
+    }
 }
 
 /// Checks the policy's expiration and conditions against the fields; the allowed file size.
@@ -235,8 +268,10 @@ fn success(f: &Fields, location: &str, bucket: &str, key: &str, etag: &str) -> R
     if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         resp.headers_mut().insert(http::header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(http::header::LOCATION, v);
+    if !resp.headers().contains_key(http::header::LOCATION) {
+        if let Ok(v) = HeaderValue::from_str(location) {
+            resp.headers_mut().insert(http::header::LOCATION, v);
+        }
     }
     resp
 }
@@ -278,25 +313,42 @@ async fn store_form(
         let value = form.text(field).await.map_err(form_refused)?;
         fields.0.push((name, value));
     };
-    let (p, policy) = authenticate(engine, &fields).await?;
-    let (min, max) = match &policy {
-        Some(policy) => check_policy(policy, &fields, &bucket)?,
-        None => (0, MAX_OBJECT_SIZE),
-    };
     let key_field = fields.get("key").ok_or_else(|| {
         bad(
             "InvalidArgument",
             "Bucket POST must contain a field named 'key'.  If it is specified, please check the order of the fields.",
         )
     })?;
-    let filename = file.file_name().unwrap_or("").to_owned();
-    let key = key_field.replace("${filename}", &filename);
+    // `${filename}` stands for the file's name, in the key the policy is checked against.
+    let key = key_field.replace("${filename}", file.file_name().unwrap_or(""));
+    for (name, value) in fields.0.iter_mut() {
+        if name == "key" {
+            value.clone_from(&key);
+        }
+    }
+    let (p, policy) = authenticate(engine, &fields).await?;
+    let (min, max) = match &policy {
+        Some(policy) => check_policy(policy, &fields, &bucket)?,
+        None => (0, MAX_OBJECT_SIZE),
+    };
     chuan_core::names::validate_key(&key).map_err(from_core)?;
     engine.check_access(&p, Op::Write, &bucket, &key).await.map_err(from_core)?;
     let mut meta = object_meta(&fields);
     if meta.content_type.is_none() {
         meta.content_type = file.content_type().map(|m| m.to_string());
     }
+    let get = |n: &str| fields.get(n).map(str::to_owned);
+    let claims = Claims::new(
+        None,
+        fields.get("x-amz-checksum-algorithm"),
+        get("x-amz-checksum-crc32"),
+        get("x-amz-checksum-crc32c"),
+        get("x-amz-checksum-crc64nvme"),
+        get("x-amz-checksum-sha1"),
+        get("x-amz-checksum-sha256"),
+    )
+    .map_err(|e| bad(e.code().as_str(), e.message().unwrap_or("").to_owned()))?;
+    meta.checksum_algorithm = claims.algorithm().map(|a| a.name().to_owned());
     let acl = crate::acl::requested(fields.get("acl"), crate::acl::GrantHeaders::default())
         .map_err(|e| bad("InvalidArgument", e.message().unwrap_or("Invalid canned ACL").to_owned()))?;
     if let Some(spec) = acl {
@@ -313,6 +365,7 @@ async fn store_form(
     if staged.size < min {
         return Err(bad("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size"));
     }
+    claims.verify(&staged.digests).map_err(|e| bad(e.code().as_str(), e.message().unwrap_or("").to_owned()))?;
     let mut target = PutTarget::new(&bucket, &key);
     target.meta = meta;
     let rec = engine.commit_put(&p, target, staged).await.map_err(from_core)?;

@@ -6,8 +6,9 @@
 //! - A `Range` that is not one satisfiable-or-not byte range (`bytes=0-1,3-4`, `bytes=5-3`,
 //!   `items=1-2`) is ignored and the whole object served (RFC 9110 §14.2); `s3s` answers 400.
 //! - Presigned SigV4 URLs must carry every query parameter and an `X-Amz-Expires` of 1 to
-//!   604,800 seconds, else 400 `AuthorizationQueryParametersError` (S3's answer); `s3s`
-//!   accepts any `u32` expiry and answers missing parameters 400 `InvalidRequest`.
+//!   604,800 seconds, else 400 `AuthorizationQueryParametersError` (S3's answer; a negative
+//!   expiry is 403 "Request has expired"); `s3s` accepts any `u32` expiry and answers
+//!   missing parameters 400 `InvalidRequest`.
 
 use chuan_api_common::sign::{sigv4_signature, SigV4Authorization};
 use chuan_core::{Engine, KEY_PAIRS};
@@ -151,12 +152,65 @@ pub(crate) fn presigned_refusal<B>(req: &Request<B>) -> Option<Response<s3s::Bod
     let expires = get("X-Amz-Expires").unwrap_or_default();
     match expires.parse::<i64>() {
         Err(_) => refuse("X-Amz-Expires should be a number"),
-        Ok(n) if n < 0 => refuse("X-Amz-Expires must be non-negative"),
+        // A URL whose validity ended before it was signed has expired (as S3-compatible
+        // services answer it, and as the conformance suite expects).
+        Ok(n) if n < 0 => Some(crate::service::xml_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired")),
         Ok(n) if n as u64 > MAX_PRESIGNED_EXPIRES_SECS => {
             refuse("X-Amz-Expires must be less than a week (in seconds) that is 604800")
         }
         Ok(_) => None,
     }
+}
+
+/// Whether a request body comes without any length: `Transfer-Encoding: chunked`, no
+/// `Content-Length`, no `x-amz-decoded-content-length` (an `aws-chunked` body has its own).
+pub(crate) fn unsized_put<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    req.method() == http::Method::PUT
+        && !h.contains_key(http::header::CONTENT_LENGTH)
+        && !h.contains_key("x-amz-decoded-content-length")
+        && h.get(http::header::TRANSFER_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+}
+
+/// S3 takes a PUT whose body comes chunked without a length; s3s needs the length (to check
+/// the payload hash while it streams). The body is staged first (streamed to a temporary
+/// blob, at most 5 GiB, under the same stall and size limits as any upload) and replayed from
+/// there with its length; the temporary blob goes when the replay is dropped.
+pub(crate) async fn spool_unsized(
+    engine: &Engine,
+    req: Request<s3s::Body>,
+) -> Result<Request<s3s::Body>, Response<s3s::Body>> {
+    let (mut parts, body) = req.into_parts();
+    let options = chuan_core::StageOptions::at_most(crate::checksum::MAX_OBJECT_SIZE);
+    let staged = match engine.stage_with(&chuan_core::Principal::anonymous(), body, options).await {
+        Ok(s) => s,
+        Err(e) => {
+            let err = crate::to_s3_error(e);
+            let status = err.status_code().unwrap_or(StatusCode::BAD_REQUEST);
+            return Err(crate::service::xml_error(status, err.code().as_str(), err.message().unwrap_or("")));
+        }
+    };
+    let file = match staged.reopen() {
+        Ok(f) => tokio::fs::File::from_std(f),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reopen a spooled body");
+            return Err(crate::service::xml_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "We encountered an internal error. Please try again.",
+            ));
+        }
+    };
+    // `Transfer-Encoding` stays: a client may have signed it (and the length it sent and
+    // the listener dropped, which is put back).
+    parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(staged.size));
+    let stream = futures::StreamExt::map(tokio_util::io::ReaderStream::new(file), move |chunk| {
+        let _held = &staged;
+        chunk.map(hyper::body::Frame::data)
+    });
+    Ok(Request::from_parts(parts, s3s::Body::http_body_unsync(http_body_util::StreamBody::new(stream))))
 }
 
 /// A request id in S3's form: 16 upper-case hex digits.
@@ -188,9 +242,9 @@ mod tests {
         let url = |q: &str| Request::get(format!("/b/k?{q}")).body(()).unwrap();
         let base = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=a%2F20250101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20250101T000000Z&X-Amz-SignedHeaders=host&X-Amz-Signature=00";
         assert!(presigned_refusal(&url(&format!("{base}&X-Amz-Expires=604800"))).is_none());
-        for bad in ["604801", "-1", "x"] {
+        for (bad, status) in [("604801", 400), ("x", 400), ("-1", 403)] {
             let r = presigned_refusal(&url(&format!("{base}&X-Amz-Expires={bad}"))).expect(bad);
-            assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(r.status().as_u16(), status, "{bad}");
         }
         assert!(presigned_refusal(&url(base)).is_some(), "X-Amz-Expires is required");
         assert!(presigned_refusal(&url("list-type=2")).is_none());

@@ -83,6 +83,16 @@ impl S3Dialect {
     async fn serve(&self, mut req: Request<s3s::Body>) -> Response<s3s::Body> {
         let request_id = crate::prepare::new_request_id();
         crate::prepare::drop_ignored_headers(&self.engine, &mut req).await;
+        if crate::prepare::unsized_put(&req) {
+            req = match crate::prepare::spool_unsized(&self.engine, req).await {
+                Ok(r) => r,
+                Err(refusal) => {
+                    let mut resp = refusal;
+                    stamp_request_id(&mut resp, &request_id).await;
+                    return resp;
+                }
+            };
+        }
         let mut resp = match crate::prepare::presigned_refusal(&req) {
             Some(refusal) => refusal,
             None => self.serve_cors(req).await,
@@ -99,7 +109,14 @@ impl S3Dialect {
         }
         let Some(origin) = origin else { return self.serve_s3(req).await };
         let bucket = self.bucket_of(&req);
-        let method = req.method().as_str().to_owned();
+        // A request that names the method it stands for (as a preflight does) is matched
+        // with that method, else with its own.
+        let method = req
+            .headers()
+            .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(req.method().as_str())
+            .to_owned();
         let mut resp = self.serve_s3(req).await;
         if let Some(bucket) = bucket {
             let answer = self.engine.cors_decision(&bucket, &origin, &method, &[]).await.ok().flatten();

@@ -195,10 +195,14 @@ async fn form_post(state: &State, req: Request<RequestBody>) -> Response<chuan_a
     };
     // UpYun: the REST form API carries `authorization: UPYUN ...`; the legacy block upload a
     // `policy` and `signature` but never S3's mandatory `key`.
+    // S3 forms name their signer (`AWSAccessKeyId`, `x-amz-credential`), which UpYun's never do.
+    let s3_signer = contains_ignore_case(&peeked, b"name=\"awsaccesskeyid\"")
+        || contains_ignore_case(&peeked, b"name=\"x-amz-credential\"");
     let upyun = (contains(&peeked, b"name=\"authorization\"") && contains_ignore_case(&peeked, b"UPYUN "))
         || (contains(&peeked, b"name=\"signature\"")
             && contains(&peeked, b"name=\"policy\"")
-            && !contains(&peeked, b"name=\"key\""));
+            && !contains(&peeked, b"name=\"key\"")
+            && !s3_signer);
     let ufile = !upyun && !first_form_field(&peeked).is_some_and(is_s3_form_field);
     let body = chuan_api_common::replay(peeked, rest);
     let req = Request::from_parts(parts, body);

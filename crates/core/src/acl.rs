@@ -19,6 +19,9 @@ use crate::access::Principal;
 use crate::engine::Engine;
 use crate::error::{CoreError, CoreResult};
 
+/// The canonical id of the root credential (`Principal::operator` and root keys act as it).
+const ROOT_ID: &str = "root";
+
 /// S3's canned ACLs (`x-amz-acl`), by their wire names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CannedAcl {
@@ -49,28 +52,32 @@ impl CannedAcl {
     }
 
     /// The grants this canned ACL stands for, for a resource owned by `owner` in a bucket
-    /// owned by `bucket_owner`.
+    /// owned by `bucket_owner`: group grants first, then the owner's full control, then the
+    /// bucket owner's (the order S3-compatible services list them in).
     fn grants(self, owner: &str, bucket_owner: &str) -> Vec<Grant> {
         let g = |grantee: Grantee, permission| Grant { grantee, permission };
-        let mut v = vec![g(Grantee::Tenant(owner.to_owned()), Permission::FullControl)];
+        let mut v = Vec::new();
         match self {
-            Self::Private | Self::AwsExecRead => {}
             Self::PublicRead => v.push(g(Grantee::AllUsers, Permission::Read)),
             Self::PublicReadWrite => {
                 v.push(g(Grantee::AllUsers, Permission::Read));
                 v.push(g(Grantee::AllUsers, Permission::Write));
             }
             Self::AuthenticatedRead => v.push(g(Grantee::AuthenticatedUsers, Permission::Read)),
-            Self::BucketOwnerRead if bucket_owner != owner => {
-                v.push(g(Grantee::Tenant(bucket_owner.to_owned()), Permission::Read))
-            }
-            Self::BucketOwnerFullControl if bucket_owner != owner => {
-                v.push(g(Grantee::Tenant(bucket_owner.to_owned()), Permission::FullControl))
-            }
-            Self::BucketOwnerRead | Self::BucketOwnerFullControl => {}
             Self::LogDeliveryWrite => {
                 v.push(g(Grantee::LogDelivery, Permission::Write));
                 v.push(g(Grantee::LogDelivery, Permission::ReadAcp));
+            }
+            _ => {}
+        }
+        v.push(g(Grantee::Tenant(owner.to_owned()), Permission::FullControl));
+        if bucket_owner != owner {
+            match self {
+                Self::BucketOwnerRead => v.push(g(Grantee::Tenant(bucket_owner.to_owned()), Permission::Read)),
+                Self::BucketOwnerFullControl => {
+                    v.push(g(Grantee::Tenant(bucket_owner.to_owned()), Permission::FullControl))
+                }
+                _ => {}
             }
         }
         v
@@ -149,7 +156,8 @@ impl Engine {
             AclSpec::Grants(grants) => {
                 for g in grants {
                     if let Grantee::Tenant(t) = &g.grantee {
-                        if !self.tenant_exists(t).await? {
+                        // The root's canonical id is "root" (what it is shown as), no tenant's.
+                        if t != ROOT_ID && !self.tenant_exists(t).await? {
                             return Err(CoreError::InvalidArgument("Invalid id".into()));
                         }
                     }
