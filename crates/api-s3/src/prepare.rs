@@ -213,6 +213,31 @@ pub(crate) async fn spool_unsized(
     Ok(Request::from_parts(parts, s3s::Body::http_body_unsync(http_body_util::StreamBody::new(stream))))
 }
 
+/// SigV2's canonical resource of a path-style bucket request is `/<bucket>/` (what botocore
+/// and s3cmd sign); s3s signs the path as it came (`/<bucket>`). A SigV2 request (header or
+/// presigned) to a bare bucket path gets its trailing `/` before s3s checks it; s3s routes
+/// both forms to the bucket alike.
+pub(crate) fn sigv2_bucket_path<B>(req: &mut Request<B>) {
+    let v2_header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("AWS ") && !a.starts_with("AWS4"));
+    let v2_query = req.uri().query().is_some_and(|q| q.contains("AWSAccessKeyId=") && q.contains("Signature="));
+    let path = req.uri().path();
+    let bare_bucket = path.len() > 1 && !path[1..].contains('/');
+    if !(v2_header || v2_query) || !bare_bucket {
+        return;
+    }
+    let rebuilt = match req.uri().query() {
+        Some(q) => format!("{path}/?{q}"),
+        None => format!("{path}/"),
+    };
+    if let Ok(uri) = rebuilt.parse() {
+        *req.uri_mut() = uri;
+    }
+}
+
 /// A request id in S3's form: 16 upper-case hex digits.
 pub(crate) fn new_request_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string().to_ascii_uppercase();
@@ -234,6 +259,21 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert("range", r.parse().unwrap());
             assert_eq!(malformed_ignorable(&h).is_empty(), kept, "{r}");
+        }
+    }
+
+    #[test]
+    fn sigv2_bucket_paths_get_their_slash() {
+        let mut r = Request::put("/b1").header("authorization", "AWS ak:sig").body(()).unwrap();
+        sigv2_bucket_path(&mut r);
+        assert_eq!(r.uri(), "/b1/");
+        let mut r = Request::get("/b1?acl&AWSAccessKeyId=a&Signature=s&Expires=1").body(()).unwrap();
+        sigv2_bucket_path(&mut r);
+        assert_eq!(r.uri(), "/b1/?acl&AWSAccessKeyId=a&Signature=s&Expires=1");
+        for (uri, auth) in [("/b1/k", "AWS ak:sig"), ("/b1", "AWS4-HMAC-SHA256 Credential=x"), ("/", "AWS ak:sig")] {
+            let mut r = Request::get(uri).header("authorization", auth).body(()).unwrap();
+            sigv2_bucket_path(&mut r);
+            assert_eq!(r.uri(), uri);
         }
     }
 

@@ -83,6 +83,7 @@ impl S3Dialect {
     async fn serve(&self, mut req: Request<s3s::Body>) -> Response<s3s::Body> {
         let request_id = crate::prepare::new_request_id();
         crate::prepare::drop_ignored_headers(&self.engine, &mut req).await;
+        crate::prepare::sigv2_bucket_path(&mut req);
         if crate::prepare::unsized_put(&req) {
             req = match crate::prepare::spool_unsized(&self.engine, req).await {
                 Ok(r) => r,

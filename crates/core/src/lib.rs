@@ -68,7 +68,7 @@ pub use maintenance::GcReport;
 pub use metering::{day_of, Quota};
 pub use metrics::Metrics;
 pub use objects::{PutTarget, MAX_DELETE_BATCH};
-pub use throttle::{current_client, with_client, AddressGate, AddressPermit, FairnessConfig, UploadSlot};
+pub use throttle::{current_client, with_client, FairnessConfig, UploadSlot};
 pub use tree::{validate_name, AttrUpdate, Page, UserMetaChange, DEFAULT_TRASH_RETENTION, MAX_PAGE};
 pub use uploads::{default_ttl, Claim, Completed, Completion, NewUpload, PartList, MAX_PARTS};
 

@@ -44,8 +44,8 @@ impl Metrics {
     /// keep-alive connections reaching that time count too), `head_too_large`,
     /// `send_timeout` (a response the client stopped taking, or a socket that timed out while
     /// writing), `connection_cap`, `body_stalled`, `request_rate`, `tenant_uploads`,
-    /// `probe_rate`, `form_slots`, `form_limits` (Chuan's form reader; S3 POST Object forms
-    /// are parsed by s3s). Aggregates over every tenant, for the operator only.
+    /// `probe_rate`, `form_limits` (Chuan's form reader, every protocol's forms). Aggregates
+    /// over every tenant, for the operator only.
     pub fn refused(&self, limit: &str) {
         self.limit_refusals.get_or_create(&vec![("limit".to_owned(), limit.to_owned())]).inc();
     }

@@ -70,55 +70,6 @@ pub fn current_client() -> Option<IpAddr> {
     CLIENT.try_with(|a| *a).ok()
 }
 
-/// A bound on work done *before* a request's credentials are known (a dialect library that
-/// buffers before it authenticates): at most `total` holders at once, and at most
-/// `per_address` from one client address, so a few sockets from one address cannot take
-/// every slot from everyone else.
-pub struct AddressGate {
-    total: usize,
-    per_address: usize,
-    held: Arc<parking_lot::Mutex<(usize, HashMap<Option<IpAddr>, usize>)>>,
-}
-
-/// A slot of an [`AddressGate`], given back when dropped.
-pub struct AddressPermit {
-    address: Option<IpAddr>,
-    held: Arc<parking_lot::Mutex<(usize, HashMap<Option<IpAddr>, usize>)>>,
-}
-
-impl AddressGate {
-    pub fn new(total: usize, per_address: usize) -> Self {
-        Self { total, per_address, held: Default::default() }
-    }
-
-    /// A slot for the current client ([`current_client`]); `None` when its address or
-    /// everyone together holds all they may.
-    pub fn try_acquire(&self) -> Option<AddressPermit> {
-        let address = current_client();
-        let mut held = self.held.lock();
-        let mine = held.1.get(&address).copied().unwrap_or(0);
-        if held.0 >= self.total || mine >= self.per_address {
-            return None;
-        }
-        held.0 += 1;
-        held.1.insert(address, mine + 1);
-        Some(AddressPermit { address, held: self.held.clone() })
-    }
-}
-
-impl Drop for AddressPermit {
-    fn drop(&mut self) {
-        let mut held = self.held.lock();
-        held.0 -= 1;
-        if let Some(n) = held.1.get_mut(&self.address) {
-            *n -= 1;
-            if *n == 0 {
-                held.1.remove(&self.address);
-            }
-        }
-    }
-}
-
 /// Token buckets by key.
 pub(crate) struct RateLimiter {
     buckets: parking_lot::Mutex<HashMap<String, (f64, Instant)>>,
