@@ -243,7 +243,13 @@ pub async fn complete_multipart_upload(
     });
     let chosen: Vec<&PartRecord> = parts.iter().filter_map(|(n, _)| stored.iter().find(|s| s.number == *n)).collect();
     let alg = upload_algorithm(&upload.meta);
-    let ty = upload.meta.attrs.get(CHECKSUM_TYPE_ATTR).cloned();
+    // Sessions from before checksum types were kept take S3's default for their algorithm.
+    let ty = upload
+        .meta
+        .attrs
+        .get(CHECKSUM_TYPE_ATTR)
+        .cloned()
+        .or_else(|| alg.and_then(|a| crate::checksum::upload_checksum_type(a, None).ok()).map(str::to_owned));
     if let (Some(asked), Some(ty)) = (&input.checksum_type, &ty) {
         if asked.as_str() != ty {
             return Err(s3_error!(
@@ -407,6 +413,7 @@ pub async fn list_parts(
         is_truncated: Some(truncated),
         parts: Some(list),
         checksum_algorithm: alg.map(|a| ChecksumAlgorithm_::from(a.name().to_owned())),
+        checksum_type: upload.meta.attrs.get(CHECKSUM_TYPE_ATTR).map(|t| ChecksumType::from(t.clone())),
         ..Default::default()
     }))
 }

@@ -134,5 +134,7 @@ pub async fn put_object(
         claims.algorithm(),
         &digests,
     );
+    // A single PUT's checksum is of the whole object.
+    out.checksum_type = claims.algorithm().map(|_| ChecksumType::from_static(ChecksumType::FULL_OBJECT));
     Ok(S3Response::new(out))
 }

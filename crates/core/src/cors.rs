@@ -112,9 +112,9 @@ impl Engine {
 
     /// Replaces a bucket's CORS rules (checked by [`validate_cors`]); its owner only.
     pub async fn put_bucket_cors(&self, p: &Principal, bucket: &str, rules: Vec<CorsRule>) -> CoreResult<()> {
-        validate_cors(&rules)?;
         let b = self.admit_owner(p, bucket).await?;
         self.charge_request(p, &b).await?;
+        validate_cors(&rules)?;
         let mut config = b.config.clone();
         config.cors = Some(rules);
         self.store_bucket_config(bucket, &config).await

@@ -458,3 +458,74 @@ async fn tree_operations_stay_inside_a_scope() {
     assert!(e.list_trash(&bob(), "bkt", None, 10).await.is_err());
     assert_eq!(read_all(&e, "pub/a.txt").await, b"a");
 }
+
+#[tokio::test]
+async fn acls_decide_for_other_tenants_and_anonymous_callers_in_every_protocol() {
+    use chuan_core::store::{Grant, Grantee, Permission};
+    use chuan_core::{AclSpec, CannedAcl};
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    put(&e, "mine.txt", b"alice's").await;
+    let anon = Principal::anonymous();
+    // Default: the owner alone; a missing key is not told apart from a denied one.
+    denied(read_as(&e, &bob(), "bkt", "mine.txt").await);
+    denied(read_as(&e, &bob(), "bkt", "missing.txt").await);
+    denied(e.list_objects(&bob(), "bkt", &ListQuery { max_keys: 10, ..Default::default() }).await);
+    denied(e.bucket_acl(&bob(), "bkt").await);
+
+    // A READ grant to bob: he lists (and learns of missing keys) but reads no object the
+    // grant does not reach, and writes nothing.
+    let read = AclSpec::Grants(vec![
+        Grant { grantee: Grantee::Tenant("alice".into()), permission: Permission::FullControl },
+        Grant { grantee: Grantee::Tenant("bob".into()), permission: Permission::Read },
+    ]);
+    e.put_bucket_acl(&alice(), "bkt", &read).await.unwrap();
+    assert_eq!(
+        e.list_objects(&bob(), "bkt", &ListQuery { max_keys: 10, ..Default::default() }).await.unwrap().objects.len(),
+        1
+    );
+    assert!(matches!(read_as(&e, &bob(), "bkt", "missing.txt").await, Err(CoreError::NoSuchKey)));
+    denied(read_as(&e, &bob(), "bkt", "mine.txt").await);
+    let staged = e.stage(&bob(), body(b"bob's", 100)).await.unwrap();
+    denied(e.commit_put(&bob(), target("bkt", "bobs.txt"), staged).await);
+    denied(e.put_bucket_acl(&bob(), "bkt", &AclSpec::Canned(CannedAcl::PublicReadWrite)).await);
+
+    // Grants to unknown tenants are refused and change nothing.
+    let ghost = AclSpec::Grants(vec![Grant { grantee: Grantee::Tenant("ghost".into()), permission: Permission::Read }]);
+    assert!(matches!(e.put_bucket_acl(&alice(), "bkt", &ghost).await, Err(CoreError::InvalidArgument(_))));
+    assert_eq!(e.bucket_acl(&alice(), "bkt").await.unwrap().grants.len(), 2);
+
+    // public-read-write: anyone writes; what bob writes is bob's, and alice reads it only
+    // when bob grants it; deleting stays the bucket owner's right by her WRITE.
+    e.put_bucket_acl(&alice(), "bkt", &AclSpec::Canned(CannedAcl::PublicReadWrite)).await.unwrap();
+    let staged = e.stage(&bob(), body(b"bob's", 100)).await.unwrap();
+    let rec = e.commit_put(&bob(), target("bkt", "bobs.txt"), staged).await.unwrap();
+    assert_eq!(rec.meta.acl.as_ref().unwrap().owner, "bob");
+    assert_eq!(read_as(&e, &bob(), "bkt", "bobs.txt").await.unwrap(), b"bob's");
+    denied(read_as(&e, &alice(), "bkt", "bobs.txt").await);
+    e.put_object_acl(&bob(), "bkt", "bobs.txt", &AclSpec::Canned(CannedAcl::BucketOwnerRead)).await.unwrap();
+    assert_eq!(read_as(&e, &alice(), "bkt", "bobs.txt").await.unwrap(), b"bob's");
+    denied(e.put_object_acl(&alice(), "bkt", "bobs.txt", &AclSpec::Canned(CannedAcl::Private)).await);
+    let staged = e.stage(&anon, body(b"anon", 100)).await.unwrap();
+    e.commit_put(&anon, target("bkt", "anon.txt"), staged).await.unwrap();
+    assert_eq!(read_as(&e, &alice(), "bkt", "anon.txt").await.unwrap(), b"anon", "anonymous writes are the owner's");
+    denied(read_as(&e, &anon, "bkt", "mine.txt").await);
+
+    // A scoped credential of bob's keeps its scope whatever the ACL grants.
+    let scoped_bob = bob().with_scope(Scope { ops: Some(vec![Op::Read]), buckets: None, prefixes: None });
+    let staged = e.stage(&scoped_bob, body(b"x", 100)).await.unwrap();
+    denied(e.commit_put(&scoped_bob, target("bkt", "scoped.txt"), staged).await);
+
+    // An explicit ACL binds the owner too (S3): without WRITE she cannot write, but she
+    // keeps her ACL rights and restores them.
+    let nothing = AclSpec::Grants(vec![]);
+    e.put_bucket_acl(&alice(), "bkt", &nothing).await.unwrap();
+    let staged = e.stage(&alice(), body(b"y", 100)).await.unwrap();
+    denied(e.commit_put(&alice(), target("bkt", "y.txt"), staged).await);
+    e.put_bucket_acl(&alice(), "bkt", &AclSpec::Canned(CannedAcl::Private)).await.unwrap();
+    put(&e, "y.txt", b"y").await;
+    // Only the owner deletes the bucket, whatever else is granted.
+    e.put_bucket_acl(&alice(), "bkt", &AclSpec::Canned(CannedAcl::PublicReadWrite)).await.unwrap();
+    denied(e.delete_bucket(&bob(), "bkt").await);
+    denied(e.put_bucket_cors(&bob(), "bkt", vec![]).await);
+}
