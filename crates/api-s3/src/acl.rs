@@ -14,6 +14,24 @@ const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
 const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
 const LOG_DELIVERY: &str = "http://acs.amazonaws.com/groups/s3/LogDelivery";
 
+/// The `x-amz-grant-*` headers of an s3s input (`object`: the four an object write has;
+/// `bucket`: with `x-amz-grant-write` too).
+macro_rules! grant_headers {
+    (object $i:expr) => {
+        $crate::acl::GrantHeaders {
+            read: $i.grant_read.as_deref(),
+            write: None,
+            read_acp: $i.grant_read_acp.as_deref(),
+            write_acp: $i.grant_write_acp.as_deref(),
+            full_control: $i.grant_full_control.as_deref(),
+        }
+    };
+    (bucket $i:expr) => {
+        $crate::acl::GrantHeaders { write: $i.grant_write.as_deref(), ..$crate::acl::grant_headers!(object $i) }
+    };
+}
+pub(crate) use grant_headers;
+
 /// The `x-amz-grant-*` headers of a request, each a comma-separated list of
 /// `id="..."`, `uri="..."` or `emailAddress="..."` grantees.
 #[derive(Default)]
@@ -213,17 +231,8 @@ pub async fn put_bucket_acl(
     req: S3Request<PutBucketAclInput>,
 ) -> S3Result<S3Response<PutBucketAclOutput>> {
     let i = &req.input;
-    let spec = put_spec(
-        i.access_control_policy.as_ref(),
-        i.acl.as_ref().map(|a| a.as_str()),
-        GrantHeaders {
-            read: i.grant_read.as_deref(),
-            write: i.grant_write.as_deref(),
-            read_acp: i.grant_read_acp.as_deref(),
-            write_acp: i.grant_write_acp.as_deref(),
-            full_control: i.grant_full_control.as_deref(),
-        },
-    )?;
+    let spec =
+        put_spec(i.access_control_policy.as_ref(), i.acl.as_ref().map(|a| a.as_str()), grant_headers!(bucket i))?;
     engine.put_bucket_acl(p, &i.bucket, &spec).await.s3()?;
     Ok(S3Response::new(PutBucketAclOutput {}))
 }
@@ -244,17 +253,8 @@ pub async fn put_object_acl(
     req: S3Request<PutObjectAclInput>,
 ) -> S3Result<S3Response<PutObjectAclOutput>> {
     let i = &req.input;
-    let spec = put_spec(
-        i.access_control_policy.as_ref(),
-        i.acl.as_ref().map(|a| a.as_str()),
-        GrantHeaders {
-            read: i.grant_read.as_deref(),
-            write: i.grant_write.as_deref(),
-            read_acp: i.grant_read_acp.as_deref(),
-            write_acp: i.grant_write_acp.as_deref(),
-            full_control: i.grant_full_control.as_deref(),
-        },
-    )?;
+    let spec =
+        put_spec(i.access_control_policy.as_ref(), i.acl.as_ref().map(|a| a.as_str()), grant_headers!(bucket i))?;
     engine.put_object_acl(p, &i.bucket, &i.key, &spec).await.s3()?;
     Ok(S3Response::new(PutObjectAclOutput::default()))
 }

@@ -18,16 +18,7 @@ pub async fn create_bucket(
         .as_ref()
         .and_then(|c| c.location_constraint.as_ref())
         .map(|l| l.as_str().to_owned());
-    let acl = crate::acl::requested(
-        input.acl.as_ref().map(|a| a.as_str()),
-        crate::acl::GrantHeaders {
-            read: input.grant_read.as_deref(),
-            write: input.grant_write.as_deref(),
-            read_acp: input.grant_read_acp.as_deref(),
-            write_acp: input.grant_write_acp.as_deref(),
-            full_control: input.grant_full_control.as_deref(),
-        },
-    )?;
+    let acl = crate::acl::requested(input.acl.as_ref().map(|a| a.as_str()), crate::acl::grant_headers!(bucket input))?;
     match engine.create_bucket_with(p, &input.bucket, region.as_deref(), acl.as_ref()).await {
         // S3's legacy us-east-1 rule: creating a bucket one already owns there succeeds and
         // changes nothing (other regions answer BucketAlreadyOwnedByYou). Where S3 would reset

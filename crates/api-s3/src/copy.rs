@@ -16,6 +16,23 @@ pub(crate) fn source(copy_source: &CopySource) -> S3Result<(String, String)> {
     }
 }
 
+/// The source record of a CopyObject or UploadPartCopy `$input`, if `$p` may read it and its
+/// `x-amz-copy-source-if-*` conditions hold.
+macro_rules! checked_source {
+    ($engine:expr, $p:expr, $bucket:expr, $key:expr, $input:expr) => {{
+        let src = $engine.head_object($p, $bucket, $key).await.s3()?;
+        $crate::copy::check_source_conditions(
+            &src,
+            &$input.copy_source_if_match,
+            &$input.copy_source_if_none_match,
+            &$input.copy_source_if_modified_since,
+            &$input.copy_source_if_unmodified_since,
+        )?;
+        src
+    }};
+}
+pub(crate) use checked_source;
+
 /// The `x-amz-copy-source-if-*` conditions of CopyObject and UploadPartCopy, as S3 applies
 /// them: a true `if-match` overrides a false `if-unmodified-since`, a false
 /// `if-none-match` overrides a true `if-modified-since`; any failure is 412.
@@ -68,14 +85,7 @@ pub async fn copy_object(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
         ));
     }
-    let src = engine.head_object(p, &src_bucket, &src_key).await.s3()?;
-    check_source_conditions(
-        &src,
-        &input.copy_source_if_match,
-        &input.copy_source_if_none_match,
-        &input.copy_source_if_modified_since,
-        &input.copy_source_if_unmodified_since,
-    )?;
+    let src = checked_source!(engine, p, &src_bucket, &src_key, input);
     let mut meta = object_meta(
         input.content_type,
         input.content_encoding,
@@ -86,20 +96,9 @@ pub async fn copy_object(
         input.metadata,
     );
     meta.checksum_algorithm = src.meta.checksum_algorithm.clone();
-    meta.acl = crate::acl::for_object(
-        engine,
-        p,
-        &input.bucket,
-        input.acl.as_ref(),
-        crate::acl::GrantHeaders {
-            read: input.grant_read.as_deref(),
-            read_acp: input.grant_read_acp.as_deref(),
-            write_acp: input.grant_write_acp.as_deref(),
-            full_control: input.grant_full_control.as_deref(),
-            write: None,
-        },
-    )
-    .await?;
+    meta.acl =
+        crate::acl::for_object(engine, p, &input.bucket, input.acl.as_ref(), crate::acl::grant_headers!(object input))
+            .await?;
     let target = PutTarget {
         bucket: input.bucket,
         key: input.key,

@@ -52,20 +52,9 @@ pub async fn create_multipart_upload(
     } else if input.checksum_type.is_some() {
         return Err(s3_error!(InvalidRequest, "The x-amz-checksum-type header requires x-amz-checksum-algorithm."));
     }
-    meta.acl = crate::acl::for_object(
-        engine,
-        p,
-        &input.bucket,
-        input.acl.as_ref(),
-        crate::acl::GrantHeaders {
-            read: input.grant_read.as_deref(),
-            read_acp: input.grant_read_acp.as_deref(),
-            write_acp: input.grant_write_acp.as_deref(),
-            full_control: input.grant_full_control.as_deref(),
-            write: None,
-        },
-    )
-    .await?;
+    meta.acl =
+        crate::acl::for_object(engine, p, &input.bucket, input.acl.as_ref(), crate::acl::grant_headers!(object input))
+            .await?;
     let algorithm = input.checksum_algorithm.clone();
     let mut new = NewUpload::new(UploadKind::S3, &input.bucket, &input.key);
     new.meta = meta;
@@ -151,14 +140,7 @@ pub async fn upload_part_copy(
     let number = part_number(input.part_number)?;
     let upload = engine.upload(p, &input.bucket, &input.key, &input.upload_id).await.s3()?;
     let (src_bucket, src_key) = crate::copy::source(&input.copy_source)?;
-    let src = engine.head_object(p, &src_bucket, &src_key).await.s3()?;
-    crate::copy::check_source_conditions(
-        &src,
-        &input.copy_source_if_match,
-        &input.copy_source_if_none_match,
-        &input.copy_source_if_modified_since,
-        &input.copy_source_if_unmodified_since,
-    )?;
+    let src = crate::copy::checked_source!(engine, p, &src_bucket, &src_key, input);
     let range = match &input.copy_source_range {
         Some(r) => Some(copy_range(r, src.size)?),
         None => None,

@@ -83,20 +83,9 @@ pub async fn put_object(
     engine.check_access(p, Op::Write, &input.bucket, &input.key).await.s3()?;
     let condition =
         write_condition(engine, p, &input.bucket, &input.key, &input.if_none_match, &input.if_match).await?;
-    let acl = crate::acl::for_object(
-        engine,
-        p,
-        &input.bucket,
-        input.acl.as_ref(),
-        crate::acl::GrantHeaders {
-            read: input.grant_read.as_deref(),
-            read_acp: input.grant_read_acp.as_deref(),
-            write_acp: input.grant_write_acp.as_deref(),
-            full_control: input.grant_full_control.as_deref(),
-            write: None,
-        },
-    )
-    .await?;
+    let acl =
+        crate::acl::for_object(engine, p, &input.bucket, input.acl.as_ref(), crate::acl::grant_headers!(object input))
+            .await?;
     let mut claims = Claims::new(
         input.content_md5,
         input.checksum_algorithm.as_ref().map(|a| a.as_str()),
