@@ -891,3 +891,16 @@ def test_authorization_schemes_are_case_insensitive_in_routing_and_parsing(serve
     )
     assert r.status_code == 200, (r.status_code, r.text[:300])
     assert acct.raw().request("GET", "/case.txt").content == b"hi"
+
+
+def test_the_data_directory_is_its_owners_alone(server_factory):
+    """The metadata database holds every credential's secret: however the directory was left
+    (the test opens it to 0755 first, as a umask of 022 makes it), the server makes it 0700 at
+    start, so no file in it can be reached by another local user."""
+    srv = server_factory()
+    srv.data_dir.chmod(0o755)
+    srv.stop()
+    srv.start()
+    assert srv.data_dir.stat().st_mode & 0o777 == 0o700, oct(srv.data_dir.stat().st_mode)
+    assert (srv.data_dir / "meta.db").exists()
+    assert healthy(srv)

@@ -18,10 +18,9 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
-from email.utils import parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-import pytest
 import requests
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -31,16 +30,15 @@ from compat_helpers import (
     MiB,
     _ForcedPayloadSigner,
     assert_no_object,
-    aws_cli,
     checksum_b64,
     expect_s3_error,
+    file_sha256,
     get_body,
     md5_hex,
     quoted_etag,
     s3_error_code,
     unique_name,
     write_random_file,
-    file_sha256,
 )
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -226,35 +224,55 @@ def test_sigv2_wrong_secret_is_403_signature_does_not_match(server, s3, bucket):
         unknown.list_objects(Bucket=bucket)
 
 
-def test_aws_cli_with_sigv2_config(server, bucket, tmp_path):
-    cfg = tmp_path / "aws-config-v2"
-    cfg.write_text(
-        "[default]\n"
-        f"region = {server.region}\n"
-        "s3 =\n"
-        "    addressing_style = path\n"
-        "    signature_version = s3\n"
-    )
-    env = server.aws_env()
-    env["AWS_CONFIG_FILE"] = str(cfg)
-    src = tmp_path / "cli v2 文件.bin"
-    data = os.urandom(200_000)
-    src.write_bytes(data)
+def v2_header_auth(secret: str, method: str, resource: str, headers: dict[str, str]) -> str:
+    """S3 SigV2 header signature, computed from AWS's documented StringToSign:
+    VERB, Content-MD5, Content-Type, Date, CanonicalizedAmzHeaders, CanonicalizedResource
+    (the un-decoded request path plus sub-resources)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    amz = "".join(f"{k}:{lower[k].strip()}\n" for k in sorted(k for k in lower if k.startswith("x-amz-")))
+    sts = "\n".join([method, lower.get("content-md5", ""), lower.get("content-type", ""), lower.get("date", "")])
+    sts += "\n" + amz + resource
+    return base64.b64encode(hmac.new(secret.encode(), sts.encode(), hashlib.sha1).digest()).decode()
 
-    def cli(*args):
-        res = subprocess.run(
-            [str(aws_cli()), *args, "--endpoint-url", server.endpoint],
-            env=env, capture_output=True, text=True, timeout=120,
-        )
-        assert res.returncode == 0, f"aws {' '.join(args)}: {res.returncode}\n{res.stdout}\n{res.stderr}"
-        return res
 
-    cli("s3", "cp", str(src), f"s3://{bucket}/cli/a b+c 文件.bin")
-    out = cli("s3", "ls", f"s3://{bucket}/cli/").stdout
-    assert "a b+c 文件.bin" in out, out
-    dst = tmp_path / "back.bin"
-    cli("s3", "cp", f"s3://{bucket}/cli/a b+c 文件.bin", str(dst))
-    assert dst.read_bytes() == data
+def test_sigv2_header_auth_hand_signed_with_curl(server, s3, bucket, tmp_path):
+    """An independent SigV2 signer (not botocore's) driving curl: x-amz-* headers, a key with a
+    space, '+' and CJK characters, and the ?acl sub-resource."""
+    key = "curl/x y+z 中文.txt"
+    path = f"/{bucket}/{quote(key, safe='/~')}"
+    src = tmp_path / "body.txt"
+    src.write_bytes(b"hand-signed v2 body")
+
+    def curl(method: str, resource: str, url_path: str, headers: dict[str, str], *extra: str):
+        headers = dict(headers, Date=formatdate(usegmt=True))
+        sig = v2_header_auth(server.secret_key, method, resource, headers)
+        args = ["curl", "-sS", "-X", method, "-o", str(tmp_path / "out"), "-w", "%{http_code}"]
+        for k, v in {**headers, "Authorization": f"AWS {server.access_key}:{sig}"}.items():
+            args += ["-H", f"{k}: {v}"]
+        res = subprocess.run([*args, *extra, server.endpoint + url_path], capture_output=True, timeout=60)
+        assert res.returncode == 0, res.stderr.decode(errors="replace")
+        return int(res.stdout), (tmp_path / "out").read_bytes()
+
+    put_headers = {"Content-Type": "text/plain", "x-amz-meta-Colour": "blue", "x-amz-acl": "public-read"}
+    status, body = curl("PUT", path, path, put_headers, "--data-binary", f"@{src}")
+    assert status == 200, body[:500]
+    got = s3.get_object(Bucket=bucket, Key=key)
+    assert got["Body"].read() == b"hand-signed v2 body"
+    assert got["ContentType"] == "text/plain"
+    assert got["Metadata"] == {"colour": "blue"}
+
+    status, body = curl("GET", path + "?acl", path + "?acl", {})
+    assert status == 200, body[:500]
+    assert ALL_USERS.encode() in body, body[:1000]
+
+    # The sub-resource is part of what is signed: a signature for the object, sent with ?acl.
+    status, body = curl("GET", path, path + "?acl", {})
+    assert status == 403, body[:500]
+    assert s3_error_code(body) == "SignatureDoesNotMatch", body[:500]
+    # So is every x-amz-* header: one the signature did not cover is refused.
+    status, body = curl("GET", path, path, {}, "-H", "x-amz-meta-extra: sneaky")
+    assert status == 403, body[:500]
+    assert s3_error_code(body) == "SignatureDoesNotMatch", body[:500]
 
 
 # =========================================================================== 2. SigV2 presigned URLs
@@ -720,5 +738,27 @@ def test_part_number_of_one_part_multipart_upload(s3, bucket):
     got = s3.get_object(Bucket=bucket, Key=key, PartNumber=1)
     assert got.get("PartsCount") == 1, {k: v for k, v in got.items() if k != "Body"}
     assert got["Body"].read() == data
-    # Without partNumber no parts count is given.
-    assert "PartsCount" not in s3.head_object(Bucket=bucket, Key=key)
+
+
+def test_parts_count_only_when_part_number_is_asked(s3, bucket):
+    """HeadObject/GetObject: x-amz-mp-parts-count "is only returned if you specify partNumber in
+    your request and the object was uploaded as a multipart upload" (AWS API reference)."""
+    key = "counted.bin"
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key)
+    e = s3.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=1, Body=b"p" * 100)["ETag"]
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=up["UploadId"], MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}
+    )
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert "PartsCount" not in head, head["ResponseMetadata"]["HTTPHeaders"]
+    got = s3.get_object(Bucket=bucket, Key=key)
+    assert "PartsCount" not in got, got["ResponseMetadata"]["HTTPHeaders"]
+
+
+def test_form_with_its_file_first_is_answered_by_s3(server, s3, bucket):
+    """S3 reads a form's fields up to its file: a form that starts with the file has no key,
+    and S3 says so in its own XML (not another protocol's JSON)."""
+    r = requests.post(bucket_url(server, bucket), files=OrderedDict([("file", ("f.txt", b"hi")), ("key", "k")]), timeout=10)
+    assert_s3_error(r, 400, "InvalidArgument")
+    assert "key" in error_message(r.content)
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

@@ -105,3 +105,28 @@ def test_expect_100_continue_upload(server, s3, bucket, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert b"HTTP/1.1 100 Continue" in out.stderr, "the server did not grant 100-continue"
     assert get_body(s3, bucket, "expect.bin") == data
+
+
+def test_a_second_key_pair_and_its_revocation(server):
+    """POSTing an existing tenant adds a key pair; DELETE on the admin credentials endpoint
+    revokes one at once, leaving the other working; only the root may do either."""
+    from adrive_helpers import create_tenant
+
+    first = create_tenant(server)
+    second = create_tenant(server, first.name)
+    assert second.access_key != first.access_key
+    bucket = unique_name("rv")
+    first.s3(server).create_bucket(Bucket=bucket)
+    assert second.s3(server).list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    url = f"{server.endpoint}/_chuan/admin/credentials"
+    r = requests.delete(url, params={"access_key": first.access_key}, auth=first.auth, timeout=10)
+    assert r.status_code == 401, f"a tenant key revoked a key: {r.status_code} {r.text}"
+    r = requests.delete(url, params={"access_key": first.access_key}, auth=(server.access_key, server.secret_key), timeout=10)
+    assert r.status_code == 200, r.text
+    with expect_s3_error(403, "InvalidAccessKeyId"):
+        first.s3(server).list_objects_v2(Bucket=bucket)
+    assert second.s3(server).list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    listed = requests.get(url, auth=(server.access_key, server.secret_key), timeout=10).json()
+    assert first.access_key not in {c["access_key"] for c in listed}
+    r = requests.delete(url, params={"access_key": first.access_key}, auth=(server.access_key, server.secret_key), timeout=10)
+    assert r.status_code == 404

@@ -123,7 +123,8 @@ fn user_metadata(rec: &ObjectRecord) -> Option<Metadata> {
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
 /// `x-amz-mp-parts-count`: the parts of a multipart object (its ETag ends in `-<parts>`,
-/// one-part uploads included); none for other objects.
+/// one-part uploads included); none for other objects. Answered only to requests that name a
+/// `partNumber`, as S3 does.
 fn parts_count(etag: &str, extents: usize) -> Option<i32> {
     match etag.rsplit_once('-').and_then(|(_, n)| n.parse::<i32>().ok()) {
         Some(n) => Some(n),
@@ -146,7 +147,6 @@ macro_rules! object_headers {
             o.cache_control = $rec.meta.cache_control.clone();
             o.expires = expires(&$rec.meta);
             o.metadata = user_metadata(&$rec);
-            o.parts_count = parts_count(&$rec.etag, $content.extents.len());
             $(o.$field = $value;)*
         })
     };
@@ -251,6 +251,7 @@ pub async fn get_object(
         body: Some(body),
         content_length: Some((end - start) as i64),
         content_range: content_range,
+        parts_count: input.part_number.and_then(|_| parts_count(&rec.etag, content.extents.len())),
     });
     checksum_fields!(out, input.checksum_mode, start == 0 && end == content.size, rec, content);
     Ok(S3Response::new(out))
@@ -278,6 +279,7 @@ pub async fn head_object(
     let mut out = object_headers!(HeadObjectOutput, rec, content, {
         content_length: Some((end - start) as i64),
         content_range: content_range,
+        parts_count: input.part_number.and_then(|_| parts_count(&rec.etag, content.extents.len())),
     });
     checksum_fields!(out, input.checksum_mode, start == 0 && end == content.size, rec, content);
     // A ranged HEAD answers 206 as the GET would; s3s does not take a status from a

@@ -246,6 +246,17 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                     .collect();
                 json(StatusCode::OK, &list)
             }
+            (&Method::DELETE, "credentials") => {
+                let key = get("access_key");
+                if key == p.access_key() {
+                    return Ok(error(StatusCode::BAD_REQUEST, "the root key in use cannot revoke itself"));
+                }
+                match engine.revoke_credential(p, &key).await {
+                    Ok(()) => json(StatusCode::OK, &serde_json::json!({ "revoked": key })),
+                    Err(chuan_core::CoreError::NoSuchCredential) => error(StatusCode::NOT_FOUND, "no such credential"),
+                    Err(e) => return Err(e.into()),
+                }
+            }
             _ => error(StatusCode::NOT_FOUND, "no such admin operation"),
         })
     }

@@ -144,6 +144,9 @@ fn is_s3_form_field(name: &[u8]) -> bool {
     let name = String::from_utf8_lossy(name).to_ascii_lowercase();
     name.starts_with("x-amz-")
         || [
+            // A form that starts with its file is no UFile form (the UFile SDK starts with
+            // `FileName`); S3 answers it (a form without `key` first).
+            "file",
             "key",
             "policy",
             "acl",

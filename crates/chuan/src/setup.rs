@@ -8,6 +8,13 @@ use std::sync::Arc;
 
 pub fn open_engine(data: &Path, config: EngineConfig) -> anyhow::Result<Arc<Engine>> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+    // The metadata database holds every credential's secret: the directory is the owner's
+    // alone, whatever the umask (what is inside is then out of others' reach too).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict data directory {} to its owner", data.display()))?;
+    }
     let meta = SqliteMetaStore::open(&data.join("meta.db")).context("cannot open the metadata database")?;
     let blobs = LocalBlobStore::open(data).context("cannot open the blob store")?;
     Ok(Arc::new(Engine::new(Arc::new(meta), Arc::new(blobs), config)))
