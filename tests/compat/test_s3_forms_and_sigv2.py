@@ -762,3 +762,46 @@ def test_form_with_its_file_first_is_answered_by_s3(server, s3, bucket):
     assert_s3_error(r, 400, "InvalidArgument")
     assert "key" in error_message(r.content)
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_sigv2_virtual_host_key_keeps_its_path(server, s3, bucket, tmp_path):
+    """A SigV2 request on the virtual host of a bucket signs `/<bucket>/<key>`; its path is the
+    key, which a bare-bucket path rule must not touch (a top-level key has no `/` in its path)."""
+    s3.put_object(Bucket=bucket, Key="top.txt", Body=b"at the top")
+    headers = {"Date": formatdate(usegmt=True), "Host": f"{bucket}.localhost:{server.port}"}
+    sig = v2_header_auth(server.secret_key, "GET", f"/{bucket}/top.txt", headers)
+    r = requests.get(
+        f"{server.endpoint}/top.txt",
+        headers={**headers, "Authorization": f"AWS {server.access_key}:{sig}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text[:500]
+    assert r.content == b"at the top"
+
+
+def test_repeated_form_field_is_refused(server, s3, bucket):
+    """A field given twice could pass the policy with one value and be stored with the other:
+    refused, nothing stored."""
+    conditions = base_conditions(bucket, key_prefix="") + [["eq", "$x-amz-meta-tag", "safe"]]
+    fields = v2_form(server, bucket, "dup.txt", conditions, extra=[("x-amz-meta-tag", "safe"), ("x-amz-meta-tag", "evil")])
+    # A list, not a dict, so both values are sent.
+    parts = [(name, (None, value)) for name, value in fields] + [("file", ("f.txt", b"x"))]
+    r = requests.post(bucket_url(server, bucket), files=parts, timeout=30)
+    assert_s3_error(r, 400, "InvalidArgument")
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_unsigned_chunked_put_is_refused_before_its_body(server, bucket):
+    """A PUT without any length is staged only for a request whose SigV4 signature holds; an
+    unsigned one is refused 411 without its body being stored anywhere."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("PUT", f"/{bucket}/anon.bin")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    conn.send(b"5\r\nhello\r\n0\r\n\r\n")
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    assert resp.status == 411, body[:300]
+    assert s3_error_code(body) == "MissingContentLength"
+    assert not any(server.tmp_dir.iterdir()), "nothing of the body was staged"

@@ -111,11 +111,12 @@ pub(crate) async fn for_object(
     engine: &Engine,
     p: &Principal,
     bucket: &str,
+    key: &str,
     canned: Option<&ObjectCannedACL>,
     h: GrantHeaders<'_>,
 ) -> S3Result<Option<Acl>> {
     match requested(canned.map(|c| c.as_str()), h)? {
-        Some(spec) => Ok(Some(engine.requested_acl(p, bucket, &spec).await.s3()?)),
+        Some(spec) => Ok(Some(engine.requested_acl(p, bucket, key, &spec).await.s3()?)),
         None => Ok(None),
     }
 }

@@ -29,7 +29,7 @@ pub async fn create_bucket(
         {
             let current = engine.bucket_acl(p, &input.bucket).await.s3()?;
             let asked = match &acl {
-                Some(spec) => engine.requested_acl(p, &input.bucket, spec).await.s3()?,
+                Some(spec) => engine.requested_acl(p, &input.bucket, "", spec).await.s3()?,
                 None => chuan_core::owner_acl(p.tenant()),
             };
             if asked.grants != current.grants {

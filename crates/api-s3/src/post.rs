@@ -311,6 +311,11 @@ async fn store_form(
             break field;
         }
         let value = form.text(field).await.map_err(form_refused)?;
+        // One value a field: a second could pass the policy with the first and be stored
+        // with the second.
+        if fields.get(&name).is_some() {
+            return Err(bad("InvalidArgument", format!("The form field {name} appears more than once.")));
+        }
         fields.0.push((name, value));
     };
     let key_field = fields.get("key").ok_or_else(|| {
@@ -352,7 +357,7 @@ async fn store_form(
     let acl = crate::acl::requested(fields.get("acl"), crate::acl::GrantHeaders::default())
         .map_err(|e| bad("InvalidArgument", e.message().unwrap_or("Invalid canned ACL").to_owned()))?;
     if let Some(spec) = acl {
-        meta.acl = Some(engine.requested_acl(&p, &bucket, &spec).await.map_err(from_core)?);
+        meta.acl = Some(engine.requested_acl(&p, &bucket, &key, &spec).await.map_err(from_core)?);
     }
     // The upper bound holds while the file streams in, not after it was all written.
     let staged = match engine.stage_with(&p, file, StageOptions::at_most(max)).await {

@@ -65,11 +65,16 @@ pub(crate) async fn drop_ignored_headers<B>(engine: &Engine, req: &mut Request<B
         .and_then(SigV4Authorization::parse);
     let signed_bad = auth.as_ref().is_some_and(|a| a.signed_headers.iter().any(|h| bad.contains(&h.as_str())));
     if signed_bad {
-        if let Some(auth) = auth {
-            resign_without(engine, req, auth, &bad).await;
-        }
+        resign_without(engine, req, &bad).await;
         return;
     }
+    // SigV2 signs every x-amz-* header: those stay (s3s refuses a malformed one).
+    let sigv2 = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("AWS ") && !a.starts_with("AWS4"));
+    let bad: Vec<&str> = bad.into_iter().filter(|h| !(sigv2 && h.starts_with("x-amz-"))).collect();
     let presigned_bad = req.uri().query().and_then(|q| {
         let q = chuan_api_common::query::Query::parse(Some(q), chuan_api_common::query::Plus::Literal);
         q.get("X-Amz-SignedHeaders").map(|s| s.split(';').any(|h| bad.contains(&h)))
@@ -84,39 +89,73 @@ pub(crate) async fn drop_ignored_headers<B>(engine: &Engine, req: &mut Request<B
     }
 }
 
-async fn resign_without<B>(engine: &Engine, req: &mut Request<B>, auth: SigV4Authorization, bad: &[&str]) {
-    let Some((ak, day, region, service)) = auth.scope() else { return };
-    let (day, region, service) = (day.to_owned(), region.to_owned(), service.to_owned());
-    let Ok(Some((secret, _))) = engine.credential(ak, KEY_PAIRS).await else { return };
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let (Some(amz_date), Some(payload)) = (header("x-amz-date"), header("x-amz-content-sha256")) else { return };
-    let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
-    let sign = |headers: &HeaderMap, signed: &[String]| {
+/// A request's SigV4 header signature, checked with the caller's secret (before s3s checks
+/// it again): the signer, and how to sign the request anew with other headers.
+struct VerifiedSigV4 {
+    principal: chuan_core::Principal,
+    secret: String,
+    auth: SigV4Authorization,
+    amz_date: String,
+    payload: String,
+    scope: (String, String, String),
+}
+
+impl VerifiedSigV4 {
+    fn sign<B>(&self, req: &Request<B>, signed: &[String]) -> String {
+        let (day, region, service) = &self.scope;
         sigv4_signature(
-            &secret,
-            &method,
-            &path,
-            &query,
-            headers,
+            &self.secret,
+            req.method().as_str(),
+            req.uri().path(),
+            req.uri().query().unwrap_or(""),
+            req.headers(),
             signed,
-            &payload,
-            &amz_date,
-            (&day, &region, &service),
+            &self.payload,
+            &self.amz_date,
+            (day, region, service),
         )
+    }
+}
+
+/// The request's SigV4 header signature if it holds (`None`: no such signature, an unknown
+/// key, or a signature that does not hold; s3s then answers as it does).
+async fn verify_sigv4<B>(engine: &Engine, req: &Request<B>) -> Option<VerifiedSigV4> {
+    let auth = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(SigV4Authorization::parse)?;
+    let (ak, day, region, service) = auth.scope()?;
+    let scope = (day.to_owned(), region.to_owned(), service.to_owned());
+    let (secret, principal) = engine.credential(ak, KEY_PAIRS).await.ok()??;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let v = VerifiedSigV4 {
+        principal,
+        secret,
+        amz_date: header("x-amz-date")?,
+        payload: header("x-amz-content-sha256")?,
+        scope,
+        auth,
     };
-    if !chuan_core::constant_time_eq(sign(req.headers(), &auth.signed_headers).as_bytes(), auth.signature.as_bytes()) {
+    let ours = v.sign(req, &v.auth.signed_headers);
+    chuan_core::constant_time_eq(ours.as_bytes(), v.auth.signature.as_bytes()).then_some(v)
+}
+
+async fn resign_without<B>(engine: &Engine, req: &mut Request<B>, bad: &[&str]) {
+    let Some(v) = verify_sigv4(engine, req).await else { return };
+    // Chunk signatures of a streaming body chain from the seed signature: such a request
+    // keeps its headers (s3s refuses the malformed one).
+    if v.payload.starts_with("STREAMING-") {
         return;
     }
     for name in bad {
         req.headers_mut().remove(*name);
     }
-    let signed: Vec<String> = auth.signed_headers.iter().filter(|h| !bad.contains(&h.as_str())).cloned().collect();
-    let signature = sign(req.headers(), &signed);
-    let resigned = SigV4Authorization { signed_headers: signed, signature, ..auth };
-    if let Ok(v) = HeaderValue::from_str(&resigned.render()) {
-        req.headers_mut().insert(http::header::AUTHORIZATION, v);
+    let signed: Vec<String> = v.auth.signed_headers.iter().filter(|h| !bad.contains(&h.as_str())).cloned().collect();
+    let signature = v.sign(req, &signed);
+    let resigned = SigV4Authorization { signed_headers: signed, signature, ..v.auth.clone() };
+    if let Ok(value) = HeaderValue::from_str(&resigned.render()) {
+        req.headers_mut().insert(http::header::AUTHORIZATION, value);
     }
 }
 
@@ -174,17 +213,27 @@ pub(crate) fn unsized_put<B>(req: &Request<B>) -> bool {
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
 }
 
-/// S3 takes a PUT whose body comes chunked without a length; s3s needs the length (to check
-/// the payload hash while it streams). The body is staged first (streamed to a temporary
-/// blob, at most 5 GiB, under the same stall and size limits as any upload) and replayed from
-/// there with its length; the temporary blob goes when the replay is dropped.
+/// S3-compatible services take a PUT whose body comes chunked without a length; s3s needs
+/// the length (to check the payload hash while it streams). A request whose SigV4 header
+/// signature holds (checked here with the signer's secret, before a byte of the body is
+/// read) has its body staged first, as the signer's upload (its upload slots, at most 5 GiB,
+/// the same stall limits), and replayed from there with its length; the temporary blob goes
+/// when the replay is dropped. Any other such request is refused 411 MissingContentLength
+/// unread.
 pub(crate) async fn spool_unsized(
     engine: &Engine,
     req: Request<s3s::Body>,
 ) -> Result<Request<s3s::Body>, Response<s3s::Body>> {
+    let Some(signer) = verify_sigv4(engine, &req).await else {
+        return Err(crate::service::xml_error(
+            StatusCode::LENGTH_REQUIRED,
+            "MissingContentLength",
+            "You must provide the Content-Length HTTP header (or sign the request with SigV4).",
+        ));
+    };
     let (mut parts, body) = req.into_parts();
     let options = chuan_core::StageOptions::at_most(crate::checksum::MAX_OBJECT_SIZE);
-    let staged = match engine.stage_with(&chuan_core::Principal::anonymous(), body, options).await {
+    let staged = match engine.stage_with(&signer.principal, body, options).await {
         Ok(s) => s,
         Err(e) => {
             let err = crate::to_s3_error(e);
@@ -214,10 +263,11 @@ pub(crate) async fn spool_unsized(
 }
 
 /// SigV2's canonical resource of a path-style bucket request is `/<bucket>/` (what botocore
-/// and s3cmd sign); s3s signs the path as it came (`/<bucket>`). A SigV2 request (header or
-/// presigned) to a bare bucket path gets its trailing `/` before s3s checks it; s3s routes
-/// both forms to the bucket alike.
-pub(crate) fn sigv2_bucket_path<B>(req: &mut Request<B>) {
+/// and s3cmd sign); s3s signs the path as it came (`/<bucket>`). A path-style SigV2 request
+/// (header or presigned) to a bare bucket path gets its trailing `/` before s3s checks it;
+/// s3s routes both forms to the bucket alike. (`virtual_host`: the host names the bucket, so
+/// the path is a key and stays.)
+pub(crate) fn sigv2_bucket_path<B>(req: &mut Request<B>, virtual_host: bool) {
     let v2_header = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -226,7 +276,7 @@ pub(crate) fn sigv2_bucket_path<B>(req: &mut Request<B>) {
     let v2_query = req.uri().query().is_some_and(|q| q.contains("AWSAccessKeyId=") && q.contains("Signature="));
     let path = req.uri().path();
     let bare_bucket = path.len() > 1 && !path[1..].contains('/');
-    if !(v2_header || v2_query) || !bare_bucket {
+    if !(v2_header || v2_query) || !bare_bucket || virtual_host {
         return;
     }
     let rebuilt = match req.uri().query() {
@@ -265,14 +315,17 @@ mod tests {
     #[test]
     fn sigv2_bucket_paths_get_their_slash() {
         let mut r = Request::put("/b1").header("authorization", "AWS ak:sig").body(()).unwrap();
-        sigv2_bucket_path(&mut r);
+        sigv2_bucket_path(&mut r, false);
         assert_eq!(r.uri(), "/b1/");
         let mut r = Request::get("/b1?acl&AWSAccessKeyId=a&Signature=s&Expires=1").body(()).unwrap();
-        sigv2_bucket_path(&mut r);
+        sigv2_bucket_path(&mut r, false);
         assert_eq!(r.uri(), "/b1/?acl&AWSAccessKeyId=a&Signature=s&Expires=1");
+        let mut r = Request::get("/photo.jpg").header("authorization", "AWS ak:sig").body(()).unwrap();
+        sigv2_bucket_path(&mut r, true);
+        assert_eq!(r.uri(), "/photo.jpg", "a key under a virtual-host bucket keeps its path");
         for (uri, auth) in [("/b1/k", "AWS ak:sig"), ("/b1", "AWS4-HMAC-SHA256 Credential=x"), ("/", "AWS ak:sig")] {
             let mut r = Request::get(uri).header("authorization", auth).body(()).unwrap();
-            sigv2_bucket_path(&mut r);
+            sigv2_bucket_path(&mut r, false);
             assert_eq!(r.uri(), uri);
         }
     }

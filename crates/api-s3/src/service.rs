@@ -65,13 +65,16 @@ impl S3Dialect {
         resp
     }
 
+    /// The bucket a request's virtual host names, if it names one.
+    fn host_bucket(&self, req: &Request<s3s::Body>) -> Option<String> {
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok())?;
+        self.host.parse_host_header(host).ok()?.bucket().map(str::to_owned)
+    }
+
     /// The bucket a request names: by its virtual host, else by its path's first segment.
     fn bucket_of(&self, req: &Request<s3s::Body>) -> Option<String> {
-        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
-        if let Some(vh) = host.and_then(|h| self.host.parse_host_header(h).ok()) {
-            if let Some(b) = vh.bucket() {
-                return Some(b.to_owned());
-            }
+        if let Some(b) = self.host_bucket(req) {
+            return Some(b);
         }
         let first = req.uri().path().trim_start_matches('/').split('/').next().unwrap_or("");
         (!first.is_empty()).then(|| first.to_owned())
@@ -83,7 +86,8 @@ impl S3Dialect {
     async fn serve(&self, mut req: Request<s3s::Body>) -> Response<s3s::Body> {
         let request_id = crate::prepare::new_request_id();
         crate::prepare::drop_ignored_headers(&self.engine, &mut req).await;
-        crate::prepare::sigv2_bucket_path(&mut req);
+        let virtual_host = self.host_bucket(&req).is_some();
+        crate::prepare::sigv2_bucket_path(&mut req, virtual_host);
         if crate::prepare::unsized_put(&req) {
             req = match crate::prepare::spool_unsized(&self.engine, req).await {
                 Ok(r) => r,
@@ -127,7 +131,10 @@ impl S3Dialect {
     }
 
     async fn serve_s3(&self, req: Request<s3s::Body>) -> Response<s3s::Body> {
+        // POST Object is a form posted to the bucket itself (no query: `?uploads`, `?delete`
+        // and the like are other operations, whatever their content type).
         let is_form = req.method() == http::Method::POST
+            && req.uri().query().is_none_or(str::is_empty)
             && req
                 .headers()
                 .get(http::header::CONTENT_TYPE)

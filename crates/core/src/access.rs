@@ -217,7 +217,9 @@ impl Op {
 fn may_read(b: &BucketRecord, p: &Principal, obj: Option<&ObjectRecord>) -> CoreResult<()> {
     let allowed = match obj {
         Some(o) => object_allows(b, o, p, Permission::Read),
-        None => bucket_allows(b, p, Permission::Read) || b.public,
+        // A public bucket answers anonymous reads of missing keys as missing (as UFile's and
+        // COS's public buckets do); a tenant learns of missing keys only by a READ grant.
+        None => bucket_allows(b, p, Permission::Read) || (b.public && p.is_anonymous()),
     };
     if allowed {
         Ok(())

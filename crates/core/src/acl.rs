@@ -130,6 +130,10 @@ pub(crate) fn object_allows(b: &BucketRecord, o: &ObjectRecord, p: &Principal, p
         return true;
     }
     match &o.meta.acl {
+        // A protocol's explicit public/private switch set after the ACL (COS `authority`,
+        // UFile) decides for anonymous callers.
+        Some(_) if p.is_anonymous() && o.meta.access == ObjectAccess::Private => false,
+        Some(_) if p.is_anonymous() && o.meta.access == ObjectAccess::PublicRead && perm == Permission::Read => true,
         Some(acl) => acl_allows(acl, p, perm),
         None => {
             let public = match o.meta.access {
@@ -201,20 +205,41 @@ impl Engine {
     /// The ACL `p` asks a write into `bucket` to give the object (for `ObjectMeta::acl`),
     /// resolved before the body is read: `InvalidArgument` for grants to unknown tenants.
     /// Charges nothing and decides no access: the write itself is admitted as any other.
-    pub async fn requested_acl(&self, p: &Principal, bucket: &str, spec: &AclSpec) -> CoreResult<Acl> {
-        let b = self.bucket_record(bucket).await?.ok_or(CoreError::NoSuchBucket)?;
+    pub async fn requested_acl(&self, p: &Principal, bucket: &str, key: &str, spec: &AclSpec) -> CoreResult<Acl> {
+        // Admitted first, so a caller who may not write here learns nothing (not even which
+        // tenants exist).
+        let b = self.admit(p, crate::access::Op::Write, bucket, key).await?;
+        Self::scoped_acl_rule(p, spec)?;
         self.resolve_acl(spec, &Self::writer_of(p, &b), &b).await
     }
 
-    /// A bucket's ACL (its default one when none was set); needs `READ_ACP`.
+    /// A scoped credential (token, device, operator) may not open what it writes to anyone
+    /// else: it sets no ACL but the owner-only `private` (else it could publish, and then
+    /// read anonymously, what its scope does not let it read).
+    fn scoped_acl_rule(p: &Principal, spec: &AclSpec) -> CoreResult<()> {
+        match (p.scope(), spec) {
+            (None, _) | (Some(_), AclSpec::Canned(CannedAcl::Private)) => Ok(()),
+            (Some(_), _) => Err(CoreError::AccessDenied),
+        }
+    }
+
+    /// A bucket's ACL (its default one when none was set); needs `READ_ACP` and an
+    /// unscoped credential (a bucket's grants are account management).
     pub async fn bucket_acl(&self, p: &Principal, bucket: &str) -> CoreResult<Acl> {
+        if p.scope().is_some() {
+            return Err(CoreError::AccessDenied);
+        }
         let b = self.admit_permission(p, bucket, Permission::ReadAcp).await?;
         self.charge_request(p, &b).await?;
         Ok(b.config.acl.clone().unwrap_or_else(|| owner_acl(&b.tenant)))
     }
 
-    /// Replaces a bucket's ACL; needs `WRITE_ACP`. The bucket's owner stays its owner.
+    /// Replaces a bucket's ACL; needs `WRITE_ACP` and an unscoped credential. The bucket's
+    /// owner stays its owner.
     pub async fn put_bucket_acl(&self, p: &Principal, bucket: &str, spec: &AclSpec) -> CoreResult<()> {
+        if p.scope().is_some() {
+            return Err(CoreError::AccessDenied);
+        }
         let b = self.admit_permission(p, bucket, Permission::WriteAcp).await?;
         let acl = self.resolve_acl(spec, &b.tenant, &b).await?;
         self.charge_request(p, &b).await?;
@@ -235,11 +260,15 @@ impl Engine {
     /// on the object.
     pub async fn put_object_acl(&self, p: &Principal, bucket: &str, key: &str, spec: &AclSpec) -> CoreResult<()> {
         let (b, rec) = self.admit_object(p, bucket, key, Permission::WriteAcp).await?;
+        Self::scoped_acl_rule(p, spec)?;
         let owner = rec.meta.acl.as_ref().map_or_else(|| b.tenant.clone(), |a| a.owner.clone());
         let acl = self.resolve_acl(spec, &owner, &b).await?;
         self.charge_request(p, &b).await?;
         let mut meta = rec.meta.clone();
         meta.acl = Some(acl);
+        // The ACL now decides anonymous reads; a protocol's earlier public/private switch
+        // (UFile, COS) is replaced by it.
+        meta.access = ObjectAccess::Inherit;
         self.replace_meta(&b, &rec, meta).await?;
         Ok(())
     }

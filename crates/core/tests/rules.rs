@@ -511,6 +511,25 @@ async fn acls_decide_for_other_tenants_and_anonymous_callers_in_every_protocol()
     assert_eq!(read_as(&e, &alice(), "bkt", "anon.txt").await.unwrap(), b"anon", "anonymous writes are the owner's");
     denied(read_as(&e, &anon, "bkt", "mine.txt").await);
 
+    // What bob wrote into alice's bucket is not content alice holds: an instant-upload
+    // claim by its digest alone misses for her (it would hand her bob's bytes).
+    let d = chuan_core::hash::digest_all(b"bob's");
+    assert!(e.own_content(&alice(), "sha256", &d.sha256, 5).await.unwrap().is_none());
+    assert!(e.own_content(&bob(), "sha256", &d.sha256, 5).await.unwrap().is_none(), "not in bob's buckets either");
+
+    // A scoped credential may not open the bucket (nor read its grants), nor publish what it
+    // writes: it sets no ACL but `private`.
+    let device = alice().with_scope(Scope {
+        ops: Some(vec![Op::Write]),
+        buckets: Some(vec!["bkt".into()]),
+        prefixes: Some(vec!["dev1/".into()]),
+    });
+    denied(e.put_bucket_acl(&device, "bkt", &AclSpec::Canned(CannedAcl::PublicReadWrite)).await);
+    denied(e.bucket_acl(&device, "bkt").await);
+    denied(e.requested_acl(&device, "bkt", "dev1/x", &AclSpec::Canned(CannedAcl::PublicRead)).await);
+    e.requested_acl(&device, "bkt", "dev1/x", &AclSpec::Canned(CannedAcl::Private)).await.unwrap();
+    denied(e.requested_acl(&device, "bkt", "other/x", &AclSpec::Canned(CannedAcl::Private)).await);
+
     // A scoped credential of bob's keeps its scope whatever the ACL grants.
     let scoped_bob = bob().with_scope(Scope { ops: Some(vec![Op::Read]), buckets: None, prefixes: None });
     let staged = e.stage(&scoped_bob, body(b"x", 100)).await.unwrap();
@@ -524,6 +543,15 @@ async fn acls_decide_for_other_tenants_and_anonymous_callers_in_every_protocol()
     denied(e.commit_put(&alice(), target("bkt", "y.txt"), staged).await);
     e.put_bucket_acl(&alice(), "bkt", &AclSpec::Canned(CannedAcl::Private)).await.unwrap();
     put(&e, "y.txt", b"y").await;
+    // Asking for an ACL tells a caller who may not write nothing, not even which tenants exist.
+    denied(e.requested_acl(&Principal::anonymous(), "bkt", "k", &ghost).await);
+    // In a public bucket anyone reads the objects, but only callers who may list it learn
+    // that a key is missing: anonymous callers (as UFile's and COS's public buckets answer)
+    // and listers get NoSuchKey, another tenant AccessDenied.
+    e.set_bucket_public(&alice(), "bkt", true).await.unwrap();
+    assert_eq!(read_as(&e, &bob(), "bkt", "y.txt").await.unwrap(), b"y");
+    denied(read_as(&e, &bob(), "bkt", "missing.txt").await);
+    assert!(matches!(read_as(&e, &Principal::anonymous(), "bkt", "missing.txt").await, Err(CoreError::NoSuchKey)));
     // Only the owner deletes the bucket, whatever else is granted.
     e.put_bucket_acl(&alice(), "bkt", &AclSpec::Canned(CannedAcl::PublicReadWrite)).await.unwrap();
     denied(e.delete_bucket(&bob(), "bkt").await);

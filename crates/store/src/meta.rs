@@ -274,7 +274,8 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// The hash index: up to `limit` contents with this digest and size, whoever holds them.
     async fn find_content(&self, algo: &str, digest: &str, size: u64, limit: usize) -> StoreResult<Vec<i64>>;
     /// A content with this digest and size that an object of `tenant`'s buckets inside
-    /// `within` points at, however many other tenants hold the same digest.
+    /// `within` points at, however many other tenants hold the same digest; objects another
+    /// tenant owns there (`ObjectMeta::acl`'s owner) do not count.
     async fn find_held_content(
         &self,
         tenant: &str,

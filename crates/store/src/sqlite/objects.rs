@@ -293,12 +293,15 @@ impl ObjectStore for SqliteMetaStore {
         ];
         let filter = within_sql(within, "o.bucket", "o.key", &mut values);
         // Joined from the hash index to the objects that point at each content and their
-        // buckets' owner: the tenant's own copy is found whatever other tenants hold.
+        // buckets' owner: the tenant's own copy is found whatever other tenants hold. An
+        // object another tenant wrote into the tenant's bucket is that tenant's (its ACL's
+        // owner), not held by the bucket's owner.
         let sql = format!(
             "SELECT h.content FROM hash_index h
                JOIN objects o ON o.content = h.content
                JOIN buckets b ON b.name = o.bucket
-             WHERE h.algo = ?1 AND h.digest = ?2 AND h.size = ?3 AND b.tenant = ?4{filter}
+             WHERE h.algo = ?1 AND h.digest = ?2 AND h.size = ?3 AND b.tenant = ?4
+               AND coalesce(json_extract(o.meta, '$.acl.owner'), ?4) = ?4{filter}
              LIMIT 1"
         );
         self.read(move |c| {
