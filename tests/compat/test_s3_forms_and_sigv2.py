@@ -805,3 +805,34 @@ def test_unsigned_chunked_put_is_refused_before_its_body(server, bucket):
     assert resp.status == 411, body[:300]
     assert s3_error_code(body) == "MissingContentLength"
     assert not any(server.tmp_dir.iterdir()), "nothing of the body was staged"
+
+
+def test_sigv2_bucket_requests_signed_with_or_without_the_trailing_slash(server, s3, bucket):
+    """SigV2 clients differ on a path-style bucket request's canonical resource: `/<bucket>`
+    (older botocore) or `/<bucket>/` (newer botocore, s3cmd). Both are taken, and a signature
+    for neither is refused."""
+    s3.put_object(Bucket=bucket, Key="listed.txt", Body=b"x")
+    for resource in (f"/{bucket}", f"/{bucket}/"):
+        headers = {"Date": formatdate(usegmt=True)}
+        sig = v2_header_auth(server.secret_key, "GET", resource + "?acl", headers)
+        r = requests.get(
+            f"{server.endpoint}/{bucket}?acl",
+            headers={**headers, "Authorization": f"AWS {server.access_key}:{sig}"},
+            timeout=10,
+        )
+        assert r.status_code == 200, (resource, r.text[:300])
+        assert b"AccessControlPolicy" in r.content
+        sig = v2_header_auth(server.secret_key, "GET", resource, headers)
+        r = requests.get(
+            f"{server.endpoint}/{bucket}",
+            headers={**headers, "Authorization": f"AWS {server.access_key}:{sig}"},
+            timeout=10,
+        )
+        assert r.status_code == 200 and b"listed.txt" in r.content, (resource, r.text[:300])
+    sig = v2_header_auth(server.secret_key, "GET", f"/{bucket}//", {"Date": formatdate(usegmt=True)})
+    r = requests.get(
+        f"{server.endpoint}/{bucket}",
+        headers={"Date": formatdate(usegmt=True), "Authorization": f"AWS {server.access_key}:{sig}"},
+        timeout=10,
+    )
+    assert_s3_error(r, 403, "SignatureDoesNotMatch")

@@ -87,7 +87,7 @@ impl S3Dialect {
         let request_id = crate::prepare::new_request_id();
         crate::prepare::drop_ignored_headers(&self.engine, &mut req).await;
         let virtual_host = self.host_bucket(&req).is_some();
-        crate::prepare::sigv2_bucket_path(&mut req, virtual_host);
+        crate::prepare::sigv2_bucket_path(&self.engine, &mut req, virtual_host).await;
         if crate::prepare::unsized_put(&req) {
             req = match crate::prepare::spool_unsized(&self.engine, req).await {
                 Ok(r) => r,
