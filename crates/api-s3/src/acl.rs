@@ -32,6 +32,23 @@ macro_rules! grant_headers {
 }
 pub(crate) use grant_headers;
 
+/// The ACL an object write's `$input` asks for (`x-amz-acl` or `x-amz-grant-*`), resolved by
+/// the core: `Option<Acl>` for `ObjectMeta::acl`.
+macro_rules! object_acl {
+    ($engine:expr, $p:expr, $input:expr) => {
+        $crate::acl::for_object(
+            $engine,
+            $p,
+            &$input.bucket,
+            &$input.key,
+            $input.acl.as_ref(),
+            $crate::acl::grant_headers!(object $input),
+        )
+        .await
+    };
+}
+pub(crate) use object_acl;
+
 /// The `x-amz-grant-*` headers of a request, each a comma-separated list of
 /// `id="..."`, `uri="..."` or `emailAddress="..."` grantees.
 #[derive(Default)]

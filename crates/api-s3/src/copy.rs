@@ -96,15 +96,7 @@ pub async fn copy_object(
         input.metadata,
     );
     meta.checksum_algorithm = src.meta.checksum_algorithm.clone();
-    meta.acl = crate::acl::for_object(
-        engine,
-        p,
-        &input.bucket,
-        &input.key,
-        input.acl.as_ref(),
-        crate::acl::grant_headers!(object input),
-    )
-    .await?;
+    meta.acl = crate::acl::object_acl!(engine, p, input)?;
     let target = PutTarget {
         bucket: input.bucket,
         key: input.key,

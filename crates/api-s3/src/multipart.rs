@@ -52,15 +52,7 @@ pub async fn create_multipart_upload(
     } else if input.checksum_type.is_some() {
         return Err(s3_error!(InvalidRequest, "The x-amz-checksum-type header requires x-amz-checksum-algorithm."));
     }
-    meta.acl = crate::acl::for_object(
-        engine,
-        p,
-        &input.bucket,
-        &input.key,
-        input.acl.as_ref(),
-        crate::acl::grant_headers!(object input),
-    )
-    .await?;
+    meta.acl = crate::acl::object_acl!(engine, p, input)?;
     let algorithm = input.checksum_algorithm.clone();
     let mut new = NewUpload::new(UploadKind::S3, &input.bucket, &input.key);
     new.meta = meta;

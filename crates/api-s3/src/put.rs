@@ -83,15 +83,7 @@ pub async fn put_object(
     engine.check_access(p, Op::Write, &input.bucket, &input.key).await.s3()?;
     let condition =
         write_condition(engine, p, &input.bucket, &input.key, &input.if_none_match, &input.if_match).await?;
-    let acl = crate::acl::for_object(
-        engine,
-        p,
-        &input.bucket,
-        &input.key,
-        input.acl.as_ref(),
-        crate::acl::grant_headers!(object input),
-    )
-    .await?;
+    let acl = crate::acl::object_acl!(engine, p, input)?;
     let mut claims = Claims::new(
         input.content_md5,
         input.checksum_algorithm.as_ref().map(|a| a.as_str()),

@@ -7,10 +7,9 @@
 //! inside each operation and for every key the operation names (copy sources, rename targets,
 //! multipart completion keys, instant-upload claims, listings of sessions and parts):
 //! 1. the principal's scope allows the operation class on that bucket and key;
-//! 2. the bucket belongs to the principal's tenant (or the principal is the root);
-//! 3. the bucket's and the object's access control lists allow it (`acl.rs`): by default the
-//!    bucket's owner alone; anonymous callers get what is granted to everyone and the objects
-//!    of public buckets.
+//! 2. the bucket's and the object's access control lists allow it (`acl.rs`): by default the
+//!    bucket's owner (and the root) alone; other tenants and anonymous callers get what is
+//!    granted to them, anonymous callers also the objects of public buckets.
 //!
 //! Deciding and metering are separate steps: `admit`, `admit_bucket` and `read_access`
 //! decide and charge nothing; an operation charges the request (to the bucket it writes, or
@@ -248,10 +247,11 @@ impl Engine {
     /// The access decision: may `p` do `op` on `key` (a key, or a listing prefix for
     /// `Op::List`) of `bucket`? Returns the bucket; charges nothing. The bucket's ACL
     /// decides (`acl.rs`): its owner alone by default; `Op::Read` without an object (a
-    /// folder, a missing key) also passes in a public bucket.
+    /// folder, a missing key) also passes for anonymous callers of a public bucket (as
+    /// [`Engine::read_access`] decides).
     pub(crate) async fn admit(&self, p: &Principal, op: Op, bucket: &str, key: &str) -> CoreResult<BucketRecord> {
         let b = self.scoped_bucket(p, op, bucket, Some(key)).await?;
-        if bucket_allows(&b, p, op.bucket_permission()) || (op == Op::Read && b.public) {
+        if bucket_allows(&b, p, op.bucket_permission()) || (op == Op::Read && b.public && p.is_anonymous()) {
             Ok(b)
         } else {
             Err(CoreError::AccessDenied)
