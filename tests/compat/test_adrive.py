@@ -436,6 +436,19 @@ def test_download_whole_resumed_and_ranged(server, drive, ali, redirect, tmp_pat
     assert part.content == data[100:200]
     assert part.headers.get("Content-Range") == f"bytes 100-199/{len(data)}", part.headers
 
+    # aligo's get_download_url(expire_sec=...): the link lives as long as asked, within the
+    # server's longest (an hour by default).
+    import datetime as _dt
+
+    def lifetime(resp) -> float:
+        exp = _dt.datetime.fromisoformat(str(resp.expiration).replace("Z", "+00:00"))
+        return (exp - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
+
+    short = ali.get_download_url(file_id=up.file_id, expire_sec=600)
+    assert 590 <= lifetime(short) <= 610, short.expiration
+    assert requests.get(short.url, timeout=60).content == data
+    assert 3590 <= lifetime(ali.get_download_url(file_id=up.file_id, expire_sec=14400)) <= 3610
+
 
 def test_rename_with_aligo(server, drive, ali, redirect, tmp_path):
     (folder,) = _folders(ali, ["ren"])

@@ -97,6 +97,8 @@ def test_ufile_token_cannot_finish_a_multipart_upload_outside_its_prefixes(serve
     # ... and so is the side door: a session inside the prefix finished under another key.
     upload_id = mp_init(t, "pub/mp")
     etag = mp_part(t, "pub/mp", upload_id, 0, b"evil")
+    # `newKey` is used only when the session's key was taken meanwhile: take it.
+    uf.put_bytes("pub/mp", b"taken meanwhile")
     r = mp_finish(t, "pub/mp", upload_id, [etag], new_key="secret/x.bin")
     assert_ufile_error(r, 403, "finish with newKey outside the token's prefixes")
     assert uf.s3_bytes("secret/x.bin") == b"precious", "the target was replaced"
@@ -114,6 +116,7 @@ def test_iot_device_cannot_finish_a_ufile_upload_outside_its_folder(server, make
     folder = f"{dev.product_sn}/{dev.device_sn}/"
     upload_id = mp_init(d, folder + "mp")
     etag = mp_part(d, folder + "mp", upload_id, 0, b"evil")
+    uf.put_bytes(folder + "mp", b"taken meanwhile")
     r = mp_finish(d, folder + "mp", upload_id, [etag], new_key="other/x.bin")
     assert_ufile_error(r, 403, "a device finishing outside its folder")
     assert uf.s3_bytes("other/x.bin") == b"precious"
@@ -465,3 +468,29 @@ def test_replayed_cos_once_signatures_spend_nothing(server, make_cos):
     for i in range(10):
         assert cos.stat("/").get("code") == 0, f"owner request {i} after the replays"
     set_quota(server, cos.tenant.name)
+
+
+def test_ufile_new_key_applies_only_when_the_key_was_taken(server, make_ufile):
+    """The spec (finish multipart upload): `newKey` is the file's key only if its own key was
+    taken while it was uploaded; a free key is used as it is. Both paths, and an empty file."""
+    uf = make_ufile(server)
+    upload_id = mp_init(uf, "free.bin")
+    etag = mp_part(uf, "free.bin", upload_id, 0, b"first")
+    r = mp_finish(uf, "free.bin", upload_id, [etag], new_key="spare.bin")
+    assert r.status_code == 200 and r.json().get("Key") == "free.bin", r.text[:300]
+    assert uf.s3_bytes("free.bin") == b"first"
+    assert uf.raw("HEAD", "spare.bin").status_code == 404, "newKey was used for a free key"
+
+    upload_id = mp_init(uf, "busy.bin")
+    etag = mp_part(uf, "busy.bin", upload_id, 0, b"second")
+    uf.put_bytes("busy.bin", b"someone else's")
+    r = mp_finish(uf, "busy.bin", upload_id, [etag], new_key="busy-2.bin")
+    assert r.status_code == 200 and r.json().get("Key") == "busy-2.bin", r.text[:300]
+    assert uf.s3_bytes("busy.bin") == b"someone else's", "the taken key was overwritten"
+    assert uf.s3_bytes("busy-2.bin") == b"second"
+
+    upload_id = mp_init(uf, "empty.bin")
+    uf.put_bytes("empty.bin", b"x")
+    r = mp_finish(uf, "empty.bin", upload_id, [], new_key="empty-2.bin")
+    assert r.status_code == 200 and r.json().get("Key") == "empty-2.bin", r.text[:300]
+    assert uf.s3_bytes("empty.bin") == b"x" and uf.s3_bytes("empty-2.bin") == b""

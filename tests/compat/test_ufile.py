@@ -437,6 +437,9 @@ def test_init_resume_and_list_parts(uf, tmp_path):
     assert isinstance(parts, list) and len(parts) == 1, ret
     assert parts[0].get("PartNumber") == 0, ret
     assert str(parts[0].get("ETag", "")).strip('"') == etag0.strip('"'), (parts, etag0)
+    # The spec's shape (§20) alongside: Action, Status 0 (not complete), PartNum and Etag.
+    assert ret.get("Action") == "GetMultiUploadPartResponse" and ret.get("Status") == 0, ret
+    assert parts[0].get("PartNum") == 0 and parts[0].get("Etag") == parts[0].get("ETag"), ret
     assert int(parts[0].get("Size", -1)) == UFILE_BLOCK, ret
     assert ret.get("IsTruncated") is False, ret
 

@@ -6,6 +6,7 @@ use chuan_core::store::{parent_of, EntryKinds, FolderQuery, OrderBy, SearchQuery
 use chuan_core::{AttrUpdate, CoreError, Principal, UserMetaChange};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 use crate::error::{AdriveError, AdriveResult};
 use crate::wire::{self, base_file, required, str_field};
@@ -122,7 +123,7 @@ impl AdriveDialect {
         let content = self.engine.content_of(rec).await?;
         let digests = content.digests.as_ref();
         let url = match origin {
-            Some(o) => Some(self.download_url(p, o, drive, &rec.id).await?),
+            Some(o) => Some(self.download_url(p, o, drive, &rec.id, self.config.url_ttl).await?),
             None => None,
         };
         Ok(base_file(
@@ -136,8 +137,15 @@ impl AdriveDialect {
     }
 
     /// A download URL (the core's signed URL grant) for a file `p` may read.
-    async fn download_url(&self, p: &Principal, origin: &str, drive: &str, file_id: &str) -> AdriveResult<String> {
-        let query = self.engine.sign_download(p, drive, file_id, self.config.url_ttl).await?;
+    async fn download_url(
+        &self,
+        p: &Principal,
+        origin: &str,
+        drive: &str,
+        file_id: &str,
+        ttl: Duration,
+    ) -> AdriveResult<String> {
+        let query = self.engine.sign_download(p, drive, file_id, ttl).await?;
         Ok(format!("{origin}/adrive/download/{drive}/{file_id}?{query}"))
     }
 
@@ -213,8 +221,13 @@ impl AdriveDialect {
         let TreeEntry::File(rec) = self.entry_of(p, drive, required(v, "file_id")?).await? else {
             return Err(AdriveError::bad_request("InvalidParameter.FileId", "Folders cannot be downloaded."));
         };
-        let url = self.download_url(p, origin, drive, &rec.id).await?;
-        let expires = chuan_core::store::now_ms() + self.config.url_ttl.as_millis() as i64;
+        // `expire_sec` as asked, within the server's longest (`url_ttl`).
+        let ttl = match v.get("expire_sec").and_then(Value::as_u64) {
+            Some(secs) if secs > 0 => Duration::from_secs(secs).min(self.config.url_ttl),
+            _ => self.config.url_ttl,
+        };
+        let url = self.download_url(p, origin, drive, &rec.id, ttl).await?;
+        let expires = chuan_core::store::now_ms() + ttl.as_millis() as i64;
         Ok(ok(json!({"url": url, "internal_url": url, "cdn_url": url, "size": rec.size, "file_id": rec.id,
                      "drive_id": drive, "expiration": wire::iso(expires), "method": "GET"})))
     }

@@ -281,10 +281,12 @@ impl IotDialect {
                 staged,
             )
             .await?;
+        // The spec answers a stored file with an empty JSON object.
         Ok(Response::builder()
             .status(StatusCode::OK)
             .header(http::header::ETAG, format!("\"{}\"", rec.etag))
-            .body(chuan_api_common::empty())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(chuan_api_common::full("{}"))
             .expect("valid response"))
     }
 }

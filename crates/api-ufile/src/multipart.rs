@@ -110,15 +110,25 @@ impl UfileDialect {
             if !self.engine.list_parts(&ctx.principal, &up, 0, 1).await?.is_empty() {
                 return Err(UfileError::bad_request("the body must list the part ETags, comma-separated"));
             }
-            let key = new_key.clone().unwrap_or_else(|| ctx.key.clone());
-            let target = chuan_core::PutTarget {
-                bucket: ctx.bucket.clone(),
-                key: key.clone(),
-                meta: up.meta.clone(),
-                condition: None,
-                tree: chuan_core::store::TreeRule::Flat,
+            let mut target = chuan_core::PutTarget::new(&ctx.bucket, &ctx.key);
+            target.meta = up.meta.clone();
+            let rec = match new_key {
+                // `newKey` is where the file goes only if its key was taken meanwhile (the spec,
+                // "finish multipart upload"): the key is tried first, only if free.
+                Some(k) => {
+                    target.condition = Some(chuan_core::store::WriteCondition::Absent);
+                    match self.engine.put_empty(&ctx.principal, target.clone()).await {
+                        Err(CoreError::PreconditionFailed) => {
+                            target.key = k;
+                            target.condition = None;
+                            self.engine.put_empty(&ctx.principal, target).await?
+                        }
+                        r => r?,
+                    }
+                }
+                None => self.engine.put_empty(&ctx.principal, target).await?,
             };
-            let rec = self.engine.put_empty(&ctx.principal, target).await?;
+            let key = rec.key.clone();
             self.engine.abort_upload(&ctx.principal, &up).await?;
             let etag = self.ufile_etag(&rec).await?;
             return Ok(empty(StatusCode::OK)
@@ -131,9 +141,22 @@ impl UfileDialect {
         }
         // Parts are numbered from 0 on the wire, from 1 in the session.
         let list: Vec<(u32, String)> = etags.iter().enumerate().map(|(i, e)| (i as u32 + 1, e.clone())).collect();
-        let mut completion = Completion::new(PartList::Listed(list));
-        completion.key = new_key.clone();
+        let mut completion = Completion::new(PartList::Listed(list.clone()));
+        // `newKey` is where the file goes only if its key was taken meanwhile (the spec,
+        // "finish multipart upload"): the key is tried first, only if free (in the completing
+        // transaction), and the session stays for the second try.
+        if new_key.is_some() {
+            completion.condition = Some(chuan_core::store::WriteCondition::Absent);
+        }
         let done = match self.engine.complete_upload(&ctx.principal, &up, completion).await {
+            Err(CoreError::PreconditionFailed) if new_key.is_some() => {
+                let mut completion = Completion::new(PartList::Listed(list));
+                completion.key = new_key.clone();
+                self.engine.complete_upload(&ctx.principal, &up, completion).await
+            }
+            r => r,
+        };
+        let done = match done {
             Err(CoreError::InvalidPart(m)) => return Err(UfileError::bad_request(m)),
             r => r?,
         };
@@ -170,11 +193,17 @@ impl UfileDialect {
         parts.truncate(max);
         let list: Vec<_> = parts
             .iter()
-            .map(|p| json!({"PartNumber": p.number - 1, "ETag": p.etag, "LastModified": p.modified_ms / 1000, "Size": p.size}))
+            // The spec's `PartNum`/`Etag`, and UCloud's `PartNumber`/`ETag` its SDKs read.
+            .map(|p| {
+                json!({"PartNum": p.number - 1, "Etag": p.etag, "PartNumber": p.number - 1, "ETag": p.etag,
+                       "LastModified": p.modified_ms / 1000, "Size": p.size})
+            })
             .collect();
         Ok(json(
             StatusCode::OK,
-            &json!({"RetCode": 0, "ErrMsg": "", "Bucket": up.bucket, "Key": up.key, "UploadId": up.id, "Parts": list,
+            // A session that can be listed is not finished: `Status` 0 (the spec's "not complete").
+            &json!({"RetCode": 0, "Action": "GetMultiUploadPartResponse", "ErrMsg": "", "Status": 0,
+                    "Bucket": up.bucket, "Key": up.key, "UploadId": up.id, "Parts": list,
                     "IsTruncated": truncated, "NextPartNumberMarker": if truncated { parts.last().map(|p| p.number as i64 - 1).unwrap_or(-1) } else { -1 }}),
         ))
     }
