@@ -553,3 +553,19 @@ class ChuanServer:
             data=body,
             timeout=timeout,
         )
+
+
+def virtual_host_client(server):
+    """A boto3 S3 client of the root key that addresses buckets as `<bucket>.localhost:<port>`
+    (SigV4); requests to such URLs need the name resolved to loopback (curl `--resolve`)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=f"http://localhost:{server.port}",
+        region_name=server.region,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
+    )

@@ -508,17 +508,9 @@ def test_cors_actual_presigned_put_with_origin_gets_cors_headers(server, s3, cor
     # Same upload through curl, virtual-host style.
     src = tmp_path / "curl-up.txt"
     src.write_bytes(b"curl upload")
-    from botocore.config import Config
-    import boto3
+    from compat_helpers import virtual_host_client
 
-    v = boto3.session.Session().client(
-        "s3",
-        endpoint_url=f"http://localhost:{server.port}",
-        region_name=server.region,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
-    )
+    v = virtual_host_client(server)
     url = v.generate_presigned_url("put_object", Params={"Bucket": cors_bucket, "Key": "curl-up.txt"}, ExpiresIn=300)
     status, h, body = curl_headers(
         "--resolve", f"{cors_bucket}.localhost:{server.port}:127.0.0.1", "-H", "Origin: prefix.x", "-T", str(src), url

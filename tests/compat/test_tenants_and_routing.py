@@ -56,17 +56,9 @@ def test_tenants_see_and_touch_only_their_own_buckets(server, s3, bucket):
 def test_virtual_host_bucket_addressing(server, s3, bucket):
     s3.put_object(Bucket=bucket, Key="vh/obj.txt", Body=b"virtual host")
     # boto3 builds <bucket>.localhost:<port>; curl resolves that name to loopback explicitly.
-    import boto3
-    from botocore.config import Config
+    from compat_helpers import virtual_host_client
 
-    v = boto3.session.Session().client(
-        "s3",
-        endpoint_url=f"http://localhost:{server.port}",
-        region_name=server.region,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
-    )
+    v = virtual_host_client(server)
     url = v.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "vh/obj.txt"}, ExpiresIn=300)
     host = urlsplit(url).netloc
     assert host == f"{bucket}.localhost:{server.port}", url
