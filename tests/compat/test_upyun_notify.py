@@ -9,14 +9,17 @@ import http.server
 import json
 import os
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 
 import requests
 
 from adrive_helpers import env_server_factory  # noqa: F401  (fixture)
-from compat_helpers import free_port, unique_name
+from compat_helpers import chuan_bin, free_port, unique_name
 
 SCALE = {"CHUAN_CALLBACK_BACKOFF_SCALE": "0.002"}  # 5 s -> 10 ms, 30 s -> 60 ms, ...
 
@@ -165,11 +168,77 @@ def test_queued_callbacks_survive_a_restart(env_server_factory):  # noqa: F811
         rec.close()
 
 
-def test_notify_url_must_be_http(env_server_factory):  # noqa: F811
-    srv = env_server_factory(env=SCALE, name="notifyhttps")
+def test_notify_url_must_be_http_or_https(env_server_factory):  # noqa: F811
+    srv = env_server_factory(env=SCALE, name="notifyscheme")
     bucket, secret, _ = setup(srv)
     data = b"x"
-    init = {"path": "/n/d.bin", "expiration": int(time.time()) + 600, "file_blocks": 1,
-            "file_hash": hashlib.md5(data).hexdigest(), "file_size": 1, "notify-url": "https://example.invalid/cb"}
-    r = requests.post(f"{srv.endpoint}/{bucket}/", data={"policy": policy(init), "signature": multi_signature(init, secret)}, timeout=30)
-    assert r.status_code == 400 and r.json()["error_code"] == "40001", r.text
+    for bad in ("ftp://example.com/cb", "https:///cb", "http://h/a b", "https://h/" + "a" * 2100):
+        init = {"path": "/n/d.bin", "expiration": int(time.time()) + 600, "file_blocks": 1,
+                "file_hash": hashlib.md5(data).hexdigest(), "file_size": 1, "notify-url": bad}
+        r = requests.post(f"{srv.endpoint}/{bucket}/", data={"policy": policy(init), "signature": multi_signature(init, secret)}, timeout=30)
+        assert r.status_code == 400 and r.json()["error_code"] == "40001", (bad, r.text)
+
+
+def make_ca_and_leaf(tmp: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a certificate it signed for 127.0.0.1 (openssl CLI): (ca, cert, key)."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=Chuan test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1")
+    (tmp / "leaf.ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                  "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext")
+    return tmp / "ca.pem", tmp / "leaf.pem", tmp / "leaf.key"
+
+
+def https_receiver(cert: Path, key: Path) -> Receiver:
+    rec = Receiver()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    rec.httpd.socket = ctx.wrap_socket(rec.httpd.socket, server_side=True)
+    return rec
+
+
+def test_https_receivers_are_verified_against_the_trust_roots(env_server_factory, tmp_path):  # noqa: F811
+    """An https:// notify-url is delivered when the receiver's certificate chains to a trusted
+    CA (here a private one given with CHUAN_CALLBACK_CA_FILE), and never to a receiver the
+    server cannot verify (the same receiver, a server without that CA)."""
+    ca, cert, key = make_ca_and_leaf(tmp_path)
+    rec = https_receiver(cert, key)
+    url = f"https://127.0.0.1:{rec.port}/notify"
+    try:
+        trusting = env_server_factory(env={**SCALE, "CHUAN_CALLBACK_CA_FILE": str(ca)}, name="notifytls")
+        bucket, secret, _ = setup(trusting)
+        data = os.urandom(3000)
+        assert upload(trusting, bucket, secret, "/n/tls.bin", data, **{"notify-url": url}).status_code == 200
+        rec.wait(1, timeout=20)
+        check_signed(rec.posts[0]["fields"], secret, bucket, "/n/tls.bin", len(data))
+
+        untrusting = env_server_factory(env=SCALE, name="notifynotls")
+        bucket, secret, _ = setup(untrusting)
+        assert upload(untrusting, bucket, secret, "/n/no.bin", data, **{"notify-url": url}).status_code == 200
+        # Each attempt fails verification and is retried (3 attempts take well under a second
+        # at this back-off scale); none reaches the receiver.
+        end = time.time() + 20
+        while untrusting.log_tail(200_000).count("UnknownIssuer") < 3 and time.time() < end:
+            time.sleep(0.1)
+        log = untrusting.log_tail(200_000)
+        assert log.count("invalid peer certificate: UnknownIssuer") >= 3, log[-3000:]
+        assert len(rec.posts) == 1, "a receiver the server cannot verify must get no callback"
+    finally:
+        rec.close()
+
+
+def test_an_unreadable_callback_ca_file_stops_the_start(tmp_path):
+    """A CA file that does not exist or holds no certificate: the server refuses to start and
+    names the option."""
+    empty = tmp_path / "empty.pem"
+    empty.write_text("not a certificate\n")
+    for ca in (tmp_path / "missing.pem", empty):
+        proc = subprocess.run([str(chuan_bin()), "serve", "--data", str(tmp_path / "d"), "--listen", f"127.0.0.1:{free_port()}"],
+                              env={**os.environ, "CHUAN_CALLBACK_CA_FILE": str(ca)}, capture_output=True, text=True, timeout=30)
+        assert proc.returncode != 0
+        assert "--callback-ca-file" in proc.stderr and str(ca) in proc.stderr, proc.stderr

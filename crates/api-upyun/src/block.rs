@@ -227,11 +227,8 @@ impl UpyunDialect {
             }
         }
         if let Some(url) = policy.get("notify-url").and_then(Value::as_str) {
-            // Deliveries go out over plain HTTP (no TLS client is built in): say so now rather
-            // than fail silently later.
-            if !url.starts_with("http://") {
-                return Err(BlockError::param("notify-url must be an http:// URL"));
-            }
+            // Refused now rather than given up on a day later.
+            chuan_core::check_callback_url(url).map_err(|e| BlockError::param(format!("notify-url: {e}")))?;
         }
         if let Some(types) = policy.get("allow-file-type").and_then(Value::as_str) {
             let ext = key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();

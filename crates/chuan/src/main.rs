@@ -42,6 +42,10 @@ enum Command {
         #[arg(long, default_value_t = 864_000, env = "CHUAN_TRASH_RETENTION_SECS",
               value_parser = clap::value_parser!(u64).range(1..))]
         trash_retention_secs: u64,
+        /// PEM file of CA certificates trusted, beside the system's roots, for `https://`
+        /// callbacks (UpYun notify-url) to private receivers.
+        #[arg(long, env = "CHUAN_CALLBACK_CA_FILE")]
+        callback_ca_file: Option<PathBuf>,
         #[command(flatten)]
         limits: limits::ServeLimits,
     },
@@ -139,13 +143,14 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve { data, listen, domains, gc_grace_secs, trash_retention_secs, limits } => {
+            Command::Serve { data, listen, domains, gc_grace_secs, trash_retention_secs, callback_ca_file, limits } => {
                 server::serve(server::ServeOptions {
                     data: data.data,
                     listen,
                     domains,
                     gc_grace_secs,
                     trash_retention_secs,
+                    callback_ca_file,
                     limits,
                 })
                 .await

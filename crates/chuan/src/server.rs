@@ -22,6 +22,8 @@ pub struct ServeOptions {
     pub gc_grace_secs: u64,
     /// Seconds a trashed entry is kept before GC purges it.
     pub trash_retention_secs: u64,
+    /// A PEM file of extra CA certificates trusted for `https://` callbacks.
+    pub callback_ca_file: Option<PathBuf>,
     pub limits: ServeLimits,
 }
 
@@ -60,6 +62,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tracing::info!(temps = swept, "removed stale temporary files");
     }
 
+    // Before anything is served: a bad --callback-ca-file stops the start, with its reason.
+    let callback_client = crate::callbacks::client(crate::callbacks::trust_roots(opts.callback_ca_file.as_deref())?);
+
     let (ak, sk, generated) = setup::ensure_root_credentials(&engine, &opts.data).await?;
     if generated {
         eprintln!(
@@ -75,7 +80,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let background = spawn_background(engine.clone());
     // Tests shorten the retry back-off with CHUAN_CALLBACK_BACKOFF_SCALE (e.g. 0.001).
     let scale = std::env::var("CHUAN_CALLBACK_BACKOFF_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
-    let callbacks = crate::callbacks::spawn(engine.clone(), scale);
+    let callbacks = crate::callbacks::spawn(engine.clone(), callback_client, scale);
 
     let open_files = crate::limits::raise_open_file_limit();
     let max_connections = limits.connections(open_files);

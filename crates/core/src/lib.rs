@@ -64,7 +64,7 @@ pub use identity::{
 pub use ingest::{StageOptions, Staged};
 pub use instant::{Challenge, ChallengeOutcome, HeldContent, Possession};
 pub use list::{ListQuery, ListResult};
-pub use maintenance::GcReport;
+pub use maintenance::{check_callback_url, GcReport, MAX_CALLBACK_URL};
 pub use metering::{day_of, Quota};
 pub use metrics::Metrics;
 pub use objects::{PutTarget, MAX_DELETE_BATCH};

@@ -143,7 +143,9 @@ impl Engine {
     // ----- outgoing callbacks (delivered by the binary's worker)
 
     /// Queues a form-encoded POST of `body` to `url`, kept until delivered or given up.
+    /// `InvalidArgument` when `url` is not one [`check_callback_url`] accepts.
     pub async fn enqueue_callback(&self, url: String, body: String) -> CoreResult<()> {
+        check_callback_url(&url)?;
         Ok(self.meta.enqueue_callback(url, body).await?)
     }
 
@@ -155,5 +157,52 @@ impl Engine {
     /// Records an attempt: delivered or given up (`None`), or to be retried at `retry_at`.
     pub async fn finish_callback(&self, id: i64, retry_at: Option<i64>) -> CoreResult<()> {
         Ok(self.meta.finish_callback(id, retry_at).await?)
+    }
+}
+
+/// Longest callback URL accepted, in bytes.
+pub const MAX_CALLBACK_URL: usize = 2048;
+
+/// Whether `url` can receive a callback: an absolute `http://` or `https://` URL with a host,
+/// at most [`MAX_CALLBACK_URL`] bytes, no whitespace or control characters. Checked when a
+/// client names the URL (so a bad one is refused at once, not given up on a day later).
+/// `https://` receivers are verified against the server's trust roots when delivered to.
+pub fn check_callback_url(url: &str) -> CoreResult<()> {
+    let bad = |why: &str| Err(crate::CoreError::InvalidArgument(format!("callback URL {why}")));
+    if url.len() > MAX_CALLBACK_URL {
+        return bad(&format!("longer than {MAX_CALLBACK_URL} bytes"));
+    }
+    if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return bad("contains whitespace or control characters");
+    }
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &url[8..]
+    } else if lower.starts_with("http://") {
+        &url[7..]
+    } else {
+        return bad("must start with http:// or https://");
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return bad("has no host");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod callback_url_tests {
+    use super::check_callback_url;
+
+    #[test]
+    fn http_and_https_urls_with_a_host_only() {
+        for ok in ["http://127.0.0.1:8080/cb", "https://example.com/notify?x=1", "HTTPS://h", "http://h:1"] {
+            assert!(check_callback_url(ok).is_ok(), "{ok}");
+        }
+        let long = format!("https://h/{}", "a".repeat(2048));
+        for bad in ["ftp://h/", "https:///x", "http://:80/", "//h/x", "https://h/a b", "", "javascript:x", &long] {
+            assert!(check_callback_url(bad).is_err(), "{bad}");
+        }
     }
 }
