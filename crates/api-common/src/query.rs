@@ -12,6 +12,59 @@ pub enum Plus {
     Literal,
 }
 
+/// How one protocol's clients encode what they put in request targets, forms and name-carrying
+/// headers. Every dialect has exactly one (`WIRE` in its crate root) and every endpoint of it
+/// decodes through that one, so one endpoint cannot read a name differently from the next.
+/// Whatever the rule, `%XX` is decoded exactly once and the bytes read as UTF-8.
+#[derive(Debug, Clone, Copy)]
+pub struct Wire {
+    /// How `+` reads in query strings and `application/x-www-form-urlencoded` bodies.
+    pub plus: Plus,
+    /// Query parameters that clients send unencoded, whose `+` is always literal (base64
+    /// signatures placed in URLs as they are).
+    pub raw_params: &'static [&'static str],
+}
+
+impl Wire {
+    pub const fn new(plus: Plus, raw_params: &'static [&'static str]) -> Self {
+        Self { plus, raw_params }
+    }
+
+    /// A query string's pairs, each decoded once by this protocol's rule.
+    pub fn query(&self, raw: Option<&str>) -> Query {
+        let pairs = raw
+            .unwrap_or("")
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let name = decode(k, self.plus);
+                let plus = if self.raw_params.contains(&name.as_str()) { Plus::Literal } else { self.plus };
+                let value = decode(v, plus);
+                (name, value)
+            })
+            .collect();
+        Query(pairs)
+    }
+
+    /// An `application/x-www-form-urlencoded` body's pairs (the query rule applies).
+    pub fn form(&self, body: &[u8]) -> Query {
+        self.query(Some(&String::from_utf8_lossy(body)))
+    }
+
+    /// A path segment or path as sent in the request target: `%XX` decoded once, `+` literal
+    /// (RFC 3986 §3.3: a `+` in a path is a plus sign for every protocol).
+    pub fn path(&self, raw: &str) -> String {
+        decode(raw, Plus::Literal)
+    }
+
+    /// A header that carries a name (a copy or move source): its bytes as UTF-8 (clients that
+    /// send names unescaped send UTF-8), then `%XX` decoded once; `None` when not UTF-8.
+    pub fn header_name(&self, value: &http::HeaderValue) -> Option<String> {
+        std::str::from_utf8(value.as_bytes()).ok().map(|s| decode(s.trim(), Plus::Literal))
+    }
+}
+
 /// Decodes `%XX` escapes (invalid ones are kept as they are).
 pub fn percent_decode(s: &str) -> String {
     decode(s, Plus::Literal)
@@ -124,5 +177,20 @@ mod tests {
         assert_eq!((q.get("prefix"), q.get("flag"), q.get("k")), (Some("a b"), Some(""), Some("&")));
         assert!(q.has("flag") && !q.has("nope"));
         assert_eq!(percent_encode("a b/c+d~"), "a%20b%2Fc%2Bd~");
+    }
+
+    #[test]
+    fn one_wire_rule_per_protocol() {
+        const W: Wire = Wire::new(Plus::Space, &["sign"]);
+        let q = W.query(Some("context=0%3Ap%2Fa+b.txt&sign=ab+c/d=&dest=%2Fa%2520b+%E4%B8%AD"));
+        assert_eq!(q.get("context"), Some("0:p/a b.txt"), "+ is a space where the SDKs quote_plus");
+        assert_eq!(q.get("sign"), Some("ab+c/d="), "raw base64 keeps its +");
+        assert_eq!(q.get("dest"), Some("/a%20b 中"), "decoded exactly once");
+        assert_eq!(W.form(b"a=x+y&b=%2B").get("a"), Some("x y"));
+        assert_eq!(W.path("/a+b%20c%2B%25"), "/a+b c+%", "a + in a path is a plus");
+        let h = http::HeaderValue::from_bytes("/b/中 a%2520".as_bytes()).unwrap();
+        assert_eq!(W.header_name(&h).as_deref(), Some("/b/中 a%20"));
+        const S3: Wire = Wire::new(Plus::Literal, &[]);
+        assert_eq!(S3.query(Some("prefix=a+b%20c")).get("prefix"), Some("a+b c"));
     }
 }

@@ -81,7 +81,7 @@ impl Signature {
 
     /// Whether the signed `fileid` covers `path` (both compared percent-decoded).
     pub fn covers(&self, path: &str) -> bool {
-        let f = chuan_api_common::percent_decode(&self.fileid);
+        let f = crate::WIRE.path(&self.fileid);
         match f.strip_suffix('*') {
             Some(prefix) if !self.is_once() => path.starts_with(prefix),
             _ => f == path,

@@ -83,8 +83,8 @@ impl CosDialect {
     /// `GET <dir>/[prefix]?op=list&num=N&context=C` (v3: `&pattern=&order=`): the entries of
     /// `<dir>/` whose names start with `prefix`, in name order (`order=1`: descending), paged
     /// by the core's cursor in `context`.
-    pub(crate) async fn list(&self, ctx: &Ctx, query: Option<&str>) -> CosResult<Resp> {
-        let get = |n: &str| chuan_api_common::query_param(query, n).filter(|v| !v.is_empty());
+    pub(crate) async fn list(&self, ctx: &Ctx, query: &chuan_api_common::Query) -> CosResult<Resp> {
+        let get = |n: &str| query.get(n).filter(|v| !v.is_empty()).map(str::to_owned);
         let num: usize = match get("num") {
             None => 199,
             Some(n) => {

@@ -29,11 +29,11 @@ impl CosDialect {
             return refuse(StatusCode::METHOD_NOT_ALLOWED, -405, "downloads take GET or HEAD");
         }
         let raw_path = parts.uri.path();
-        let key = chuan_api_common::percent_decode(raw_path.trim_start_matches('/'));
+        let key = crate::WIRE.path(raw_path.trim_start_matches('/'));
         if key.is_empty() || key.ends_with('/') {
             return refuse(StatusCode::NOT_FOUND, -404, "no such file");
         }
-        let sign = chuan_api_common::query_param(parts.uri.query(), "sign").filter(|s| !s.is_empty());
+        let sign = crate::WIRE.query(parts.uri.query()).get("sign").filter(|s| !s.is_empty()).map(str::to_owned);
         let who = match &sign {
             Some(s) => match self.download_principal(s, bucket, appid, &key).await {
                 Ok(p) => p,

@@ -199,9 +199,11 @@ impl CosDialect {
         }
     }
 
-    /// `dest_fileid`: from the bucket root when it starts with `/`, else beside the source.
+    /// `dest_fileid` (already decoded as its carrier says: once from the v4 query, not at all
+    /// from the v3 JSON body): from the bucket root when it starts with `/`, else beside the
+    /// source.
     fn destination(&self, ctx: &Ctx, dest: &str) -> CosResult<String> {
-        let dest = chuan_api_common::percent_decode(dest.trim());
+        let dest = dest.trim();
         if dest.is_empty() {
             return Err(CosError::param("dest_fileid is missing"));
         }

@@ -140,6 +140,13 @@ impl Form {
     }
 }
 
+/// How the COS SDKs encode (client-sdks.md §3): paths with `quote(path, '~/')` (`%20`, `%2B`);
+/// query values with requests' `params=` (`quote_plus`: `+` is a space), except the v4
+/// download `sign`, base64 placed in the URL unencoded; form fields and JSON values are not
+/// encoded at all (so never decoded).
+pub(crate) const WIRE: chuan_api_common::Wire =
+    chuan_api_common::Wire::new(chuan_api_common::query::Plus::Space, &["sign"]);
+
 pub struct CosDialect {
     engine: Arc<Engine>,
     /// Where download hosts live (`CHUAN_COS_DOWNLOAD_DOMAIN`); by default the API's host, or
@@ -212,7 +219,7 @@ impl CosDialect {
         if bucket.is_empty() {
             return Err(CosError::new(-163, "ERROR_CMD_PARAM_PATH_ELEMENT_MISSING: the bucket is missing"));
         }
-        let decoded = chuan_api_common::percent_decode(&format!("/{raw}"));
+        let decoded = WIRE.path(&format!("/{raw}"));
         if decoded.contains('\0') || decoded.split('/').any(|s| s == "." || s == "..") || decoded.contains("//") {
             return Err(CosError::invalid_path("'.', '..', empty segments and NUL are not allowed in paths"));
         }
@@ -220,7 +227,7 @@ impl CosDialect {
         Ok(Target {
             version,
             appid: appid.to_owned(),
-            bucket: chuan_api_common::percent_decode(bucket),
+            bucket: WIRE.path(bucket),
             path: decoded,
             host: host.to_owned(),
             download_domain: self.download_domain_for(host),
@@ -298,8 +305,8 @@ impl CosDialect {
         let (p, sig) = self.authenticate(&parts, &t).await?;
         self.engine.check_bucket(&p, &t.bucket).await?;
         let ctx = Ctx { p, sig, t };
-        let query = parts.uri.query();
-        let qop = chuan_api_common::query_param(query, "op").unwrap_or_default();
+        let query = WIRE.query(parts.uri.query());
+        let qop = query.get("op").unwrap_or_default().to_owned();
         match parts.method {
             Method::GET => match qop.as_str() {
                 "stat" => {
@@ -312,17 +319,16 @@ impl CosDialect {
                 }
                 "list" => {
                     self.require(&ctx, Need::Multi).await?;
-                    self.list(&ctx, query).await
+                    self.list(&ctx, &query).await
                 }
                 "" => Err(CosError::new(-5980, "ERROR_CGI_PARAM_MISSING_OP: the op parameter is missing")),
                 other => Err(CosError::new(-5992, format!("ERROR_CGI_REQ_PARAM: unknown op {other}"))),
             },
             Method::POST if qop == "move" => {
                 self.require(&ctx, Need::Once).await?;
-                let get = |n: &str| chuan_api_common::query_param(query, n);
-                let dest = get("dest_fileid").unwrap_or_default();
-                let over = get("to_over_write").is_some_and(|v| v.trim() == "1");
-                self.move_file(&ctx, &dest, over).await
+                let dest = query.get("dest_fileid").unwrap_or_default();
+                let over = query.get("to_over_write").is_some_and(|v| v.trim() == "1");
+                self.move_file(&ctx, dest, over).await
             }
             Method::POST => {
                 let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

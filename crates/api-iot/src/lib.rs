@@ -24,6 +24,10 @@ pub type Resp = Response<Body>;
 const MAX_JSON: usize = 64 << 10;
 const UPLOAD_PREFIX: &str = "/api/v1/upload/";
 
+/// How IoT clients send names: in the JSON body (not encoded), then to the upload URL this
+/// server answered, whose path segments it `percent_encode`d (decoded once, `+` a plus).
+const WIRE: chuan_api_common::Wire = chuan_api_common::Wire::new(chuan_api_common::query::Plus::Literal, &[]);
+
 pub struct IotDialect {
     engine: Arc<Engine>,
     token_ttl: Duration,
@@ -232,7 +236,7 @@ impl IotDialect {
             Redeemed::Expired => return Err(IotError::denied("the upload token has expired")),
             Redeemed::Unknown => return Err(IotError::denied("invalid upload token")),
         };
-        let key = chuan_api_common::percent_decode(&parts.uri.path()[UPLOAD_PREFIX.len()..]);
+        let key = WIRE.path(&parts.uri.path()[UPLOAD_PREFIX.len()..]);
         if key != grant.key {
             return Err(IotError::denied("the upload token is for another file"));
         }

@@ -31,6 +31,12 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use std::sync::Arc;
 
+/// How S3 clients encode (SigV4's canonical URI encoding, RFC 3986: a space is `%20`, a `+` in
+/// a query is a plus). s3s decodes what the operations read; this reads what the request
+/// preparation looks at before s3s (presigned parameters, POST policies' URLs).
+pub(crate) const WIRE: chuan_api_common::Wire =
+    chuan_api_common::Wire::new(chuan_api_common::query::Plus::Literal, &[]);
+
 pub use error::to_s3_error;
 pub use service::{s3s_config, S3Dialect};
 

@@ -76,7 +76,7 @@ pub(crate) async fn drop_ignored_headers<B>(engine: &Engine, req: &mut Request<B
         .is_some_and(|a| a.starts_with("AWS ") && !a.starts_with("AWS4"));
     let bad: Vec<&str> = bad.into_iter().filter(|h| !(sigv2 && h.starts_with("x-amz-"))).collect();
     let presigned_bad = req.uri().query().and_then(|q| {
-        let q = chuan_api_common::query::Query::parse(Some(q), chuan_api_common::query::Plus::Literal);
+        let q = crate::WIRE.query(Some(q));
         q.get("X-Amz-SignedHeaders").map(|s| s.split(';').any(|h| bad.contains(&h)))
     });
     if presigned_bad == Some(true) {
@@ -166,7 +166,7 @@ pub(crate) fn presigned_refusal<B>(req: &Request<B>) -> Option<Response<s3s::Bod
     if !query.contains("X-Amz-Signature") && !query.contains("X-Amz-Algorithm") {
         return None;
     }
-    let q = chuan_api_common::query::Query::parse(Some(query), chuan_api_common::query::Plus::Literal);
+    let q = crate::WIRE.query(Some(query));
     let get = |name: &str| q.get(name);
     if !q.has("X-Amz-Signature") && !q.has("X-Amz-Credential") {
         return None;
@@ -281,7 +281,7 @@ pub(crate) async fn sigv2_bucket_path<B>(engine: &Engine, req: &mut Request<B>, 
         .and_then(|a| a.strip_prefix("AWS "))
         .and_then(|a| a.split_once(':'))
         .map(|(ak, sig)| (ak.trim().to_owned(), sig.trim().to_owned(), None));
-    let q = chuan_api_common::query::Query::parse(Some(&query), chuan_api_common::query::Plus::Literal);
+    let q = crate::WIRE.query(Some(&query));
     let presigned = match (q.get("AWSAccessKeyId"), q.get("Signature"), q.get("Expires")) {
         (Some(ak), Some(sig), Some(exp)) => Some((ak.to_owned(), sig.to_owned(), Some(exp.to_owned()))),
         _ => None,

@@ -133,7 +133,7 @@ impl UfileDialect {
         let bucket = bucket_of_host(&host)
             .ok_or_else(|| UfileError::bad_request("the bucket must be the first label of the Host name"))?
             .to_owned();
-        let key = chuan_api_common::percent_decode(parts.uri.path().trim_start_matches('/'));
+        let key = router::WIRE.path(parts.uri.path().trim_start_matches('/'));
         let query = router::parse_query(parts.uri.query());
         let endpoint = router::parse(&parts.method, &key, &query, &parts.headers)?;
         // A form upload carries its signature in the form: verified while reading it.
@@ -189,7 +189,7 @@ impl UfileDialect {
             return self.verify(&public, &sig, &sts).await;
         }
         if let (Some(public), Some(expires), Some(sig)) =
-            (q.get("UCloudPublicKey"), q.get("Expires"), router::signature_param(parts.uri.query()))
+            (q.get("UCloudPublicKey"), q.get("Expires"), q.get("Signature").map(str::to_owned))
         {
             let sts = format!("{method}\n\n\n{expires}\n/{bucket}/{key}");
             let p = self.verify(public, &sig, &sts).await?;

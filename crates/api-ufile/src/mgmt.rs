@@ -99,7 +99,7 @@ impl UfileDialect {
             .await
             .map_err(|e| e.or_timeout(|_| UfileError::bad_request("body too large")))?;
         if !form.is_empty() {
-            q.extend(Query::parse_form(&form));
+            q.extend(crate::router::WIRE.form(&form));
         }
         let public = q.get("PublicKey").ok_or_else(UfileError::no_auth)?;
         let sig = q.get("Signature").ok_or_else(UfileError::no_auth)?;

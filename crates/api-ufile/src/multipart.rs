@@ -64,8 +64,7 @@ impl UfileDialect {
         source: &str,
     ) -> UfileResult<Resp> {
         let up = self.session(&ctx.principal, &ctx.bucket, &ctx.key, upload_id).await?;
-        let decoded = chuan_api_common::percent_decode(source);
-        let (sb, sk) = decoded
+        let (sb, sk) = source
             .trim_start_matches('/')
             .split_once('/')
             .ok_or_else(|| UfileError::bad_request("X-Ufile-Copy-Source must be /bucket/key"))?;

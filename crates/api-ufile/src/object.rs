@@ -214,10 +214,9 @@ impl UfileDialect {
         Ok(empty(StatusCode::NO_CONTENT).body(chuan_api_common::empty()).expect("valid"))
     }
 
-    /// `X-Ufile-Copy-Source: /bucket/key` (key URL-quoted): the copy shares the content.
+    /// `X-Ufile-Copy-Source: /bucket/key` (decoded by the router): the copy shares the content.
     pub(crate) async fn copy(&self, ctx: Ctx, source: &str) -> UfileResult<Resp> {
-        let decoded = chuan_api_common::percent_decode(source);
-        let (src_bucket, src_key) = decoded
+        let (src_bucket, src_key) = source
             .trim_start_matches('/')
             .split_once('/')
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())

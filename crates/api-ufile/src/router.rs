@@ -5,17 +5,17 @@ use http::{HeaderMap, Method};
 
 use crate::error::{UfileError, UfileResult};
 
-/// The query as the SDK sends it: `+` means space (it quotes with `quote_plus`), except in
-/// the presigned `Signature`, which is base64 sent raw (see [`signature_param`]).
 pub use chuan_api_common::Query;
 
-pub fn parse_query(raw: Option<&str>) -> Query {
-    Query::parse(raw, chuan_api_common::query::Plus::Space)
-}
+/// How the ufile SDKs encode: the key in the path as urllib3 normalises it (`%20`, `%XX` for
+/// non-ASCII, `+` raw: a plus); `prefix`, `marker`, `newFileName`, `FileName`... with requests'
+/// `params=` (`quote_plus`: `+` is a space), except the presigned `Signature`, base64 that
+/// `private_download_url` places in the URL unencoded; `X-Ufile-Copy-Source` is `quote`d.
+pub(crate) const WIRE: chuan_api_common::Wire =
+    chuan_api_common::Wire::new(chuan_api_common::query::Plus::Space, &["Signature"]);
 
-/// The presigned `Signature` parameter, with `+` kept (it is base64, sent unquoted).
-pub fn signature_param(raw: Option<&str>) -> Option<String> {
-    chuan_api_common::query_param(raw, "Signature")
+pub fn parse_query(raw: Option<&str>) -> Query {
+    WIRE.query(raw)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ fn bad(msg: &str) -> UfileError {
 }
 
 pub fn parse(method: &Method, key: &str, q: &Query, headers: &HeaderMap) -> UfileResult<Endpoint> {
-    let copy_source = headers.get("x-ufile-copy-source").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let copy_source = headers.get("x-ufile-copy-source").and_then(|v| WIRE.header_name(v));
     let part = || -> UfileResult<u32> {
         q.get("partNumber").and_then(|p| p.parse().ok()).ok_or_else(|| bad("partNumber must be a number"))
     };

@@ -60,6 +60,12 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
     chuan_core::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
+/// How the upyun SDKs encode: the path with `quote(path, safe='~/')` (`%20`, `%2B`), signed as
+/// sent; forms urlencoded (`+` is a space); `X-Upyun-Copy-Source`/`-Move-Source` as UpYun's
+/// own Go SDK sends them, `/<service>/` + the escaped path (decoded once here; the Python SDK
+/// sends the path unescaped, which reads the same unless a name holds a literal `%XX`).
+pub(crate) const WIRE: chuan_api_common::Wire = chuan_api_common::Wire::new(chuan_api_common::query::Plus::Space, &[]);
+
 pub(crate) fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
@@ -153,8 +159,8 @@ impl UpyunDialect {
         let path = parts.uri.path();
         let rest = path.strip_prefix('/').unwrap_or(path);
         let (service, raw_key) = rest.split_once('/').unwrap_or((rest, ""));
-        let bucket = chuan_api_common::percent_decode(service);
-        let key = chuan_api_common::percent_decode(raw_key);
+        let bucket = WIRE.path(service);
+        let key = WIRE.path(raw_key);
         if bucket.is_empty() {
             return Err(UpyunError::new(StatusCode::NOT_FOUND, 40400002, "service not found"));
         }
@@ -167,7 +173,7 @@ impl UpyunDialect {
                 let raw = chuan_api_common::read_limited(body, 64 << 10)
                     .await
                     .map_err(|e| e.or_timeout(|_| UpyunError::bad("form too large")))?;
-                let fields = chuan_api_common::Query::parse_form(&raw).0;
+                let fields = WIRE.form(&raw).0;
                 return Ok(self.block_form(&bucket, &fields).await);
             }
             return self.form_upload(&parts, &bucket, body).await;
@@ -199,7 +205,7 @@ impl UpyunDialect {
             }
             http::Method::DELETE => self.delete(&p, &bucket, &key).await,
             http::Method::PATCH => {
-                let query = chuan_api_common::Query::parse(Some(q), chuan_api_common::query::Plus::Literal);
+                let query = WIRE.query(Some(q));
                 match query.get("metadata") {
                     Some(mode) => self.patch_metadata(&p, &parts, &bucket, &key, mode).await,
                     None => Err(UpyunError::bad("PATCH takes ?metadata=merge|replace|delete")),

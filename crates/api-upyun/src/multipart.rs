@@ -22,12 +22,24 @@ use crate::{header, Resp, UpyunDialect};
 /// `UploadKind::Upyun` sessions: a day, as UpYun keeps unfinished uploads).
 #[derive(Serialize, Deserialize)]
 struct State {
-    length: u64,
+    /// `X-Upyun-Multi-Length`; `None` when the client did not declare it (the SDK's
+    /// `init_multi_uploader` without `file_size`): the parts then decide the length.
+    #[serde(default)]
+    length: Option<u64>,
     part_size: u64,
     disorder: bool,
 }
 
 const DEFAULT_PART: u64 = 1 << 20;
+/// Parts an upload may have (ids 0..MAX_PARTS), as UpYun allows.
+const MAX_PARTS: u64 = 10_000;
+
+impl State {
+    /// How many parts the declared length makes (unknown without one).
+    fn count(&self) -> Option<u64> {
+        self.length.map(|l| l.div_ceil(self.part_size).max(1))
+    }
+}
 
 fn uuid_header(r: &mut Resp, id: &str) {
     if let Ok(v) = HeaderValue::from_str(id) {
@@ -58,13 +70,19 @@ impl UpyunDialect {
             .collect();
         let has = |s: &str| stages.iter().any(|x| x == s);
         let up = if has("initiate") {
-            let length = header(parts, "x-upyun-multi-length")
-                .and_then(|l| l.parse().ok())
-                .ok_or_else(|| UpyunError::bad("X-Upyun-Multi-Length is required"))?;
+            let length = match header(parts, "x-upyun-multi-length") {
+                None => None,
+                Some(l) => Some(
+                    l.trim().parse::<u64>().map_err(|_| UpyunError::bad("X-Upyun-Multi-Length must be a number"))?,
+                ),
+            };
             let part_size =
                 header(parts, "x-upyun-multi-part-size").and_then(|l| l.parse().ok()).unwrap_or(DEFAULT_PART);
             if part_size == 0 || !part_size.is_multiple_of(1 << 20) {
                 return Err(UpyunError::bad("X-Upyun-Multi-Part-Size must be a multiple of 1 MiB"));
+            }
+            if length.is_some_and(|l| l.div_ceil(part_size) > MAX_PARTS) {
+                return Err(UpyunError::bad(format!("more than {MAX_PARTS} parts: use a larger part size")));
             }
             let disorder = header(parts, "x-upyun-multi-disorder").is_some_and(|d| d.eq_ignore_ascii_case("true"));
             let meta = ObjectMeta {
@@ -86,8 +104,8 @@ impl UpyunDialect {
             let part: u32 = header(parts, "x-upyun-part-id")
                 .and_then(|n| n.parse().ok())
                 .ok_or_else(|| UpyunError::bad("X-Upyun-Part-Id is required"))?;
-            let count = state.length.div_ceil(state.part_size).max(1);
-            if u64::from(part) >= count {
+            let count = state.count();
+            if u64::from(part) >= count.unwrap_or(MAX_PARTS) {
                 return Err(UpyunError::bad("part id out of range"));
             }
             if !state.disorder {
@@ -102,10 +120,26 @@ impl UpyunDialect {
             if header(parts, "content-md5").is_some_and(|m| !m.eq_ignore_ascii_case(&staged.digests.md5)) {
                 return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"));
             }
-            let last = u64::from(part) + 1 == count;
-            let expected = if last { state.length - state.part_size * (count - 1) } else { state.part_size };
-            if staged.size != expected {
-                return Err(UpyunError::bad(format!("part {part} is {} bytes; expected {expected}", staged.size)));
+            match (state.length, count) {
+                (Some(length), Some(count)) => {
+                    let last = u64::from(part) + 1 == count;
+                    let expected = if last { length - state.part_size * (count - 1) } else { state.part_size };
+                    if staged.size != expected {
+                        return Err(UpyunError::bad(format!(
+                            "part {part} is {} bytes; expected {expected}",
+                            staged.size
+                        )));
+                    }
+                }
+                // Length unknown: any part may turn out the last, so each is at most the part
+                // size; completion checks that all but the last are exactly it.
+                _ if staged.size == 0 || staged.size > state.part_size => {
+                    return Err(UpyunError::bad(format!(
+                        "part {part} is {} bytes; parts are 1 to {} bytes",
+                        staged.size, state.part_size
+                    )));
+                }
+                _ => {}
             }
             self.engine.commit_part(p, &up, part + 1, staged).await?;
         }
@@ -123,9 +157,12 @@ impl UpyunDialect {
     }
 
     async fn complete(&self, p: &Principal, up: &UploadRecord, state: &State, parts: &Parts) -> UpyunResult<Resp> {
-        let count = state.length.div_ceil(state.part_size).max(1) as u32;
-        let mut completion = Completion::new(PartList::All { count });
-        completion.size = Some(state.length);
+        let mut completion = match state.count() {
+            Some(count) => Completion::new(PartList::All { count: count as u32 }),
+            None => Completion::new(PartList::Stored),
+        };
+        completion.size = state.length;
+        completion.block = Some(state.part_size);
         if let Some(want) = header(parts, "x-upyun-multi-md5") {
             completion.claims.push(Claim::Md5(want.to_ascii_lowercase()));
         }
@@ -145,6 +182,12 @@ impl UpyunDialect {
             .body(chuan_api_common::empty())
             .expect("valid");
         uuid_header(&mut r, &up.id);
+        // As UpYun's complete answer: the length (which may only now be known) and the type.
+        r.headers_mut().insert("x-upyun-multi-length", HeaderValue::from(done.object.size));
+        let ct = done.object.meta.content_type.as_deref().unwrap_or("application/octet-stream");
+        if let Ok(v) = HeaderValue::from_str(ct) {
+            r.headers_mut().insert("x-upyun-multi-type", v);
+        }
         Ok(r)
     }
 

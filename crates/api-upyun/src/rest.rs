@@ -219,8 +219,11 @@ impl UpyunDialect {
         key: &str,
         moving: bool,
     ) -> UpyunResult<Resp> {
-        let source = header(parts, if moving { "x-upyun-move-source" } else { "x-upyun-copy-source" }).unwrap_or("");
-        let decoded = chuan_api_common::percent_decode(source);
+        let decoded = parts
+            .headers
+            .get(if moving { "x-upyun-move-source" } else { "x-upyun-copy-source" })
+            .and_then(|v| crate::WIRE.header_name(v))
+            .unwrap_or_default();
         let (sb, sk) = decoded
             .trim_start_matches('/')
             .split_once('/')

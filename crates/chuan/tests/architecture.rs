@@ -89,6 +89,35 @@ fn no_dialect_reaches_the_store_or_makes_up_a_principal() {
 }
 
 #[test]
+fn every_dialect_decodes_through_its_one_wire_rule() {
+    // One decoding per protocol: names in paths, queries, forms and headers are decoded by the
+    // dialect's `WIRE` (chuan_api_common::Wire), never ad hoc, so no endpoint reads a name
+    // differently from its neighbours (a `+`, a `%XX` decoded twice).
+    let forbidden = ["percent_decode(", "query_param(", "Query::parse(", "parse_form(", "query::decode("];
+    let mut found = Vec::new();
+    for d in dialects().into_iter().filter(|d| !d.ends_with("api-common")) {
+        let mut files = Vec::new();
+        rust_files(&d.join("src"), &mut files);
+        let mut wires = 0;
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            wires += text.matches("const WIRE: chuan_api_common::Wire").count();
+            for (n, line) in text.lines().enumerate() {
+                for word in forbidden {
+                    if line.contains(word) {
+                        found.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        // Aliyun Drive decodes nothing: names travel in JSON, its URLs carry hex tokens.
+        let want = if d.ends_with("api-adrive") { 0 } else { 1 };
+        assert_eq!(wires, want, "{}: one `const WIRE: chuan_api_common::Wire` per decoding dialect", d.display());
+    }
+    assert!(found.is_empty(), "decode through the dialect's WIRE:\n{}", found.join("\n"));
+}
+
+#[test]
 fn the_core_does_not_hand_out_the_store() {
     let lib = std::fs::read_to_string(crates_dir().join("core/src/lib.rs")).unwrap();
     let store = lib.split("pub mod store {").nth(1).expect("core re-exports records in `store`");

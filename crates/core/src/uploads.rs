@@ -57,6 +57,9 @@ pub enum PartList {
     Listed(Vec<(u32, String)>),
     /// Every part numbered 1..=count, none missing (COS slices, UpYun, Aliyun Drive).
     All { count: u32 },
+    /// Every part stored, which must be numbered 1..=n without a gap (an upload whose length
+    /// was not declared: UpYun's parallel upload started without `X-Upyun-Multi-Length`).
+    Stored,
 }
 
 /// A whole-file digest the client claims, lower-case hex.
@@ -101,11 +104,24 @@ pub struct Completion {
     pub key: Option<String>,
     /// Complete only if the key's current state matches (checked in the same transaction).
     pub condition: Option<WriteCondition>,
+    /// Every part but the last must be exactly this many bytes and the last at most this
+    /// (`InvalidPart` otherwise), in place of the kind's own rule: the part size the client
+    /// declared when it started (UpYun `X-Upyun-Multi-Part-Size`).
+    pub block: Option<u64>,
 }
 
 impl Completion {
     pub fn new(parts: PartList) -> Self {
-        Self { parts, size: None, claims: Vec::new(), digests: false, object_id: None, key: None, condition: None }
+        Self {
+            parts,
+            size: None,
+            claims: Vec::new(),
+            digests: false,
+            object_id: None,
+            key: None,
+            condition: None,
+            block: None,
+        }
     }
 }
 
@@ -363,7 +379,12 @@ impl Engine {
     }
 
     /// The parts a completion names, checked against what is stored and the kind's rule.
-    async fn chosen_parts(&self, upload: &UploadRecord, list: &PartList) -> CoreResult<Vec<PartRecord>> {
+    async fn chosen_parts(
+        &self,
+        upload: &UploadRecord,
+        list: &PartList,
+        block: Option<u64>,
+    ) -> CoreResult<Vec<PartRecord>> {
         let stored = self.meta.list_parts(&upload.id, 0, MAX_PARTS as usize + 1).await?;
         let chosen: Vec<PartRecord> = match list {
             PartList::Listed(parts) => {
@@ -394,8 +415,19 @@ impl Engine {
                 }
                 stored.into_iter().filter(|p| p.number <= *count).collect()
             }
+            PartList::Stored => {
+                let n = stored.last().map_or(0, |p| p.number);
+                let missing: Vec<u32> = (1..=n).filter(|i| !stored.iter().any(|p| p.number == *i)).take(10).collect();
+                if n == 0 || !missing.is_empty() {
+                    return Err(CoreError::MissingParts(if n == 0 { vec![1] } else { missing }));
+                }
+                stored
+            }
         };
-        let rule = self.part_rule(upload.kind);
+        let rule = match block {
+            Some(b) => PartRule::Block(b),
+            None => self.part_rule(upload.kind),
+        };
         for (i, part) in chosen.iter().enumerate() {
             let last = i + 1 == chosen.len();
             match rule {
@@ -439,7 +471,7 @@ impl Engine {
         let b = self.admit(p, Op::Write, &upload.bucket, &key).await?;
         self.charge_request(p, &b).await?;
         let owner = b.tenant;
-        let chosen = self.chosen_parts(upload, &c.parts).await?;
+        let chosen = self.chosen_parts(upload, &c.parts, c.block).await?;
         let total: u64 = chosen.iter().map(|x| x.size).sum();
         if let Some(size) = c.size {
             if size != total {
