@@ -18,6 +18,9 @@ pub struct IssuedRefreshToken {
     pub tenant: String,
     pub refresh_token: String,
     pub default_drive_id: String,
+    /// The id to revoke it by (`DELETE /_chuan/admin/credentials?access_key=<id>`); revoking
+    /// it revokes the access tokens bought with it.
+    pub credential_id: String,
 }
 
 /// The token in `Authorization` (raw, as aligo sends it, or `Bearer <token>`).
@@ -45,7 +48,13 @@ impl AdriveDialect {
             Err(e) => return Err(e),
         }
         let token = self.engine.issue_bearer(issuer, tenant, CredentialKind::AdriveRefresh, None).await?;
-        Ok(IssuedRefreshToken { tenant: tenant.to_owned(), refresh_token: token, default_drive_id: drive })
+        let credential_id = chuan_core::Engine::bearer_credential_id(CredentialKind::AdriveRefresh, &token);
+        Ok(IssuedRefreshToken {
+            tenant: tenant.to_owned(),
+            refresh_token: token,
+            default_drive_id: drive,
+            credential_id,
+        })
     }
 
     /// `POST /v2/account/token`: a refresh token buys an access token.

@@ -105,6 +105,69 @@ pub struct ServeLimits {
     /// pair over HTTP Basic.
     #[arg(long, env = "CHUAN_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    #[command(flatten)]
+    pub lifetimes: Lifetimes,
+}
+
+/// How long grants, URLs and unfinished uploads live, and the callback retry pace: flags or
+/// environment variables (a value that does not parse stops the start, naming the variable).
+#[derive(clap::Args, Clone, Debug)]
+pub struct Lifetimes {
+    /// Seconds a native instant-upload challenge stays answerable (default 60).
+    #[arg(long, env = "CHUAN_CHALLENGE_TTL_SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
+    pub challenge_ttl_secs: Option<u64>,
+    /// Longest life, in seconds, of an Aliyun Drive download or part-upload URL; a client's
+    /// `expire_sec` may ask for less (default 3600).
+    #[arg(long, env = "CHUAN_ADRIVE_URL_TTL_SECS", value_parser = clap::value_parser!(u64).range(1..=7 * MAX_SECS))]
+    pub adrive_url_ttl_secs: Option<u64>,
+    /// Seconds an IoT device's upload token (and its upload URL) lives.
+    #[arg(long, env = "CHUAN_IOT_TOKEN_TTL_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
+    pub iot_token_ttl_secs: u64,
+    /// Seconds an unfinished S3 multipart upload lives (0: until completed or aborted; the default).
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_S3")]
+    pub upload_ttl_secs_s3: Option<u64>,
+    /// Seconds an unfinished UFile multipart upload lives (0, the default: until finished or aborted).
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_UFILE")]
+    pub upload_ttl_secs_ufile: Option<u64>,
+    /// Seconds an unfinished COS slice upload lives (default 86400).
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_COS")]
+    pub upload_ttl_secs_cos: Option<u64>,
+    /// Seconds an unfinished UpYun multipart upload lives (default 86400).
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_UPYUN")]
+    pub upload_ttl_secs_upyun: Option<u64>,
+    /// Seconds an unfinished UpYun block upload lives (default 86400).
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_UPYUN_BLOCK")]
+    pub upload_ttl_secs_upyun_block: Option<u64>,
+    /// Seconds an unfinished Aliyun Drive upload lives (default 86400).
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_ADRIVE")]
+    pub upload_ttl_secs_adrive: Option<u64>,
+    /// Factor on the callback retry waits (5 s, 30 s, ... about a day over 10 attempts);
+    /// tests use 0.001.
+    #[arg(long, env = "CHUAN_CALLBACK_BACKOFF_SCALE", default_value_t = 1.0, value_parser = rate)]
+    pub callback_backoff_scale: f64,
+    /// Domain of COS v4 download URLs (`<bucket>-<appid>.<domain>`); default: the host the
+    /// request came to.
+    #[arg(long, env = "CHUAN_COS_DOWNLOAD_DOMAIN")]
+    pub cos_download_domain: Option<String>,
+}
+
+impl Lifetimes {
+    /// The unfinished-upload lifetimes given, per kind (`None`: never expires).
+    pub fn upload_ttls(&self) -> Vec<(chuan_core::store::UploadKind, Option<Duration>)> {
+        use chuan_core::store::UploadKind as K;
+        [
+            (K::S3, self.upload_ttl_secs_s3),
+            (K::Ufile, self.upload_ttl_secs_ufile),
+            (K::Cos, self.upload_ttl_secs_cos),
+            (K::Upyun, self.upload_ttl_secs_upyun),
+            (K::UpyunBlock, self.upload_ttl_secs_upyun_block),
+            (K::Adrive, self.upload_ttl_secs_adrive),
+        ]
+        .into_iter()
+        .filter_map(|(k, secs)| secs.map(|s| (k, (s > 0).then(|| Duration::from_secs(s)))))
+        .collect()
+    }
 }
 
 impl ServeLimits {

@@ -1,6 +1,5 @@
 //! `chuan serve`: listener, background jobs, crash recovery and graceful shutdown.
 
-use chuan_core::store::UploadKind;
 use chuan_core::EngineConfig;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -36,17 +35,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         ..Default::default()
     };
     chuan_api_common::form::set_limits(limits.form_limits());
-    if let Some(ttl) = env_secs("CHUAN_CHALLENGE_TTL_SECS") {
-        config.challenge_ttl = ttl;
+    if let Some(secs) = limits.lifetimes.challenge_ttl_secs {
+        config.challenge_ttl = Duration::from_secs(secs);
     }
-    // CHUAN_UPLOAD_TTL_SECS_<KIND> (S3, UFILE, COS, UPYUN, UPYUN_BLOCK, ADRIVE): how long an
-    // unfinished upload session of that kind lives (0: until completed or aborted).
-    for kind in UploadKind::ALL {
-        let name = format!("CHUAN_UPLOAD_TTL_SECS_{}", kind.as_str().to_ascii_uppercase().replace('-', "_"));
-        if let Some(ttl) = env_secs(&name) {
-            config.upload_ttls.push((kind, (!ttl.is_zero()).then_some(ttl)));
-        }
-    }
+    config.upload_ttls = limits.lifetimes.upload_ttls();
+    // One server per data directory: a second one (or `chuan admin quota`) would overwrite
+    // what this one keeps cached. Held until the process ends (kill -9 included).
+    let _lock = setup::lock_data_dir(&opts.data)?;
     let engine = setup::open_engine(&opts.data, config)?;
 
     // A clean shutdown leaves this marker; without it the last run crashed, and blobs that
@@ -78,9 +73,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let state = Arc::new(build_state(engine.clone(), opts.domains.clone(), &limits));
 
     let background = spawn_background(engine.clone());
-    // Tests shorten the retry back-off with CHUAN_CALLBACK_BACKOFF_SCALE (e.g. 0.001).
-    let scale = std::env::var("CHUAN_CALLBACK_BACKOFF_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
-    let callbacks = crate::callbacks::spawn(engine.clone(), callback_client, scale);
+    let callbacks = crate::callbacks::spawn(engine.clone(), callback_client, limits.lifetimes.callback_backoff_scale);
 
     let open_files = crate::limits::raise_open_file_limit();
     let max_connections = limits.connections(open_files);
@@ -167,15 +160,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 pub fn build_state(engine: Arc<chuan_core::Engine>, domains: Vec<String>, limits: &ServeLimits) -> State {
     let s3 = chuan_api_s3::S3Dialect::new(engine.clone(), BaseDomains(domains.clone()));
     let mut adrive_config = chuan_api_adrive::AdriveConfig::default();
-    if let Some(secs) = env_secs("CHUAN_ADRIVE_URL_TTL_SECS") {
-        adrive_config.url_ttl = secs;
+    if let Some(secs) = limits.lifetimes.adrive_url_ttl_secs {
+        adrive_config.url_ttl = Duration::from_secs(secs);
     }
     let adrive = chuan_api_adrive::AdriveDialect::new(engine.clone(), adrive_config);
     let ufile = chuan_api_ufile::UfileDialect::new(engine.clone());
-    let iot = chuan_api_iot::IotDialect::new(
-        engine.clone(),
-        env_secs("CHUAN_IOT_TOKEN_TTL_SECS").unwrap_or(Duration::from_secs(300)),
-    );
+    let iot = chuan_api_iot::IotDialect::new(engine.clone(), Duration::from_secs(limits.lifetimes.iot_token_ttl_secs));
     State {
         engine: engine.clone(),
         s3,
@@ -183,16 +173,14 @@ pub fn build_state(engine: Arc<chuan_core::Engine>, domains: Vec<String>, limits
         ufile,
         iot,
         upyun: chuan_api_upyun::UpyunDialect::new(engine.clone()),
-        cos: chuan_api_cos::CosDialect::new(engine.clone(), std::env::var("CHUAN_COS_DOWNLOAD_DOMAIN").ok()),
+        cos: chuan_api_cos::CosDialect::new(
+            engine.clone(),
+            limits.lifetimes.cos_download_domain.clone().filter(|d| !d.is_empty()),
+        ),
         s3_domains: domains,
         body_rule: limits.body_rule(),
         metrics_token: limits.metrics_token.clone().filter(|t| !t.is_empty()),
     }
-}
-
-/// Optional durations from the environment (short lifetimes for tests).
-fn env_secs(name: &str) -> Option<Duration> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).map(Duration::from_secs)
 }
 
 fn spawn_background(engine: Arc<chuan_core::Engine>) -> tokio::task::JoinHandle<()> {

@@ -45,6 +45,36 @@ pub async fn ensure_root_credentials(engine: &Engine, data: &Path) -> anyhow::Re
     Ok((ak, sk, generated))
 }
 
+/// Takes the data directory's server lock (`DATA/serve.lock`, an exclusive `flock`), held
+/// while the returned file is open: one `chuan serve` per data directory. Errors, saying so,
+/// when another process holds it.
+pub fn lock_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let path = data.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "another `chuan serve` is running on {} (it holds {}); stop it first, or give this one \
+             its own --data directory",
+            data.display(),
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+/// Whether a `chuan serve` holds the data directory's lock now.
+pub fn server_running(data: &Path) -> bool {
+    data.join("serve.lock").exists() && lock_data_dir(data).is_err()
+}
+
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

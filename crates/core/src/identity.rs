@@ -131,6 +131,9 @@ pub fn validate_tenant(name: &str) -> CoreResult<()> {
     Ok(())
 }
 
+/// The label of a bearer token bought with another: this prefix and the other's credential id.
+const ISSUED_BY: &str = "issued-by:";
+
 fn bearer_key(kind: CredentialKind, token: &str) -> String {
     format!("{}:{}", kind.as_str(), hex::encode(Sha256::digest(token.as_bytes())))
 }
@@ -238,6 +241,15 @@ impl Engine {
                 if old.kind != spec.kind || !Self::may_manage(p, &old.tenant, old.kind) {
                     return Err(CoreError::AlreadyExists);
                 }
+                // Re-issuing re-keys or re-binds it for the same tenant; it never moves to
+                // another tenant silently (the holder would start writing into their buckets).
+                if old.tenant != spec.tenant {
+                    return Err(CoreError::InvalidArgument(format!(
+                        "{existing} is registered for tenant {}: revoke it first \
+                         (DELETE /_chuan/admin/credentials?access_key={existing})",
+                        old.tenant
+                    )));
+                }
             }
         }
         let rec = CredentialRecord {
@@ -292,6 +304,16 @@ impl Engine {
         match self.meta.get_credential(access_key).await? {
             Some(c) if Self::may_manage(p, &c.tenant, c.kind) => {
                 self.meta.delete_credential(access_key).await?;
+                // Tokens bought with it go with it (an Aliyun Drive refresh token's access tokens).
+                if c.kind.is_bearer() {
+                    let label = format!("{ISSUED_BY}{access_key}");
+                    let filter = CredentialFilter { tenant: Some(c.tenant.clone()), kind: None };
+                    for child in self.meta.list_credentials(filter).await? {
+                        if child.label == label {
+                            self.meta.delete_credential(&child.access_key).await?;
+                        }
+                    }
+                }
                 Ok(())
             }
             _ => Err(CoreError::NoSuchCredential),
@@ -376,17 +398,31 @@ impl Engine {
         if !self.tenant_exists(tenant).await? {
             return Err(CoreError::NoSuchTenant);
         }
-        self.store_bearer(tenant, kind, ttl).await
+        self.store_bearer(tenant, kind, ttl, None).await
     }
 
-    async fn store_bearer(&self, tenant: &str, kind: CredentialKind, ttl: Option<Duration>) -> CoreResult<String> {
+    /// The credential id (`<kind>:<sha256 hex of the token>`) under which a bearer token is
+    /// kept: what `revoke_credential` and `DELETE /_chuan/admin/credentials` take.
+    pub fn bearer_credential_id(kind: CredentialKind, token: &str) -> String {
+        bearer_key(kind, token)
+    }
+
+    /// Stores a new bearer token; `parent` is the credential id of the token it was bought
+    /// with, which it dies with (revoked together, and never valid once the parent is gone).
+    async fn store_bearer(
+        &self,
+        tenant: &str,
+        kind: CredentialKind,
+        ttl: Option<Duration>,
+        parent: Option<String>,
+    ) -> CoreResult<String> {
         let token = hex::encode(rand::random::<[u8; 24]>());
         let rec = CredentialRecord {
             access_key: bearer_key(kind, &token),
             secret: new_secret(),
             tenant: tenant.to_owned(),
             kind,
-            label: String::new(),
+            label: parent.map(|p| format!("{ISSUED_BY}{p}")).unwrap_or_default(),
             created_ms: now_ms(),
             expires_ms: ttl.map(|t| now_ms() + t.as_millis() as i64),
             scope: None,
@@ -408,7 +444,7 @@ impl Engine {
         if !to.is_bearer() {
             return Err(CoreError::AccessDenied);
         }
-        let new = self.store_bearer(&p.tenant, to, Some(ttl)).await?;
+        let new = self.store_bearer(&p.tenant, to, Some(ttl), Some(bearer_key(from, token))).await?;
         Ok(Some((new, p.tenant)))
     }
 
@@ -423,6 +459,13 @@ impl Engine {
         else {
             return Ok(None);
         };
+        // Bought with another token: valid only while that one is (revoked meanwhile, even
+        // during the exchange, it takes this one with it).
+        if let Some(parent) = c.label.strip_prefix(ISSUED_BY) {
+            if self.meta.get_credential(parent).await?.is_none() {
+                return Ok(None);
+            }
+        }
         Ok(Some(Principal::new(
             c.tenant,
             format!("{}:{}", kind.as_str(), &c.access_key[c.access_key.len() - 12..]),
