@@ -156,6 +156,16 @@ impl UpyunDialect {
             .ok_or_else(|| BlockError::new(StatusCode::FORBIDDEN, "40301", "Form API disabled."))
     }
 
+    /// The bucket's form secret and the principal it stands for, for the secret-signed form
+    /// API (2.4.2). A bucket without one (or no such bucket: the same answer, so anonymous
+    /// callers learn nothing about bucket names) is refused as UpYun refuses a wrong signature.
+    pub(crate) async fn form_secret_of(&self, bucket: &str) -> crate::error::UpyunResult<(String, Principal)> {
+        self.engine
+            .credential(&form_secret_key(bucket), &[CredentialKind::UpyunFormSecret])
+            .await?
+            .ok_or_else(|| UpyunError::new(StatusCode::UNAUTHORIZED, 40100005, "signature error"))
+    }
+
     /// Init or merge: `application/x-www-form-urlencoded` `policy` + `signature`.
     pub(crate) async fn block_form(&self, bucket: &str, fields: &[(String, String)]) -> Resp {
         let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str()).unwrap_or("");
@@ -265,7 +275,7 @@ impl UpyunDialect {
             .get("content-type")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .unwrap_or_else(|| mime_guess::from_path(&key).first_or_octet_stream().essence_str().to_owned());
+            .unwrap_or_else(|| crate::types::content_type(None, &key));
         let mut meta = ObjectMeta { content_type: Some(content_type), ..Default::default() };
         if let Some(secret) = policy.get("content-secret").and_then(Value::as_str) {
             meta.attrs.insert(crate::rest::CONTENT_SECRET.into(), secret.to_owned());
@@ -412,7 +422,7 @@ impl UpyunDialect {
                     format!("{}={}", chuan_api_common::percent_encode(k), chuan_api_common::percent_encode(&py_str(v)))
                 })
                 .collect();
-            self.engine.enqueue_callback(url.to_owned(), body.join("&")).await?;
+            self.engine.enqueue_callback(url.to_owned(), Vec::new(), body.join("&")).await?;
         }
         if let Some(url) = state.options.get("return-url").and_then(Value::as_str) {
             let query: Vec<String> = result

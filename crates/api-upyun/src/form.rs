@@ -12,6 +12,7 @@ use chuan_core::store::{now_ms, ObjectMeta};
 use chuan_core::{CoreError, PutTarget, StageOptions};
 use http::request::Parts;
 use http::{Response, StatusCode};
+use md5::Digest as _;
 use serde_json::{json, Value};
 
 use crate::error::{UpyunError, UpyunResult};
@@ -53,6 +54,42 @@ pub fn save_key(pattern: &str, file_name: &str, md5: &str, now_secs: i64) -> Str
     key.trim_start_matches('/').to_owned()
 }
 
+/// Who signed a form, which decides how its result is signed.
+enum Signer {
+    /// `authorization` = `UPYUN op:sig` (2.5.5): callbacks carry `Date`, `Content-MD5` and an
+    /// `Authorization` of the same operator.
+    Operator { operator: String, key: String },
+    /// `signature` = `md5hex(policy&form_secret)` (2.4.2, "签名认证（旧）"): results carry
+    /// `sign` = `md5hex(code&message&url&time&form_secret[&ext-param])`.
+    Secret(String),
+}
+
+/// Why the file's size is refused by `content-length-range`.
+fn too_small() -> UpyunError {
+    UpyunError::new(StatusCode::FORBIDDEN, 40300008, "file too small")
+}
+fn too_large() -> UpyunError {
+    UpyunError::new(StatusCode::FORBIDDEN, 40300009, "file too large")
+}
+
+/// The extension `allow-file-type` is checked against: the uploaded file's, else the key's.
+fn extension(file_name: &str, key: &str) -> String {
+    let of = |n: &str| {
+        let base = n.rsplit('/').next().unwrap_or(n);
+        base.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()).map(|(_, e)| e.to_ascii_lowercase())
+    };
+    of(file_name).or_else(|| of(key)).unwrap_or_default()
+}
+
+/// `name=value&...`, each percent-encoded (a return-url query, a notify body).
+fn urlencoded(fields: &[(&str, String)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", chuan_api_common::percent_encode(k), chuan_api_common::percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 impl UpyunDialect {
     pub(crate) async fn form_upload(&self, parts: &Parts, bucket: &str, body: RequestBody) -> UpyunResult<Resp> {
         let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -70,24 +107,40 @@ impl UpyunDialect {
                 fields.push((name, form.text(field).await.map_err(form_refused)?));
                 continue;
             }
-            if field_value(&fields, "authorization").is_none() && field_value(&fields, "signature").is_some() {
-                return Ok(self.block_upload(bucket, &fields, field).await);
-            }
-            let policy_b64 = field_value(&fields, "policy").ok_or_else(|| form_error(40100012, "policy required"))?;
+            let policy_b64 = field_value(&fields, "policy").ok_or_else(|| form_error(40000007, "need policy"))?;
             let policy: Value = base64::engine::general_purpose::STANDARD
                 .decode(policy_b64.trim())
                 .ok()
                 .and_then(|raw| serde_json::from_slice(&raw).ok())
-                .ok_or_else(|| form_error(40100012, "policy format error"))?;
-            let date = policy["date"].as_str().unwrap_or("");
-            let auth = field_value(&fields, "authorization").unwrap_or_default();
-            let (op, sig) = crate::parse_authorization(&auth).ok_or_else(|| form_error(40100005, "sign error"))?;
-            let (key, p) = self.operator(op).await?;
-            let sts = format!("POST&/{bucket}&{date}&{policy_b64}");
-            let sts_slash = format!("POST&/{bucket}/&{date}&{policy_b64}");
-            if !constant_time_eq(&sign(&key, &sts_slash), sig) && !constant_time_eq(&sign(&key, &sts), sig) {
-                return Err(form_error(40100005, "sign error"));
-            }
+                .filter(Value::is_object)
+                .ok_or_else(|| form_error(40000009, "decode policy error"))?;
+            let (signer, p) = match (field_value(&fields, "authorization"), field_value(&fields, "signature")) {
+                // A block of the m0 block upload (its policy names the upload's save_token).
+                (None, Some(_)) if policy.get("save_token").is_some() => {
+                    return Ok(self.block_upload(bucket, &fields, field).await);
+                }
+                (None, Some(signature)) => {
+                    let (secret, p) = self.form_secret_of(bucket).await?;
+                    let want = hex::encode(md5::Md5::digest(format!("{}&{secret}", policy_b64.trim()).as_bytes()));
+                    if !constant_time_eq(&want, &signature.trim().to_ascii_lowercase()) {
+                        return Err(form_error(40100005, "signature error"));
+                    }
+                    (Signer::Secret(secret), p)
+                }
+                (auth, _) => {
+                    let auth = auth.unwrap_or_default();
+                    let date = policy["date"].as_str().unwrap_or("");
+                    let (op, sig) =
+                        crate::parse_authorization(&auth).ok_or_else(|| form_error(40100005, "signature error"))?;
+                    let (key, p) = self.operator(op).await?;
+                    let sts = format!("POST&/{bucket}&{date}&{policy_b64}");
+                    let sts_slash = format!("POST&/{bucket}/&{date}&{policy_b64}");
+                    if !constant_time_eq(&sign(&key, &sts_slash), sig) && !constant_time_eq(&sign(&key, &sts), sig) {
+                        return Err(form_error(40100005, "signature error"));
+                    }
+                    (Signer::Operator { operator: op.to_owned(), key }, p)
+                }
+            };
             let service = policy["service"].as_str().or_else(|| policy["bucket"].as_str()).unwrap_or("");
             if service != bucket {
                 return Err(form_error(40100014, "policy service mismatch"));
@@ -97,15 +150,26 @@ impl UpyunDialect {
                 .or_else(|| policy["expiration"].as_str().and_then(|s| s.parse().ok()))
                 .unwrap_or(0);
             if expiration < now_ms() / 1000 {
-                return Err(form_error(40100011, "policy expired"));
+                return Err(UpyunError::new(StatusCode::FORBIDDEN, 40300006, "authorization has expired"));
             }
             let pattern = policy["save-key"]
                 .as_str()
                 .filter(|k| !k.is_empty())
-                .ok_or_else(|| form_error(40100013, "save-key required"))?
+                .ok_or_else(|| form_error(40000001, "need save-key"))?
                 .to_owned();
+            // Callback URLs are checked before anything is stored.
+            for name in ["notify-url", "return-url"] {
+                if let Some(url) = policy[name].as_str() {
+                    chuan_core::check_callback_url(url).map_err(|e| form_error(40000001, &format!("{name}: {e}")))?;
+                }
+            }
             let file_name = field.file_name().unwrap_or("").to_owned();
-            let file_type = field.content_type().map(|m| m.to_string());
+            if let Some(types) = policy["allow-file-type"].as_str() {
+                let ext = extension(&file_name, &pattern);
+                if !types.split(',').any(|t| t.trim().trim_start_matches('.').eq_ignore_ascii_case(&ext)) {
+                    return Err(UpyunError::new(StatusCode::FORBIDDEN, 40300010, "file type error"));
+                }
+            }
             self.engine.check_bucket(&p, bucket).await?;
             let (lo, hi) = match policy["content-length-range"].as_str() {
                 Some(range) => {
@@ -117,14 +181,13 @@ impl UpyunDialect {
                 None => (0, u64::MAX),
             };
             // The upper bound holds while the file streams in, not after it was all written.
-            let out_of_range = || form_error(40300004, "file size out of content-length-range");
             let staged = match self.engine.stage_with(&p, field, StageOptions::at_most(hi)).await {
-                Err(CoreError::EntityTooLarge { .. }) => return Err(out_of_range()),
+                Err(CoreError::EntityTooLarge { .. }) => return Err(too_large()),
                 r => r?,
             };
             form.finish().await.map_err(form_refused)?;
             if staged.size < lo {
-                return Err(out_of_range());
+                return Err(too_small());
             }
             if policy["content-md5"].as_str().is_some_and(|m| !m.eq_ignore_ascii_case(&staged.digests.md5)) {
                 return Err(form_error(40000006, "Content-MD5 not match"));
@@ -133,34 +196,97 @@ impl UpyunDialect {
             let size = staged.size;
             let key = save_key(&pattern, &file_name, &md5, now_ms() / 1000);
             chuan_core::names::validate_key(&key)?;
-            let content_type = policy["content-type"].as_str().map(str::to_owned).or(file_type);
-            let meta = ObjectMeta { content_type: content_type.clone(), ..Default::default() };
-            self.engine
-                .commit_put(
-                    &p,
-                    PutTarget {
-                        bucket: bucket.to_owned(),
-                        key: key.clone(),
-                        meta,
-                        condition: None,
-                        tree: chuan_core::store::TreeRule::KeepFolders,
-                    },
-                    staged,
-                )
-                .await?;
+            // The policy's type, else the saved file's extension (the file part's own type is
+            // not the uploader's choice: SDKs send application/octet-stream for every file).
+            let content_type = crate::types::content_type(policy["content-type"].as_str(), &key);
+            let meta = ObjectMeta { content_type: Some(content_type.clone()), ..Default::default() };
+            let target = PutTarget {
+                bucket: bucket.to_owned(),
+                key: key.clone(),
+                meta,
+                condition: None,
+                tree: chuan_core::store::TreeRule::KeepFolders,
+            };
+            self.engine.commit_put(&p, target, staged).await?;
+            return self.form_result(&policy, &signer, &key, size, &content_type, &md5).await;
+        }
+    }
+
+    /// The answer to a stored form upload (`form_api.md` "通知规则"): `code`, `message`, `url`,
+    /// `time` (and `ext-param`, and `sign` for secret-signed forms) as JSON, or in a 302 to
+    /// `return-url`; POSTed to `notify-url` by the callback worker.
+    async fn form_result(
+        &self,
+        policy: &Value,
+        signer: &Signer,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        md5: &str,
+    ) -> UpyunResult<Resp> {
+        let url = format!("/{key}");
+        let time = (now_ms() / 1000).to_string();
+        let mut result: Vec<(&str, String)> =
+            vec![("code", "200".into()), ("message", "ok".into()), ("url", url.clone()), ("time", time.clone())];
+        let ext = policy["ext-param"].as_str();
+        if let Some(ext) = ext {
+            result.push(("ext-param", ext.to_owned()));
+        }
+        if let Signer::Secret(secret) = signer {
+            let mut plain = format!("200&ok&{url}&{time}&{secret}");
+            if let Some(ext) = ext {
+                plain.push('&');
+                plain.push_str(ext);
+            }
+            result.push(("sign", hex::encode(md5::Md5::digest(plain.as_bytes()))));
+        }
+        if let Some(notify) = policy["notify-url"].as_str() {
+            let body = urlencoded(&result);
+            let headers = match signer {
+                Signer::Operator { operator, key } => {
+                    let date = chuan_api_common::http_date(now_ms());
+                    let body_md5 = hex::encode(md5::Md5::digest(body.as_bytes()));
+                    let path = notify_path(notify);
+                    let sig = sign(key, &format!("POST&{path}&{date}&{body_md5}"));
+                    vec![
+                        ("Date".to_owned(), date),
+                        ("Content-MD5".to_owned(), body_md5),
+                        ("Authorization".to_owned(), format!("UPYUN {operator}:{sig}")),
+                    ]
+                }
+                Signer::Secret(_) => Vec::new(),
+            };
+            self.engine.enqueue_callback(notify.to_owned(), headers, body).await?;
+        }
+        if let Some(back) = policy["return-url"].as_str() {
+            let sep = if back.contains('?') { '&' } else { '?' };
             return Ok(Response::builder()
-                .status(StatusCode::OK)
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(chuan_api_common::full(
-                    serde_json::to_vec(
-                        &json!({"code": 200, "message": "ok", "url": format!("/{key}"), "time": now_ms() / 1000,
-                        "file_size": size, "mimetype": content_type.unwrap_or_default(), "md5": md5,
-                        "ext-param": policy["ext-param"].as_str().unwrap_or("")}),
-                    )
-                    .unwrap_or_default(),
-                ))
+                .status(StatusCode::FOUND)
+                .header(http::header::LOCATION, format!("{back}{sep}{}", urlencoded(&result)))
+                .body(chuan_api_common::empty())
                 .expect("valid"));
         }
+        let mut body: serde_json::Map<String, Value> =
+            result.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
+        body.insert("code".into(), json!(200));
+        body.insert("time".into(), json!(time.parse::<i64>().unwrap_or(0)));
+        body.insert("file_size".into(), json!(size));
+        body.insert("mimetype".into(), json!(content_type));
+        body.insert("md5".into(), json!(md5));
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(chuan_api_common::full(serde_json::to_vec(&body).unwrap_or_default()))
+            .expect("valid"))
+    }
+}
+
+/// The path of a callback URL, which UpYun's callback signature covers.
+fn notify_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match rest.find('/') {
+        Some(i) => rest[i..].split(['?', '#']).next().unwrap_or("/"),
+        None => "/",
     }
 }
 
@@ -178,5 +304,14 @@ mod tests {
         assert_eq!(k, "up/2023/11/photo.jpg");
         assert_eq!(save_key("/x/{filemd5}.{suffix}", "a.tar", "abc", 0), "x/abc.tar");
         assert_eq!(save_key("/{random32}", "a", "m", 0).len(), 32);
+    }
+
+    #[test]
+    fn callback_paths_and_extensions() {
+        assert_eq!(notify_path("https://h:1/hooks/up?x=1"), "/hooks/up");
+        assert_eq!(notify_path("http://h"), "/");
+        assert_eq!(extension("pic.PNG", "/x/{filename}"), "png");
+        assert_eq!(extension("", "/x/a.jpg"), "jpg");
+        assert_eq!(extension(".bashrc", "/k"), "");
     }
 }

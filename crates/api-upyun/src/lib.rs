@@ -4,16 +4,19 @@
 //! A translator over the core engine: the service is a bucket, folders are keys ending in `/`.
 //!
 //! Operators are credentials scoped to one bucket, keyed by `MD5(password)` (what both the
-//! client and the server sign with; the password itself is never stored).
+//! client and the server sign with; the password itself is never stored). Both REST
+//! signatures are accepted: `UPYUN op:base64(HMAC-SHA1)` (2.5.5) and the older
+//! `UpYun op:md5hex(METHOD&URI&DATE&LENGTH&md5(password))` (2.4.2).
 //! `rest.rs` has the object and folder operations, `multipart.rs` the uploads in parts,
-//! `form.rs` the form API. Not served yet: the legacy `m0` block upload of `upyun` ≤ 2.4.2 and
-//! its `return-url`/`notify-url` callbacks (open issue).
+//! `form.rs` the form API (operator-signed and the older secret-signed form), `block.rs` the
+//! legacy `m0` block upload of `upyun` ≤ 2.4.2, `types.rs` content types from extensions.
 
 mod block;
 mod error;
 mod form;
 mod multipart;
 mod rest;
+mod types;
 
 use chuan_api_common::{Body, RequestBody};
 use chuan_core::store::{now_ms, CredentialKind};
@@ -47,6 +50,12 @@ fn operator_key(op: &str) -> String {
 /// `Base64(HMAC-SHA1(MD5hex(password), string_to_sign))`.
 pub fn sign(md5_password: &str, string_to_sign: &str) -> String {
     chuan_api_common::sign::hmac_sha1_base64(md5_password, string_to_sign)
+}
+
+/// The older REST signature (`upyun` ≤ 2.4.2): `md5hex(string_to_sign + "&" + md5hex(password))`
+/// with `string_to_sign` = `METHOD&URI&DATE&LENGTH`.
+pub fn legacy_sign(md5_password: &str, string_to_sign: &str) -> String {
+    hex::encode(Md5::digest(format!("{string_to_sign}&{md5_password}").as_bytes()))
 }
 
 /// `(operator, signature)` of an `Authorization: UPYUN <operator>:<signature>` value (the REST
@@ -148,7 +157,15 @@ impl UpyunDialect {
             sts.push_str(md5);
         }
         let (key, p) = self.operator(op).await?;
-        if !constant_time_eq(&sign(&key, &sts), sig) {
+        let legacy = sig.len() == 32 && sig.bytes().all(|b| b.is_ascii_hexdigit());
+        let want = if legacy {
+            // 2.4.2: METHOD&URI&DATE&LENGTH&md5(password), MD5 hex; Content-MD5 not signed.
+            let length = header(parts, "content-length").unwrap_or("0");
+            legacy_sign(&key, &format!("{}&{uri}&{date}&{length}", parts.method.as_str()))
+        } else {
+            sign(&key, &sts)
+        };
+        if !constant_time_eq(&want, &sig.to_ascii_lowercase()) && !constant_time_eq(&want, sig) {
             return Err(UpyunError::sign());
         }
         Ok(p)
@@ -232,5 +249,11 @@ mod tests {
             "DyMaMpSbgaUVxIZYKseLfVf06TY="
         );
         assert_eq!(parse_http_date(date), Some(1_698_796_800));
+        // rest_api.md's example of the older scheme: operator / password "password".
+        let key = hex::encode(Md5::digest(b"password"));
+        assert_eq!(
+            legacy_sign(&key, "GET&/bucket/sub&Wed, 29 Oct 2014 02:26:58 GMT&0"),
+            "03db45e2904663c5c9305a9c6ed62af3"
+        );
     }
 }

@@ -86,8 +86,8 @@ impl UpyunDialect {
             }
             let disorder = header(parts, "x-upyun-multi-disorder").is_some_and(|d| d.eq_ignore_ascii_case("true"));
             let meta = ObjectMeta {
-                content_type: header(parts, "x-upyun-multi-type").map(str::to_owned),
-                ..crate::rest::meta_of(parts)
+                content_type: Some(crate::types::content_type(header(parts, "x-upyun-multi-type"), key)),
+                ..crate::rest::meta_of(parts, key)
             };
             let state = State { length, part_size, disorder };
             let mut new = NewUpload::new(UploadKind::Upyun, bucket, key);

@@ -45,9 +45,10 @@ fn user_meta(parts: &Parts) -> BTreeMap<String, String> {
         .collect()
 }
 
-pub(crate) fn meta_of(parts: &Parts) -> ObjectMeta {
+/// An upload's metadata from its headers; `key`'s extension gives the type when none is sent.
+pub(crate) fn meta_of(parts: &Parts, key: &str) -> ObjectMeta {
     let mut meta = ObjectMeta {
-        content_type: header(parts, "content-type").map(str::to_owned),
+        content_type: Some(crate::types::content_type(header(parts, "content-type"), key)),
         user: user_meta(parts),
         ..Default::default()
     };
@@ -86,7 +87,7 @@ impl UpyunDialect {
         }
         let md5 = staged.digests.md5.clone();
         let target = PutTarget {
-            meta: meta_of(parts),
+            meta: meta_of(parts, key),
             tree: chuan_core::store::TreeRule::KeepFolders,
             ..PutTarget::new(bucket, key)
         };
@@ -242,7 +243,7 @@ impl UpyunDialect {
                 return Err(UpyunError::bad("files move within one service; copy them, then delete"));
             }
             let target = PutTarget {
-                meta: meta_of(parts),
+                meta: meta_of(parts, key),
                 tree: chuan_core::store::TreeRule::KeepFolders,
                 ..PutTarget::new(bucket, key)
             };

@@ -88,7 +88,7 @@ pub fn spawn(engine: Arc<Engine>, client: CallbackClient, backoff_scale: f64) ->
                 }
             };
             for cb in due {
-                let delivered = deliver(&client, &cb.url, cb.body.clone()).await;
+                let delivered = deliver(&client, &cb.url, &cb.headers, cb.body.clone()).await;
                 let attempts = cb.attempts + 1;
                 let retry_at = match delivered {
                     Ok(()) => None,
@@ -110,11 +110,12 @@ pub fn spawn(engine: Arc<Engine>, client: CallbackClient, backoff_scale: f64) ->
     })
 }
 
-async fn deliver(client: &CallbackClient, url: &str, body: String) -> Result<(), String> {
-    let req = http::Request::post(url)
-        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
+async fn deliver(client: &CallbackClient, url: &str, headers: &[(String, String)], body: String) -> Result<(), String> {
+    let mut req = http::Request::post(url).header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    for (name, value) in headers {
+        req = req.header(name.as_str(), value.as_str());
+    }
+    let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
     let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
         .await
         .map_err(|_| "timed out".to_owned())?

@@ -142,11 +142,12 @@ impl Engine {
 
     // ----- outgoing callbacks (delivered by the binary's worker)
 
-    /// Queues a form-encoded POST of `body` to `url`, kept until delivered or given up.
-    /// `InvalidArgument` when `url` is not one [`check_callback_url`] accepts.
-    pub async fn enqueue_callback(&self, url: String, body: String) -> CoreResult<()> {
+    /// Queues a form-encoded POST of `body` to `url` with extra `headers` (a signature and the
+    /// `Date` it signs, made now: retries resend them as they are), kept until delivered or
+    /// given up. `InvalidArgument` when `url` is not one [`check_callback_url`] accepts.
+    pub async fn enqueue_callback(&self, url: String, headers: Vec<(String, String)>, body: String) -> CoreResult<()> {
         check_callback_url(&url)?;
-        Ok(self.meta.enqueue_callback(url, body).await?)
+        Ok(self.meta.enqueue_callback(url, headers, body).await?)
     }
 
     /// Callbacks due now (at most `limit`).

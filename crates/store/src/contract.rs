@@ -1014,10 +1014,13 @@ pub async fn usage_and_callbacks(s: Store) {
     assert!(s.usage_report("alice", 12, 20).await.unwrap().is_empty());
     assert!(s.usage_report("bob", 0, 20).await.unwrap().is_empty());
 
-    s.enqueue_callback("http://a/".into(), "x=1".into()).await.unwrap();
-    s.enqueue_callback("http://b/".into(), "y=2".into()).await.unwrap();
+    let signed =
+        vec![("Date".to_owned(), "Wed, 01 Nov 2023 00:00:00 GMT".to_owned()), ("Authorization".into(), "X y".into())];
+    s.enqueue_callback("http://a/".into(), signed.clone(), "x=1".into()).await.unwrap();
+    s.enqueue_callback("http://b/".into(), Vec::new(), "y=2".into()).await.unwrap();
     let due = s.due_callbacks(now_ms() + 1, 10).await.unwrap();
     assert_eq!(due.iter().map(|c| c.url.as_str()).collect::<Vec<_>>(), ["http://a/", "http://b/"]);
+    assert_eq!((&due[0].headers, due[1].headers.len()), (&signed, 0));
     s.finish_callback(due[0].id, Some(now_ms() + 60_000)).await.unwrap();
     s.finish_callback(due[1].id, None).await.unwrap();
     assert!(s.due_callbacks(now_ms() + 1, 10).await.unwrap().is_empty());

@@ -130,11 +130,13 @@ pub struct CompleteUpload {
     pub tree: TreeRule,
 }
 
-/// A callback waiting to be delivered: a form-encoded POST body for `url`.
+/// A callback waiting to be delivered: a form-encoded POST body for `url`, with extra request
+/// headers (name, value) made when it was queued (a signature and the `Date` it signs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callback {
     pub id: i64,
     pub url: String,
+    pub headers: Vec<(String, String)>,
     pub body: String,
     pub attempts: u32,
 }
@@ -235,7 +237,7 @@ pub trait UsageStore: Send + Sync + 'static {
 /// Outgoing callbacks (UpYun notify-url), kept until delivered or given up.
 #[async_trait]
 pub trait CallbackStore: Send + Sync + 'static {
-    async fn enqueue_callback(&self, url: String, body: String) -> StoreResult<()>;
+    async fn enqueue_callback(&self, url: String, headers: Vec<(String, String)>, body: String) -> StoreResult<()>;
     async fn due_callbacks(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<Callback>>;
     /// Delivered or given up (`None`), or to be retried at `retry_at`.
     async fn finish_callback(&self, id: i64, retry_at: Option<i64>) -> StoreResult<()>;

@@ -2,7 +2,8 @@
 //!
 //! Version 1 is the layout before it was versioned (`user_version` 0 with tables present);
 //! version 2 added tenants, aliases, single-use grants, credential labels and upload kinds;
-//! version 3 the file tree (object parents and creation times, folder rows, the trash).
+//! version 3 the file tree (object parents and creation times, folder rows, the trash);
+//! version 4 bucket settings (ACL, CORS); version 5 callback request headers.
 
 use rusqlite::{params, Connection};
 
@@ -10,7 +11,7 @@ use super::rows::backend;
 use crate::meta::StoreResult;
 
 /// The schema version this code writes.
-pub(crate) const VERSION: i64 = 4;
+pub(crate) const VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tenants(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS buckets(
 CREATE INDEX IF NOT EXISTS buckets_of_tenant ON buckets(tenant);
 CREATE TABLE IF NOT EXISTS callbacks(
     id INTEGER PRIMARY KEY, url TEXT NOT NULL, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    next_at INTEGER NOT NULL, created INTEGER NOT NULL);
+    next_at INTEGER NOT NULL, created INTEGER NOT NULL, headers TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks(next_at);
 CREATE TABLE IF NOT EXISTS usage(
     tenant TEXT NOT NULL, bucket TEXT NOT NULL, day INTEGER NOT NULL, storage INTEGER NOT NULL DEFAULT 0,
@@ -128,6 +129,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if (1..=3).contains(&version) {
         from_v3(&txn).map_err(backend)?;
     }
+    if (1..=4).contains(&version) {
+        from_v4(&txn).map_err(backend)?;
+    }
     txn.execute_batch(SCHEMA).map_err(backend)?;
     if version == 1 {
         after_v1(&txn).map_err(backend)?;
@@ -160,6 +164,14 @@ fn from_v2(txn: &Connection) -> rusqlite::Result<()> {
 /// Bucket settings (ACL, CORS) arrived in version 4; existing buckets have none.
 fn from_v3(txn: &Connection) -> rusqlite::Result<()> {
     txn.execute_batch("ALTER TABLE buckets ADD COLUMN config TEXT NOT NULL DEFAULT '{}';")
+}
+
+/// Callback request headers (signed UpYun notifications) arrived in version 5.
+fn from_v4(txn: &Connection) -> rusqlite::Result<()> {
+    if table_exists(txn, "callbacks")? {
+        txn.execute_batch("ALTER TABLE callbacks ADD COLUMN headers TEXT NOT NULL DEFAULT '[]';")?;
+    }
+    Ok(())
 }
 
 /// The tree of version-2 data: each object's parent, and a folder row for every folder its

@@ -79,12 +79,13 @@ impl UsageStore for SqliteMetaStore {
 
 #[async_trait]
 impl CallbackStore for SqliteMetaStore {
-    async fn enqueue_callback(&self, url: String, body: String) -> StoreResult<()> {
+    async fn enqueue_callback(&self, url: String, headers: Vec<(String, String)>, body: String) -> StoreResult<()> {
+        let headers = serde_json::to_string(&headers).map_err(backend)?;
         self.write(move |txn| {
             let now = now_ms();
             txn.execute(
-                "INSERT INTO callbacks(url, body, next_at, created) VALUES(?1, ?2, ?3, ?3)",
-                params![url, body, now],
+                "INSERT INTO callbacks(url, body, next_at, created, headers) VALUES(?1, ?2, ?3, ?3, ?4)",
+                params![url, body, now, headers],
             )
             .map_err(backend)?;
             Ok(())
@@ -95,7 +96,9 @@ impl CallbackStore for SqliteMetaStore {
     async fn due_callbacks(&self, now: i64, limit: usize) -> StoreResult<Vec<Callback>> {
         self.read(move |c| {
             let mut st = c
-                .prepare("SELECT id, url, body, attempts FROM callbacks WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2")
+                .prepare(
+                    "SELECT id, url, body, attempts, headers FROM callbacks WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2",
+                )
                 .map_err(backend)?;
             let rows = st
                 .query_map(params![now, limit as i64], |r| {
@@ -104,6 +107,7 @@ impl CallbackStore for SqliteMetaStore {
                         url: r.get(1)?,
                         body: r.get(2)?,
                         attempts: r.get::<_, i64>(3)? as u32,
+                        headers: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
                     })
                 })
                 .map_err(backend)?;
