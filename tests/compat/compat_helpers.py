@@ -347,6 +347,9 @@ class ChuanServer:
             CHUAN_ACCESS_KEY=self.access_key,
             CHUAN_SECRET_KEY=self.secret_key,
             RUST_BACKTRACE="1",
+            # The tests' callback receivers listen on 127.0.0.1 (test_upyun_notify.py checks
+            # the default, public addresses only, with a server started without this).
+            CHUAN_CALLBACK_ALLOW_PRIVATE="true",
         )
         env.update(self.extra_env)
         last_error = ""

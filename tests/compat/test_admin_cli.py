@@ -113,20 +113,23 @@ def test_one_server_per_data_directory(served):
     assert requests.get(f"{served.endpoint}/_chuan/health", timeout=10).status_code == 200, "the first one keeps serving"
 
 
-@pytest.mark.parametrize("name,value", [
-    ("CHUAN_UPLOAD_TTL_SECS_COS", "a day"),
-    ("CHUAN_CHALLENGE_TTL_SECS", "0"),
-    ("CHUAN_IOT_TOKEN_TTL_SECS", "-5"),
-    ("CHUAN_ADRIVE_URL_TTL_SECS", "1h"),
-    ("CHUAN_CALLBACK_BACKOFF_SCALE", "-1"),
+@pytest.mark.parametrize("name,value,flag", [
+    ("CHUAN_UPLOAD_TTL_SECS_COS", "a day", "--upload-ttl-secs-cos"),
+    ("CHUAN_UPLOAD_TTL_SECS_S3", "999999999999999", "--upload-ttl-secs-s3"),
+    ("CHUAN_CHALLENGE_TTL_SECS", "0", "--challenge-ttl-secs"),
+    ("CHUAN_IOT_TOKEN_TTL_SECS", "-5", "--iot-token-ttl-secs"),
+    ("CHUAN_ADRIVE_URL_TTL_SECS", "1h", "--adrive-url-ttl-secs"),
+    ("CHUAN_CALLBACK_BACKOFF_SCALE", "1e300", "--callback-backoff-scale"),
+    ("CHUAN_CALLBACK_ALLOW_PRIVATE", "maybe", "--callback-allow-private"),
 ])
-def test_a_setting_that_does_not_parse_stops_the_start(tmp_path, name, value):
+def test_a_setting_that_does_not_parse_stops_the_start(tmp_path, name, value, flag):
     env = {**os.environ, name: value}
     env.pop("RUST_BACKTRACE", None)
     proc = subprocess.run([str(chuan_bin()), "serve", "--data", str(tmp_path / "d"), "--listen", f"127.0.0.1:{free_port()}"],
                           capture_output=True, text=True, timeout=30, env=env)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert value in proc.stderr and "--" in proc.stderr, proc.stderr
+    assert f"'{value}'" in proc.stderr and f"'{flag}" in proc.stderr, proc.stderr
+    assert not (tmp_path / "d").exists(), "refused before the data directory is touched"
 
 
 def test_settings_are_listed_in_serve_help():
@@ -165,3 +168,20 @@ def test_revoking_a_refresh_token_revokes_its_access_tokens(served):
     r = requests.post(served.endpoint + "/v2/account/token", json={"refresh_token": issued["refresh_token"],
                                                                     "grant_type": "refresh_token"}, timeout=30)
     assert r.status_code == 400, r.text
+
+
+def test_a_refused_start_is_not_taken_for_a_crash(served, tmp_path):
+    """A start refused for its settings (a missing CA file, half a root key pair) leaves the
+    data directory as it was: the next start does not run a crash recovery."""
+    data = served.data_dir
+    served.stop()
+    env = {**os.environ, "CHUAN_ACCESS_KEY": "ONLYTHEACCESSKEY0001"}
+    env.pop("CHUAN_SECRET_KEY", None)
+    env.pop("RUST_BACKTRACE", None)
+    for extra, args in (({}, ["--callback-ca-file", str(tmp_path / "missing.pem")]), (env, [])):
+        proc = subprocess.run([str(chuan_bin()), "serve", "--data", str(data), "--listen", f"127.0.0.1:{free_port()}", *args],
+                              capture_output=True, text=True, timeout=30, env=extra or None)
+        assert proc.returncode != 0, proc.stderr
+    assert "set together or not at all" in proc.stderr, proc.stderr
+    served.start()
+    assert "recovered from an unclean shutdown" not in served.log_tail(100_000).split("===== start on port")[-1]

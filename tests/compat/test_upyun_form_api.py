@@ -591,6 +591,31 @@ def test_form_signature_error_is_40100005(acct, tmp_path):
     assert_absent(acct, key)
 
 
+def test_signature_refusals_do_not_tell_which_operators_exist(acct, tmp_path):
+    """An unknown operator and a known one with a wrong password get the same answer (status
+    and body but for the request id), over REST and in the form API, so operator names cannot
+    be probed."""
+    def bodies(sdk_call):
+        out = []
+        for up in (acct.sdk(password=acct.password + "x"), acct.sdk(operator="nosuch" + secrets.token_hex(4))):
+            with expect_upyun_error(401) as info:
+                sdk_call(up)
+            body = json.loads(info.value.err)
+            body.pop("id", None)
+            out.append((info.value.status, body))
+        return out
+
+    rest = bodies(lambda up: up.put(unique_key("/probe"), b"x"))
+    assert rest[0] == rest[1], rest
+    path = write_file(tmp_path / "p.bin", b"x")
+
+    def form(up):
+        with open(path, "rb") as f:
+            up.put(unique_key("/probe-form"), f, form=True)
+    forms = bodies(form)
+    assert forms[0] == forms[1] == rest[0], (forms, rest)
+
+
 # ==========================================================================
 # 4. content type from the extension: REST PUT and multipart
 
@@ -651,3 +676,19 @@ def test_parallel_multipart_type_header_is_the_stored_type(acct):
     uploader.complete()
     assert_stored(acct, key, data)
     assert_type(acct, key, "text/plain")
+
+
+@pytest.mark.parametrize("field,value", [
+    ("content-type", "text/plain\u0001"),
+    ("return-url", "http://example.com/back\nX-Injected: 1"),
+    ("notify-url", "http://例え.jp/cb"),
+])
+def test_form_policy_values_that_could_not_be_served_are_refused(acct, tmp_path, field, value):
+    """A type or URL that could not go back out as a header (control characters, a raw
+    newline, non-ASCII) is refused before anything is stored, so no stored object is
+    unservable and no answer carries an injected header."""
+    key = unique_key("/form/bad-value", ".txt")
+    with open(write_file(tmp_path / "v.txt", b"hello"), "rb") as f, expect_upyun_error(400, 403) as info:
+        acct.sdk().put(key, f, form=True, **{field: value})
+    assert json.loads(info.value.err)["code"] in (40000001, 40000003, 40300001), info.value.err
+    assert_absent(acct, key)

@@ -172,11 +172,13 @@ def test_notify_url_must_be_http_or_https(env_server_factory):  # noqa: F811
     srv = env_server_factory(env=SCALE, name="notifyscheme")
     bucket, secret, _ = setup(srv)
     data = b"x"
-    for bad in ("ftp://example.com/cb", "https:///cb", "http://h/a b", "https://h/" + "a" * 2100):
+    bads = ("ftp://example.com/cb", "https:///cb", "http://h/a b", "https://h/" + "a" * 2100, "http://h:99999/",
+            "http://h/\u4e2d")
+    for name, bad in [(n, b) for n in ("notify-url", "return-url") for b in bads]:
         init = {"path": "/n/d.bin", "expiration": int(time.time()) + 600, "file_blocks": 1,
-                "file_hash": hashlib.md5(data).hexdigest(), "file_size": 1, "notify-url": bad}
+                "file_hash": hashlib.md5(data).hexdigest(), "file_size": 1, name: bad}
         r = requests.post(f"{srv.endpoint}/{bucket}/", data={"policy": policy(init), "signature": multi_signature(init, secret)}, timeout=30)
-        assert r.status_code == 400 and r.json()["error_code"] == "40001", (bad, r.text)
+        assert r.status_code == 400 and r.json()["error_code"] == "40001", (name, bad, r.text)
 
 
 def make_ca_and_leaf(tmp: Path) -> tuple[Path, Path, Path]:
@@ -242,3 +244,29 @@ def test_an_unreadable_callback_ca_file_stops_the_start(tmp_path):
                               env={**os.environ, "CHUAN_CALLBACK_CA_FILE": str(ca)}, capture_output=True, text=True, timeout=30)
         assert proc.returncode != 0
         assert "--callback-ca-file" in proc.stderr and str(ca) in proc.stderr, proc.stderr
+
+
+def test_callbacks_reach_public_addresses_only_by_default(env_server_factory):  # noqa: F811
+    """Callback URLs come from clients: by default the server delivers to public addresses
+    only, so a notify-url cannot make it POST to its own network (an address in the URL, or a
+    name that resolves to one). The upload itself is stored; the callback is refused at
+    connect time and retried, never delivered. (Every other test server runs with
+    CHUAN_CALLBACK_ALLOW_PRIVATE=true for its 127.0.0.1 receivers.)"""
+    srv = env_server_factory(env={**SCALE, "CHUAN_CALLBACK_ALLOW_PRIVATE": "false"}, name="notifyssrf")
+    rec = Receiver()
+    try:
+        bucket, secret, _ = setup(srv)
+        for i, url in enumerate((rec.url, f"http://localhost:{rec.port}/notify")):
+            assert upload(srv, bucket, secret, f"/n/s{i}.bin", b"x" * 10, **{"notify-url": url}).status_code == 200
+        end = time.time() + 20
+        log = ""
+        while time.time() < end:
+            log = srv.log_tail(200_000)
+            if "is not a public address" in log and "resolves to non-public addresses only" in log:
+                break
+            time.sleep(0.1)
+        assert "127.0.0.1 is not a public address" in log, log[-3000:]
+        assert "localhost resolves to non-public addresses only" in log, log[-3000:]
+        assert rec.attempts == 0, "nothing may reach a private address"
+    finally:
+        rec.close()

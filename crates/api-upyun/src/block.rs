@@ -163,7 +163,7 @@ impl UpyunDialect {
         self.engine
             .credential(&form_secret_key(bucket), &[CredentialKind::UpyunFormSecret])
             .await?
-            .ok_or_else(|| UpyunError::new(StatusCode::UNAUTHORIZED, 40100005, "signature error"))
+            .ok_or_else(UpyunError::sign)
     }
 
     /// Init or merge: `application/x-www-form-urlencoded` `policy` + `signature`.
@@ -236,9 +236,11 @@ impl UpyunDialect {
                 return Err(BlockError::new(StatusCode::FORBIDDEN, "40307", "file size out of content-length-range"));
             }
         }
-        if let Some(url) = policy.get("notify-url").and_then(Value::as_str) {
-            // Refused now rather than given up on a day later.
-            chuan_core::check_callback_url(url).map_err(|e| BlockError::param(format!("notify-url: {e}")))?;
+        for name in ["notify-url", "return-url"] {
+            if let Some(url) = policy.get(name).and_then(Value::as_str) {
+                // Refused now rather than given up on (or unanswerable) after the merge.
+                chuan_core::check_callback_url(url).map_err(|e| BlockError::param(format!("{name}: {e}")))?;
+            }
         }
         if let Some(types) = policy.get("allow-file-type").and_then(Value::as_str) {
             let ext = key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();

@@ -29,6 +29,8 @@ impl UpyunError {
     pub fn bad(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, 40000001, msg)
     }
+    /// Every signature refusal, whatever its cause (unknown operator, wrong password, wrong
+    /// signature, no form secret): one answer, so none tells which operators exist.
     pub fn sign() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, 40100005, "sign error")
     }

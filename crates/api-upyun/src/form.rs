@@ -123,20 +123,19 @@ impl UpyunDialect {
                     let (secret, p) = self.form_secret_of(bucket).await?;
                     let want = hex::encode(md5::Md5::digest(format!("{}&{secret}", policy_b64.trim()).as_bytes()));
                     if !constant_time_eq(&want, &signature.trim().to_ascii_lowercase()) {
-                        return Err(form_error(40100005, "signature error"));
+                        return Err(UpyunError::sign());
                     }
                     (Signer::Secret(secret), p)
                 }
                 (auth, _) => {
                     let auth = auth.unwrap_or_default();
                     let date = policy["date"].as_str().unwrap_or("");
-                    let (op, sig) =
-                        crate::parse_authorization(&auth).ok_or_else(|| form_error(40100005, "signature error"))?;
+                    let (op, sig) = crate::parse_authorization(&auth).ok_or_else(UpyunError::sign)?;
                     let (key, p) = self.operator(op).await?;
                     let sts = format!("POST&/{bucket}&{date}&{policy_b64}");
                     let sts_slash = format!("POST&/{bucket}/&{date}&{policy_b64}");
                     if !constant_time_eq(&sign(&key, &sts_slash), sig) && !constant_time_eq(&sign(&key, &sts), sig) {
-                        return Err(form_error(40100005, "signature error"));
+                        return Err(UpyunError::sign());
                     }
                     (Signer::Operator { operator: op.to_owned(), key }, p)
                 }
@@ -281,11 +280,12 @@ impl UpyunDialect {
     }
 }
 
-/// The path of a callback URL, which UpYun's callback signature covers.
+/// The path of a callback URL, which UpYun's callback signature covers (`/` when it has none).
 fn notify_path(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
     match rest.find('/') {
-        Some(i) => rest[i..].split(['?', '#']).next().unwrap_or("/"),
+        Some(i) => &rest[i..],
         None => "/",
     }
 }
@@ -310,6 +310,7 @@ mod tests {
     fn callback_paths_and_extensions() {
         assert_eq!(notify_path("https://h:1/hooks/up?x=1"), "/hooks/up");
         assert_eq!(notify_path("http://h"), "/");
+        assert_eq!(notify_path("http://h?x=/y"), "/");
         assert_eq!(extension("pic.PNG", "/x/{filename}"), "png");
         assert_eq!(extension("", "/x/a.jpg"), "jpg");
         assert_eq!(extension(".bashrc", "/k"), "");

@@ -116,7 +116,17 @@ impl UpyunDialect {
                     return Err(e);
                 }
             }
-            let staged = self.engine.stage(p, http_body_util::BodyDataStream::new(body)).await?;
+            // No part is larger than the part size: held to it while it streams in.
+            let limit = chuan_core::StageOptions::at_most(state.part_size);
+            let staged = match self.engine.stage_with(p, http_body_util::BodyDataStream::new(body), limit).await {
+                Err(chuan_core::CoreError::EntityTooLarge { .. }) => {
+                    return Err(UpyunError::bad(format!(
+                        "wrong content-length header: parts are at most {} bytes",
+                        state.part_size
+                    )))
+                }
+                r => r?,
+            };
             if header(parts, "content-md5").is_some_and(|m| !m.eq_ignore_ascii_case(&staged.digests.md5)) {
                 return Err(UpyunError::new(StatusCode::BAD_REQUEST, 40000006, "Content-MD5 not match"));
             }

@@ -40,6 +40,17 @@ fn rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A factor on waits: a finite number from 0 to 1000.
+fn scale(text: &str) -> Result<f64, String> {
+    match rate(text) {
+        Ok(v) if v <= 1000.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a number from 0 to 1000")),
+    }
+}
+
+/// Upload session lifetimes: at most ten years (0: no expiry).
+const MAX_UPLOAD_TTL: u64 = 10 * 365 * MAX_SECS;
+
 /// `chuan serve`'s limits, as flags or environment variables.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServeLimits {
@@ -125,27 +136,31 @@ pub struct Lifetimes {
           value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     pub iot_token_ttl_secs: u64,
     /// Seconds an unfinished S3 multipart upload lives (0: until completed or aborted; the default).
-    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_S3")]
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_S3", value_parser = clap::value_parser!(u64).range(0..=MAX_UPLOAD_TTL))]
     pub upload_ttl_secs_s3: Option<u64>,
     /// Seconds an unfinished UFile multipart upload lives (0, the default: until finished or aborted).
-    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_UFILE")]
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_UFILE", value_parser = clap::value_parser!(u64).range(0..=MAX_UPLOAD_TTL))]
     pub upload_ttl_secs_ufile: Option<u64>,
     /// Seconds an unfinished COS slice upload lives (default 86400).
-    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_COS")]
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_COS", value_parser = clap::value_parser!(u64).range(0..=MAX_UPLOAD_TTL))]
     pub upload_ttl_secs_cos: Option<u64>,
     /// Seconds an unfinished UpYun multipart upload lives (default 86400).
-    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_UPYUN")]
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_UPYUN", value_parser = clap::value_parser!(u64).range(0..=MAX_UPLOAD_TTL))]
     pub upload_ttl_secs_upyun: Option<u64>,
     /// Seconds an unfinished UpYun block upload lives (default 86400).
-    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_UPYUN_BLOCK")]
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_UPYUN_BLOCK", value_parser = clap::value_parser!(u64).range(0..=MAX_UPLOAD_TTL))]
     pub upload_ttl_secs_upyun_block: Option<u64>,
     /// Seconds an unfinished Aliyun Drive upload lives (default 86400).
-    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_ADRIVE")]
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_ADRIVE", value_parser = clap::value_parser!(u64).range(0..=MAX_UPLOAD_TTL))]
     pub upload_ttl_secs_adrive: Option<u64>,
     /// Factor on the callback retry waits (5 s, 30 s, ... about a day over 10 attempts);
     /// tests use 0.001.
-    #[arg(long, env = "CHUAN_CALLBACK_BACKOFF_SCALE", default_value_t = 1.0, value_parser = rate)]
+    #[arg(long, env = "CHUAN_CALLBACK_BACKOFF_SCALE", default_value_t = 1.0, value_parser = scale)]
     pub callback_backoff_scale: f64,
+    /// Deliver callbacks to loopback, private and link-local addresses too (receivers on the
+    /// server's own network); by default only public addresses are reached (no SSRF).
+    #[arg(long, env = "CHUAN_CALLBACK_ALLOW_PRIVATE")]
+    pub callback_allow_private: bool,
     /// Domain of COS v4 download URLs (`<bucket>-<appid>.<domain>`); default: the host the
     /// request came to.
     #[arg(long, env = "CHUAN_COS_DOWNLOAD_DOMAIN")]

@@ -239,13 +239,14 @@ fn main() -> anyhow::Result<()> {
                 AdminCommand::Quota { tenant, storage_bytes, download_bytes, requests, data } => {
                     // A running server keeps quotas and their consumption cached and writes
                     // them back: a quota set here would be overwritten. Set it through it.
-                    if setup::server_running(&data.data) {
-                        anyhow::bail!(
+                    // Held while the quota is written, so no server starts meanwhile.
+                    let _lock = setup::lock_data_dir(&data.data).map_err(|_| {
+                        anyhow::anyhow!(
                             "a `chuan serve` is running on {}: set the quota through it, e.g.\n  \
-                             curl -u ROOT_AK:ROOT_SK -X POST 'http://127.0.0.1:9000/_chuan/admin/quotas?tenant={tenant}&storage_bytes=N'",
+                             curl -u ROOT_AK:ROOT_SK -X POST 'http://<server address>/_chuan/admin/quotas?tenant={tenant}&storage_bytes=N'",
                             data.data.display()
-                        );
-                    }
+                        )
+                    })?;
                     let engine = setup::open_engine(&data.data, Default::default())?;
                     let quota = chuan_core::Quota { storage_bytes, download_bytes, requests, ..Default::default() };
                     let set = engine.set_quota(&Principal::operator(), &tenant, quota).await?;

@@ -28,6 +28,12 @@ pub struct ServeOptions {
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let limits = opts.limits.clone();
+    // Before the data directory is touched: a bad --callback-ca-file stops the start, with its
+    // reason, and the next start is not taken for a recovery from a crash.
+    let callback_client = crate::callbacks::client(
+        crate::callbacks::trust_roots(opts.callback_ca_file.as_deref())?,
+        limits.lifetimes.callback_allow_private,
+    );
     let mut config = EngineConfig {
         gc_grace: Duration::from_secs(opts.gc_grace_secs),
         trash_retention: Duration::from_secs(opts.trash_retention_secs),
@@ -44,6 +50,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _lock = setup::lock_data_dir(&opts.data)?;
     let engine = setup::open_engine(&opts.data, config)?;
 
+    // Settings are all checked (root key pair included) before the clean-shutdown marker goes:
+    // a refused start is not taken for a crash by the next one.
+    let (ak, sk, generated) = setup::ensure_root_credentials(&engine, &opts.data).await?;
+    if generated {
+        eprintln!(
+            "Root credentials (saved in {}):\n  access key: {ak}\n  secret key: {sk}",
+            opts.data.join("root-credentials").display()
+        );
+    } else {
+        tracing::info!(access_key = %ak, "root credentials loaded");
+    }
+
     // A clean shutdown leaves this marker; without it the last run crashed, and blobs that
     // were renamed into place but never committed may be lying around.
     let marker = opts.data.join("clean-shutdown");
@@ -55,19 +73,6 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!(temps = swept, orphans, "recovered from an unclean shutdown");
     } else if swept > 0 {
         tracing::info!(temps = swept, "removed stale temporary files");
-    }
-
-    // Before anything is served: a bad --callback-ca-file stops the start, with its reason.
-    let callback_client = crate::callbacks::client(crate::callbacks::trust_roots(opts.callback_ca_file.as_deref())?);
-
-    let (ak, sk, generated) = setup::ensure_root_credentials(&engine, &opts.data).await?;
-    if generated {
-        eprintln!(
-            "Root credentials (saved in {}):\n  access key: {ak}\n  secret key: {sk}",
-            opts.data.join("root-credentials").display()
-        );
-    } else {
-        tracing::info!(access_key = %ak, "root credentials loaded");
     }
 
     let state = Arc::new(build_state(engine.clone(), opts.domains.clone(), &limits));

@@ -24,8 +24,12 @@ pub fn open_engine(data: &Path, config: EngineConfig) -> anyhow::Result<Arc<Engi
 /// data directory, else new ones (saved with mode 0600 and printed once).
 pub async fn ensure_root_credentials(engine: &Engine, data: &Path) -> anyhow::Result<(String, String, bool)> {
     let file = data.join("root-credentials");
-    let (ak, sk, generated) = match (std::env::var("CHUAN_ACCESS_KEY"), std::env::var("CHUAN_SECRET_KEY")) {
-        (Ok(a), Ok(s)) if !a.is_empty() && !s.is_empty() => (a, s, false),
+    let given = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let (ak, sk, generated) = match (given("CHUAN_ACCESS_KEY"), given("CHUAN_SECRET_KEY")) {
+        (Some(a), Some(s)) => (a, s, false),
+        (Some(_), None) | (None, Some(_)) => {
+            anyhow::bail!("CHUAN_ACCESS_KEY and CHUAN_SECRET_KEY are set together or not at all: set the other one too")
+        }
         _ => match std::fs::read_to_string(&file) {
             Ok(text) => {
                 let mut lines = text.lines();
@@ -68,11 +72,6 @@ pub fn lock_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
         );
     }
     Ok(file)
-}
-
-/// Whether a `chuan serve` holds the data directory's lock now.
-pub fn server_running(data: &Path) -> bool {
-    data.join("serve.lock").exists() && lock_data_dir(data).is_err()
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -164,8 +164,9 @@ impl Engine {
 /// Longest callback URL accepted, in bytes.
 pub const MAX_CALLBACK_URL: usize = 2048;
 
-/// Whether `url` can receive a callback: an absolute `http://` or `https://` URL with a host,
-/// at most [`MAX_CALLBACK_URL`] bytes, no whitespace or control characters. Checked when a
+/// Whether `url` can receive a callback (or be a redirect target): an absolute `http://` or
+/// `https://` URL with a host and a valid port, at most [`MAX_CALLBACK_URL`] bytes of visible
+/// ASCII (so it is a valid `Location` and request target as it is). Checked when a
 /// client names the URL (so a bad one is refused at once, not given up on a day later).
 /// `https://` receivers are verified against the server's trust roots when delivered to.
 pub fn check_callback_url(url: &str) -> CoreResult<()> {
@@ -173,8 +174,8 @@ pub fn check_callback_url(url: &str) -> CoreResult<()> {
     if url.len() > MAX_CALLBACK_URL {
         return bad(&format!("longer than {MAX_CALLBACK_URL} bytes"));
     }
-    if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return bad("contains whitespace or control characters");
+    if url.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+        return bad("contains whitespace, control or non-ASCII characters (percent-encode them)");
     }
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     let rest = if lower.starts_with("https://") {
@@ -189,6 +190,14 @@ pub fn check_callback_url(url: &str) -> CoreResult<()> {
     if host.is_empty() || host.starts_with(':') {
         return bad("has no host");
     }
+    let port = if host.starts_with('[') {
+        host.rsplit_once("]:").map(|(_, p)| p)
+    } else {
+        host.rsplit_once(':').map(|(_, p)| p)
+    };
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return bad("has an invalid port");
+    }
     Ok(())
 }
 
@@ -202,7 +211,18 @@ mod callback_url_tests {
             assert!(check_callback_url(ok).is_ok(), "{ok}");
         }
         let long = format!("https://h/{}", "a".repeat(2048));
-        for bad in ["ftp://h/", "https:///x", "http://:80/", "//h/x", "https://h/a b", "", "javascript:x", &long] {
+        for bad in [
+            "ftp://h/",
+            "https:///x",
+            "http://:80/",
+            "//h/x",
+            "https://h/a b",
+            "",
+            "javascript:x",
+            "http://h:99999/",
+            "http://中.cn/",
+            &long,
+        ] {
             assert!(check_callback_url(bad).is_err(), "{bad}");
         }
     }

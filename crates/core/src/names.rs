@@ -40,6 +40,37 @@ pub fn validate_bucket(name: &str) -> CoreResult<()> {
 /// but some are refused for every dialect's sake: empty keys, keys over 1,024 bytes, and
 /// keys with NUL, which C-string clients cut short. Other control characters (`\n`, `\r`)
 /// are stored, as S3 stores them; listings return them intact with `encoding-type=url`.
+/// Longest stored header-like metadata value (a content type, a user metadata value), bytes.
+pub const MAX_META_VALUE: usize = 8 << 10;
+
+/// Checks the metadata an object is written with: every value that is served back as an HTTP
+/// header (type, encoding, disposition, language, cache control, expiry, user metadata) must be
+/// one (RFC 9110 §5.5: no control characters but tab) and at most [`MAX_META_VALUE`] bytes.
+/// `InvalidArgument` otherwise, before anything is stored, so no stored object is unservable.
+pub fn validate_meta(meta: &chuan_store::ObjectMeta) -> CoreResult<()> {
+    let fixed = [
+        ("content type", &meta.content_type),
+        ("content encoding", &meta.content_encoding),
+        ("content disposition", &meta.content_disposition),
+        ("content language", &meta.content_language),
+        ("cache control", &meta.cache_control),
+        ("expires", &meta.expires),
+    ];
+    let values = fixed
+        .iter()
+        .filter_map(|(what, v)| v.as_deref().map(|v| (*what, v)))
+        .chain(meta.user.values().map(|v| ("user metadata", v.as_str())));
+    for (what, v) in values {
+        if v.len() > MAX_META_VALUE {
+            return Err(CoreError::InvalidArgument(format!("the {what} is longer than {MAX_META_VALUE} bytes")));
+        }
+        if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(CoreError::InvalidArgument(format!("the {what} holds control characters")));
+        }
+    }
+    Ok(())
+}
+
 pub fn validate_key(key: &str) -> CoreResult<()> {
     if key.is_empty() {
         return Err(CoreError::InvalidKey("the key is empty".into()));

@@ -76,6 +76,7 @@ impl Engine {
     /// Phase two of a simple upload: publish the staged bytes as `target`.
     pub async fn commit_put(&self, p: &Principal, mut target: PutTarget, staged: Staged) -> CoreResult<ObjectRecord> {
         validate_key(&target.key)?;
+        crate::names::validate_meta(&target.meta)?;
         let b = self.admit(p, Op::Write, &target.bucket, &target.key).await?;
         self.charge_request(p, &b).await?;
         target.meta.acl = Self::acl_on_write(p, &b, target.meta.acl.take());
@@ -135,6 +136,9 @@ impl Engine {
         replace_meta: bool,
     ) -> CoreResult<ObjectRecord> {
         validate_key(&dst.key)?;
+        if replace_meta {
+            crate::names::validate_meta(&dst.meta)?;
+        }
         let src = self.lookup(p, src_bucket, src_key).await?;
         let b = self.admit(p, Op::Write, &dst.bucket, &dst.key).await?;
         // A copy is a request on its destination.

@@ -379,6 +379,7 @@ impl Engine {
                 }
             }
         }
+        crate::names::validate_meta(&meta)?;
         self.meta.set_entry_meta(bucket, key, meta, now_ms()).await.map_err(tree_error)
     }
 

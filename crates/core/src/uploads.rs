@@ -180,6 +180,7 @@ impl Engine {
     /// Opens a session for writing `key` of `bucket`.
     pub async fn create_upload(&self, p: &Principal, mut new: NewUpload) -> CoreResult<UploadRecord> {
         validate_key(&new.key)?;
+        crate::names::validate_meta(&new.meta)?;
         let b = self.admit(p, Op::Write, &new.bucket, &new.key).await?;
         self.charge_request(p, &b).await?;
         new.meta.acl = Self::acl_on_write(p, &b, new.meta.acl.take());
