@@ -126,17 +126,9 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 pub struct Query(pub Vec<(String, String)>);
 
 impl Query {
+    /// Every pair decoded by one `+` rule (a dialect decodes through its [`Wire`] instead).
     pub fn parse(raw: Option<&str>, plus: Plus) -> Self {
-        let pairs = raw
-            .unwrap_or("")
-            .split('&')
-            .filter(|s| !s.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (decode(k, plus), decode(v, plus))
-            })
-            .collect();
-        Self(pairs)
+        Wire::new(plus, &[]).query(raw)
     }
 
     /// An `application/x-www-form-urlencoded` body (`+` is a space).
