@@ -61,6 +61,10 @@ pub(crate) type AliasCache = std::collections::HashMap<(&'static str, String), (
 
 /// How long a cached bucket record is trusted (see [`Engine::bucket_record`]).
 const BUCKET_CACHE_TTL: Duration = Duration::from_secs(2);
+/// How long a credential read from the MetaStore is reused. Every change made on this node
+/// (issue, re-key, revoke) invalidates its entry at once; another node sharing the MetaStore
+/// stops accepting a revoked credential within this time.
+pub const CREDENTIAL_CACHE_TTL: Duration = Duration::from_secs(1);
 
 pub struct Engine {
     pub(crate) meta: Arc<dyn MetaStore>,
@@ -75,6 +79,11 @@ pub struct Engine {
     /// visibility, which change rarely. Changes made on this node invalidate at once; other
     /// nodes sharing the MetaStore see them within [`BUCKET_CACHE_TTL`].
     buckets: parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<BucketRecord>)>>,
+    /// Credentials read in the last [`CREDENTIAL_CACHE_TTL`] (known ones only: unknown keys
+    /// are not remembered, so guessing keys cannot fill it). A signed request looks its key
+    /// up more than once (signature check, then its principal); the MetaStore sees one.
+    credentials:
+        parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, chuan_store::CredentialRecord)>>,
     /// The key signed URL grants are made with (from the MetaStore, so every node agrees).
     pub(crate) url_key: tokio::sync::OnceCell<Vec<u8>>,
     /// Tenant aliases looked up so far, (kind, alias) → (when, tenant or none).
@@ -103,6 +112,7 @@ impl Engine {
             uploads: Default::default(),
             meter: Default::default(),
             buckets: Default::default(),
+            credentials: Default::default(),
             url_key: Default::default(),
             aliases: Default::default(),
             config,
@@ -128,6 +138,37 @@ impl Engine {
 
     pub(crate) fn forget_bucket(&self, name: &str) {
         self.buckets.lock().remove(name);
+    }
+
+    /// A credential's record, from the short-lived cache or the MetaStore.
+    pub(crate) async fn credential_record(
+        &self,
+        access_key: &str,
+    ) -> CoreResult<Option<chuan_store::CredentialRecord>> {
+        if let Some((at, rec)) = self.credentials.lock().get(access_key) {
+            if at.elapsed() < CREDENTIAL_CACHE_TTL {
+                return Ok(Some(rec.clone()));
+            }
+        }
+        let rec = self.meta.get_credential(access_key).await?;
+        let mut cache = self.credentials.lock();
+        match &rec {
+            Some(r) => {
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(access_key.to_owned(), (std::time::Instant::now(), r.clone()));
+            }
+            None => {
+                cache.remove(access_key);
+            }
+        }
+        Ok(rec)
+    }
+
+    /// Drops a credential from the cache (after any change to it on this node).
+    pub(crate) fn forget_credential(&self, access_key: &str) {
+        self.credentials.lock().remove(access_key);
     }
 
     /// Makes a staged blob durable under its name and runs `commit` (which must reference

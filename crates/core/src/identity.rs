@@ -263,6 +263,7 @@ impl Engine {
             scope: spec.scope.as_ref().map(|s| serde_json::to_string(s).expect("serialisable")),
         };
         self.meta.put_credential(rec.clone()).await?;
+        self.forget_credential(&rec.access_key);
         info(rec)
     }
 
@@ -296,6 +297,7 @@ impl Engine {
             c.label = l;
         }
         self.meta.put_credential(c.clone()).await?;
+        self.forget_credential(&c.access_key);
         info(c)
     }
 
@@ -304,6 +306,7 @@ impl Engine {
         match self.meta.get_credential(access_key).await? {
             Some(c) if Self::may_manage(p, &c.tenant, c.kind) => {
                 self.meta.delete_credential(access_key).await?;
+                self.forget_credential(access_key);
                 // Tokens bought with it go with it (an Aliyun Drive refresh token's access tokens).
                 if c.kind.is_bearer() {
                     let label = format!("{ISSUED_BY}{access_key}");
@@ -311,6 +314,7 @@ impl Engine {
                     for child in self.meta.list_credentials(filter).await? {
                         if child.label == label {
                             self.meta.delete_credential(&child.access_key).await?;
+                            self.forget_credential(&child.access_key);
                         }
                     }
                 }
@@ -350,8 +354,7 @@ impl Engine {
     ) -> CoreResult<Option<(String, Principal)>> {
         let now = now_ms();
         let Some(c) = self
-            .meta
-            .get_credential(access_key)
+            .credential_record(access_key)
             .await?
             .filter(|c| c.expires_ms.is_none_or(|e| e > now) && !c.kind.is_bearer() && accepted.contains(&c.kind))
         else {
@@ -376,7 +379,10 @@ impl Engine {
             expires_ms: None,
             scope: None,
         };
-        Ok(self.meta.put_credential(rec).await?)
+        let key = rec.access_key.clone();
+        self.meta.put_credential(rec).await?;
+        self.forget_credential(&key);
+        Ok(())
     }
 
     // ----- bearer tokens
@@ -452,8 +458,7 @@ impl Engine {
     pub async fn bearer(&self, kind: CredentialKind, token: &str) -> CoreResult<Option<Principal>> {
         let now = now_ms();
         let Some(c) = self
-            .meta
-            .get_credential(&bearer_key(kind, token))
+            .credential_record(&bearer_key(kind, token))
             .await?
             .filter(|c| c.kind == kind && c.expires_ms.is_none_or(|e| e > now))
         else {
@@ -462,7 +467,7 @@ impl Engine {
         // Bought with another token: valid only while that one is (revoked meanwhile, even
         // during the exchange, it takes this one with it).
         if let Some(parent) = c.label.strip_prefix(ISSUED_BY) {
-            if self.meta.get_credential(parent).await?.is_none() {
+            if self.credential_record(parent).await?.is_none() {
                 return Ok(None);
             }
         }

@@ -258,6 +258,24 @@ async fn identity_is_issued_by_whom_it_may_be() {
         .unwrap();
     assert_eq!(tenant, "alice");
     assert_eq!(e.bearer(CredentialKind::AdriveAccess, &access).await.unwrap().unwrap().tenant(), "alice");
+    // Looked up (and so cached), then revoked: refused at once, key pairs and bought tokens alike.
+    let key = e.issue_credential(&root, CredentialSpec::new("alice", CredentialKind::TenantKey)).await.unwrap();
+    assert!(e.credential(&key.access_key, KEY_PAIRS).await.unwrap().is_some());
+    e.revoke_credential(&root, &key.access_key).await.unwrap();
+    assert!(
+        e.credential(&key.access_key, KEY_PAIRS).await.unwrap().is_none(),
+        "a revoked key is not served from a cache"
+    );
+    let refresh_id = chuan_core::Engine::bearer_credential_id(CredentialKind::AdriveRefresh, &refresh);
+    let (bought, _) = e
+        .exchange_bearer(CredentialKind::AdriveRefresh, &refresh, CredentialKind::AdriveAccess, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(e.bearer(CredentialKind::AdriveAccess, &bought).await.unwrap().is_some());
+    e.revoke_credential(&root, &refresh_id).await.unwrap();
+    assert!(e.bearer(CredentialKind::AdriveAccess, &bought).await.unwrap().is_none(), "dies with its refresh token");
+    assert!(e.bearer(CredentialKind::AdriveAccess, &access).await.unwrap().is_none());
     assert!(e.bearer(CredentialKind::AdriveAccess, &refresh).await.unwrap().is_none(), "kinds do not mix");
     denied(e.issue_bearer(&alice(), "alice", CredentialKind::AdriveRefresh, None).await);
 }
