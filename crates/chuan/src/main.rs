@@ -140,6 +140,7 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    limit_malloc_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.command {
@@ -256,4 +257,19 @@ fn main() -> anyhow::Result<()> {
             },
         }
     })
+}
+
+/// Two glibc malloc arenas instead of one per core-times-eight: each tokio worker that
+/// allocated would otherwise keep an arena of its own, and memory freed after a burst of
+/// small requests stays resident in them. Measured with `bench/peers.sh` (ONLY=chuan, 2
+/// rounds): the 1 GiB PUT's peak RSS after a round of 4 KiB PUT/GET fell from 64.7 to
+/// 48.7 MiB, throughput unchanged. `MALLOC_ARENA_MAX` in the environment still decides.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }
