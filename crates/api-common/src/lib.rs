@@ -7,7 +7,7 @@ pub mod form;
 pub mod query;
 pub mod sign;
 
-pub use query::{percent_decode, percent_encode, query_param, Query, Wire};
+pub use query::{percent_decode, percent_encode, query_param, urlencode, Query, Wire};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};

@@ -116,6 +116,16 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
+/// `name=value&...` with every name and value [`percent_encode`]d: a query string or an
+/// `application/x-www-form-urlencoded` body (what [`Wire::form`] reads back).
+pub fn urlencode<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> String {
+    pairs
+        .into_iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k.as_ref()), percent_encode(v.as_ref())))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// One query parameter, percent-decoded with `+` kept literal (as signature values need).
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     Query::parse(query, Plus::Literal).get(name).map(str::to_owned)
@@ -179,6 +189,9 @@ mod tests {
         assert_eq!(q.get("sign"), Some("ab+c/d="), "raw base64 keeps its +");
         assert_eq!(q.get("dest"), Some("/a%20b 中"), "decoded exactly once");
         assert_eq!(W.form(b"a=x+y&b=%2B").get("a"), Some("x y"));
+        let encoded = urlencode([("ext-param", "id 1/2"), ("url", "/中+")]);
+        assert_eq!(encoded, "ext-param=id%201%2F2&url=%2F%E4%B8%AD%2B");
+        assert_eq!(W.form(encoded.as_bytes()).get("url"), Some("/中+"));
         assert_eq!(W.path("/a+b%20c%2B%25"), "/a+b c+%", "a + in a path is a plus");
         let h = http::HeaderValue::from_bytes("/b/中 a%2520".as_bytes()).unwrap();
         assert_eq!(W.header_name(&h).as_deref(), Some("/b/中 a%20"));

@@ -243,8 +243,7 @@ impl UpyunDialect {
             }
         }
         if let Some(types) = policy.get("allow-file-type").and_then(Value::as_str) {
-            let ext = key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-            if !types.split(',').any(|t| t.trim().eq_ignore_ascii_case(&ext)) {
+            if !crate::types::allowed_file_type(types, &crate::types::extension("", &key)) {
                 return Err(BlockError::new(StatusCode::FORBIDDEN, "40307", "file type not allowed"));
             }
         }
@@ -417,28 +416,12 @@ impl UpyunDialect {
         result.insert("signature".into(), json!(sig));
         // notify-url: the same signed result, POSTed asynchronously by the callback worker
         // (persisted, so it survives restarts; retried with back-off).
+        let encoded = chuan_api_common::urlencode(result.iter().map(|(k, v)| (k, py_str(v))));
         if let Some(url) = state.options.get("notify-url").and_then(Value::as_str) {
-            let body: Vec<String> = result
-                .iter()
-                .map(|(k, v)| {
-                    format!("{}={}", chuan_api_common::percent_encode(k), chuan_api_common::percent_encode(&py_str(v)))
-                })
-                .collect();
-            self.engine.enqueue_callback(url.to_owned(), Vec::new(), body.join("&")).await?;
+            self.engine.enqueue_callback(url.to_owned(), Vec::new(), encoded.clone()).await?;
         }
         if let Some(url) = state.options.get("return-url").and_then(Value::as_str) {
-            let query: Vec<String> = result
-                .iter()
-                .map(|(k, v)| {
-                    format!("{}={}", chuan_api_common::percent_encode(k), chuan_api_common::percent_encode(&py_str(v)))
-                })
-                .collect();
-            let sep = if url.contains('?') { '&' } else { '?' };
-            return Ok(Response::builder()
-                .status(StatusCode::FOUND)
-                .header(http::header::LOCATION, format!("{url}{sep}{}", query.join("&")))
-                .body(chuan_api_common::empty())
-                .expect("valid"));
+            return Ok(crate::redirect(url, &encoded));
         }
         Ok(json_resp(StatusCode::OK, &Value::Object(result)))
     }

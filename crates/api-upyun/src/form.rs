@@ -72,24 +72,6 @@ fn too_large() -> UpyunError {
     UpyunError::new(StatusCode::FORBIDDEN, 40300009, "file too large")
 }
 
-/// The extension `allow-file-type` is checked against: the uploaded file's, else the key's.
-fn extension(file_name: &str, key: &str) -> String {
-    let of = |n: &str| {
-        let base = n.rsplit('/').next().unwrap_or(n);
-        base.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()).map(|(_, e)| e.to_ascii_lowercase())
-    };
-    of(file_name).or_else(|| of(key)).unwrap_or_default()
-}
-
-/// `name=value&...`, each percent-encoded (a return-url query, a notify body).
-fn urlencoded(fields: &[(&str, String)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", chuan_api_common::percent_encode(k), chuan_api_common::percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 impl UpyunDialect {
     pub(crate) async fn form_upload(&self, parts: &Parts, bucket: &str, body: RequestBody) -> UpyunResult<Resp> {
         let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -164,8 +146,7 @@ impl UpyunDialect {
             }
             let file_name = field.file_name().unwrap_or("").to_owned();
             if let Some(types) = policy["allow-file-type"].as_str() {
-                let ext = extension(&file_name, &pattern);
-                if !types.split(',').any(|t| t.trim().trim_start_matches('.').eq_ignore_ascii_case(&ext)) {
+                if !crate::types::allowed_file_type(types, &crate::types::extension(&file_name, &pattern)) {
                     return Err(UpyunError::new(StatusCode::FORBIDDEN, 40300010, "file type error"));
                 }
             }
@@ -240,7 +221,7 @@ impl UpyunDialect {
             result.push(("sign", hex::encode(md5::Md5::digest(plain.as_bytes()))));
         }
         if let Some(notify) = policy["notify-url"].as_str() {
-            let body = urlencoded(&result);
+            let body = chuan_api_common::urlencode(result.iter().map(|(k, v)| (k, v)));
             let headers = match signer {
                 Signer::Operator { operator, key } => {
                     let date = chuan_api_common::http_date(now_ms());
@@ -258,12 +239,7 @@ impl UpyunDialect {
             self.engine.enqueue_callback(notify.to_owned(), headers, body).await?;
         }
         if let Some(back) = policy["return-url"].as_str() {
-            let sep = if back.contains('?') { '&' } else { '?' };
-            return Ok(Response::builder()
-                .status(StatusCode::FOUND)
-                .header(http::header::LOCATION, format!("{back}{sep}{}", urlencoded(&result)))
-                .body(chuan_api_common::empty())
-                .expect("valid"));
+            return Ok(crate::redirect(back, &chuan_api_common::urlencode(result.iter().map(|(k, v)| (k, v)))));
         }
         let mut body: serde_json::Map<String, Value> =
             result.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
@@ -311,8 +287,5 @@ mod tests {
         assert_eq!(notify_path("https://h:1/hooks/up?x=1"), "/hooks/up");
         assert_eq!(notify_path("http://h"), "/");
         assert_eq!(notify_path("http://h?x=/y"), "/");
-        assert_eq!(extension("pic.PNG", "/x/{filename}"), "png");
-        assert_eq!(extension("", "/x/a.jpg"), "jpg");
-        assert_eq!(extension(".bashrc", "/k"), "");
     }
 }

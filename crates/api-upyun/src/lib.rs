@@ -52,6 +52,18 @@ pub fn sign(md5_password: &str, string_to_sign: &str) -> String {
     chuan_api_common::sign::hmac_sha1_base64(md5_password, string_to_sign)
 }
 
+/// A 302 to `url` with `query` appended (`?`, or `&` when the URL has a query already): how
+/// the form API and the block upload answer a `return-url`. `url` passed
+/// `chuan_core::check_callback_url` when the upload began, so it is a valid header.
+pub(crate) fn redirect(url: &str, query: &str) -> Resp {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(http::header::LOCATION, format!("{url}{sep}{query}"))
+        .body(chuan_api_common::empty())
+        .unwrap_or_else(|_| Response::new(chuan_api_common::empty()))
+}
+
 /// The older REST signature (`upyun` ≤ 2.4.2): `md5hex(string_to_sign + "&" + md5hex(password))`
 /// with `string_to_sign` = `METHOD&URI&DATE&LENGTH`.
 pub fn legacy_sign(md5_password: &str, string_to_sign: &str) -> String {

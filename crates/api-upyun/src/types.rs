@@ -12,9 +12,33 @@ pub(crate) fn content_type(explicit: Option<&str>, key: &str) -> String {
     }
 }
 
+/// The extension `allow-file-type` is checked against, lower-case: the uploaded file's name's,
+/// else the key's (`""` for none; a leading-dot name like `.bashrc` has none).
+pub(crate) fn extension(file_name: &str, key: &str) -> String {
+    let of = |n: &str| {
+        let base = n.rsplit('/').next().unwrap_or(n);
+        base.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()).map(|(_, e)| e.to_ascii_lowercase())
+    };
+    of(file_name).or_else(|| of(key)).unwrap_or_default()
+}
+
+/// Whether `ext` is one of the policy's `allow-file-type` list (`jpg,jpeg,png`; a leading `.`
+/// and case do not matter).
+pub(crate) fn allowed_file_type(types: &str, ext: &str) -> bool {
+    types.split(',').any(|t| t.trim().trim_start_matches('.').eq_ignore_ascii_case(ext))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::content_type;
+    use super::{allowed_file_type, content_type, extension};
+
+    #[test]
+    fn extensions_and_allowed_types() {
+        assert_eq!(extension("pic.PNG", "/x/{filename}"), "png");
+        assert_eq!(extension("", "/x/a.jpg"), "jpg");
+        assert_eq!(extension(".bashrc", "/k"), "");
+        assert!(allowed_file_type("jpg, .PNG", "png") && !allowed_file_type("jpg,jpeg", "png"));
+    }
 
     #[test]
     fn explicit_types_win_then_the_extension_decides() {
