@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Copied from ../shared/bench/s3bench.sh (2026-11-22, sha256 675b8724ca44c775); code unchanged, one shellcheck directive added.
+# Copied from ../shared/bench/s3bench.sh (2026-11-22, sha256 675b8724ca44c775); one shellcheck directive added;
+# changed: WRK_SCRIPT picks the wrk script (default smallobj.lua; bench/inline.sh uses uniqueobj.lua).
 # s3bench.sh - benchmark ONE running S3 (or plain HTTP PUT/GET) server on loopback.
 # See README.md beside this file. Every figure is printed as
 #   RESULT <target> <figure> <value>
@@ -30,6 +31,7 @@ SMALL_SECS=${SMALL_SECS:-10}
 SMALL_URLS=${SMALL_URLS:-300000}        # PUT targets generated (all threads)
 WRK_THREADS=${WRK_THREADS:-1}
 WRK_TIMEOUT=${WRK_TIMEOUT:-10s}
+WRK_SCRIPT=${WRK_SCRIPT:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/smallobj.lua}
 SMALL_TAIL=${SMALL_TAIL:-4000}            # last N issued PUT keys per thread checked with HEAD
 LIMITS=${LIMITS:-1}                     # 1: measure machine limits in this run
 PHASES=${PHASES:-big small}             # subset of: big small
@@ -219,7 +221,7 @@ wrk_phase() {  # method urlbase bodyfile label
   sync
   snap_begin
   WRK_RESULT_FILE="$W/$label.threads" timed wrk -t"$WRK_THREADS" -c"$SMALL_CONC" -d"${SMALL_SECS}s" \
-      --timeout "$WRK_TIMEOUT" -s "$HERE/smallobj.lua" "$ENDPOINT/" -- "$method" "$base" "$body" \
+      --timeout "$WRK_TIMEOUT" -s "$WRK_SCRIPT" "$ENDPOINT/" -- "$method" "$base" "$body" \
       > "$W/$label.wrk" 2>&1
   snap_end "$T_REAL"
   line=$(grep '^WRKRESULT' "$W/$label.wrk") || { cat "$W/$label.wrk" >&2; die "wrk $label failed"; }

@@ -242,7 +242,14 @@ pub(crate) async fn spool_unsized(
         }
     };
     let file = match staged.reopen() {
-        Ok(f) => tokio::fs::File::from_std(f),
+        Ok(chuan_core::StagedReader::File(f)) => tokio::fs::File::from_std(f),
+        Ok(chuan_core::StagedReader::Memory(bytes)) => {
+            // A small body, already in memory: handed on as it is.
+            parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(staged.size));
+            let frame = Ok::<_, std::io::Error>(hyper::body::Frame::data(bytes.into_inner()));
+            let body = http_body_util::StreamBody::new(futures::stream::once(std::future::ready(frame)));
+            return Ok(Request::from_parts(parts, s3s::Body::http_body_unsync(body)));
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot reopen a spooled body");
             return Err(crate::service::xml_error(

@@ -112,6 +112,12 @@ pub struct ServeLimits {
     /// applies.
     #[arg(long, env = "CHUAN_ADDRESS_PROBE_BURST", default_value_t = 200.0, value_parser = rate)]
     pub address_probe_burst: f64,
+    /// Bodies of at most this many bytes are kept in the metadata database with their object
+    /// (one group-committed fsync for a burst of small writes) instead of as files; 0: every
+    /// body is a file. At most 1 MiB. A change applies to new content only.
+    #[arg(long, env = "CHUAN_INLINE_MAX_BYTES", default_value_t = chuan_core::DEFAULT_INLINE_MAX,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=chuan_core::INLINE_MAX_LIMIT as u64))]
+    pub inline_max_bytes: usize,
     /// Token for `GET /_chuan/metrics` (`Authorization: Bearer <token>`), besides the root key
     /// pair over HTTP Basic.
     #[arg(long, env = "CHUAN_METRICS_TOKEN")]

@@ -38,6 +38,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         gc_grace: Duration::from_secs(opts.gc_grace_secs),
         trash_retention: Duration::from_secs(opts.trash_retention_secs),
         fairness: limits.fairness(),
+        inline_max: limits.inline_max_bytes,
         ..Default::default()
     };
     chuan_api_common::form::set_limits(limits.form_limits());

@@ -27,6 +27,10 @@ pub struct EngineConfig {
     pub fairness: crate::throttle::FairnessConfig,
     /// How long a trashed file or folder is kept before GC purges it.
     pub trash_retention: Duration,
+    /// Bodies of at most this many bytes are kept inline in the MetaStore (see
+    /// `chuan_store::Extent`); 0 keeps every body in the BlobStore. At most
+    /// [`crate::INLINE_MAX_LIMIT`]. A change applies to new blobs: a stored blob stays where it is.
+    pub inline_max: usize,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +43,7 @@ impl Default for EngineConfig {
             upload_ttls: Vec::new(),
             fairness: Default::default(),
             trash_retention: crate::tree::DEFAULT_TRASH_RETENTION,
+            inline_max: crate::ingest::DEFAULT_INLINE_MAX,
         }
     }
 }
@@ -172,26 +177,36 @@ impl Engine {
     }
 
     /// Makes a staged blob durable under its name and runs `commit` (which must reference
-    /// it) while no GC pass can free it.
+    /// it) while no GC pass can free it. Bytes staged in memory need neither: `commit` brings
+    /// them ([`Staged::extent`], [`Staged::inline_data`]) and the MetaStore keeps them in the
+    /// same transaction, which also revives or recreates the blob's row atomically.
     pub(crate) async fn publish<T>(
         &self,
         staged: Staged,
         commit: impl std::future::Future<Output = CoreResult<T>>,
     ) -> CoreResult<T> {
+        let temp = match staged.body {
+            crate::ingest::StagedBody::Inline(_) => return commit.await,
+            crate::ingest::StagedBody::File(temp) => temp,
+        };
         let id = staged.digests.sha256.clone();
         let _guard = self.locks.lock(&id).await;
         let existed = self.blobs.size(&id)?.is_some();
         let blobs = self.blobs.clone();
-        let temp = staged.temp;
         let pid = id.clone();
         tokio::task::spawn_blocking(move || blobs.persist(temp, &pid))
             .await
             .map_err(|e| CoreError::Internal(e.to_string()))??;
         let result = commit.await;
-        // A refused commit (quota, precondition, vanished session) must not leave the blob it
-        // just made durable behind: under the lock no other writer can be about to reference it.
-        if result.is_err() && !existed && !self.meta.blob_known(&id).await? {
-            self.blobs.delete(&id)?;
+        if !existed {
+            // A refused commit (quota, precondition, vanished session) must not leave the blob
+            // it just made durable behind, nor may a commit that found the blob already inline
+            // (kept there under an earlier, larger threshold): under the lock no other writer
+            // can be about to reference the file.
+            let place = self.meta.blob_inline(&id).await?;
+            if (result.is_err() && place.is_none()) || place == Some(true) {
+                self.blobs.delete(&id)?;
+            }
         }
         result
     }

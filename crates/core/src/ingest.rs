@@ -1,6 +1,11 @@
 //! The write path: one pass over the body that writes a temporary blob and feeds every hasher.
 //!
-//! The async pump reads the request body and gathers its chunks into batches of
+//! A body that ends within the inline threshold ([`DEFAULT_INLINE_MAX`] unless configured) never becomes a file: it is hashed in memory
+//! and its bytes travel with the commit into the MetaStore (an inline blob, see
+//! `chuan_store::Extent`), so a small write costs a share of one group-committed fsync instead
+//! of a file create, an fsync, a rename and a directory fsync.
+//!
+//! A longer body goes to a temporary blob: the async pump reads the request body and gathers its chunks into batches of
 //! [`BATCH_BYTES`]; three stages take each batch through small bounded channels: the writer
 //! (file write, SHA-256, CRCs, periodic write-back), MD5 and SHA-1 (the two slowest hashes; see
 //! `hash.rs` for the figures), so the three run in parallel. Each stage hands one batch at a
@@ -19,6 +24,19 @@ use tokio::sync::mpsc;
 use crate::error::{is_stalled, CoreError, CoreResult};
 use crate::hash::{ufile_etag_single, BlockSha1, MainHasher, Md5Hasher, Sha1Hasher};
 
+/// Bodies of at most this many bytes are kept inline in the MetaStore unless configured
+/// otherwise ([`crate::EngineConfig::inline_max`]). Chosen by measurement (`bench/inline.sh`,
+/// figures in the README's performance section): up to it a durable PUT through the
+/// MetaStore is faster than through a file; past it SQLite's overflow pages cost more than the
+/// file's fsyncs save.
+pub const DEFAULT_INLINE_MAX: usize = 128 << 10;
+/// The largest inline threshold accepted: inline bytes are held in memory while a body
+/// streams in and are read whole with their content.
+pub const INLINE_MAX_LIMIT: usize = 1 << 20;
+/// Inline bodies up to this size are hashed on the request's own task; larger ones on the
+/// blocking pool (hashing runs at ~3.6 ns/B: 16 KiB is under 60 µs).
+const HASH_ON_TASK: usize = 16 << 10;
+
 /// Bytes gathered before a batch goes to the stages.
 const BATCH_BYTES: usize = 256 << 10;
 /// Batches queued for each stage (memory per upload: about `(2 + depth) * BATCH_BYTES`).
@@ -29,10 +47,11 @@ const WRITEBACK_EVERY: usize = 32 << 20;
 /// The errors a request body stream may end with.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A body written to an invisible, durable temporary blob, with all its digests.
-/// Dropping it removes the temporary file.
+/// A body staged for a commit, with all its digests: in a durable, invisible temporary blob,
+/// or (at most the inline threshold) in memory, to be kept inline by the commit. Dropping it
+/// removes the temporary file.
 pub struct Staged {
-    pub(crate) temp: TempBlob,
+    pub(crate) body: StagedBody,
     pub size: u64,
     pub digests: Digests,
     /// The UFile ETag: known for content up to one 4 MiB block, or when asked for.
@@ -57,11 +76,52 @@ impl StageOptions {
     }
 }
 
+/// Where staged bytes wait for their commit.
+pub(crate) enum StagedBody {
+    File(TempBlob),
+    Inline(Bytes),
+}
+
+/// Staged bytes read back from the start ([`Staged::reopen`]).
+pub enum StagedReader {
+    File(std::fs::File),
+    Memory(std::io::Cursor<Bytes>),
+}
+
+impl std::io::Read for StagedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::File(f) => f.read(buf),
+            Self::Memory(c) => c.read(buf),
+        }
+    }
+}
+
 impl Staged {
     /// The staged bytes, read back from the start (for a check that needs parameters the
     /// client sends only after the data, such as the SHA-1 chain state of a COS slice).
-    pub fn reopen(&self) -> std::io::Result<std::fs::File> {
-        std::fs::File::open(self.temp.path())
+    pub fn reopen(&self) -> std::io::Result<StagedReader> {
+        Ok(match &self.body {
+            StagedBody::File(temp) => StagedReader::File(std::fs::File::open(temp.path())?),
+            StagedBody::Inline(b) => StagedReader::Memory(std::io::Cursor::new(b.clone())),
+        })
+    }
+
+    /// The bytes a commit brings to the MetaStore: `Some` when they are staged in memory
+    /// (bodies of at most the inline threshold), to be kept inline.
+    pub(crate) fn inline_data(&self) -> Option<Bytes> {
+        match &self.body {
+            StagedBody::Inline(b) => Some(b.clone()),
+            StagedBody::File(_) => None,
+        }
+    }
+
+    /// The extent of content made of these bytes alone.
+    pub(crate) fn extent(&self) -> chuan_store::Extent {
+        chuan_store::Extent {
+            data: self.inline_data(),
+            ..chuan_store::Extent::stored(self.digests.sha256.clone(), self.size, self.digests.clone())
+        }
     }
 }
 
@@ -106,15 +166,82 @@ async fn run_stage<T: Send + 'static>(
 #[error("the body is larger than {0} bytes")]
 struct TooLarge(u64);
 
-/// Streams `body` into a new temporary blob, computing every digest on the way.
+/// The core's error for a body stream that failed.
+fn body_error(e: BodyError) -> CoreError {
+    if is_stalled(e.as_ref()) {
+        CoreError::RequestTimeout
+    } else if let Some(t) = e.downcast_ref::<TooLarge>() {
+        CoreError::EntityTooLarge { limit: t.0 }
+    } else {
+        CoreError::Body(e.to_string())
+    }
+}
+
+/// Digests of a whole body held in memory.
+fn stage_in_memory(chunks: Vec<Bytes>) -> Staged {
+    let data = match <[Bytes; 1]>::try_from(chunks) {
+        Ok([one]) => one,
+        Err(chunks) => {
+            let mut all = bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            chunks.iter().for_each(|c| all.extend_from_slice(c));
+            all.freeze()
+        }
+    };
+    let (mut main, mut md5, mut sha1) = (MainHasher::default(), Md5Hasher::default(), Sha1Hasher::default());
+    main.update(&data);
+    md5.update(&data);
+    sha1.update(&data);
+    let sha1 = sha1.finish_hex();
+    let size = data.len() as u64;
+    Staged {
+        ufile_etag: ufile_etag_single(size, &sha1),
+        digests: main.finish(md5.finish_hex(), sha1),
+        size,
+        body: StagedBody::Inline(data),
+    }
+}
+
+/// Streams `body` into staging, computing every digest on the way: in memory when it ends
+/// within `inline_max` bytes (at most [`INLINE_MAX_LIMIT`]), else into a new temporary blob.
 ///
-/// Errors: `RequestTimeout` when the body stream ended with [`crate::BodyStalled`], `Body` for any
-/// other body error, `Io` when the disk refuses. Nothing stays behind on error.
-pub async fn stage<S, E>(blobs: &dyn BlobStore, body: S, options: StageOptions) -> CoreResult<Staged>
+/// Errors: `RequestTimeout` when the body stream ended with [`crate::BodyStalled`],
+/// `EntityTooLarge` past [`StageOptions::max_size`], `Body` for any other body error, `Io`
+/// when the disk refuses. Nothing stays behind on error.
+pub async fn stage<S, E>(blobs: &dyn BlobStore, body: S, options: StageOptions, inline_max: usize) -> CoreResult<Staged>
 where
     S: Stream<Item = Result<Bytes, E>> + Send,
     E: Into<BodyError>,
 {
+    // The head of the body, in memory until it is known to be small or not.
+    let mut body = Box::pin(body);
+    let (mut head, mut total) = (Vec::new(), 0usize);
+    loop {
+        match body.next().await {
+            None => {
+                return if total <= HASH_ON_TASK {
+                    Ok(stage_in_memory(head))
+                } else {
+                    tokio::task::spawn_blocking(move || stage_in_memory(head))
+                        .await
+                        .map_err(|e| CoreError::Internal(e.to_string()))
+                };
+            }
+            Some(Err(e)) => return Err(body_error(e.into())),
+            Some(Ok(chunk)) => {
+                total += chunk.len();
+                if let Some(limit) = options.max_size.filter(|l| total as u64 > *l) {
+                    return Err(CoreError::EntityTooLarge { limit });
+                }
+                if !chunk.is_empty() {
+                    head.push(chunk);
+                }
+                if total > inline_max.min(INLINE_MAX_LIMIT) {
+                    break;
+                }
+            }
+        }
+    }
+    let body = futures::stream::iter(head.into_iter().map(Ok::<Bytes, E>)).chain(body);
     let temp = blobs.create_temp()?;
     let (w_tx, w_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
     let (m_tx, m_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
@@ -196,20 +323,12 @@ where
     };
 
     let (pumped, written, md5, sha1) = tokio::join!(pump, writer, md5, sha1);
-    match pumped {
-        Err(e) if is_stalled(e.as_ref()) => return Err(CoreError::RequestTimeout),
-        Err(e) if e.is::<TooLarge>() => {
-            let limit = e.downcast_ref::<TooLarge>().map_or(0, |t| t.0);
-            return Err(CoreError::EntityTooLarge { limit });
-        }
-        Err(e) => return Err(CoreError::Body(e.to_string())),
-        Ok(_) => {}
-    }
+    pumped.map_err(body_error)?;
     let (temp, main, _) = written?;
     let md5 = md5?.finish_hex();
     let (sha1, blocks) = sha1?;
     let sha1 = sha1.finish_hex();
     let size = temp.len();
     let ufile_etag = ufile_etag_single(size, &sha1).or_else(|| blocks.map(BlockSha1::finish_etag));
-    Ok(Staged { temp, size, digests: main.finish(md5, sha1), ufile_etag })
+    Ok(Staged { body: StagedBody::File(temp), size, digests: main.finish(md5, sha1), ufile_etag })
 }

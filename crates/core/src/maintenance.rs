@@ -45,11 +45,12 @@ impl Engine {
             let mut progressed = false;
             for id in ids {
                 let _guard = self.locks.lock(&id).await;
-                if self.meta.forget_blob(&id, cutoff).await? {
-                    let size = self.blobs.size(&id)?.unwrap_or(0);
-                    self.blobs.delete(&id)?;
+                if let Some(gone) = self.meta.forget_blob(&id, cutoff).await? {
+                    if !gone.inline {
+                        self.blobs.delete(&id)?;
+                    }
                     report.blobs_freed += 1;
-                    report.bytes_freed += size;
+                    report.bytes_freed += gone.size;
                     progressed = true;
                 }
             }

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use chuan_store::*;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 
 use crate::access::{Op, Principal};
 use crate::engine::{write_error, Engine};
@@ -68,7 +68,7 @@ impl Engine {
         E: Into<crate::ingest::BodyError>,
     {
         let _slot = self.upload_slot(p)?;
-        let staged = ingest::stage(self.blobs.as_ref(), body, options).await?;
+        let staged = ingest::stage(self.blobs.as_ref(), body, options, self.config.inline_max).await?;
         self.metrics.bytes_ingested.inc_by(staged.size);
         Ok(staged)
     }
@@ -81,12 +81,11 @@ impl Engine {
         self.charge_request(p, &b).await?;
         target.meta.acl = Self::acl_on_write(p, &b, target.meta.acl.take());
         let owner = b.tenant;
-        let extent = Extent { blob: staged.digests.sha256.clone(), size: staged.size, digests: staged.digests.clone() };
         let content = NewContent {
             size: staged.size,
             etag: staged.digests.md5.clone(),
             digests: Some(staged.digests.clone()),
-            extents: vec![extent],
+            extents: vec![staged.extent()],
             ufile_etag: staged.ufile_etag.clone(),
         };
         let write = self.object_write(&owner, target, ContentSource::New(content), None).await?;
@@ -290,6 +289,15 @@ impl Engine {
     }
 
     pub(crate) fn read_extents(&self, extents: &[Extent], start: u64, end: u64) -> ByteStream {
+        /// Where one extent's wanted bytes come from.
+        enum Piece {
+            /// Bytes already at hand (an inline blob loaded with its content).
+            Here(Bytes),
+            /// An inline blob to fetch from the MetaStore, then slice.
+            Inline(String, usize, usize),
+            /// A range of a blob in the BlobStore.
+            Stored(String, u64, u64),
+        }
         let mut pieces = Vec::new();
         let mut offset = 0u64;
         for e in extents {
@@ -300,10 +308,38 @@ impl Engine {
             }
             let from = start.max(e_start) - e_start;
             let to = end.min(e_end) - e_start;
-            pieces.push((e.blob.clone(), from, to - from));
+            pieces.push(match (&e.data, e.inline) {
+                (Some(d), _) if d.len() as u64 == e.size => Piece::Here(d.slice(from as usize..to as usize)),
+                (_, true) => Piece::Inline(e.blob.clone(), from as usize, to as usize),
+                (_, false) => Piece::Stored(e.blob.clone(), from, to - from),
+            });
         }
-        let blobs = self.blobs.clone();
-        let s = futures::stream::iter(pieces).map(move |(blob, off, len)| blobs.read(&blob, off, len)).try_flatten();
+        let (blobs, meta) = (self.blobs.clone(), self.meta.clone());
+        let s = futures::stream::iter(pieces)
+            .map(move |piece| -> ByteStream {
+                match piece {
+                    Piece::Here(b) => Box::pin(futures::stream::once(futures::future::ready(Ok(b)))),
+                    Piece::Stored(blob, off, len) => match blobs.read(&blob, off, len) {
+                        Ok(s) => s,
+                        Err(e) => Box::pin(futures::stream::once(futures::future::ready(Err(e)))),
+                    },
+                    Piece::Inline(blob, from, to) => {
+                        // Spawned so the stream stays `Sync` (a join handle is).
+                        let meta = meta.clone();
+                        let fetch = tokio::spawn(async move {
+                            match meta.inline_blob(&blob).await {
+                                Ok(Some(d)) if d.len() >= to => Ok(d.slice(from..to)),
+                                Ok(_) => Err(std::io::Error::other(format!("inline blob {blob} is missing"))),
+                                Err(e) => Err(std::io::Error::other(e.to_string())),
+                            }
+                        });
+                        Box::pin(futures::stream::once(
+                            fetch.map(|r| r.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))),
+                        ))
+                    }
+                }
+            })
+            .flatten();
         Box::pin(s)
     }
 

@@ -288,23 +288,16 @@ impl Engine {
             size: staged.size,
             etag: staged.digests.md5.clone(),
             digests: staged.digests.clone(),
+            data: staged.inline_data(),
         };
-        let rec = PartRecord {
-            upload_id: part.upload_id.clone(),
-            number,
-            blob: part.blob.clone(),
-            size: part.size,
-            etag: part.etag.clone(),
-            digests: part.digests.clone(),
-            modified_ms: now_ms(),
-        };
-        self.publish(staged, async {
-            match self.meta.put_part(part).await {
-                Err(StoreError::NotFound) => Err(CoreError::NoSuchUpload),
-                r => Ok(r?),
-            }
-        })
-        .await?;
+        let rec = self
+            .publish(staged, async {
+                match self.meta.put_part(part).await {
+                    Err(StoreError::NotFound) => Err(CoreError::NoSuchUpload),
+                    r => Ok(r?),
+                }
+            })
+            .await?;
         self.metrics.parts_committed.inc();
         Ok(rec)
     }
@@ -359,8 +352,7 @@ impl Engine {
         if !missing.is_empty() {
             return Err(CoreError::MissingParts(missing));
         }
-        let extents: Vec<Extent> =
-            parts.iter().map(|x| Extent { blob: x.blob.clone(), size: x.size, digests: x.digests.clone() }).collect();
+        let extents: Vec<Extent> = parts.iter().map(PartRecord::extent).collect();
         let mut out = Vec::new();
         let mut s = self.read_extents(&extents, 0, len);
         while let Some(chunk) = s.next().await {
@@ -452,8 +444,7 @@ impl Engine {
         if parts.len() == 1 {
             return Ok(parts[0].digests.clone());
         }
-        let extents: Vec<Extent> =
-            parts.iter().map(|x| Extent { blob: x.blob.clone(), size: x.size, digests: x.digests.clone() }).collect();
+        let extents: Vec<Extent> = parts.iter().map(PartRecord::extent).collect();
         let total = parts.iter().map(|x| x.size).sum();
         let mut hasher = AllHasher::default();
         let mut stream = self.read_extents(&extents, 0, total);

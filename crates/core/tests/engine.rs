@@ -4,7 +4,10 @@ mod common;
 
 use bytes::Bytes;
 use chuan_core::store::{ObjectMeta, UploadKind, WriteCondition};
-use chuan_core::{Completion, CoreError, EngineConfig, ListQuery, NewUpload, PartList, Principal, PutTarget};
+use chuan_core::{
+    Completion, CoreError, Engine, EngineConfig, ListQuery, NewUpload, PartList, Principal, PutTarget,
+    DEFAULT_INLINE_MAX as INLINE_MAX,
+};
 use common::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,10 +62,141 @@ async fn a_body_that_fails_midway_leaves_nothing() {
 async fn a_staged_body_dropped_before_commit_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
-    let staged = e.stage(&alice(), body(b"never committed", 4)).await.unwrap();
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 1);
+    let temps = || std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+    let staged = e.stage(&alice(), body(&pseudo_random(INLINE_MAX + 1, 3), 4096)).await.unwrap();
+    assert_eq!(temps(), 1);
     drop(staged);
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(temps(), 0);
+    // A small body is staged in memory: no file at all.
+    let staged = e.stage(&alice(), body(b"never committed", 4)).await.unwrap();
+    assert_eq!(temps(), 0);
+    drop(staged);
+    assert_eq!(e.stats().await.unwrap().blobs, 0);
+}
+
+/// Files under `blobs/` (the BlobStore's share of the data).
+fn blob_files(dir: &std::path::Path) -> usize {
+    fn walk(p: &std::path::Path) -> usize {
+        std::fs::read_dir(p).unwrap().map(|e| e.unwrap().path()).map(|p| if p.is_dir() { walk(&p) } else { 1 }).sum()
+    }
+    walk(&dir.join("blobs"))
+}
+
+async fn read_range(e: &Engine, key: &str, start: u64, end: u64) -> Vec<u8> {
+    let rec = e.head_object(&alice(), "bkt", key).await.unwrap();
+    let content = e.content_of(&rec).await.unwrap();
+    let mut s = e.open_read(&alice(), &rec, &content, start, end).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(c) = futures::StreamExt::next(&mut s).await {
+        out.extend_from_slice(&c.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn small_objects_live_in_the_metadata_store_and_large_ones_in_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = [0, 1, 4096, INLINE_MAX, INLINE_MAX + 1, 3 * INLINE_MAX];
+    let datas: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, n)| pseudo_random(*n, i as u64 + 40)).collect();
+    {
+        let e = open(dir.path());
+        e.create_bucket(&alice(), "bkt", None).await.unwrap();
+        for (i, d) in datas.iter().enumerate() {
+            put(&e, &format!("k{i}"), d).await;
+        }
+        // Only the two bodies over the threshold became files; nothing is left in tmp/.
+        assert_eq!(blob_files(dir.path()), 2);
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        let st = e.stats().await.unwrap();
+        assert_eq!((st.blobs, st.inline_blobs, st.inline_bytes), (6, 4, (1 + 4096 + INLINE_MAX) as u64));
+        // A second copy of small bytes is one more reference, not a second blob.
+        put(&e, "again", &datas[2]).await;
+        assert_eq!(e.stats().await.unwrap().inline_blobs, 4);
+    }
+    // Durable: a reopened store reads every object whole and in ranges.
+    let e = open(dir.path());
+    for (i, d) in datas.iter().enumerate() {
+        let key = format!("k{i}");
+        assert_eq!(read_all(&e, &key).await, *d, "{key}");
+        let (a, b) = (d.len() as u64 / 3, d.len() as u64 * 2 / 3 + 1);
+        assert_eq!(read_range(&e, &key, a, b.min(d.len() as u64)).await, d[a as usize..b.min(d.len() as u64) as usize]);
+    }
+    assert_eq!(read_all(&e, "again").await, datas[2]);
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+    // Freed by GC like any blob, with the right byte count.
+    for i in 0..sizes.len() {
+        e.delete_object(&alice(), "bkt", &format!("k{i}")).await.unwrap();
+    }
+    e.delete_object(&alice(), "bkt", "again").await.unwrap();
+    let r = e.gc(Duration::ZERO).await.unwrap();
+    assert_eq!((r.blobs_freed, r.bytes_freed), (6, sizes.iter().sum::<usize>() as u64));
+    assert_eq!(blob_files(dir.path()), 0);
+    let st = e.stats().await.unwrap();
+    assert_eq!((st.blobs, st.inline_blobs, st.physical_bytes), (0, 0, 0));
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn a_changed_inline_threshold_keeps_stored_blobs_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let with =
+        |inline_max| open_with(dir.path(), EngineConfig { min_part_size: 1024, inline_max, ..Default::default() });
+    let (small, mid) = (pseudo_random(1000, 1), pseudo_random(100_000, 2));
+    {
+        let e = with(INLINE_MAX);
+        e.create_bucket(&alice(), "bkt", None).await.unwrap();
+        put(&e, "mid", &mid).await;
+        assert_eq!(blob_files(dir.path()), 0);
+    }
+    {
+        // Lowered: the same 100,000 bytes arrive as a file, but the blob is already inline; the
+        // file does not stay behind. New small bodies still go inline.
+        let e = with(50_000);
+        put(&e, "mid-again", &mid).await;
+        put(&e, "small", &small).await;
+        assert_eq!(blob_files(dir.path()), 0);
+        assert_eq!(e.stats().await.unwrap().inline_blobs, 2);
+        assert!(e.fsck().await.unwrap().problems.is_empty());
+    }
+    // Off: everything new is a file; what is inline stays readable there.
+    let e = with(0);
+    put(&e, "tiny", b"tiny").await;
+    put(&e, "small-again", &small).await;
+    assert_eq!(blob_files(dir.path()), 1);
+    for (k, d) in [("mid", &mid), ("mid-again", &mid), ("small", &small), ("small-again", &small)] {
+        assert_eq!(read_all(&e, k).await, **d, "{k}");
+    }
+    assert_eq!(read_all(&e, "tiny").await, b"tiny");
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn multipart_content_mixes_inline_and_file_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let up = e.create_upload(&alice(), s3_upload("bkt", "mixed")).await.unwrap();
+    let parts: Vec<Vec<u8>> = [INLINE_MAX + 5, 3000, 2 * INLINE_MAX, 1500]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| pseudo_random(*n, i as u64 + 70))
+        .collect();
+    let mut list = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let staged = e.stage(&alice(), body(p, 10_000)).await.unwrap();
+        list.push((i as u32 + 1, e.commit_part(&alice(), &up, i as u32 + 1, staged).await.unwrap().etag));
+    }
+    assert_eq!(blob_files(dir.path()), 2, "the two large parts are files, the small ones inline");
+    e.complete_upload(&alice(), &up, listed(&list)).await.unwrap();
+    let all = parts.concat();
+    assert_eq!(read_all(&e, "mixed").await, all);
+    // A range that starts in a file part, crosses an inline part and ends in the next file part.
+    let (a, b) = (INLINE_MAX as u64, INLINE_MAX as u64 + 5 + 3000 + 10);
+    assert_eq!(read_range(&e, "mixed", a, b).await, all[a as usize..b as usize]);
+    assert_eq!(e.compute_pending_digests(10).await.unwrap(), 1);
+    let rec = e.head_object(&alice(), "bkt", "mixed").await.unwrap();
+    assert_eq!(e.content_of(&rec).await.unwrap().digests.unwrap(), chuan_core::hash::digest_all(&all));
+    assert!(e.fsck().await.unwrap().problems.is_empty());
 }
 
 #[tokio::test]
@@ -165,10 +299,17 @@ async fn gc_waits_for_the_grace_period_and_a_reupload_rescues_the_blob() {
 
 #[tokio::test]
 async fn concurrent_uploads_and_gc_never_lose_a_referenced_blob() {
+    // Inline and file blobs alike.
+    for size in [50_000, INLINE_MAX + 50_000] {
+        concurrent_uploads_and_gc(size).await;
+    }
+}
+
+async fn concurrent_uploads_and_gc(size: usize) {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
-    let data = Arc::new(pseudo_random(50_000, 9));
+    let data = Arc::new(pseudo_random(size, 9));
     let mut tasks = Vec::new();
     for round in 0..20 {
         let e2 = e.clone();

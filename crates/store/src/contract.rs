@@ -18,7 +18,8 @@
 //! single-use grants (including concurrent redemption), buckets, objects (conditions, ids,
 //! renames, reference counts, quotas, concurrent writers), listing order and paging, the hash
 //! index (own content first, scoped lookups, pending contents), upload sessions (parts,
-//! completion without copying, expiry, listings), usage, callbacks and maintenance.
+//! completion without copying, expiry, listings), usage, callbacks, maintenance and inline
+//! blobs (bytes kept with their rows: written, read, shared, assembled, checked, freed).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ macro_rules! meta_store_contract {
         $crate::meta_store_contract!(@tests $make;
             identity, settings, grants, grants_are_single_use_under_concurrency, buckets, objects,
             tree_moves, tree_copies, tree_listing, tree_trash, tree_kinds, references, quotas, quotas_hold_under_concurrency, listing, hash_index,
-            uploads, upload_listing, usage_and_callbacks, maintenance);
+            uploads, upload_listing, usage_and_callbacks, maintenance, inline_blobs);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -68,7 +69,7 @@ fn new_content(seed: &str, size: u64) -> NewContent {
     NewContent {
         size,
         etag: d.md5.clone(),
-        extents: vec![Extent { blob: d.sha256.clone(), size, digests: d.clone() }],
+        extents: vec![Extent::stored(d.sha256.clone(), size, d.clone())],
         digests: Some(d),
         ufile_etag: Some(format!("{seed}-ufile")),
     }
@@ -131,7 +132,15 @@ fn upload(id: &str, bucket: &str, key: &str, tenant: &str, kind: UploadKind) -> 
 
 fn part(upload: &str, number: u32, seed: &str, size: u64) -> PartWrite {
     let d = digests(seed);
-    PartWrite { upload_id: upload.into(), number, blob: d.sha256.clone(), size, etag: d.md5.clone(), digests: d }
+    PartWrite {
+        upload_id: upload.into(),
+        number,
+        blob: d.sha256.clone(),
+        size,
+        etag: d.md5.clone(),
+        digests: d,
+        data: None,
+    }
 }
 
 fn complete(upload: &str, parts: &[(u32, &str)]) -> CompleteUpload {
@@ -1034,19 +1043,110 @@ pub async fn maintenance(s: Store) {
     bucket(&s, "bkt", "alice").await;
     put(&s, "bkt", "k", "gc", 5).await;
     let blob = digests("gc").sha256;
-    assert!(s.blob_known(&blob).await.unwrap());
-    assert!(!s.blob_known("0000").await.unwrap());
+    assert_eq!(s.blob_inline(&blob).await.unwrap(), Some(false));
+    assert_eq!(s.blob_inline("0000").await.unwrap(), None);
     s.delete_object("bkt", "k").await.unwrap();
     let past = now_ms() - 60_000;
     assert!(s.unreferenced_blobs(past, 10).await.unwrap().is_empty(), "not before the cutoff");
-    assert!(!s.forget_blob(&blob, past).await.unwrap());
+    assert_eq!(s.forget_blob(&blob, past).await.unwrap(), None);
     // Referenced again before GC ran: not forgotten.
     put(&s, "bkt", "k2", "gc", 5).await;
-    assert!(!s.forget_blob(&blob, now_ms() + 1).await.unwrap());
+    assert_eq!(s.forget_blob(&blob, now_ms() + 1).await.unwrap(), None);
     s.delete_object("bkt", "k2").await.unwrap();
-    assert!(s.forget_blob(&blob, now_ms() + 1).await.unwrap());
-    assert!(!s.blob_known(&blob).await.unwrap());
+    assert_eq!(s.forget_blob(&blob, now_ms() + 1).await.unwrap(), Some(ForgottenBlob { size: 5, inline: false }));
+    assert_eq!(s.blob_inline(&blob).await.unwrap(), None);
     let (blobs, problems) = s.check().await.unwrap();
     assert!(blobs.is_empty() && problems.is_empty(), "{blobs:?} {problems:?}");
     assert_eq!(s.stats().await.unwrap(), StoreStats { buckets: 1, ..Default::default() });
+}
+
+/// An extent of a new blob whose bytes the write brings: kept inline.
+fn inline_extent(seed: &str, data: &'static [u8]) -> Extent {
+    Extent {
+        data: Some(bytes::Bytes::from_static(data)),
+        ..Extent::stored(digests(seed).sha256, data.len() as u64, digests(seed))
+    }
+}
+
+/// Inline blobs: the bytes a write brings are kept with the blob's row, read back with a
+/// single-extent content, shared by later writes of the same blob (which bring them again and
+/// change nothing), assembled from inline parts without copying, never reported as BlobStore
+/// blobs, counted in the stats, and freed with their row. A blob already in the BlobStore
+/// stays there when a later write brings its bytes.
+pub async fn inline_blobs(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    let d = digests("small");
+    let content = |data: &'static [u8]| NewContent {
+        size: data.len() as u64,
+        etag: d.md5.clone(),
+        extents: vec![inline_extent("small", data)],
+        digests: Some(d.clone()),
+        ufile_etag: None,
+    };
+    let a = s.put_object(write("bkt", "a", ContentSource::New(content(b"hello")))).await.unwrap();
+    let c = s.get_content(a.content_id).await.unwrap().unwrap();
+    assert!(c.extents[0].inline, "{c:?}");
+    assert_eq!(c.extents[0].data.as_deref(), Some(&b"hello"[..]));
+    assert_eq!(s.inline_blob(&d.sha256).await.unwrap().as_deref(), Some(&b"hello"[..]));
+    assert_eq!(s.blob_inline(&d.sha256).await.unwrap(), Some(true));
+    assert_eq!(s.inline_blob(&digests("none").sha256).await.unwrap(), None);
+    // A second object of the same bytes: one blob, two references, the bytes kept once.
+    let b = s.put_object(write("bkt", "b", ContentSource::New(content(b"hello")))).await.unwrap();
+    assert!(s.get_content(b.content_id).await.unwrap().unwrap().extents[0].inline);
+    let (blobs, problems) = s.check().await.unwrap();
+    assert!(blobs.is_empty() && problems.is_empty(), "inline blobs are not the BlobStore's: {blobs:?} {problems:?}");
+    let st = s.stats().await.unwrap();
+    assert_eq!((st.blobs, st.inline_blobs, st.inline_bytes, st.physical_bytes), (1, 1, 5, 5));
+
+    // A blob already in the BlobStore stays there, whatever a later write brings.
+    put(&s, "bkt", "file", "filed", 4).await;
+    let f = s
+        .put_object(write(
+            "bkt",
+            "file2",
+            ContentSource::New(NewContent {
+                extents: vec![inline_extent("filed", b"abcd")],
+                ..new_content("filed", 4)
+            }),
+        ))
+        .await
+        .unwrap();
+    let fc = s.get_content(f.content_id).await.unwrap().unwrap();
+    assert!(!fc.extents[0].inline && fc.extents[0].data.is_none(), "{fc:?}");
+    assert_eq!(s.inline_blob(&digests("filed").sha256).await.unwrap(), None);
+    assert_eq!(blob_refs(&s).await.get(&digests("filed").sha256), Some(&4));
+
+    // Parts that bring their bytes are inline; completion lists them as inline extents.
+    s.create_upload(upload("u1", "bkt", "big", "alice", UploadKind::S3)).await.unwrap();
+    for (n, seed, data) in [(1u32, "p1", &b"one"[..]), (2, "p2", &b"two!"[..])] {
+        let rec = s
+            .put_part(PartWrite {
+                data: Some(bytes::Bytes::from_static(data)),
+                ..part("u1", n, seed, data.len() as u64)
+            })
+            .await
+            .unwrap();
+        assert!(rec.inline && rec.extent().inline, "{rec:?}");
+    }
+    assert!(s.list_parts("u1", 0, 10).await.unwrap().iter().all(|p| p.inline));
+    let big = s.complete_upload(complete("u1", &[(1, "p1"), (2, "p2")])).await.unwrap();
+    assert!(s.list_parts("u1", 0, 10).await.unwrap().is_empty(), "completed");
+    let bc = s.get_content(big.content_id).await.unwrap().unwrap();
+    assert_eq!(bc.extents.iter().map(|e| (e.inline, e.data.is_some())).collect::<Vec<_>>(), [(true, false); 2]);
+    assert_eq!(s.inline_blob(&digests("p2").sha256).await.unwrap().as_deref(), Some(&b"two!"[..]));
+
+    // Freed with the row once unreferenced and past the cutoff.
+    for k in ["a", "b", "big"] {
+        s.delete_object("bkt", k).await.unwrap();
+    }
+    let later = now_ms() + 1;
+    assert_eq!(s.forget_blob(&d.sha256, later).await.unwrap(), Some(ForgottenBlob { size: 5, inline: true }));
+    assert_eq!(s.inline_blob(&d.sha256).await.unwrap(), None);
+    for seed in ["p1", "p2"] {
+        assert!(s.forget_blob(&digests(seed).sha256, later).await.unwrap().is_some_and(|f| f.inline));
+    }
+    let (blobs, problems) = s.check().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(blobs, [(digests("filed").sha256, 4)]);
+    assert_eq!(s.stats().await.unwrap().inline_blobs, 0);
 }

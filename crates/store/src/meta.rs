@@ -87,6 +87,17 @@ pub struct PartWrite {
     pub size: u64,
     pub etag: String,
     pub digests: Digests,
+    /// The part's bytes, to be kept inline in the MetaStore when the blob is new (see
+    /// [`Extent`]); `None` when they are in the BlobStore.
+    pub data: Option<bytes::Bytes>,
+}
+
+/// A blob row removed by [`MaintenanceStore::forget_blob`]: the caller removes its bytes
+/// from the BlobStore unless they were inline (gone with the row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForgottenBlob {
+    pub size: u64,
+    pub inline: bool,
 }
 
 /// A move or copy of a file or a whole folder, as one transaction.
@@ -262,7 +273,11 @@ pub trait BucketStore: Send + Sync + 'static {
 pub trait ObjectStore: Send + Sync + 'static {
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
     async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>>;
+    /// A content, with the bytes of its extent when it is a single inline blob (so a small
+    /// object is read in one metadata round trip, without opening a file).
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>>;
+    /// The bytes of an inline blob ([`Extent::inline`]); `None` when no inline blob has this id.
+    async fn inline_blob(&self, id: &str) -> StoreResult<Option<bytes::Bytes>>;
     /// Objects with `key` starting with `prefix`, from `start` on, in byte order.
     async fn list_objects(
         &self,
@@ -377,9 +392,9 @@ pub trait UploadStore: Send + Sync + 'static {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> StoreResult<UploadListPage>;
-    /// Adds or replaces a part (a replaced part's blob loses a reference). `NotFound` when
-    /// the session is gone or expired.
-    async fn put_part(&self, part: PartWrite) -> StoreResult<()>;
+    /// Adds or replaces a part (a replaced part's blob loses a reference); returns it as
+    /// stored. `NotFound` when the session is gone or expired.
+    async fn put_part(&self, part: PartWrite) -> StoreResult<PartRecord>;
     async fn list_parts(&self, upload_id: &str, after: u32, limit: usize) -> StoreResult<Vec<PartRecord>>;
     /// Turns the named parts into the extents of new content and points the upload's key at
     /// it; unnamed parts are dropped; the session is gone afterwards. No blob is copied.
@@ -393,16 +408,18 @@ pub trait UploadStore: Send + Sync + 'static {
 /// Garbage collection and checks.
 #[async_trait]
 pub trait MaintenanceStore: Send + Sync + 'static {
-    /// Whether the metadata has a row for this blob.
-    async fn blob_known(&self, id: &str) -> StoreResult<bool>;
+    /// Where a blob's bytes are: `None` when the metadata has no row for it, `Some(true)` when
+    /// they are inline (see [`Extent`]), `Some(false)` when they are in the BlobStore.
+    async fn blob_inline(&self, id: &str) -> StoreResult<Option<bool>>;
     /// Blobs with no reference since before `cutoff_ms`.
     async fn unreferenced_blobs(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<BlobId>>;
-    /// Deletes the blob's row if it is still unreferenced since before `cutoff_ms`; returns
-    /// whether it did (the caller then removes the bytes).
-    async fn forget_blob(&self, id: &str, cutoff_ms: i64) -> StoreResult<bool>;
+    /// Deletes the blob's row (and its inline bytes) if it is still unreferenced since before
+    /// `cutoff_ms`; `Some` when it did (the caller then removes bytes kept in the BlobStore).
+    async fn forget_blob(&self, id: &str, cutoff_ms: i64) -> StoreResult<Option<ForgottenBlob>>;
     async fn stats(&self) -> StoreResult<StoreStats>;
-    /// Cross-checks reference counts against the rows that hold them; returns the blobs the
-    /// metadata knows (id, size) and the problems found.
+    /// Cross-checks reference counts against the rows that hold them and inline bytes against
+    /// their rows' sizes; returns the blobs the BlobStore must hold (id, size: every known
+    /// blob that is not inline) and the problems found.
     async fn check(&self) -> StoreResult<(Vec<(BlobId, u64)>, Vec<String>)>;
 }
 

@@ -37,12 +37,35 @@ impl Digests {
 
 /// One piece of a content: a whole blob. Multipart completion lists part blobs here
 /// instead of copying their bytes.
+///
+/// A blob's bytes live in one of two places for as long as its row exists: in the
+/// [`BlobStore`](crate::BlobStore) (a file), or **inline**, in the MetaStore next to the row
+/// (small blobs: they commit in the same transaction as the object that names them, so a
+/// burst of small writes costs one group-committed fsync instead of a file, an fsync and a
+/// rename each). The MetaStore decides `inline` when it records the extent: a blob it
+/// already holds stays where it is; a new one is inline when the write brings its `data`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extent {
     pub blob: BlobId,
     pub size: u64,
     /// Digests of this extent alone (for S3 per-part checksums and ETags).
     pub digests: Digests,
+    /// The bytes are kept in the MetaStore ([`crate::ObjectStore::inline_blob`]), not in the
+    /// BlobStore. Set by the MetaStore; ignored on writes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
+    /// The blob's bytes, when they travel with the record (never serialized). On a write: the
+    /// bytes of a new blob, to be kept inline. On a read: an inline blob's bytes, loaded with
+    /// a single-extent content by [`crate::ObjectStore::get_content`]; `None` otherwise.
+    #[serde(skip)]
+    pub data: Option<bytes::Bytes>,
+}
+
+impl Extent {
+    /// An extent of a blob in the BlobStore (or already known to the MetaStore).
+    pub fn stored(blob: BlobId, size: u64, digests: Digests) -> Self {
+        Self { blob, size, digests, inline: false, data: None }
+    }
 }
 
 /// Immutable content shared by objects.
@@ -645,6 +668,15 @@ pub struct PartRecord {
     pub etag: String,
     pub digests: Digests,
     pub modified_ms: i64,
+    /// The part's bytes are kept in the MetaStore (see [`Extent`]).
+    pub inline: bool,
+}
+
+impl PartRecord {
+    /// The part as an extent of the content a completion assembles.
+    pub fn extent(&self) -> Extent {
+        Extent { inline: self.inline, ..Extent::stored(self.blob.clone(), self.size, self.digests.clone()) }
+    }
 }
 
 /// Logical vs physical usage of the whole store.
@@ -658,6 +690,9 @@ pub struct StoreStats {
     pub blobs: u64,
     /// Sum of blob sizes (what the disk holds).
     pub physical_bytes: u64,
+    /// Blobs whose bytes are kept in the MetaStore (see [`Extent`]), and their bytes.
+    pub inline_blobs: u64,
+    pub inline_bytes: u64,
     pub uploads: u64,
     pub parts: u64,
     /// Blobs with no reference left, waiting for their grace period.

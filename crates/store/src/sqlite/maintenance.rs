@@ -1,7 +1,7 @@
 //! Garbage collection support, statistics and the consistency check.
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::rows::*;
 use super::SqliteMetaStore;
@@ -10,10 +10,10 @@ use crate::model::*;
 
 #[async_trait]
 impl MaintenanceStore for SqliteMetaStore {
-    async fn blob_known(&self, id: &str) -> StoreResult<bool> {
+    async fn blob_inline(&self, id: &str) -> StoreResult<Option<bool>> {
         let id = id.to_owned();
         self.read(move |c| {
-            c.query_row("SELECT EXISTS(SELECT 1 FROM blobs WHERE id = ?1)", params![id], |r| r.get(0)).map_err(backend)
+            c.query_row("SELECT inline FROM blobs WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(backend)
         })
         .await
     }
@@ -28,13 +28,21 @@ impl MaintenanceStore for SqliteMetaStore {
         .await
     }
 
-    async fn forget_blob(&self, id: &str, cutoff_ms: i64) -> StoreResult<bool> {
+    async fn forget_blob(&self, id: &str, cutoff_ms: i64) -> StoreResult<Option<ForgottenBlob>> {
         let id = id.to_owned();
         self.write(move |txn| {
-            let n = txn
-                .execute("DELETE FROM blobs WHERE id = ?1 AND refs <= 0 AND zero_since <= ?2", params![id, cutoff_ms])
+            let gone: Option<(i64, bool)> = txn
+                .query_row(
+                    "DELETE FROM blobs WHERE id = ?1 AND refs <= 0 AND zero_since <= ?2 RETURNING size, inline",
+                    params![id, cutoff_ms],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
                 .map_err(backend)?;
-            Ok(n > 0)
+            if let Some((_, true)) = gone {
+                txn.execute("DELETE FROM inline_blobs WHERE id = ?1", params![id]).map_err(backend)?;
+            }
+            Ok(gone.map(|(size, inline)| ForgottenBlob { size: size as u64, inline }))
         })
         .await
     }
@@ -51,6 +59,8 @@ impl MaintenanceStore for SqliteMetaStore {
                 contents: q("SELECT count(*) FROM contents")?,
                 blobs: q("SELECT count(*) FROM blobs")?,
                 physical_bytes: q("SELECT coalesce(sum(size), 0) FROM blobs")?,
+                inline_blobs: q("SELECT count(*) FROM blobs WHERE inline")?,
+                inline_bytes: q("SELECT coalesce(sum(size), 0) FROM blobs WHERE inline")?,
                 uploads: q("SELECT count(*) FROM uploads")?,
                 parts: q("SELECT count(*) FROM parts")?,
                 unreferenced_blobs: q("SELECT count(*) FROM blobs WHERE refs <= 0")?,
@@ -86,18 +96,43 @@ impl MaintenanceStore for SqliteMetaStore {
             }
             let mut blobs = Vec::new();
             {
-                let mut st = c.prepare("SELECT id, size, refs FROM blobs").map_err(backend)?;
+                let mut st = c
+                    .prepare(
+                        "SELECT b.id, b.size, b.refs, b.inline, length(i.data)
+                         FROM blobs b LEFT JOIN inline_blobs i ON i.id = b.id",
+                    )
+                    .map_err(backend)?;
                 let mut rows = st.query([]).map_err(backend)?;
                 while let Some(r) = rows.next().map_err(backend)? {
                     let id: String = r.get(0).map_err(backend)?;
                     let size: i64 = r.get(1).map_err(backend)?;
                     let refs: i64 = r.get(2).map_err(backend)?;
+                    let inline: bool = r.get(3).map_err(backend)?;
+                    let held: Option<i64> = r.get(4).map_err(backend)?;
                     let want = expected.remove(&id).unwrap_or(0);
                     if want != refs {
                         problems.push(format!("blob {id}: refs {refs}, but {want} references exist"));
                     }
-                    blobs.push((id, size as u64));
+                    match (inline, held) {
+                        (false, None) => blobs.push((id, size as u64)),
+                        (true, Some(n)) if n == size => {}
+                        (true, Some(n)) => {
+                            problems.push(format!("inline blob {id} holds {n} bytes, {size} in its row"))
+                        }
+                        (true, None) => problems.push(format!("inline blob {id} has no bytes")),
+                        (false, Some(_)) => problems.push(format!("blob {id} has inline bytes but is not inline")),
+                    }
                 }
+            }
+            let strays: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM inline_blobs i WHERE NOT EXISTS(SELECT 1 FROM blobs b WHERE b.id = i.id)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if strays > 0 {
+                problems.push(format!("{strays} inline blobs without a blob row"));
             }
             for (id, n) in expected {
                 problems.push(format!("blob {id} is referenced {n} times but has no row"));

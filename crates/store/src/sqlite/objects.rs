@@ -1,6 +1,7 @@
 //! Buckets, objects, contents and the hash index.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension};
 
@@ -175,13 +176,26 @@ impl ObjectStore for SqliteMetaStore {
 
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>> {
         self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"))
+            let mut content = c
+                .prepare_cached(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"))
                 .map_err(backend)?
                 .query_row(params![id], content_from_row)
                 .optional()
-                .map_err(backend)
+                .map_err(backend)?;
+            // A small object's bytes come with it (same snapshot: the content holds a reference).
+            if let Some([e]) = content.as_mut().map(|c| c.extents.as_mut_slice()) {
+                if e.inline {
+                    e.data = inline_data(c, &e.blob)?;
+                }
+            }
+            Ok(content)
         })
         .await
+    }
+
+    async fn inline_blob(&self, id: &str) -> StoreResult<Option<Bytes>> {
+        let id = id.to_owned();
+        self.read(move |c| inline_data(c, &id)).await
     }
 
     async fn list_objects(

@@ -9,14 +9,30 @@ use crate::meta::*;
 use crate::model::*;
 use crate::now_ms;
 
-pub(crate) fn blob_ref(txn: &Connection, id: &str, size: u64) -> StoreResult<()> {
-    txn.execute(
-        "INSERT INTO blobs(id, size, refs, zero_since) VALUES(?1, ?2, 1, NULL)
-         ON CONFLICT(id) DO UPDATE SET refs = refs + 1, zero_since = NULL",
-        params![id, size as i64],
-    )
-    .map_err(backend)?;
-    Ok(())
+/// Takes a reference to a blob, creating its row when it is new: inline, with `data`, when
+/// the write brings the bytes; else in the BlobStore. Returns whether the blob is inline (a
+/// blob already known stays where it is, whatever this write brings).
+pub(crate) fn blob_ref(txn: &Connection, id: &str, size: u64, data: Option<&[u8]>) -> StoreResult<bool> {
+    let inline: bool = txn
+        .prepare_cached(
+            "INSERT INTO blobs(id, size, refs, zero_since, inline) VALUES(?1, ?2, 1, NULL, ?3)
+             ON CONFLICT(id) DO UPDATE SET refs = refs + 1, zero_since = NULL
+             RETURNING inline",
+        )
+        .map_err(backend)?
+        .query_row(params![id, size as i64, data.is_some()], |r| r.get(0))
+        .map_err(backend)?;
+    if let (true, Some(data)) = (inline, data) {
+        if data.len() as u64 != size {
+            return Err(StoreError::Backend(format!("blob {id}: {} bytes given for {size}", data.len())));
+        }
+        // A no-op when the row was already inline (the bytes are the same: same SHA-256).
+        txn.prepare_cached("INSERT OR IGNORE INTO inline_blobs(id, data) VALUES(?1, ?2)")
+            .map_err(backend)?
+            .execute(params![id, data])
+            .map_err(backend)?;
+    }
+    Ok(inline)
 }
 
 pub(crate) fn blob_unref(txn: &Connection, id: &str) -> StoreResult<()> {
@@ -31,22 +47,26 @@ pub(crate) fn blob_unref(txn: &Connection, id: &str) -> StoreResult<()> {
 }
 
 pub(crate) fn insert_content(txn: &Connection, c: &NewContent) -> StoreResult<i64> {
-    txn.execute(
+    // References first: they say where each extent's bytes are.
+    let mut extents = Vec::with_capacity(c.extents.len());
+    for e in &c.extents {
+        let inline = blob_ref(txn, &e.blob, e.size, e.data.as_deref())?;
+        extents.push(Extent { inline, data: None, ..e.clone() });
+    }
+    txn.prepare_cached(
         "INSERT INTO contents(size, refs, etag, digests, extents, created, ufile_etag) VALUES(?1, 0, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            c.size as i64,
-            c.etag,
-            c.digests.as_ref().map(to_json).transpose()?,
-            to_json(&c.extents)?,
-            now_ms(),
-            c.ufile_etag
-        ],
     )
+    .map_err(backend)?
+    .execute(params![
+        c.size as i64,
+        c.etag,
+        c.digests.as_ref().map(to_json).transpose()?,
+        to_json(&extents)?,
+        now_ms(),
+        c.ufile_etag
+    ])
     .map_err(backend)?;
     let id = txn.last_insert_rowid();
-    for e in &c.extents {
-        blob_ref(txn, &e.blob, e.size)?;
-    }
     if let Some(d) = &c.digests {
         index_content(txn, id, c.size, d)?;
     }
@@ -54,6 +74,16 @@ pub(crate) fn insert_content(txn: &Connection, c: &NewContent) -> StoreResult<i6
         index_one(txn, id, c.size, "ufile", u)?;
     }
     Ok(id)
+}
+
+/// An inline blob's bytes.
+pub(crate) fn inline_data(conn: &Connection, id: &str) -> StoreResult<Option<bytes::Bytes>> {
+    conn.prepare_cached("SELECT data FROM inline_blobs WHERE id = ?1")
+        .map_err(backend)?
+        .query_row(params![id], |r| r.get::<_, Vec<u8>>(0))
+        .optional()
+        .map_err(backend)
+        .map(|d| d.map(bytes::Bytes::from))
 }
 
 pub(crate) fn index_one(txn: &Connection, id: i64, size: u64, algo: &str, digest: &str) -> StoreResult<()> {

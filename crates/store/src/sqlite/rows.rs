@@ -96,7 +96,8 @@ pub(crate) fn upload_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Uploa
     })
 }
 
-pub(crate) const PART_COLS: &str = "upload, number, blob, size, etag, digests, modified";
+pub(crate) const PART_COLS: &str = "upload, number, blob, size, etag, digests, modified,
+    coalesce((SELECT b.inline FROM blobs b WHERE b.id = parts.blob), 0)";
 
 pub(crate) fn part_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PartRecord> {
     Ok(PartRecord {
@@ -107,6 +108,7 @@ pub(crate) fn part_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PartRec
         etag: row.get(4)?,
         digests: from_json(&row.get::<_, String>(5)?)?,
         modified_ms: row.get(6)?,
+        inline: row.get(7)?,
     })
 }
 

@@ -3,7 +3,8 @@
 //! Version 1 is the layout before it was versioned (`user_version` 0 with tables present);
 //! version 2 added tenants, aliases, single-use grants, credential labels and upload kinds;
 //! version 3 the file tree (object parents and creation times, folder rows, the trash);
-//! version 4 bucket settings (ACL, CORS); version 5 callback request headers.
+//! version 4 bucket settings (ACL, CORS); version 5 callback request headers; version 6
+//! inline blobs (small blobs' bytes kept in `inline_blobs`, `blobs.inline` set).
 
 use rusqlite::{params, Connection};
 
@@ -11,7 +12,7 @@ use super::rows::backend;
 use crate::meta::StoreResult;
 
 /// The schema version this code writes.
-pub(crate) const VERSION: i64 = 5;
+pub(crate) const VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tenants(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS usage(
     downloads INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(tenant, day, bucket)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blobs(
-    id TEXT PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, zero_since INTEGER);
+    id TEXT PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, zero_since INTEGER,
+    inline INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS inline_blobs(id TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS blobs_unreferenced ON blobs(zero_since) WHERE refs = 0;
 CREATE TABLE IF NOT EXISTS contents(
     id INTEGER PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, etag TEXT NOT NULL,
@@ -132,6 +135,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if (1..=4).contains(&version) {
         from_v4(&txn).map_err(backend)?;
     }
+    if (1..=5).contains(&version) {
+        from_v5(&txn).map_err(backend)?;
+    }
     txn.execute_batch(SCHEMA).map_err(backend)?;
     if version == 1 {
         after_v1(&txn).map_err(backend)?;
@@ -170,6 +176,15 @@ fn from_v3(txn: &Connection) -> rusqlite::Result<()> {
 fn from_v4(txn: &Connection) -> rusqlite::Result<()> {
     if table_exists(txn, "callbacks")? {
         txn.execute_batch("ALTER TABLE callbacks ADD COLUMN headers TEXT NOT NULL DEFAULT '[]';")?;
+    }
+    Ok(())
+}
+
+/// Inline blobs arrived in version 6: every blob before them is in the BlobStore. (Their
+/// bytes are in a table of their own, so a reference count change does not rewrite them.)
+fn from_v5(txn: &Connection) -> rusqlite::Result<()> {
+    if table_exists(txn, "blobs")? {
+        txn.execute_batch("ALTER TABLE blobs ADD COLUMN inline INTEGER NOT NULL DEFAULT 0;")?;
     }
     Ok(())
 }

@@ -102,7 +102,7 @@ impl UploadStore for SqliteMetaStore {
         .await
     }
 
-    async fn put_part(&self, p: PartWrite) -> StoreResult<()> {
+    async fn put_part(&self, p: PartWrite) -> StoreResult<PartRecord> {
         self.write(move |txn| {
             if live_upload(txn, &p.upload_id)?.is_none() {
                 return Err(StoreError::NotFound);
@@ -115,17 +115,27 @@ impl UploadStore for SqliteMetaStore {
                 )
                 .optional()
                 .map_err(backend)?;
-            blob_ref(txn, &p.blob, p.size)?;
+            let inline = blob_ref(txn, &p.blob, p.size, p.data.as_deref())?;
+            let modified_ms = now_ms();
             if let Some(old) = old {
                 blob_unref(txn, &old)?;
             }
             txn.execute(
                 "INSERT INTO parts(upload, number, blob, size, etag, digests, modified) VALUES(?1,?2,?3,?4,?5,?6,?7)
                  ON CONFLICT(upload, number) DO UPDATE SET blob=?3, size=?4, etag=?5, digests=?6, modified=?7",
-                params![p.upload_id, p.number, p.blob, p.size as i64, p.etag, to_json(&p.digests)?, now_ms()],
+                params![p.upload_id, p.number, p.blob, p.size as i64, p.etag, to_json(&p.digests)?, modified_ms],
             )
             .map_err(backend)?;
-            Ok(())
+            Ok(PartRecord {
+                upload_id: p.upload_id,
+                number: p.number,
+                blob: p.blob,
+                size: p.size,
+                etag: p.etag,
+                digests: p.digests,
+                modified_ms,
+                inline,
+            })
         })
         .await
     }
@@ -161,7 +171,7 @@ impl UploadStore for SqliteMetaStore {
                     return Err(StoreError::Conflict(format!("part {number} has changed")));
                 }
                 size += part.size;
-                extents.push(Extent { blob: part.blob, size: part.size, digests: part.digests });
+                extents.push(part.extent());
             }
             // A single extent already has whole-content digests; more need the background job
             // (unless the caller computed them).
