@@ -155,10 +155,16 @@ def owner(srv) -> Owner:
     return o
 
 
-def stalled_put(srv, o: Owner, key: str, length: int) -> socket.socket:
-    """A PutObject of `length` bytes that sends one byte, then nothing."""
+# More than a body the server keeps in memory (--inline-max-bytes, 128 KiB by default): a body
+# stalled after this many bytes is being written to a temporary file by the staging stages.
+SPILLED = 200 * 1024
+
+
+def stalled_put(srv, o: Owner, key: str, length: int, sent: int = SPILLED) -> socket.socket:
+    """A PutObject of `length` bytes that sends `sent` bytes (enough to be staged in a file),
+    then nothing."""
     s = connect(srv)
-    s.sendall(s3_put_head(srv, o.bucket, key, length, keys=o.keys) + b"x")
+    s.sendall(s3_put_head(srv, o.bucket, key, length, keys=o.keys) + b"x" * sent)
     return s
 
 
@@ -327,17 +333,20 @@ def test_stalled_bodies_are_cut_off_in_every_protocol(server_factory):
     ]
     socks = []
     for name, head in cases:
-        s = connect(srv)
-        s.sendall(head + b"x")  # one byte of a megabyte, then nothing
-        socks.append((name, s, time.monotonic()))
+        for sent in (1, SPILLED):  # still in memory; already in a temporary file
+            s = connect(srv)
+            s.sendall(head + b"x" * sent)  # part of a megabyte, then nothing
+            socks.append((f"{name} after {sent} bytes", s, time.monotonic()))
+    time.sleep(0.5)
+    assert len(srv.tmp_entries()) == len(cases), f"the spilled bodies are not staged in files: {srv.tmp_entries()}"
     for name, s, started in socks:
         status, _, body = read_response(s, timeout=8)
         elapsed = time.monotonic() - started
         assert status is not None and elapsed < 7, f"{name}: a stalled body was still open after {elapsed:.1f} s"
         assert status in (400, 408), f"{name}: HTTP {status} {body[:300]!r}"
-        if name == "s3":
+        if name.startswith("s3"):
             assert s3_error_code(body) == "RequestTimeout", body[:300]
-        elif name == "ufile":
+        elif name.startswith("ufile"):
             assert "RetCode" in json.loads(body), body
         else:
             assert json.loads(body)["code"] // 100000 == status, body
@@ -386,6 +395,7 @@ def test_stalled_uploads_of_one_tenant_do_not_delay_another(server_factory):
     b.s3.put_object(Bucket=b.bucket, Key="k", Body=b"hello")
     stalled = [stalled_put(srv, a, f"stall-{i}", 4 * MiB) for i in range(200)]
     time.sleep(1.0)
+    assert len(srv.tmp_entries()) == 200, "the stalled bodies are not in the staging stages"
     lat = []
     for _ in range(200):
         t = time.perf_counter()

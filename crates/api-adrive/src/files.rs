@@ -380,7 +380,7 @@ impl AdriveDialect {
         let Ok((b, start, end)) = chuan_api_common::with_range(b, range, size) else {
             return Ok(chuan_api_common::range_not_satisfiable(size));
         };
-        let content = self.engine.content_of(&rec).await?;
+        let content = self.engine.content_for_read(&rec).await?;
         let body = self.engine.open_read(&p, &rec, &content, start, end).await?;
         Ok(b.header(http::header::CONTENT_LENGTH, end - start)
             .body(chuan_api_common::stream(body))

@@ -75,7 +75,7 @@ impl CosDialect {
         if parts.method == Method::HEAD {
             return b.body(chuan_api_common::empty()).expect("valid response");
         }
-        let content = match self.engine.content_of(&rec).await {
+        let content = match self.engine.content_for_read(&rec).await {
             Ok(c) => c,
             Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, -500, &e.to_string()),
         };

@@ -244,7 +244,7 @@ pub async fn get_object(
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         },
     )?;
-    let content = engine.content_of(&rec).await.s3()?;
+    let content = engine.content_for_read(&rec).await.s3()?;
     let (start, end, content_range) = select_range(&input.range, input.part_number, &content)?;
     let body = StreamingBlob::wrap(engine.open_read(p, &rec, &content, start, end).await.s3()?);
     let mut out = object_headers!(GetObjectOutput, rec, content, {

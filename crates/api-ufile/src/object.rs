@@ -181,7 +181,8 @@ impl UfileDialect {
                 }
             }
         }
-        let content = self.engine.content_of(&rec).await?;
+        let content =
+            if with_body { self.engine.content_for_read(&rec).await? } else { self.engine.content_of(&rec).await? };
         let etag = self.ufile_etag(&rec).await?;
         let b = empty(StatusCode::OK)
             .header(

@@ -149,7 +149,7 @@ impl UpyunDialect {
         }
         let (b, start, end) = chuan_api_common::with_range(b, range, rec.size)
             .map_err(|()| UpyunError::new(StatusCode::RANGE_NOT_SATISFIABLE, 41600001, "range not satisfiable"))?;
-        let content = self.engine.content_of(&rec).await?;
+        let content = self.engine.content_for_read(&rec).await?;
         Ok(b.header(h::CONTENT_LENGTH, end - start)
             .body(chuan_api_common::stream(self.engine.open_read(p, &rec, &content, start, end).await?))
             .expect("valid"))

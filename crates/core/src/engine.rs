@@ -202,10 +202,17 @@ impl Engine {
             // A refused commit (quota, precondition, vanished session) must not leave the blob
             // it just made durable behind, nor may a commit that found the blob already inline
             // (kept there under an earlier, larger threshold): under the lock no other writer
-            // can be about to reference the file.
-            let place = self.meta.blob_inline(&id).await?;
-            if (result.is_err() && place.is_none()) || place == Some(true) {
-                self.blobs.delete(&id)?;
+            // can be about to reference the file. A failure here leaves an orphan file (removed
+            // at the next start) and does not change the commit's answer.
+            let tidy = async {
+                let place = self.meta.blob_inline(&id).await?;
+                if (result.is_err() && place.is_none()) || place == Some(true) {
+                    self.blobs.delete(&id)?;
+                }
+                Ok::<_, CoreError>(())
+            };
+            if let Err(e) = tidy.await {
+                tracing::warn!(blob = %id, error = %e, "cannot remove a blob file no row needs");
             }
         }
         result

@@ -213,10 +213,12 @@ where
     E: Into<BodyError>,
 {
     // The head of the body, in memory until it is known to be small or not.
-    let mut body = Box::pin(body);
+    // Fused: a body that ended within the head is chained after it all the same.
+    let mut body = Box::pin(body.fuse());
     let (mut head, mut total) = (Vec::new(), 0usize);
     loop {
         match body.next().await {
+            None if total > inline_max.min(INLINE_MAX_LIMIT) => break, // 0: not even an empty body
             None => {
                 return if total <= HASH_ON_TASK {
                     Ok(stage_in_memory(head))

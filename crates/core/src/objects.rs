@@ -253,12 +253,22 @@ impl Engine {
         self.content(rec.content_id).await
     }
 
+    /// [`Engine::content_of`] for a download that follows ([`Engine::open_read`]): a small
+    /// object's bytes come with it, so the download opens no file and asks the MetaStore
+    /// nothing more.
+    pub async fn content_for_read(&self, rec: &ObjectRecord) -> CoreResult<ContentRecord> {
+        self.meta
+            .get_content_with_bytes(rec.content_id)
+            .await?
+            .ok_or_else(|| CoreError::Internal(format!("content {} is missing", rec.content_id)))
+    }
+
     pub(crate) async fn content(&self, id: i64) -> CoreResult<ContentRecord> {
         self.meta.get_content(id).await?.ok_or_else(|| CoreError::Internal(format!("content {id} is missing")))
     }
 
     /// Streams bytes `[start, end)` of an object to `p`: a download. `content` is the object's
-    /// ([`Engine::content_of`]). Checks `p` may read the object, and reserves the bytes against
+    /// ([`Engine::content_for_read`], or [`Engine::content_of`]). Checks `p` may read the object, and reserves the bytes against
     /// its owner's download allowance before a byte is sent.
     pub async fn open_read(
         &self,

@@ -273,9 +273,12 @@ pub trait BucketStore: Send + Sync + 'static {
 pub trait ObjectStore: Send + Sync + 'static {
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
     async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>>;
-    /// A content, with the bytes of its extent when it is a single inline blob (so a small
-    /// object is read in one metadata round trip, without opening a file).
+    /// A content (extents without their bytes).
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>>;
+    /// A content with the bytes of its extent when it is a single inline blob, read in the
+    /// same snapshot (so a small object is downloaded after one metadata round trip, without
+    /// opening a file).
+    async fn get_content_with_bytes(&self, id: i64) -> StoreResult<Option<ContentRecord>>;
     /// The bytes of an inline blob ([`Extent::inline`]); `None` when no inline blob has this id.
     async fn inline_blob(&self, id: &str) -> StoreResult<Option<bytes::Bytes>>;
     /// Objects with `key` starting with `prefix`, from `start` on, in byte order.

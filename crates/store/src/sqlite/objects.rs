@@ -153,6 +153,24 @@ fn within_sql(within: &Within, bucket_col: &str, key_col: &str, values: &mut Vec
     sql
 }
 
+/// A content, with the bytes of a single inline extent when `with_bytes`. Both reads run in
+/// one transaction, so the bytes are those of the row read (a GC in between cannot free them).
+fn content_tx(c: &rusqlite::Connection, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
+    let snapshot = c.unchecked_transaction().map_err(backend)?;
+    let mut content = snapshot
+        .prepare_cached(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"))
+        .map_err(backend)?
+        .query_row(params![id], content_from_row)
+        .optional()
+        .map_err(backend)?;
+    if let (true, Some([e])) = (with_bytes, content.as_mut().map(|c| c.extents.as_mut_slice())) {
+        if e.inline {
+            e.data = inline_data(&snapshot, &e.blob)?;
+        }
+    }
+    Ok(content)
+}
+
 #[async_trait]
 impl ObjectStore for SqliteMetaStore {
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
@@ -175,22 +193,11 @@ impl ObjectStore for SqliteMetaStore {
     }
 
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>> {
-        self.read(move |c| {
-            let mut content = c
-                .prepare_cached(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"))
-                .map_err(backend)?
-                .query_row(params![id], content_from_row)
-                .optional()
-                .map_err(backend)?;
-            // A small object's bytes come with it (same snapshot: the content holds a reference).
-            if let Some([e]) = content.as_mut().map(|c| c.extents.as_mut_slice()) {
-                if e.inline {
-                    e.data = inline_data(c, &e.blob)?;
-                }
-            }
-            Ok(content)
-        })
-        .await
+        self.read(move |c| content_tx(c, id, false)).await
+    }
+
+    async fn get_content_with_bytes(&self, id: i64) -> StoreResult<Option<ContentRecord>> {
+        self.read(move |c| content_tx(c, id, true)).await
     }
 
     async fn inline_blob(&self, id: &str) -> StoreResult<Option<Bytes>> {
