@@ -234,7 +234,7 @@ pub async fn get_object(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = &req.input;
     crate::list::check_version(input.version_id.as_deref())?;
-    let rec = engine.head_object(p, &input.bucket, &input.key).await.s3()?;
+    let (rec, content) = engine.object_for_read(p, &input.bucket, &input.key).await.s3()?;
     check_conditions(
         &rec,
         &Conditions {
@@ -244,7 +244,6 @@ pub async fn get_object(
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         },
     )?;
-    let content = engine.content_for_read(&rec).await.s3()?;
     let (start, end, content_range) = select_range(&input.range, input.part_number, &content)?;
     let body = StreamingBlob::wrap(engine.open_read(p, &rec, &content, start, end).await.s3()?);
     let mut out = object_headers!(GetObjectOutput, rec, content, {

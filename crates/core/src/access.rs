@@ -16,7 +16,7 @@
 //! reads) once every key it names has been admitted, so refused and anonymous requests never
 //! consume a tenant's allowances (see `metering.rs`).
 
-use chuan_store::{BucketRecord, CredentialKind, ObjectRecord, Permission, Within};
+use chuan_store::{BucketRecord, ContentRecord, CredentialKind, ObjectRecord, Permission, Within};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -352,6 +352,20 @@ impl Engine {
         let obj = self.meta.get_object(bucket, key).await?;
         may_read(&b, p, obj.as_ref())?;
         Ok((obj, b))
+    }
+
+    /// [`Engine::read_object`] with the object's content (small objects' bytes included), in
+    /// one metadata round trip.
+    pub(crate) async fn read_object_for_download(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+    ) -> CoreResult<(Option<(ObjectRecord, ContentRecord)>, BucketRecord)> {
+        let b = self.scoped_bucket(p, Op::Read, bucket, Some(key)).await?;
+        let found = self.meta.get_object_for_read(bucket, key).await?;
+        may_read(&b, p, found.as_ref().map(|(o, _)| o))?;
+        Ok((found, b))
     }
 
     /// Checks, before a body is read, that `p` may do `op` on `key` of `bucket` (the same

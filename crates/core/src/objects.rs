@@ -231,6 +231,20 @@ impl Engine {
         }
     }
 
+    /// [`Engine::head_object`] and [`Engine::content_for_read`] in one metadata round trip:
+    /// what a download needs before [`Engine::open_read`]. Metered as `head_object` is.
+    pub async fn object_for_read(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+    ) -> CoreResult<(ObjectRecord, ContentRecord)> {
+        let (found, b) = self.read_object_for_download(p, bucket, key).await?;
+        // A lookup that finds nothing is still a request.
+        self.charge_request(p, &b).await?;
+        found.ok_or(CoreError::NoSuchKey)
+    }
+
     /// [`Engine::head_object`] without metering: for a key an operation reads on its way to
     /// another (a copy's source).
     pub(crate) async fn lookup(&self, p: &Principal, bucket: &str, key: &str) -> CoreResult<ObjectRecord> {

@@ -1088,6 +1088,8 @@ pub async fn inline_blobs(s: Store) {
     assert!(c.extents[0].inline && c.extents[0].data.is_none(), "{c:?}");
     let c = s.get_content_with_bytes(a.content_id).await.unwrap().unwrap();
     assert_eq!(c.extents[0].data.as_deref(), Some(&b"hello"[..]));
+    assert_eq!(s.get_object_for_read("bkt", "a").await.unwrap(), Some((a.clone(), c.clone())));
+    assert_eq!(s.get_object_for_read("bkt", "none").await.unwrap(), None);
     assert_eq!(s.inline_blob(&d.sha256).await.unwrap().as_deref(), Some(&b"hello"[..]));
     assert_eq!(s.blob_inline(&d.sha256).await.unwrap(), Some(true));
     assert_eq!(s.inline_blob(&digests("none").sha256).await.unwrap(), None);

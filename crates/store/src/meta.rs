@@ -272,6 +272,9 @@ pub trait BucketStore: Send + Sync + 'static {
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
+    /// An object and its content as [`ObjectStore::get_content_with_bytes`] gives it, read in
+    /// one snapshot: what a download needs, in one round trip.
+    async fn get_object_for_read(&self, bucket: &str, key: &str) -> StoreResult<Option<(ObjectRecord, ContentRecord)>>;
     async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>>;
     /// A content (extents without their bytes).
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>>;

@@ -12,9 +12,9 @@ use crate::model::*;
 impl IdentityStore for SqliteMetaStore {
     async fn create_tenant(&self, t: TenantRecord) -> StoreResult<()> {
         self.write(move |txn| {
-            let n = txn
-                .execute("INSERT OR IGNORE INTO tenants(name, created) VALUES(?1, ?2)", params![t.name, t.created_ms])
-                .map_err(backend)?;
+            let n =
+                exec(txn, "INSERT OR IGNORE INTO tenants(name, created) VALUES(?1, ?2)", params![t.name, t.created_ms])
+                    .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::Exists);
             }
@@ -26,7 +26,7 @@ impl IdentityStore for SqliteMetaStore {
     async fn get_tenant(&self, name: &str) -> StoreResult<Option<TenantRecord>> {
         let name = name.to_owned();
         self.read(move |c| {
-            c.query_row("SELECT name, created FROM tenants WHERE name = ?1", params![name], |r| {
+            query_one(c, "SELECT name, created FROM tenants WHERE name = ?1", params![name], |r| {
                 Ok(TenantRecord { name: r.get(0)?, created_ms: r.get(1)? })
             })
             .optional()
@@ -47,8 +47,7 @@ impl IdentityStore for SqliteMetaStore {
 
     async fn put_credential(&self, c: CredentialRecord) -> StoreResult<()> {
         self.write(move |txn| {
-            txn.execute(
-                &format!(
+            exec(txn, &format!(
                     "INSERT INTO credentials({CREDENTIAL_COLS}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)
                      ON CONFLICT(access_key) DO UPDATE SET secret=?2, tenant=?3, kind=?4, expires=?6, scope=?7, label=?8"
                 ),
@@ -91,7 +90,7 @@ impl IdentityStore for SqliteMetaStore {
     async fn delete_credential(&self, access_key: &str) -> StoreResult<bool> {
         let ak = access_key.to_owned();
         self.write(move |txn| {
-            let n = txn.execute("DELETE FROM credentials WHERE access_key = ?1", params![ak]).map_err(backend)?;
+            let n = exec(txn, "DELETE FROM credentials WHERE access_key = ?1", params![ak]).map_err(backend)?;
             Ok(n > 0)
         })
         .await
@@ -100,21 +99,23 @@ impl IdentityStore for SqliteMetaStore {
     async fn claim_alias(&self, kind: &str, alias: &str, tenant: &str) -> StoreResult<String> {
         let (kind, alias, tenant) = (kind.to_owned(), alias.to_owned(), tenant.to_owned());
         self.write(move |txn| {
-            let have: Option<String> = txn
-                .query_row("SELECT alias FROM aliases WHERE kind = ?1 AND tenant = ?2", params![kind, tenant], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(backend)?;
+            let have: Option<String> = query_one(
+                txn,
+                "SELECT alias FROM aliases WHERE kind = ?1 AND tenant = ?2",
+                params![kind, tenant],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
             if let Some(a) = have {
                 return Ok(a);
             }
-            let n = txn
-                .execute(
-                    "INSERT OR IGNORE INTO aliases(kind, alias, tenant) VALUES(?1, ?2, ?3)",
-                    params![kind, alias, tenant],
-                )
-                .map_err(backend)?;
+            let n = exec(
+                txn,
+                "INSERT OR IGNORE INTO aliases(kind, alias, tenant) VALUES(?1, ?2, ?3)",
+                params![kind, alias, tenant],
+            )
+            .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::Exists);
             }
@@ -126,7 +127,7 @@ impl IdentityStore for SqliteMetaStore {
     async fn alias_of(&self, kind: &str, tenant: &str) -> StoreResult<Option<String>> {
         let (kind, tenant) = (kind.to_owned(), tenant.to_owned());
         self.read(move |c| {
-            c.query_row("SELECT alias FROM aliases WHERE kind = ?1 AND tenant = ?2", params![kind, tenant], |r| {
+            query_one(c, "SELECT alias FROM aliases WHERE kind = ?1 AND tenant = ?2", params![kind, tenant], |r| {
                 r.get(0)
             })
             .optional()
@@ -138,9 +139,11 @@ impl IdentityStore for SqliteMetaStore {
     async fn resolve_alias(&self, kind: &str, alias: &str) -> StoreResult<Option<String>> {
         let (kind, alias) = (kind.to_owned(), alias.to_owned());
         self.read(move |c| {
-            c.query_row("SELECT tenant FROM aliases WHERE kind = ?1 AND alias = ?2", params![kind, alias], |r| r.get(0))
-                .optional()
-                .map_err(backend)
+            query_one(c, "SELECT tenant FROM aliases WHERE kind = ?1 AND alias = ?2", params![kind, alias], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(backend)
         })
         .await
     }
@@ -151,9 +154,9 @@ impl SettingStore for SqliteMetaStore {
     async fn setting_or_init(&self, name: &str, init: String) -> StoreResult<String> {
         let name = name.to_owned();
         self.write(move |txn| {
-            txn.execute("INSERT OR IGNORE INTO settings(name, value) VALUES(?1, ?2)", params![name, init])
+            exec(txn, "INSERT OR IGNORE INTO settings(name, value) VALUES(?1, ?2)", params![name, init])
                 .map_err(backend)?;
-            txn.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0)).map_err(backend)
+            query_one(txn, "SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0)).map_err(backend)
         })
         .await
     }
@@ -161,7 +164,7 @@ impl SettingStore for SqliteMetaStore {
     async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
         let name = name.to_owned();
         self.read(move |c| {
-            c.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0))
+            query_one(c, "SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0))
                 .optional()
                 .map_err(backend)
         })
@@ -171,7 +174,8 @@ impl SettingStore for SqliteMetaStore {
     async fn put_settings(&self, pairs: Vec<(String, String)>) -> StoreResult<()> {
         self.write(move |txn| {
             for (name, value) in &pairs {
-                txn.execute(
+                exec(
+                    txn,
                     "INSERT INTO settings(name, value) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET value = ?2",
                     params![name, value],
                 )
@@ -187,12 +191,12 @@ impl SettingStore for SqliteMetaStore {
 impl GrantStore for SqliteMetaStore {
     async fn create_grant(&self, g: GrantRecord) -> StoreResult<()> {
         self.write(move |txn| {
-            let n = txn
-                .execute(
-                    "INSERT OR IGNORE INTO grants(kind, id, payload, expires, used) VALUES(?1, ?2, ?3, ?4, ?5)",
-                    params![g.kind.as_str(), g.id, g.payload, g.expires_ms, g.used],
-                )
-                .map_err(backend)?;
+            let n = exec(
+                txn,
+                "INSERT OR IGNORE INTO grants(kind, id, payload, expires, used) VALUES(?1, ?2, ?3, ?4, ?5)",
+                params![g.kind.as_str(), g.id, g.payload, g.expires_ms, g.used],
+            )
+            .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::Exists);
             }
@@ -204,7 +208,8 @@ impl GrantStore for SqliteMetaStore {
     async fn get_grant(&self, kind: GrantKind, id: &str) -> StoreResult<Option<GrantRecord>> {
         let id = id.to_owned();
         self.read(move |c| {
-            c.query_row(
+            query_one(
+                c,
                 "SELECT id, payload, expires, used FROM grants WHERE kind = ?1 AND id = ?2",
                 params![kind.as_str(), id],
                 |r| grant_from_row(r, kind),
@@ -218,16 +223,16 @@ impl GrantStore for SqliteMetaStore {
     async fn redeem_grant(&self, kind: GrantKind, id: &str) -> StoreResult<Option<GrantRecord>> {
         let id = id.to_owned();
         self.write(move |txn| {
-            let before = txn
-                .query_row(
-                    "SELECT id, payload, expires, used FROM grants WHERE kind = ?1 AND id = ?2",
-                    params![kind.as_str(), id],
-                    |r| grant_from_row(r, kind),
-                )
-                .optional()
-                .map_err(backend)?;
+            let before = query_one(
+                txn,
+                "SELECT id, payload, expires, used FROM grants WHERE kind = ?1 AND id = ?2",
+                params![kind.as_str(), id],
+                |r| grant_from_row(r, kind),
+            )
+            .optional()
+            .map_err(backend)?;
             if before.as_ref().is_some_and(|g| !g.used) {
-                txn.execute("UPDATE grants SET used = 1 WHERE kind = ?1 AND id = ?2", params![kind.as_str(), id])
+                exec(txn, "UPDATE grants SET used = 1 WHERE kind = ?1 AND id = ?2", params![kind.as_str(), id])
                     .map_err(backend)?;
             }
             Ok(before)
@@ -237,7 +242,7 @@ impl GrantStore for SqliteMetaStore {
 
     async fn purge_grants(&self, cutoff_ms: i64) -> StoreResult<u64> {
         self.write(move |txn| {
-            let n = txn.execute("DELETE FROM grants WHERE expires < ?1", params![cutoff_ms]).map_err(backend)?;
+            let n = exec(txn, "DELETE FROM grants WHERE expires < ?1", params![cutoff_ms]).map_err(backend)?;
             Ok(n as u64)
         })
         .await

@@ -17,13 +17,13 @@ impl BucketStore for SqliteMetaStore {
     async fn create_bucket(&self, b: BucketRecord) -> StoreResult<()> {
         let config = to_json(&b.config)?;
         self.write(move |txn| {
-            let n = txn
-                .execute(
-                    "INSERT OR IGNORE INTO buckets(name, tenant, public, region, created, config)
+            let n = exec(
+                txn,
+                "INSERT OR IGNORE INTO buckets(name, tenant, public, region, created, config)
                      VALUES(?1,?2,?3,?4,?5,?6)",
-                    params![b.name, b.tenant, b.public, b.region, b.created_ms, config],
-                )
-                .map_err(backend)?;
+                params![b.name, b.tenant, b.public, b.region, b.created_ms, config],
+            )
+            .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::Exists);
             }
@@ -47,9 +47,8 @@ impl BucketStore for SqliteMetaStore {
     async fn set_bucket_public(&self, name: &str, public: bool) -> StoreResult<()> {
         let name = name.to_owned();
         self.write(move |txn| {
-            let n = txn
-                .execute("UPDATE buckets SET public = ?2 WHERE name = ?1", params![name, public])
-                .map_err(backend)?;
+            let n =
+                exec(txn, "UPDATE buckets SET public = ?2 WHERE name = ?1", params![name, public]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -61,9 +60,8 @@ impl BucketStore for SqliteMetaStore {
     async fn set_bucket_config(&self, name: &str, config: &BucketConfig) -> StoreResult<()> {
         let (name, config) = (name.to_owned(), to_json(config)?);
         self.write(move |txn| {
-            let n = txn
-                .execute("UPDATE buckets SET config = ?2 WHERE name = ?1", params![name, config])
-                .map_err(backend)?;
+            let n =
+                exec(txn, "UPDATE buckets SET config = ?2 WHERE name = ?1", params![name, config]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -87,9 +85,9 @@ impl BucketStore for SqliteMetaStore {
     async fn delete_bucket(&self, name: &str) -> StoreResult<()> {
         let name = name.to_owned();
         self.write(move |txn| {
-            let busy: bool = txn
-                .query_row("SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?1)", params![name], |r| r.get(0))
-                .map_err(backend)?;
+            let busy: bool =
+                query_one(txn, "SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?1)", params![name], |r| r.get(0))
+                    .map_err(backend)?;
             if busy {
                 return Err(StoreError::NotEmpty);
             }
@@ -112,8 +110,8 @@ impl BucketStore for SqliteMetaStore {
                 purge_tx(txn, &name, &id)?;
             }
             // Folders kept without a marker (UpYun's) hold nothing now: they go too.
-            txn.execute("DELETE FROM folders WHERE bucket = ?1", params![name]).map_err(backend)?;
-            let n = txn.execute("DELETE FROM buckets WHERE name = ?1", params![name]).map_err(backend)?;
+            exec(txn, "DELETE FROM folders WHERE bucket = ?1", params![name]).map_err(backend)?;
+            let n = exec(txn, "DELETE FROM buckets WHERE name = ?1", params![name]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -157,6 +155,11 @@ fn within_sql(within: &Within, bucket_col: &str, key_col: &str, values: &mut Vec
 /// one transaction, so the bytes are those of the row read (a GC in between cannot free them).
 fn content_tx(c: &rusqlite::Connection, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
     let snapshot = c.unchecked_transaction().map_err(backend)?;
+    content_in(&snapshot, id, with_bytes)
+}
+
+/// [`content_tx`] inside the caller's transaction.
+fn content_in(snapshot: &rusqlite::Connection, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
     let mut content = snapshot
         .prepare_cached(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"))
         .map_err(backend)?
@@ -165,7 +168,7 @@ fn content_tx(c: &rusqlite::Connection, id: i64, with_bytes: bool) -> StoreResul
         .map_err(backend)?;
     if let (true, Some([e])) = (with_bytes, content.as_mut().map(|c| c.extents.as_mut_slice())) {
         if e.inline {
-            e.data = inline_data(&snapshot, &e.blob)?;
+            e.data = inline_data(snapshot, &e.blob)?;
         }
     }
     Ok(content)
@@ -178,10 +181,23 @@ impl ObjectStore for SqliteMetaStore {
         self.read(move |c| get_object_tx(c, &bucket, &key)).await
     }
 
+    async fn get_object_for_read(&self, bucket: &str, key: &str) -> StoreResult<Option<(ObjectRecord, ContentRecord)>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.read(move |c| {
+            let snapshot = c.unchecked_transaction().map_err(backend)?;
+            let Some(o) = get_object_tx(&snapshot, &bucket, &key)? else { return Ok(None) };
+            let content = content_in(&snapshot, o.content_id, true)?
+                .ok_or_else(|| StoreError::Backend(format!("content {} of {bucket}/{key} is missing", o.content_id)))?;
+            Ok(Some((o, content)))
+        })
+        .await
+    }
+
     async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>> {
         let (bucket, id) = (bucket.to_owned(), id.to_owned());
         self.read(move |c| {
-            c.query_row(
+            query_one(
+                c,
                 &format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND id = ?2"),
                 params![bucket, id],
                 object_from_row,
@@ -244,11 +260,11 @@ impl ObjectStore for SqliteMetaStore {
             let (content_id, etag) = match &w.content {
                 ContentSource::New(c) => (insert_content(txn, c)?, c.etag.clone()),
                 ContentSource::Existing(id) => {
-                    let etag: String = txn
-                        .query_row("SELECT etag FROM contents WHERE id = ?1", params![id], |r| r.get(0))
-                        .optional()
-                        .map_err(backend)?
-                        .ok_or_else(|| StoreError::Conflict("content was freed meanwhile".into()))?;
+                    let etag: String =
+                        query_one(txn, "SELECT etag FROM contents WHERE id = ?1", params![id], |r| r.get(0))
+                            .optional()
+                            .map_err(backend)?
+                            .ok_or_else(|| StoreError::Conflict("content was freed meanwhile".into()))?;
                     (*id, etag)
                 }
             };
@@ -375,12 +391,13 @@ impl ObjectStore for SqliteMetaStore {
 
     async fn set_content_digests(&self, id: i64, d: Digests, ufile_etag: String) -> StoreResult<()> {
         self.write(move |txn| {
-            let size: Option<i64> = txn
-                .query_row("SELECT size FROM contents WHERE id = ?1", params![id], |r| r.get(0))
-                .optional()
-                .map_err(backend)?;
+            let size: Option<i64> =
+                query_one(txn, "SELECT size FROM contents WHERE id = ?1", params![id], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?;
             let Some(size) = size else { return Ok(()) };
-            txn.execute(
+            exec(
+                txn,
                 "UPDATE contents SET digests = ?2, ufile_etag = coalesce(ufile_etag, ?3) WHERE id = ?1",
                 params![id, to_json(&d)?, ufile_etag],
             )

@@ -36,7 +36,8 @@ pub(crate) fn blob_ref(txn: &Connection, id: &str, size: u64, data: Option<&[u8]
 }
 
 pub(crate) fn blob_unref(txn: &Connection, id: &str) -> StoreResult<()> {
-    txn.execute(
+    exec(
+        txn,
         "UPDATE blobs SET refs = refs - 1,
                 zero_since = CASE WHEN refs - 1 <= 0 THEN ?2 ELSE zero_since END
          WHERE id = ?1",
@@ -87,7 +88,8 @@ pub(crate) fn inline_data(conn: &Connection, id: &str) -> StoreResult<Option<byt
 }
 
 pub(crate) fn index_one(txn: &Connection, id: i64, size: u64, algo: &str, digest: &str) -> StoreResult<()> {
-    txn.execute(
+    exec(
+        txn,
         "INSERT OR IGNORE INTO hash_index(algo, digest, size, content) VALUES(?1, ?2, ?3, ?4)",
         params![algo, digest, size as i64, id],
     )
@@ -105,16 +107,16 @@ pub(crate) fn index_content(txn: &Connection, id: i64, size: u64, d: &Digests) -
 /// Drops one object reference to a content; frees the content (and its blob references)
 /// when it was the last.
 pub(crate) fn content_unref(txn: &Connection, id: i64) -> StoreResult<()> {
-    txn.execute("UPDATE contents SET refs = refs - 1 WHERE id = ?1", params![id]).map_err(backend)?;
-    let row: Option<(i64, String)> = txn
-        .query_row("SELECT refs, extents FROM contents WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .map_err(backend)?;
+    exec(txn, "UPDATE contents SET refs = refs - 1 WHERE id = ?1", params![id]).map_err(backend)?;
+    let row: Option<(i64, String)> =
+        query_one(txn, "SELECT refs, extents FROM contents WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(backend)?;
     if let Some((refs, extents)) = row {
         if refs <= 0 {
             let extents: Vec<Extent> = from_json(&extents).map_err(backend)?;
-            txn.execute("DELETE FROM contents WHERE id = ?1", params![id]).map_err(backend)?;
-            txn.execute("DELETE FROM hash_index WHERE content = ?1", params![id]).map_err(backend)?;
+            exec(txn, "DELETE FROM contents WHERE id = ?1", params![id]).map_err(backend)?;
+            exec(txn, "DELETE FROM hash_index WHERE content = ?1", params![id]).map_err(backend)?;
             for e in extents {
                 blob_unref(txn, &e.blob)?;
             }
@@ -124,7 +126,8 @@ pub(crate) fn content_unref(txn: &Connection, id: i64) -> StoreResult<()> {
 }
 
 pub(crate) fn get_object_tx(conn: &Connection, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
-    conn.query_row(
+    query_one(
+        conn,
         &format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND key = ?2"),
         params![bucket, key],
         object_from_row,
@@ -151,8 +154,8 @@ pub(crate) fn check_condition(txn: &Connection, bucket: &str, key: &str, cond: &
 /// Removes an object row, its bytes from the bucket's count and its content reference (the
 /// caller keeps the tree: [`super::tree::tree_removed`] or a subtree removal).
 pub(crate) fn remove_object_row(txn: &Connection, o: &ObjectRecord) -> StoreResult<()> {
-    txn.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![o.bucket, o.key]).map_err(backend)?;
-    txn.execute("UPDATE buckets SET bytes = bytes - ?2 WHERE name = ?1", params![o.bucket, o.size as i64])
+    exec(txn, "DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![o.bucket, o.key]).map_err(backend)?;
+    exec(txn, "UPDATE buckets SET bytes = bytes - ?2 WHERE name = ?1", params![o.bucket, o.size as i64])
         .map_err(backend)?;
     content_unref(txn, o.content_id)
 }
@@ -174,12 +177,11 @@ pub(crate) struct SetObject<'a> {
 /// Points (bucket, key) at a content (taking a reference), releasing what it pointed at;
 /// checks the owner's storage quota after the write, inside the transaction.
 pub(crate) fn set_object(txn: &Connection, w: SetObject<'_>) -> StoreResult<ObjectRecord> {
-    let size: i64 = txn
-        .query_row("SELECT size FROM contents WHERE id = ?1", params![w.content_id], |r| r.get(0))
+    let size: i64 = query_one(txn, "SELECT size FROM contents WHERE id = ?1", params![w.content_id], |r| r.get(0))
         .optional()
         .map_err(backend)?
         .ok_or_else(|| StoreError::Conflict("content was freed meanwhile".into()))?;
-    txn.execute("UPDATE contents SET refs = refs + 1 WHERE id = ?1", params![w.content_id]).map_err(backend)?;
+    exec(txn, "UPDATE contents SET refs = refs + 1 WHERE id = ?1", params![w.content_id]).map_err(backend)?;
     let old = get_object_tx(txn, w.bucket, w.key)?;
     let (id, created_ms) = match &old {
         Some(o) => (o.id.clone(), o.created_ms),
@@ -211,7 +213,7 @@ pub(crate) fn set_object(txn: &Connection, w: SetObject<'_>) -> StoreResult<Obje
         tree_added(txn, w.bucket, w.key, &id, w.modified_ms, w.tree == TreeRule::KeepFolders)?;
     }
     let grown = size - old.as_ref().map_or(0, |o| o.size as i64);
-    txn.execute("UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![w.bucket, grown]).map_err(backend)?;
+    exec(txn, "UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![w.bucket, grown]).map_err(backend)?;
     if let (Some(quota), true) = (w.quota_bytes, grown > 0) {
         // Checked inside the transaction, after the write: the quota is never exceeded, even
         // by concurrent writers (the savepoint rolls this write back).
@@ -243,7 +245,7 @@ pub(crate) fn drop_upload(txn: &Connection, id: &str) -> StoreResult<()> {
     for b in blobs {
         blob_unref(txn, &b)?;
     }
-    txn.execute("DELETE FROM parts WHERE upload = ?1", params![id]).map_err(backend)?;
-    txn.execute("DELETE FROM uploads WHERE id = ?1", params![id]).map_err(backend)?;
+    exec(txn, "DELETE FROM parts WHERE upload = ?1", params![id]).map_err(backend)?;
+    exec(txn, "DELETE FROM uploads WHERE id = ?1", params![id]).map_err(backend)?;
     Ok(())
 }

@@ -9,6 +9,22 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// `Connection::execute` through the connection's statement cache: the writer runs the same
+/// statements thousands of times a second, and compiling one costs more than running it.
+pub(crate) fn exec<P: rusqlite::Params>(c: &rusqlite::Connection, sql: &str, p: P) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
+}
+
+/// `Connection::query_row` through the statement cache (see [`exec`]).
+pub(crate) fn query_one<T, P: rusqlite::Params>(
+    c: &rusqlite::Connection,
+    sql: &str,
+    p: P,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(p, f)
+}
+
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(backend)
 }

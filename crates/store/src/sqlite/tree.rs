@@ -110,13 +110,13 @@ pub(crate) fn ensure_folder(
         match get_folder_tx(txn, bucket, &key)? {
             Some(f) => {
                 if explicit && !f.explicit {
-                    txn.execute("UPDATE folders SET explicit = 1 WHERE bucket = ?1 AND key = ?2", params![bucket, key])
+                    exec(txn, "UPDATE folders SET explicit = 1 WHERE bucket = ?1 AND key = ?2", params![bucket, key])
                         .map_err(backend)?;
                 }
                 if !kept || f.kept {
                     return Ok(());
                 }
-                txn.execute("UPDATE folders SET kept = 1 WHERE bucket = ?1 AND key = ?2", params![bucket, key])
+                exec(txn, "UPDATE folders SET kept = 1 WHERE bucket = ?1 AND key = ?2", params![bucket, key])
                     .map_err(backend)?;
             }
             None => {
@@ -150,7 +150,7 @@ pub(crate) fn prune(txn: &Connection, bucket: &str, key: &str) -> StoreResult<()
     while !key.is_empty() {
         match get_folder_tx(txn, bucket, &key)? {
             Some(f) if !f.explicit && !f.kept && !has_children(txn, bucket, &key)? => {
-                txn.execute("DELETE FROM folders WHERE bucket = ?1 AND key = ?2", params![bucket, key])
+                exec(txn, "DELETE FROM folders WHERE bucket = ?1 AND key = ?2", params![bucket, key])
                     .map_err(backend)?;
             }
             _ => return Ok(()),
@@ -177,7 +177,7 @@ pub(crate) fn tree_added(txn: &Connection, bucket: &str, key: &str, id: &str, no
 /// Tree upkeep for an object row that was just deleted.
 pub(crate) fn tree_removed(txn: &Connection, bucket: &str, key: &str) -> StoreResult<()> {
     if key.ends_with('/') {
-        txn.execute("UPDATE folders SET explicit = 0 WHERE bucket = ?1 AND key = ?2", params![bucket, key])
+        exec(txn, "UPDATE folders SET explicit = 0 WHERE bucket = ?1 AND key = ?2", params![bucket, key])
             .map_err(backend)?;
         prune(txn, bucket, key)
     } else {
@@ -288,12 +288,12 @@ fn remove_entry(txn: &Connection, bucket: &str, key: &str, prune_parent: bool) -
             }
             remove_object_row(txn, &o)?;
         }
-        usage.folders = txn
-            .execute(
-                "DELETE FROM folders WHERE bucket = ?1 AND key >= ?2 AND key < ?3",
-                params![bucket, key, subtree_end(key)],
-            )
-            .map_err(backend)? as u64;
+        usage.folders = exec(
+            txn,
+            "DELETE FROM folders WHERE bucket = ?1 AND key >= ?2 AND key < ?3",
+            params![bucket, key, subtree_end(key)],
+        )
+        .map_err(backend)? as u64;
     } else if let Some(o) = get_object_tx(txn, bucket, key)? {
         usage.files = 1;
         usage.bytes = o.size;
@@ -340,7 +340,7 @@ fn move_flat_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
         }
         remove_object_row(txn, &existing)?;
     }
-    txn.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, from]).map_err(backend)?;
+    exec(txn, "DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, from]).map_err(backend)?;
     insert_object_row(txn, &ObjectRecord { key: to.to_owned(), ..src.clone() })?;
     tree_removed(txn, bucket, from)?;
     tree_added(txn, bucket, to, &src.id, m.now_ms, false)?;
@@ -364,14 +364,16 @@ fn move_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
     let to = destination(txn, bucket, &m.to, m.on_conflict)?;
     if folder {
         let end = subtree_end(from);
-        txn.execute(
+        exec(
+            txn,
             "UPDATE objects SET key = ?4 || substr(key, length(?2) + 1),
                     parent = CASE WHEN parent IS NULL THEN NULL ELSE ?4 || substr(parent, length(?2) + 1) END
              WHERE bucket = ?1 AND key >= ?2 AND key < ?3",
             params![bucket, from, end, to],
         )
         .map_err(backend)?;
-        txn.execute(
+        exec(
+            txn,
             "UPDATE folders SET key = ?4 || substr(key, length(?2) + 1),
                     parent = CASE WHEN key = ?2 THEN ?5 ELSE ?4 || substr(parent, length(?2) + 1) END
              WHERE bucket = ?1 AND key >= ?2 AND key < ?3",
@@ -379,7 +381,8 @@ fn move_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
         )
         .map_err(backend)?;
     } else {
-        txn.execute(
+        exec(
+            txn,
             "UPDATE objects SET key = ?3, parent = ?4 WHERE bucket = ?1 AND key = ?2",
             params![bucket, from, to, parent_of(&to)],
         )
@@ -446,10 +449,10 @@ fn copy_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
                 ..o.clone()
             },
         )?;
-        txn.execute("UPDATE contents SET refs = refs + 1 WHERE id = ?1", params![o.content_id]).map_err(backend)?;
+        exec(txn, "UPDATE contents SET refs = refs + 1 WHERE id = ?1", params![o.content_id]).map_err(backend)?;
         grown += o.size as i64;
     }
-    txn.execute("UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![bucket, grown]).map_err(backend)?;
+    exec(txn, "UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![bucket, grown]).map_err(backend)?;
     if let (Some(quota), true) = (m.quota_bytes, grown > 0) {
         check_quota(txn, bucket, quota)?;
     }
@@ -483,13 +486,13 @@ fn insert_object_row(txn: &Connection, o: &ObjectRecord) -> StoreResult<()> {
 /// The tenant of `bucket` stores at most `quota` bytes (trash included); checked after a
 /// write inside its transaction, which the error rolls back.
 pub(crate) fn check_quota(txn: &Connection, bucket: &str, quota: u64) -> StoreResult<()> {
-    let used: i64 = txn
-        .query_row(
-            "SELECT coalesce(sum(bytes), 0) FROM buckets WHERE tenant = (SELECT tenant FROM buckets WHERE name = ?1)",
-            params![bucket],
-            |r| r.get(0),
-        )
-        .map_err(backend)?;
+    let used: i64 = query_one(
+        txn,
+        "SELECT coalesce(sum(bytes), 0) FROM buckets WHERE tenant = (SELECT tenant FROM buckets WHERE name = ?1)",
+        params![bucket],
+        |r| r.get(0),
+    )
+    .map_err(backend)?;
     if used as u64 > quota {
         return Err(StoreError::QuotaExceeded);
     }
@@ -589,7 +592,8 @@ fn trash_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TrashItem> {
 const TRASH_COLS: &str = "bucket, id, key, folder, size, trashed, created, modified, meta";
 
 fn get_trash_tx(c: &Connection, bucket: &str, id: &str) -> StoreResult<Option<(TrashItem, bool)>> {
-    c.query_row(
+    query_one(
+        c,
         &format!("SELECT {TRASH_COLS}, parent_explicit FROM trash WHERE bucket = ?1 AND id = ?2"),
         params![bucket, id],
         |r| Ok((trash_from_row(r)?, r.get(9)?)),
@@ -628,18 +632,20 @@ fn trash_tx(txn: &Connection, bucket: &str, key: &str, now: i64) -> StoreResult<
             o.id
         ])
         .map_err(backend)?;
-        txn.execute("DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, o.key]).map_err(backend)?;
+        exec(txn, "DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, o.key]).map_err(backend)?;
         size += o.size;
     }
     if entry.is_folder() {
-        txn.execute(
+        exec(
+            txn,
             "INSERT INTO trash_folders(bucket, item, key, id, created, modified, meta, explicit, kept)
              SELECT bucket, ?4, key, id, created, modified, meta, explicit, kept FROM folders
              WHERE bucket = ?1 AND key >= ?2 AND key < ?3",
             params![bucket, key, subtree_end(key), item_id],
         )
         .map_err(backend)?;
-        txn.execute(
+        exec(
+            txn,
             "DELETE FROM folders WHERE bucket = ?1 AND key >= ?2 AND key < ?3",
             params![bucket, key, subtree_end(key)],
         )
@@ -657,7 +663,8 @@ fn trash_tx(txn: &Connection, bucket: &str, key: &str, now: i64) -> StoreResult<
         modified_ms: entry.modified_ms(),
         meta: entry.metadata().clone(),
     };
-    txn.execute(
+    exec(
+        txn,
         &format!("INSERT INTO trash({TRASH_COLS}, parent_explicit) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"),
         params![
             item.bucket,
@@ -689,10 +696,10 @@ fn trashed_objects(c: &Connection, bucket: &str, item: &str) -> StoreResult<Vec<
 
 fn drop_trash_rows(txn: &Connection, bucket: &str, item: &str) -> StoreResult<()> {
     for table in ["trash_objects", "trash_folders"] {
-        txn.execute(&format!("DELETE FROM {table} WHERE bucket = ?1 AND item = ?2"), params![bucket, item])
+        exec(txn, &format!("DELETE FROM {table} WHERE bucket = ?1 AND item = ?2"), params![bucket, item])
             .map_err(backend)?;
     }
-    txn.execute("DELETE FROM trash WHERE bucket = ?1 AND id = ?2", params![bucket, item]).map_err(backend)?;
+    exec(txn, "DELETE FROM trash WHERE bucket = ?1 AND id = ?2", params![bucket, item]).map_err(backend)?;
     Ok(())
 }
 
@@ -710,7 +717,8 @@ fn restore_tx(txn: &Connection, bucket: &str, id: &str, to: &str, now: i64) -> S
         insert_object_row(txn, &ObjectRecord { key: rekey(&o.key, &item.key, &to), ..o })?;
     }
     if item.folder {
-        txn.execute(
+        exec(
+            txn,
             "INSERT INTO folders(bucket, key, parent, id, created, modified, meta, explicit, kept)
              SELECT bucket, ?3 || substr(key, length(?4) + 1), '', id, created, modified, meta, explicit, kept
              FROM trash_folders WHERE bucket = ?1 AND item = ?2",
@@ -725,7 +733,8 @@ fn restore_tx(txn: &Connection, bucket: &str, id: &str, to: &str, now: i64) -> S
             rows.collect::<Result<_, _>>().map_err(backend)?
         };
         for k in keys {
-            txn.execute(
+            exec(
+                txn,
                 "UPDATE folders SET parent = ?3 WHERE bucket = ?1 AND key = ?2",
                 params![bucket, k, parent_of(&k)],
             )
@@ -741,7 +750,7 @@ fn restore_tx(txn: &Connection, bucket: &str, id: &str, to: &str, now: i64) -> S
 pub(crate) fn purge_tx(txn: &Connection, bucket: &str, id: &str) -> StoreResult<TrashItem> {
     let (item, _) = get_trash_tx(txn, bucket, id)?.ok_or(StoreError::NotFound)?;
     for o in trashed_objects(txn, bucket, id)? {
-        txn.execute("UPDATE buckets SET bytes = bytes - ?2 WHERE name = ?1", params![bucket, o.size as i64])
+        exec(txn, "UPDATE buckets SET bytes = bytes - ?2 WHERE name = ?1", params![bucket, o.size as i64])
             .map_err(backend)?;
         content_unref(txn, o.content_id)?;
     }
@@ -791,25 +800,25 @@ impl TreeStore for SqliteMetaStore {
     async fn get_entry_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<TreeEntry>> {
         let (bucket, id) = (bucket.to_owned(), id.to_owned());
         self.read(move |c| {
-            let folder = c
-                .query_row(
-                    &format!("SELECT {FOLDER_COLS} FROM folders WHERE bucket = ?1 AND id = ?2"),
-                    params![bucket, id],
-                    folder_from_row,
-                )
-                .optional()
-                .map_err(backend)?;
+            let folder = query_one(
+                c,
+                &format!("SELECT {FOLDER_COLS} FROM folders WHERE bucket = ?1 AND id = ?2"),
+                params![bucket, id],
+                folder_from_row,
+            )
+            .optional()
+            .map_err(backend)?;
             if let Some(f) = folder {
                 return Ok(Some(TreeEntry::Folder(f)));
             }
-            let obj = c
-                .query_row(
-                    &format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND id = ?2"),
-                    params![bucket, id],
-                    object_from_row,
-                )
-                .optional()
-                .map_err(backend)?;
+            let obj = query_one(
+                c,
+                &format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND id = ?2"),
+                params![bucket, id],
+                object_from_row,
+            )
+            .optional()
+            .map_err(backend)?;
             match obj {
                 // A marker object stands for its folder.
                 Some(o) if o.key.ends_with('/') => Ok(get_folder_tx(c, &bucket, &o.key)?.map(TreeEntry::Folder)),
@@ -851,12 +860,12 @@ impl TreeStore for SqliteMetaStore {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.write(move |txn| {
             let table = if key.ends_with('/') { "folders" } else { "objects" };
-            let n = txn
-                .execute(
-                    &format!("UPDATE {table} SET meta = ?3, modified = ?4 WHERE bucket = ?1 AND key = ?2"),
-                    params![bucket, key, to_json(&meta)?, now_ms],
-                )
-                .map_err(backend)?;
+            let n = exec(
+                txn,
+                &format!("UPDATE {table} SET meta = ?3, modified = ?4 WHERE bucket = ?1 AND key = ?2"),
+                params![bucket, key, to_json(&meta)?, now_ms],
+            )
+            .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -870,21 +879,21 @@ impl TreeStore for SqliteMetaStore {
         self.read(move |c| {
             let (lo, hi) =
                 if folder.is_empty() { (String::new(), None) } else { (folder.clone(), Some(subtree_end(&folder))) };
-            let (files, bytes): (i64, i64) = c
-                .query_row(
-                    "SELECT count(*), coalesce(sum(size), 0) FROM objects
+            let (files, bytes): (i64, i64) = query_one(
+                c,
+                "SELECT count(*), coalesce(sum(size), 0) FROM objects
                      WHERE bucket = ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3) AND parent IS NOT NULL",
-                    params![bucket, lo, hi],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(backend)?;
-            let folders: i64 = c
-                .query_row(
-                    "SELECT count(*) FROM folders WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3)",
-                    params![bucket, lo, hi],
-                    |r| r.get(0),
-                )
-                .map_err(backend)?;
+                params![bucket, lo, hi],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(backend)?;
+            let folders: i64 = query_one(
+                c,
+                "SELECT count(*) FROM folders WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3)",
+                params![bucket, lo, hi],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
             Ok(FolderUsage { bytes: bytes as u64, files: files as u64, folders: folders as u64 })
         })
         .await

@@ -25,7 +25,8 @@ fn live_upload(txn: &Connection, id: &str) -> StoreResult<Option<UploadRecord>> 
 impl UploadStore for SqliteMetaStore {
     async fn create_upload(&self, u: UploadRecord) -> StoreResult<()> {
         self.write(move |txn| {
-            txn.execute(
+            exec(
+                txn,
                 &format!("INSERT INTO uploads({UPLOAD_COLS}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"),
                 params![
                     u.id,
@@ -107,20 +108,21 @@ impl UploadStore for SqliteMetaStore {
             if live_upload(txn, &p.upload_id)?.is_none() {
                 return Err(StoreError::NotFound);
             }
-            let old: Option<String> = txn
-                .query_row(
-                    "SELECT blob FROM parts WHERE upload = ?1 AND number = ?2",
-                    params![p.upload_id, p.number],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
+            let old: Option<String> = query_one(
+                txn,
+                "SELECT blob FROM parts WHERE upload = ?1 AND number = ?2",
+                params![p.upload_id, p.number],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
             let inline = blob_ref(txn, &p.blob, p.size, p.data.as_deref())?;
             let modified_ms = now_ms();
             if let Some(old) = old {
                 blob_unref(txn, &old)?;
             }
-            txn.execute(
+            exec(
+                txn,
                 "INSERT INTO parts(upload, number, blob, size, etag, digests, modified) VALUES(?1,?2,?3,?4,?5,?6,?7)
                  ON CONFLICT(upload, number) DO UPDATE SET blob=?3, size=?4, etag=?5, digests=?6, modified=?7",
                 params![p.upload_id, p.number, p.blob, p.size as i64, p.etag, to_json(&p.digests)?, modified_ms],
@@ -210,9 +212,9 @@ impl UploadStore for SqliteMetaStore {
     async fn abort_upload(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
         self.write(move |txn| {
-            let exists: bool = txn
-                .query_row("SELECT EXISTS(SELECT 1 FROM uploads WHERE id = ?1)", params![id], |r| r.get(0))
-                .map_err(backend)?;
+            let exists: bool =
+                query_one(txn, "SELECT EXISTS(SELECT 1 FROM uploads WHERE id = ?1)", params![id], |r| r.get(0))
+                    .map_err(backend)?;
             if !exists {
                 return Err(StoreError::NotFound);
             }

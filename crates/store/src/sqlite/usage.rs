@@ -13,7 +13,8 @@ impl UsageStore for SqliteMetaStore {
     async fn add_usage(&self, rows: Vec<UsageDelta>) -> StoreResult<()> {
         self.write(move |txn| {
             for u in &rows {
-                txn.execute(
+                exec(
+                    txn,
                     "INSERT INTO usage(tenant, bucket, day, storage, downloads, requests)
                      VALUES(?1, ?2, ?3, coalesce((SELECT bytes FROM buckets WHERE name = ?2), 0), ?4, ?5)
                      ON CONFLICT(tenant, day, bucket) DO UPDATE SET
@@ -55,7 +56,7 @@ impl UsageStore for SqliteMetaStore {
     async fn tenant_bytes(&self, tenant: &str) -> StoreResult<u64> {
         let tenant = tenant.to_owned();
         self.read(move |c| {
-            c.query_row("SELECT coalesce(sum(bytes), 0) FROM buckets WHERE tenant = ?1", params![tenant], |r| {
+            query_one(c, "SELECT coalesce(sum(bytes), 0) FROM buckets WHERE tenant = ?1", params![tenant], |r| {
                 r.get::<_, i64>(0)
             })
             .map(|v| v as u64)
@@ -67,7 +68,7 @@ impl UsageStore for SqliteMetaStore {
     async fn bucket_bytes(&self, bucket: &str) -> StoreResult<u64> {
         let bucket = bucket.to_owned();
         self.read(move |c| {
-            c.query_row("SELECT coalesce(max(bytes), 0) FROM buckets WHERE name = ?1", params![bucket], |r| {
+            query_one(c, "SELECT coalesce(max(bytes), 0) FROM buckets WHERE name = ?1", params![bucket], |r| {
                 r.get::<_, i64>(0)
             })
             .map(|v| v as u64)
@@ -83,7 +84,8 @@ impl CallbackStore for SqliteMetaStore {
         let headers = serde_json::to_string(&headers).map_err(backend)?;
         self.write(move |txn| {
             let now = now_ms();
-            txn.execute(
+            exec(
+                txn,
                 "INSERT INTO callbacks(url, body, next_at, created, headers) VALUES(?1, ?2, ?3, ?3, ?4)",
                 params![url, body, now, headers],
             )
@@ -119,11 +121,12 @@ impl CallbackStore for SqliteMetaStore {
     async fn finish_callback(&self, id: i64, retry_at: Option<i64>) -> StoreResult<()> {
         self.write(move |txn| {
             match retry_at {
-                Some(at) => txn.execute(
+                Some(at) => exec(
+                    txn,
                     "UPDATE callbacks SET attempts = attempts + 1, next_at = ?2 WHERE id = ?1",
                     params![id, at],
                 ),
-                None => txn.execute("DELETE FROM callbacks WHERE id = ?1", params![id]),
+                None => exec(txn, "DELETE FROM callbacks WHERE id = ?1", params![id]),
             }
             .map_err(backend)?;
             Ok(())
