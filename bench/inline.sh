@@ -10,12 +10,12 @@
 # alternating in order; prints the median op/s per size and mode and the ratio inline/files.
 # The threshold belongs where the ratio stops being above 1.
 #
-# Knobs (env): SIZES="4096 16384 65536 131072 262144 524288"  REPS=3  SMALL_SECS=5
+# Knobs (env): SIZES="4096 32768 65536 98304 131072 262144 524288"  REPS=3  SMALL_SECS=5
 #   SMALL_CONC=16  CHUAN_BIN=target/release/chuan  PYTHON=.venv/bin/python  OUTDIR=/tmp/chuan-inline/<utc>
 set -u -o pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
-SIZES=${SIZES:-4096 16384 65536 131072 262144 524288}
+SIZES=${SIZES:-4096 32768 65536 98304 131072 262144 524288}
 REPS=${REPS:-3}
 CHUAN_BIN=${CHUAN_BIN:-$REPO/target/release/chuan}
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}

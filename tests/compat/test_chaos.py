@@ -175,7 +175,7 @@ def test_kill_9_during_uploads_in_every_protocol_loses_only_unanswered_writes(se
 
     def stalled_client(rng, key):
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-        # Past the in-memory head (128 KiB), so a temporary file is being written when it stalls.
+        # Past the in-memory head (96 KiB), so a temporary file is being written when it stalls.
         head = s3_put_head(srv, s3_bucket, "stalled-" + key, 1 * MiB, keys=(tenant.access_key, tenant.secret_key))
         s.sendall(head + b"x" * rng.choice([1, 200 * 1024]))
         time.sleep(rng.uniform(0.5, 5))

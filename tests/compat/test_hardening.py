@@ -155,7 +155,7 @@ def owner(srv) -> Owner:
     return o
 
 
-# More than a body the server keeps in memory (--inline-max-bytes, 128 KiB by default): a body
+# More than a body the server keeps in memory (--inline-max-bytes, 96 KiB by default): a body
 # stalled after this many bytes is being written to a temporary file by the staging stages.
 SPILLED = 200 * 1024
 
@@ -877,6 +877,7 @@ def test_limits_that_make_no_sense_are_refused_at_start():
         ("--tenant-requests-per-sec", "NaN"),
         ("--probe-burst", "-1"),
         ("--form-max-bytes", "0"),
+        ("--inline-max-bytes", str(1024 * 1024 + 1)),  # inline bodies are held in memory: at most 1 MiB
     ):
         r = subprocess.run(
             [chuan_bin(), "serve", "--data", "/nonexistent/never-created", f"{flag}={value}"],

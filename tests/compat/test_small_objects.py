@@ -1,4 +1,4 @@
-"""Small objects (issue 15): bodies of at most 128 KiB are kept inline in the metadata store and
+"""Small objects (issue 15): bodies of at most 96 KiB are kept inline in the metadata store and
 commit in the same group-committed transaction as their object row.
 
 * kill -9 during a burst of 10,000 small PUTs (boto3, 16 connections): every acknowledged
@@ -8,7 +8,7 @@ commit in the same group-committed transaction as their object row.
   declared with a digest of what was sent) is refused and stores nothing: no object, no blob,
   no bytes counted against the bucket;
 * small objects are stored once whatever protocol writes them, read back whole and in ranges,
-  and the boundary sizes (128 KiB, 128 KiB + 1) land on each side of it.
+  and the boundary sizes (96 KiB, 96 KiB + 1) land on each side of it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from botocore.credentials import Credentials
 
 from compat_helpers import HEALTH_PATH, KiB, assert_no_object, list_all_keys, s3_error_code, unique_name
 
-INLINE_MAX = 128 * KiB
+INLINE_MAX = 96 * KiB  # --inline-max-bytes default
 BURST = 10_000
 CONNECTIONS = 16
 # Sizes of the burst's bodies: mostly 4 KiB, with the edges of the inline threshold and a few

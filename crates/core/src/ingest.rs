@@ -26,10 +26,10 @@ use crate::hash::{ufile_etag_single, BlockSha1, MainHasher, Md5Hasher, Sha1Hashe
 
 /// Bodies of at most this many bytes are kept inline in the MetaStore unless configured
 /// otherwise ([`crate::EngineConfig::inline_max`]). Chosen by measurement (`bench/inline.sh`,
-/// figures in the README's performance section): up to it a durable PUT through the
-/// MetaStore is faster than through a file; past it SQLite's overflow pages cost more than the
-/// file's fsyncs save.
-pub const DEFAULT_INLINE_MAX: usize = 128 << 10;
+/// figures in bench/README.md): up to it both durable PUTs and GETs through the MetaStore are
+/// faster than through files; at 128 KiB PUTs still gain but GETs lose a third (reading
+/// overflow pages costs more than a file's read).
+pub const DEFAULT_INLINE_MAX: usize = 96 << 10;
 /// The largest inline threshold accepted: inline bytes are held in memory while a body
 /// streams in and are read whole with their content.
 pub const INLINE_MAX_LIMIT: usize = 1 << 20;

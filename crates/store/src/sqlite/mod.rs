@@ -74,7 +74,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 /// Pages the writer's connection caches (negative: KiB). Its B-tree inserts land on random
 /// pages of the hash index and the blob tables; SQLite's default (2 MiB) sends many of them
 /// back to the file.
-const WRITER_CACHE_KIB: i64 = 8 << 10;
+const WRITER_CACHE_KIB: i64 = 4 << 10;
 /// WAL pages after which the writer checkpoints by itself, as a backstop: normally the
 /// checkpointer thread ([`CHECKPOINT_EVERY`]) has done it, off the writer's path.
 ///
