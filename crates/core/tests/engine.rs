@@ -49,7 +49,7 @@ async fn a_body_that_fails_midway_leaves_nothing() {
     let e = open(dir.path());
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
     // Failing while still in memory, and after spilling to a temporary file.
-    for sent in [100_000, INLINE_MAX + 300_000] {
+    for sent in [50_000, INLINE_MAX + 300_000] {
         let broken = futures::stream::iter(vec![
             Ok(Bytes::from(vec![1u8; sent])),
             Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
@@ -146,7 +146,7 @@ async fn a_changed_inline_threshold_keeps_stored_blobs_where_they_are() {
     let dir = tempfile::tempdir().unwrap();
     let with =
         |inline_max| open_with(dir.path(), EngineConfig { min_part_size: 1024, inline_max, ..Default::default() });
-    let (small, mid) = (pseudo_random(1000, 1), pseudo_random(100_000, 2));
+    let (small, mid) = (pseudo_random(1000, 1), pseudo_random(60_000, 2));
     {
         let e = with(INLINE_MAX);
         e.create_bucket(&alice(), "bkt", None).await.unwrap();
@@ -154,7 +154,7 @@ async fn a_changed_inline_threshold_keeps_stored_blobs_where_they_are() {
         assert_eq!(blob_files(dir.path()), 0);
     }
     {
-        // Lowered: the same 100,000 bytes arrive as a file, but the blob is already inline; the
+        // Lowered: the same 60,000 bytes arrive as a file, but the blob is already inline; the
         // file does not stay behind. New small bodies still go inline.
         let e = with(50_000);
         put(&e, "mid-again", &mid).await;
