@@ -1,12 +1,12 @@
 //! The write path: one pass over the body that writes a temporary blob and feeds every hasher.
 //!
-//! A body that ends within the inline threshold ([`DEFAULT_INLINE_MAX`] unless configured) never becomes a file: it is hashed in memory
-//! and its bytes travel with the commit into the MetaStore (an inline blob, see
-//! `chuan_store::Extent`), so a small write costs a share of one group-committed fsync instead
-//! of a file create, an fsync, a rename and a directory fsync.
+//! A body that ends within the inline threshold ([`DEFAULT_INLINE_MAX`] unless configured)
+//! never becomes a file: it is hashed in memory and its bytes travel with the commit into the
+//! MetaStore (an inline blob, see `chuan_store::Extent`), so a small write costs a share of one
+//! group-committed fsync instead of a file create, an fsync, a rename and a directory fsync.
 //!
-//! A longer body goes to a temporary blob: the async pump reads the request body and gathers its chunks into batches of
-//! [`BATCH_BYTES`]; three stages take each batch through small bounded channels: the writer
+//! A longer body goes to a temporary blob: the async pump reads the request body and gathers
+//! its chunks into batches of [`BATCH_BYTES`]; three stages take each batch through small bounded channels: the writer
 //! (file write, SHA-256, CRCs, periodic write-back), MD5 and SHA-1 (the two slowest hashes; see
 //! `hash.rs` for the figures), so the three run in parallel. Each stage hands one batch at a
 //! time to the blocking pool as a short job and gets its state back: a body that stalls (a
@@ -214,11 +214,12 @@ where
 {
     // The head of the body, in memory until it is known to be small or not.
     // Fused: a body that ended within the head is chained after it all the same.
+    let inline_max = inline_max.min(INLINE_MAX_LIMIT);
     let mut body = Box::pin(body.fuse());
     let (mut head, mut total) = (Vec::new(), 0usize);
     loop {
         match body.next().await {
-            None if total > inline_max.min(INLINE_MAX_LIMIT) => break, // 0: not even an empty body
+            None if total > inline_max => break, // with 0, not even an empty body is inline
             None => {
                 return if total <= HASH_ON_TASK {
                     Ok(stage_in_memory(head))
@@ -237,7 +238,7 @@ where
                 if !chunk.is_empty() {
                     head.push(chunk);
                 }
-                if total > inline_max.min(INLINE_MAX_LIMIT) {
+                if total > inline_max {
                     break;
                 }
             }
