@@ -525,10 +525,13 @@ def test_trash_and_delete(server, drive, ali, redirect, tmp_path):
 # cross-protocol
 
 
-def test_s3_object_is_instant_uploaded_by_aligo(server, drive, ali, redirect, tmp_path):
+# 9 MiB: an S3 PUT past 4 MiB leaves its SHA-1 to the background job; aligo's lookup right
+# after must settle it, not miss.
+@pytest.mark.parametrize("size", [3 * MiB + 99, 9 * MiB + 99], ids=["3MiB", "9MiB"])
+def test_s3_object_is_instant_uploaded_by_aligo(server, drive, ali, redirect, tmp_path, size):
     (folder,) = _folders(ali, ["xp"])  # also makes sure the drive bucket exists
     s3 = drive.s3(server)
-    data = os.urandom(3 * MiB + 99)
+    data = os.urandom(size)
     s3.put_object(Bucket=drive.default_drive_id, Key="xp/from-s3.bin", Body=data)
 
     m0 = metrics(server)
@@ -632,6 +635,26 @@ def test_content_hash_with_correct_proof_is_instant_for_another_tenant(server):
     f = cb.get(body["file_id"])
     assert f.status_code == 200 and f.json().get("size") == len(x), f.text[:500]
     assert f.json().get("content_hash") == sha1_upper(x)
+
+
+def test_big_s3_upload_is_instant_for_another_tenant_once_digested(server):
+    """An S3 PUT past 4 MiB commits before its SHA-1 is known (the background job computes
+    it); once the job has run, another tenant's content_hash with a correct proof hits."""
+    a, b = create_drive_tenant(server), create_drive_tenant(server)
+    ca, cb = raw_client(server, a), raw_client(server, b)
+    raw_upload(ca, "warm.bin", b"makes the drive's bucket")
+    x = os.urandom(6 * MiB + 5)
+    a.s3(server).put_object(Bucket=a.default_drive_id, Key="big-from-s3.bin", Body=x)
+    deadline = time.monotonic() + 20
+    while server.admin_stats()["pending_digests"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.admin_stats()["pending_digests"] == 0, "the background digest job did not settle the upload"
+    r = cb.create_with_content_hash("big-got-it.bin", x, proof_code(cb.access_token, x))
+    assert r.status_code == 201, r.text[:500]
+    body = r.json()
+    assert body.get("rapid_upload") is True, f"correct proof not accepted after digesting: {body}"
+    assert cb.download(body["file_id"]) == x
+    assert cb.get(body["file_id"]).json().get("content_hash") == sha1_upper(x)
 
 
 def _flip(s: str) -> str:

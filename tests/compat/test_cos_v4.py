@@ -1125,6 +1125,12 @@ def test_s3_objects_are_cos_files(cos):
     st = cos.stat_ok("/x/multi.bin")
     assert st.get("sha") == sha1_hex(big) and st.get("filesize") == len(big), st
 
+    # one S3 PUT past 4 MiB (its SHA-1 left to the background job): stat right after has it
+    single = os.urandom(6 * MiB + 1)
+    s3.put_object(Bucket=cos.bucket, Key="x/single.bin", Body=single)
+    st = cos.stat_ok("/x/single.bin")
+    assert st.get("sha") == sha1_hex(single) and st.get("filesize") == len(single), st
+
     # COS operations act on S3-made objects
     assert_ok(copy(cos, "/x/y.bin", "/x/z.bin"), "copy an S3 object")
     assert s3.get_object(Bucket=cos.bucket, Key="x/z.bin")["Body"].read() == small

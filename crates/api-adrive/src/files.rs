@@ -121,7 +121,9 @@ impl AdriveDialect {
             return Ok(base_file(e, drive, &parent, None, None, None));
         };
         let content = self.engine.content_of(rec).await?;
-        let digests = content.digests.as_ref();
+        // Pending content (parts not yet digested, or a big upload's SHA-1 still to come from
+        // the background job) shows what is known.
+        let digests = content.known_digests();
         let url = match origin {
             Some(o) => Some(self.download_url(p, o, drive, &rec.id, self.config.url_ttl).await?),
             None => None,
@@ -130,7 +132,7 @@ impl AdriveDialect {
             e,
             drive,
             &parent,
-            digests.map(|d| d.sha1.to_ascii_uppercase()).as_deref(),
+            digests.filter(|d| d.is_complete()).map(|d| d.sha1.to_ascii_uppercase()).as_deref(),
             digests.map(|d| d.crc64xz),
             url,
         ))

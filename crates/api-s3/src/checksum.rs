@@ -71,6 +71,11 @@ impl Claims {
         Ok(())
     }
 
+    /// Whether the client named `alg` or sent a value of it (so the write path must compute it).
+    pub fn names(&self, alg: ChecksumAlgorithm) -> bool {
+        self.algorithm == Some(alg) || self.checksums.iter().any(|(a, _)| *a == alg)
+    }
+
     /// The algorithm to remember for the object: the one the client named or sent.
     pub fn algorithm(&self) -> Option<ChecksumAlgorithm> {
         self.algorithm.or_else(|| self.checksums.first().map(|(a, _)| *a))
@@ -134,13 +139,20 @@ pub async fn stage_verified(
     if content_length.is_some_and(|len| len as u64 > MAX_OBJECT_SIZE) {
         return Err(s3_error!(EntityTooLarge, "A single PUT or part holds at most {MAX_OBJECT_SIZE} bytes."));
     }
-    let staged = engine.stage_with(p, body, StageOptions::at_most(MAX_OBJECT_SIZE)).await.s3()?;
+    let mut options = StageOptions::at_most(MAX_OBJECT_SIZE);
+    if !claims.names(ChecksumAlgorithm::Sha1) {
+        options = options.deferring_sha1(); // the answer and the ETag need no SHA-1
+    }
+    let mut staged = engine.stage_with(p, body, options).await.s3()?;
     if let Some(len) = content_length {
         if len >= 0 && len as u64 != staged.size {
             return Err(s3_error!(IncompleteBody, "The body is {} bytes; Content-Length said {len}.", staged.size));
         }
     }
     claims.add_trailers(trailers)?;
+    if claims.names(ChecksumAlgorithm::Sha1) {
+        staged.ensure_sha1().await.s3()?; // a SHA-1 that came only as a trailer
+    }
     if let Err(e) = claims.verify(&staged.digests) {
         engine.metrics.uploads_rejected.inc();
         return Err(e);

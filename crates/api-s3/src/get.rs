@@ -45,7 +45,7 @@ pub(crate) fn object_checksum(
         .and_then(ChecksumAlgorithm::parse)
         .unwrap_or(ChecksumAlgorithm::Crc64Nvme);
     if parts_count(&rec.etag, content.extents.len()).is_none() {
-        let d = content.digests.as_ref().or(content.extents.first().map(|e| &e.digests))?;
+        let d = content.known_digests()?;
         return Some((alg, alg.encode(d), ChecksumType::from_static(ChecksumType::FULL_OBJECT)));
     }
     let ty = match rec.meta.attrs.get(crate::checksum::CHECKSUM_TYPE_ATTR) {

@@ -360,7 +360,11 @@ async fn store_form(
         meta.acl = Some(engine.requested_acl(&p, &bucket, &key, &spec).await.map_err(from_core)?);
     }
     // The upper bound holds while the file streams in, not after it was all written.
-    let staged = match engine.stage_with(&p, file, StageOptions::at_most(max)).await {
+    let mut options = StageOptions::at_most(max);
+    if !claims.names(chuan_core::hash::ChecksumAlgorithm::Sha1) {
+        options = options.deferring_sha1(); // the answer and the ETag need no SHA-1
+    }
+    let staged = match engine.stage_with(&p, file, options).await {
         Err(CoreError::EntityTooLarge { .. }) => {
             return Err(bad("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size"))
         }

@@ -232,7 +232,8 @@ pub(crate) async fn spool_unsized(
         ));
     };
     let (mut parts, body) = req.into_parts();
-    let options = chuan_core::StageOptions::at_most(crate::checksum::MAX_OBJECT_SIZE);
+    // Only spooled to be replayed (and staged again): no SHA-1 needed here.
+    let options = chuan_core::StageOptions::at_most(crate::checksum::MAX_OBJECT_SIZE).deferring_sha1();
     let staged = match engine.stage_with(&signer.principal, body, options).await {
         Ok(s) => s,
         Err(e) => {

@@ -14,7 +14,7 @@ use crate::error::{UfileError, UfileResult};
 use crate::{empty, json, Ctx, Resp, UfileDialect};
 
 const MAX_OPMETA: usize = 64 << 10;
-const UFILE: StageOptions = StageOptions { ufile_blocks: true, max_size: None };
+const UFILE: StageOptions = StageOptions { ufile_blocks: true, max_size: None, defer_sha1: false };
 
 /// `Content-MD5` as the SDK sends it (lower-case hex) or as HTTP defines it (base64).
 fn md5_claim(value: &str) -> UfileResult<Option<String>> {

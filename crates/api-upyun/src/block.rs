@@ -315,7 +315,7 @@ impl UpyunDialect {
             let index = num(&policy, "block_index").filter(|i| *i >= 0 && (*i as u32) < state.blocks).ok_or_else(|| BlockError::param("block_index out of range"))? as u32;
             let hash = policy.get("block_hash").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
             // No block is larger than the file it is part of.
-            let staged = self.engine.stage_with(&p, file, StageOptions::at_most(state.file_size)).await?;
+            let staged = self.engine.stage_with(&p, file, StageOptions::at_most(state.file_size).deferring_sha1()).await?;
             if staged.digests.md5 != hash {
                 return Err(BlockError::new(StatusCode::FORBIDDEN, "40305", "Block hash error."));
             }

@@ -161,7 +161,7 @@ impl UpyunDialect {
                 None => (0, u64::MAX),
             };
             // The upper bound holds while the file streams in, not after it was all written.
-            let staged = match self.engine.stage_with(&p, field, StageOptions::at_most(hi)).await {
+            let staged = match self.engine.stage_with(&p, field, StageOptions::at_most(hi).deferring_sha1()).await {
                 Err(CoreError::EntityTooLarge { .. }) => return Err(too_large()),
                 r => r?,
             };

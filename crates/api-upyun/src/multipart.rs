@@ -117,7 +117,7 @@ impl UpyunDialect {
                 }
             }
             // No part is larger than the part size: held to it while it streams in.
-            let limit = chuan_core::StageOptions::at_most(state.part_size);
+            let limit = chuan_core::StageOptions::at_most(state.part_size).deferring_sha1();
             let staged = match self.engine.stage_with(p, http_body_util::BodyDataStream::new(body), limit).await {
                 Err(chuan_core::CoreError::EntityTooLarge { .. }) => {
                     return Err(UpyunError::bad(format!(

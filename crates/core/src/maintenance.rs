@@ -3,12 +3,10 @@
 //! `fsck`, and the queue of outgoing callbacks.
 
 use chuan_store::*;
-use futures::StreamExt;
 use std::time::Duration;
 
 use crate::engine::Engine;
 use crate::error::CoreResult;
-use crate::hash::AllHasher;
 
 /// Result of a GC pass.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -101,12 +99,7 @@ impl Engine {
         self.metrics.digest_backlog.set(pending.len() as i64);
         let mut done = 0;
         for content in pending {
-            let mut hasher = AllHasher::default();
-            let mut stream = self.read(&content, 0, content.size);
-            while let Some(chunk) = stream.next().await {
-                hasher.update(&chunk?);
-            }
-            let (d, u) = hasher.finish_with_ufile();
+            let (d, u) = self.hash_missing(&content).await?;
             self.meta.set_content_digests(content.id, d, u).await?;
             self.metrics.digests_computed.inc();
             done += 1;

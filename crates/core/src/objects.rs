@@ -84,7 +84,7 @@ impl Engine {
         let content = NewContent {
             size: staged.size,
             etag: staged.digests.md5.clone(),
-            digests: Some(staged.digests.clone()),
+            digests: staged.complete_digests(),
             extents: vec![staged.extent()],
             ufile_etag: staged.ufile_etag.clone(),
         };
@@ -383,14 +383,36 @@ impl Engine {
         if let (Some(d), Some(u)) = (&content.digests, &content.ufile_etag) {
             return Ok((d.clone(), u.clone()));
         }
-        let mut hasher = AllHasher::default();
-        let mut stream = self.read(content, 0, content.size);
-        while let Some(chunk) = stream.next().await {
-            hasher.update(&chunk?);
-        }
-        let (d, u) = hasher.finish_with_ufile();
+        let (d, u) = self.hash_missing(content).await?;
         self.meta.set_content_digests(content.id, d.clone(), u.clone()).await?;
         Ok((d, u))
+    }
+
+    /// Computes what a pending content lacks in one pass over its bytes: the SHA-1 and UFile
+    /// ETag of a single blob whose other digests the write path kept (a deferred SHA-1), or
+    /// every digest of content assembled from several parts.
+    pub(crate) async fn hash_missing(&self, content: &ContentRecord) -> CoreResult<(Digests, String)> {
+        let mut stream = self.read(content, 0, content.size);
+        match content.extents.as_slice() {
+            [one] if !one.digests.sha256.is_empty() && !one.digests.md5.is_empty() => {
+                let (mut sha1, mut blocks) = (crate::hash::Sha1Hasher::default(), crate::hash::BlockSha1::default());
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    sha1.update(&chunk);
+                    blocks.update(&chunk);
+                }
+                let mut d = content.digests.clone().unwrap_or_else(|| one.digests.clone());
+                d.sha1 = sha1.finish_hex();
+                Ok((d, blocks.finish_etag()))
+            }
+            _ => {
+                let mut hasher = AllHasher::default();
+                while let Some(chunk) = stream.next().await {
+                    hasher.update(&chunk?);
+                }
+                Ok(hasher.finish_with_ufile())
+            }
+        }
     }
 
     // ----- listing

@@ -441,7 +441,7 @@ impl Engine {
 
     /// Whole-content digests of parts, read in one pass (no copy).
     async fn digest_parts(&self, parts: &[PartRecord]) -> CoreResult<Digests> {
-        if parts.len() == 1 {
+        if parts.len() == 1 && parts[0].digests.is_complete() {
             return Ok(parts[0].digests.clone());
         }
         let extents: Vec<Extent> = parts.iter().map(PartRecord::extent).collect();
@@ -515,6 +515,9 @@ fn ufile_etag_of_parts(parts: &[PartRecord]) -> Option<String> {
     let (last, rest) = parts.split_last()?;
     if rest.iter().any(|p| p.size != UFILE_BLOCK) || last.size > UFILE_BLOCK {
         return None;
+    }
+    if !parts.iter().all(|p| p.digests.is_complete()) {
+        return None; // a part's SHA-1 was deferred: the background job computes the ETag
     }
     if parts.len() == 1 {
         return ufile_etag_single(last.size, &last.digests.sha1);

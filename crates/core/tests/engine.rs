@@ -698,3 +698,71 @@ async fn gc_aborts_expired_upload_sessions_and_frees_their_parts() {
     e.upload(&alice(), "bkt", "k2", &keep.id).await.unwrap();
     assert!(e.fsck().await.unwrap().problems.is_empty());
 }
+
+/// A body past one UFile block staged with `defer_sha1` commits at once without its SHA-1;
+/// the content is pending until an instant-upload lookup or the background job settles it,
+/// with the same digests and UFile ETag as a full pass. Up to one block nothing is deferred.
+#[tokio::test]
+async fn a_deferred_sha1_is_settled_later_with_the_same_digests() {
+    use chuan_core::hash::{digest_all, BlockSha1, UFILE_BLOCK};
+    use chuan_core::{Possession, StageOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let deferring = StageOptions::default().deferring_sha1();
+    let ufile_etag = |data: &[u8]| {
+        let mut b = BlockSha1::default();
+        b.update(data);
+        b.finish_etag()
+    };
+
+    // Exactly one block: hashed whole, nothing pending.
+    let small = pseudo_random(UFILE_BLOCK as usize, 90);
+    let staged = e.stage_with(&alice(), body(&small, 100_000), deferring).await.unwrap();
+    assert_eq!(staged.digests, digest_all(&small));
+    assert_eq!(staged.ufile_etag.as_deref(), Some(ufile_etag(&small).as_str()));
+    e.commit_put(&alice(), PutTarget::new("bkt", "small"), staged).await.unwrap();
+    assert_eq!(e.stats().await.unwrap().pending_digests, 0);
+
+    // One byte more: the SHA-1 (and the UFile ETag) wait; everything else is known.
+    let big = pseudo_random(UFILE_BLOCK as usize + 1, 91);
+    let want = digest_all(&big);
+    let staged = e.stage_with(&alice(), body(&big, 100_000), deferring).await.unwrap();
+    assert_eq!(staged.digests.sha1, "");
+    assert!(!staged.digests.is_complete());
+    assert_eq!(staged.ufile_etag, None);
+    assert_eq!((&staged.digests.md5, &staged.digests.sha256), (&want.md5, &want.sha256));
+    assert_eq!((staged.digests.crc64nvme, &staged.digests.sha1_head), (want.crc64nvme, &want.sha1_head));
+    let rec = e.commit_put(&alice(), PutTarget::new("bkt", "big"), staged).await.unwrap();
+    assert_eq!(rec.etag, want.md5);
+    assert_eq!(e.stats().await.unwrap().pending_digests, 1);
+    assert_eq!(e.content_of(&rec).await.unwrap().digests, None, "no content is recorded with a partial digest set");
+    // Not findable by the missing digest through the index by another tenant (a miss, not an
+    // error) until settled; the owner's lookup settles it on the spot.
+    let proof = Possession::Bytes(vec![(0, big[..8].to_vec())]);
+    assert_eq!(e.claimable_content(&bob(), "sha1", &want.sha1, big.len() as u64, &proof).await.unwrap(), None);
+    assert!(e
+        .claimable_content(&alice(), "sha1", &want.sha1, big.len() as u64, &Possession::None)
+        .await
+        .unwrap()
+        .is_some());
+    let content = e.content_of(&rec).await.unwrap();
+    assert_eq!(content.digests.as_ref(), Some(&want));
+    assert_eq!(content.ufile_etag.as_deref(), Some(ufile_etag(&big).as_str()));
+    assert_eq!(e.stats().await.unwrap().pending_digests, 0);
+
+    // The background job settles the same way (another body, so another content).
+    let other = pseudo_random(UFILE_BLOCK as usize + 777_777, 92);
+    let staged = e.stage_with(&alice(), body(&other, 65_536), deferring).await.unwrap();
+    let rec = e.commit_put(&alice(), PutTarget::new("bkt", "other"), staged).await.unwrap();
+    assert_eq!(e.compute_pending_digests(10).await.unwrap(), 1);
+    let content = e.content_of(&rec).await.unwrap();
+    assert_eq!(content.digests, Some(digest_all(&other)));
+    assert_eq!(content.ufile_etag.as_deref(), Some(ufile_etag(&other).as_str()));
+
+    // A SHA-1 asked for after the body (an S3 trailer) is computed from the staged bytes.
+    let mut staged = e.stage_with(&alice(), body(&big, 100_000), deferring).await.unwrap();
+    staged.ensure_sha1().await.unwrap();
+    assert_eq!(staged.digests, want);
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}

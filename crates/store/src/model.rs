@@ -10,9 +10,15 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub type BlobId = String;
 
 /// Every digest the write path computes in its single pass over the bytes.
+///
+/// `sha1` may be empty: a dialect whose answers need no SHA-1 leaves it to the background
+/// digest job (see `chuan_core::StageOptions::defer_sha1`). Digests without it are never a
+/// content's whole-content digests ([`ContentRecord::digests`] stays `None`, pending) and
+/// enter no hash index; they can be an extent's or a part's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Digests {
     pub md5: String,
+    /// Lower-case hex, or empty when not computed yet.
     pub sha1: String,
     pub sha256: String,
     pub crc32: u32,
@@ -25,13 +31,18 @@ pub struct Digests {
 }
 
 impl Digests {
-    /// (algorithm, digest) pairs as entered in the hash index.
+    /// Whether every digest is known (the SHA-1 may be left for later).
+    pub fn is_complete(&self) -> bool {
+        !self.sha1.is_empty()
+    }
+
+    /// (algorithm, digest) pairs as entered in the hash index: the known ones.
     pub fn index_entries(&self) -> Vec<(&'static str, String)> {
-        let mut v = vec![("md5", self.md5.clone()), ("sha1", self.sha1.clone()), ("sha256", self.sha256.clone())];
-        if !self.sha1_head.is_empty() {
-            v.push(("sha1_head", self.sha1_head.clone()));
-        }
-        v
+        [("md5", &self.md5), ("sha1", &self.sha1), ("sha256", &self.sha256), ("sha1_head", &self.sha1_head)]
+            .into_iter()
+            .filter(|(_, d)| !d.is_empty())
+            .map(|(a, d)| (a, d.clone()))
+            .collect()
     }
 }
 
@@ -83,6 +94,18 @@ pub struct ContentRecord {
     /// The UFile ETag (SHA-1 of 4 MiB blocks, see `chuan_core::hash::ufile_etag`); `None`
     /// until computed.
     pub ufile_etag: Option<String>,
+}
+
+impl ContentRecord {
+    /// The digests known now: the whole-content ones, else (content of one blob, pending) the
+    /// blob's own, whose `sha1` may still be empty ([`Digests::is_complete`]).
+    pub fn known_digests(&self) -> Option<&Digests> {
+        match (&self.digests, self.extents.as_slice()) {
+            (Some(d), _) => Some(d),
+            (None, [one]) => Some(&one.digests),
+            (None, _) => None,
+        }
+    }
 }
 
 /// Content headers and user metadata of an object, as the client sent them.

@@ -175,11 +175,11 @@ impl UploadStore for SqliteMetaStore {
                 size += part.size;
                 extents.push(part.extent());
             }
-            // A single extent already has whole-content digests; more need the background job
-            // (unless the caller computed them).
+            // A single extent already has whole-content digests (when they are complete); more
+            // need the background job (unless the caller computed them).
             let digests = match (&cu.digests, extents.len()) {
                 (Some(d), _) => Some(d.clone()),
-                (None, 1) => Some(extents[0].digests.clone()),
+                (None, 1) if extents[0].digests.is_complete() => Some(extents[0].digests.clone()),
                 (None, _) => None,
             };
             let content =
