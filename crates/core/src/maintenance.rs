@@ -6,7 +6,7 @@ use chuan_store::*;
 use std::time::Duration;
 
 use crate::engine::Engine;
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult};
 
 /// Result of a GC pass.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -92,17 +92,33 @@ impl Engine {
         Ok(n)
     }
 
-    /// Computes whole-content digests for content assembled from parts, then enters them in
-    /// the hash index (which is what makes such content findable for instant upload).
+    /// Computes what pending contents lack (whole-content digests of content assembled from
+    /// parts, a deferred SHA-1, the UFile ETag), oldest first, then enters them in the hash
+    /// index (which is what makes such content findable for instant upload). A content that
+    /// cannot be read (its last object deleted meanwhile, say) is logged and skipped, so it
+    /// does not hold up the ones behind it; the first error is returned when none was settled.
     pub async fn compute_pending_digests(&self, limit: usize) -> CoreResult<usize> {
         let pending = self.meta.contents_missing_digests(limit).await?;
         self.metrics.digest_backlog.set(pending.len() as i64);
-        let mut done = 0;
+        let (mut done, mut first_error) = (0, None);
         for content in pending {
-            let (d, u) = self.hash_missing(&content).await?;
-            self.meta.set_content_digests(content.id, d, u).await?;
-            self.metrics.digests_computed.inc();
-            done += 1;
+            let settled = match self.hash_missing(&content).await {
+                Ok((d, u)) => self.meta.set_content_digests(content.id, d, u).await.map_err(CoreError::from),
+                Err(e) => Err(e),
+            };
+            match settled {
+                Ok(()) => {
+                    self.metrics.digests_computed.inc();
+                    done += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(content = content.id, error = %e, "cannot compute a pending content's digests");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error.filter(|_| done == 0) {
+            return Err(e);
         }
         let left = self.meta.stats().await?.pending_digests;
         self.metrics.digest_backlog.set(left as i64);

@@ -441,8 +441,18 @@ impl Engine {
 
     /// Whole-content digests of parts, read in one pass (no copy).
     async fn digest_parts(&self, parts: &[PartRecord]) -> CoreResult<Digests> {
-        if parts.len() == 1 && parts[0].digests.is_complete() {
-            return Ok(parts[0].digests.clone());
+        if let [one] = parts {
+            let mut d = one.digests.clone();
+            if !d.is_complete() {
+                // The part's SHA-1 was deferred: only it is computed.
+                let mut sha1 = crate::hash::Sha1Hasher::default();
+                let mut stream = self.read_extents(&[one.extent()], 0, one.size);
+                while let Some(chunk) = stream.next().await {
+                    sha1.update(&chunk?);
+                }
+                d.sha1 = sha1.finish_hex();
+            }
+            return Ok(d);
         }
         let extents: Vec<Extent> = parts.iter().map(PartRecord::extent).collect();
         let total = parts.iter().map(|x| x.size).sum();

@@ -737,10 +737,15 @@ async fn a_deferred_sha1_is_settled_later_with_the_same_digests() {
     assert_eq!(rec.etag, want.md5);
     assert_eq!(e.stats().await.unwrap().pending_digests, 1);
     assert_eq!(e.content_of(&rec).await.unwrap().digests, None, "no content is recorded with a partial digest set");
-    // Not findable by the missing digest through the index by another tenant (a miss, not an
-    // error) until settled; the owner's lookup settles it on the spot.
+    // Findable at once by the digests it has, by its owner and (with proof) by anyone; by the
+    // missing one another tenant misses (not an error) until it is settled, and the owner's
+    // lookup settles it on the spot.
     let proof = Possession::Bytes(vec![(0, big[..8].to_vec())]);
-    assert_eq!(e.claimable_content(&bob(), "sha1", &want.sha1, big.len() as u64, &proof).await.unwrap(), None);
+    let size = big.len() as u64;
+    assert!(e.claimable_content(&alice(), "md5", &want.md5, size, &Possession::None).await.unwrap().is_some());
+    assert!(e.claimable_content(&bob(), "sha256", &want.sha256, size, &proof).await.unwrap().is_some());
+    assert_eq!(e.stats().await.unwrap().pending_digests, 1, "those lookups need not settle anything");
+    assert_eq!(e.claimable_content(&bob(), "sha1", &want.sha1, size, &proof).await.unwrap(), None);
     assert!(e
         .claimable_content(&alice(), "sha1", &want.sha1, big.len() as u64, &Possession::None)
         .await
@@ -759,6 +764,24 @@ async fn a_deferred_sha1_is_settled_later_with_the_same_digests() {
     let content = e.content_of(&rec).await.unwrap();
     assert_eq!(content.digests, Some(digest_all(&other)));
     assert_eq!(content.ufile_etag.as_deref(), Some(ufile_etag(&other).as_str()));
+
+    // One deferred part completed with whole-content digests asked for: only its SHA-1 is
+    // computed; without them the content stays pending like a single PUT.
+    let up = e.create_upload(&alice(), s3_upload("bkt", "one-part")).await.unwrap();
+    let staged = e.stage_with(&alice(), body(&big, 100_000), deferring).await.unwrap();
+    let etag = e.commit_part(&alice(), &up, 1, staged).await.unwrap().etag;
+    let mut completion = listed(&[(1, etag)]);
+    completion.digests = true;
+    assert_eq!(e.complete_upload(&alice(), &up, completion).await.unwrap().digests, Some(want.clone()));
+    let up = e.create_upload(&alice(), s3_upload("bkt", "one-part-pending")).await.unwrap();
+    let staged = e.stage_with(&alice(), body(&other, 100_000), deferring).await.unwrap();
+    let etag = e.commit_part(&alice(), &up, 1, staged).await.unwrap().etag;
+    let done = e.complete_upload(&alice(), &up, listed(&[(1, etag)])).await.unwrap();
+    assert_eq!(e.content_of(&done.object).await.unwrap().digests, None);
+    // Both are pending: the first for its UFile ETag only (content past one block).
+    assert_eq!(e.stats().await.unwrap().pending_digests, 2);
+    assert_eq!(e.compute_pending_digests(10).await.unwrap(), 2);
+    assert_eq!(e.content_of(&done.object).await.unwrap().digests, Some(digest_all(&other)));
 
     // A SHA-1 asked for after the body (an S3 trailer) is computed from the staged bytes.
     let mut staged = e.stage_with(&alice(), body(&big, 100_000), deferring).await.unwrap();

@@ -68,8 +68,12 @@ pub(crate) fn insert_content(txn: &Connection, c: &NewContent) -> StoreResult<i6
     ])
     .map_err(backend)?;
     let id = txn.last_insert_rowid();
-    if let Some(d) = &c.digests {
-        index_content(txn, id, c.size, d)?;
+    match (&c.digests, extents.as_slice()) {
+        (Some(d), _) => index_content(txn, id, c.size, d)?,
+        // Pending content of one blob (its SHA-1 deferred): the blob's digests are the
+        // content's, so the known ones are findable at once (index_entries skips the rest).
+        (None, [one]) => index_content(txn, id, c.size, &one.digests)?,
+        (None, _) => {}
     }
     if let Some(u) = &c.ufile_etag {
         index_one(txn, id, c.size, "ufile", u)?;
