@@ -45,9 +45,14 @@ const MAX_BATCH: usize = 256;
 /// the runtime's shared blocking pool, so no amount of blob I/O (uploads, downloads) can delay
 /// a metadata read: every request's lookups keep this capacity to themselves.
 ///
-/// Measured and rejected (2026-12-01, 4 KiB S3 GETs at 16 connections, 3 interleaved runs):
-/// running primary-key lookups on the runtime's own threads with pooled connections, to save
-/// the hand-off, gave 19,300–20,100 op/s against 20,500–21,400 through these threads.
+/// Measured and rejected (2026-12-01, 4 KiB S3 GETs at 16 connections on 2 cores, 3
+/// interleaved runs each, op/s):
+/// - primary-key lookups on the runtime's own threads with pooled connections, to save the
+///   hand-off: 19,300–20,100 against 20,500–21,400 through these threads;
+/// - SQLite's mmap for the readers: +8–15 %, but each connection maps the file on its own and
+///   the touched pages count in the process's RSS (peak 0.5–1.1 GB against 52 MB);
+/// - 2 readers, or 2 for key lookups beside 4 for scans: within the noise of 8 (17,700–24,800
+///   against 20,600–23,800 in the same runs).
 const READERS: usize = 8;
 
 pub struct SqliteMetaStore {
