@@ -132,3 +132,35 @@ fn the_core_does_not_hand_out_the_store() {
         assert!(!text.contains("pub fn meta("), "{} hands out the MetaStore", f.display());
     }
 }
+
+/// `unsafe` only where ARCHITECTURE.md (invariant 19) lists it, each block with its reason.
+#[test]
+fn unsafe_code_only_where_listed() {
+    let allowed =
+        ["chuan/src/main.rs", "chuan/src/limits.rs", "chuan/src/setup.rs", "store/src/blob.rs", "core/src/hash.rs"]
+            .map(Path::new);
+    let mut files = Vec::new();
+    rust_files(&crates_dir(), &mut files);
+    for f in files {
+        let rel = f.strip_prefix(crates_dir()).unwrap();
+        if !rel.components().any(|c| c.as_os_str() == "src") {
+            continue; // tests and benches are not shipped code (and this file names the word)
+        }
+        let src = std::fs::read_to_string(&f).unwrap();
+        let lines: Vec<&str> = src.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if !(code.contains("unsafe {") || code.contains("unsafe fn") || code.contains("unsafe impl")) {
+                continue;
+            }
+            assert!(
+                allowed.contains(&rel),
+                "{}:{}: unsafe outside the files ARCHITECTURE.md lists",
+                rel.display(),
+                i + 1
+            );
+            let reason = lines[..i].iter().rev().take(3).any(|l| l.trim_start().starts_with("// SAFETY:"));
+            assert!(reason, "{}:{}: an unsafe block needs a `// SAFETY:` comment just above it", rel.display(), i + 1);
+        }
+    }
+}
