@@ -4,7 +4,7 @@
 #
 # Idempotent: does nothing when .venv already holds exactly these
 # requirements (stamp file with their hash). Installs the Debian packages
-# it needs (curl, python3-venv) with apt-get only when they are missing.
+# it needs (curl, python3-venv, postgresql) with apt-get only when they are missing.
 #
 #   scripts/setup-venv.sh && .venv/bin/pytest tests/compat -q
 set -euo pipefail
@@ -39,6 +39,10 @@ command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
 if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     missing+=(python3-venv)
 fi
+# PostgreSQL's server programs and psql: the PostgreSQL MetaStore's tests start a throwaway
+# server of their own (crates/store/tests/postgres_contract.rs, tests/compat/pg_scratch.py).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 if [ "${#missing[@]}" -gt 0 ]; then
     command -v apt-get >/dev/null 2>&1 || { log "missing ${missing[*]} and no apt-get"; exit 1; }
     apt_install "${missing[@]}"

@@ -17,3 +17,7 @@ cargo test --release --locked --workspace
 
 echo "== compatibility suite (aws CLI, boto3, curl against chuan serve)"
 CHUAN_BIN="$ROOT/target/release/chuan" .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider "$@"
+
+echo "== compatibility suite again, metadata in PostgreSQL (a throwaway server: tests/compat/pg_scratch.py)"
+CHUAN_TEST_META=postgres CHUAN_BIN="$ROOT/target/release/chuan" \
+    .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider "$@"

@@ -30,6 +30,8 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+import pg_scratch
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -351,6 +353,7 @@ class ChuanServer:
             # the default, public addresses only, with a server started without this).
             CHUAN_CALLBACK_ALLOW_PRIVATE="true",
         )
+        env.update(pg_scratch.meta_env(self.data_dir))
         env.update(self.extra_env)
         last_error = ""
         for _attempt in range(3):
@@ -505,6 +508,7 @@ class ChuanServer:
             capture_output=True,
             text=True,
             timeout=180,
+            env={**os.environ, **pg_scratch.meta_env(self.data_dir)},
         )
 
     def assert_fsck_clean(self) -> None:

@@ -23,6 +23,7 @@ import subprocess
 import time
 from urllib.parse import quote
 
+import pg_scratch
 import pytest
 import requests
 from botocore.awsrequest import AWSRequest
@@ -913,5 +914,6 @@ def test_the_data_directory_is_its_owners_alone(server_factory):
     srv.stop()
     srv.start()
     assert srv.data_dir.stat().st_mode & 0o777 == 0o700, oct(srv.data_dir.stat().st_mode)
-    assert (srv.data_dir / "meta.db").exists()
+    # The metadata is in the data directory unless it is in PostgreSQL.
+    assert (srv.data_dir / "meta.db").exists() != pg_scratch.enabled()
     assert healthy(srv)

@@ -20,6 +20,10 @@ struct DataArg {
     /// Data directory (metadata database, blobs, temporary files).
     #[arg(long, default_value = "./chuan-data", env = "CHUAN_DATA")]
     data: PathBuf,
+    /// Metadata store: a PostgreSQL connection string (`postgres://user:password@host:port/db`)
+    /// shared by every node; default: SQLite at DATA/meta.db.
+    #[arg(long, env = "CHUAN_META")]
+    meta: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -147,6 +151,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { data, listen, domains, gc_grace_secs, trash_retention_secs, callback_ca_file, limits } => {
                 server::serve(server::ServeOptions {
                     data: data.data,
+                    meta: data.meta,
                     listen,
                     domains,
                     gc_grace_secs,
@@ -157,12 +162,12 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Stats { data } => {
-                let engine = setup::open_engine(&data.data, Default::default())?;
+                let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
                 println!("{}", serde_json::to_string_pretty(&engine.stats().await?)?);
                 Ok(())
             }
             Command::Fsck { data } => {
-                let engine = setup::open_engine(&data.data, Default::default())?;
+                let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
                 let report = engine.fsck().await?;
                 for p in &report.problems {
                     println!("problem: {p}");
@@ -178,13 +183,13 @@ fn main() -> anyhow::Result<()> {
             // The operator at the console acts with root rights on the data directory.
             Command::Admin { command } => match command {
                 AdminCommand::CreateTenant { name, data } => {
-                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
                     let cred = admin::create_tenant(&engine, &Principal::operator(), &name).await?;
                     println!("{}", serde_json::to_string_pretty(&cred)?);
                     Ok(())
                 }
                 AdminCommand::ListCredentials { data } => {
-                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
                     for c in engine.list_credentials(&Principal::operator(), None, None).await? {
                         if !c.kind.is_bearer() {
                             println!("{}\t{}\t{}", c.access_key, c.tenant, c.kind.as_str());
@@ -193,14 +198,14 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::AdriveToken { tenant, data } => {
-                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
                     let adrive = chuan_api_adrive::AdriveDialect::new(engine, Default::default());
                     let token = adrive.issue_refresh_token(&Principal::operator(), &tenant).await?;
                     println!("{}", serde_json::to_string_pretty(&token)?);
                     Ok(())
                 }
                 AdminCommand::IotDevice { tenant, bucket, product_sn, device_sn, data } => {
-                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
                     let iot = chuan_api_iot::IotDialect::new(engine, std::time::Duration::from_secs(300));
                     let device =
                         iot.register_device(&Principal::operator(), &tenant, &bucket, &product_sn, &device_sn).await?;
@@ -208,7 +213,7 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::UpyunOperator { tenant, bucket, operator, password, data } => {
-                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
                     let upyun = chuan_api_upyun::UpyunDialect::new(engine);
                     println!(
                         "{}",
@@ -221,7 +226,7 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::CosAppid { tenant, data } => {
-                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
                     anyhow::ensure!(
                         engine.tenant_exists(&tenant).await?,
                         "no tenant {tenant}: create it first (chuan admin create-tenant)"
@@ -231,7 +236,7 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::UpyunFormSecret { tenant, bucket, data } => {
-                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
                     let upyun = chuan_api_upyun::UpyunDialect::new(engine);
                     let secret = upyun.new_form_secret(&Principal::operator(), &tenant, &bucket).await?;
                     println!("{}", serde_json::json!({"bucket": bucket, "form_secret": secret}));
@@ -248,7 +253,7 @@ fn main() -> anyhow::Result<()> {
                             data.data.display()
                         )
                     })?;
-                    let engine = setup::open_engine(&data.data, Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
                     let quota = chuan_core::Quota { storage_bytes, download_bytes, requests, ..Default::default() };
                     let set = engine.set_quota(&Principal::operator(), &tenant, quota).await?;
                     println!("{}", serde_json::to_string_pretty(&set)?);

@@ -16,6 +16,8 @@ use crate::setup;
 
 pub struct ServeOptions {
     pub data: PathBuf,
+    /// A PostgreSQL connection string for the metadata (default: SQLite in `data`).
+    pub meta: Option<String>,
     pub listen: SocketAddr,
     pub domains: Vec<String>,
     pub gc_grace_secs: u64,
@@ -49,7 +51,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     // One server per data directory: a second one (or `chuan admin quota`) would overwrite
     // what this one keeps cached. Held until the process ends (kill -9 included).
     let _lock = setup::lock_data_dir(&opts.data)?;
-    let engine = setup::open_engine(&opts.data, config)?;
+    let engine = setup::open_engine(&opts.data, opts.meta.as_deref(), config)?;
 
     // Settings are all checked (root key pair included) before the clean-shutdown marker goes:
     // a refused start is not taken for a crash by the next one.

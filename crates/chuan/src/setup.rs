@@ -2,11 +2,13 @@
 
 use anyhow::Context;
 use chuan_core::{new_access_key, new_secret, Engine, EngineConfig};
-use chuan_store::{LocalBlobStore, SqliteMetaStore};
+use chuan_store::{LocalBlobStore, SqlMetaStore};
 use std::path::Path;
 use std::sync::Arc;
 
-pub fn open_engine(data: &Path, config: EngineConfig) -> anyhow::Result<Arc<Engine>> {
+/// Opens the engine over the data directory's blobs and the metadata store: `meta`, a
+/// PostgreSQL connection string, or else SQLite at `DATA/meta.db`.
+pub fn open_engine(data: &Path, meta: Option<&str>, config: EngineConfig) -> anyhow::Result<Arc<Engine>> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
     // The metadata database holds every credential's secret: the directory is the owner's
     // alone, whatever the umask (what is inside is then out of others' reach too).
@@ -15,7 +17,17 @@ pub fn open_engine(data: &Path, config: EngineConfig) -> anyhow::Result<Arc<Engi
         std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot restrict data directory {} to its owner", data.display()))?;
     }
-    let meta = SqliteMetaStore::open(&data.join("meta.db")).context("cannot open the metadata database")?;
+    let meta = match meta {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            SqlMetaStore::connect_postgres(url).context("cannot open the metadata store (--meta)")?
+        }
+        Some(other) => anyhow::bail!(
+            "--meta {:?} is not a PostgreSQL connection string: give postgres://user:password@host:port/database, \
+             or leave --meta out for the embedded SQLite store",
+            other.split('@').next_back().unwrap_or_default()
+        ),
+        None => SqlMetaStore::open_sqlite(&data.join("meta.db")).context("cannot open the metadata database")?,
+    };
     let blobs = LocalBlobStore::open(data).context("cannot open the blob store")?;
     Ok(Arc::new(Engine::new(Arc::new(meta), Arc::new(blobs), config)))
 }

@@ -122,7 +122,7 @@ fn the_core_does_not_hand_out_the_store() {
     let lib = std::fs::read_to_string(crates_dir().join("core/src/lib.rs")).unwrap();
     let store = lib.split("pub mod store {").nth(1).expect("core re-exports records in `store`");
     let store = store.split('}').next().unwrap();
-    for word in ["MetaStore", "Store,", "Store}", "BlobStore", "SqliteMetaStore"] {
+    for word in ["MetaStore", "Store,", "Store}", "BlobStore", "SqlMetaStore"] {
         assert!(!store.contains(word), "chuan_core::store re-exports {word}: records only");
     }
     let mut files = Vec::new();

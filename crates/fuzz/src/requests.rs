@@ -123,8 +123,9 @@ fn setup() -> Harness {
         address_probes_per_sec: 0.0,
         ..Default::default()
     };
-    let engine = chuan::setup::open_engine(dir.path(), EngineConfig { fairness: unlimited, ..Default::default() })
-        .expect("engine");
+    let engine =
+        chuan::setup::open_engine(dir.path(), None, EngineConfig { fairness: unlimited, ..Default::default() })
+            .expect("engine");
     // The server's default limits, as `chuan serve` parses them from no flags.
     #[derive(clap::Parser)]
     struct Defaults {

@@ -8,7 +8,7 @@
 //! ```ignore
 //! chuan_store::meta_store_contract!(async {
 //!     let dir = tempfile::tempdir().unwrap();
-//!     let store = SqliteMetaStore::open(&dir.path().join("meta.db")).unwrap();
+//!     let store = SqlMetaStore::open_sqlite(&dir.path().join("meta.db")).unwrap();
 //!     (std::sync::Arc::new(store) as std::sync::Arc<dyn chuan_store::MetaStore>, dir)
 //! });
 //! ```

@@ -9,9 +9,10 @@
 //!   the hash index, upload sessions and their parts, single-use grants) with transactional
 //!   updates. It is the sum of one trait per concern ([`IdentityStore`], [`ObjectStore`],
 //!   [`UploadStore`], ...); [`contract`] is the test suite every implementation must pass.
-//!   [`SqliteMetaStore`] is the embedded default: SQLite in WAL mode, `synchronous=FULL`,
-//!   with one writer thread that batches concurrent writes into one transaction (group commit)
-//!   so durable small writes do not each pay a full fsync.
+//!   [`SqlMetaStore`] implements it over SQL, on SQLite (the embedded default: WAL mode,
+//!   `synchronous=FULL`, one writer thread that batches concurrent writes into one transaction
+//!   — group commit — so durable small writes do not each pay a full fsync) or on PostgreSQL
+//!   (several nodes sharing one database; each write one `SERIALIZABLE` transaction).
 //!
 //! Reference counting lives here because it must change in the same transaction as the rows
 //! that hold the references: a blob's `refs` counts the content extents and upload parts that
@@ -21,7 +22,7 @@ mod blob;
 pub mod contract;
 mod meta;
 mod model;
-mod sqlite;
+mod sql;
 
 pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
 pub use meta::{
@@ -30,7 +31,7 @@ pub use meta::{
     StoreResult, TreeMove, TreeStore, UploadListPage, UploadStore, UsageDay, UsageDelta, UsageStore, WriteCondition,
 };
 pub use model::*;
-pub use sqlite::SqliteMetaStore;
+pub use sql::SqlMetaStore;
 
 /// Milliseconds since the Unix epoch, the one time unit stored in metadata.
 pub fn now_ms() -> i64 {

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use chuan_core::store::{ObjectMeta, UploadKind};
 use chuan_core::{Completion, CoreError, Engine, EngineConfig, NewUpload, PartList, Principal, PutTarget};
-use chuan_store::{LocalBlobStore, SqliteMetaStore};
+use chuan_store::{LocalBlobStore, SqlMetaStore};
 use futures::StreamExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ pub fn open(dir: &Path) -> Arc<Engine> {
 }
 
 pub fn open_with(dir: &Path, config: EngineConfig) -> Arc<Engine> {
-    let meta = SqliteMetaStore::open(&dir.join("meta.db")).unwrap();
+    let meta = SqlMetaStore::open_sqlite(&dir.join("meta.db")).unwrap();
     let blobs = LocalBlobStore::open(dir).unwrap();
     Arc::new(Engine::new(Arc::new(meta), Arc::new(blobs), config))
 }

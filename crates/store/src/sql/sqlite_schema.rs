@@ -199,13 +199,14 @@ fn after_v2(txn: &Connection) -> StoreResult<()> {
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)?
     };
+    let db = super::db::Db::sqlite(txn);
     for (bucket, key, id, modified) in rows {
         txn.execute(
             "UPDATE objects SET parent = ?3 WHERE bucket = ?1 AND key = ?2",
             params![bucket, key, super::tree::file_parent(&key)],
         )
         .map_err(backend)?;
-        super::tree::tree_added(txn, &bucket, &key, &id, modified, false)?;
+        super::tree::tree_added(&db, &bucket, &key, &id, modified, false)?;
     }
     Ok(())
 }
@@ -347,7 +348,7 @@ INSERT INTO objects VALUES('photos', 'dir/sub/f.txt', 1, 1, 'e', 4, '{}', 'i4');
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");
         rusqlite::Connection::open(&path).unwrap().execute_batch(V1).unwrap();
-        let s = crate::SqliteMetaStore::open(&path).unwrap();
+        let s = crate::SqlMetaStore::open_sqlite(&path).unwrap();
         assert_eq!(s.get_tenant("alice").await.unwrap().unwrap().created_ms, 5);
         assert!(s.get_tenant("root").await.unwrap().is_none(), "the root credential is no tenant");
         assert_eq!(s.get_credential("AK").await.unwrap().unwrap().kind, CredentialKind::TenantKey);
@@ -382,7 +383,7 @@ INSERT INTO objects VALUES('photos', 'dir/sub/f.txt', 1, 1, 'e', 4, '{}', 'i4');
         assert_eq!(s.get_object("photos", "dir/sub/f.txt").await.unwrap().unwrap().created_ms, 4);
         drop(s);
         // Opening again is a no-op.
-        let s = crate::SqliteMetaStore::open(&path).unwrap();
+        let s = crate::SqlMetaStore::open_sqlite(&path).unwrap();
         assert_eq!(s.list_tenants().await.unwrap().len(), 2);
     }
 }

@@ -4,12 +4,12 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
 use super::rows::*;
-use super::SqliteMetaStore;
+use super::SqlMetaStore;
 use crate::meta::*;
 use crate::model::*;
 
 #[async_trait]
-impl MaintenanceStore for SqliteMetaStore {
+impl MaintenanceStore for SqlMetaStore {
     async fn blob_inline(&self, id: &str) -> StoreResult<Option<bool>> {
         let id = id.to_owned();
         self.read(move |c| {
@@ -20,10 +20,12 @@ impl MaintenanceStore for SqliteMetaStore {
 
     async fn unreferenced_blobs(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<BlobId>> {
         self.read(move |c| {
-            let mut st =
-                c.prepare("SELECT id FROM blobs WHERE refs <= 0 AND zero_since <= ?1 LIMIT ?2").map_err(backend)?;
-            let rows = st.query_map(params![cutoff_ms, limit as i64], |r| r.get(0)).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            c.query_map(
+                "SELECT id FROM blobs WHERE refs <= 0 AND zero_since <= ?1 LIMIT ?2",
+                params![cutoff_ms, limit as i64],
+                |r| r.get(0),
+            )
+            .map_err(backend)
         })
         .await
     }
@@ -50,17 +52,17 @@ impl MaintenanceStore for SqliteMetaStore {
     async fn stats(&self) -> StoreResult<StoreStats> {
         self.read(move |c| {
             let q = |sql: &str| -> StoreResult<u64> {
-                c.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|v| v as u64).map_err(backend)
+                c.query_row(sql, &[], |r| r.get::<i64>(0)).map(|v| v as u64).map_err(backend)
             };
             Ok(StoreStats {
                 buckets: q("SELECT count(*) FROM buckets")?,
                 objects: q("SELECT count(*) FROM objects")?,
-                logical_bytes: q("SELECT coalesce(sum(size), 0) FROM objects")?,
+                logical_bytes: q("SELECT CAST(coalesce(sum(size), 0) AS BIGINT) FROM objects")?,
                 contents: q("SELECT count(*) FROM contents")?,
                 blobs: q("SELECT count(*) FROM blobs")?,
-                physical_bytes: q("SELECT coalesce(sum(size), 0) FROM blobs")?,
-                inline_blobs: q("SELECT count(*) FROM blobs WHERE inline")?,
-                inline_bytes: q("SELECT coalesce(sum(size), 0) FROM blobs WHERE inline")?,
+                physical_bytes: q("SELECT CAST(coalesce(sum(size), 0) AS BIGINT) FROM blobs")?,
+                inline_blobs: q("SELECT count(*) FROM blobs WHERE inline = 1")?,
+                inline_bytes: q("SELECT CAST(coalesce(sum(size), 0) AS BIGINT) FROM blobs WHERE inline = 1")?,
                 uploads: q("SELECT count(*) FROM uploads")?,
                 parts: q("SELECT count(*) FROM parts")?,
                 unreferenced_blobs: q("SELECT count(*) FROM blobs WHERE refs <= 0")?,
@@ -76,39 +78,43 @@ impl MaintenanceStore for SqliteMetaStore {
             // Expected blob references: content extents plus upload parts.
             let mut expected: std::collections::HashMap<String, i64> = Default::default();
             {
-                let mut st = c.prepare("SELECT id, extents FROM contents").map_err(backend)?;
-                let mut rows = st.query([]).map_err(backend)?;
-                while let Some(r) = rows.next().map_err(backend)? {
-                    let id: i64 = r.get(0).map_err(backend)?;
-                    let extents: Vec<Extent> = from_json(&r.get::<_, String>(1).map_err(backend)?).map_err(backend)?;
+                c.query_map("SELECT id, extents FROM contents", &[], |r| {
+                    let id: i64 = r.get(0)?;
+                    let extents: Vec<Extent> = from_json(&r.get::<String>(1)?)?;
                     if extents.is_empty() && id < 0 {
                         problems.push(format!("content {id} has no extents"));
                     }
                     for e in extents {
                         *expected.entry(e.blob).or_default() += 1;
                     }
-                }
-                let mut st = c.prepare("SELECT blob FROM parts").map_err(backend)?;
-                let mut rows = st.query([]).map_err(backend)?;
-                while let Some(r) = rows.next().map_err(backend)? {
-                    *expected.entry(r.get(0).map_err(backend)?).or_default() += 1;
-                }
+                    Ok(())
+                })
+                .map_err(backend)?;
+                c.query_map("SELECT blob FROM parts", &[], |r| {
+                    *expected.entry(r.get(0)?).or_default() += 1;
+                    Ok(())
+                })
+                .map_err(backend)?;
             }
             let mut blobs = Vec::new();
             {
-                let mut st = c
-                    .prepare(
+                let rows = c
+                    .query_map(
                         "SELECT b.id, b.size, b.refs, b.inline, length(i.data)
                          FROM blobs b LEFT JOIN inline_blobs i ON i.id = b.id",
+                        &[],
+                        |r| {
+                            Ok((
+                                r.get::<String>(0)?,
+                                r.get::<i64>(1)?,
+                                r.get::<i64>(2)?,
+                                r.get::<bool>(3)?,
+                                r.get::<Option<i64>>(4)?,
+                            ))
+                        },
                     )
                     .map_err(backend)?;
-                let mut rows = st.query([]).map_err(backend)?;
-                while let Some(r) = rows.next().map_err(backend)? {
-                    let id: String = r.get(0).map_err(backend)?;
-                    let size: i64 = r.get(1).map_err(backend)?;
-                    let refs: i64 = r.get(2).map_err(backend)?;
-                    let inline: bool = r.get(3).map_err(backend)?;
-                    let held: Option<i64> = r.get(4).map_err(backend)?;
+                for (id, size, refs, inline, held) in rows {
                     let want = expected.remove(&id).unwrap_or(0);
                     if want != refs {
                         problems.push(format!("blob {id}: refs {refs}, but {want} references exist"));
@@ -127,7 +133,7 @@ impl MaintenanceStore for SqliteMetaStore {
             let strays: i64 = c
                 .query_row(
                     "SELECT count(*) FROM inline_blobs i WHERE NOT EXISTS(SELECT 1 FROM blobs b WHERE b.id = i.id)",
-                    [],
+                    &[],
                     |r| r.get(0),
                 )
                 .map_err(backend)?;
@@ -138,16 +144,15 @@ impl MaintenanceStore for SqliteMetaStore {
                 problems.push(format!("blob {id} is referenced {n} times but has no row"));
             }
             // Content reference counts against objects.
-            let mut st = c
-                .prepare(
+            let rows = c
+                .query_map(
                     "SELECT c.id, c.refs, (SELECT count(*) FROM objects o WHERE o.content = c.id)
                             + (SELECT count(*) FROM trash_objects t WHERE t.content = c.id) FROM contents c",
+                    &[],
+                    |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?)),
                 )
                 .map_err(backend)?;
-            let mut rows = st.query([]).map_err(backend)?;
-            while let Some(r) = rows.next().map_err(backend)? {
-                let (id, refs, n): (i64, i64, i64) =
-                    (r.get(0).map_err(backend)?, r.get(1).map_err(backend)?, r.get(2).map_err(backend)?);
+            for (id, refs, n) in rows {
                 if refs != n || n == 0 {
                     problems.push(format!("content {id}: refs {refs}, referenced by {n} objects"));
                 }
@@ -155,7 +160,7 @@ impl MaintenanceStore for SqliteMetaStore {
             let dangling: i64 = c
                 .query_row(
                     "SELECT count(*) FROM objects o WHERE NOT EXISTS(SELECT 1 FROM contents c WHERE c.id = o.content)",
-                    [],
+                    &[],
                     |r| r.get(0),
                 )
                 .map_err(backend)?;
@@ -176,11 +181,11 @@ impl MaintenanceStore for SqliteMetaStore {
                 ),
                 (
                     "SELECT count(*) FROM objects o WHERE o.parent IS NULL AND NOT EXISTS(
-                         SELECT 1 FROM folders f WHERE f.bucket = o.bucket AND f.key = o.key AND f.explicit)",
+                         SELECT 1 FROM folders f WHERE f.bucket = o.bucket AND f.key = o.key AND f.explicit = 1)",
                     "folder markers without an explicit folder row",
                 ),
                 (
-                    "SELECT count(*) FROM folders f WHERE NOT f.explicit AND NOT f.kept
+                    "SELECT count(*) FROM folders f WHERE f.explicit = 0 AND f.kept = 0
                          AND NOT EXISTS(SELECT 1 FROM objects o WHERE o.bucket = f.bucket AND o.parent = f.key)
                          AND NOT EXISTS(SELECT 1 FROM folders c WHERE c.bucket = f.bucket AND c.parent = f.key)",
                     "implied folders that hold nothing",
@@ -190,12 +195,12 @@ impl MaintenanceStore for SqliteMetaStore {
                     "folders of buckets that do not exist",
                 ),
                 (
-                    "SELECT count(*) FROM folders f WHERE f.explicit AND NOT EXISTS(
+                    "SELECT count(*) FROM folders f WHERE f.explicit = 1 AND NOT EXISTS(
                          SELECT 1 FROM objects o WHERE o.bucket = f.bucket AND o.key = f.key)",
                     "explicit folders without a marker object",
                 ),
             ] {
-                let n: i64 = c.query_row(sql, [], |r| r.get(0)).map_err(backend)?;
+                let n: i64 = c.query_row(sql, &[], |r| r.get(0)).map_err(backend)?;
                 if n > 0 {
                     problems.push(format!("{n} {what}"));
                 }

@@ -1,28 +1,29 @@
 //! Upload sessions and their parts.
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
+use super::db::Db;
 use super::refs::*;
 use super::rows::*;
-use super::SqliteMetaStore;
+use super::SqlMetaStore;
 use crate::meta::*;
 use crate::model::*;
 use crate::now_ms;
 
 /// The session if it exists and has not expired.
-fn live_upload(txn: &Connection, id: &str) -> StoreResult<Option<UploadRecord>> {
-    txn.prepare_cached(&format!(
-        "SELECT {UPLOAD_COLS} FROM uploads WHERE id = ?1 AND (expires IS NULL OR expires >= ?2)"
-    ))
-    .map_err(backend)?
-    .query_row(params![id, now_ms()], upload_from_row)
+fn live_upload(txn: &Db, id: &str) -> StoreResult<Option<UploadRecord>> {
+    txn.query_row(
+        &format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = ?1 AND (expires IS NULL OR expires >= ?2)"),
+        params![id, now_ms()],
+        upload_from_row,
+    )
     .optional()
     .map_err(backend)
 }
 
 #[async_trait]
-impl UploadStore for SqliteMetaStore {
+impl UploadStore for SqlMetaStore {
     async fn create_upload(&self, u: UploadRecord) -> StoreResult<()> {
         self.write(move |txn| {
             exec(
@@ -49,9 +50,7 @@ impl UploadStore for SqliteMetaStore {
     async fn get_upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
         let id = id.to_owned();
         self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = ?1"))
-                .map_err(backend)?
-                .query_row(params![id], upload_from_row)
+            c.query_row(&format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = ?1"), params![id], upload_from_row)
                 .optional()
                 .map_err(backend)
         })
@@ -61,14 +60,15 @@ impl UploadStore for SqliteMetaStore {
     async fn uploads_of_key(&self, bucket: &str, key: &str) -> StoreResult<Vec<UploadRecord>> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(&format!(
+            c.query_map(
+                &format!(
                     "SELECT {UPLOAD_COLS} FROM uploads WHERE bucket = ?1 AND key = ?2
                        AND (expires IS NULL OR expires >= ?3) ORDER BY created DESC, id"
-                ))
-                .map_err(backend)?;
-            let rows = st.query_map(params![bucket, key, now_ms()], upload_from_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+                ),
+                params![bucket, key, now_ms()],
+                upload_from_row,
+            )
+            .map_err(backend)
         })
         .await
     }
@@ -83,22 +83,18 @@ impl UploadStore for SqliteMetaStore {
         let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
         let (key_marker, id_marker) = after.map(|(k, i)| (k.to_owned(), i.to_owned())).unwrap_or_default();
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(&format!(
+            c.query_map(
+                &format!(
                     "SELECT {UPLOAD_COLS} FROM uploads
                      WHERE bucket = ?1 AND {} AND (key > ?4 OR (key = ?4 AND id > ?5))
                        AND (expires IS NULL OR expires >= ?7)
                      ORDER BY key, id LIMIT ?6",
-                    prefix_test("key", 2, 3)
-                ))
-                .map_err(backend)?;
-            let rows = st
-                .query_map(
-                    params![bucket, prefix.len() as i64, prefix, key_marker, id_marker, limit as i64, now_ms()],
-                    upload_from_row,
-                )
-                .map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+                    prefix_test(c.dialect(), "key", 2, 3)
+                ),
+                params![bucket, prefix.len() as i64, prefix, key_marker, id_marker, limit as i64, now_ms()],
+                upload_from_row,
+            )
+            .map_err(backend)
         })
         .await
     }
@@ -129,12 +125,12 @@ impl UploadStore for SqliteMetaStore {
             )
             .map_err(backend)?;
             Ok(PartRecord {
-                upload_id: p.upload_id,
+                upload_id: p.upload_id.clone(),
                 number: p.number,
-                blob: p.blob,
+                blob: p.blob.clone(),
                 size: p.size,
-                etag: p.etag,
-                digests: p.digests,
+                etag: p.etag.clone(),
+                digests: p.digests.clone(),
                 modified_ms,
                 inline,
             })
@@ -145,13 +141,12 @@ impl UploadStore for SqliteMetaStore {
     async fn list_parts(&self, upload_id: &str, after: u32, limit: usize) -> StoreResult<Vec<PartRecord>> {
         let id = upload_id.to_owned();
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(&format!(
-                    "SELECT {PART_COLS} FROM parts WHERE upload = ?1 AND number > ?2 ORDER BY number LIMIT ?3"
-                ))
-                .map_err(backend)?;
-            let rows = st.query_map(params![id, after, limit as i64], part_from_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            c.query_map(
+                &format!("SELECT {PART_COLS} FROM parts WHERE upload = ?1 AND number > ?2 ORDER BY number LIMIT ?3"),
+                params![id, after, limit as i64],
+                part_from_row,
+            )
+            .map_err(backend)
         })
         .await
     }
@@ -163,9 +158,11 @@ impl UploadStore for SqliteMetaStore {
             let mut size = 0u64;
             for (number, etag) in &cu.parts {
                 let part = txn
-                    .prepare_cached(&format!("SELECT {PART_COLS} FROM parts WHERE upload = ?1 AND number = ?2"))
-                    .map_err(backend)?
-                    .query_row(params![cu.upload_id, number], part_from_row)
+                    .query_row(
+                        &format!("SELECT {PART_COLS} FROM parts WHERE upload = ?1 AND number = ?2"),
+                        params![cu.upload_id, number],
+                        part_from_row,
+                    )
                     .optional()
                     .map_err(backend)?
                     .ok_or_else(|| StoreError::Conflict(format!("part {number} is missing")))?;
@@ -225,11 +222,12 @@ impl UploadStore for SqliteMetaStore {
 
     async fn expired_uploads(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<String>> {
         self.read(move |c| {
-            let mut st = c
-                .prepare("SELECT id FROM uploads WHERE expires IS NOT NULL AND expires < ?1 LIMIT ?2")
-                .map_err(backend)?;
-            let rows = st.query_map(params![now_ms, limit as i64], |r| r.get(0)).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            c.query_map(
+                "SELECT id FROM uploads WHERE expires IS NOT NULL AND expires < ?1 LIMIT ?2",
+                params![now_ms, limit as i64],
+                |r| r.get(0),
+            )
+            .map_err(backend)
         })
         .await
     }

@@ -10,11 +10,12 @@
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
+use super::db::{Db, DbRow};
 use super::refs::*;
 use super::rows::*;
-use super::SqliteMetaStore;
+use super::SqlMetaStore;
 use crate::meta::*;
 use crate::model::*;
 
@@ -23,14 +24,14 @@ const MAX_RENAME_TRIES: u32 = 10_000;
 
 pub(crate) const FOLDER_COLS: &str = "bucket, key, id, created, modified, meta, explicit, kept";
 
-pub(crate) fn folder_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FolderRecord> {
+pub(crate) fn folder_from_row(row: &DbRow<'_>) -> rusqlite::Result<FolderRecord> {
     Ok(FolderRecord {
         bucket: row.get(0)?,
         key: row.get(1)?,
         id: row.get(2)?,
         created_ms: row.get(3)?,
         modified_ms: row.get(4)?,
-        meta: from_json(&row.get::<_, String>(5)?)?,
+        meta: from_json(&row.get::<String>(5)?)?,
         explicit: row.get(6)?,
         kept: row.get(7)?,
     })
@@ -52,16 +53,18 @@ pub(crate) fn file_parent(key: &str) -> Option<&str> {
     (!key.ends_with('/')).then(|| parent_of(key))
 }
 
-pub(crate) fn get_folder_tx(c: &Connection, bucket: &str, key: &str) -> StoreResult<Option<FolderRecord>> {
-    c.prepare_cached(&format!("SELECT {FOLDER_COLS} FROM folders WHERE bucket = ?1 AND key = ?2"))
-        .map_err(backend)?
-        .query_row(params![bucket, key], folder_from_row)
-        .optional()
-        .map_err(backend)
+pub(crate) fn get_folder_tx(c: &Db, bucket: &str, key: &str) -> StoreResult<Option<FolderRecord>> {
+    c.query_row(
+        &format!("SELECT {FOLDER_COLS} FROM folders WHERE bucket = ?1 AND key = ?2"),
+        params![bucket, key],
+        folder_from_row,
+    )
+    .optional()
+    .map_err(backend)
 }
 
 /// The entry at `key`: a folder row for keys ending in `/`, else a file.
-pub(crate) fn get_entry_tx(c: &Connection, bucket: &str, key: &str) -> StoreResult<Option<TreeEntry>> {
+pub(crate) fn get_entry_tx(c: &Db, bucket: &str, key: &str) -> StoreResult<Option<TreeEntry>> {
     if key.ends_with('/') {
         Ok(get_folder_tx(c, bucket, key)?.map(TreeEntry::Folder))
     } else {
@@ -69,19 +72,19 @@ pub(crate) fn get_entry_tx(c: &Connection, bucket: &str, key: &str) -> StoreResu
     }
 }
 
-fn exists(c: &Connection, sql: &str, bucket: &str, key: &str) -> StoreResult<bool> {
-    c.prepare_cached(sql).map_err(backend)?.query_row(params![bucket, key], |r| r.get(0)).map_err(backend)
+fn exists(c: &Db, sql: &str, bucket: &str, key: &str) -> StoreResult<bool> {
+    c.query_row(sql, params![bucket, key], |r| r.get(0)).map_err(backend)
 }
 
-fn folder_exists(c: &Connection, bucket: &str, key: &str) -> StoreResult<bool> {
+fn folder_exists(c: &Db, bucket: &str, key: &str) -> StoreResult<bool> {
     exists(c, "SELECT EXISTS(SELECT 1 FROM folders WHERE bucket = ?1 AND key = ?2)", bucket, key)
 }
 
-fn file_exists(c: &Connection, bucket: &str, key: &str) -> StoreResult<bool> {
+fn file_exists(c: &Db, bucket: &str, key: &str) -> StoreResult<bool> {
     exists(c, "SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?1 AND key = ?2)", bucket, key)
 }
 
-fn has_children(c: &Connection, bucket: &str, folder: &str) -> StoreResult<bool> {
+fn has_children(c: &Db, bucket: &str, folder: &str) -> StoreResult<bool> {
     exists(
         c,
         "SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?1 AND parent = ?2)
@@ -95,7 +98,7 @@ fn has_children(c: &Connection, bucket: &str, folder: &str) -> StoreResult<bool>
 /// marker object, `kept` marks it and every folder above it to stay when emptied. A new row
 /// takes `id` if given.
 pub(crate) fn ensure_folder(
-    txn: &Connection,
+    txn: &Db,
     bucket: &str,
     key: &str,
     explicit: bool,
@@ -120,20 +123,11 @@ pub(crate) fn ensure_folder(
                     .map_err(backend)?;
             }
             None => {
-                txn.prepare_cached(
+                txn.execute(
                     "INSERT INTO folders(bucket, key, parent, id, created, modified, meta, explicit, kept)
                      VALUES(?1, ?2, ?3, ?4, ?5, ?5, '{}', ?6, ?7)",
+                    params![bucket, key, parent_of(&key), id.take().unwrap_or_else(new_object_id), now, explicit, kept],
                 )
-                .map_err(backend)?
-                .execute(params![
-                    bucket,
-                    key,
-                    parent_of(&key),
-                    id.take().unwrap_or_else(new_object_id),
-                    now,
-                    explicit,
-                    kept
-                ])
                 .map_err(backend)?;
             }
         }
@@ -145,7 +139,7 @@ pub(crate) fn ensure_folder(
 
 /// Removes the folder `key` and then each folder above it while it is implied (no marker,
 /// not kept) and holds nothing.
-pub(crate) fn prune(txn: &Connection, bucket: &str, key: &str) -> StoreResult<()> {
+pub(crate) fn prune(txn: &Db, bucket: &str, key: &str) -> StoreResult<()> {
     let mut key = key.to_owned();
     while !key.is_empty() {
         match get_folder_tx(txn, bucket, &key)? {
@@ -162,7 +156,7 @@ pub(crate) fn prune(txn: &Connection, bucket: &str, key: &str) -> StoreResult<()
 
 /// Tree upkeep for an object row that was just inserted at a new key (`keep`: the folders
 /// above it stay when emptied).
-pub(crate) fn tree_added(txn: &Connection, bucket: &str, key: &str, id: &str, now: i64, keep: bool) -> StoreResult<()> {
+pub(crate) fn tree_added(txn: &Db, bucket: &str, key: &str, id: &str, now: i64, keep: bool) -> StoreResult<()> {
     if key.ends_with('/') {
         ensure_folder(txn, bucket, key, true, false, Some(id), now)?;
         if keep {
@@ -175,7 +169,7 @@ pub(crate) fn tree_added(txn: &Connection, bucket: &str, key: &str, id: &str, no
 }
 
 /// Tree upkeep for an object row that was just deleted.
-pub(crate) fn tree_removed(txn: &Connection, bucket: &str, key: &str) -> StoreResult<()> {
+pub(crate) fn tree_removed(txn: &Db, bucket: &str, key: &str) -> StoreResult<()> {
     if key.ends_with('/') {
         exec(txn, "UPDATE folders SET explicit = 0 WHERE bucket = ?1 AND key = ?2", params![bucket, key])
             .map_err(backend)?;
@@ -187,7 +181,7 @@ pub(crate) fn tree_removed(txn: &Connection, bucket: &str, key: &str) -> StoreRe
 
 /// Refuses (`KindConflict`) a tree write at `key` when a file holds one of the folder names
 /// on its path, or the other kind holds its own name.
-pub(crate) fn check_kinds(txn: &Connection, bucket: &str, key: &str) -> StoreResult<()> {
+pub(crate) fn check_kinds(txn: &Db, bucket: &str, key: &str) -> StoreResult<()> {
     check_kinds_on_path(txn, bucket, key)?;
     let clash = match key.strip_suffix('/') {
         Some(file) => file_exists(txn, bucket, file)?,
@@ -214,7 +208,7 @@ pub fn numbered_key(key: &str, n: u32) -> String {
 
 /// Where an entry can go at `to` under `mode`: the key to use, with whatever held it
 /// removed (`Replace`). Fails `Exists` (refused, or no free name) or `KindConflict`.
-fn destination(txn: &Connection, bucket: &str, to: &str, mode: OnConflict) -> StoreResult<String> {
+fn destination(txn: &Db, bucket: &str, to: &str, mode: OnConflict) -> StoreResult<String> {
     check_kinds_on_path(txn, bucket, to)?;
     for n in 0..=MAX_RENAME_TRIES {
         let cand = if n == 0 { to.to_owned() } else { numbered_key(to, n) };
@@ -242,7 +236,7 @@ fn destination(txn: &Connection, bucket: &str, to: &str, mode: OnConflict) -> St
 }
 
 /// Refuses (`KindConflict`) a key under a folder name that a file holds.
-fn check_kinds_on_path(txn: &Connection, bucket: &str, key: &str) -> StoreResult<()> {
+fn check_kinds_on_path(txn: &Db, bucket: &str, key: &str) -> StoreResult<()> {
     let mut folder = parent_of(key);
     while !folder.is_empty() {
         if file_exists(txn, bucket, &folder[..folder.len() - 1])? {
@@ -254,31 +248,29 @@ fn check_kinds_on_path(txn: &Connection, bucket: &str, key: &str) -> StoreResult
 }
 
 /// The objects under folder `prefix` (its marker included), in key order.
-fn objects_under(c: &Connection, bucket: &str, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
-    let mut st = c
-        .prepare_cached(&format!(
-            "SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND key >= ?2 AND key < ?3 ORDER BY key"
-        ))
-        .map_err(backend)?;
-    let rows = st.query_map(params![bucket, prefix, subtree_end(prefix)], object_from_row).map_err(backend)?;
-    rows.collect::<Result<_, _>>().map_err(backend)
+fn objects_under(c: &Db, bucket: &str, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
+    c.query_map(
+        &format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND key >= ?2 AND key < ?3 ORDER BY key"),
+        params![bucket, prefix, subtree_end(prefix)],
+        object_from_row,
+    )
+    .map_err(backend)
 }
 
 /// The folder rows under folder `prefix` (itself included), in key order.
-fn folders_under(c: &Connection, bucket: &str, prefix: &str) -> StoreResult<Vec<FolderRecord>> {
-    let mut st = c
-        .prepare_cached(&format!(
-            "SELECT {FOLDER_COLS} FROM folders WHERE bucket = ?1 AND key >= ?2 AND key < ?3 ORDER BY key"
-        ))
-        .map_err(backend)?;
-    let rows = st.query_map(params![bucket, prefix, subtree_end(prefix)], folder_from_row).map_err(backend)?;
-    rows.collect::<Result<_, _>>().map_err(backend)
+fn folders_under(c: &Db, bucket: &str, prefix: &str) -> StoreResult<Vec<FolderRecord>> {
+    c.query_map(
+        &format!("SELECT {FOLDER_COLS} FROM folders WHERE bucket = ?1 AND key >= ?2 AND key < ?3 ORDER BY key"),
+        params![bucket, prefix, subtree_end(prefix)],
+        folder_from_row,
+    )
+    .map_err(backend)
 }
 
 /// Deletes a file, or a folder with everything under it (objects released, folder rows
 /// gone), then (with `prune_parent`) prunes what held it. Making room for an entry about to
 /// take the same place, the parent stays: an implied parent keeps its id.
-fn remove_entry(txn: &Connection, bucket: &str, key: &str, prune_parent: bool) -> StoreResult<FolderUsage> {
+fn remove_entry(txn: &Db, bucket: &str, key: &str, prune_parent: bool) -> StoreResult<FolderUsage> {
     let mut usage = FolderUsage::default();
     if key.ends_with('/') {
         for o in objects_under(txn, bucket, key)? {
@@ -328,7 +320,7 @@ fn check_move(from: &str, to: &str, mode: OnConflict) -> StoreResult<()> {
 
 /// UFile's rename: one plain key to another, whatever either looks like (no folder moves,
 /// no name rule); `Replace` overwrites a key at `to`.
-fn move_flat_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
+fn move_flat_tx(txn: &Db, m: &TreeMove) -> StoreResult<TreeEntry> {
     let (bucket, from, to) = (m.bucket.as_str(), m.from.as_str(), m.to.as_str());
     let src = get_object_tx(txn, bucket, from)?.ok_or(StoreError::NotFound)?;
     if from == to {
@@ -347,7 +339,7 @@ fn move_flat_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
     Ok(TreeEntry::File(ObjectRecord { key: to.to_owned(), ..src }))
 }
 
-fn move_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
+fn move_tx(txn: &Db, m: &TreeMove) -> StoreResult<TreeEntry> {
     if m.flat {
         return move_flat_tx(txn, m);
     }
@@ -394,7 +386,7 @@ fn move_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
     get_entry_tx(txn, bucket, &to)?.ok_or(StoreError::NotFound)
 }
 
-fn copy_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
+fn copy_tx(txn: &Db, m: &TreeMove) -> StoreResult<TreeEntry> {
     let (bucket, from) = (m.bucket.as_str(), m.from.as_str());
     let folder = from.ends_with('/');
     if folder != m.to.ends_with('/') {
@@ -415,21 +407,11 @@ fn copy_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
     };
     for f in &folders {
         let key = rekey(&f.key, from, &to);
-        txn.prepare_cached(
+        txn.execute(
             "INSERT INTO folders(bucket, key, parent, id, created, modified, meta, explicit, kept)
              VALUES(?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+            params![bucket, key, parent_of(&key), new_object_id(), m.now_ms, to_json(&f.meta)?, f.explicit, f.kept],
         )
-        .map_err(backend)?
-        .execute(params![
-            bucket,
-            key,
-            parent_of(&key),
-            new_object_id(),
-            m.now_ms,
-            to_json(&f.meta)?,
-            f.explicit,
-            f.kept
-        ])
         .map_err(backend)?;
     }
     let mut grown = 0i64;
@@ -461,34 +443,33 @@ fn copy_tx(txn: &Connection, m: &TreeMove) -> StoreResult<TreeEntry> {
 }
 
 /// Inserts an object row as it is (id, timestamps, content) with its tree columns.
-fn insert_object_row(txn: &Connection, o: &ObjectRecord) -> StoreResult<()> {
-    txn.prepare_cached(
+fn insert_object_row(txn: &Db, o: &ObjectRecord) -> StoreResult<()> {
+    txn.execute(
         "INSERT INTO objects(bucket, key, content, size, etag, modified, meta, id, parent, created)
          VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+        params![
+            o.bucket,
+            o.key,
+            o.content_id,
+            o.size as i64,
+            o.etag,
+            o.modified_ms,
+            to_json(&o.meta)?,
+            o.id,
+            file_parent(&o.key),
+            o.created_ms
+        ],
     )
-    .map_err(backend)?
-    .execute(params![
-        o.bucket,
-        o.key,
-        o.content_id,
-        o.size as i64,
-        o.etag,
-        o.modified_ms,
-        to_json(&o.meta)?,
-        o.id,
-        file_parent(&o.key),
-        o.created_ms
-    ])
     .map_err(backend)?;
     Ok(())
 }
 
 /// The tenant of `bucket` stores at most `quota` bytes (trash included); checked after a
 /// write inside its transaction, which the error rolls back.
-pub(crate) fn check_quota(txn: &Connection, bucket: &str, quota: u64) -> StoreResult<()> {
+pub(crate) fn check_quota(txn: &Db, bucket: &str, quota: u64) -> StoreResult<()> {
     let used: i64 = query_one(
         txn,
-        "SELECT coalesce(sum(bytes), 0) FROM buckets WHERE tenant = (SELECT tenant FROM buckets WHERE name = ?1)",
+        "SELECT CAST(coalesce(sum(bytes), 0) AS BIGINT) FROM buckets WHERE tenant = (SELECT tenant FROM buckets WHERE name = ?1)",
         params![bucket],
         |r| r.get(0),
     )
@@ -502,15 +483,15 @@ pub(crate) fn check_quota(txn: &Connection, bucket: &str, quota: u64) -> StoreRe
 const ENTRY_COLS_FILE: &str = "0, bucket, key, content, size, etag, modified, created, meta, id, 0";
 const ENTRY_COLS_FOLDER: &str = "1, bucket, key, 0, 0, '', modified, created, meta, id, explicit * 2 + kept";
 
-fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TreeEntry> {
+fn entry_from_row(row: &DbRow<'_>) -> rusqlite::Result<TreeEntry> {
     let kind: i64 = row.get(0)?;
-    let meta = from_json(&row.get::<_, String>(8)?)?;
+    let meta = from_json(&row.get::<String>(8)?)?;
     Ok(if kind == 0 {
         TreeEntry::File(ObjectRecord {
             bucket: row.get(1)?,
             key: row.get(2)?,
             content_id: row.get(3)?,
-            size: row.get::<_, i64>(4)? as u64,
+            size: row.get::<i64>(4)? as u64,
             etag: row.get(5)?,
             modified_ms: row.get(6)?,
             created_ms: row.get(7)?,
@@ -526,8 +507,8 @@ fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TreeEntry> {
             meta,
             id: row.get(9)?,
             // Both flags in one column so the compound's arms keep one shape.
-            explicit: row.get::<_, i64>(10)? & 2 != 0,
-            kept: row.get::<_, i64>(10)? & 1 != 0,
+            explicit: row.get::<i64>(10)? & 2 != 0,
+            kept: row.get::<i64>(10)? & 1 != 0,
         })
     })
 }
@@ -549,7 +530,7 @@ pub(crate) fn list_sql(order: TreeOrder, kinds: EntryKinds, with_cursor: bool, w
     // the planner would otherwise prefer that range to the order's index. Served from the
     // index in name order; other orders sort the prefix's entries.
     let cursor = |v: &str| {
-        let range = if with_prefix { " AND key >= ?6 AND (?7 IS NULL OR key < ?7)" } else { "" };
+        let range = if with_prefix { " AND key >= ?6 AND (CAST(?7 AS TEXT) IS NULL OR key < ?7)" } else { "" };
         if !with_cursor {
             range.to_owned()
         } else if order.by == OrderBy::Name {
@@ -575,23 +556,23 @@ pub(crate) fn list_sql(order: TreeOrder, kinds: EntryKinds, with_cursor: bool, w
     format!("{select} ORDER BY {sort} LIMIT ?5")
 }
 
-fn trash_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TrashItem> {
+fn trash_from_row(row: &DbRow<'_>) -> rusqlite::Result<TrashItem> {
     Ok(TrashItem {
         bucket: row.get(0)?,
         id: row.get(1)?,
         key: row.get(2)?,
         folder: row.get(3)?,
-        size: row.get::<_, i64>(4)? as u64,
+        size: row.get::<i64>(4)? as u64,
         trashed_ms: row.get(5)?,
         created_ms: row.get(6)?,
         modified_ms: row.get(7)?,
-        meta: from_json(&row.get::<_, String>(8)?)?,
+        meta: from_json(&row.get::<String>(8)?)?,
     })
 }
 
 const TRASH_COLS: &str = "bucket, id, key, folder, size, trashed, created, modified, meta";
 
-fn get_trash_tx(c: &Connection, bucket: &str, id: &str) -> StoreResult<Option<(TrashItem, bool)>> {
+fn get_trash_tx(c: &Db, bucket: &str, id: &str) -> StoreResult<Option<(TrashItem, bool)>> {
     query_one(
         c,
         &format!("SELECT {TRASH_COLS}, parent_explicit FROM trash WHERE bucket = ?1 AND id = ?2"),
@@ -602,7 +583,7 @@ fn get_trash_tx(c: &Connection, bucket: &str, id: &str) -> StoreResult<Option<(T
     .map_err(backend)
 }
 
-fn trash_tx(txn: &Connection, bucket: &str, key: &str, now: i64) -> StoreResult<TrashItem> {
+fn trash_tx(txn: &Db, bucket: &str, key: &str, now: i64) -> StoreResult<TrashItem> {
     let entry = get_entry_tx(txn, bucket, key)?.ok_or(StoreError::NotFound)?;
     let parent = parent_of(key);
     let parent_explicit =
@@ -614,23 +595,22 @@ fn trash_tx(txn: &Connection, bucket: &str, key: &str, now: i64) -> StoreResult<
     };
     let mut size = 0u64;
     for o in &objects {
-        txn.prepare_cached(
+        txn.execute(
             "INSERT INTO trash_objects(bucket, item, key, content, size, etag, modified, created, meta, id)
              VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            params![
+                bucket,
+                item_id,
+                o.key,
+                o.content_id,
+                o.size as i64,
+                o.etag,
+                o.modified_ms,
+                o.created_ms,
+                to_json(&o.meta)?,
+                o.id
+            ],
         )
-        .map_err(backend)?
-        .execute(params![
-            bucket,
-            item_id,
-            o.key,
-            o.content_id,
-            o.size as i64,
-            o.etag,
-            o.modified_ms,
-            o.created_ms,
-            to_json(&o.meta)?,
-            o.id
-        ])
         .map_err(backend)?;
         exec(txn, "DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![bucket, o.key]).map_err(backend)?;
         size += o.size;
@@ -683,18 +663,17 @@ fn trash_tx(txn: &Connection, bucket: &str, key: &str, now: i64) -> StoreResult<
     Ok(item)
 }
 
-fn trashed_objects(c: &Connection, bucket: &str, item: &str) -> StoreResult<Vec<ObjectRecord>> {
-    let mut st = c
-        .prepare_cached(
-            "SELECT bucket, key, content, size, etag, modified, meta, id, created FROM trash_objects
+fn trashed_objects(c: &Db, bucket: &str, item: &str) -> StoreResult<Vec<ObjectRecord>> {
+    c.query_map(
+        "SELECT bucket, key, content, size, etag, modified, meta, id, created FROM trash_objects
              WHERE bucket = ?1 AND item = ?2 ORDER BY key",
-        )
-        .map_err(backend)?;
-    let rows = st.query_map(params![bucket, item], object_from_row).map_err(backend)?;
-    rows.collect::<Result<_, _>>().map_err(backend)
+        params![bucket, item],
+        object_from_row,
+    )
+    .map_err(backend)
 }
 
-fn drop_trash_rows(txn: &Connection, bucket: &str, item: &str) -> StoreResult<()> {
+fn drop_trash_rows(txn: &Db, bucket: &str, item: &str) -> StoreResult<()> {
     for table in ["trash_objects", "trash_folders"] {
         exec(txn, &format!("DELETE FROM {table} WHERE bucket = ?1 AND item = ?2"), params![bucket, item])
             .map_err(backend)?;
@@ -703,7 +682,7 @@ fn drop_trash_rows(txn: &Connection, bucket: &str, item: &str) -> StoreResult<()
     Ok(())
 }
 
-fn restore_tx(txn: &Connection, bucket: &str, id: &str, to: &str, now: i64) -> StoreResult<TreeEntry> {
+fn restore_tx(txn: &Db, bucket: &str, id: &str, to: &str, now: i64) -> StoreResult<TreeEntry> {
     let (item, parent_explicit) = get_trash_tx(txn, bucket, id)?.ok_or(StoreError::NotFound)?;
     let parent = parent_of(&item.key);
     if !parent.is_empty() && parent_explicit && !folder_exists(txn, bucket, parent)? {
@@ -727,10 +706,12 @@ fn restore_tx(txn: &Connection, bucket: &str, id: &str, to: &str, now: i64) -> S
         .map_err(backend)?;
         // Parents are computed in Rust (SQLite has no "last index of").
         let keys: Vec<String> = {
-            let mut st =
-                txn.prepare("SELECT key FROM folders WHERE bucket = ?1 AND key >= ?2 AND key < ?3").map_err(backend)?;
-            let rows = st.query_map(params![bucket, to, subtree_end(&to)], |r| r.get(0)).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)?
+            txn.query_map(
+                "SELECT key FROM folders WHERE bucket = ?1 AND key >= ?2 AND key < ?3",
+                params![bucket, to, subtree_end(&to)],
+                |r| r.get(0),
+            )
+            .map_err(backend)?
         };
         for k in keys {
             exec(
@@ -747,7 +728,7 @@ fn restore_tx(txn: &Connection, bucket: &str, id: &str, to: &str, now: i64) -> S
 }
 
 /// Frees a trash item: its objects' content references and bytes go.
-pub(crate) fn purge_tx(txn: &Connection, bucket: &str, id: &str) -> StoreResult<TrashItem> {
+pub(crate) fn purge_tx(txn: &Db, bucket: &str, id: &str) -> StoreResult<TrashItem> {
     let (item, _) = get_trash_tx(txn, bucket, id)?.ok_or(StoreError::NotFound)?;
     for o in trashed_objects(txn, bucket, id)? {
         exec(txn, "UPDATE buckets SET bytes = bytes - ?2 WHERE name = ?1", params![bucket, o.size as i64])
@@ -759,7 +740,7 @@ pub(crate) fn purge_tx(txn: &Connection, bucket: &str, id: &str) -> StoreResult<
 }
 
 #[async_trait]
-impl TreeStore for SqliteMetaStore {
+impl TreeStore for SqlMetaStore {
     async fn list_folder(
         &self,
         bucket: &str,
@@ -785,9 +766,7 @@ impl TreeStore for SqliteMetaStore {
                 values.push(prefix_successor(&from).map_or(Value::Null, Value::Text));
                 values.insert(5, Value::Text(from));
             }
-            let mut st = c.prepare_cached(&sql).map_err(backend)?;
-            let rows = st.query_map(params_from_iter(values), entry_from_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            c.query_map(&sql, &param_refs(&values), entry_from_row).map_err(backend)
         })
         .await
     }
@@ -881,15 +860,15 @@ impl TreeStore for SqliteMetaStore {
                 if folder.is_empty() { (String::new(), None) } else { (folder.clone(), Some(subtree_end(&folder))) };
             let (files, bytes): (i64, i64) = query_one(
                 c,
-                "SELECT count(*), coalesce(sum(size), 0) FROM objects
-                     WHERE bucket = ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3) AND parent IS NOT NULL",
+                "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM objects
+                     WHERE bucket = ?1 AND key >= ?2 AND (CAST(?3 AS TEXT) IS NULL OR key < ?3) AND parent IS NOT NULL",
                 params![bucket, lo, hi],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(backend)?;
             let folders: i64 = query_one(
                 c,
-                "SELECT count(*) FROM folders WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3)",
+                "SELECT count(*) FROM folders WHERE bucket = ?1 AND key > ?2 AND (CAST(?3 AS TEXT) IS NULL OR key < ?3)",
                 params![bucket, lo, hi],
                 |r| r.get(0),
             )
@@ -923,24 +902,28 @@ impl TreeStore for SqliteMetaStore {
         // regard to ASCII case. A scan of the keys under `under`, paged by key.
         let (file_name, folder_name) =
             ("substr(key, length(parent) + 1)", "substr(key, length(parent) + 1, length(key) - length(parent) - 1)");
+        let d = self.dialect();
         let test = |name: &str| {
-            let mut t =
-                if q.exact { format!(" AND lower({name}) = ?4") } else { format!(" AND instr(lower({name}), ?4) > 0") };
+            let mut t = if q.exact {
+                format!(" AND lower({name}) = ?4")
+            } else {
+                format!(" AND {} > 0", d.position(&format!("lower({name})"), "?4"))
+            };
             if q.direct {
                 t.push_str(" AND parent = ?6");
             }
             if q.starred {
-                t.push_str(" AND json_extract(meta, '$.starred') = 1");
+                t.push_str(&format!(" AND {}", d.json_is_true("meta", "$.starred")));
             }
             t
         };
         let files = format!(
             "SELECT {ENTRY_COLS_FILE}, '' FROM objects
-             WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3) AND parent IS NOT NULL{}",
+             WHERE bucket = ?1 AND key > ?2 AND (CAST(?3 AS TEXT) IS NULL OR key < ?3) AND parent IS NOT NULL{}",
             test(file_name)
         );
         let folders = format!(
-            "SELECT {ENTRY_COLS_FOLDER}, '' FROM folders WHERE bucket = ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3){}",
+            "SELECT {ENTRY_COLS_FOLDER}, '' FROM folders WHERE bucket = ?1 AND key > ?2 AND (CAST(?3 AS TEXT) IS NULL OR key < ?3){}",
             test(folder_name)
         );
         let select = match q.kinds {
@@ -950,9 +933,7 @@ impl TreeStore for SqliteMetaStore {
         };
         self.read(move |c| {
             let sql = format!("{select} ORDER BY 3 LIMIT ?5");
-            let mut st = c.prepare_cached(&sql).map_err(backend)?;
-            let rows = st.query_map(params_from_iter(values), entry_from_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            c.query_map(&sql, &param_refs(&values), entry_from_row).map_err(backend)
         })
         .await
     }
@@ -971,14 +952,15 @@ impl TreeStore for SqliteMetaStore {
         let bucket = bucket.to_owned();
         self.read(move |c| {
             let (t, id) = after.unwrap_or((i64::MAX, String::new()));
-            let mut st = c
-                .prepare_cached(&format!(
+            c.query_map(
+                &format!(
                     "SELECT {TRASH_COLS} FROM trash WHERE bucket = ?1 AND (trashed, id) < (?2, ?3)
                      ORDER BY trashed DESC, id DESC LIMIT ?4"
-                ))
-                .map_err(backend)?;
-            let rows = st.query_map(params![bucket, t, id, limit as i64], trash_from_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+                ),
+                params![bucket, t, id, limit as i64],
+                trash_from_row,
+            )
+            .map_err(backend)
         })
         .await
     }
@@ -1000,12 +982,12 @@ impl TreeStore for SqliteMetaStore {
 
     async fn expired_trash(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<(String, String)>> {
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached("SELECT bucket, id FROM trash WHERE trashed < ?1 ORDER BY trashed LIMIT ?2")
-                .map_err(backend)?;
-            let rows =
-                st.query_map(params![cutoff_ms, limit as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            c.query_map(
+                "SELECT bucket, id FROM trash WHERE trashed < ?1 ORDER BY trashed LIMIT ?2",
+                params![cutoff_ms, limit as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(backend)
         })
         .await
     }
@@ -1014,12 +996,13 @@ impl TreeStore for SqliteMetaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     /// Every listing order is read from indexes and merged: no sort of the folder's rows.
     #[test]
     fn listings_are_served_by_indexes() {
         let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn).unwrap();
+        super::super::sqlite_schema::migrate(&mut conn).unwrap();
         for by in [OrderBy::Name, OrderBy::Modified, OrderBy::Created, OrderBy::Size] {
             for descending in [false, true] {
                 for (cursor, kinds, prefix) in [

@@ -1,8 +1,9 @@
 //! Reference-counting steps shared by the object and upload writes. Each runs inside the
 //! caller's transaction, so counts change together with the rows that hold the references.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
+use super::db::Db;
 use super::rows::*;
 use super::tree::{check_kinds, check_quota, file_parent, tree_added};
 use crate::meta::*;
@@ -12,30 +13,28 @@ use crate::now_ms;
 /// Takes a reference to a blob, creating its row when it is new: inline, with `data`, when
 /// the write brings the bytes; else in the BlobStore. Returns whether the blob is inline (a
 /// blob already known stays where it is, whatever this write brings).
-pub(crate) fn blob_ref(txn: &Connection, id: &str, size: u64, data: Option<&[u8]>) -> StoreResult<bool> {
+pub(crate) fn blob_ref(txn: &Db, id: &str, size: u64, data: Option<&[u8]>) -> StoreResult<bool> {
     let inline: bool = txn
-        .prepare_cached(
+        .query_row(
             "INSERT INTO blobs(id, size, refs, zero_since, inline) VALUES(?1, ?2, 1, NULL, ?3)
-             ON CONFLICT(id) DO UPDATE SET refs = refs + 1, zero_since = NULL
+             ON CONFLICT(id) DO UPDATE SET refs = blobs.refs + 1, zero_since = NULL
              RETURNING inline",
+            params![id, size as i64, data.is_some()],
+            |r| r.get(0),
         )
-        .map_err(backend)?
-        .query_row(params![id, size as i64, data.is_some()], |r| r.get(0))
         .map_err(backend)?;
     if let (true, Some(data)) = (inline, data) {
         if data.len() as u64 != size {
             return Err(StoreError::Backend(format!("blob {id}: {} bytes given for {size}", data.len())));
         }
         // A no-op when the row was already inline (the bytes are the same: same SHA-256).
-        txn.prepare_cached("INSERT OR IGNORE INTO inline_blobs(id, data) VALUES(?1, ?2)")
-            .map_err(backend)?
-            .execute(params![id, data])
+        txn.execute("INSERT INTO inline_blobs(id, data) VALUES(?1, ?2) ON CONFLICT DO NOTHING", params![id, data])
             .map_err(backend)?;
     }
     Ok(inline)
 }
 
-pub(crate) fn blob_unref(txn: &Connection, id: &str) -> StoreResult<()> {
+pub(crate) fn blob_unref(txn: &Db, id: &str) -> StoreResult<()> {
     exec(
         txn,
         "UPDATE blobs SET refs = refs - 1,
@@ -47,27 +46,28 @@ pub(crate) fn blob_unref(txn: &Connection, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
-pub(crate) fn insert_content(txn: &Connection, c: &NewContent) -> StoreResult<i64> {
+pub(crate) fn insert_content(txn: &Db, c: &NewContent) -> StoreResult<i64> {
     // References first: they say where each extent's bytes are.
     let mut extents = Vec::with_capacity(c.extents.len());
     for e in &c.extents {
         let inline = blob_ref(txn, &e.blob, e.size, e.data.as_deref())?;
         extents.push(Extent { inline, data: None, ..e.clone() });
     }
-    txn.prepare_cached(
-        "INSERT INTO contents(size, refs, etag, digests, extents, created, ufile_etag) VALUES(?1, 0, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .map_err(backend)?
-    .execute(params![
-        c.size as i64,
-        c.etag,
-        c.digests.as_ref().map(to_json).transpose()?,
-        to_json(&extents)?,
-        now_ms(),
-        c.ufile_etag
-    ])
-    .map_err(backend)?;
-    let id = txn.last_insert_rowid();
+    let id: i64 = txn
+        .query_row(
+            "INSERT INTO contents(size, refs, etag, digests, extents, created, ufile_etag)
+             VALUES(?1, 0, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            params![
+                c.size as i64,
+                c.etag,
+                c.digests.as_ref().map(to_json).transpose()?,
+                to_json(&extents)?,
+                now_ms(),
+                c.ufile_etag
+            ],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
     match (&c.digests, extents.as_slice()) {
         (Some(d), _) => index_content(txn, id, c.size, d)?,
         // Pending content of one blob (its SHA-1 deferred): the blob's digests are the
@@ -82,26 +82,24 @@ pub(crate) fn insert_content(txn: &Connection, c: &NewContent) -> StoreResult<i6
 }
 
 /// An inline blob's bytes.
-pub(crate) fn inline_data(conn: &Connection, id: &str) -> StoreResult<Option<bytes::Bytes>> {
-    conn.prepare_cached("SELECT data FROM inline_blobs WHERE id = ?1")
-        .map_err(backend)?
-        .query_row(params![id], |r| r.get::<_, Vec<u8>>(0))
+pub(crate) fn inline_data(conn: &Db, id: &str) -> StoreResult<Option<bytes::Bytes>> {
+    conn.query_row("SELECT data FROM inline_blobs WHERE id = ?1", params![id], |r| r.get::<Vec<u8>>(0))
         .optional()
         .map_err(backend)
         .map(|d| d.map(bytes::Bytes::from))
 }
 
-pub(crate) fn index_one(txn: &Connection, id: i64, size: u64, algo: &str, digest: &str) -> StoreResult<()> {
+pub(crate) fn index_one(txn: &Db, id: i64, size: u64, algo: &str, digest: &str) -> StoreResult<()> {
     exec(
         txn,
-        "INSERT OR IGNORE INTO hash_index(algo, digest, size, content) VALUES(?1, ?2, ?3, ?4)",
+        "INSERT INTO hash_index(algo, digest, size, content) VALUES(?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         params![algo, digest, size as i64, id],
     )
     .map_err(backend)?;
     Ok(())
 }
 
-pub(crate) fn index_content(txn: &Connection, id: i64, size: u64, d: &Digests) -> StoreResult<()> {
+pub(crate) fn index_content(txn: &Db, id: i64, size: u64, d: &Digests) -> StoreResult<()> {
     for (algo, digest) in d.index_entries() {
         index_one(txn, id, size, algo, &digest)?;
     }
@@ -110,7 +108,7 @@ pub(crate) fn index_content(txn: &Connection, id: i64, size: u64, d: &Digests) -
 
 /// Drops one object reference to a content; frees the content (and its blob references)
 /// when it was the last.
-pub(crate) fn content_unref(txn: &Connection, id: i64) -> StoreResult<()> {
+pub(crate) fn content_unref(txn: &Db, id: i64) -> StoreResult<()> {
     exec(txn, "UPDATE contents SET refs = refs - 1 WHERE id = ?1", params![id]).map_err(backend)?;
     let row: Option<(i64, String)> =
         query_one(txn, "SELECT refs, extents FROM contents WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -129,7 +127,7 @@ pub(crate) fn content_unref(txn: &Connection, id: i64) -> StoreResult<()> {
     Ok(())
 }
 
-pub(crate) fn get_object_tx(conn: &Connection, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
+pub(crate) fn get_object_tx(conn: &Db, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
     query_one(
         conn,
         &format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND key = ?2"),
@@ -141,7 +139,7 @@ pub(crate) fn get_object_tx(conn: &Connection, bucket: &str, key: &str) -> Store
 }
 
 /// Refuses (`Conflict("precondition failed")`) unless the key's current state matches.
-pub(crate) fn check_condition(txn: &Connection, bucket: &str, key: &str, cond: &WriteCondition) -> StoreResult<()> {
+pub(crate) fn check_condition(txn: &Db, bucket: &str, key: &str, cond: &WriteCondition) -> StoreResult<()> {
     let current = get_object_tx(txn, bucket, key)?;
     let ok = match (cond, &current) {
         (WriteCondition::Absent, None) => true,
@@ -157,7 +155,7 @@ pub(crate) fn check_condition(txn: &Connection, bucket: &str, key: &str, cond: &
 
 /// Removes an object row, its bytes from the bucket's count and its content reference (the
 /// caller keeps the tree: [`super::tree::tree_removed`] or a subtree removal).
-pub(crate) fn remove_object_row(txn: &Connection, o: &ObjectRecord) -> StoreResult<()> {
+pub(crate) fn remove_object_row(txn: &Db, o: &ObjectRecord) -> StoreResult<()> {
     exec(txn, "DELETE FROM objects WHERE bucket = ?1 AND key = ?2", params![o.bucket, o.key]).map_err(backend)?;
     exec(txn, "UPDATE buckets SET bytes = bytes - ?2 WHERE name = ?1", params![o.bucket, o.size as i64])
         .map_err(backend)?;
@@ -180,7 +178,7 @@ pub(crate) struct SetObject<'a> {
 
 /// Points (bucket, key) at a content (taking a reference), releasing what it pointed at;
 /// checks the owner's storage quota after the write, inside the transaction.
-pub(crate) fn set_object(txn: &Connection, w: SetObject<'_>) -> StoreResult<ObjectRecord> {
+pub(crate) fn set_object(txn: &Db, w: SetObject<'_>) -> StoreResult<ObjectRecord> {
     let size: i64 = query_one(txn, "SELECT size FROM contents WHERE id = ?1", params![w.content_id], |r| r.get(0))
         .optional()
         .map_err(backend)?
@@ -194,24 +192,23 @@ pub(crate) fn set_object(txn: &Connection, w: SetObject<'_>) -> StoreResult<Obje
     if old.is_none() && w.tree != TreeRule::Flat {
         check_kinds(txn, w.bucket, w.key)?;
     }
-    txn.prepare_cached(
+    txn.execute(
         "INSERT INTO objects(bucket, key, content, size, etag, modified, meta, id, parent, created)
          VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
          ON CONFLICT(bucket, key) DO UPDATE SET content=?3, size=?4, etag=?5, modified=?6, meta=?7",
+        params![
+            w.bucket,
+            w.key,
+            w.content_id,
+            size,
+            w.etag,
+            w.modified_ms,
+            to_json(w.meta)?,
+            id,
+            file_parent(w.key),
+            created_ms
+        ],
     )
-    .map_err(backend)?
-    .execute(params![
-        w.bucket,
-        w.key,
-        w.content_id,
-        size,
-        w.etag,
-        w.modified_ms,
-        to_json(w.meta)?,
-        id,
-        file_parent(w.key),
-        created_ms
-    ])
     .map_err(backend)?;
     if old.is_none() {
         tree_added(txn, w.bucket, w.key, &id, w.modified_ms, w.tree == TreeRule::KeepFolders)?;
@@ -240,12 +237,9 @@ pub(crate) fn set_object(txn: &Connection, w: SetObject<'_>) -> StoreResult<Obje
 }
 
 /// Deletes an upload session and its parts, releasing the parts' blobs.
-pub(crate) fn drop_upload(txn: &Connection, id: &str) -> StoreResult<()> {
-    let blobs: Vec<String> = {
-        let mut st = txn.prepare_cached("SELECT blob FROM parts WHERE upload = ?1").map_err(backend)?;
-        let rows = st.query_map(params![id], |r| r.get(0)).map_err(backend)?;
-        rows.collect::<Result<_, _>>().map_err(backend)?
-    };
+pub(crate) fn drop_upload(txn: &Db, id: &str) -> StoreResult<()> {
+    let blobs: Vec<String> =
+        { txn.query_map("SELECT blob FROM parts WHERE upload = ?1", params![id], |r| r.get(0)).map_err(backend)? };
     for b in blobs {
         blob_unref(txn, &b)?;
     }

@@ -4,17 +4,20 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
 use super::rows::*;
-use super::SqliteMetaStore;
+use super::SqlMetaStore;
 use crate::meta::*;
 use crate::model::*;
 
 #[async_trait]
-impl IdentityStore for SqliteMetaStore {
+impl IdentityStore for SqlMetaStore {
     async fn create_tenant(&self, t: TenantRecord) -> StoreResult<()> {
         self.write(move |txn| {
-            let n =
-                exec(txn, "INSERT OR IGNORE INTO tenants(name, created) VALUES(?1, ?2)", params![t.name, t.created_ms])
-                    .map_err(backend)?;
+            let n = exec(
+                txn,
+                "INSERT INTO tenants(name, created) VALUES(?1, ?2) ON CONFLICT DO NOTHING",
+                params![t.name, t.created_ms],
+            )
+            .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::Exists);
             }
@@ -37,10 +40,10 @@ impl IdentityStore for SqliteMetaStore {
 
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
         self.read(move |c| {
-            let mut st = c.prepare("SELECT name, created FROM tenants ORDER BY name").map_err(backend)?;
-            let rows =
-                st.query_map([], |r| Ok(TenantRecord { name: r.get(0)?, created_ms: r.get(1)? })).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            c.query_map("SELECT name, created FROM tenants ORDER BY name", &[], |r| {
+                Ok(TenantRecord { name: r.get(0)?, created_ms: r.get(1)? })
+            })
+            .map_err(backend)
         })
         .await
     }
@@ -62,27 +65,23 @@ impl IdentityStore for SqliteMetaStore {
     async fn get_credential(&self, access_key: &str) -> StoreResult<Option<CredentialRecord>> {
         let ak = access_key.to_owned();
         self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE access_key = ?1"))
-                .map_err(backend)?
-                .query_row(params![ak], credential_from_row)
-                .optional()
-                .map_err(backend)
+            c.query_row(
+                &format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE access_key = ?1"),
+                params![ak],
+                credential_from_row,
+            )
+            .optional()
+            .map_err(backend)
         })
         .await
     }
 
     async fn list_credentials(&self, filter: CredentialFilter) -> StoreResult<Vec<CredentialRecord>> {
         self.read(move |c| {
-            let mut st = c
-                .prepare(&format!(
+            c.query_map(&format!(
                     "SELECT {CREDENTIAL_COLS} FROM credentials
-                     WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR kind = ?2) ORDER BY access_key"
-                ))
-                .map_err(backend)?;
-            let rows = st
-                .query_map(params![filter.tenant, filter.kind.map(|k| k.as_str())], credential_from_row)
-                .map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+                     WHERE (CAST(?1 AS TEXT) IS NULL OR tenant = ?1) AND (CAST(?2 AS TEXT) IS NULL OR kind = ?2) ORDER BY access_key"
+                ), params![filter.tenant, filter.kind.map(|k| k.as_str())], credential_from_row).map_err(backend)
         })
         .await
     }
@@ -112,14 +111,14 @@ impl IdentityStore for SqliteMetaStore {
             }
             let n = exec(
                 txn,
-                "INSERT OR IGNORE INTO aliases(kind, alias, tenant) VALUES(?1, ?2, ?3)",
+                "INSERT INTO aliases(kind, alias, tenant) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![kind, alias, tenant],
             )
             .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::Exists);
             }
-            Ok(alias)
+            Ok(alias.clone())
         })
         .await
     }
@@ -150,11 +149,11 @@ impl IdentityStore for SqliteMetaStore {
 }
 
 #[async_trait]
-impl SettingStore for SqliteMetaStore {
+impl SettingStore for SqlMetaStore {
     async fn setting_or_init(&self, name: &str, init: String) -> StoreResult<String> {
         let name = name.to_owned();
         self.write(move |txn| {
-            exec(txn, "INSERT OR IGNORE INTO settings(name, value) VALUES(?1, ?2)", params![name, init])
+            exec(txn, "INSERT INTO settings(name, value) VALUES(?1, ?2) ON CONFLICT DO NOTHING", params![name, init])
                 .map_err(backend)?;
             query_one(txn, "SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0)).map_err(backend)
         })
@@ -188,12 +187,12 @@ impl SettingStore for SqliteMetaStore {
 }
 
 #[async_trait]
-impl GrantStore for SqliteMetaStore {
+impl GrantStore for SqlMetaStore {
     async fn create_grant(&self, g: GrantRecord) -> StoreResult<()> {
         self.write(move |txn| {
             let n = exec(
                 txn,
-                "INSERT OR IGNORE INTO grants(kind, id, payload, expires, used) VALUES(?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO grants(kind, id, payload, expires, used) VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                 params![g.kind.as_str(), g.id, g.payload, g.expires_ms, g.used],
             )
             .map_err(backend)?;

@@ -3,24 +3,25 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
+use super::db::{Db, Dialect};
 use super::refs::*;
 use super::rows::*;
 use super::tree::{purge_tx, tree_removed};
-use super::SqliteMetaStore;
+use super::SqlMetaStore;
 use crate::meta::*;
 use crate::model::*;
 
 #[async_trait]
-impl BucketStore for SqliteMetaStore {
+impl BucketStore for SqlMetaStore {
     async fn create_bucket(&self, b: BucketRecord) -> StoreResult<()> {
         let config = to_json(&b.config)?;
         self.write(move |txn| {
             let n = exec(
                 txn,
-                "INSERT OR IGNORE INTO buckets(name, tenant, public, region, created, config)
-                     VALUES(?1,?2,?3,?4,?5,?6)",
+                "INSERT INTO buckets(name, tenant, public, region, created, config)
+                     VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT DO NOTHING",
                 params![b.name, b.tenant, b.public, b.region, b.created_ms, config],
             )
             .map_err(backend)?;
@@ -35,9 +36,7 @@ impl BucketStore for SqliteMetaStore {
     async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>> {
         let name = name.to_owned();
         self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {BUCKET_COLS} FROM buckets WHERE name = ?1"))
-                .map_err(backend)?
-                .query_row(params![name], bucket_from_row)
+            c.query_row(&format!("SELECT {BUCKET_COLS} FROM buckets WHERE name = ?1"), params![name], bucket_from_row)
                 .optional()
                 .map_err(backend)
         })
@@ -73,11 +72,14 @@ impl BucketStore for SqliteMetaStore {
     async fn list_buckets(&self, tenant: Option<&str>) -> StoreResult<Vec<BucketRecord>> {
         let tenant = tenant.map(str::to_owned);
         self.read(move |c| {
-            let mut st = c
-                .prepare(&format!("SELECT {BUCKET_COLS} FROM buckets WHERE ?1 IS NULL OR tenant = ?1 ORDER BY name"))
-                .map_err(backend)?;
-            let rows = st.query_map(params![tenant], bucket_from_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            c.query_map(
+                &format!(
+                    "SELECT {BUCKET_COLS} FROM buckets WHERE CAST(?1 AS TEXT) IS NULL OR tenant = ?1 ORDER BY name"
+                ),
+                params![tenant],
+                bucket_from_row,
+            )
+            .map_err(backend)
         })
         .await
     }
@@ -93,18 +95,15 @@ impl BucketStore for SqliteMetaStore {
             }
             // Sessions still open go with the bucket (S3 aborts them), their parts freed.
             let uploads: Vec<String> = {
-                let mut st = txn.prepare("SELECT id FROM uploads WHERE bucket = ?1").map_err(backend)?;
-                let rows = st.query_map(params![name], |r| r.get(0)).map_err(backend)?;
-                rows.collect::<Result<_, _>>().map_err(backend)?
+                txn.query_map("SELECT id FROM uploads WHERE bucket = ?1", params![name], |r| r.get(0))
+                    .map_err(backend)?
             };
             for id in uploads {
                 drop_upload(txn, &id)?;
             }
             // The trash is invisible to S3, whose users delete buckets: it goes with the bucket.
             let items: Vec<String> = {
-                let mut st = txn.prepare("SELECT id FROM trash WHERE bucket = ?1").map_err(backend)?;
-                let rows = st.query_map(params![name], |r| r.get(0)).map_err(backend)?;
-                rows.collect::<Result<_, _>>().map_err(backend)?
+                txn.query_map("SELECT id FROM trash WHERE bucket = ?1", params![name], |r| r.get(0)).map_err(backend)?
             };
             for id in items {
                 purge_tx(txn, &name, &id)?;
@@ -123,7 +122,7 @@ impl BucketStore for SqliteMetaStore {
 
 /// `AND <bucket col> IN (...) AND (<key prefix test> OR ...)` for a [`Within`], with its
 /// parameters appended to `values` (numbered after those already there).
-fn within_sql(within: &Within, bucket_col: &str, key_col: &str, values: &mut Vec<Value>) -> String {
+fn within_sql(d: Dialect, within: &Within, bucket_col: &str, key_col: &str, values: &mut Vec<Value>) -> String {
     let mut sql = String::new();
     if let Some(buckets) = &within.buckets {
         let mut marks = Vec::new();
@@ -132,7 +131,7 @@ fn within_sql(within: &Within, bucket_col: &str, key_col: &str, values: &mut Vec
             marks.push(format!("?{}", values.len()));
         }
         if marks.is_empty() {
-            return " AND 0".into();
+            return " AND 1 = 0".into();
         }
         sql.push_str(&format!(" AND {bucket_col} IN ({})", marks.join(", ")));
     }
@@ -141,10 +140,10 @@ fn within_sql(within: &Within, bucket_col: &str, key_col: &str, values: &mut Vec
         for p in prefixes {
             values.push(Value::Integer(p.len() as i64));
             values.push(Value::Text(p.clone()));
-            tests.push(prefix_test(key_col, values.len() - 1, values.len()));
+            tests.push(prefix_test(d, key_col, values.len() - 1, values.len()));
         }
         if tests.is_empty() {
-            return " AND 0".into();
+            return " AND 1 = 0".into();
         }
         sql.push_str(&format!(" AND ({})", tests.join(" OR ")));
     }
@@ -153,17 +152,15 @@ fn within_sql(within: &Within, bucket_col: &str, key_col: &str, values: &mut Vec
 
 /// A content, with the bytes of a single inline extent when `with_bytes`. Both reads run in
 /// one transaction, so the bytes are those of the row read (a GC in between cannot free them).
-fn content_tx(c: &rusqlite::Connection, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
-    let snapshot = c.unchecked_transaction().map_err(backend)?;
-    content_in(&snapshot, id, with_bytes)
+fn content_tx(c: &Db, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
+    let _snapshot = c.snapshot().map_err(backend)?;
+    content_in(c, id, with_bytes)
 }
 
 /// [`content_tx`] inside the caller's transaction.
-fn content_in(snapshot: &rusqlite::Connection, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
+fn content_in(snapshot: &Db, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
     let mut content = snapshot
-        .prepare_cached(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"))
-        .map_err(backend)?
-        .query_row(params![id], content_from_row)
+        .query_row(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"), params![id], content_from_row)
         .optional()
         .map_err(backend)?;
     if let (true, Some([e])) = (with_bytes, content.as_mut().map(|c| c.extents.as_mut_slice())) {
@@ -175,7 +172,7 @@ fn content_in(snapshot: &rusqlite::Connection, id: i64, with_bytes: bool) -> Sto
 }
 
 #[async_trait]
-impl ObjectStore for SqliteMetaStore {
+impl ObjectStore for SqlMetaStore {
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.read(move |c| get_object_tx(c, &bucket, &key)).await
@@ -184,9 +181,9 @@ impl ObjectStore for SqliteMetaStore {
     async fn get_object_for_read(&self, bucket: &str, key: &str) -> StoreResult<Option<(ObjectRecord, ContentRecord)>> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.read(move |c| {
-            let snapshot = c.unchecked_transaction().map_err(backend)?;
-            let Some(o) = get_object_tx(&snapshot, &bucket, &key)? else { return Ok(None) };
-            let content = content_in(&snapshot, o.content_id, true)?
+            let _snapshot = c.snapshot().map_err(backend)?;
+            let Some(o) = get_object_tx(c, &bucket, &key)? else { return Ok(None) };
+            let content = content_in(c, o.content_id, true)?
                 .ok_or_else(|| StoreError::Backend(format!("content {} of {bucket}/{key} is missing", o.content_id)))?;
             Ok(Some((o, content)))
         })
@@ -241,13 +238,10 @@ impl ObjectStore for SqliteMetaStore {
                 "SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND key {} ?2 AND {}
                  ORDER BY key LIMIT ?5",
                 if inclusive { ">=" } else { ">" },
-                prefix_test("key", 3, 4)
+                prefix_test(c.dialect(), "key", 3, 4)
             );
-            let mut st = c.prepare_cached(&sql).map_err(backend)?;
-            let rows = st
-                .query_map(params![bucket, from, prefix.len() as i64, prefix, limit as i64], object_from_row)
-                .map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            c.query_map(&sql, params![bucket, from, prefix.len() as i64, prefix, limit as i64], object_from_row)
+                .map_err(backend)
         })
         .await
     }
@@ -302,14 +296,13 @@ impl ObjectStore for SqliteMetaStore {
     async fn find_content(&self, algo: &str, digest: &str, size: u64, limit: usize) -> StoreResult<Vec<i64>> {
         let (algo, digest) = (algo.to_owned(), digest.to_owned());
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(
-                    "SELECT content FROM hash_index WHERE algo = ?1 AND digest = ?2 AND size = ?3
+            c.query_map(
+                "SELECT content FROM hash_index WHERE algo = ?1 AND digest = ?2 AND size = ?3
                      ORDER BY content LIMIT ?4",
-                )
-                .map_err(backend)?;
-            let rows = st.query_map(params![algo, digest, size as i64, limit as i64], |r| r.get(0)).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+                params![algo, digest, size as i64, limit as i64],
+                |r| r.get(0),
+            )
+            .map_err(backend)
         })
         .await
     }
@@ -328,7 +321,8 @@ impl ObjectStore for SqliteMetaStore {
             Value::Integer(size as i64),
             Value::Text(tenant.to_owned()),
         ];
-        let filter = within_sql(within, "o.bucket", "o.key", &mut values);
+        let filter = within_sql(self.dialect(), within, "o.bucket", "o.key", &mut values);
+        let owner = self.dialect().json_text("o.meta", "$.acl.owner");
         // Joined from the hash index to the objects that point at each content and their
         // buckets' owner: the tenant's own copy is found whatever other tenants hold. An
         // object another tenant wrote into the tenant's bucket is that tenant's (its ACL's
@@ -338,17 +332,10 @@ impl ObjectStore for SqliteMetaStore {
                JOIN objects o ON o.content = h.content
                JOIN buckets b ON b.name = o.bucket
              WHERE h.algo = ?1 AND h.digest = ?2 AND h.size = ?3 AND b.tenant = ?4
-               AND coalesce(json_extract(o.meta, '$.acl.owner'), ?4) = ?4{filter}
+               AND coalesce({owner}, ?4) = ?4{filter}
              LIMIT 1"
         );
-        self.read(move |c| {
-            c.prepare_cached(&sql)
-                .map_err(backend)?
-                .query_row(params_from_iter(values), |r| r.get(0))
-                .optional()
-                .map_err(backend)
-        })
-        .await
+        self.read(move |c| c.query_row(&sql, &param_refs(&values), |r| r.get(0)).optional().map_err(backend)).await
     }
 
     async fn pending_held_contents(
@@ -360,7 +347,7 @@ impl ObjectStore for SqliteMetaStore {
     ) -> StoreResult<Vec<ContentRecord>> {
         let mut values =
             vec![Value::Integer(size as i64), Value::Text(tenant.to_owned()), Value::Integer(limit as i64)];
-        let filter = within_sql(within, "o.bucket", "o.key", &mut values);
+        let filter = within_sql(self.dialect(), within, "o.bucket", "o.key", &mut values);
         let sql = format!(
             "SELECT {CONTENT_COLS} FROM contents c
              WHERE (c.digests IS NULL OR c.ufile_etag IS NULL) AND c.size = ?1
@@ -368,23 +355,14 @@ impl ObjectStore for SqliteMetaStore {
                           WHERE o.content = c.id AND b.tenant = ?2{filter})
              ORDER BY c.id LIMIT ?3"
         );
-        self.read(move |c| {
-            let mut st = c.prepare_cached(&sql).map_err(backend)?;
-            let rows = st.query_map(params_from_iter(values), content_from_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
-        })
-        .await
+        self.read(move |c| c.query_map(&sql, &param_refs(&values), content_from_row).map_err(backend)).await
     }
 
     async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>> {
         self.read(move |c| {
-            let mut st = c
-                .prepare(&format!(
+            c.query_map(&format!(
                     "SELECT {CONTENT_COLS} FROM contents WHERE digests IS NULL OR ufile_etag IS NULL ORDER BY id LIMIT ?1"
-                ))
-                .map_err(backend)?;
-            let rows = st.query_map(params![limit as i64], content_from_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+                ), params![limit as i64], content_from_row).map_err(backend)
         })
         .await
     }

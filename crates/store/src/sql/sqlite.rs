@@ -1,29 +1,13 @@
-//! The embedded [`MetaStore`](crate::MetaStore): SQLite in WAL mode.
+//! The embedded engine: SQLite in WAL mode.
 //!
 //! Why SQLite rather than redb: the queries Chuan needs (ordered prefix listing with
 //! start-after, listing upload sessions by key prefix, hash-index lookups joined with the
 //! objects that hold a content, aggregate stats, reference-count checks across tables) are one
 //! indexed SQL statement each, and SQLite's WAL gives concurrent readers with one writer.
-//! Durability costs one WAL fsync per commit (`synchronous=FULL`); [`SqliteMetaStore`]
-//! amortises it with group commit: a single writer thread drains every write that is waiting,
-//! runs each in its own savepoint (so one failure does not undo its neighbours), commits once,
-//! and only then answers them all.
-//!
-//! One file per concern of the contract: `identity.rs` (tenants, credentials, aliases,
-//! settings, grants), `objects.rs` (buckets, objects, contents, hash index), `uploads.rs`,
-//! `usage.rs` (usage and callbacks), `maintenance.rs` (GC and checks); `refs.rs` has the
-//! reference-counting steps several of them share, `rows.rs` the row mappings, `schema.rs` the
-//! schema and its migrations.
-
-mod identity;
-mod maintenance;
-mod objects;
-mod refs;
-mod rows;
-mod schema;
-mod tree;
-mod uploads;
-mod usage;
+//! Durability costs one WAL fsync per commit (`synchronous=FULL`); [`Sqlite`] amortises it
+//! with group commit: a single writer thread drains every write that is waiting, runs each in
+//! its own savepoint (so one failure does not undo its neighbours), commits once, and only
+//! then answers them all.
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, Transaction};
@@ -31,8 +15,10 @@ use std::path::Path;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
+use super::db::Db;
+use super::rows::backend;
+use super::sqlite_schema;
 use crate::meta::{StoreError, StoreResult};
-use rows::backend;
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&mut Transaction<'_>) -> Reply + Send>;
@@ -55,7 +41,8 @@ const MAX_BATCH: usize = 256;
 ///   against 20,600–23,800 in the same runs).
 const READERS: usize = 8;
 
-pub struct SqliteMetaStore {
+/// The SQLite engine's threads: one writer (group commit), a checkpointer, [`READERS`] readers.
+pub(crate) struct Sqlite {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Stops (by being dropped) and joins the checkpointer thread.
@@ -97,11 +84,11 @@ const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16_000;
 /// checkpoint: it never blocks the writer or a reader).
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-impl SqliteMetaStore {
+impl Sqlite {
     /// Opens (creating or migrating) the database at `path`.
-    pub fn open(path: &Path) -> StoreResult<Self> {
+    pub(crate) fn open(path: &Path) -> StoreResult<Self> {
         let mut conn = open_conn(path).map_err(backend)?;
-        schema::migrate(&mut conn)?;
+        sqlite_schema::migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Job>();
         // Many consumers, one wake-up per job (a mutex around one receiver woke a second
         // reader for every job: measured, a tenth of a small GET's CPU went to switching).
@@ -139,7 +126,7 @@ impl SqliteMetaStore {
 
     /// Stops the writer thread after it has committed what it holds, the checkpointer and the
     /// reader threads.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.jobs.lock().take();
         if let Some(h) = self.writer.lock().take() {
             let _ = h.join();
@@ -158,13 +145,13 @@ impl SqliteMetaStore {
     /// durable.
     pub(crate) async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        f: impl FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
         let job: Job = Box::new(move |txn: &mut Transaction<'_>| {
             let outcome = match txn.savepoint() {
                 Ok(mut sp) => {
-                    let r = f(&sp);
+                    let r = f(&Db::sqlite(&sp));
                     if r.is_ok() {
                         if let Err(e) = sp.commit() {
                             Err(backend(e))
@@ -197,12 +184,12 @@ impl SqliteMetaStore {
     /// Runs `f` on one of the reader threads' connections (a consistent WAL snapshot).
     pub(crate) async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        f: impl FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
         let job: ReadJob = Box::new(move |conn: &Connection| {
             // A panicking query answers an error and leaves the reader thread serving.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&Db::sqlite(conn))))
                 .unwrap_or_else(|_| Err(StoreError::Backend("metadata read panicked".into())));
             let _ = tx.send(r);
         });
@@ -215,7 +202,7 @@ impl SqliteMetaStore {
     }
 }
 
-impl Drop for SqliteMetaStore {
+impl Drop for Sqlite {
     fn drop(&mut self) {
         self.close();
     }

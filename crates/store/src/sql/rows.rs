@@ -1,7 +1,9 @@
 //! Row mappings and small helpers shared by the SQLite store's files.
 
-use rusqlite::types::Type;
+use rusqlite::types::{Type, Value};
+use rusqlite::ToSql;
 
+use super::db::{Db, DbRow, Dialect, Params};
 use crate::meta::StoreError;
 use crate::model::*;
 
@@ -9,20 +11,25 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// `Connection::execute` through the connection's statement cache: the writer runs the same
-/// statements thousands of times a second, and compiling one costs more than running it.
-pub(crate) fn exec<P: rusqlite::Params>(c: &rusqlite::Connection, sql: &str, p: P) -> rusqlite::Result<usize> {
-    c.prepare_cached(sql)?.execute(p)
+/// [`Db::execute`] (statements are cached: the writer runs the same ones thousands of times a
+/// second, and compiling one costs more than running it).
+pub(crate) fn exec(c: &Db, sql: &str, p: Params<'_>) -> rusqlite::Result<usize> {
+    c.execute(sql, p)
 }
 
-/// `Connection::query_row` through the statement cache (see [`exec`]).
-pub(crate) fn query_one<T, P: rusqlite::Params>(
-    c: &rusqlite::Connection,
+/// [`Db::query_row`].
+pub(crate) fn query_one<T>(
+    c: &Db,
     sql: &str,
-    p: P,
-    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    p: Params<'_>,
+    f: impl FnOnce(&DbRow<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    c.prepare_cached(sql)?.query_row(p, f)
+    c.query_row(sql, p, f)
+}
+
+/// Parameters built at run time (a variable number of them) as [`Params`].
+pub(crate) fn param_refs(values: &[Value]) -> Vec<&dyn ToSql> {
+    values.iter().map(|v| v as &dyn ToSql).collect()
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -37,15 +44,15 @@ fn bad_value(what: &str, v: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, Type::Text, format!("unknown {what} {v:?}").into())
 }
 
-/// `substr(CAST(<col> AS BLOB), 1, length) = CAST(<prefix> AS BLOB)`: a byte-wise prefix test
-/// that keeps SQLite's `LIKE` (case-folding, wildcards) out of key matching.
-pub(crate) fn prefix_test(col: &str, len_param: usize, prefix_param: usize) -> String {
-    format!("substr(CAST({col} AS BLOB), 1, ?{len_param}) = CAST(?{prefix_param} AS BLOB)")
+/// [`Dialect::prefix_test`]: a byte-wise prefix test with the prefix's byte length as a
+/// parameter, no `LIKE` (case folding, wildcards) in key matching.
+pub(crate) fn prefix_test(d: Dialect, col: &str, len_param: usize, prefix_param: usize) -> String {
+    d.prefix_test(col, len_param, prefix_param)
 }
 
 pub(crate) const CREDENTIAL_COLS: &str = "access_key, secret, tenant, kind, created, expires, scope, label";
 
-pub(crate) fn credential_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRecord> {
+pub(crate) fn credential_from_row(r: &DbRow<'_>) -> rusqlite::Result<CredentialRecord> {
     let kind: String = r.get(3)?;
     Ok(CredentialRecord {
         access_key: r.get(0)?,
@@ -61,17 +68,17 @@ pub(crate) fn credential_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cre
 
 pub(crate) const OBJECT_COLS: &str = "bucket, key, content, size, etag, modified, meta, id, created";
 
-pub(crate) fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
+pub(crate) fn object_from_row(row: &DbRow<'_>) -> rusqlite::Result<ObjectRecord> {
     Ok(ObjectRecord {
         id: row.get(7)?,
         bucket: row.get(0)?,
         key: row.get(1)?,
         content_id: row.get(2)?,
-        size: row.get::<_, i64>(3)? as u64,
+        size: row.get::<i64>(3)? as u64,
         etag: row.get(4)?,
         modified_ms: row.get(5)?,
         created_ms: row.get(8)?,
-        meta: from_json(&row.get::<_, String>(6)?)?,
+        meta: from_json(&row.get::<String>(6)?)?,
     })
 }
 
@@ -82,22 +89,22 @@ pub(crate) fn new_object_id() -> String {
 
 pub(crate) const CONTENT_COLS: &str = "id, size, refs, etag, digests, extents, ufile_etag";
 
-pub(crate) fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRecord> {
+pub(crate) fn content_from_row(row: &DbRow<'_>) -> rusqlite::Result<ContentRecord> {
     let digests: Option<String> = row.get(4)?;
     Ok(ContentRecord {
         id: row.get(0)?,
-        size: row.get::<_, i64>(1)? as u64,
+        size: row.get::<i64>(1)? as u64,
         refs: row.get(2)?,
         etag: row.get(3)?,
         digests: digests.map(|d| from_json(&d)).transpose()?,
-        extents: from_json(&row.get::<_, String>(5)?)?,
+        extents: from_json(&row.get::<String>(5)?)?,
         ufile_etag: row.get(6)?,
     })
 }
 
 pub(crate) const UPLOAD_COLS: &str = "id, bucket, key, tenant, created, meta, state, expires, kind";
 
-pub(crate) fn upload_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRecord> {
+pub(crate) fn upload_from_row(row: &DbRow<'_>) -> rusqlite::Result<UploadRecord> {
     let kind: String = row.get(8)?;
     Ok(UploadRecord {
         id: row.get(0)?,
@@ -106,7 +113,7 @@ pub(crate) fn upload_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Uploa
         key: row.get(2)?,
         tenant: row.get(3)?,
         created_ms: row.get(4)?,
-        meta: from_json(&row.get::<_, String>(5)?)?,
+        meta: from_json(&row.get::<String>(5)?)?,
         state: row.get(6)?,
         expires_ms: row.get(7)?,
     })
@@ -115,14 +122,14 @@ pub(crate) fn upload_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Uploa
 pub(crate) const PART_COLS: &str = "upload, number, blob, size, etag, digests, modified,
     coalesce((SELECT b.inline FROM blobs b WHERE b.id = parts.blob), 0)";
 
-pub(crate) fn part_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PartRecord> {
+pub(crate) fn part_from_row(row: &DbRow<'_>) -> rusqlite::Result<PartRecord> {
     Ok(PartRecord {
         upload_id: row.get(0)?,
         number: row.get(1)?,
         blob: row.get(2)?,
-        size: row.get::<_, i64>(3)? as u64,
+        size: row.get::<i64>(3)? as u64,
         etag: row.get(4)?,
-        digests: from_json(&row.get::<_, String>(5)?)?,
+        digests: from_json(&row.get::<String>(5)?)?,
         modified_ms: row.get(6)?,
         inline: row.get(7)?,
     })
@@ -130,7 +137,7 @@ pub(crate) fn part_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PartRec
 
 pub(crate) const BUCKET_COLS: &str = "name, tenant, public, region, created, config";
 
-pub(crate) fn bucket_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BucketRecord> {
+pub(crate) fn bucket_from_row(r: &DbRow<'_>) -> rusqlite::Result<BucketRecord> {
     let config: String = r.get(5)?;
     Ok(BucketRecord {
         name: r.get(0)?,
@@ -142,6 +149,6 @@ pub(crate) fn bucket_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BucketR
     })
 }
 
-pub(crate) fn grant_from_row(r: &rusqlite::Row<'_>, kind: GrantKind) -> rusqlite::Result<GrantRecord> {
+pub(crate) fn grant_from_row(r: &DbRow<'_>, kind: GrantKind) -> rusqlite::Result<GrantRecord> {
     Ok(GrantRecord { kind, id: r.get(0)?, payload: r.get(1)?, expires_ms: r.get(2)?, used: r.get(3)? })
 }
