@@ -48,6 +48,10 @@ impl Default for EngineConfig {
     }
 }
 
+/// Longest wait for a blob that GC is deleting before a writer of the same bytes gives up
+/// (answered as "slow down": deleting one blob's bytes takes milliseconds).
+const RESERVE_WAIT: Duration = Duration::from_secs(10);
+
 /// Striped locks over blob ids: a commit that makes a blob durable and references it, and a
 /// GC pass that forgets and deletes it, never interleave for the same blob.
 pub(crate) struct BlobLocks(Vec<tokio::sync::Mutex<()>>);
@@ -177,9 +181,17 @@ impl Engine {
     }
 
     /// Makes a staged blob durable under its name and runs `commit` (which must reference
-    /// it) while no GC pass can free it. Bytes staged in memory need neither: `commit` brings
-    /// them ([`Staged::extent`], [`Staged::inline_data`]) and the MetaStore keeps them in the
-    /// same transaction, which also revives or recreates the blob's row atomically.
+    /// it) while no GC pass, on any node, can free it. Bytes staged in memory need neither:
+    /// `commit` brings them ([`Staged::extent`], [`Staged::inline_data`]) and the MetaStore
+    /// keeps them in the same transaction, which also revives or recreates the blob's row
+    /// atomically.
+    ///
+    /// A blob in the BlobStore is reserved in the MetaStore before its bytes are written
+    /// ([`MaintenanceStore::reserve_blob`]): GC leaves a reserved blob alone, and a blob GC
+    /// is deleting cannot be reserved until its bytes and row are gone, so bytes a writer
+    /// finds in place stay there until its commit, whichever node runs the GC. A refused
+    /// commit (quota, precondition, vanished session) releases the reservation, removing the
+    /// bytes when nothing else references or reserved them since.
     pub(crate) async fn publish<T>(
         &self,
         staged: Staged,
@@ -190,32 +202,56 @@ impl Engine {
             crate::ingest::StagedBody::File(temp) => temp,
         };
         let id = staged.digests.sha256.clone();
+        // Writers of one blob on this node take turns (GC here too); across nodes the
+        // reservation does the same.
         let _guard = self.locks.lock(&id).await;
-        let existed = self.blobs.size(&id)?.is_some();
+        let claim = uuid::Uuid::new_v4().simple().to_string();
+        self.reserve_blob(&id, staged.size, &claim).await?;
         let blobs = self.blobs.clone();
         let pid = id.clone();
-        tokio::task::spawn_blocking(move || blobs.persist(temp, &pid))
+        let persisted = tokio::task::spawn_blocking(move || blobs.persist(temp, &pid))
             .await
-            .map_err(|e| CoreError::Internal(e.to_string()))??;
-        let result = commit.await;
-        if !existed {
-            // A refused commit (quota, precondition, vanished session) must not leave the blob
-            // it just made durable behind, nor may a commit that found the blob already inline
-            // (kept there under an earlier, larger threshold): under the lock no other writer
-            // can be about to reference the file. A failure here leaves an orphan file (removed
-            // at the next start) and does not change the commit's answer.
-            let tidy = async {
-                let place = self.meta.blob_inline(&id).await?;
-                if (result.is_err() && place.is_none()) || place == Some(true) {
+            .map_err(|e| CoreError::Internal(e.to_string()))
+            .and_then(|r| r.map_err(CoreError::from));
+        let result = match persisted {
+            Ok(()) => commit.await,
+            Err(e) => Err(e),
+        };
+        // A failure here leaves bytes that GC frees later and does not change the commit's
+        // answer.
+        let tidy = async {
+            if result.is_err() {
+                if self.meta.release_blob(&id, &claim).await?.is_some() {
                     self.blobs.delete(&id)?;
+                    self.meta.drop_blob(&id).await?;
                 }
-                Ok::<_, CoreError>(())
-            };
-            if let Err(e) = tidy.await {
-                tracing::warn!(blob = %id, error = %e, "cannot remove a blob file no row needs");
+            } else if self.meta.blob_inline(&id).await? == Some(true) {
+                // The commit found the blob kept inline (under an earlier, larger threshold):
+                // no row names the file.
+                self.blobs.delete(&id)?;
             }
+            Ok::<_, CoreError>(())
+        };
+        if let Err(e) = tidy.await {
+            tracing::warn!(blob = %id, error = %e, "cannot remove a blob file no row needs");
         }
         result
+    }
+
+    /// [`MaintenanceStore::reserve_blob`], waiting (up to [`RESERVE_WAIT`]) while GC deletes
+    /// the blob's previous bytes.
+    async fn reserve_blob(&self, id: &str, size: u64, claim: &str) -> CoreResult<()> {
+        let deadline = std::time::Instant::now() + RESERVE_WAIT;
+        loop {
+            match self.meta.reserve_blob(id, size, claim).await {
+                Err(StoreError::Conflict(why)) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(blob = %id, %why, "waiting for a blob's deletion to finish");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(StoreError::Conflict(_)) => return Err(CoreError::SlowDown),
+                other => return Ok(other?),
+            }
+        }
     }
 
     // ----- settings shared by every node

@@ -45,7 +45,9 @@ impl Engine {
                 let _guard = self.locks.lock(&id).await;
                 if let Some(gone) = self.meta.forget_blob(&id, cutoff).await? {
                     if !gone.inline {
+                        // Marked for deletion: writers on every node wait until the row goes.
                         self.blobs.delete(&id)?;
+                        self.meta.drop_blob(&id).await?;
                     }
                     report.blobs_freed += 1;
                     report.bytes_freed += gone.size;
@@ -69,14 +71,19 @@ impl Engine {
         Ok(report)
     }
 
-    /// Removes blobs on disk that no metadata row names (a crash between making a blob
-    /// durable and committing the row that references it). Only at startup, when no upload
-    /// can be between those two steps.
+    /// Removes blobs in the BlobStore that no metadata row names (left by a version that
+    /// wrote bytes before their row, or by a deletion whose row went first by hand). Safe
+    /// beside writers on any node: the BlobStore is listed before the metadata is read, and a
+    /// writer reserves a blob's row ([`MaintenanceStore::reserve_blob`]) before it writes the
+    /// bytes, so every blob listed that a writer made has its row in the later read.
+    ///
+    /// [`MaintenanceStore::reserve_blob`]: chuan_store::MaintenanceStore::reserve_blob
     pub async fn remove_orphan_blobs(&self) -> CoreResult<usize> {
+        let stored = self.blobs.list()?;
         let (known, _) = self.meta.check().await?;
-        let known: std::collections::HashSet<String> = known.into_iter().map(|(id, _)| id).collect();
+        let known: std::collections::HashSet<String> = known.into_iter().map(|b| b.id).collect();
         let mut removed = 0;
-        for id in self.blobs.list()? {
+        for id in stored {
             if !known.contains(&id) {
                 self.blobs.delete(&id)?;
                 removed += 1;
@@ -132,11 +139,13 @@ impl Engine {
     /// Consistency check: reference counts agree with the rows holding them, every blob the
     /// metadata names exists with its size, and no stored blob is unknown to the metadata.
     pub async fn fsck(&self) -> CoreResult<FsckReport> {
-        let (known, mut problems) = self.meta.check().await?;
+        // Listed before the metadata is read, as in `remove_orphan_blobs`.
         let mut on_disk: std::collections::HashSet<String> = self.blobs.list()?.into_iter().collect();
-        for (id, size) in &known {
+        let (known, mut problems) = self.meta.check().await?;
+        for StoredBlob { id, size, referenced } in &known {
             match self.blobs.size(id)? {
-                None => problems.push(format!("blob {id} is in the metadata but missing on disk")),
+                None if *referenced => problems.push(format!("blob {id} is in the metadata but missing on disk")),
+                None => {}
                 Some(s) if s != *size => {
                     problems.push(format!("blob {id} is {s} bytes on disk, {size} in the metadata"))
                 }

@@ -789,3 +789,82 @@ async fn a_deferred_sha1_is_settled_later_with_the_same_digests() {
     assert_eq!(staged.digests, want);
     assert!(e.fsck().await.unwrap().problems.is_empty());
 }
+
+/// Two nodes sharing one MetaStore and one BlobStore, as a cluster runs: GC on one node
+/// deleting a blob's bytes and an upload of the same bytes on the other never leave an object
+/// without its bytes, in either order (the BlobLocks of one process cannot see the other's).
+#[tokio::test]
+async fn gc_on_one_node_and_an_upload_of_the_same_bytes_on_another_keep_the_bytes() {
+    use chuan_store::{BlobStore, LocalBlobStore, MaintenanceStore, SqlMetaStore};
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqlMetaStore::open_sqlite(&dir.path().join("meta.db")).unwrap());
+    let blobs = Arc::new(LocalBlobStore::open(dir.path()).unwrap());
+    let node = || Arc::new(Engine::new(meta.clone(), blobs.clone(), EngineConfig::default()));
+    let (a, b) = (node(), node());
+    a.create_tenant(&Principal::operator(), "alice").await.unwrap();
+    a.create_bucket(&alice(), "bkt", None).await.unwrap();
+    let data = pseudo_random(300_000, 9);
+    let rec = put(&a, "x", &data).await;
+    let id = a.content_of(&rec).await.unwrap().extents[0].blob.clone();
+    a.delete_object(&alice(), "bkt", "x").await.unwrap();
+
+    // Node A's GC has marked the blob and not yet deleted its bytes; node B receives the same
+    // bytes meanwhile: B waits until the bytes and the row are gone, then writes them anew.
+    assert!(meta.forget_blob(&id, chuan_store::now_ms() + 1).await.unwrap().is_some());
+    let upload = tokio::spawn({
+        let (b, data) = (b.clone(), data.clone());
+        async move { put(&b, "y", &data).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!upload.is_finished(), "the upload waits while the blob is being deleted");
+    blobs.delete(&id).unwrap();
+    meta.drop_blob(&id).await.unwrap();
+    upload.await.unwrap();
+    assert_eq!(read_all(&a, "y").await, data, "read on the other node");
+    assert!(a.fsck().await.unwrap().problems.is_empty());
+
+    // The other order: B's writer has reserved the blob (its bytes on their way) when A's GC
+    // runs with no grace at all: GC leaves it, and B's commit finds its bytes.
+    b.delete_object(&alice(), "bkt", "y").await.unwrap();
+    meta.reserve_blob(&id, data.len() as u64, "writer-on-b").await.unwrap();
+    assert_eq!(a.gc(Duration::ZERO).await.unwrap().blobs_freed, 0, "a reserved blob is not freed");
+    assert!(blobs.size(&id).unwrap().is_some());
+    put(&b, "z", &data).await;
+    assert_eq!(read_all(&a, "z").await, data);
+    // Once referenced and then deleted, it is freed as usual.
+    b.delete_object(&alice(), "bkt", "z").await.unwrap();
+    assert_eq!(a.gc(Duration::ZERO).await.unwrap().blobs_freed, 1);
+    assert!(blobs.size(&id).unwrap().is_none());
+    assert!(b.fsck().await.unwrap().problems.is_empty());
+}
+
+/// A write refused at commit (here: the quota) takes back the bytes it made durable, and only
+/// those no other writer has reserved or referenced since.
+#[tokio::test]
+async fn a_refused_commit_releases_the_blob_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    e.set_quota(
+        &Principal::operator(),
+        "alice",
+        chuan_core::Quota { storage_bytes: Some(1_000), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let data = pseudo_random(200_000, 3);
+    let staged = e.stage(&alice(), body(&data, 7919)).await.unwrap();
+    let r = e.commit_put(&alice(), target("bkt", "big"), staged).await;
+    assert!(matches!(r, Err(CoreError::QuotaExceeded(_))), "{r:?}");
+    let st = e.stats().await.unwrap();
+    assert_eq!((st.blobs, st.physical_bytes), (0, 0), "{st:?}");
+    assert_eq!(files_under(&dir.path().join("blobs")), 0, "the refused write's bytes are gone");
+    assert!(e.fsck().await.unwrap().problems.is_empty());
+}
+
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+        .sum()
+}

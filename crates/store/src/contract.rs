@@ -35,7 +35,7 @@ macro_rules! meta_store_contract {
         $crate::meta_store_contract!(@tests $make;
             identity, settings, grants, grants_are_single_use_under_concurrency, buckets, objects,
             tree_moves, tree_copies, tree_listing, tree_trash, tree_kinds, references, quotas, quotas_hold_under_concurrency, listing, hash_index,
-            uploads, upload_listing, usage_and_callbacks, maintenance, inline_blobs);
+            uploads, upload_listing, usage_and_callbacks, maintenance, blob_reservations, inline_blobs);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -113,7 +113,7 @@ async fn keys(s: &Store, bucket: &str, prefix: &str, start: ListStart<'_>, limit
 async fn blob_refs(s: &Store) -> std::collections::HashMap<String, u64> {
     let (blobs, problems) = s.check().await.unwrap();
     assert!(problems.is_empty(), "check found problems: {problems:?}");
-    blobs.into_iter().collect()
+    blobs.into_iter().map(|b| (b.id, b.size)).collect()
 }
 
 fn upload(id: &str, bucket: &str, key: &str, tenant: &str, kind: UploadKind) -> UploadRecord {
@@ -668,7 +668,7 @@ pub async fn tree_trash(s: Store) {
     assert_eq!(s.bucket_bytes("bkt").await.unwrap(), 0);
     let (blobs, problems) = s.check().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
-    assert!(blobs.iter().all(|(b, _)| *b != digests("keep/x").sha256) || s.stats().await.unwrap().contents == 0);
+    assert!(blobs.iter().all(|b| b.id != digests("keep/x").sha256) || s.stats().await.unwrap().contents == 0);
     // A bucket's trash goes with the bucket.
     put(&s, "bkt", "t", "t", 4).await;
     s.trash("bkt", "t", 1).await.unwrap();
@@ -1054,10 +1054,72 @@ pub async fn maintenance(s: Store) {
     assert_eq!(s.forget_blob(&blob, now_ms() + 1).await.unwrap(), None);
     s.delete_object("bkt", "k2").await.unwrap();
     assert_eq!(s.forget_blob(&blob, now_ms() + 1).await.unwrap(), Some(ForgottenBlob { size: 5, inline: false }));
+    // Marked until its bytes are deleted, then dropped.
+    assert_eq!(s.blob_inline(&blob).await.unwrap(), Some(false));
+    s.drop_blob(&blob).await.unwrap();
     assert_eq!(s.blob_inline(&blob).await.unwrap(), None);
     let (blobs, problems) = s.check().await.unwrap();
     assert!(blobs.is_empty() && problems.is_empty(), "{blobs:?} {problems:?}");
     assert_eq!(s.stats().await.unwrap(), StoreStats { buckets: 1, ..Default::default() });
+}
+
+/// Writers and GC on several nodes: a blob is reserved before its bytes are written, GC
+/// leaves reserved blobs alone and marks the ones it frees, a marked blob cannot be reserved or
+/// referenced until its row is dropped, and a failed writer releases only its own reservation.
+pub async fn blob_reservations(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    let blob = digests("r").sha256;
+    let later = || now_ms() + 1;
+    // A reservation makes an unreferenced row that GC leaves alone, whatever its grace.
+    s.reserve_blob(&blob, 5, "w1").await.unwrap();
+    assert_eq!(s.blob_inline(&blob).await.unwrap(), Some(false));
+    assert_eq!(s.forget_blob(&blob, later()).await.unwrap(), None, "reserved");
+    let (blobs, problems) = s.check().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(blobs, [StoredBlob { id: blob.clone(), size: 5, referenced: false }], "not required yet");
+    // The commit references it and ends the reservation.
+    put(&s, "bkt", "k", "r", 5).await;
+    assert_eq!(blob_refs(&s).await.get(&blob), Some(&5));
+    assert_eq!(s.release_blob(&blob, "w1").await.unwrap(), None, "referenced: nothing to release");
+    s.delete_object("bkt", "k").await.unwrap();
+    // Unreferenced and unreserved: GC marks it, and while marked nobody reserves or references it.
+    assert_eq!(s.forget_blob(&blob, later()).await.unwrap(), Some(ForgottenBlob { size: 5, inline: false }));
+    assert_eq!(s.forget_blob(&blob, later()).await.unwrap(), None, "one deleter at a time");
+    assert!(matches!(s.reserve_blob(&blob, 5, "w2").await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.put_object(write("bkt", "k2", ContentSource::New(new_content("r", 5)))).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.get_object("bkt", "k2").await.unwrap().is_none(), "the refused write left nothing");
+    // Its bytes deleted, the row goes; then the blob is new again.
+    s.drop_blob(&blob).await.unwrap();
+    assert_eq!(s.blob_inline(&blob).await.unwrap(), None);
+    s.reserve_blob(&blob, 5, "w2").await.unwrap();
+    // Two writers: the later reservation wins; the first one's release does not take the
+    // second one's bytes away, the second one's release does.
+    s.reserve_blob(&blob, 5, "w3").await.unwrap();
+    assert_eq!(s.release_blob(&blob, "w2").await.unwrap(), None);
+    assert_eq!(s.release_blob(&blob, "w3").await.unwrap(), Some(ForgottenBlob { size: 5, inline: false }));
+    assert!(matches!(s.reserve_blob(&blob, 5, "w4").await, Err(StoreError::Conflict(_))), "being deleted");
+    s.drop_blob(&blob).await.unwrap();
+    // A referenced blob's row is never dropped.
+    put(&s, "bkt", "k3", "r", 5).await;
+    s.drop_blob(&blob).await.unwrap();
+    assert_eq!(blob_refs(&s).await.get(&blob), Some(&5));
+    // Reserving an inline blob changes nothing.
+    let small = digests("small-r").sha256;
+    s.put_object(write(
+        "bkt",
+        "i",
+        ContentSource::New(NewContent { extents: vec![inline_extent("small-r", b"abc")], ..new_content("small-r", 3) }),
+    ))
+    .await
+    .unwrap();
+    s.reserve_blob(&small, 3, "w5").await.unwrap();
+    assert_eq!(s.blob_inline(&small).await.unwrap(), Some(true));
+    assert_eq!(s.release_blob(&small, "w5").await.unwrap(), None);
+    let (_, problems) = s.check().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
 }
 
 /// An extent of a new blob whose bytes the write brings: kept inline.
@@ -1150,6 +1212,6 @@ pub async fn inline_blobs(s: Store) {
     }
     let (blobs, problems) = s.check().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
-    assert_eq!(blobs, [(digests("filed").sha256, 4)]);
+    assert_eq!(blobs, [StoredBlob { id: digests("filed").sha256, size: 4, referenced: true }]);
     assert_eq!(s.stats().await.unwrap().inline_blobs, 0);
 }

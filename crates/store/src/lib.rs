@@ -26,9 +26,10 @@ mod sql;
 
 pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
 pub use meta::{
-    BucketStore, Callback, CallbackStore, CompleteUpload, ContentSource, GrantStore, IdentityStore, ListPage,
-    ListStart, MaintenanceStore, MetaStore, NewContent, ObjectStore, ObjectWrite, PartWrite, SettingStore, StoreError,
-    StoreResult, TreeMove, TreeStore, UploadListPage, UploadStore, UsageDay, UsageDelta, UsageStore, WriteCondition,
+    BucketStore, Callback, CallbackStore, CompleteUpload, ContentSource, ForgottenBlob, GrantStore, IdentityStore,
+    ListPage, ListStart, MaintenanceStore, MetaStore, NewContent, ObjectStore, ObjectWrite, PartWrite, SettingStore,
+    StoreError, StoreResult, TreeMove, TreeStore, UploadListPage, UploadStore, UsageDay, UsageDelta, UsageStore,
+    WriteCondition, RESERVATION_GRACE_MS, STALE_DELETION_MS,
 };
 pub use model::*;
 pub use sql::SqlMetaStore;

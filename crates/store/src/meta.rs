@@ -92,6 +92,15 @@ pub struct PartWrite {
     pub data: Option<bytes::Bytes>,
 }
 
+/// How long a blob reserved by a writer ([`MaintenanceStore::reserve_blob`]) and not yet
+/// referenced is kept from GC, whatever its grace: longer than any writer takes from making the
+/// bytes durable to committing its reference.
+pub const RESERVATION_GRACE_MS: i64 = 10 * 60 * 1000;
+
+/// How old a deletion mark ([`MaintenanceStore::forget_blob`]) must be before another deleter
+/// takes it over (the one that made it died between marking and dropping the row).
+pub const STALE_DELETION_MS: i64 = 10 * 60 * 1000;
+
 /// A blob row removed by [`MaintenanceStore::forget_blob`]: the caller removes its bytes
 /// from the BlobStore unless they were inline (gone with the row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,14 +428,33 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     async fn blob_inline(&self, id: &str) -> StoreResult<Option<bool>>;
     /// Blobs with no reference since before `cutoff_ms`.
     async fn unreferenced_blobs(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<BlobId>>;
-    /// Deletes the blob's row (and its inline bytes) if it is still unreferenced since before
-    /// `cutoff_ms`; `Some` when it did (the caller then removes bytes kept in the BlobStore).
+    /// Frees a blob that is still unreferenced since before `cutoff_ms` (and, when a writer
+    /// reserved it and never committed, since before [`RESERVATION_GRACE_MS`]); `Some` when
+    /// it did. An inline blob's row and bytes go at once. A BlobStore blob's row is marked for
+    /// deletion instead: the caller deletes its bytes, then [`MaintenanceStore::drop_blob`];
+    /// until then [`MaintenanceStore::reserve_blob`] refuses it, so no writer can count on
+    /// bytes being deleted. A mark older than [`STALE_DELETION_MS`] (a deleter that died) is
+    /// taken over by the next call.
     async fn forget_blob(&self, id: &str, cutoff_ms: i64) -> StoreResult<Option<ForgottenBlob>>;
+    /// Declares that a writer is about to make blob `id` (`size` bytes) durable in the
+    /// BlobStore and commit a reference to it, before it writes the bytes: creates the blob's
+    /// row without references, or restarts an unreferenced row's grace, under `claim` (the
+    /// writer's own random token). GC leaves a reserved blob alone (see
+    /// [`MaintenanceStore::forget_blob`]), on every node, so bytes a writer finds already in
+    /// the BlobStore stay there until its commit. Fails `Conflict` while the blob is being
+    /// deleted: the caller waits and tries again. A no-op for an inline blob.
+    async fn reserve_blob(&self, id: &str, size: u64, claim: &str) -> StoreResult<()>;
+    /// Undoes a reservation whose commit failed: `Some` when the blob is still unreferenced
+    /// and `claim` is its latest reservation; it is then marked for deletion, and the caller
+    /// deletes the bytes and calls [`MaintenanceStore::drop_blob`].
+    async fn release_blob(&self, id: &str, claim: &str) -> StoreResult<Option<ForgottenBlob>>;
+    /// Removes the row of a blob marked for deletion, once its bytes are gone.
+    async fn drop_blob(&self, id: &str) -> StoreResult<()>;
     async fn stats(&self) -> StoreResult<StoreStats>;
     /// Cross-checks reference counts against the rows that hold them and inline bytes against
-    /// their rows' sizes; returns the blobs the BlobStore must hold (id, size: every known
-    /// blob that is not inline) and the problems found.
-    async fn check(&self) -> StoreResult<(Vec<(BlobId, u64)>, Vec<String>)>;
+    /// their rows' sizes; returns every blob the metadata places in the BlobStore (not inline)
+    /// and the problems found.
+    async fn check(&self) -> StoreResult<(Vec<StoredBlob>, Vec<String>)>;
 }
 
 /// Everything the engine keeps besides blob bytes: the sum of the concerns above.

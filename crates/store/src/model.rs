@@ -724,6 +724,18 @@ pub struct StoreStats {
     pub pending_digests: u64,
 }
 
+/// A blob whose bytes are in the BlobStore, as the metadata knows it ([`MaintenanceStore::check`]).
+///
+/// [`MaintenanceStore::check`]: crate::MaintenanceStore::check
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub id: BlobId,
+    pub size: u64,
+    /// Whether something references it: its bytes must be in the BlobStore. Unreferenced
+    /// ones (in their grace, reserved by a writer, being deleted) may or may not be.
+    pub referenced: bool,
+}
+
 /// What a consistency check found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FsckReport {

@@ -7,6 +7,7 @@ use super::rows::*;
 use super::SqlMetaStore;
 use crate::meta::*;
 use crate::model::*;
+use crate::now_ms;
 
 #[async_trait]
 impl MaintenanceStore for SqlMetaStore {
@@ -33,18 +34,88 @@ impl MaintenanceStore for SqlMetaStore {
     async fn forget_blob(&self, id: &str, cutoff_ms: i64) -> StoreResult<Option<ForgottenBlob>> {
         let id = id.to_owned();
         self.write(move |txn| {
-            let gone: Option<(i64, bool)> = txn
+            let now = now_ms();
+            // Unreferenced since the cutoff, and not reserved by a writer since the
+            // reservation grace (a commit clears the claim).
+            const FREE: &str = "refs <= 0 AND zero_since <= ?2 AND (claim IS NULL OR zero_since <= ?3)";
+            let inline: Option<i64> = txn
                 .query_row(
-                    "DELETE FROM blobs WHERE id = ?1 AND refs <= 0 AND zero_since <= ?2 RETURNING size, inline",
-                    params![id, cutoff_ms],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    &format!("DELETE FROM blobs WHERE id = ?1 AND inline = 1 AND {FREE} RETURNING size"),
+                    params![id, cutoff_ms, now - RESERVATION_GRACE_MS],
+                    |r| r.get(0),
                 )
                 .optional()
                 .map_err(backend)?;
-            if let Some((_, true)) = gone {
+            if let Some(size) = inline {
                 txn.execute("DELETE FROM inline_blobs WHERE id = ?1", params![id]).map_err(backend)?;
+                return Ok(Some(ForgottenBlob { size: size as u64, inline: true }));
             }
-            Ok(gone.map(|(size, inline)| ForgottenBlob { size: size as u64, inline }))
+            let marked: Option<i64> = txn
+                .query_row(
+                    &format!(
+                        "UPDATE blobs SET deleting = ?4 WHERE id = ?1 AND inline = 0 AND {FREE}
+                           AND (deleting IS NULL OR deleting <= ?5) RETURNING size"
+                    ),
+                    params![id, cutoff_ms, now - RESERVATION_GRACE_MS, now, now - STALE_DELETION_MS],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            Ok(marked.map(|size| ForgottenBlob { size: size as u64, inline: false }))
+        })
+        .await
+    }
+
+    async fn reserve_blob(&self, id: &str, size: u64, claim: &str) -> StoreResult<()> {
+        let (id, claim) = (id.to_owned(), claim.to_owned());
+        self.write(move |txn| {
+            let now = now_ms();
+            let deleting: Option<Option<i64>> = txn
+                .query_row("SELECT deleting FROM blobs WHERE id = ?1", params![id], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            if let Some(Some(since)) = deleting {
+                if since > now - STALE_DELETION_MS {
+                    return Err(StoreError::Conflict(format!("blob {id} is being deleted")));
+                }
+            }
+            // A stale mark is dropped: its deleter died, and the bytes are written again.
+            txn.execute(
+                "INSERT INTO blobs(id, size, refs, zero_since, inline, claim) VALUES(?1, ?2, 0, ?3, 0, ?4)
+                 ON CONFLICT(id) DO UPDATE SET claim = ?4, deleting = NULL,
+                     zero_since = CASE WHEN blobs.refs <= 0 THEN ?3 ELSE blobs.zero_since END
+                 WHERE blobs.inline = 0",
+                params![id, size as i64, now, claim],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_blob(&self, id: &str, claim: &str) -> StoreResult<Option<ForgottenBlob>> {
+        let (id, claim) = (id.to_owned(), claim.to_owned());
+        self.write(move |txn| {
+            let marked: Option<i64> = txn
+                .query_row(
+                    "UPDATE blobs SET deleting = ?3
+                     WHERE id = ?1 AND claim = ?2 AND refs <= 0 AND inline = 0 AND deleting IS NULL RETURNING size",
+                    params![id, claim, now_ms()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            Ok(marked.map(|size| ForgottenBlob { size: size as u64, inline: false }))
+        })
+        .await
+    }
+
+    async fn drop_blob(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |txn| {
+            txn.execute("DELETE FROM blobs WHERE id = ?1 AND deleting IS NOT NULL AND refs <= 0", params![id])
+                .map_err(backend)?;
+            Ok(())
         })
         .await
     }
@@ -72,7 +143,7 @@ impl MaintenanceStore for SqlMetaStore {
         .await
     }
 
-    async fn check(&self) -> StoreResult<(Vec<(BlobId, u64)>, Vec<String>)> {
+    async fn check(&self) -> StoreResult<(Vec<StoredBlob>, Vec<String>)> {
         self.read(move |c| {
             let mut problems = Vec::new();
             // Expected blob references: content extents plus upload parts.
@@ -120,7 +191,7 @@ impl MaintenanceStore for SqlMetaStore {
                         problems.push(format!("blob {id}: refs {refs}, but {want} references exist"));
                     }
                     match (inline, held) {
-                        (false, None) => blobs.push((id, size as u64)),
+                        (false, None) => blobs.push(StoredBlob { id, size: size as u64, referenced: refs > 0 }),
                         (true, Some(n)) if n == size => {}
                         (true, Some(n)) => {
                             problems.push(format!("inline blob {id} holds {n} bytes, {size} in its row"))

@@ -44,7 +44,7 @@ CREATE TABLE usage(
     PRIMARY KEY(tenant, day, bucket));
 CREATE TABLE blobs(
     id TEXT COLLATE "C" PRIMARY KEY, size BIGINT NOT NULL, refs BIGINT NOT NULL, zero_since BIGINT,
-    inline BIGINT NOT NULL DEFAULT 0);
+    inline BIGINT NOT NULL DEFAULT 0, claim TEXT COLLATE "C", deleting BIGINT);
 CREATE TABLE inline_blobs(id TEXT COLLATE "C" PRIMARY KEY, data BYTEA NOT NULL);
 CREATE INDEX blobs_unreferenced ON blobs(zero_since) WHERE refs = 0;
 CREATE TABLE contents(

@@ -14,15 +14,20 @@ use crate::now_ms;
 /// the write brings the bytes; else in the BlobStore. Returns whether the blob is inline (a
 /// blob already known stays where it is, whatever this write brings).
 pub(crate) fn blob_ref(txn: &Db, id: &str, size: u64, data: Option<&[u8]>) -> StoreResult<bool> {
+    // A reference ends a writer's reservation; a blob marked for deletion takes none (its
+    // bytes are going: the writer reserves it again once they are gone).
     let inline: bool = txn
         .query_row(
             "INSERT INTO blobs(id, size, refs, zero_since, inline) VALUES(?1, ?2, 1, NULL, ?3)
-             ON CONFLICT(id) DO UPDATE SET refs = blobs.refs + 1, zero_since = NULL
+             ON CONFLICT(id) DO UPDATE SET refs = blobs.refs + 1, zero_since = NULL, claim = NULL
+             WHERE blobs.deleting IS NULL
              RETURNING inline",
             params![id, size as i64, data.is_some()],
             |r| r.get(0),
         )
-        .map_err(backend)?;
+        .optional()
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::Conflict(format!("blob {id} is being deleted")))?;
     if let (true, Some(data)) = (inline, data) {
         if data.len() as u64 != size {
             return Err(StoreError::Backend(format!("blob {id}: {} bytes given for {size}", data.len())));

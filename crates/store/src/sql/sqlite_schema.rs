@@ -4,7 +4,9 @@
 //! version 2 added tenants, aliases, single-use grants, credential labels and upload kinds;
 //! version 3 the file tree (object parents and creation times, folder rows, the trash);
 //! version 4 bucket settings (ACL, CORS); version 5 callback request headers; version 6
-//! inline blobs (small blobs' bytes kept in `inline_blobs`, `blobs.inline` set).
+//! inline blobs (small blobs' bytes kept in `inline_blobs`, `blobs.inline` set); version 7 blob
+//! reservations and deletion marks (`blobs.claim`, `blobs.deleting`: GC and writers on several
+//! nodes, see `MaintenanceStore::reserve_blob`).
 
 use rusqlite::{params, Connection};
 
@@ -12,7 +14,7 @@ use super::rows::backend;
 use crate::meta::StoreResult;
 
 /// The schema version this code writes.
-pub(crate) const VERSION: i64 = 6;
+pub(crate) const VERSION: i64 = 7;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tenants(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
@@ -45,7 +47,7 @@ CREATE TABLE IF NOT EXISTS usage(
     PRIMARY KEY(tenant, day, bucket)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blobs(
     id TEXT PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, zero_since INTEGER,
-    inline INTEGER NOT NULL DEFAULT 0);
+    inline INTEGER NOT NULL DEFAULT 0, claim TEXT, deleting INTEGER);
 CREATE TABLE IF NOT EXISTS inline_blobs(id TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS blobs_unreferenced ON blobs(zero_since) WHERE refs = 0;
 CREATE TABLE IF NOT EXISTS contents(
@@ -138,6 +140,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if (1..=5).contains(&version) {
         from_v5(&txn).map_err(backend)?;
     }
+    if (1..=6).contains(&version) {
+        from_v6(&txn).map_err(backend)?;
+    }
     txn.execute_batch(SCHEMA).map_err(backend)?;
     if version == 1 {
         after_v1(&txn).map_err(backend)?;
@@ -185,6 +190,14 @@ fn from_v4(txn: &Connection) -> rusqlite::Result<()> {
 fn from_v5(txn: &Connection) -> rusqlite::Result<()> {
     if table_exists(txn, "blobs")? {
         txn.execute_batch("ALTER TABLE blobs ADD COLUMN inline INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    Ok(())
+}
+
+/// Blob reservations and deletion marks arrived in version 7 (none are open in older data).
+fn from_v6(txn: &Connection) -> rusqlite::Result<()> {
+    if table_exists(txn, "blobs")? {
+        txn.execute_batch("ALTER TABLE blobs ADD COLUMN claim TEXT; ALTER TABLE blobs ADD COLUMN deleting INTEGER;")?;
     }
     Ok(())
 }
