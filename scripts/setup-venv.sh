@@ -4,7 +4,7 @@
 #
 # Idempotent: does nothing when .venv already holds exactly these
 # requirements (stamp file with their hash). Installs the Debian packages
-# it needs (curl, python3-venv, postgresql) with apt-get only when they are missing.
+# it needs (curl, python3-venv, postgresql, Ceph's radosgw) with apt-get only when they are missing.
 #
 #   scripts/setup-venv.sh && .venv/bin/pytest tests/compat -q
 set -euo pipefail
@@ -43,6 +43,11 @@ fi
 # server of their own (crates/store/tests/postgres_contract.rs, tests/compat/pg_scratch.py).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+# Ceph's RADOS Gateway on a one-OSD cluster: the S3 store of the S3 BlobStore's tests
+# (scripts/ceph-rgw.sh, which installs these itself too when run alone).
+for pkg in ceph-mon ceph-osd radosgw ceph-common; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 if [ "${#missing[@]}" -gt 0 ]; then
     command -v apt-get >/dev/null 2>&1 || { log "missing ${missing[*]} and no apt-get"; exit 1; }
     apt_install "${missing[@]}"

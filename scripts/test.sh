@@ -18,6 +18,10 @@ cargo test --release --locked --workspace
 echo "== compatibility suite (aws CLI, boto3, curl against chuan serve)"
 CHUAN_BIN="$ROOT/target/release/chuan" .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider "$@"
 
-echo "== compatibility suite again, metadata in PostgreSQL (a throwaway server: tests/compat/pg_scratch.py)"
-CHUAN_TEST_META=postgres CHUAN_BIN="$ROOT/target/release/chuan" \
+echo "== compatibility suite again on the scale-out stores: metadata in PostgreSQL, blobs in S3"
+echo "   (throwaway servers: tests/compat/pg_scratch.py, tests/compat/s3_scratch.py)"
+CHUAN_TEST_META=postgres CHUAN_TEST_BLOBS=s3 CHUAN_BIN="$ROOT/target/release/chuan" \
     .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider "$@"
+
+echo "== cluster: two nodes on one PostgreSQL database and one S3 bucket (scripts/cluster.sh)"
+CHUAN_BIN="$ROOT/target/release/chuan" .venv/bin/python -m pytest tests/cluster -q -p no:cacheprovider

@@ -31,6 +31,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 import pg_scratch
+import s3_scratch
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -53,6 +54,13 @@ _BOTO_SESSION = boto3.session.Session()
 
 # --------------------------------------------------------------------------
 # locations of the things under test
+
+
+def stores_env(data_dir: Path) -> dict:
+    """The environment a `chuan` of `data_dir` needs for this run's stores: the metadata in
+    PostgreSQL (CHUAN_TEST_META=postgres) and the blobs in S3 (CHUAN_TEST_BLOBS=s3), or
+    nothing for the embedded defaults."""
+    return {**pg_scratch.meta_env(data_dir), **s3_scratch.blobs_env(data_dir)}
 
 
 def chuan_bin() -> Path:
@@ -353,7 +361,7 @@ class ChuanServer:
             # the default, public addresses only, with a server started without this).
             CHUAN_CALLBACK_ALLOW_PRIVATE="true",
         )
-        env.update(pg_scratch.meta_env(self.data_dir))
+        env.update(stores_env(self.data_dir))
         env.update(self.extra_env)
         last_error = ""
         for _attempt in range(3):
@@ -508,7 +516,7 @@ class ChuanServer:
             capture_output=True,
             text=True,
             timeout=180,
-            env={**os.environ, **pg_scratch.meta_env(self.data_dir)},
+            env={**os.environ, **stores_env(self.data_dir)},
         )
 
     def assert_fsck_clean(self) -> None:

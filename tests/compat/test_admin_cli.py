@@ -12,12 +12,11 @@ import pytest
 import requests
 import upyun
 
-import pg_scratch
-from compat_helpers import ChuanServer, chuan_bin, expect_s3_error, free_port, unique_name
+from compat_helpers import ChuanServer, chuan_bin, expect_s3_error, free_port, stores_env, unique_name
 
 
 def admin(data, *args, check=True):
-    env = {**os.environ, **pg_scratch.meta_env(data)}
+    env = {**os.environ, **stores_env(data)}
     env.pop("RUST_BACKTRACE", None)
     proc = subprocess.run([str(chuan_bin()), "admin", *args, "--data", str(data)], capture_output=True, text=True,
                           timeout=60, env=env)

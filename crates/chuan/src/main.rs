@@ -24,6 +24,11 @@ struct DataArg {
     /// shared by every node; default: SQLite at DATA/meta.db.
     #[arg(long, env = "CHUAN_META")]
     meta: Option<String>,
+    /// Blob store: `s3://BUCKET?endpoint=URL&region=R` to keep blobs in an S3-compatible
+    /// store (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); default: files in
+    /// DATA/blobs.
+    #[arg(long, env = "CHUAN_BLOBS")]
+    blobs: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +157,7 @@ fn main() -> anyhow::Result<()> {
                 server::serve(server::ServeOptions {
                     data: data.data,
                     meta: data.meta,
+                    blobs: data.blobs,
                     listen,
                     domains,
                     gc_grace_secs,
@@ -162,12 +168,12 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Stats { data } => {
-                let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
+                let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
                 println!("{}", serde_json::to_string_pretty(&engine.stats().await?)?);
                 Ok(())
             }
             Command::Fsck { data } => {
-                let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
+                let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
                 let report = engine.fsck().await?;
                 for p in &report.problems {
                     println!("problem: {p}");
@@ -183,13 +189,13 @@ fn main() -> anyhow::Result<()> {
             // The operator at the console acts with root rights on the data directory.
             Command::Admin { command } => match command {
                 AdminCommand::CreateTenant { name, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
                     let cred = admin::create_tenant(&engine, &Principal::operator(), &name).await?;
                     println!("{}", serde_json::to_string_pretty(&cred)?);
                     Ok(())
                 }
                 AdminCommand::ListCredentials { data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
                     for c in engine.list_credentials(&Principal::operator(), None, None).await? {
                         if !c.kind.is_bearer() {
                             println!("{}\t{}\t{}", c.access_key, c.tenant, c.kind.as_str());
@@ -198,14 +204,14 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::AdriveToken { tenant, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
                     let adrive = chuan_api_adrive::AdriveDialect::new(engine, Default::default());
                     let token = adrive.issue_refresh_token(&Principal::operator(), &tenant).await?;
                     println!("{}", serde_json::to_string_pretty(&token)?);
                     Ok(())
                 }
                 AdminCommand::IotDevice { tenant, bucket, product_sn, device_sn, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
                     let iot = chuan_api_iot::IotDialect::new(engine, std::time::Duration::from_secs(300));
                     let device =
                         iot.register_device(&Principal::operator(), &tenant, &bucket, &product_sn, &device_sn).await?;
@@ -213,7 +219,7 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::UpyunOperator { tenant, bucket, operator, password, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
                     let upyun = chuan_api_upyun::UpyunDialect::new(engine);
                     println!(
                         "{}",
@@ -226,7 +232,7 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::CosAppid { tenant, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
                     anyhow::ensure!(
                         engine.tenant_exists(&tenant).await?,
                         "no tenant {tenant}: create it first (chuan admin create-tenant)"
@@ -236,7 +242,7 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::UpyunFormSecret { tenant, bucket, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
                     let upyun = chuan_api_upyun::UpyunDialect::new(engine);
                     let secret = upyun.new_form_secret(&Principal::operator(), &tenant, &bucket).await?;
                     println!("{}", serde_json::json!({"bucket": bucket, "form_secret": secret}));
@@ -253,7 +259,7 @@ fn main() -> anyhow::Result<()> {
                             data.data.display()
                         )
                     })?;
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), Default::default())?;
+                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
                     let quota = chuan_core::Quota { storage_bytes, download_bytes, requests, ..Default::default() };
                     let set = engine.set_quota(&Principal::operator(), &tenant, quota).await?;
                     println!("{}", serde_json::to_string_pretty(&set)?);

@@ -18,6 +18,8 @@ pub struct ServeOptions {
     pub data: PathBuf,
     /// A PostgreSQL connection string for the metadata (default: SQLite in `data`).
     pub meta: Option<String>,
+    /// An `s3://` address for the blobs (default: files in `data`).
+    pub blobs: Option<String>,
     pub listen: SocketAddr,
     pub domains: Vec<String>,
     pub gc_grace_secs: u64,
@@ -51,7 +53,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     // One server per data directory: a second one (or `chuan admin quota`) would overwrite
     // what this one keeps cached. Held until the process ends (kill -9 included).
     let _lock = setup::lock_data_dir(&opts.data)?;
-    let engine = setup::open_engine(&opts.data, opts.meta.as_deref(), config)?;
+    let engine = setup::open_engine(&opts.data, opts.meta.as_deref(), opts.blobs.as_deref(), config).await?;
 
     // Settings are all checked (root key pair included) before the clean-shutdown marker goes:
     // a refused start is not taken for a crash by the next one.
@@ -68,7 +70,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     // A clean shutdown leaves this marker; without it the last run crashed, and blobs that
     // were renamed into place but never committed may be lying around.
     let marker = opts.data.join("clean-shutdown");
-    let crashed = !marker.exists() && opts.data.join("blobs").read_dir()?.next().is_some();
+    // (A store without blobs has nothing to recover: a fresh one has no marker either.)
+    let crashed = !marker.exists() && engine.stats().await?.blobs > 0;
     let _ = std::fs::remove_file(&marker);
     let swept = engine.sweep_all_temps()?;
     if crashed {

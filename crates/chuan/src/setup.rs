@@ -2,13 +2,19 @@
 
 use anyhow::Context;
 use chuan_core::{new_access_key, new_secret, Engine, EngineConfig};
-use chuan_store::{LocalBlobStore, SqlMetaStore};
+use chuan_store::{BlobStore, LocalBlobStore, S3BlobStore, S3Location, SqlMetaStore};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Opens the engine over the data directory's blobs and the metadata store: `meta`, a
-/// PostgreSQL connection string, or else SQLite at `DATA/meta.db`.
-pub fn open_engine(data: &Path, meta: Option<&str>, config: EngineConfig) -> anyhow::Result<Arc<Engine>> {
+/// Opens the engine over the metadata store (`meta`, a PostgreSQL connection string, or else
+/// SQLite at `DATA/meta.db`) and the blob store (`blobs`, an `s3://` address, or else files in
+/// `DATA/blobs`). Temporaries are always in `DATA/tmp`.
+pub async fn open_engine(
+    data: &Path,
+    meta: Option<&str>,
+    blobs: Option<&str>,
+    config: EngineConfig,
+) -> anyhow::Result<Arc<Engine>> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
     // The metadata database holds every credential's secret: the directory is the owner's
     // alone, whatever the umask (what is inside is then out of others' reach too).
@@ -28,8 +34,14 @@ pub fn open_engine(data: &Path, meta: Option<&str>, config: EngineConfig) -> any
         ),
         None => SqlMetaStore::open_sqlite(&data.join("meta.db")).context("cannot open the metadata database")?,
     };
-    let blobs = LocalBlobStore::open(data).context("cannot open the blob store")?;
-    Ok(Arc::new(Engine::new(Arc::new(meta), Arc::new(blobs), config)))
+    let blobs: Arc<dyn BlobStore> = match blobs {
+        Some(url) => {
+            let location = S3Location::parse(url).map_err(|e| anyhow::anyhow!("--blobs: {e}"))?;
+            Arc::new(S3BlobStore::open(&location, data).await.context("cannot open the blob store (--blobs)")?)
+        }
+        None => Arc::new(LocalBlobStore::open(data).context("cannot open the blob store")?),
+    };
+    Ok(Arc::new(Engine::new(Arc::new(meta), blobs, config)))
 }
 
 /// Root credentials: from `CHUAN_ACCESS_KEY`/`CHUAN_SECRET_KEY`, else the ones kept in the

@@ -207,12 +207,7 @@ impl Engine {
         let _guard = self.locks.lock(&id).await;
         let claim = uuid::Uuid::new_v4().simple().to_string();
         self.reserve_blob(&id, staged.size, &claim).await?;
-        let blobs = self.blobs.clone();
-        let pid = id.clone();
-        let persisted = tokio::task::spawn_blocking(move || blobs.persist(temp, &pid))
-            .await
-            .map_err(|e| CoreError::Internal(e.to_string()))
-            .and_then(|r| r.map_err(CoreError::from));
+        let persisted = self.blobs.persist(temp, &id).await.map_err(CoreError::from);
         let result = match persisted {
             Ok(()) => commit.await,
             Err(e) => Err(e),
@@ -222,13 +217,13 @@ impl Engine {
         let tidy = async {
             if result.is_err() {
                 if self.meta.release_blob(&id, &claim).await?.is_some() {
-                    self.blobs.delete(&id)?;
+                    self.blobs.delete(&id).await?;
                     self.meta.drop_blob(&id).await?;
                 }
             } else if self.meta.blob_inline(&id).await? == Some(true) {
                 // The commit found the blob kept inline (under an earlier, larger threshold):
                 // no row names the file.
-                self.blobs.delete(&id)?;
+                self.blobs.delete(&id).await?;
             }
             Ok::<_, CoreError>(())
         };

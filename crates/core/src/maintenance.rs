@@ -8,6 +8,9 @@ use std::time::Duration;
 use crate::engine::Engine;
 use crate::error::{CoreError, CoreResult};
 
+/// How long a claimed callback is left to its claimer's attempt (which times out after 10 s).
+pub const CALLBACK_LEASE: Duration = Duration::from_secs(60);
+
 /// Result of a GC pass.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct GcReport {
@@ -46,7 +49,7 @@ impl Engine {
                 if let Some(gone) = self.meta.forget_blob(&id, cutoff).await? {
                     if !gone.inline {
                         // Marked for deletion: writers on every node wait until the row goes.
-                        self.blobs.delete(&id)?;
+                        self.blobs.delete(&id).await?;
                         self.meta.drop_blob(&id).await?;
                     }
                     report.blobs_freed += 1;
@@ -79,13 +82,13 @@ impl Engine {
     ///
     /// [`MaintenanceStore::reserve_blob`]: chuan_store::MaintenanceStore::reserve_blob
     pub async fn remove_orphan_blobs(&self) -> CoreResult<usize> {
-        let stored = self.blobs.list()?;
+        let stored = self.blobs.list().await?;
         let (known, _) = self.meta.check().await?;
         let known: std::collections::HashSet<String> = known.into_iter().map(|b| b.id).collect();
         let mut removed = 0;
         for id in stored {
             if !known.contains(&id) {
-                self.blobs.delete(&id)?;
+                self.blobs.delete(&id).await?;
                 removed += 1;
             }
         }
@@ -140,10 +143,10 @@ impl Engine {
     /// metadata names exists with its size, and no stored blob is unknown to the metadata.
     pub async fn fsck(&self) -> CoreResult<FsckReport> {
         // Listed before the metadata is read, as in `remove_orphan_blobs`.
-        let mut on_disk: std::collections::HashSet<String> = self.blobs.list()?.into_iter().collect();
+        let mut on_disk: std::collections::HashSet<String> = self.blobs.list().await?.into_iter().collect();
         let (known, mut problems) = self.meta.check().await?;
         for StoredBlob { id, size, referenced } in &known {
-            match self.blobs.size(id)? {
+            match self.blobs.size(id).await? {
                 None if *referenced => problems.push(format!("blob {id} is in the metadata but missing on disk")),
                 None => {}
                 Some(s) if s != *size => {
@@ -169,9 +172,12 @@ impl Engine {
         Ok(self.meta.enqueue_callback(url, headers, body).await?)
     }
 
-    /// Callbacks due now (at most `limit`).
+    /// Callbacks due now (at most `limit`), claimed for one delivery attempt each.
+    /// They are this node's to attempt: no node (this one included) sees them as due again
+    /// for [`CALLBACK_LEASE`], after which they are anyone's (the attempt died with its node).
     pub async fn due_callbacks(&self, limit: usize) -> CoreResult<Vec<Callback>> {
-        Ok(self.meta.due_callbacks(now_ms(), limit).await?)
+        let now = now_ms();
+        Ok(self.meta.claim_callbacks(now, now + CALLBACK_LEASE.as_millis() as i64, limit).await?)
     }
 
     /// Records an attempt: delivered or given up (`None`), or to be retried at `retry_at`.

@@ -343,10 +343,21 @@ impl Engine {
             .map(move |piece| -> ByteStream {
                 match piece {
                     Piece::Here(b) => Box::pin(futures::stream::once(futures::future::ready(Ok(b)))),
-                    Piece::Stored(blob, off, len) => match blobs.read(&blob, off, len) {
-                        Ok(s) => s,
-                        Err(e) => Box::pin(futures::stream::once(futures::future::ready(Err(e)))),
-                    },
+                    Piece::Stored(blob, off, len) => {
+                        // Opened in a task of its own, so the stream stays `Sync` (as below).
+                        let blobs = blobs.clone();
+                        let open = tokio::spawn(async move { blobs.read(&blob, off, len).await });
+                        Box::pin(
+                            futures::stream::once(open)
+                                .map(|r| -> ByteStream {
+                                    match r.map_err(|e| std::io::Error::other(e.to_string())).and_then(|r| r) {
+                                        Ok(s) => s,
+                                        Err(e) => Box::pin(futures::stream::once(futures::future::ready(Err(e)))),
+                                    }
+                                })
+                                .flatten(),
+                        )
+                    }
                     Piece::Inline(blob, from, to) => {
                         // Spawned so the stream stays `Sync` (a join handle is).
                         let meta = meta.clone();

@@ -817,7 +817,7 @@ async fn gc_on_one_node_and_an_upload_of_the_same_bytes_on_another_keep_the_byte
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!upload.is_finished(), "the upload waits while the blob is being deleted");
-    blobs.delete(&id).unwrap();
+    blobs.delete(&id).await.unwrap();
     meta.drop_blob(&id).await.unwrap();
     upload.await.unwrap();
     assert_eq!(read_all(&a, "y").await, data, "read on the other node");
@@ -828,13 +828,13 @@ async fn gc_on_one_node_and_an_upload_of_the_same_bytes_on_another_keep_the_byte
     b.delete_object(&alice(), "bkt", "y").await.unwrap();
     meta.reserve_blob(&id, data.len() as u64, "writer-on-b").await.unwrap();
     assert_eq!(a.gc(Duration::ZERO).await.unwrap().blobs_freed, 0, "a reserved blob is not freed");
-    assert!(blobs.size(&id).unwrap().is_some());
+    assert!(blobs.size(&id).await.unwrap().is_some());
     put(&b, "z", &data).await;
     assert_eq!(read_all(&a, "z").await, data);
     // Once referenced and then deleted, it is freed as usual.
     b.delete_object(&alice(), "bkt", "z").await.unwrap();
     assert_eq!(a.gc(Duration::ZERO).await.unwrap().blobs_freed, 1);
-    assert!(blobs.size(&id).unwrap().is_none());
+    assert!(blobs.size(&id).await.unwrap().is_none());
     assert!(b.fsck().await.unwrap().problems.is_empty());
 }
 

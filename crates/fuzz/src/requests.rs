@@ -123,9 +123,14 @@ fn setup() -> Harness {
         address_probes_per_sec: 0.0,
         ..Default::default()
     };
-    let engine =
-        chuan::setup::open_engine(dir.path(), None, EngineConfig { fairness: unlimited, ..Default::default() })
-            .expect("engine");
+    let engine = runtime
+        .block_on(chuan::setup::open_engine(
+            dir.path(),
+            None,
+            None,
+            EngineConfig { fairness: unlimited, ..Default::default() },
+        ))
+        .expect("engine");
     // The server's default limits, as `chuan serve` parses them from no flags.
     #[derive(clap::Parser)]
     struct Defaults {

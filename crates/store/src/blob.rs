@@ -72,24 +72,65 @@ impl Drop for TempBlob {
     }
 }
 
+/// Where blobs' bytes are kept. Temporaries are always local files (see [`TempBlob`]); the
+/// stored blobs may be anywhere ([`LocalBlobStore`]: files; [`crate::S3BlobStore`]: objects of an
+/// S3 bucket).
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// A new, empty temporary blob.
     fn create_temp(&self) -> io::Result<TempBlob>;
     /// Make a synced temp blob durable under `id` (its SHA-256). If the blob already exists
     /// the bytes are identical and the temp is discarded.
-    fn persist(&self, temp: TempBlob, id: &BlobId) -> io::Result<()>;
+    async fn persist(&self, temp: TempBlob, id: &BlobId) -> io::Result<()>;
     /// Stream `len` bytes from `offset`.
-    fn read(&self, id: &BlobId, offset: u64, len: u64) -> io::Result<ByteStream>;
+    async fn read(&self, id: &BlobId, offset: u64, len: u64) -> io::Result<ByteStream>;
     /// The size of a stored blob, or `None` if it is missing.
-    fn size(&self, id: &BlobId) -> io::Result<Option<u64>>;
-    fn delete(&self, id: &BlobId) -> io::Result<()>;
+    async fn size(&self, id: &BlobId) -> io::Result<Option<u64>>;
+    /// Deletes a stored blob (a missing one is not an error).
+    async fn delete(&self, id: &BlobId) -> io::Result<()>;
     /// Every stored blob (for fsck).
-    fn list(&self) -> io::Result<Vec<BlobId>>;
+    async fn list(&self) -> io::Result<Vec<BlobId>>;
     /// Remove temporary files older than `age` (left by a crash). Returns how many.
     fn sweep_temps(&self, age: Duration) -> io::Result<usize>;
     /// Number of temporary files present (metrics, tests).
     fn temp_count(&self) -> io::Result<usize>;
+}
+
+/// A new temporary blob in `tmp` (shared by the BlobStores: staging is always local).
+pub(crate) fn create_temp_in(tmp: &Path) -> io::Result<TempBlob> {
+    let path = tmp.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    Ok(TempBlob { file: Some(file), path, written: 0 })
+}
+
+/// Removes temporaries in `tmp` untouched for `age`; how many.
+pub(crate) fn sweep_temps_in(tmp: &Path, age: Duration) -> io::Result<usize> {
+    let now = SystemTime::now();
+    let mut removed = 0;
+    // Uploads in flight rename or remove their temp files at any moment: an entry that
+    // vanished between listing and looking is simply gone, not an error.
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+    for entry in std::fs::read_dir(tmp)? {
+        let entry = entry?;
+        let modified = match entry.metadata().and_then(|m| m.modified()) {
+            Ok(m) => m,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if now.duration_since(modified).unwrap_or_default() >= age {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Runs blocking file work on the runtime's blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| io::Error::other(e.to_string()))?
 }
 
 /// Blobs as files: `<root>/blobs/ab/cd/<sha256>`; temporaries in `<root>/tmp/`.
@@ -123,15 +164,8 @@ fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 
-#[async_trait]
-impl BlobStore for LocalBlobStore {
-    fn create_temp(&self) -> io::Result<TempBlob> {
-        let path = self.tmp.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
-        Ok(TempBlob { file: Some(file), path, written: 0 })
-    }
-
-    fn persist(&self, temp: TempBlob, id: &BlobId) -> io::Result<()> {
+impl LocalBlobStore {
+    fn persist_now(&self, temp: TempBlob, id: &BlobId) -> io::Result<()> {
         let dest = self.path_of(id)?;
         let dir = dest.parent().expect("blob path has a parent");
         if dest.exists() {
@@ -148,29 +182,9 @@ impl BlobStore for LocalBlobStore {
         sync_dir(dir)
     }
 
-    fn read(&self, id: &BlobId, offset: u64, len: u64) -> io::Result<ByteStream> {
-        let file = File::open(self.path_of(id)?)?;
-        Ok(Box::pin(ReadAhead::new(file, offset, len)))
-    }
-
-    fn size(&self, id: &BlobId) -> io::Result<Option<u64>> {
-        match std::fs::metadata(self.path_of(id)?) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn delete(&self, id: &BlobId) -> io::Result<()> {
-        match std::fs::remove_file(self.path_of(id)?) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    fn list(&self) -> io::Result<Vec<BlobId>> {
+    fn list_now(blobs: &Path) -> io::Result<Vec<BlobId>> {
         let mut out = Vec::new();
-        for a in std::fs::read_dir(&self.blobs)? {
+        for a in std::fs::read_dir(blobs)? {
             let a = a?.path();
             if !a.is_dir() {
                 continue;
@@ -187,29 +201,47 @@ impl BlobStore for LocalBlobStore {
         }
         Ok(out)
     }
+}
+
+#[async_trait]
+impl BlobStore for LocalBlobStore {
+    fn create_temp(&self) -> io::Result<TempBlob> {
+        create_temp_in(&self.tmp)
+    }
+
+    async fn persist(&self, temp: TempBlob, id: &BlobId) -> io::Result<()> {
+        let this = Self { blobs: self.blobs.clone(), tmp: self.tmp.clone() };
+        let id = id.clone();
+        blocking(move || this.persist_now(temp, &id)).await
+    }
+
+    async fn read(&self, id: &BlobId, offset: u64, len: u64) -> io::Result<ByteStream> {
+        let file = File::open(self.path_of(id)?)?;
+        Ok(Box::pin(ReadAhead::new(file, offset, len)))
+    }
+
+    async fn size(&self, id: &BlobId) -> io::Result<Option<u64>> {
+        match std::fs::metadata(self.path_of(id)?) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete(&self, id: &BlobId) -> io::Result<()> {
+        match std::fs::remove_file(self.path_of(id)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list(&self) -> io::Result<Vec<BlobId>> {
+        let blobs = self.blobs.clone();
+        blocking(move || Self::list_now(&blobs)).await
+    }
 
     fn sweep_temps(&self, age: Duration) -> io::Result<usize> {
-        let now = SystemTime::now();
-        let mut removed = 0;
-        // Uploads in flight rename or remove their temp files at any moment: an entry that
-        // vanished between listing and looking is simply gone, not an error.
-        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
-        for entry in std::fs::read_dir(&self.tmp)? {
-            let entry = entry?;
-            let modified = match entry.metadata().and_then(|m| m.modified()) {
-                Ok(m) => m,
-                Err(e) if gone(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            if now.duration_since(modified).unwrap_or_default() >= age {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(e) if gone(&e) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(removed)
+        sweep_temps_in(&self.tmp, age)
     }
 
     fn temp_count(&self) -> io::Result<usize> {
@@ -309,15 +341,15 @@ mod tests {
         assert_eq!(store.temp_count().unwrap(), 1);
         drop(t);
         assert_eq!(store.temp_count().unwrap(), 0);
-        assert!(store.list().unwrap().is_empty());
+        assert!(store.list().await.unwrap().is_empty());
 
         let mut t = store.create_temp().unwrap();
         t.write_all(b"hello world").unwrap();
         t.sync().unwrap();
-        store.persist(t, &id_of(7)).unwrap();
+        store.persist(t, &id_of(7)).await.unwrap();
         assert_eq!(store.temp_count().unwrap(), 0);
-        assert_eq!(store.size(&id_of(7)).unwrap(), Some(11));
-        let mut s = store.read(&id_of(7), 6, 5).unwrap();
+        assert_eq!(store.size(&id_of(7)).await.unwrap(), Some(11));
+        let mut s = store.read(&id_of(7), 6, 5).await.unwrap();
         use futures_util_lite::next;
         let mut got = Vec::new();
         while let Some(chunk) = next(&mut s).await {
@@ -326,12 +358,12 @@ mod tests {
         assert_eq!(got, b"world");
     }
 
-    #[test]
-    fn ids_that_are_not_hex_never_become_paths() {
+    #[tokio::test]
+    async fn ids_that_are_not_hex_never_become_paths() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalBlobStore::open(dir.path()).unwrap();
-        assert!(store.size(&"../../etc/passwd".to_string()).is_err());
-        assert!(store.delete(&format!("{:0>64}", "../x")).is_err());
+        assert!(store.size(&"../../etc/passwd".to_string()).await.is_err());
+        assert!(store.delete(&format!("{:0>64}", "../x")).await.is_err());
     }
 
     mod futures_util_lite {

@@ -35,7 +35,7 @@ macro_rules! meta_store_contract {
         $crate::meta_store_contract!(@tests $make;
             identity, settings, grants, grants_are_single_use_under_concurrency, buckets, objects,
             tree_moves, tree_copies, tree_listing, tree_trash, tree_kinds, references, quotas, quotas_hold_under_concurrency, listing, hash_index,
-            uploads, upload_listing, usage_and_callbacks, maintenance, blob_reservations, inline_blobs);
+            uploads, upload_listing, usage_and_callbacks, callbacks_are_claimed_once_under_concurrency, maintenance, blob_reservations, inline_blobs);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -1027,14 +1027,37 @@ pub async fn usage_and_callbacks(s: Store) {
         vec![("Date".to_owned(), "Wed, 01 Nov 2023 00:00:00 GMT".to_owned()), ("Authorization".into(), "X y".into())];
     s.enqueue_callback("http://a/".into(), signed.clone(), "x=1".into()).await.unwrap();
     s.enqueue_callback("http://b/".into(), Vec::new(), "y=2".into()).await.unwrap();
-    let due = s.due_callbacks(now_ms() + 1, 10).await.unwrap();
+    let lease = now_ms() + 30_000;
+    let mut due = s.claim_callbacks(now_ms() + 1, lease, 10).await.unwrap();
+    due.sort_by_key(|c| c.id);
     assert_eq!(due.iter().map(|c| c.url.as_str()).collect::<Vec<_>>(), ["http://a/", "http://b/"]);
     assert_eq!((&due[0].headers, due[1].headers.len()), (&signed, 0));
+    // Claimed: nobody else gets them while the attempt runs, everybody after its lease.
+    assert!(s.claim_callbacks(now_ms() + 1, lease, 10).await.unwrap().is_empty());
+    assert_eq!(s.claim_callbacks(lease, lease + 30_000, 10).await.unwrap().len(), 2, "a dead claimer's lease ends");
     s.finish_callback(due[0].id, Some(now_ms() + 60_000)).await.unwrap();
     s.finish_callback(due[1].id, None).await.unwrap();
-    assert!(s.due_callbacks(now_ms() + 1, 10).await.unwrap().is_empty());
-    let later = s.due_callbacks(now_ms() + 120_000, 10).await.unwrap();
+    assert!(s.claim_callbacks(now_ms() + 1, lease, 10).await.unwrap().is_empty());
+    let later = s.claim_callbacks(now_ms() + 120_000, now_ms() + 150_000, 10).await.unwrap();
     assert_eq!((later.len(), later[0].attempts, later[0].body.as_str()), (1, 1, "x=1"));
+}
+
+/// Callbacks claimed by many nodes at once: each goes to exactly one claimer.
+pub async fn callbacks_are_claimed_once_under_concurrency(s: Store) {
+    for i in 0..40 {
+        s.enqueue_callback(format!("http://r/{i}"), Vec::new(), String::new()).await.unwrap();
+    }
+    let now = now_ms() + 1;
+    let claims = (0..8).map(|_| {
+        let s = s.clone();
+        tokio::spawn(async move { s.claim_callbacks(now, now + 60_000, 7).await.unwrap() })
+    });
+    let mut ids = Vec::new();
+    for c in claims {
+        ids.extend(c.await.unwrap().into_iter().map(|c| c.id));
+    }
+    let distinct: BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!((ids.len(), distinct.len()), (40, 40), "every callback claimed once");
 }
 
 /// GC support: unreferenced blobs wait for the cutoff; a forgotten row is gone; a

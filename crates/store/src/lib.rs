@@ -22,6 +22,7 @@ mod blob;
 pub mod contract;
 mod meta;
 mod model;
+mod s3blob;
 mod sql;
 
 pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
@@ -32,6 +33,7 @@ pub use meta::{
     WriteCondition, RESERVATION_GRACE_MS, STALE_DELETION_MS,
 };
 pub use model::*;
+pub use s3blob::{S3BlobStore, S3Location, PART_SIZE as S3_PART_SIZE};
 pub use sql::SqlMetaStore;
 
 /// Milliseconds since the Unix epoch, the one time unit stored in metadata.

@@ -258,7 +258,11 @@ pub trait UsageStore: Send + Sync + 'static {
 #[async_trait]
 pub trait CallbackStore: Send + Sync + 'static {
     async fn enqueue_callback(&self, url: String, headers: Vec<(String, String)>, body: String) -> StoreResult<()>;
-    async fn due_callbacks(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<Callback>>;
+    /// Claims up to `limit` callbacks due at `now_ms`, oldest first, for one delivery attempt:
+    /// they are not due again (for this or any other node) until `lease_until_ms`, so of
+    /// nodes claiming at once each callback goes to exactly one. A claimer that dies before
+    /// [`CallbackStore::finish_callback`] leaves it to be claimed again after the lease.
+    async fn claim_callbacks(&self, now_ms: i64, lease_until_ms: i64, limit: usize) -> StoreResult<Vec<Callback>>;
     /// Delivered or given up (`None`), or to be retried at `retry_at`.
     async fn finish_callback(&self, id: i64, retry_at: Option<i64>) -> StoreResult<()>;
 }

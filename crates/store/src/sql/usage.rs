@@ -90,11 +90,13 @@ impl CallbackStore for SqlMetaStore {
         .await
     }
 
-    async fn due_callbacks(&self, now: i64, limit: usize) -> StoreResult<Vec<Callback>> {
-        self.read(move |c| {
+    async fn claim_callbacks(&self, now: i64, lease_until: i64, limit: usize) -> StoreResult<Vec<Callback>> {
+        self.write(move |c| {
             c.query_map(
-                "SELECT id, url, body, attempts, headers FROM callbacks WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2",
-                params![now, limit as i64],
+                "UPDATE callbacks SET next_at = ?3 WHERE id IN (
+                     SELECT id FROM callbacks WHERE next_at <= ?1 ORDER BY next_at, id LIMIT ?2)
+                 RETURNING id, url, body, attempts, headers",
+                params![now, limit as i64, lease_until],
                 |r| {
                     Ok(Callback {
                         id: r.get(0)?,

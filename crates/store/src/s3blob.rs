@@ -1,0 +1,255 @@
+//! [`S3BlobStore`]: blobs as objects of a bucket in any S3-compatible store, through the
+//! `object_store` crate (request signing, retries, multipart uploads, ranged reads).
+//!
+//! Staging stays on local disk (`DATA/tmp`, as for [`LocalBlobStore`](crate::LocalBlobStore)):
+//! the write path hashes, checks and fsyncs the whole body before anything is known about its
+//! name, and a body refused half-way (a wrong digest, a quota, a client gone) must cost the
+//! backend nothing. [`BlobStore::persist`] then uploads the finished file under its
+//! content address: one PUT up to [`PART_SIZE`], else a multipart upload of `PART_SIZE` parts,
+//! at most [`UPLOAD_CONCURRENCY`] in flight, read from the file as they go (so memory per
+//! upload stays bounded whatever the size). A blob is durable once the backend has
+//! acknowledged its PUT or CompleteMultipartUpload. Keys are `blobs/<first two hex digits>/
+//! <sha256>`; nothing else is written to the bucket.
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as StorePath;
+use object_store::{GetOptions, GetRange, ObjectStore as _, WriteMultipart};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+use crate::blob::{create_temp_in, sweep_temps_in, BlobStore, ByteStream, TempBlob};
+use crate::model::BlobId;
+
+/// Size of one part of a multipart upload to the backend, and the largest blob sent in one PUT.
+pub const PART_SIZE: usize = 16 << 20;
+/// Parts of one blob uploaded at once.
+pub const UPLOAD_CONCURRENCY: usize = 4;
+
+/// Blobs in an S3 bucket; temporaries in a local directory.
+pub struct S3BlobStore {
+    store: AmazonS3,
+    tmp: PathBuf,
+    /// `s3://bucket` and the endpoint, for messages.
+    name: String,
+}
+
+/// Where an `s3://` address points, and with which keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// `http(s)://host:port` of an S3-compatible service; `None`: AWS.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// The key pair; `None`: from the environment (`AWS_ACCESS_KEY_ID`, ...). Never part of
+    /// the address (addresses end up in logs and process lists).
+    pub keys: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Location")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("keys", &self.keys.as_ref().map(|(ak, _)| (ak, "<secret>")))
+            .finish()
+    }
+}
+
+impl S3Location {
+    /// Parses `s3://BUCKET[?endpoint=URL][&region=REGION]`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url:?} does not start with s3://"))?;
+        let (bucket, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let bucket = bucket.trim_end_matches('/');
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(format!("{url:?}: give the bucket as s3://BUCKET (no key prefix)"));
+        }
+        let mut loc = S3Location { bucket: bucket.to_owned(), endpoint: None, region: None, keys: None };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "endpoint" => loc.endpoint = Some(v.to_owned()),
+                "region" => loc.region = Some(v.to_owned()),
+                other => return Err(format!("{url:?}: unknown parameter {other:?} (endpoint, region)")),
+            }
+        }
+        Ok(loc)
+    }
+}
+
+fn io_err(e: object_store::Error) -> io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e.to_string()),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// Blob ids become keys only when they are 64 hex digits (ids also arrive from metadata).
+fn key_of(id: &BlobId) -> io::Result<StorePath> {
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad blob id {id:?}")));
+    }
+    Ok(StorePath::from(format!("blobs/{}/{id}", &id[0..2])))
+}
+
+impl S3BlobStore {
+    /// A store on `location`, credentials from the environment (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, optionally `AWS_SESSION_TOKEN`), temporaries in `root/tmp`.
+    /// Checks the bucket can be listed, so a wrong address, key or bucket stops the start
+    /// with the backend's answer.
+    pub async fn open(location: &S3Location, root: &Path) -> io::Result<Self> {
+        if location.endpoint.is_some() && location.keys.is_none() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            return Err(io::Error::other(format!(
+                "s3://{} at {}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the store's key pair",
+                location.bucket,
+                location.endpoint.as_deref().unwrap_or_default()
+            )));
+        }
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp)?;
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(&location.bucket);
+        if let Some((ak, sk)) = &location.keys {
+            b = b.with_access_key_id(ak).with_secret_access_key(sk);
+        }
+        if let Some(endpoint) = &location.endpoint {
+            b = b
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        b = b.with_region(location.region.clone().unwrap_or_else(|| "us-east-1".into()));
+        let name = format!(
+            "s3://{}{}",
+            location.bucket,
+            location.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default()
+        );
+        let store = b.build().map_err(|e| io::Error::other(format!("{name}: {e}")))?;
+        let this = Self { store, tmp, name };
+        let probe = this.store.list_with_delimiter(Some(&StorePath::from("blobs"))).await;
+        probe.map_err(|e| io::Error::other(format!("cannot list {}: {e}", this.name)))?;
+        Ok(this)
+    }
+
+    async fn upload(&self, key: &StorePath, mut file: tokio::fs::File, len: u64) -> io::Result<()> {
+        if len <= PART_SIZE as u64 {
+            let mut buf = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut buf).await?;
+            self.store.put(key, buf.into()).await.map_err(io_err)?;
+            return Ok(());
+        }
+        let upload = self.store.put_multipart(key).await.map_err(io_err)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut chunk = vec![0u8; 1 << 20];
+        let result: io::Result<()> = async {
+            loop {
+                writer.wait_for_capacity(UPLOAD_CONCURRENCY).await.map_err(io_err)?;
+                let n = file.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                writer.write(&chunk[..n]);
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => writer.finish().await.map(|_| ()).map_err(io_err),
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3BlobStore {
+    fn create_temp(&self) -> io::Result<TempBlob> {
+        create_temp_in(&self.tmp)
+    }
+
+    async fn persist(&self, temp: TempBlob, id: &BlobId) -> io::Result<()> {
+        let key = key_of(id)?;
+        if self.size(id).await?.is_some() {
+            // Same name, same bytes: keep the copy the backend already holds.
+            return Ok(());
+        }
+        let file = tokio::fs::File::open(temp.path()).await?;
+        let len = temp.len();
+        self.upload(&key, file, len).await
+        // The temp file goes when `temp` drops.
+    }
+
+    async fn read(&self, id: &BlobId, offset: u64, len: u64) -> io::Result<ByteStream> {
+        if len == 0 {
+            return Ok(Box::pin(futures::stream::empty()));
+        }
+        let key = key_of(id)?;
+        let options = GetOptions { range: Some(GetRange::Bounded(offset..offset + len)), ..Default::default() };
+        let got = self.store.get_opts(&key, options).await.map_err(io_err)?;
+        let stream = got.into_stream().map(|r| r.map_err(io_err));
+        Ok(Box::pin(sync_wrapper::SyncStream::new(stream)))
+    }
+
+    async fn size(&self, id: &BlobId) -> io::Result<Option<u64>> {
+        match self.store.head(&key_of(id)?).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    async fn delete(&self, id: &BlobId) -> io::Result<()> {
+        match self.store.delete(&key_of(id)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    async fn list(&self) -> io::Result<Vec<BlobId>> {
+        let mut out = Vec::new();
+        let mut listing = self.store.list(Some(&StorePath::from("blobs")));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(io_err)?;
+            if let Some(name) = meta.location.filename() {
+                out.push(name.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    fn sweep_temps(&self, age: Duration) -> io::Result<usize> {
+        sweep_temps_in(&self.tmp, age)
+    }
+
+    fn temp_count(&self) -> io::Result<usize> {
+        Ok(std::fs::read_dir(&self.tmp)?.count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::S3Location;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            S3Location::parse("s3://b?endpoint=http://127.0.0.1:9000&region=eu").unwrap(),
+            S3Location {
+                bucket: "b".into(),
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("eu".into()),
+                keys: None
+            }
+        );
+        assert_eq!(S3Location::parse("s3://b/").unwrap().bucket, "b");
+        assert!(S3Location::parse("s3://b/prefix").is_err());
+        assert!(S3Location::parse("http://b").is_err());
+        assert!(S3Location::parse("s3://b?colour=red").is_err());
+    }
+}
