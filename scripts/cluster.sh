@@ -102,6 +102,9 @@ start_node() {
 # One start/stop at a time per DIR. Every daemon is started with fd 9 closed (`9>&-`), so
 # the lock goes with this script, not with what it started.
 cmd_start() {
+  if [[ -d $DIR && ! -e $DIR/.lock ]] && find "$DIR" -mindepth 1 -maxdepth 1 | grep -q .; then
+    die "$DIR is not empty and is not a cluster.sh directory"
+  fi
   mkdir -p "$DIR"
   # PostgreSQL runs as its own user: it must be able to pass through DIR (not list it).
   chmod 711 "$DIR"

@@ -181,6 +181,37 @@ def test_a_storage_quota_holds_under_concurrent_writes_split_over_both_nodes(clu
     assert total > quota - MiB // 2, f"writes were refused while room was left: {total}"
 
 
+def test_the_database_down_is_a_503_and_service_resumes_by_itself(cluster):
+    t, bucket, a, b = tenant_on(cluster)
+    a.put_object(Bucket=bucket, Key="k", Body=b"v")
+    pg_bin = max(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    stop = [str(pg_bin), "-D", str(cluster.dir / "pg"), "-m", "fast", "-w", "stop"]
+    subprocess.run((["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) + stop, check=True,
+                   capture_output=True, timeout=60)
+    try:
+        time.sleep(1.5)  # past the nodes' 1 s credential cache
+        for client, key in ((a, "during-a"), (b, "during-b")):
+            with pytest.raises(client.exceptions.ClientError) as e:
+                client.put_object(Bucket=bucket, Key=key, Body=b"x")
+            err = e.value.response
+            assert err["ResponseMetadata"]["HTTPStatusCode"] == 503, err
+            assert err["Error"]["Code"] == "ServiceUnavailable", err
+    finally:
+        cluster.restart()
+    # Back by itself: the nodes reconnect on their next request.
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert a.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+            break
+        except a.exceptions.ClientError:
+            assert time.monotonic() < deadline, "service did not resume"
+            time.sleep(0.2)
+    b.put_object(Bucket=bucket, Key="after", Body=b"w")
+    keys = [o["Key"] for o in a.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["after", "k"], keys
+
+
 def test_a_node_killed_mid_upload_leaves_nothing_and_the_other_keeps_serving(cluster):
     t, bucket, a, b = tenant_on(cluster)
     b.put_object(Bucket=bucket, Key="before", Body=b"x" * 1000)

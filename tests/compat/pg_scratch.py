@@ -86,7 +86,8 @@ def _start() -> dict:
             time.sleep(0.1)
 
     def stop() -> None:
-        proc.send_signal(2)  # SIGINT: fast shutdown
+        subprocess.run(_as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+                       capture_output=True, timeout=60)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -66,6 +66,10 @@ impl From<CoreError> for AdriveError {
                 Self::bad_request("InvalidParameter.Body", "The body ended before its declared length.")
             }
             CoreError::InvalidPart(m) => Self::bad_request("InvalidParameter.PartInfoList", m),
+            CoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "storage backend unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "Service unavailable; retry later.")
+            }
             CoreError::SlowDown => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Too many requests; retry later.")
             }

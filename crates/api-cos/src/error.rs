@@ -79,6 +79,10 @@ impl From<CoreError> for CosError {
             }
             CoreError::QuotaExceeded(w) => Self::new(-6996, format!("ERROR_OSS_FILESIZE: the {w} quota is used up")),
             CoreError::SlowDown => Self::new(-71, "ERROR_PROXY_FREQ_CONTROL: too many requests, retry later"),
+            CoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "storage backend unavailable");
+                Self::new(-9999, "ERROR_SERVICE_UNAVAILABLE: a storage backend cannot be reached, retry later")
+            }
             CoreError::RequestTimeout => {
                 Self::new(-66, "ERROR_PROXY_NETWORK: the request body arrived too slowly and was cut off")
             }

@@ -63,6 +63,10 @@ impl From<CoreError> for IotError {
             }
             CoreError::IncompleteBody | CoreError::Body(_) => Self::bad("incomplete body"),
             CoreError::SlowDown => Self::new(StatusCode::TOO_MANY_REQUESTS, 160429, "too many requests"),
+            CoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "storage backend unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, 160503, "service unavailable, retry later")
+            }
             CoreError::RequestTimeout => {
                 Self::new(StatusCode::REQUEST_TIMEOUT, 160408, "the request body arrived too slowly")
             }

@@ -57,6 +57,10 @@ pub fn to_s3_error(e: CoreError) -> S3Error {
         CoreError::InvalidRange => (C::InvalidRange, "The requested range is not satisfiable".to_owned()),
         CoreError::InvalidArgument(m) => (C::InvalidArgument, m.clone()),
         CoreError::InvalidRequest(m) => (C::InvalidRequest, m.clone()),
+        CoreError::Unavailable(_) => {
+            tracing::warn!(error = %e, "storage backend unavailable");
+            (C::ServiceUnavailable, "A storage backend cannot be reached. Please try again.".to_owned())
+        }
         CoreError::Io(_) | CoreError::Internal(_) => {
             tracing::error!(error = %e, "internal error");
             (C::InternalError, "We encountered an internal error. Please try again.".to_owned())

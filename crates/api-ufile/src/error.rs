@@ -68,6 +68,10 @@ impl From<CoreError> for UfileError {
             CoreError::PreconditionFailed => Self::new(StatusCode::PRECONDITION_FAILED, -148658, "precondition failed"),
             CoreError::InvalidRange => Self::new(StatusCode::RANGE_NOT_SATISFIABLE, -148659, "invalid range"),
             CoreError::SlowDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, -15004, "too many requests"),
+            CoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "storage backend unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, -15012, "service unavailable, retry later")
+            }
             CoreError::RequestTimeout => {
                 Self::new(StatusCode::REQUEST_TIMEOUT, -148660, "the request body arrived too slowly")
             }

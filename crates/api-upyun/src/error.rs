@@ -64,6 +64,10 @@ impl From<CoreError> for UpyunError {
             CoreError::IncompleteBody | CoreError::Body(_) => Self::bad("incomplete body"),
             CoreError::QuotaExceeded(w) => Self::new(StatusCode::FORBIDDEN, 40300021, format!("{w} quota exceeded")),
             CoreError::SlowDown => Self::new(StatusCode::TOO_MANY_REQUESTS, 42900001, "too many requests"),
+            CoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "storage backend unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, 50300001, "service unavailable, retry later")
+            }
             CoreError::RequestTimeout => Self::new(StatusCode::REQUEST_TIMEOUT, 40800001, "request timeout"),
             e @ CoreError::EntityTooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, 41300001, e.to_string()),
             other => {

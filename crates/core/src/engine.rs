@@ -206,7 +206,7 @@ impl Engine {
         // reservation does the same.
         let _guard = self.locks.lock(&id).await;
         let claim = uuid::Uuid::new_v4().simple().to_string();
-        self.reserve_blob(&id, staged.size, &claim).await?;
+        let created = self.reserve_blob(&id, staged.size, &claim).await?;
         let persisted = self.blobs.persist(temp, &id).await.map_err(CoreError::from);
         let result = match persisted {
             Ok(()) => commit.await,
@@ -214,15 +214,18 @@ impl Engine {
         };
         // A failure here leaves bytes that GC frees later and does not change the commit's
         // answer.
+        // Only a writer that created the blob's row takes its bytes back: bytes it found may
+        // be another writer's, on another node, about to be referenced.
         let tidy = async {
             if result.is_err() {
-                if self.meta.release_blob(&id, &claim).await?.is_some() {
+                if created && self.meta.release_blob(&id, &claim).await?.is_some() {
                     self.blobs.delete(&id).await?;
                     self.meta.drop_blob(&id).await?;
                 }
             } else if self.meta.blob_inline(&id).await? == Some(true) {
                 // The commit found the blob kept inline (under an earlier, larger threshold):
-                // no row names the file.
+                // no row names the file, and the row our object now references cannot turn
+                // into a file row while it does.
                 self.blobs.delete(&id).await?;
             }
             Ok::<_, CoreError>(())
@@ -235,7 +238,7 @@ impl Engine {
 
     /// [`MaintenanceStore::reserve_blob`], waiting (up to [`RESERVE_WAIT`]) while GC deletes
     /// the blob's previous bytes.
-    async fn reserve_blob(&self, id: &str, size: u64, claim: &str) -> CoreResult<()> {
+    async fn reserve_blob(&self, id: &str, size: u64, claim: &str) -> CoreResult<bool> {
         let deadline = std::time::Instant::now() + RESERVE_WAIT;
         loop {
             match self.meta.reserve_blob(id, size, claim).await {

@@ -86,6 +86,10 @@ pub enum CoreError {
     Io(#[from] std::io::Error),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A storage backend cannot be reached now; nothing was changed. Every protocol answers
+    /// it as its "service unavailable, retry" (HTTP 503 where the protocol has statuses).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
@@ -114,6 +118,7 @@ impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Backend(m) => CoreError::Internal(m),
+            StoreError::Unavailable(m) => CoreError::Unavailable(m),
             StoreError::QuotaExceeded => CoreError::QuotaExceeded("storage volume".into()),
             other => CoreError::Internal(other.to_string()),
         }

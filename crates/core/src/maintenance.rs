@@ -76,9 +76,10 @@ impl Engine {
 
     /// Removes blobs in the BlobStore that no metadata row names (left by a version that
     /// wrote bytes before their row, or by a deletion whose row went first by hand). Safe
-    /// beside writers on any node: the BlobStore is listed before the metadata is read, and a
-    /// writer reserves a blob's row ([`MaintenanceStore::reserve_blob`]) before it writes the
-    /// bytes, so every blob listed that a writer made has its row in the later read.
+    /// beside writers and GC on any node: each candidate is reserved as a new row and then
+    /// released and marked ([`MaintenanceStore::reserve_blob`], `release_blob`) before its
+    /// bytes go, exactly as a writer whose commit failed, so one that a writer reserved
+    /// meanwhile (a row appeared, or the claim changed) is left alone.
     ///
     /// [`MaintenanceStore::reserve_blob`]: chuan_store::MaintenanceStore::reserve_blob
     pub async fn remove_orphan_blobs(&self) -> CoreResult<usize> {
@@ -86,9 +87,18 @@ impl Engine {
         let (known, _) = self.meta.check().await?;
         let known: std::collections::HashSet<String> = known.into_iter().map(|b| b.id).collect();
         let mut removed = 0;
-        for id in stored {
-            if !known.contains(&id) {
+        for id in stored.into_iter().filter(|id| !known.contains(id)) {
+            let Some(size) = self.blobs.size(&id).await? else { continue };
+            let claim = uuid::Uuid::new_v4().simple().to_string();
+            match self.meta.reserve_blob(&id, size, &claim).await {
+                Ok(true) => {}
+                // A row appeared (a writer's), or GC is deleting it: not ours to remove.
+                Ok(false) | Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if self.meta.release_blob(&id, &claim).await?.is_some() {
                 self.blobs.delete(&id).await?;
+                self.meta.drop_blob(&id).await?;
                 removed += 1;
             }
         }

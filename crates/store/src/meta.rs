@@ -30,6 +30,10 @@ pub enum StoreError {
     KindConflict,
     #[error("metadata backend error: {0}")]
     Backend(String),
+    /// The metadata backend cannot be reached now (a connection lost or refused); nothing
+    /// was written. Worth retrying: the store reconnects by itself.
+    #[error("metadata backend unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -446,10 +450,13 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     /// writer's own random token). GC leaves a reserved blob alone (see
     /// [`MaintenanceStore::forget_blob`]), on every node, so bytes a writer finds already in
     /// the BlobStore stay there until its commit. Fails `Conflict` while the blob is being
-    /// deleted: the caller waits and tries again. A no-op for an inline blob.
-    async fn reserve_blob(&self, id: &str, size: u64, claim: &str) -> StoreResult<()>;
-    /// Undoes a reservation whose commit failed: `Some` when the blob is still unreferenced
-    /// and `claim` is its latest reservation; it is then marked for deletion, and the caller
+    /// deleted: the caller waits and tries again. A no-op for an inline blob. `true` when the
+    /// blob had no row: only then may the writer take its bytes back
+    /// ([`MaintenanceStore::release_blob`]), since bytes it found may be another writer's.
+    async fn reserve_blob(&self, id: &str, size: u64, claim: &str) -> StoreResult<bool>;
+    /// Undoes a reservation whose commit failed (made by a writer that created the blob's
+    /// row): `Some` when the blob is still unreferenced and `claim` is its latest reservation
+    /// (no other writer reserved it since); it is then marked for deletion, and the caller
     /// deletes the bytes and calls [`MaintenanceStore::drop_blob`].
     async fn release_blob(&self, id: &str, claim: &str) -> StoreResult<Option<ForgottenBlob>>;
     /// Removes the row of a blob marked for deletion, once its bytes are gone.

@@ -122,7 +122,10 @@ impl S3BlobStore {
                 .with_allow_http(endpoint.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
         }
-        b = b.with_region(location.region.clone().unwrap_or_else(|| "us-east-1".into()));
+        // Else AWS_REGION / AWS_DEFAULT_REGION, as the environment gives it.
+        if let Some(region) = &location.region {
+            b = b.with_region(region);
+        }
         let name = format!(
             "s3://{}{}",
             location.bucket,
@@ -157,6 +160,12 @@ impl S3BlobStore {
             Ok(())
         }
         .await;
+        // Every part acknowledged before completing: a failed part aborts the upload here
+        // (finishing would return its error without aborting).
+        let result = match result {
+            Ok(()) => writer.wait_for_capacity(0).await.map_err(io_err),
+            Err(e) => Err(e),
+        };
         match result {
             Ok(()) => writer.finish().await.map(|_| ()).map_err(io_err),
             Err(e) => {
@@ -181,8 +190,16 @@ impl BlobStore for S3BlobStore {
         }
         let file = tokio::fs::File::open(temp.path()).await?;
         let len = temp.len();
-        self.upload(&key, file, len).await
-        // The temp file goes when `temp` drops.
+        // In a task of its own: a request dropped half-way (its client gone) does not leave a
+        // multipart upload half-made in the bucket. (A node that dies mid-upload does: give
+        // the bucket a lifecycle rule that aborts incomplete multipart uploads.)
+        let this = Self { store: self.store.clone(), tmp: self.tmp.clone(), name: self.name.clone() };
+        let uploaded = tokio::spawn(async move {
+            let r = this.upload(&key, file, len).await;
+            drop(temp); // the staged file goes once the upload has ended
+            r
+        });
+        uploaded.await.map_err(|e| io::Error::other(e.to_string()))?
     }
 
     async fn read(&self, id: &BlobId, offset: u64, len: u64) -> io::Result<ByteStream> {

@@ -55,16 +55,10 @@ async fn store(root: &std::path::Path) -> S3BlobStore {
     S3BlobStore::open(&location(&bucket), root).await.unwrap()
 }
 
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut v);
+    v
 }
 
 async fn read(s: &S3BlobStore, id: &String, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
@@ -89,7 +83,7 @@ async fn blobs_round_trip_through_a_real_s3_store() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path()).await;
     // Larger than one part: a multipart upload to the backend.
-    let big = pseudo_random(chuan_store::S3_PART_SIZE * 2 + 12_345, 1);
+    let big = random_bytes(chuan_store::S3_PART_SIZE * 2 + 12_345);
     let id = format!("{:064x}", 0xb16u64 + std::process::id() as u64);
     assert_eq!(s.size(&id).await.unwrap(), None);
     persist(&s, &big, &id).await;

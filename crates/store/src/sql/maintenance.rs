@@ -21,9 +21,13 @@ impl MaintenanceStore for SqlMetaStore {
 
     async fn unreferenced_blobs(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<BlobId>> {
         self.read(move |c| {
+            let now = now_ms();
+            // Only what forget_blob would free: reserved rows and fresh marks would fill the
+            // page and starve the rest.
             c.query_map(
-                "SELECT id FROM blobs WHERE refs <= 0 AND zero_since <= ?1 LIMIT ?2",
-                params![cutoff_ms, limit as i64],
+                "SELECT id FROM blobs WHERE refs <= 0 AND zero_since <= ?1
+                   AND (claim IS NULL OR zero_since <= ?3) AND (deleting IS NULL OR deleting <= ?4) LIMIT ?2",
+                params![cutoff_ms, limit as i64, now - RESERVATION_GRACE_MS, now - STALE_DELETION_MS],
                 |r| r.get(0),
             )
             .map_err(backend)
@@ -66,7 +70,7 @@ impl MaintenanceStore for SqlMetaStore {
         .await
     }
 
-    async fn reserve_blob(&self, id: &str, size: u64, claim: &str) -> StoreResult<()> {
+    async fn reserve_blob(&self, id: &str, size: u64, claim: &str) -> StoreResult<bool> {
         let (id, claim) = (id.to_owned(), claim.to_owned());
         self.write(move |txn| {
             let now = now_ms();
@@ -79,6 +83,7 @@ impl MaintenanceStore for SqlMetaStore {
                     return Err(StoreError::Conflict(format!("blob {id} is being deleted")));
                 }
             }
+            let created = deleting.is_none();
             // A stale mark is dropped: its deleter died, and the bytes are written again.
             txn.execute(
                 "INSERT INTO blobs(id, size, refs, zero_since, inline, claim) VALUES(?1, ?2, 0, ?3, 0, ?4)
@@ -88,7 +93,7 @@ impl MaintenanceStore for SqlMetaStore {
                 params![id, size as i64, now, claim],
             )
             .map_err(backend)?;
-            Ok(())
+            Ok(created)
         })
         .await
     }

@@ -53,8 +53,9 @@ impl SqlMetaStore {
         Ok(Self { engine: Engine::Sqlite(sqlite::Sqlite::open(path)?) })
     }
 
-    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:port/db`,
-    /// or the key=value form libpq takes), creating or migrating its schema. Fails with
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:port/db`;
+    /// libpq's key=value form works here too, though `chuan --meta` takes URLs only),
+    /// creating or migrating its schema. Fails with
     /// [`StoreError::Backend`](crate::StoreError::Backend) naming the server when it cannot be
     /// reached or refuses the login.
     pub fn connect_postgres(url: &str) -> StoreResult<Self> {

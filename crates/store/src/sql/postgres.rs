@@ -31,7 +31,46 @@ const MAX_ATTEMPTS: u32 = 50;
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Job = Box<dyn FnOnce(Result<&mut PgConn, &str>) + Send>;
+type Job = Box<dyn FnOnce(&mut Slot) + Send>;
+
+/// A worker's connection, opened again when it is found broken.
+struct Slot {
+    conn: Option<PgConn>,
+    config: postgres::Config,
+    name: String,
+}
+
+impl Slot {
+    /// The connection, reconnecting first when there is none or it is known to be closed.
+    fn conn(&mut self) -> StoreResult<&mut PgConn> {
+        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            tracing::warn!(server = %self.name, "metadata connection lost; reconnecting");
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            self.conn = Some(open(&self.config, &self.name).map_err(StoreError::Unavailable)?);
+        }
+        Ok(self.conn.as_mut().expect("connected"))
+    }
+
+    /// Drops a connection found broken (the next [`Slot::conn`] opens a new one).
+    fn reset(&mut self) {
+        self.conn = None;
+    }
+
+    /// Runs `tx` on the connection; when it could not even begin a transaction (a connection
+    /// that broke while idle: the server restarted, say), once more on a new connection —
+    /// safe, as nothing was sent.
+    fn run<T>(&mut self, mut tx: impl FnMut(&mut PgConn) -> Result<StoreResult<T>, StoreError>) -> StoreResult<T> {
+        match tx(self.conn()?) {
+            Ok(r) => r,
+            Err(_) => {
+                self.reset();
+                tx(self.conn()?).unwrap_or_else(Err)
+            }
+        }
+    }
+}
 
 pub(crate) struct Postgres {
     jobs: Mutex<Option<crossbeam_channel::Sender<Job>>>,
@@ -110,7 +149,7 @@ impl Postgres {
 
     async fn submit<T: Send + 'static>(
         &self,
-        job: impl FnOnce(Result<&mut PgConn, &str>) -> StoreResult<T> + Send + 'static,
+        job: impl FnOnce(&mut Slot) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
         let job: Job = Box::new(move |conn| {
@@ -130,14 +169,22 @@ impl Postgres {
         &self,
         f: impl Fn(&Db<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        self.submit(move |conn| write_tx(conn.map_err(unreachable)?, &f)).await
+        self.submit(move |slot| slot.run(|conn| write_tx(conn, &f))).await
     }
 
     pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        self.submit(move |conn| read_tx(conn.map_err(unreachable)?, f)).await
+        let mut f = Some(f);
+        self.submit(move |slot| {
+            slot.run(|conn| {
+                // The second run happens only when the first could not begin (f unused).
+                let f = f.take().ok_or_else(|| StoreError::Backend("read retried after it ran".into()))?;
+                read_tx(conn, f)
+            })
+        })
+        .await
     }
 }
 
@@ -147,15 +194,25 @@ impl Drop for Postgres {
     }
 }
 
-fn unreachable(why: &str) -> StoreError {
-    StoreError::Backend(why.to_owned())
+/// Whether a failure is the server's or the connection's absence (connection exceptions,
+/// shutdowns, a server still starting; an error the client raised itself, without SQLSTATE,
+/// is the connection's): the call is worth retrying once the server is back.
+fn connection_lost(code: &postgres::error::SqlState) -> bool {
+    use postgres::error::SqlState;
+    code.code().starts_with("08")
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
 }
 
 fn pg_error(e: postgres::Error) -> StoreError {
-    StoreError::Backend(match e.as_db_error() {
-        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
-        None => format!("PostgreSQL: {e}"),
-    })
+    match e.as_db_error() {
+        Some(db) if connection_lost(db.code()) => {
+            StoreError::Unavailable(format!("PostgreSQL: {} ({})", db.message(), db.code().code()))
+        }
+        Some(db) => StoreError::Backend(format!("PostgreSQL: {} ({})", db.message(), db.code().code())),
+        None => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+    }
 }
 
 fn retryable(code: Option<&postgres::error::SqlState>) -> bool {
@@ -169,72 +226,85 @@ fn backoff(attempt: u32) {
     std::thread::sleep(Duration::from_micros(rand::random::<u64>() % cap_us));
 }
 
-fn write_tx<T>(conn: &mut PgConn, f: &impl Fn(&Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
+/// Begins a transaction: the outer `Err` when the connection failed before anything was sent.
+fn begin<'c>(
+    client: &'c mut postgres::Client,
+    level: IsolationLevel,
+    read_only: bool,
+) -> Result<StoreResult<postgres::Transaction<'c>>, StoreError> {
+    match client.build_transaction().isolation_level(level).read_only(read_only).start() {
+        Ok(tx) => Ok(Ok(tx)),
+        Err(e) => match pg_error(e) {
+            lost @ StoreError::Unavailable(_) => Err(lost),
+            other => Ok(Err(other)),
+        },
+    }
+}
+
+/// One write transaction, re-run from the start on serialization conflicts; the outer `Err`
+/// as [`begin`] (every earlier attempt was rolled back, so the caller may run it all again).
+fn write_tx<T>(conn: &mut PgConn, f: &impl Fn(&Db<'_>) -> StoreResult<T>) -> Result<StoreResult<T>, StoreError> {
     for attempt in 1..=MAX_ATTEMPTS {
-        let tx = conn.client.build_transaction().isolation_level(IsolationLevel::Serializable).start();
-        let tx = tx.map_err(pg_error)?;
+        let tx = match begin(&mut conn.client, IsolationLevel::Serializable, false)? {
+            Ok(tx) => tx,
+            Err(e) => return Ok(Err(e)),
+        };
         let db = Db::postgres(PgTx { tx, statements: &mut conn.statements, failure: None });
         let result = f(&db);
         let PgTx { tx, failure, .. } = db.into_postgres().expect("a PostgreSQL transaction");
         match failure {
             None if result.is_ok() => match tx.commit() {
-                Ok(()) => return result,
+                Ok(()) => return Ok(result),
                 Err(e) if retryable(e.code()) => {}
-                Err(e) => return Err(pg_error(e)),
+                Err(e) => return Ok(Err(pg_error(e))),
             },
             None => {
                 // The closure refused (NotFound, QuotaExceeded, ...): nothing it wrote stays.
                 let _ = tx.rollback();
-                return result;
+                return Ok(result);
+            }
+            Some(code) if connection_lost(&code) => {
+                return Ok(Err(StoreError::Unavailable(format!(
+                    "PostgreSQL: the connection failed ({})",
+                    code.code()
+                ))));
             }
             Some(code) => {
                 let _ = tx.rollback();
                 if !retryable(Some(&code)) {
-                    return match result {
+                    return Ok(match result {
                         Err(e) => Err(e),
                         Ok(_) => Err(StoreError::Backend(format!("PostgreSQL error {}", code.code()))),
-                    };
+                    });
                 }
             }
         }
         backoff(attempt);
     }
-    Err(StoreError::Backend(format!(
+    Ok(Err(StoreError::Backend(format!(
         "PostgreSQL: the write conflicted with concurrent writes {MAX_ATTEMPTS} times in a row"
-    )))
+    ))))
 }
 
-fn read_tx<T>(conn: &mut PgConn, f: impl FnOnce(&Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
-    let tx = conn
-        .client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .map_err(pg_error)?;
+/// One read snapshot; the outer `Err` as [`begin`].
+fn read_tx<T>(conn: &mut PgConn, f: impl FnOnce(&Db<'_>) -> StoreResult<T>) -> Result<StoreResult<T>, StoreError> {
+    let tx = match begin(&mut conn.client, IsolationLevel::RepeatableRead, true)? {
+        Ok(tx) => tx,
+        Err(e) => return Ok(Err(e)),
+    };
     let db = Db::postgres(PgTx { tx, statements: &mut conn.statements, failure: None });
     let result = f(&db);
-    let PgTx { tx, .. } = db.into_postgres().expect("a PostgreSQL transaction");
+    let PgTx { tx, failure, .. } = db.into_postgres().expect("a PostgreSQL transaction");
+    if let Some(code) = failure.filter(connection_lost) {
+        return Ok(Err(StoreError::Unavailable(format!("PostgreSQL: the connection failed ({})", code.code()))));
+    }
     let _ = tx.commit();
-    result
+    Ok(result)
 }
 
 fn worker_loop(conn: PgConn, config: &postgres::Config, name: &str, jobs: &crossbeam_channel::Receiver<Job>) {
-    let mut conn = Some(conn);
+    let mut slot = Slot { conn: Some(conn), config: config.clone(), name: name.to_owned() };
     while let Ok(job) = jobs.recv() {
-        if conn.as_ref().is_some_and(|c| c.client.is_closed()) {
-            tracing::warn!(server = name, "metadata connection lost; reconnecting");
-            conn = None;
-        }
-        if conn.is_none() {
-            match open(config, name) {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    job(Err(e.as_str()));
-                    continue;
-                }
-            }
-        }
-        job(Ok(conn.as_mut().expect("connected")));
+        job(&mut slot);
     }
 }
