@@ -86,8 +86,9 @@ pub enum CoreError {
     Io(#[from] std::io::Error),
     #[error("internal error: {0}")]
     Internal(String),
-    /// A storage backend cannot be reached now; nothing was changed. Every protocol answers
-    /// it as its "service unavailable, retry" (HTTP 503 where the protocol has statuses).
+    /// A storage backend cannot be reached now ([`StoreError::Unavailable`]: nothing was
+    /// changed, but for a commit cut off mid-way). Every protocol answers it as its "service
+    /// unavailable, retry" (HTTP 503 where the protocol has statuses).
     #[error("service unavailable: {0}")]
     Unavailable(String),
 }

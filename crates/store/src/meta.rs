@@ -30,8 +30,10 @@ pub enum StoreError {
     KindConflict,
     #[error("metadata backend error: {0}")]
     Backend(String),
-    /// The metadata backend cannot be reached now (a connection lost or refused); nothing
-    /// was written. Worth retrying: the store reconnects by itself.
+    /// The metadata backend cannot be reached now (a connection lost or refused). Nothing was
+    /// written, unless the connection broke during the commit itself, whose outcome is then
+    /// unknown (as for any client of a remote database). Worth retrying: the store reconnects
+    /// by itself.
     #[error("metadata backend unavailable: {0}")]
     Unavailable(String),
 }
