@@ -189,9 +189,10 @@ impl Engine {
     /// A blob in the BlobStore is reserved in the MetaStore before its bytes are written
     /// ([`MaintenanceStore::reserve_blob`]): GC leaves a reserved blob alone, and a blob GC
     /// is deleting cannot be reserved until its bytes and row are gone, so bytes a writer
-    /// finds in place stay there until its commit, whichever node runs the GC. A refused
-    /// commit (quota, precondition, vanished session) releases the reservation, removing the
-    /// bytes when nothing else references or reserved them since.
+    /// finds in place stay there until its commit, whichever node runs the GC. A writer whose
+    /// commit is refused (quota, precondition, vanished session) and whose reservation created
+    /// the blob's row releases it, removing the bytes unless something references or
+    /// reserved them since; bytes it found in place are left for GC.
     pub(crate) async fn publish<T>(
         &self,
         staged: Staged,
