@@ -9,7 +9,7 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use chuan_core::store::CredentialKind;
-use chuan_core::{CredentialSpec, Engine, Principal};
+use chuan_core::{CoreError, CredentialSpec, Engine, Principal};
 use http::{Method, Response, StatusCode};
 use serde::Serialize;
 use std::time::Duration;
@@ -72,12 +72,17 @@ pub fn parse_basic(value: &str) -> Option<(String, String)> {
 }
 
 /// The principal behind HTTP Basic credentials (access key : secret).
-async fn basic_principal(engine: &Engine, headers: &http::HeaderMap) -> Option<Principal> {
-    let (ak, sk) = parse_basic(headers.get(http::header::AUTHORIZATION)?.to_str().ok()?)?;
-    match engine.credential(&ak, chuan_core::KEY_PAIRS).await {
-        Ok(Some((secret, p))) if chuan_core::constant_time_eq(secret.as_bytes(), sk.as_bytes()) => Some(p),
+/// The HTTP Basic caller: `Ok(None)` without valid credentials, `Err` when the credential
+/// could not be looked up (the metadata store unreachable: answered 503, not 401).
+async fn basic_principal(engine: &Engine, headers: &http::HeaderMap) -> Result<Option<Principal>, CoreError> {
+    let Some((ak, sk)) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(parse_basic)
+    else {
+        return Ok(None);
+    };
+    Ok(match engine.credential(&ak, chuan_core::KEY_PAIRS).await? {
+        Some((secret, p)) if chuan_core::constant_time_eq(secret.as_bytes(), sk.as_bytes()) => Some(p),
         _ => None,
-    }
+    })
 }
 
 /// Handles a request whose path starts with `/_chuan/`.
@@ -97,8 +102,16 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api
                 (Some(b), Some(t)) => chuan_core::constant_time_eq(b.as_bytes(), t.as_bytes()),
                 _ => false,
             };
-            if !token_ok && !basic_principal(engine, headers).await.is_some_and(|p| p.is_admin()) {
-                return unauthorized("metrics need the root key pair (HTTP Basic) or the metrics token (Bearer)");
+            if !token_ok {
+                match basic_principal(engine, headers).await {
+                    Ok(Some(p)) if p.is_admin() => {}
+                    Ok(_) => {
+                        return unauthorized(
+                            "metrics need the root key pair (HTTP Basic) or the metrics token (Bearer)",
+                        )
+                    }
+                    Err(e) => return core_error(&e),
+                }
             }
             return respond(
                 StatusCode::OK,
@@ -120,8 +133,10 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api
             return error(StatusCode::BAD_REQUEST, &format!("the request body could not be read: {e}"))
         }
     };
-    let Some(p) = basic_principal(engine, headers).await else {
-        return unauthorized("credentials required (HTTP Basic: access key and secret)");
+    let p = match basic_principal(engine, headers).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return unauthorized("credentials required (HTTP Basic: access key and secret)"),
+        Err(e) => return core_error(&e),
     };
     if let Some(op) = path.strip_prefix("/_chuan/v1/instant/") {
         if method != Method::POST {
@@ -162,7 +177,7 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 };
                 match create_tenant(engine, p, name).await {
                     Ok(c) => json(StatusCode::CREATED, &c),
-                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                    Err(e) => failure(&e),
                 }
             }
             (&Method::GET, "cos/appid") => {
@@ -179,28 +194,28 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 };
                 match state.adrive.issue_refresh_token(p, tenant).await {
                     Ok(t) => json(StatusCode::CREATED, &t),
-                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                    Err(e) => core_error(&e),
                 }
             }
             (&Method::POST, "iot/devices") => {
                 let tenant = get("tenant");
                 match state.iot.register_device(p, &tenant, &get("bucket"), &get("product_sn"), &get("device_sn")).await {
                     Ok(d) => json(StatusCode::CREATED, &d),
-                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                    Err(e) => core_error(&e),
                 }
             }
             (&Method::POST, "upyun/operators") => {
                 let tenant = get("tenant");
                 match state.upyun.register_operator(p, &tenant, &get("bucket"), &get("operator"), &get("password")).await {
                     Ok(o) => json(StatusCode::CREATED, &o),
-                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                    Err(e) => core_error(&e),
                 }
             }
             (&Method::POST, "upyun/form-secrets") => {
                 let bucket = get("bucket");
                 match state.upyun.new_form_secret(p, &get("tenant"), &bucket).await {
                     Ok(secret) => json(StatusCode::CREATED, &serde_json::json!({"bucket": bucket, "form_secret": secret})),
-                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                    Err(e) => core_error(&e),
                 }
             }
             (&Method::POST, "quotas") => {
@@ -253,7 +268,7 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
                 }
                 match engine.revoke_credential(p, &key).await {
                     Ok(()) => json(StatusCode::OK, &serde_json::json!({ "revoked": key })),
-                    Err(chuan_core::CoreError::NoSuchCredential) => error(StatusCode::NOT_FOUND, "no such credential"),
+                    Err(CoreError::NoSuchCredential) => error(StatusCode::NOT_FOUND, "no such credential"),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -261,5 +276,37 @@ async fn admin(state: &crate::dispatch::State, p: &Principal, method: &Method, o
         })
     }
     .await;
-    result.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))
+    result.unwrap_or_else(|e| failure(&e))
+}
+
+fn failure(e: &anyhow::Error) -> Resp {
+    match e.downcast_ref::<CoreError>() {
+        Some(core) => core_error(core),
+        None => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// The status of Chuan's own APIs (admin, native instant upload) for an engine error: the
+/// caller's mistakes are 4xx, a backend that cannot be reached now 503 (retry), the rest 500.
+pub(crate) fn core_status(e: &CoreError) -> StatusCode {
+    use CoreError as E;
+    match e {
+        E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        E::SlowDown => StatusCode::TOO_MANY_REQUESTS,
+        E::AccessDenied | E::QuotaExceeded(_) | E::GrantInvalid(_) => StatusCode::FORBIDDEN,
+        E::NoSuchBucket | E::NoSuchKey | E::NoSuchUpload | E::NoSuchTenant | E::NoSuchCredential => {
+            StatusCode::NOT_FOUND
+        }
+        E::BucketExists | E::BucketAlreadyOwnedByYou | E::AlreadyExists | E::NameConflict | E::PreconditionFailed => {
+            StatusCode::CONFLICT
+        }
+        E::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        E::EntityTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        E::Io(_) | E::Internal(_) | E::Body(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn core_error(e: &CoreError) -> Resp {
+    error(core_status(e), &e.to_string())
 }

@@ -168,12 +168,16 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Stats { data } => {
-                let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
+                let engine =
+                    setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default())
+                        .await?;
                 println!("{}", serde_json::to_string_pretty(&engine.stats().await?)?);
                 Ok(())
             }
             Command::Fsck { data } => {
-                let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
+                let engine =
+                    setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default())
+                        .await?;
                 let report = engine.fsck().await?;
                 for p in &report.problems {
                     println!("problem: {p}");
@@ -189,13 +193,17 @@ fn main() -> anyhow::Result<()> {
             // The operator at the console acts with root rights on the data directory.
             Command::Admin { command } => match command {
                 AdminCommand::CreateTenant { name, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
+                    let engine =
+                        setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default())
+                            .await?;
                     let cred = admin::create_tenant(&engine, &Principal::operator(), &name).await?;
                     println!("{}", serde_json::to_string_pretty(&cred)?);
                     Ok(())
                 }
                 AdminCommand::ListCredentials { data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
+                    let engine =
+                        setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default())
+                            .await?;
                     for c in engine.list_credentials(&Principal::operator(), None, None).await? {
                         if !c.kind.is_bearer() {
                             println!("{}\t{}\t{}", c.access_key, c.tenant, c.kind.as_str());
@@ -204,14 +212,18 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::AdriveToken { tenant, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
+                    let engine =
+                        setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default())
+                            .await?;
                     let adrive = chuan_api_adrive::AdriveDialect::new(engine, Default::default());
                     let token = adrive.issue_refresh_token(&Principal::operator(), &tenant).await?;
                     println!("{}", serde_json::to_string_pretty(&token)?);
                     Ok(())
                 }
                 AdminCommand::IotDevice { tenant, bucket, product_sn, device_sn, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
+                    let engine =
+                        setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default())
+                            .await?;
                     let iot = chuan_api_iot::IotDialect::new(engine, std::time::Duration::from_secs(300));
                     let device =
                         iot.register_device(&Principal::operator(), &tenant, &bucket, &product_sn, &device_sn).await?;
@@ -219,7 +231,9 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::UpyunOperator { tenant, bucket, operator, password, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
+                    let engine =
+                        setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default())
+                            .await?;
                     let upyun = chuan_api_upyun::UpyunDialect::new(engine);
                     println!(
                         "{}",
@@ -232,7 +246,9 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::CosAppid { tenant, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
+                    let engine =
+                        setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default())
+                            .await?;
                     anyhow::ensure!(
                         engine.tenant_exists(&tenant).await?,
                         "no tenant {tenant}: create it first (chuan admin create-tenant)"
@@ -242,24 +258,20 @@ fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 AdminCommand::UpyunFormSecret { tenant, bucket, data } => {
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
+                    let engine =
+                        setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default())
+                            .await?;
                     let upyun = chuan_api_upyun::UpyunDialect::new(engine);
                     let secret = upyun.new_form_secret(&Principal::operator(), &tenant, &bucket).await?;
                     println!("{}", serde_json::json!({"bucket": bucket, "form_secret": secret}));
                     Ok(())
                 }
                 AdminCommand::Quota { tenant, storage_bytes, download_bytes, requests, data } => {
-                    // A running server keeps quotas and their consumption cached and writes
-                    // them back: a quota set here would be overwritten. Set it through it.
-                    // Held while the quota is written, so no server starts meanwhile.
-                    let _lock = setup::lock_data_dir(&data.data).map_err(|_| {
-                        anyhow::anyhow!(
-                            "a `chuan serve` is running on {}: set the quota through it, e.g.\n  \
-                             curl -u ROOT_AK:ROOT_SK -X POST 'http://<server address>/_chuan/admin/quotas?tenant={tenant}&storage_bytes=N'",
-                            data.data.display()
-                        )
-                    })?;
-                    let engine = setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default()).await?;
+                    // Safe while servers run: quotas live in the MetaStore, each write reads its
+                    // storage limit there, and servers re-read allowances at every flush (2 s).
+                    let engine =
+                        setup::open_engine(&data.data, data.meta.as_deref(), data.blobs.as_deref(), Default::default())
+                            .await?;
                     let quota = chuan_core::Quota { storage_bytes, download_bytes, requests, ..Default::default() };
                     let set = engine.set_quota(&Principal::operator(), &tenant, quota).await?;
                     println!("{}", serde_json::to_string_pretty(&set)?);

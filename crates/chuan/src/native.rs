@@ -42,6 +42,7 @@ fn core_error(e: CoreError) -> Resp {
         CoreError::InvalidKey(_) | CoreError::KeyTooLong | CoreError::InvalidArgument(_) => {
             (StatusCode::BAD_REQUEST, "InvalidArgument")
         }
+        CoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
     };
     json(status, &serde_json::json!({ "error": code, "message": e.to_string() }))

@@ -43,6 +43,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         trash_retention: Duration::from_secs(opts.trash_retention_secs),
         fairness: limits.fairness(),
         inline_max: limits.inline_max_bytes,
+        lookup_floor: match (limits.lookup_floor_ms, &opts.blobs) {
+            (Some(ms), _) => Duration::from_millis(ms),
+            (None, Some(_)) => chuan_core::REMOTE_LOOKUP_FLOOR,
+            (None, None) => chuan_core::DEFAULT_LOOKUP_FLOOR,
+        },
         ..Default::default()
     };
     chuan_api_common::form::set_limits(limits.form_limits());
@@ -50,8 +55,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         config.challenge_ttl = Duration::from_secs(secs);
     }
     config.upload_ttls = limits.lifetimes.upload_ttls();
-    // One server per data directory: a second one (or `chuan admin quota`) would overwrite
-    // what this one keeps cached. Held until the process ends (kill -9 included).
+    // One server per data directory: the embedded database has one writing process, its
+    // probe budgets live in that process, and the crash marker is the directory's. Held until
+    // the process ends (kill -9 included).
     let _lock = setup::lock_data_dir(&opts.data)?;
     let engine = setup::open_engine(&opts.data, opts.meta.as_deref(), opts.blobs.as_deref(), config).await?;
 

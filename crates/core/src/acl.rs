@@ -269,7 +269,7 @@ impl Engine {
         // The ACL now decides anonymous reads; a protocol's earlier public/private switch
         // (UFile, COS) is replaced by it.
         meta.access = ObjectAccess::Inherit;
-        self.replace_meta(&b, &rec, meta).await?;
+        self.replace_meta(&rec, meta).await?;
         Ok(())
     }
 }

@@ -31,6 +31,9 @@ pub struct EngineConfig {
     /// `chuan_store::Extent`); 0 keeps every body in the BlobStore. At most
     /// [`crate::INLINE_MAX_LIMIT`]. A change applies to new blobs: a stored blob stays where it is.
     pub inline_max: usize,
+    /// How long every instant-upload lookup takes at least, hit or miss (see
+    /// [`crate::DEFAULT_LOOKUP_FLOOR`]); must exceed the slowest proof read.
+    pub lookup_floor: Duration,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +47,7 @@ impl Default for EngineConfig {
             fairness: Default::default(),
             trash_retention: crate::tree::DEFAULT_TRASH_RETENTION,
             inline_max: crate::ingest::DEFAULT_INLINE_MAX,
+            lookup_floor: crate::instant::DEFAULT_LOOKUP_FLOOR,
         }
     }
 }
@@ -79,9 +83,8 @@ pub struct Engine {
     pub(crate) meta: Arc<dyn MetaStore>,
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) locks: BlobLocks,
-    pub(crate) requests: crate::throttle::RateLimiter,
-    pub(crate) probes: crate::throttle::RateLimiter,
-    pub(crate) address_probes: crate::throttle::RateLimiter,
+    /// Request rates per tenant (or client address) on this node (`throttle.rs`).
+    pub(crate) requests: chuan_store::TokenBuckets,
     pub(crate) uploads: crate::throttle::UploadSlots,
     pub(crate) meter: crate::metering::Meter,
     /// Bucket records read in the last moments: every request needs its bucket's owner and
@@ -97,6 +100,8 @@ pub struct Engine {
     pub(crate) url_key: tokio::sync::OnceCell<Vec<u8>>,
     /// Tenant aliases looked up so far, (kind, alias) → (when, tenant or none).
     pub(crate) aliases: parking_lot::Mutex<AliasCache>,
+    /// When a lookup over the floor was last logged.
+    pub(crate) overrun_logged: parking_lot::Mutex<Option<std::time::Instant>>,
     pub config: EngineConfig,
     pub metrics: Arc<Metrics>,
 }
@@ -109,20 +114,13 @@ impl Engine {
             meta,
             blobs,
             locks: BlobLocks::new(),
-            requests: crate::throttle::RateLimiter::new(
-                config.fairness.request_burst,
-                config.fairness.requests_per_sec,
-            ),
-            probes: crate::throttle::RateLimiter::new(config.fairness.probe_burst, config.fairness.probes_per_sec),
-            address_probes: crate::throttle::RateLimiter::new(
-                config.fairness.address_probe_burst,
-                config.fairness.address_probes_per_sec,
-            ),
+            requests: Default::default(),
             uploads: Default::default(),
             meter: Default::default(),
             buckets: Default::default(),
             credentials: Default::default(),
             url_key: Default::default(),
+            overrun_logged: Default::default(),
             aliases: Default::default(),
             config,
             metrics: Arc::new(Metrics::default()),
@@ -220,8 +218,7 @@ impl Engine {
         let tidy = async {
             if result.is_err() {
                 if created && self.meta.release_blob(&id, &claim).await?.is_some() {
-                    self.blobs.delete(&id).await?;
-                    self.meta.drop_blob(&id).await?;
+                    self.delete_marked_blob(&id).await?;
                 }
             } else if self.meta.blob_inline(&id).await? == Some(true) {
                 // The commit found the blob kept inline (under an earlier, larger threshold):
@@ -235,6 +232,18 @@ impl Engine {
             tracing::warn!(blob = %id, error = %e, "cannot remove a blob file no row needs");
         }
         result
+    }
+
+    /// Deletes the bytes of a blob whose row is marked for deletion, then the row. When the
+    /// BlobStore fails (an outage), the mark is taken off instead ([`MaintenanceStore::
+    /// unmark_blob`]): a later GC pass tries again, and writers of the same bytes are not kept
+    /// waiting on a deletion that is not happening.
+    pub(crate) async fn delete_marked_blob(&self, id: &str) -> CoreResult<()> {
+        if let Err(e) = self.blobs.delete(&id.to_owned()).await {
+            self.meta.unmark_blob(id).await?;
+            return Err(e.into());
+        }
+        Ok(self.meta.drop_blob(id).await?)
     }
 
     /// [`MaintenanceStore::reserve_blob`], waiting (up to [`RESERVE_WAIT`]) while GC deletes

@@ -82,8 +82,9 @@ pub enum CoreError {
     /// The body is larger than the operation allows.
     #[error("the body is larger than the {limit} bytes allowed here")]
     EntityTooLarge { limit: u64 },
+    /// A local I/O error (a blob backend outage becomes [`CoreError::Unavailable`] instead).
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("internal error: {0}")]
     Internal(String),
     /// A storage backend cannot be reached now ([`StoreError::Unavailable`]: nothing was
@@ -113,6 +114,16 @@ pub fn is_stalled(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = err.source();
     }
     false
+}
+
+impl From<std::io::Error> for CoreError {
+    fn from(e: std::io::Error) -> Self {
+        if chuan_store::BlobUnavailable::is(&e) {
+            CoreError::Unavailable(e.to_string())
+        } else {
+            CoreError::Io(e)
+        }
+    }
 }
 
 impl From<StoreError> for CoreError {

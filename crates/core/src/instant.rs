@@ -54,18 +54,46 @@ impl HeldContent {
     }
 }
 
-/// How long every instant-upload lookup takes at least, hit or miss. A miss on content another
-/// tenant holds reads its bytes to check a proof, a miss on unknown content reads nothing; both
-/// answer after this floor, so the time taken does not tell them apart (measured by
-/// `tests/compat/test_hardening.py::test_claim_timing_does_not_reveal_content`).
-const LOOKUP_FLOOR: Duration = Duration::from_millis(10);
+/// How long every instant-upload lookup takes at least, hit or miss, with local blobs
+/// ([`EngineConfig::lookup_floor`](crate::EngineConfig::lookup_floor)). A miss on content
+/// another tenant holds reads its bytes to check a proof, a miss on unknown content reads
+/// nothing; both answer after this floor, so the time taken does not tell them apart
+/// (measured by `tests/compat/test_hardening.py::test_claim_timing_does_not_reveal_content`).
+pub const DEFAULT_LOOKUP_FLOOR: Duration = Duration::from_millis(10);
 
-/// Runs `f`, then waits until `LOOKUP_FLOOR` has passed since it started.
-async fn at_least_floor<F: std::future::Future>(f: F) -> F::Output {
-    let deadline = tokio::time::Instant::now() + LOOKUP_FLOOR;
-    let out = f.await;
-    tokio::time::sleep_until(deadline).await;
-    out
+/// The floor to use with a blob store whose reads take a network round trip or more (an S3
+/// backend): a proof read of a few ranges there takes several milliseconds, tens on a remote
+/// service.
+pub const REMOTE_LOOKUP_FLOOR: Duration = Duration::from_millis(100);
+
+/// Lookups over the floor are logged at most this often.
+const OVERRUN_LOG_EVERY: Duration = Duration::from_secs(60);
+
+impl Engine {
+    /// Runs `f`, then waits until the lookup floor has passed since it started. A lookup that
+    /// took longer than the floor answers late, and its timing could tell a hit from a miss:
+    /// counted (`chuan_lookup_floor_overruns_total`) and logged for the operator, who should
+    /// raise the floor.
+    async fn at_least_floor<F: std::future::Future>(&self, f: F) -> F::Output {
+        let start = tokio::time::Instant::now();
+        let floor = self.config.lookup_floor;
+        let out = f.await;
+        let took = start.elapsed();
+        if took > floor {
+            self.metrics.lookup_floor_overruns.inc();
+            let mut last = self.overrun_logged.lock();
+            if last.is_none_or(|at| at.elapsed() >= OVERRUN_LOG_EVERY) {
+                *last = Some(std::time::Instant::now());
+                tracing::warn!(
+                    took_ms = took.as_millis() as u64,
+                    floor_ms = floor.as_millis() as u64,
+                    "an instant-upload lookup took longer than the lookup floor, so its timing may tell a hit from a miss: raise --lookup-floor-ms"
+                );
+            }
+        }
+        tokio::time::sleep_until(start + floor).await;
+        out
+    }
 }
 
 /// Pending contents of one size settled by a lookup at most (the probe limit bounds how often).
@@ -115,10 +143,10 @@ impl Engine {
         digest: &str,
         size: u64,
     ) -> CoreResult<Option<HeldContent>> {
-        if self.probe(p).is_err() {
+        if self.probe(p).await.is_err() {
             return Ok(None);
         }
-        at_least_floor(self.own_content_now(p, algo, digest, size)).await
+        self.at_least_floor(self.own_content_now(p, algo, digest, size)).await
     }
 
     /// Content with this digest and size that the principal could read already: held by its
@@ -157,10 +185,10 @@ impl Engine {
         size: u64,
         proof: &Possession,
     ) -> CoreResult<Option<HeldContent>> {
-        if self.probe(p).is_err() {
+        if self.probe(p).await.is_err() {
             return Ok(None);
         }
-        at_least_floor(async {
+        self.at_least_floor(async {
             if let Some(held) = self.own_content_now(p, algo, digest, size).await? {
                 return Ok(Some(held));
             }
@@ -227,7 +255,7 @@ impl Engine {
         let b = self.admit(p, Op::Write, &target.bucket, &target.key).await?;
         self.charge_request(p, &b).await?;
         target.meta.acl = Self::acl_on_write(p, &b, target.meta.acl.take());
-        let write = self.object_write(&b.tenant, target, ContentSource::Existing(held.0), object_id).await?;
+        let write = self.object_write(target, ContentSource::Existing(held.0), object_id);
         let rec = self.meta.put_object(write).await.map_err(write_error)?;
         self.metrics.instant_hits.inc();
         self.metrics.objects_committed.inc();
@@ -250,10 +278,10 @@ impl Engine {
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(CoreError::InvalidArgument("sha256 must be 64 hex digits".into()));
         }
-        self.probe(p)?;
+        self.probe(p).await?;
         self.charge_request(p, &b).await?;
         let sha256 = sha256.to_ascii_lowercase();
-        let own = at_least_floor(self.own_content_now(p, "sha256", &sha256, size)).await?.is_some();
+        let own = self.at_least_floor(self.own_content_now(p, "sha256", &sha256, size)).await?.is_some();
         let (ranges, nonce) = {
             let mut rng = rand::thread_rng();
             let len = CHALLENGE_RANGE_BYTES.min(size);
@@ -306,14 +334,15 @@ impl Engine {
             None => Possession::None,
         };
         // Probes were counted when the challenge was issued.
-        let content = at_least_floor(async {
-            Ok::<_, CoreError>(match self.own_content_now(p, "sha256", &c.sha256, c.size).await? {
-                Some(id) => Some(id),
-                None if c.proof_required => self.proven_content("sha256", &c.sha256, c.size, &proof).await?,
-                None => None,
+        let content = self
+            .at_least_floor(async {
+                Ok::<_, CoreError>(match self.own_content_now(p, "sha256", &c.sha256, c.size).await? {
+                    Some(id) => Some(id),
+                    None if c.proof_required => self.proven_content("sha256", &c.sha256, c.size, &proof).await?,
+                    None => None,
+                })
             })
-        })
-        .await?;
+            .await?;
         let Some(held) = content else { return Ok(ChallengeOutcome::Miss) };
         let target = PutTarget::new(&c.bucket, &c.key);
         Ok(ChallengeOutcome::Hit(self.instant_put(p, target, held, None).await?))

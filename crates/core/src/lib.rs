@@ -62,7 +62,7 @@ pub use identity::{
     new_access_key, new_secret, validate_tenant, AliasKind, Credential, CredentialSpec, CredentialUpdate, KEY_PAIRS,
 };
 pub use ingest::{StageOptions, Staged, StagedReader, DEFAULT_INLINE_MAX, INLINE_MAX_LIMIT};
-pub use instant::{Challenge, ChallengeOutcome, HeldContent, Possession};
+pub use instant::{Challenge, ChallengeOutcome, HeldContent, Possession, DEFAULT_LOOKUP_FLOOR, REMOTE_LOOKUP_FLOOR};
 pub use list::{ListQuery, ListResult};
 pub use maintenance::{check_callback_url, GcReport, MAX_CALLBACK_URL};
 pub use metering::{day_of, Quota};

@@ -10,6 +10,9 @@ use crate::error::{CoreError, CoreResult};
 
 /// How long a claimed callback is left to its claimer's attempt (which times out after 10 s).
 pub const CALLBACK_LEASE: Duration = Duration::from_secs(60);
+/// How long a node's digest job holds the pending contents it claimed: another node takes
+/// them over only after this (the claimer died, or is still hashing very large contents).
+pub const DIGEST_LEASE: Duration = Duration::from_secs(300);
 
 /// Result of a GC pass.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -49,8 +52,7 @@ impl Engine {
                 if let Some(gone) = self.meta.forget_blob(&id, cutoff).await? {
                     if !gone.inline {
                         // Marked for deletion: writers on every node wait until the row goes.
-                        self.blobs.delete(&id).await?;
-                        self.meta.drop_blob(&id).await?;
+                        self.delete_marked_blob(&id).await?;
                     }
                     report.blobs_freed += 1;
                     report.bytes_freed += gone.size;
@@ -69,6 +71,7 @@ impl Engine {
         // Grants are useless once expired; kept an hour longer so a late answer still gets
         // "expired" rather than "unknown".
         report.grants_purged = self.meta.purge_grants(now_ms() - 3_600_000).await?;
+        self.meta.purge_tokens(now_ms() - self.config.fairness.idle_bucket_ms()).await?;
         self.metrics.blobs_freed.inc_by(report.blobs_freed);
         self.metrics.temps_swept.inc_by(report.temps_removed);
         Ok(report)
@@ -97,8 +100,7 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
             if self.meta.release_blob(&id, &claim).await?.is_some() {
-                self.blobs.delete(&id).await?;
-                self.meta.drop_blob(&id).await?;
+                self.delete_marked_blob(&id).await?;
                 removed += 1;
             }
         }
@@ -118,7 +120,8 @@ impl Engine {
     /// cannot be read (its last object deleted meanwhile, say) is logged and skipped, so it
     /// does not hold up the ones behind it; the first error is returned when none was settled.
     pub async fn compute_pending_digests(&self, limit: usize) -> CoreResult<usize> {
-        let pending = self.meta.contents_missing_digests(limit).await?;
+        let now = now_ms();
+        let pending = self.meta.claim_pending_digests(now, now + DIGEST_LEASE.as_millis() as i64, limit).await?;
         self.metrics.digest_backlog.set(pending.len() as i64);
         let (mut done, mut first_error) = (0, None);
         for content in pending {

@@ -8,13 +8,24 @@
 //! tenant's allowances but the tenant's own credentials and grants.
 //!
 //! Counts accumulate in memory and are flushed to the MetaStore every few seconds (one group
-//! commit, not one write per request). A quota's consumption (downloads, requests since the
-//! quota was set) is kept with the quota and checked-and-reserved under one lock, so a quota
-//! is never exceeded on this node; several nodes sharing a MetaStore would each enforce the
-//! allowance they have seen (noted in ARCHITECTURE.md). The storage quota is checked inside
-//! the write transaction itself and holds across nodes.
+//! commit, not one write per request).
+//!
+//! Quotas live in the MetaStore ([`chuan_store::QuotaStore`]) and hold across every node
+//! sharing it:
+//! * the storage limit is read and checked inside each write transaction that grows a
+//!   tenant's bytes, so it is exact and a new limit holds at once everywhere;
+//! * the download and request allowances are one count per tenant in the store. A node takes
+//!   what a charge needs plus a small lease (at most [`LEASE_REQUESTS`] requests or
+//!   [`LEASE_BYTES`] bytes, and never more than a sixteenth of what remains, so the leases
+//!   shrink to the exact need as an allowance runs out), spends the lease locally, and gives
+//!   back what it did not spend at the next flush. The sum granted never exceeds a limit; a
+//!   tenant near its limit may be refused on one node for up to one flush interval while
+//!   another node holds an unspent lease; a limit set on one node reaches the others' cached
+//!   view at their next flush (every 2 s), and the store refuses leases beyond it at once.
 
-use chuan_store::{now_ms, BucketRecord, UsageDay, UsageDelta};
+use chuan_store::{
+    now_ms, Allowance, AllowanceKind, AllowanceTake, BucketRecord, QuotaLimits, QuotaRecord, UsageDay, UsageDelta,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -22,8 +33,14 @@ use crate::access::Principal;
 use crate::engine::Engine;
 use crate::error::{CoreError, CoreResult};
 
+/// Most requests one charge leases beyond its need.
+pub const LEASE_REQUESTS: u64 = 100;
+/// Most download bytes one charge leases beyond its need.
+pub const LEASE_BYTES: u64 = 64 << 20;
+
 /// A tenant's quota: `None` is unlimited. Downloads and requests are allowances consumed
-/// from the moment the quota is set.
+/// from the moment the quota is set; `used_*` is what every node has taken of them
+/// (including leases other nodes hold unspent, at most a flush interval).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quota {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,16 +55,47 @@ pub struct Quota {
     pub used_requests: u64,
 }
 
-#[derive(Default)]
-pub(crate) struct Meter {
-    /// Quotas loaded so far (`None`: the tenant has none), and which changed since a flush.
-    quotas: parking_lot::Mutex<HashMap<String, Option<Quota>>>,
-    dirty: parking_lot::Mutex<std::collections::HashSet<String>>,
-    pending: parking_lot::Mutex<HashMap<(String, String, i64), (u64, u64)>>,
+impl Quota {
+    fn limits(&self) -> QuotaLimits {
+        QuotaLimits { storage_bytes: self.storage_bytes, download_bytes: self.download_bytes, requests: self.requests }
+    }
+
+    /// The stored record, less `lease` (what this node holds taken but unspent).
+    fn of(q: &QuotaRecord, lease: Allowance) -> Self {
+        Self {
+            storage_bytes: q.limits.storage_bytes,
+            download_bytes: q.limits.download_bytes,
+            requests: q.limits.requests,
+            used_download_bytes: q.used_download_bytes.saturating_sub(lease.download_bytes),
+            used_requests: q.used_requests.saturating_sub(lease.requests),
+        }
+    }
 }
 
-fn setting_name(tenant: &str) -> String {
-    format!("quota:{tenant}")
+/// One tenant's quota as this node last read it (`None`: it has none) and the allowance the
+/// node holds taken but unspent, of that quota's generation.
+#[derive(Clone, Copy)]
+struct Held {
+    quota: Option<QuotaRecord>,
+    lease: Allowance,
+}
+
+/// Usage counted but not yet written: `(tenant, bucket, UTC day number)` → `(requests, download
+/// bytes)`.
+type PendingUsage = HashMap<(String, String, i64), (u64, u64)>;
+
+#[derive(Default)]
+pub(crate) struct Meter {
+    /// Emptied by each flush (leases given back), so quotas are re-read at least that often.
+    held: parking_lot::Mutex<HashMap<String, Held>>,
+    pending: parking_lot::Mutex<PendingUsage>,
+}
+
+fn exceeded(kind: AllowanceKind) -> CoreError {
+    CoreError::QuotaExceeded(match kind {
+        AllowanceKind::Requests => "request count".into(),
+        AllowanceKind::DownloadBytes => "download traffic".into(),
+    })
 }
 
 pub fn day_of(ms: i64) -> i64 {
@@ -55,18 +103,25 @@ pub fn day_of(ms: i64) -> i64 {
 }
 
 impl Engine {
-    async fn load_quota(&self, tenant: &str) -> CoreResult<()> {
-        if self.meter.quotas.lock().contains_key(tenant) {
-            return Ok(());
+    /// The tenant's quota as this node holds it, read from the store when it holds none.
+    async fn held(&self, tenant: &str) -> CoreResult<Held> {
+        if let Some(h) = self.meter.held.lock().get(tenant) {
+            return Ok(*h);
         }
-        let q = match self.meta.get_setting(&setting_name(tenant)).await? {
-            Some(json) => Some(
-                serde_json::from_str(&json).map_err(|e| CoreError::Internal(format!("bad quota of {tenant}: {e}")))?,
-            ),
-            None => None,
-        };
-        self.meter.quotas.lock().entry(tenant.to_owned()).or_insert(q);
-        Ok(())
+        let quota = self.meta.get_quota(tenant).await?;
+        Ok(*self.meter.held.lock().entry(tenant.to_owned()).or_insert(Held { quota, lease: Allowance::default() }))
+    }
+
+    /// Records what the store said of a tenant's quota; a new generation voids the lease.
+    fn remember(&self, tenant: &str, quota: Option<QuotaRecord>, add_lease: Allowance) {
+        let mut held = self.meter.held.lock();
+        let h = held.entry(tenant.to_owned()).or_insert(Held { quota, lease: Allowance::default() });
+        if h.quota.map(|q| q.generation) != quota.map(|q| q.generation) {
+            h.lease = Allowance::default();
+        }
+        h.quota = quota;
+        h.lease.requests += add_lease.requests;
+        h.lease.download_bytes += add_lease.download_bytes;
     }
 
     /// The principal's tenant's quota (`None`: unlimited) and the bytes it stores.
@@ -75,34 +130,28 @@ impl Engine {
         Ok((self.quota(&p.tenant).await?, self.meta.tenant_bytes(&p.tenant).await?))
     }
 
-    /// A tenant's quota (`None`: unlimited).
+    /// A tenant's quota (`None`: unlimited), read from the store now.
     pub async fn quota(&self, tenant: &str) -> CoreResult<Option<Quota>> {
-        self.load_quota(tenant).await?;
-        Ok(self.meter.quotas.lock().get(tenant).cloned().flatten())
+        let Some(q) = self.meta.get_quota(tenant).await? else { return Ok(None) };
+        let lease = match self.meter.held.lock().get(tenant) {
+            Some(Held { quota: Some(mine), lease }) if mine.generation == q.generation => *lease,
+            _ => Allowance::default(),
+        };
+        Ok(Some(Quota::of(&q, lease)))
     }
 
     /// Sets (replacing) a tenant's quota; its download and request allowances start afresh.
     /// The root's to do.
-    pub async fn set_quota(&self, p: &Principal, tenant: &str, mut quota: Quota) -> CoreResult<Quota> {
+    pub async fn set_quota(&self, p: &Principal, tenant: &str, quota: Quota) -> CoreResult<Quota> {
         if !p.admin {
             return Err(CoreError::AccessDenied);
         }
         if !self.tenant_exists(tenant).await? {
             return Err(CoreError::NoSuchTenant);
         }
-        quota.used_download_bytes = 0;
-        quota.used_requests = 0;
-        self.meta
-            .put_settings(vec![(setting_name(tenant), serde_json::to_string(&quota).expect("serialisable"))])
-            .await?;
-        self.meter.quotas.lock().insert(tenant.to_owned(), Some(quota.clone()));
-        self.meter.dirty.lock().remove(tenant);
-        Ok(quota)
-    }
-
-    /// The storage quota to hold a write to `bucket` to.
-    pub(crate) async fn storage_quota(&self, owner: &str) -> CoreResult<Option<u64>> {
-        Ok(self.quota(owner).await?.and_then(|q| q.storage_bytes))
+        let set = self.meta.set_quota(tenant, quota.limits()).await?;
+        self.meter.held.lock().insert(tenant.to_owned(), Held { quota: Some(set), lease: Allowance::default() });
+        Ok(Quota::of(&set, Allowance::default()))
     }
 
     /// Counts one request of an admitted principal against `bucket`'s owner (once per
@@ -126,11 +175,15 @@ impl Engine {
         if p.is_anonymous() || p.charged() {
             return Ok(());
         }
-        self.load_quota(&bucket.tenant).await?;
-        let quotas = self.meter.quotas.lock();
-        if let Some(Some(q)) = quotas.get(&bucket.tenant) {
-            if q.requests.is_some_and(|max| q.used_requests >= max) {
-                return Err(CoreError::QuotaExceeded("request count".into()));
+        let h = self.held(&bucket.tenant).await?;
+        let Some(q) = h.quota else { return Ok(()) };
+        let spent = |q: &QuotaRecord| q.limits.requests.is_some_and(|max| q.used_requests >= max);
+        if h.lease.requests == 0 && spent(&q) {
+            // Seen spent here: ask the store, where another node may have given leases back.
+            let fresh = self.meta.get_quota(&bucket.tenant).await?;
+            self.remember(&bucket.tenant, fresh, Allowance::default());
+            if fresh.as_ref().is_some_and(spent) {
+                return Err(exceeded(AllowanceKind::Requests));
             }
         }
         Ok(())
@@ -147,21 +200,7 @@ impl Engine {
     }
 
     async fn charge(&self, owner: &str, bucket: &str, bytes: u64, requests: u64) -> CoreResult<()> {
-        self.load_quota(owner).await?;
-        {
-            let mut quotas = self.meter.quotas.lock();
-            if let Some(Some(q)) = quotas.get_mut(owner) {
-                if q.requests.is_some_and(|max| q.used_requests + requests > max) {
-                    return Err(CoreError::QuotaExceeded("request count".into()));
-                }
-                if q.download_bytes.is_some_and(|max| q.used_download_bytes + bytes > max) {
-                    return Err(CoreError::QuotaExceeded("download traffic".into()));
-                }
-                q.used_requests += requests;
-                q.used_download_bytes += bytes;
-                self.meter.dirty.lock().insert(owner.to_owned());
-            }
-        }
+        self.take(owner, bytes, requests).await?;
         let mut pending = self.meter.pending.lock();
         let e = pending.entry((owner.to_owned(), bucket.to_owned(), day_of(now_ms()))).or_default();
         e.0 += bytes;
@@ -169,7 +208,72 @@ impl Engine {
         Ok(())
     }
 
-    /// Writes counted usage and quota consumption to the MetaStore.
+    /// Takes `bytes` and `requests` from the owner's limited allowances: from this node's
+    /// lease when it covers them, else from the store (with a new lease).
+    async fn take(&self, owner: &str, bytes: u64, requests: u64) -> CoreResult<()> {
+        let Some(q) = self.held(owner).await?.quota else { return Ok(()) };
+        let need = Allowance {
+            download_bytes: if q.limits.download_bytes.is_some() { bytes } else { 0 },
+            requests: if q.limits.requests.is_some() { requests } else { 0 },
+        };
+        if need == Allowance::default() {
+            return Ok(());
+        }
+        // What the lease covers is taken from it now; the store is asked only for the rest,
+        // so a node's own lease never makes it refuse what the allowance still holds.
+        let from_lease = {
+            let mut held = self.meter.held.lock();
+            match held.get_mut(owner).filter(|h| h.quota.map(|q| q.generation) == Some(q.generation)) {
+                Some(h) => {
+                    let taken = Allowance {
+                        download_bytes: h.lease.download_bytes.min(need.download_bytes),
+                        requests: h.lease.requests.min(need.requests),
+                    };
+                    h.lease.download_bytes -= taken.download_bytes;
+                    h.lease.requests -= taken.requests;
+                    taken
+                }
+                None => Allowance::default(),
+            }
+        };
+        let shortfall = Allowance {
+            download_bytes: need.download_bytes - from_lease.download_bytes,
+            requests: need.requests - from_lease.requests,
+        };
+        if shortfall == Allowance::default() {
+            return Ok(());
+        }
+        let extra = Allowance {
+            download_bytes: if shortfall.download_bytes > 0 { LEASE_BYTES } else { 0 },
+            requests: if shortfall.requests > 0 { LEASE_REQUESTS } else { 0 },
+        };
+        match self.meta.take_allowance(owner, shortfall, extra).await {
+            Ok(AllowanceTake::NoQuota) => {
+                self.remember(owner, None, Allowance::default());
+                Ok(())
+            }
+            Ok(AllowanceTake::Granted { granted, quota }) => {
+                let lease = Allowance {
+                    download_bytes: granted.download_bytes - shortfall.download_bytes,
+                    requests: granted.requests - shortfall.requests,
+                };
+                self.remember(owner, Some(quota), lease);
+                Ok(())
+            }
+            Ok(AllowanceTake::Exhausted { kind, quota }) => {
+                // Nothing spent: what came from the lease goes back to it.
+                self.remember(owner, Some(quota), from_lease);
+                Err(exceeded(kind))
+            }
+            Err(e) => {
+                self.remember(owner, Some(q), from_lease);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Writes counted usage to the MetaStore and gives back this node's unspent leases
+    /// (forgetting the quotas it read, so they are read afresh).
     pub async fn flush_usage(&self) -> CoreResult<()> {
         let rows: Vec<UsageDelta> = std::mem::take(&mut *self.meter.pending.lock())
             .into_iter()
@@ -184,18 +288,21 @@ impl Engine {
         if !rows.is_empty() {
             self.meta.add_usage(rows).await?;
         }
-        let dirty: Vec<String> = self.meter.dirty.lock().drain().collect();
-        let settings: Vec<(String, String)> = {
-            let quotas = self.meter.quotas.lock();
-            dirty
-                .iter()
-                .filter_map(|t| Some((setting_name(t), serde_json::to_string(quotas.get(t)?.as_ref()?).ok()?)))
-                .collect()
-        };
-        if !settings.is_empty() {
-            self.meta.put_settings(settings).await?;
+        let held = std::mem::take(&mut *self.meter.held.lock());
+        let mut failed = None;
+        for (tenant, h) in held {
+            if let Some(q) = h.quota.filter(|_| h.lease != Allowance::default()) {
+                // Given back or not, the lease is gone from this node: a failure only leaves
+                // it counted as used (the limit still holds).
+                if let Err(e) = self.meta.return_allowance(&tenant, q.generation, h.lease).await {
+                    failed = Some(e);
+                }
+            }
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Per-day usage of the principal's tenant between two times (ms), flushed first so it is

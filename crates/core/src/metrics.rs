@@ -26,6 +26,9 @@ pub struct Metrics {
     pub http_requests: Counter,
     /// Instant uploads granted (any protocol).
     pub instant_hits: Counter,
+    /// Instant-upload lookups that took longer than the lookup floor (whose timing could tell
+    /// a hit from a miss: raise the floor when this moves).
+    pub lookup_floor_overruns: Counter,
     /// Requests and connections refused by a limit, by `limit` (see [`Metrics::refused`]).
     pub limit_refusals: Family<Vec<(String, String)>, Counter>,
     /// Counters registered by dialects for their own operations.
@@ -67,6 +70,11 @@ impl Metrics {
         reg.register("digest_backlog", "Contents waiting for whole-content digests", self.digest_backlog.clone());
         reg.register("http_requests", "HTTP requests received", self.http_requests.clone());
         reg.register("instant_hits", "Instant uploads granted (no bytes received)", self.instant_hits.clone());
+        reg.register(
+            "lookup_floor_overruns",
+            "Instant-upload lookups slower than the lookup floor",
+            self.lookup_floor_overruns.clone(),
+        );
         reg.register("limit_refusals", "Requests and connections refused by a limit", self.limit_refusals.clone());
         for (name, help, c) in self.dialect.lock().iter() {
             reg.register(name.clone(), help.clone(), c.clone());

@@ -80,7 +80,6 @@ impl Engine {
         let b = self.admit(p, Op::Write, &target.bucket, &target.key).await?;
         self.charge_request(p, &b).await?;
         target.meta.acl = Self::acl_on_write(p, &b, target.meta.acl.take());
-        let owner = b.tenant;
         let content = NewContent {
             size: staged.size,
             etag: staged.digests.md5.clone(),
@@ -88,23 +87,16 @@ impl Engine {
             extents: vec![staged.extent()],
             ufile_etag: staged.ufile_etag.clone(),
         };
-        let write = self.object_write(&owner, target, ContentSource::New(content), None).await?;
+        let write = self.object_write(target, ContentSource::New(content), None);
         let rec = self.publish(staged, async { self.meta.put_object(write).await.map_err(write_error) }).await?;
         self.metrics.objects_committed.inc();
         Ok(rec)
     }
 
-    /// The store write that puts `target` at `content`, held to the owner's storage quota;
-    /// `id` for a new object (a random one when `None`).
-    pub(crate) async fn object_write(
-        &self,
-        owner: &str,
-        target: PutTarget,
-        content: ContentSource,
-        id: Option<String>,
-    ) -> CoreResult<ObjectWrite> {
-        Ok(ObjectWrite {
-            quota_bytes: self.storage_quota(owner).await?,
+    /// The store write that puts `target` at `content` (held by the store to the owner's
+    /// storage quota); `id` for a new object (a random one when `None`).
+    pub(crate) fn object_write(&self, target: PutTarget, content: ContentSource, id: Option<String>) -> ObjectWrite {
+        ObjectWrite {
             id,
             bucket: target.bucket,
             key: target.key,
@@ -113,7 +105,7 @@ impl Engine {
             modified_ms: now_ms(),
             condition: target.condition,
             tree: target.tree,
-        })
+        }
     }
 
     /// An empty object (folders, empty files).
@@ -146,9 +138,8 @@ impl Engine {
         let mut meta = if replace_meta { dst.meta } else { src.meta };
         meta.access = ObjectAccess::Inherit;
         meta.acl = Self::acl_on_write(p, &b, asked);
-        let owner = b.tenant;
         let target = PutTarget { meta, ..dst };
-        let write = self.object_write(&owner, target, ContentSource::Existing(src.content_id), None).await?;
+        let write = self.object_write(target, ContentSource::Existing(src.content_id), None);
         let rec = self.meta.put_object(write).await.map_err(write_error)?;
         self.metrics.objects_committed.inc();
         Ok(rec)
@@ -164,16 +155,11 @@ impl Engine {
     ) -> CoreResult<ObjectRecord> {
         let b = self.admit(p, Op::Write, &rec.bucket, &rec.key).await?;
         self.charge_request(p, &b).await?;
-        self.replace_meta(&b, rec, meta).await
+        self.replace_meta(rec, meta).await
     }
 
     /// Writes `meta` over the object `rec` describes (admitted by the caller), content kept.
-    pub(crate) async fn replace_meta(
-        &self,
-        b: &BucketRecord,
-        rec: &ObjectRecord,
-        meta: ObjectMeta,
-    ) -> CoreResult<ObjectRecord> {
+    pub(crate) async fn replace_meta(&self, rec: &ObjectRecord, meta: ObjectMeta) -> CoreResult<ObjectRecord> {
         let target = PutTarget {
             bucket: rec.bucket.clone(),
             key: rec.key.clone(),
@@ -182,7 +168,7 @@ impl Engine {
             // An overwrite: the tree does not change.
             tree: TreeRule::Flat,
         };
-        let write = self.object_write(&b.tenant, target, ContentSource::Existing(rec.content_id), None).await?;
+        let write = self.object_write(target, ContentSource::Existing(rec.content_id), None);
         self.meta.put_object(write).await.map_err(write_error)
     }
 
@@ -298,10 +284,19 @@ impl Engine {
         let b = self.read_access(p, &rec.bucket, &rec.key, Some(rec)).await?;
         let end = end.min(content.size);
         let start = start.min(end);
+        // The first bytes are awaited before the answer starts: a blob store that cannot serve
+        // them (an outage, a missing blob) is this call's error, answered with a status, not a
+        // response cut off after its headers, and charged nothing.
+        let mut stream = self.read(content, start, end).peekable();
+        if let Some(Err(_)) = std::pin::Pin::new(&mut stream).peek().await {
+            if let Some(Err(e)) = stream.next().await {
+                return Err(e.into());
+            }
+        }
         self.charge_request(p, &b).await?;
         self.charge_download(p, &b, end - start).await?;
         let metrics = self.metrics.clone();
-        Ok(Box::pin(self.read(content, start, end).inspect_ok(move |b| {
+        Ok(Box::pin(stream.inspect_ok(move |b| {
             metrics.bytes_served.inc_by(b.len() as u64);
         })))
     }

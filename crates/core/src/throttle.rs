@@ -3,11 +3,15 @@
 //!
 //! * **Requests**: a token bucket per tenant (per client address for anonymous callers),
 //!   taken once per request when the engine first admits it — after the credential was
-//!   verified, so nobody can spend another tenant's budget by sending bad signatures.
+//!   verified, so nobody can spend another tenant's budget by sending bad signatures. Kept in
+//!   this node's memory: a limit on the rate one node serves (N nodes serve a tenant up to N
+//!   times it), since sharing it would cost a metadata write per request.
 //! * **Uploads**: a count of bodies being received per tenant; a slot is held from
 //!   [`Engine::stage`] until the body is staged (or refused), never while a request waits.
 //! * **Probes** (instant-upload claims, native challenges): a token bucket per tenant *and* per
-//!   client address, so minting fresh tokens (UFile, Aliyun Drive) gives no fresh burst.
+//!   client address, so minting fresh tokens (UFile, Aliyun Drive) gives no fresh burst. Kept
+//!   in the MetaStore ([`chuan_store::QuotaStore::take_tokens`]), so the budget is one for the
+//!   whole cluster however many nodes a prober spreads its requests over.
 //!
 //! Every refusal is [`CoreError::SlowDown`], which each dialect answers with its protocol's
 //! throttling error. The client address comes from the listener ([`with_client`]), so the
@@ -16,7 +20,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+use chuan_store::{now_ms, TokenTake};
 
 use crate::access::Principal;
 use crate::engine::Engine;
@@ -55,6 +60,17 @@ impl Default for FairnessConfig {
     }
 }
 
+impl FairnessConfig {
+    /// How long a shared token bucket (probes) may sit untouched before it is forgotten: long
+    /// enough for any of them to be full again, and at least ten minutes.
+    pub fn idle_bucket_ms(&self) -> i64 {
+        let full = |burst: f64, rate: f64| if rate > 0.0 { burst / rate * 1000.0 } else { 0.0 };
+        let longest = full(self.probe_burst, self.probes_per_sec)
+            .max(full(self.address_probe_burst, self.address_probes_per_sec));
+        (longest.ceil() as i64).max(600_000)
+    }
+}
+
 tokio::task_local! {
     static CLIENT: IpAddr;
 }
@@ -68,62 +84,6 @@ pub async fn with_client<F: std::future::Future>(addr: IpAddr, f: F) -> F::Outpu
 /// The address of the client whose request is being served, if the listener said.
 pub fn current_client() -> Option<IpAddr> {
     CLIENT.try_with(|a| *a).ok()
-}
-
-/// Token buckets by key.
-pub(crate) struct RateLimiter {
-    buckets: parking_lot::Mutex<HashMap<String, (f64, Instant)>>,
-    burst: f64,
-    per_sec: f64,
-}
-
-impl RateLimiter {
-    pub(crate) fn new(burst: f64, per_sec: f64) -> Self {
-        Self { buckets: Default::default(), burst: burst.max(1.0), per_sec }
-    }
-
-    fn unlimited(&self) -> bool {
-        self.per_sec <= 0.0
-    }
-
-    /// The key's tokens, refilled up to now.
-    fn refilled<'m>(&self, map: &'m mut HashMap<String, (f64, Instant)>, key: &str, now: Instant) -> &'m mut f64 {
-        if map.len() > 100_000 {
-            // Buckets untouched for this long are full again: forgetting them changes nothing.
-            let idle = Duration::from_secs_f64((self.burst / self.per_sec).max(60.0));
-            map.retain(|_, (_, t)| now.duration_since(*t) < idle);
-        }
-        let (tokens, last) = map.entry(key.to_owned()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_sec).min(self.burst);
-        *last = now;
-        tokens
-    }
-
-    /// Takes one token from `key`'s bucket, or none when it is empty.
-    pub(crate) fn allow(&self, key: &str) -> bool {
-        allow_all(&[(self, key)])
-    }
-}
-
-/// Takes one token from each `(limiter, key)` bucket, or none when any of them is empty. The
-/// limiters must be distinct (each is locked once, in the order given).
-pub(crate) fn allow_all(checks: &[(&RateLimiter, &str)]) -> bool {
-    let now = Instant::now();
-    let mut maps: Vec<_> = checks.iter().map(|(l, _)| l.buckets.lock()).collect();
-    let mut ok = true;
-    for ((limiter, key), map) in checks.iter().zip(maps.iter_mut()) {
-        if !limiter.unlimited() {
-            ok &= *limiter.refilled(map, key, now) >= 1.0;
-        }
-    }
-    if ok {
-        for ((limiter, key), map) in checks.iter().zip(maps.iter_mut()) {
-            if !limiter.unlimited() {
-                *limiter.refilled(map, key, now) -= 1.0;
-            }
-        }
-    }
-    ok
 }
 
 /// Bodies being received, by tenant.
@@ -188,7 +148,9 @@ impl Engine {
         } else {
             format!("tenant:{}", p.tenant())
         };
-        if self.requests.allow(&key) {
+        let f = &self.config.fairness;
+        let take = TokenTake { key, burst: f.request_burst, per_sec: f.requests_per_sec };
+        if self.requests.take_all(&[take], now_ms()) {
             Ok(())
         } else {
             self.metrics.refused("request_rate");
@@ -198,13 +160,21 @@ impl Engine {
 
     /// Counts one existence probe against the principal's tenant and client address;
     /// `SlowDown` when either is over its limit.
-    pub(crate) fn probe(&self, p: &Principal) -> CoreResult<()> {
-        let tenant = p.tenant().to_owned();
-        let allowed = match p.client().map(addr_key) {
-            Some(addr) => allow_all(&[(&self.probes, &tenant), (&self.address_probes, &addr)]),
-            None => self.probes.allow(&tenant),
-        };
-        if allowed {
+    pub(crate) async fn probe(&self, p: &Principal) -> CoreResult<()> {
+        let f = &self.config.fairness;
+        let mut takes = vec![TokenTake {
+            key: format!("probe:tenant:{}", p.tenant()),
+            burst: f.probe_burst,
+            per_sec: f.probes_per_sec,
+        }];
+        if let Some(addr) = p.client() {
+            takes.push(TokenTake {
+                key: format!("probe:{}", addr_key(addr)),
+                burst: f.address_probe_burst,
+                per_sec: f.address_probes_per_sec,
+            });
+        }
+        if self.meta.take_tokens(takes).await? {
             Ok(())
         } else {
             self.metrics.refused("probe_rate");
@@ -225,27 +195,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_key_gets_its_burst_then_the_rate() {
-        let r = RateLimiter::new(3.0, 0.001);
-        assert!((0..3).all(|_| r.allow("a")));
-        assert!(!r.allow("a"));
-        assert!(r.allow("b"), "another key has its own bucket");
-        let off = RateLimiter::new(1.0, 0.0);
-        assert!((0..100).all(|_| off.allow("a")), "a rate of 0 is no limit");
-    }
-
-    #[test]
-    fn several_buckets_are_charged_together_or_not_at_all() {
-        let (tenants, addrs) = (RateLimiter::new(2.0, 0.001), RateLimiter::new(2.0, 0.001));
-        assert!(allow_all(&[(&tenants, "t"), (&addrs, "x")]));
-        assert!(allow_all(&[(&tenants, "t"), (&addrs, "x")]));
-        assert!(!allow_all(&[(&tenants, "t"), (&addrs, "y")]), "the tenant's bucket is empty");
-        assert!(allow_all(&[(&tenants, "u"), (&addrs, "y")]), "y was not charged by the refused call");
-        assert!(allow_all(&[(&tenants, "u"), (&addrs, "y")]));
-        assert!(!allow_all(&[(&tenants, "v"), (&addrs, "y")]), "the address's bucket is empty, whatever the tenant");
-    }
 
     #[test]
     fn slots_are_counted_per_tenant_and_given_back() {

@@ -274,7 +274,6 @@ impl Engine {
             to: to.to_owned(),
             on_conflict,
             flat: true,
-            quota_bytes: None,
             now_ms: now_ms(),
         };
         self.meta.move_entry(m).await.map_err(tree_error)?;
@@ -320,8 +319,7 @@ impl Engine {
         on_conflict: OnConflict,
         copy: bool,
     ) -> CoreResult<TreeEntry> {
-        let b = self.admit_transfer(p, bucket, from, to, on_conflict, copy).await?;
-        let quota_bytes = if copy { self.storage_quota(&b.tenant).await? } else { None };
+        self.admit_transfer(p, bucket, from, to, on_conflict, copy).await?;
         let renaming = on_conflict == OnConflict::AutoRename && !(from == to && !copy);
         for _ in 0..3 {
             let (target, mode) = if renaming {
@@ -338,7 +336,6 @@ impl Engine {
                 to: target,
                 on_conflict: mode,
                 flat: false,
-                quota_bytes,
                 now_ms: now_ms(),
             };
             let r = if copy { self.meta.copy_entry(m).await } else { self.meta.move_entry(m).await };

@@ -472,7 +472,6 @@ impl Engine {
         validate_key(&key)?;
         let b = self.admit(p, Op::Write, &upload.bucket, &key).await?;
         self.charge_request(p, &b).await?;
-        let owner = b.tenant;
         let chosen = self.chosen_parts(upload, &c.parts, c.block).await?;
         let total: u64 = chosen.iter().map(|x| x.size).sum();
         if let Some(size) = c.size {
@@ -490,7 +489,6 @@ impl Engine {
         }
         let etag = multipart_etag(chosen.iter().map(|p| p.etag.as_str()));
         let complete = CompleteUpload {
-            quota_bytes: self.storage_quota(&owner).await?,
             upload_id: upload.id.clone(),
             parts: chosen.iter().map(|p| (p.number, p.etag.clone())).collect(),
             etag,

@@ -662,11 +662,12 @@ async fn request_and_download_allowances_and_the_usage_report() {
     let report = e.usage_report(&alice(), now - 86_400_000, now).await.unwrap();
     assert_eq!(report.len(), 1);
     assert_eq!((report[0].requests, report[0].downloads), (9, 160));
-    // The consumption survives a restart of the engine.
+    // The consumption is in the store (it survives a restart of the engine, unflushed); an
+    // unlimited allowance (requests, since the second quota) counts nothing there.
     drop(e);
     let e = open(dir.path());
     let q = e.quota("alice").await.unwrap().unwrap();
-    assert_eq!((q.used_requests, q.used_download_bytes), (3, 100));
+    assert_eq!((q.used_requests, q.used_download_bytes), (0, 100));
 }
 
 #[tokio::test]
@@ -867,4 +868,79 @@ fn files_under(dir: &std::path::Path) -> usize {
         .map(|e| e.unwrap().path())
         .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
         .sum()
+}
+
+/// Two engines on one MetaStore (two nodes): a request allowance is one count, spent exactly
+/// between them; a storage quota set on one holds on the other at once; the probe budget is
+/// one for both.
+#[tokio::test]
+async fn quotas_and_the_probe_budget_hold_across_nodes() {
+    use chuan_core::FairnessConfig;
+    use chuan_store::{LocalBlobStore, SqlMetaStore};
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqlMetaStore::open_sqlite(&dir.path().join("meta.db")).unwrap());
+    let blobs = Arc::new(LocalBlobStore::open(dir.path()).unwrap());
+    let config = EngineConfig {
+        fairness: FairnessConfig { probe_burst: 6.0, probes_per_sec: 0.001, ..Default::default() },
+        ..Default::default()
+    };
+    let node = || Arc::new(Engine::new(meta.clone(), blobs.clone(), config.clone()));
+    let (a, b) = (node(), node());
+    a.create_tenant(&Principal::operator(), "alice").await.unwrap();
+    a.create_bucket(&alice(), "bkt", None).await.unwrap();
+    put(&a, "k", b"hello").await;
+    let quota = chuan_core::Quota { requests: Some(300), ..Default::default() };
+    a.set_quota(&Principal::operator(), "alice", quota).await.unwrap();
+    // Alternating nodes, each holding leases: exactly 300 requests pass between them.
+    let mut served = 0;
+    for i in 0..400 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        match node.head_object(&alice(), "bkt", "k").await {
+            Ok(_) => served += 1,
+            Err(CoreError::QuotaExceeded(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+        if i % 97 == 0 {
+            // A flush gives one node's unspent lease back mid-way, as the timer does.
+            node.flush_usage().await.unwrap();
+        }
+    }
+    assert!(served <= 300, "never more than the allowance: {served}");
+    a.flush_usage().await.unwrap();
+    b.flush_usage().await.unwrap();
+    // Once both gave their leases back, whatever was left is served, on either node.
+    while b.head_object(&alice(), "bkt", "k").await.is_ok() {
+        served += 1;
+    }
+    assert_eq!(served, 300, "exactly the allowance across both nodes");
+    assert_eq!(a.quota("alice").await.unwrap().unwrap().used_requests, 300);
+
+    // A storage quota set on A holds on B at once (read inside B's write transaction).
+    b.set_quota(&Principal::operator(), "alice", chuan_core::Quota::default()).await.unwrap();
+    put(&b, "warm", b"1234").await;
+    a.set_quota(&Principal::operator(), "alice", chuan_core::Quota { storage_bytes: Some(20), ..Default::default() })
+        .await
+        .unwrap();
+    let staged = b.stage(&alice(), body(&[1u8; 50], 50)).await.unwrap();
+    assert!(matches!(b.commit_put(&alice(), target("bkt", "big"), staged).await, Err(CoreError::QuotaExceeded(_))));
+
+    // The probe budget (6, no refill to speak of) is shared: 4 claims on A, then B has 2.
+    let claim = |e: Arc<Engine>| async move {
+        e.claimable_content(&alice(), "sha1", &"0".repeat(40), 5, &chuan_core::Possession::None).await.unwrap()
+    };
+    for _ in 0..4 {
+        claim(a.clone()).await;
+    }
+    let before = meta_probes_left(&b).await;
+    assert_eq!(before, 2, "B sees what A spent");
+}
+
+/// How many probes the tenant alice has left on `e`, spending them to count.
+async fn meta_probes_left(e: &Engine) -> u32 {
+    let mut n = 0;
+    while e.issue_challenge(&alice(), "bkt", "c", 5, &"a".repeat(64)).await.is_ok() {
+        n += 1;
+        assert!(n < 100, "no limit");
+    }
+    n
 }

@@ -34,7 +34,8 @@ macro_rules! meta_store_contract {
     ($make:expr) => {
         $crate::meta_store_contract!(@tests $make;
             identity, settings, grants, grants_are_single_use_under_concurrency, buckets, objects,
-            tree_moves, tree_copies, tree_listing, tree_trash, tree_kinds, references, quotas, quotas_hold_under_concurrency, listing, hash_index,
+            tree_moves, tree_copies, tree_listing, tree_trash, tree_kinds, references, quotas, quotas_hold_under_concurrency,
+            allowances, allowances_hold_under_concurrency, token_buckets, listing, hash_index,
             uploads, upload_listing, usage_and_callbacks, callbacks_are_claimed_once_under_concurrency, maintenance, blob_reservations, inline_blobs);
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -77,7 +78,6 @@ fn new_content(seed: &str, size: u64) -> NewContent {
 
 fn write(bucket: &str, key: &str, content: ContentSource) -> ObjectWrite {
     ObjectWrite {
-        quota_bytes: None,
         id: None,
         bucket: bucket.into(),
         key: key.into(),
@@ -153,7 +153,6 @@ fn complete(upload: &str, parts: &[(u32, &str)]) -> CompleteUpload {
         digests: None,
         ufile_etag: None,
         key: None,
-        quota_bytes: None,
         condition: None,
         tree: TreeRule::Flat,
     }
@@ -417,15 +416,7 @@ pub async fn objects(s: Store) {
 }
 
 fn mv(from: &str, to: &str, on_conflict: OnConflict) -> TreeMove {
-    TreeMove {
-        bucket: "bkt".into(),
-        from: from.into(),
-        to: to.into(),
-        on_conflict,
-        flat: false,
-        quota_bytes: None,
-        now_ms: now_ms(),
-    }
+    TreeMove { bucket: "bkt".into(), from: from.into(), to: to.into(), on_conflict, flat: false, now_ms: now_ms() }
 }
 
 async fn entries(s: &Store, folder: &str, order: TreeOrder) -> Vec<String> {
@@ -536,10 +527,10 @@ pub async fn tree_copies(s: Store) {
     assert_eq!(s.bucket_bytes("bkt").await.unwrap(), 80);
     let again = s.copy_entry(mv("src/", "dst/", OnConflict::AutoRename)).await.unwrap();
     assert_eq!(again.key(), "dst(1)/");
-    let mut quota = mv("src/", "q/", OnConflict::Refuse);
-    quota.quota_bytes = Some(130);
-    assert!(matches!(s.copy_entry(quota).await, Err(StoreError::QuotaExceeded)));
+    s.set_quota("alice", storage(130)).await.unwrap();
+    assert!(matches!(s.copy_entry(mv("src/", "q/", OnConflict::Refuse)).await, Err(StoreError::QuotaExceeded)));
     assert!(s.get_entry("bkt", "q/").await.unwrap().is_none(), "a refused copy leaves nothing");
+    s.set_quota("alice", QuotaLimits::default()).await.unwrap();
     assert!(matches!(s.copy_entry(mv("src/", "src/a/x/", OnConflict::Refuse)).await, Err(StoreError::Conflict(_))));
     let usage = s.folder_usage("bkt", "src/").await.unwrap();
     assert_eq!(usage, FolderUsage { bytes: 30, files: 3, folders: 2 });
@@ -755,39 +746,51 @@ pub async fn references(s: Store) {
     blob_refs(&s).await;
 }
 
-/// The storage quota holds inside the writing transaction; overwrites count their growth.
+fn storage(bytes: u64) -> QuotaLimits {
+    QuotaLimits { storage_bytes: Some(bytes), ..Default::default() }
+}
+
+/// The storage quota holds inside the writing transaction, read there (a quota set meanwhile
+/// holds at once); overwrites count their growth.
 pub async fn quotas(s: Store) {
     bucket(&s, "q1", "alice").await;
     bucket(&s, "q2", "alice").await;
     bucket(&s, "other", "bob").await;
     put(&s, "other", "big", "bob", 1000).await;
-    let quota = |mut w: ObjectWrite, q: u64| {
-        w.quota_bytes = Some(q);
-        w
-    };
-    s.put_object(quota(write("q1", "a", ContentSource::New(new_content("a", 60))), 100)).await.unwrap();
-    let refused = s.put_object(quota(write("q2", "b", ContentSource::New(new_content("b", 50))), 100)).await;
+    assert_eq!(s.get_quota("alice").await.unwrap(), None);
+    let set = s.set_quota("alice", storage(100)).await.unwrap();
+    assert_eq!(s.get_quota("alice").await.unwrap(), Some(set));
+    s.put_object(write("q1", "a", ContentSource::New(new_content("a", 60)))).await.unwrap();
+    let refused = s.put_object(write("q2", "b", ContentSource::New(new_content("b", 50)))).await;
     assert!(matches!(refused, Err(StoreError::QuotaExceeded)), "quotas count every bucket of the tenant");
     assert!(s.get_object("q2", "b").await.unwrap().is_none(), "a refused write leaves nothing");
     assert_eq!(s.tenant_bytes("alice").await.unwrap(), 60);
     // Shrinking an object is allowed even above the quota; growing within it is too.
-    s.put_object(quota(write("q1", "a", ContentSource::New(new_content("c", 10))), 5)).await.unwrap();
-    s.put_object(quota(write("q2", "b", ContentSource::New(new_content("d", 90))), 100)).await.unwrap();
+    s.set_quota("alice", storage(5)).await.unwrap();
+    s.put_object(write("q1", "a", ContentSource::New(new_content("c", 10)))).await.unwrap();
+    let refused = s.put_object(write("q2", "b", ContentSource::New(new_content("d", 90)))).await;
+    assert!(matches!(refused, Err(StoreError::QuotaExceeded)), "a lowered quota holds at once");
+    s.set_quota("alice", storage(100)).await.unwrap();
+    s.put_object(write("q2", "b", ContentSource::New(new_content("d", 90)))).await.unwrap();
     assert_eq!(s.tenant_bytes("alice").await.unwrap(), 100);
     assert_eq!(s.bucket_bytes("q2").await.unwrap(), 90);
-    assert_eq!(s.tenant_bytes("bob").await.unwrap(), 1000);
+    assert_eq!(s.tenant_bytes("bob").await.unwrap(), 1000, "bob has no quota");
+    let again = s.set_quota("alice", QuotaLimits::default()).await.unwrap();
+    assert!(again.generation > set.generation, "each setting is a new generation");
+    put(&s, "q1", "more", "more", 500).await;
+    assert_eq!(s.tenant_bytes("alice").await.unwrap(), 600, "no limit left");
     blob_refs(&s).await;
 }
 
 /// Concurrent writers never take a tenant past its storage quota.
 pub async fn quotas_hold_under_concurrency(s: Store) {
     bucket(&s, "race", "alice").await;
+    s.set_quota("alice", storage(95)).await.unwrap();
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let s = s.clone();
             tokio::spawn(async move {
-                let mut w = write("race", &format!("k{i}"), ContentSource::New(new_content(&format!("s{i}"), 10)));
-                w.quota_bytes = Some(95);
+                let w = write("race", &format!("k{i}"), ContentSource::New(new_content(&format!("s{i}"), 10)));
                 s.put_object(w).await.is_ok()
             })
         })
@@ -799,6 +802,110 @@ pub async fn quotas_hold_under_concurrency(s: Store) {
     assert_eq!(ok, 9, "exactly as many 10-byte writes as fit in 95 bytes");
     assert_eq!(s.tenant_bytes("alice").await.unwrap(), 90);
     blob_refs(&s).await;
+}
+
+fn allowance(requests: u64, download_bytes: u64) -> Allowance {
+    Allowance { requests, download_bytes }
+}
+
+/// Allowances: taken all or nothing, leases bounded by what remains, given back only into
+/// the generation they came from.
+pub async fn allowances(s: Store) {
+    let take = |need, extra| {
+        let s = s.clone();
+        async move { s.take_allowance("alice", need, extra).await.unwrap() }
+    };
+    assert_eq!(take(allowance(1, 10), allowance(0, 0)).await, AllowanceTake::NoQuota);
+    let limits = QuotaLimits { requests: Some(1000), download_bytes: Some(100), storage_bytes: None };
+    let q = s.set_quota("alice", limits).await.unwrap();
+    let AllowanceTake::Granted { granted, quota } = take(allowance(1, 10), allowance(100, 100)).await else {
+        panic!("granted")
+    };
+    assert_eq!(granted, allowance(1 + 999 / 16, 10 + 90 / 16), "need plus a sixteenth of what remains");
+    assert_eq!((quota.used_requests, quota.used_download_bytes), (granted.requests, granted.download_bytes));
+    let AllowanceTake::Exhausted { kind, .. } = take(allowance(1, 100), allowance(0, 0)).await else {
+        panic!("exhausted")
+    };
+    assert_eq!(kind, AllowanceKind::DownloadBytes);
+    let after = s.get_quota("alice").await.unwrap().unwrap();
+    assert_eq!(after.used_requests, granted.requests, "a refused take takes nothing, not even its requests");
+    s.return_allowance("alice", q.generation, allowance(granted.requests - 1, granted.download_bytes - 10))
+        .await
+        .unwrap();
+    let after = s.get_quota("alice").await.unwrap().unwrap();
+    assert_eq!((after.used_requests, after.used_download_bytes), (1, 10), "unspent leases come back");
+    let AllowanceTake::Granted { granted, .. } = take(allowance(0, 90), allowance(0, 50)).await else { panic!() };
+    assert_eq!(granted.download_bytes, 90, "the last bytes: exactly the need");
+    assert!(matches!(take(allowance(0, 1), allowance(0, 0)).await, AllowanceTake::Exhausted { .. }));
+    // Setting the quota again starts afresh; a lease of the old generation is void.
+    let q2 = s.set_quota("alice", limits).await.unwrap();
+    assert_ne!(q2.generation, q.generation);
+    s.return_allowance("alice", q.generation, allowance(5, 5)).await.unwrap();
+    let after = s.get_quota("alice").await.unwrap().unwrap();
+    assert_eq!((after.used_requests, after.used_download_bytes), (0, 0), "old generation's return ignored");
+    // An unlimited allowance is granted exactly what is asked and counts nothing.
+    s.set_quota("alice", QuotaLimits { requests: Some(2), ..Default::default() }).await.unwrap();
+    let AllowanceTake::Granted { granted, quota } = take(allowance(1, 1 << 40), allowance(100, 100)).await else {
+        panic!()
+    };
+    assert_eq!(granted, allowance(1, 1 << 40));
+    assert_eq!((quota.used_requests, quota.used_download_bytes), (1, 0));
+}
+
+/// Concurrent takers (as several nodes are) never get more than the limit between them, and
+/// taking exact needs gets all of it.
+pub async fn allowances_hold_under_concurrency(s: Store) {
+    s.set_quota("alice", QuotaLimits { requests: Some(200), ..Default::default() }).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut got = 0;
+                loop {
+                    match s.take_allowance("alice", allowance(1, 0), allowance(10, 0)).await.unwrap() {
+                        AllowanceTake::Granted { granted, .. } => got += granted.requests,
+                        AllowanceTake::Exhausted { .. } => return got,
+                        AllowanceTake::NoQuota => panic!("set"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert_eq!(total, 200, "every unit granted once, none beyond the limit");
+    assert_eq!(s.get_quota("alice").await.unwrap().unwrap().used_requests, 200);
+}
+
+/// Token buckets: a burst then the rate, several buckets taken together or not at all,
+/// shared by every user of the store.
+pub async fn token_buckets(s: Store) {
+    let t = |key: &str, burst: f64| TokenTake { key: key.into(), burst, per_sec: 0.001 };
+    assert!(s.take_tokens(vec![t("tenant:a", 2.0), t("addr:x", 3.0)]).await.unwrap());
+    assert!(s.take_tokens(vec![t("tenant:a", 2.0), t("addr:x", 3.0)]).await.unwrap());
+    assert!(!s.take_tokens(vec![t("tenant:a", 2.0), t("addr:x", 3.0)]).await.unwrap(), "a is empty");
+    assert!(s.take_tokens(vec![t("tenant:b", 2.0), t("addr:x", 3.0)]).await.unwrap(), "x kept its third token");
+    assert!(!s.take_tokens(vec![t("tenant:c", 2.0), t("addr:x", 3.0)]).await.unwrap(), "x is empty");
+    assert!(s.take_tokens(vec![t("tenant:c", 2.0)]).await.unwrap(), "c was not charged by the refused take");
+    let unlimited = TokenTake { key: "tenant:a".into(), burst: 1.0, per_sec: 0.0 };
+    assert!(s.take_tokens(vec![unlimited]).await.unwrap(), "a rate of 0 is no limit");
+    // Concurrent takers share one bucket: exactly its burst succeeds.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.take_tokens(vec![t("tenant:race", 5.0)]).await.unwrap() })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        ok += task.await.unwrap() as u32;
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(s.purge_tokens(now_ms() - 60_000).await.unwrap(), 0, "all used just now");
+    assert!(s.purge_tokens(now_ms() + 1).await.unwrap() >= 4);
+    assert!(s.take_tokens(vec![t("tenant:a", 2.0)]).await.unwrap(), "a purged bucket is full again");
 }
 
 /// Listing: UTF-8 byte order, prefixes, start points, limits.
@@ -888,7 +995,16 @@ pub async fn hash_index(s: Store) {
     assert!(s.pending_held_contents("bob", 77, &all, 4).await.unwrap().is_empty());
     assert!(s.pending_held_contents("alice", 76, &all, 4).await.unwrap().is_empty());
     assert!(s.pending_held_contents("alice", 77, &within(None, Some(&["pub/"])), 4).await.unwrap().is_empty());
-    assert!(ids(s.contents_missing_digests(100).await.unwrap()).contains(&p.content_id));
+    let now = now_ms();
+    assert!(ids(s.claim_pending_digests(now, now + 60_000, 100).await.unwrap()).contains(&p.content_id));
+    assert!(
+        !ids(s.claim_pending_digests(now, now + 60_000, 100).await.unwrap()).contains(&p.content_id),
+        "claimed once while the lease runs"
+    );
+    assert!(
+        ids(s.claim_pending_digests(now + 60_001, now + 120_000, 100).await.unwrap()).contains(&p.content_id),
+        "claimed again once the lease expired (its node died)"
+    );
     s.set_content_digests(p.content_id, digests("pend"), "pend-ufile".into()).await.unwrap();
     assert!(s.pending_held_contents("alice", 77, &all, 4).await.unwrap().is_empty());
     assert_eq!(s.find_held_content("alice", "md5", "pend-md5", 77, &all).await.unwrap(), Some(p.content_id));
@@ -1124,7 +1240,19 @@ pub async fn blob_reservations(s: Store) {
     assert_eq!(s.release_blob(&blob, "w2").await.unwrap(), None);
     assert_eq!(s.release_blob(&blob, "w3").await.unwrap(), Some(ForgottenBlob { size: 5, inline: false }));
     assert!(matches!(s.reserve_blob(&blob, 5, "w4").await, Err(StoreError::Conflict(_))), "being deleted");
+    // Its bytes could not be deleted (the BlobStore failed): unmarked, the row is an
+    // unreferenced one again, reservable at once and freed by a later GC pass.
+    s.unmark_blob(&blob).await.unwrap();
+    assert!(!s.reserve_blob(&blob, 5, "w4").await.unwrap(), "reservable again, the row kept");
+    assert_eq!(s.release_blob(&blob, "w4").await.unwrap(), Some(ForgottenBlob { size: 5, inline: false }));
+    s.unmark_blob(&blob).await.unwrap();
+    assert_eq!(s.forget_blob(&blob, now_ms() - 60_000).await.unwrap(), None, "unreferenced since the unmarking");
+    assert_eq!(s.blob_inline(&blob).await.unwrap(), Some(false));
     s.drop_blob(&blob).await.unwrap();
+    assert_eq!(s.blob_inline(&blob).await.unwrap(), Some(false), "only a marked row is dropped");
+    assert!(s.forget_blob(&blob, later()).await.unwrap().is_some(), "a later GC pass frees it");
+    s.drop_blob(&blob).await.unwrap();
+    assert_eq!(s.blob_inline(&blob).await.unwrap(), None);
     // A referenced blob's row is never dropped.
     put(&s, "bkt", "k3", "r", 5).await;
     s.drop_blob(&blob).await.unwrap();

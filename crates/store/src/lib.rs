@@ -22,18 +22,21 @@ mod blob;
 pub mod contract;
 mod meta;
 mod model;
+mod rate;
 mod s3blob;
 mod sql;
 
 pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
 pub use meta::{
-    BucketStore, Callback, CallbackStore, CompleteUpload, ContentSource, ForgottenBlob, GrantStore, IdentityStore,
-    ListPage, ListStart, MaintenanceStore, MetaStore, NewContent, ObjectStore, ObjectWrite, PartWrite, SettingStore,
-    StoreError, StoreResult, TreeMove, TreeStore, UploadListPage, UploadStore, UsageDay, UsageDelta, UsageStore,
-    WriteCondition, RESERVATION_GRACE_MS, STALE_DELETION_MS,
+    Allowance, AllowanceKind, AllowanceTake, BucketStore, Callback, CallbackStore, CompleteUpload, ContentSource,
+    ForgottenBlob, GrantStore, IdentityStore, ListPage, ListStart, MaintenanceStore, MetaStore, NewContent,
+    ObjectStore, ObjectWrite, PartWrite, QuotaLimits, QuotaRecord, QuotaStore, SettingStore, StoreError, StoreResult,
+    TokenTake, TreeMove, TreeStore, UploadListPage, UploadStore, UsageDay, UsageDelta, UsageStore, WriteCondition,
+    RESERVATION_GRACE_MS, STALE_DELETION_MS,
 };
 pub use model::*;
-pub use s3blob::{S3BlobStore, S3Location, PART_SIZE as S3_PART_SIZE};
+pub use rate::TokenBuckets;
+pub use s3blob::{BlobUnavailable, S3BlobStore, S3Location, PART_SIZE as S3_PART_SIZE, READ_CHUNK as S3_READ_CHUNK};
 pub use sql::SqlMetaStore;
 
 /// Milliseconds since the Unix epoch, the one time unit stored in metadata.

@@ -16,8 +16,9 @@ pub enum StoreError {
     Exists,
     #[error("not empty")]
     NotEmpty,
-    /// The write would take the tenant's stored bytes over its quota (checked in the
-    /// transaction, so the quota is never exceeded).
+    /// The write would take the tenant's stored bytes over its storage quota
+    /// ([`QuotaLimits::storage_bytes`], read and checked in the write's own transaction, so
+    /// it holds across nodes and is never exceeded).
     #[error("storage quota exceeded")]
     QuotaExceeded,
     /// A precondition checked inside the transaction failed (an ETag that changed, a part
@@ -70,8 +71,6 @@ pub enum WriteCondition {
 
 #[derive(Debug, Clone)]
 pub struct ObjectWrite {
-    /// Refuse the write (`QuotaExceeded`) if the tenant would store more than this.
-    pub quota_bytes: Option<u64>,
     /// The id for a new object (a new random one if `None`); an overwritten object keeps its own.
     pub id: Option<String>,
     pub bucket: String,
@@ -126,8 +125,6 @@ pub struct TreeMove {
     pub on_conflict: OnConflict,
     /// Moves only: one plain key to another (UFile's rename), without folder semantics.
     pub flat: bool,
-    /// Copies only: refuse (`QuotaExceeded`) if the tenant would store more than this.
-    pub quota_bytes: Option<u64>,
     pub now_ms: i64,
 }
 
@@ -147,8 +144,6 @@ pub struct CompleteUpload {
     pub ufile_etag: Option<String>,
     /// Store the object under this key instead of the session's (UFile `newKey`).
     pub key: Option<String>,
-    /// Refuse the completion if the tenant would store more than this.
-    pub quota_bytes: Option<u64>,
     /// Refuse the completion (`Conflict("precondition failed")`) unless the key's current
     /// state matches, checked in the completing transaction.
     pub condition: Option<WriteCondition>,
@@ -185,6 +180,64 @@ pub struct UsageDay {
     pub storage: u64,
     pub downloads: u64,
     pub requests: u64,
+}
+
+/// A tenant's limits (`None`: unlimited). Stored bytes are held to `storage_bytes` inside
+/// every write transaction that grows them; downloads and requests are allowances consumed
+/// from the moment the quota was set, taken with [`QuotaStore::take_allowance`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaLimits {
+    pub storage_bytes: Option<u64>,
+    /// Bytes of object bodies sent to the tenant's callers.
+    pub download_bytes: Option<u64>,
+    pub requests: Option<u64>,
+}
+
+/// A tenant's quota as stored: its limits and what has been taken of its allowances (by
+/// every node, including what nodes hold taken but not yet spent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaRecord {
+    pub limits: QuotaLimits,
+    pub used_download_bytes: u64,
+    pub used_requests: u64,
+    /// Changes each time the quota is set: allowance taken under an older generation is
+    /// void and cannot be given back into the new one.
+    pub generation: i64,
+}
+
+/// An amount of the two allowances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowance {
+    pub download_bytes: u64,
+    pub requests: u64,
+}
+
+/// Which allowance ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowanceKind {
+    DownloadBytes,
+    Requests,
+}
+
+/// The outcome of [`QuotaStore::take_allowance`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowanceTake {
+    /// The tenant has no quota: nothing was taken, nothing needs to be.
+    NoQuota,
+    /// Taken: `granted` is at least the need in each limited allowance (and exactly the
+    /// need in an unlimited one); `quota` is the record after the take.
+    Granted { granted: Allowance, quota: QuotaRecord },
+    /// Nothing taken: less than the need remains of `kind`.
+    Exhausted { kind: AllowanceKind, quota: QuotaRecord },
+}
+
+/// One token bucket to take a token from: `burst` tokens at most, refilled at `per_sec`
+/// (a rate of 0 is no limit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenTake {
+    pub key: String,
+    pub burst: f64,
+    pub per_sec: f64,
 }
 
 /// Where an ordered scan begins.
@@ -244,6 +297,31 @@ pub trait GrantStore: Send + Sync + 'static {
     async fn redeem_grant(&self, kind: GrantKind, id: &str) -> StoreResult<Option<GrantRecord>>;
     /// Forgets grants that expired before `cutoff_ms`; returns how many.
     async fn purge_grants(&self, cutoff_ms: i64) -> StoreResult<u64>;
+}
+
+/// Quotas and the limits every node must enforce together: allowances taken from one shared
+/// count, and token buckets shared by every node.
+#[async_trait]
+pub trait QuotaStore: Send + Sync + 'static {
+    /// Sets (replacing) a tenant's limits; its allowances start afresh (nothing used) under a
+    /// new generation.
+    async fn set_quota(&self, tenant: &str, limits: QuotaLimits) -> StoreResult<QuotaRecord>;
+    async fn get_quota(&self, tenant: &str) -> StoreResult<Option<QuotaRecord>>;
+    /// Takes `need` from the tenant's allowances, plus up to `extra` more in each limited one
+    /// to spend later without asking (a lease) — but never more extra than a sixteenth of
+    /// what would remain after the need, so that as an allowance runs out the leases shrink
+    /// to the exact need and the last units go to whichever node asks. All or nothing, in one
+    /// transaction: of concurrent takers the sum granted never exceeds a limit.
+    async fn take_allowance(&self, tenant: &str, need: Allowance, extra: Allowance) -> StoreResult<AllowanceTake>;
+    /// Gives back allowance taken but not spent; ignored when the quota's generation is no
+    /// longer `generation` (it was set again meanwhile, or removed).
+    async fn return_allowance(&self, tenant: &str, generation: i64, unused: Allowance) -> StoreResult<()>;
+    /// Takes one token from each bucket, or none when any of them has less than one; the
+    /// buckets are shared by every node using this store. A bucket not seen before is full.
+    async fn take_tokens(&self, takes: Vec<TokenTake>) -> StoreResult<bool>;
+    /// Forgets buckets untouched since `cutoff_ms` (they would be full again by now, given
+    /// a cutoff at least `burst / per_sec` ago).
+    async fn purge_tokens(&self, cutoff_ms: i64) -> StoreResult<u64>;
 }
 
 /// Usage metering and stored-byte counts.
@@ -335,7 +413,15 @@ pub trait ObjectStore: Send + Sync + 'static {
         within: &Within,
         limit: usize,
     ) -> StoreResult<Vec<ContentRecord>>;
-    async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>>;
+    /// Claims up to `limit` contents whose digests are still to be computed and that no
+    /// other claim holds (none, or one that expired before `now_ms`) until `lease_until_ms`:
+    /// the background digest job of one node works on each, however many nodes run it.
+    async fn claim_pending_digests(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<ContentRecord>>;
     async fn set_content_digests(&self, id: i64, digests: Digests, ufile_etag: String) -> StoreResult<()>;
 }
 
@@ -463,6 +549,10 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     async fn release_blob(&self, id: &str, claim: &str) -> StoreResult<Option<ForgottenBlob>>;
     /// Removes the row of a blob marked for deletion, once its bytes are gone.
     async fn drop_blob(&self, id: &str) -> StoreResult<()>;
+    /// Takes the mark off a blob whose bytes could not be deleted (the BlobStore failed): the
+    /// row stays, unreferenced from now on, for a later GC pass, and writers of the same bytes
+    /// may reserve it again at once (they upload or find the bytes themselves).
+    async fn unmark_blob(&self, id: &str) -> StoreResult<()>;
     async fn stats(&self) -> StoreResult<StoreStats>;
     /// Cross-checks reference counts against the rows that hold them and inline bytes against
     /// their rows' sizes; returns every blob the metadata places in the BlobStore (not inline)
@@ -474,6 +564,7 @@ pub trait MaintenanceStore: Send + Sync + 'static {
 pub trait MetaStore:
     IdentityStore
     + SettingStore
+    + QuotaStore
     + GrantStore
     + UsageStore
     + CallbackStore
@@ -488,6 +579,7 @@ pub trait MetaStore:
 impl<T> MetaStore for T where
     T: IdentityStore
         + SettingStore
+        + QuotaStore
         + GrantStore
         + UsageStore
         + CallbackStore

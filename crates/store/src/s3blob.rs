@@ -10,6 +10,14 @@
 //! upload stays bounded whatever the size). A blob is durable once the backend has
 //! acknowledged its PUT or CompleteMultipartUpload. Keys are `blobs/<first two hex digits>/
 //! <sha256>`; nothing else is written to the bucket.
+//!
+//! Reads fetch a range as consecutive GETs of at most [`READ_CHUNK`] bytes, each started when
+//! the previous one is consumed: every backend request then ends within [`REQUEST_TIMEOUT`]
+//! for any client reading faster than `READ_CHUNK / REQUEST_TIMEOUT` (~28 KiB/s), however big
+//! the blob (one GET for a whole 1 GiB blob streamed to a slow client would be cut by the
+//! timeout). A backend that cannot be reached or fails (connection refused, a 5xx after the
+//! short retries below) surfaces as an I/O error carrying [`BlobUnavailable`], which the engine
+//! answers as "service unavailable" (503) in every protocol.
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -28,6 +36,28 @@ use crate::model::BlobId;
 pub const PART_SIZE: usize = 16 << 20;
 /// Parts of one blob uploaded at once.
 pub const UPLOAD_CONCURRENCY: usize = 4;
+/// The most one GET of a read asks the backend for.
+pub const READ_CHUNK: u64 = 8 << 20;
+/// The longest one backend request may take, from connecting until its body is done.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Retries of a failed backend request, and the time after which none is tried: short, so a
+/// backend that is down is answered as such in about a second instead of minutes
+/// (object_store's default is 10 retries within 3 minutes).
+const RETRIES: usize = 3;
+const RETRY_WINDOW: Duration = Duration::from_secs(10);
+
+/// The error inside an [`io::Error`] that says the blob backend could not serve a request
+/// (unreachable, timed out, or failing): worth retrying later, not a fault of the request.
+#[derive(Debug, thiserror::Error)]
+#[error("blob backend unavailable: {0}")]
+pub struct BlobUnavailable(pub String);
+
+impl BlobUnavailable {
+    /// Whether `e` is (or carries) a blob backend outage.
+    pub fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<BlobUnavailable>())
+    }
+}
 
 /// Blobs in an S3 bucket; temporaries in a local directory.
 pub struct S3BlobStore {
@@ -85,6 +115,9 @@ impl S3Location {
 fn io_err(e: object_store::Error) -> io::Error {
     match e {
         object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e.to_string()),
+        // What a request that reached (or tried to reach) the backend and failed there
+        // becomes, once retried: refused connections, timeouts, 5xx and other HTTP errors.
+        object_store::Error::Generic { .. } => io::Error::other(BlobUnavailable(e.to_string())),
         other => io::Error::other(other.to_string()),
     }
 }
@@ -112,7 +145,22 @@ impl S3BlobStore {
         }
         let tmp = root.join("tmp");
         std::fs::create_dir_all(&tmp)?;
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(&location.bucket);
+        let retry = object_store::RetryConfig {
+            backoff: object_store::BackoffConfig {
+                init_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(2),
+                base: 2.0,
+            },
+            max_retries: RETRIES,
+            retry_timeout: RETRY_WINDOW,
+        };
+        let client = object_store::ClientOptions::new()
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_connect_timeout(Duration::from_secs(5));
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&location.bucket)
+            .with_retry(retry)
+            .with_client_options(client);
         if let Some((ak, sk)) = &location.keys {
             b = b.with_access_key_id(ak).with_secret_access_key(sk);
         }
@@ -207,10 +255,33 @@ impl BlobStore for S3BlobStore {
             return Ok(Box::pin(futures::stream::empty()));
         }
         let key = key_of(id)?;
-        let options = GetOptions { range: Some(GetRange::Bounded(offset..offset + len)), ..Default::default() };
-        let got = self.store.get_opts(&key, options).await.map_err(io_err)?;
-        let stream = got.into_stream().map(|r| r.map_err(io_err));
-        Ok(Box::pin(sync_wrapper::SyncStream::new(stream)))
+        let end = offset + len;
+        // The first chunk is asked for now, so a missing blob or an outage is this call's
+        // error (not the body's); the next ones when the previous is consumed.
+        let get = move |store: AmazonS3, key: StorePath, from: u64| async move {
+            let range = from..end.min(from + READ_CHUNK);
+            let options = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
+            store.get_opts(&key, options).await.map_err(io_err)
+        };
+        let first = get(self.store.clone(), key.clone(), offset).await?;
+        let store = self.store.clone();
+        // State: a chunk already asked for, and where the next GET starts.
+        let chunks = futures::stream::unfold((Some(first), offset + READ_CHUNK.min(len)), move |(pending, next)| {
+            let (store, key) = (store.clone(), key.clone());
+            async move {
+                let (got, next) = match pending {
+                    Some(got) => (Ok(got), next),
+                    None if next >= end => return None,
+                    None => (get(store, key, next).await, (next + READ_CHUNK).min(end)),
+                };
+                match got {
+                    Ok(got) => Some((got.into_stream().map(|r| r.map_err(io_err)).boxed(), (None, next))),
+                    // An error ends the stream.
+                    Err(e) => Some((futures::stream::once(async move { Err(e) }).boxed(), (None, end))),
+                }
+            }
+        });
+        Ok(Box::pin(sync_wrapper::SyncStream::new(chunks.flatten())))
     }
 
     async fn size(&self, id: &BlobId) -> io::Result<Option<u64>> {

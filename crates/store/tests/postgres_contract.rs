@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use chuan_store::{MetaStore, SettingStore, SqlMetaStore};
+use chuan_store::{MetaStore, QuotaStore, SettingStore, SqlMetaStore};
 
 /// A throwaway PostgreSQL server on a loopback port, stopped when this process exits.
 struct Server {
@@ -151,4 +151,72 @@ async fn a_second_node_shares_the_schema() {
     let b = SqlMetaStore::connect_postgres(&url).unwrap();
     a.setting_or_init("k", "from-a".into()).await.unwrap();
     assert_eq!(b.setting_or_init("k", "from-b".into()).await.unwrap(), "from-a");
+}
+
+/// Every worker's idle connection broken (PostgreSQL restarted, say): each read and write
+/// runs on a new connection, none fails, none runs twice.
+#[tokio::test]
+async fn reads_and_writes_survive_connections_broken_while_idle() {
+    let url = tokio::task::spawn_blocking(|| server().database()).await.unwrap();
+    let store = Arc::new(SqlMetaStore::connect_postgres(&url).unwrap());
+    store.put_settings(vec![("k".into(), "v".into())]).await.unwrap();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let port = server().port;
+    let killed: i64 = tokio::task::spawn_blocking(move || {
+        let mut admin = postgres::Client::connect(
+            &format!("host=127.0.0.1 port={port} user=chuan dbname=postgres"),
+            postgres::NoTls,
+        )
+        .unwrap();
+        let row = admin
+            .query_one(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1) t",
+                &[&db],
+            )
+            .unwrap();
+        row.get(0)
+    })
+    .await
+    .unwrap();
+    assert!(killed >= 8, "only {killed} connections of the store's 8 workers were found");
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            assert_eq!(s.get_setting("k").await.unwrap().as_deref(), Some("v"));
+            s.put_settings(vec![(format!("k{i}"), "w".into())]).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for i in 0..16 {
+        assert_eq!(store.get_setting(&format!("k{i}")).await.unwrap().as_deref(), Some("w"));
+    }
+}
+
+/// A version-1 database (before quotas had their table) is migrated: each `quota:TENANT`
+/// setting becomes a quota row, its consumption kept.
+#[tokio::test]
+async fn a_version_1_database_is_migrated() {
+    let url = tokio::task::spawn_blocking(|| server().database()).await.unwrap();
+    drop(SqlMetaStore::connect_postgres(&url).unwrap());
+    let setup = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&setup, postgres::NoTls).unwrap();
+        c.batch_execute(
+            "DROP TABLE quotas; DROP TABLE rate_buckets; ALTER TABLE contents DROP COLUMN digest_lease;
+             UPDATE chuan_schema SET version = 1;
+             INSERT INTO settings VALUES('quota:alice', '{\"download_bytes\":900,\"used_download_bytes\":12}');",
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let s = SqlMetaStore::connect_postgres(&url).unwrap();
+    let q = s.get_quota("alice").await.unwrap().unwrap();
+    assert_eq!(q.limits, chuan_store::QuotaLimits { download_bytes: Some(900), ..Default::default() });
+    assert_eq!((q.used_download_bytes, q.used_requests), (12, 0));
+    assert_eq!(s.get_setting("quota:alice").await.unwrap(), None);
+    assert!(s.take_tokens(vec![chuan_store::TokenTake { key: "k".into(), burst: 1.0, per_sec: 1.0 }]).await.unwrap());
 }

@@ -94,6 +94,9 @@ async fn blobs_round_trip_through_a_real_s3_store() {
     let edge = chuan_store::S3_PART_SIZE as u64 - 10;
     assert_eq!(read(&s, &id, edge, 20).await.unwrap(), big[edge as usize..edge as usize + 20]);
     assert_eq!(read(&s, &id, 5, 1).await.unwrap(), big[5..6]);
+    // A read of several GETs (READ_CHUNK each) from an offset inside one.
+    let (from, n) = (chuan_store::S3_READ_CHUNK as usize - 3, chuan_store::S3_READ_CHUNK as usize * 2 + 10);
+    assert_eq!(read(&s, &id, from as u64, n as u64).await.unwrap(), big[from..from + n]);
     assert!(read(&s, &id, 0, 0).await.unwrap().is_empty());
     // A second persist of the same name keeps the stored copy and drops the temporary.
     persist(&s, &big, &id).await;

@@ -125,6 +125,20 @@ impl MaintenanceStore for SqlMetaStore {
         .await
     }
 
+    async fn unmark_blob(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |txn| {
+            txn.execute(
+                "UPDATE blobs SET deleting = NULL, claim = NULL, zero_since = ?2
+                 WHERE id = ?1 AND deleting IS NOT NULL AND refs <= 0",
+                params![id, now_ms()],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn stats(&self) -> StoreResult<StoreStats> {
         self.read(move |c| {
             let q = |sql: &str| -> StoreResult<u64> {

@@ -23,6 +23,7 @@ mod maintenance;
 mod objects;
 mod postgres;
 mod postgres_schema;
+mod quotas;
 mod refs;
 mod rows;
 mod sqlite;
@@ -45,12 +46,14 @@ enum Engine {
 /// [`SqlMetaStore::connect_postgres`].
 pub struct SqlMetaStore {
     engine: Engine,
+    /// The embedded store's token buckets (see [`SqlMetaStore::local_tokens`]).
+    tokens: crate::rate::TokenBuckets,
 }
 
 impl SqlMetaStore {
     /// Opens (creating or migrating) the SQLite database at `path`.
     pub fn open_sqlite(path: &Path) -> StoreResult<Self> {
-        Ok(Self { engine: Engine::Sqlite(sqlite::Sqlite::open(path)?) })
+        Ok(Self { engine: Engine::Sqlite(sqlite::Sqlite::open(path)?), tokens: Default::default() })
     }
 
     /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:port/db`;
@@ -59,7 +62,7 @@ impl SqlMetaStore {
     /// [`StoreError::Backend`](crate::StoreError::Backend) naming the server when it cannot be
     /// reached or refuses the login.
     pub fn connect_postgres(url: &str) -> StoreResult<Self> {
-        Ok(Self { engine: Engine::Postgres(postgres::Postgres::connect(url)?) })
+        Ok(Self { engine: Engine::Postgres(postgres::Postgres::connect(url)?), tokens: Default::default() })
     }
 
     /// Waits for what the store holds to be committed and stops its threads.
@@ -81,6 +84,16 @@ impl SqlMetaStore {
     /// Runs `f` as one write transaction; answers once it is durable. `f` may run more than
     /// once (PostgreSQL retries a transaction that lost a serialization conflict), each time
     /// from the start, so it must not have effects outside the transaction.
+    /// Token buckets kept in memory, for the embedded store only: one process serves a data
+    /// directory, so its memory is where every user of the store meets. (`None` for
+    /// PostgreSQL, which several nodes share: its buckets are rows.)
+    pub(crate) fn local_tokens(&self) -> Option<&crate::rate::TokenBuckets> {
+        match self.engine {
+            Engine::Sqlite(_) => Some(&self.tokens),
+            Engine::Postgres(_) => None,
+        }
+    }
+
     pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl Fn(&Db<'_>) -> StoreResult<T> + Send + 'static,

@@ -272,7 +272,6 @@ impl ObjectStore for SqlMetaStore {
                     meta: &w.meta,
                     modified_ms: w.modified_ms,
                     new_id: w.id.as_deref(),
-                    quota_bytes: w.quota_bytes,
                     tree: w.tree,
                 },
             )
@@ -358,11 +357,19 @@ impl ObjectStore for SqlMetaStore {
         self.read(move |c| c.query_map(&sql, &param_refs(&values), content_from_row).map_err(backend)).await
     }
 
-    async fn contents_missing_digests(&self, limit: usize) -> StoreResult<Vec<ContentRecord>> {
-        self.read(move |c| {
-            c.query_map(&format!(
-                    "SELECT {CONTENT_COLS} FROM contents WHERE digests IS NULL OR ufile_etag IS NULL ORDER BY id LIMIT ?1"
-                ), params![limit as i64], content_from_row).map_err(backend)
+    async fn claim_pending_digests(&self, now: i64, until: i64, limit: usize) -> StoreResult<Vec<ContentRecord>> {
+        self.write(move |c| {
+            c.query_map(
+                &format!(
+                    "UPDATE contents SET digest_lease = ?3 WHERE id IN (
+                         SELECT id FROM contents WHERE (digests IS NULL OR ufile_etag IS NULL)
+                           AND (digest_lease IS NULL OR digest_lease < ?1) ORDER BY id LIMIT ?2)
+                     RETURNING {CONTENT_COLS}"
+                ),
+                params![now, limit as i64, until],
+                content_from_row,
+            )
+            .map_err(backend)
         })
         .await
     }

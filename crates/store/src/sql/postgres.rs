@@ -177,14 +177,9 @@ impl Postgres {
         f: impl FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let mut f = Some(f);
-        self.submit(move |slot| {
-            slot.run(|conn| {
-                // The second run happens only when the first could not begin (f unused).
-                let f = f.take().ok_or_else(|| StoreError::Backend("read retried after it ran".into()))?;
-                read_tx(conn, f)
-            })
-        })
-        .await
+        // `read_tx` takes `f` only once its transaction began, so the second run (after the
+        // first could not begin) still has it.
+        self.submit(move |slot| slot.run(|conn| read_tx(conn, &mut f))).await
     }
 }
 
@@ -286,11 +281,17 @@ fn write_tx<T>(conn: &mut PgConn, f: &impl Fn(&Db<'_>) -> StoreResult<T>) -> Res
     ))))
 }
 
-/// One read snapshot; the outer `Err` as [`begin`].
-fn read_tx<T>(conn: &mut PgConn, f: impl FnOnce(&Db<'_>) -> StoreResult<T>) -> Result<StoreResult<T>, StoreError> {
+/// One read snapshot; the outer `Err` as [`begin`], with `f` left in place for another run.
+fn read_tx<T, F: FnOnce(&Db<'_>) -> StoreResult<T>>(
+    conn: &mut PgConn,
+    f: &mut Option<F>,
+) -> Result<StoreResult<T>, StoreError> {
     let tx = match begin(&mut conn.client, IsolationLevel::RepeatableRead, true)? {
         Ok(tx) => tx,
         Err(e) => return Ok(Err(e)),
+    };
+    let Some(f) = f.take() else {
+        return Ok(Err(StoreError::Backend("a read ran twice".into())));
     };
     let db = Db::postgres(PgTx { tx, statements: &mut conn.statements, failure: None });
     let result = f(&db);

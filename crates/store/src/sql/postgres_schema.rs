@@ -7,7 +7,7 @@
 //! migrate one at a time (a transaction-scoped advisory lock).
 
 /// The schema version this code writes.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 /// Key of the advisory lock held while migrating ("chuan" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_68_75_61_6e;
@@ -107,6 +107,25 @@ CREATE TABLE parts(
     modified BIGINT NOT NULL, PRIMARY KEY(upload, number));
 "#;
 
+/// Version 2: quotas in a table of their own (moved from the `quota:TENANT` settings, so a
+/// write transaction reads its tenant's storage limit and allowances are taken from one
+/// count), the token buckets every node shares, and digest job claims
+/// (`contents.digest_lease`).
+const V2: &str = r#"
+CREATE TABLE quotas(
+    tenant TEXT COLLATE "C" PRIMARY KEY, storage_bytes BIGINT, download_bytes BIGINT, requests BIGINT,
+    used_download_bytes BIGINT NOT NULL DEFAULT 0, used_requests BIGINT NOT NULL DEFAULT 0,
+    generation BIGINT NOT NULL);
+ALTER TABLE contents ADD COLUMN digest_lease BIGINT;
+CREATE TABLE rate_buckets(key TEXT COLLATE "C" PRIMARY KEY, tokens BIGINT NOT NULL, at BIGINT NOT NULL);
+INSERT INTO quotas(tenant, storage_bytes, download_bytes, requests, used_download_bytes, used_requests, generation)
+    SELECT substr(name, 7), (value::jsonb->>'storage_bytes')::bigint, (value::jsonb->>'download_bytes')::bigint,
+           (value::jsonb->>'requests')::bigint, coalesce((value::jsonb->>'used_download_bytes')::bigint, 0),
+           coalesce((value::jsonb->>'used_requests')::bigint, 0), 1
+    FROM settings WHERE name LIKE 'quota:%';
+DELETE FROM settings WHERE name LIKE 'quota:%';
+"#;
+
 /// Brings the database to [`VERSION`] in one transaction; refuses a newer one.
 pub(crate) fn migrate(client: &mut postgres::Client) -> Result<(), String> {
     let mut tx = client.transaction().map_err(|e| e.to_string())?;
@@ -124,7 +143,11 @@ pub(crate) fn migrate(client: &mut postgres::Client) -> Result<(), String> {
     }
     if version == 0 {
         tx.batch_execute(SCHEMA_V1).map_err(|e| format!("creating the schema: {e}"))?;
-        tx.execute("INSERT INTO chuan_schema(version) VALUES($1)", &[&VERSION]).map_err(|e| e.to_string())?;
+        tx.execute("INSERT INTO chuan_schema(version) VALUES(1)", &[]).map_err(|e| e.to_string())?;
     }
+    if version < 2 {
+        tx.batch_execute(V2).map_err(|e| format!("migrating the schema to version 2: {e}"))?;
+    }
+    tx.execute("UPDATE chuan_schema SET version = $1", &[&VERSION]).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
 }

@@ -176,7 +176,6 @@ pub(crate) struct SetObject<'a> {
     pub meta: &'a ObjectMeta,
     pub modified_ms: i64,
     pub new_id: Option<&'a str>,
-    pub quota_bytes: Option<u64>,
     /// How the write treats the file tree.
     pub tree: TreeRule,
 }
@@ -220,10 +219,10 @@ pub(crate) fn set_object(txn: &Db, w: SetObject<'_>) -> StoreResult<ObjectRecord
     }
     let grown = size - old.as_ref().map_or(0, |o| o.size as i64);
     exec(txn, "UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![w.bucket, grown]).map_err(backend)?;
-    if let (Some(quota), true) = (w.quota_bytes, grown > 0) {
+    if grown > 0 {
         // Checked inside the transaction, after the write: the quota is never exceeded, even
-        // by concurrent writers (the savepoint rolls this write back).
-        check_quota(txn, w.bucket, quota)?;
+        // by concurrent writers on any node (the savepoint rolls this write back).
+        check_quota(txn, w.bucket)?;
     }
     if let Some(old) = old {
         content_unref(txn, old.content_id)?;

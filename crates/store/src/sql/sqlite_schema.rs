@@ -6,7 +6,10 @@
 //! version 4 bucket settings (ACL, CORS); version 5 callback request headers; version 6
 //! inline blobs (small blobs' bytes kept in `inline_blobs`, `blobs.inline` set); version 7 blob
 //! reservations and deletion marks (`blobs.claim`, `blobs.deleting`: GC and writers on several
-//! nodes, see `MaintenanceStore::reserve_blob`).
+//! nodes, see `MaintenanceStore::reserve_blob`); version 8 quotas in a table of their own
+//! (`quotas`, moved from the `quota:TENANT` settings, so a write transaction reads its
+//! tenant's storage limit and allowances are taken from one count) and digest job claims
+//! (`contents.digest_lease`, see `ObjectStore::claim_pending_digests`).
 
 use rusqlite::{params, Connection};
 
@@ -14,7 +17,7 @@ use super::rows::backend;
 use crate::meta::StoreResult;
 
 /// The schema version this code writes.
-pub(crate) const VERSION: i64 = 7;
+pub(crate) const VERSION: i64 = 8;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tenants(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
@@ -28,6 +31,10 @@ CREATE TABLE IF NOT EXISTS aliases(
     PRIMARY KEY(kind, alias)) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS aliases_of_tenant ON aliases(kind, tenant);
 CREATE TABLE IF NOT EXISTS settings(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS quotas(
+    tenant TEXT PRIMARY KEY, storage_bytes INTEGER, download_bytes INTEGER, requests INTEGER,
+    used_download_bytes INTEGER NOT NULL DEFAULT 0, used_requests INTEGER NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS grants(
     kind TEXT NOT NULL, id TEXT NOT NULL, payload TEXT NOT NULL, expires INTEGER NOT NULL,
     used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(kind, id)) WITHOUT ROWID;
@@ -52,7 +59,7 @@ CREATE TABLE IF NOT EXISTS inline_blobs(id TEXT PRIMARY KEY, data BLOB NOT NULL)
 CREATE INDEX IF NOT EXISTS blobs_unreferenced ON blobs(zero_since) WHERE refs = 0;
 CREATE TABLE IF NOT EXISTS contents(
     id INTEGER PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, etag TEXT NOT NULL,
-    digests TEXT, extents TEXT NOT NULL, created INTEGER NOT NULL, ufile_etag TEXT);
+    digests TEXT, extents TEXT NOT NULL, created INTEGER NOT NULL, ufile_etag TEXT, digest_lease INTEGER);
 CREATE INDEX IF NOT EXISTS contents_pending ON contents(size, id) WHERE digests IS NULL OR ufile_etag IS NULL;
 CREATE TABLE IF NOT EXISTS hash_index(
     algo TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL, content INTEGER NOT NULL,
@@ -143,12 +150,18 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if (1..=6).contains(&version) {
         from_v6(&txn).map_err(backend)?;
     }
+    if (1..=7).contains(&version) {
+        from_v7(&txn).map_err(backend)?;
+    }
     txn.execute_batch(SCHEMA).map_err(backend)?;
     if version == 1 {
         after_v1(&txn).map_err(backend)?;
     }
     if (1..=2).contains(&version) {
         after_v2(&txn)?;
+    }
+    if (1..=7).contains(&version) {
+        after_v7(&txn).map_err(backend)?;
     }
     txn.pragma_update(None, "user_version", VERSION).map_err(backend)?;
     txn.commit().map_err(backend)
@@ -200,6 +213,27 @@ fn from_v6(txn: &Connection) -> rusqlite::Result<()> {
         txn.execute_batch("ALTER TABLE blobs ADD COLUMN claim TEXT; ALTER TABLE blobs ADD COLUMN deleting INTEGER;")?;
     }
     Ok(())
+}
+
+/// Digest job claims arrived in version 8 (`contents.digest_lease`).
+fn from_v7(txn: &Connection) -> rusqlite::Result<()> {
+    if table_exists(txn, "contents")? {
+        txn.execute_batch("ALTER TABLE contents ADD COLUMN digest_lease INTEGER;")?;
+    }
+    Ok(())
+}
+
+/// Quotas were settings (`quota:TENANT`, a JSON object) before version 8; their consumption
+/// carries over.
+fn after_v7(txn: &Connection) -> rusqlite::Result<()> {
+    txn.execute_batch(
+        "INSERT INTO quotas(tenant, storage_bytes, download_bytes, requests, used_download_bytes, used_requests, generation)
+         SELECT substr(name, 7), json_extract(value, '$.storage_bytes'), json_extract(value, '$.download_bytes'),
+                json_extract(value, '$.requests'), coalesce(json_extract(value, '$.used_download_bytes'), 0),
+                coalesce(json_extract(value, '$.used_requests'), 0), 1
+         FROM settings WHERE name LIKE 'quota:%' AND json_valid(value) AND json_type(value) = 'object';
+         DELETE FROM settings WHERE name LIKE 'quota:%';",
+    )
 }
 
 /// The tree of version-2 data: each object's parent, and a folder row for every folder its
@@ -342,6 +376,7 @@ INSERT INTO credentials VALUES('root', 'x', 'root', 'root', 1, NULL, NULL);
 INSERT INTO settings VALUES('cos.tenant-of-appid.1250000007', 'alice');
 INSERT INTO settings VALUES('cos.appid-of-tenant.alice', '1250000007');
 INSERT INTO settings VALUES('upyun.form_secret:photos', 'formsecret');
+INSERT INTO settings VALUES('quota:alice', '{"storage_bytes":1000,"requests":50,"used_download_bytes":7,"used_requests":3}');
 INSERT INTO buckets VALUES('photos', 'alice', 0, 'r', 9, 0);
 INSERT INTO uploads VALUES('u1', 'photos', 'k', 'alice', 1, '{"user":{"cos-biz-attr":"b"}}', '{"dialect":"cos","filesize":1}', 5);
 INSERT INTO credentials VALUES('TOKEN_x', 'y', 'alice', 'ufile-token', 7, NULL, '{"ops":["read"],"name":"reader"}');
@@ -394,6 +429,11 @@ INSERT INTO objects VALUES('photos', 'dir/sub/f.txt', 1, 1, 'e', 4, '{}', 'i4');
         let top = s.list_folder("photos", &FolderQuery::default(), None, 10).await.unwrap();
         assert_eq!(top.iter().map(|e| e.key()).collect::<Vec<_>>(), ["a.txt", "b.txt", "dir/"]);
         assert_eq!(s.get_object("photos", "dir/sub/f.txt").await.unwrap().unwrap().created_ms, 4);
+        // Quotas moved from settings to their table, consumption kept.
+        let q = s.get_quota("alice").await.unwrap().unwrap();
+        assert_eq!(q.limits, QuotaLimits { storage_bytes: Some(1000), download_bytes: None, requests: Some(50) });
+        assert_eq!((q.used_download_bytes, q.used_requests), (7, 3));
+        assert_eq!(s.get_setting("quota:alice").await.unwrap(), None);
         drop(s);
         // Opening again is a no-op.
         let s = crate::SqlMetaStore::open_sqlite(&path).unwrap();

@@ -435,8 +435,8 @@ fn copy_tx(txn: &Db, m: &TreeMove) -> StoreResult<TreeEntry> {
         grown += o.size as i64;
     }
     exec(txn, "UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![bucket, grown]).map_err(backend)?;
-    if let (Some(quota), true) = (m.quota_bytes, grown > 0) {
-        check_quota(txn, bucket, quota)?;
+    if grown > 0 {
+        check_quota(txn, bucket)?;
     }
     ensure_folder(txn, bucket, parent_of(&to), false, false, None, m.now_ms)?;
     get_entry_tx(txn, bucket, &to)?.ok_or(StoreError::NotFound)
@@ -464,9 +464,19 @@ fn insert_object_row(txn: &Db, o: &ObjectRecord) -> StoreResult<()> {
     Ok(())
 }
 
-/// The tenant of `bucket` stores at most `quota` bytes (trash included); checked after a
-/// write inside its transaction, which the error rolls back.
-pub(crate) fn check_quota(txn: &Db, bucket: &str, quota: u64) -> StoreResult<()> {
+/// The tenant of `bucket` stores at most its quota's `storage_bytes` (trash included);
+/// checked after a write that grew it, inside its transaction, which the error rolls back.
+/// The limit is read in the same transaction, so a quota set on any node holds at once.
+pub(crate) fn check_quota(txn: &Db, bucket: &str) -> StoreResult<()> {
+    let limit: Option<Option<i64>> = query_one(
+        txn,
+        "SELECT storage_bytes FROM quotas WHERE tenant = (SELECT tenant FROM buckets WHERE name = ?1)",
+        params![bucket],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(backend)?;
+    let Some(Some(limit)) = limit else { return Ok(()) };
     let used: i64 = query_one(
         txn,
         "SELECT CAST(coalesce(sum(bytes), 0) AS BIGINT) FROM buckets WHERE tenant = (SELECT tenant FROM buckets WHERE name = ?1)",
@@ -474,7 +484,7 @@ pub(crate) fn check_quota(txn: &Db, bucket: &str, quota: u64) -> StoreResult<()>
         |r| r.get(0),
     )
     .map_err(backend)?;
-    if used as u64 > quota {
+    if used > limit {
         return Err(StoreError::QuotaExceeded);
     }
     Ok(())

@@ -196,7 +196,6 @@ impl UploadStore for SqlMetaStore {
                     meta: &upload.meta,
                     modified_ms: cu.modified_ms,
                     new_id: cu.object_id.as_deref(),
-                    quota_bytes: cu.quota_bytes,
                     tree: cu.tree,
                 },
             )?;
