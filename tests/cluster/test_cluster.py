@@ -212,6 +212,29 @@ def test_a_once_signature_used_on_one_node_is_refused_on_the_other(cluster):
     ctx_b.assert_stored("/once.txt", b"two", "replayed delete")
 
 
+def test_an_iot_upload_token_issued_by_one_node_is_used_once_across_both(cluster):
+    from ufile_helpers import (check_iot_url_answer, create_tenant as ufile_tenant, install_localhost_resolver,
+                               iot_body, iot_put, iot_request_url, register_device)
+
+    install_localhost_resolver()  # the URL may name the bucket's host (B.localhost:PORT)
+    t = ufile_tenant(cluster.a)
+    bucket = unique_name("iot")
+    t.s3(cluster.a).create_bucket(Bucket=bucket)
+    dev = register_device(cluster.a, t, bucket)
+    data = os.urandom(70_000)
+    r = iot_request_url(cluster.a, iot_body(dev, "f.bin", data, "plain/text"), dev.device_secret)
+    url, auth = check_iot_url_answer(cluster.a, r, dev, "f.bin")
+    port_a, port_b = (urllib.parse.urlsplit(n.endpoint).port for n in (cluster.a, cluster.b))
+    on_b = url.replace(f":{port_a}/", f":{port_b}/", 1)
+    assert on_b != url, url
+    r = iot_put(on_b, auth, data)
+    assert r.status_code == 200, f"the token issued by A, used on B: HTTP {r.status_code} {r.text[:300]}"
+    r = iot_put(url, auth, os.urandom(70_000))
+    assert r.status_code in (401, 403), f"the token replayed on A: HTTP {r.status_code} {r.text[:300]}"
+    key = f"{dev.product_sn}/{dev.device_sn}/f.bin"
+    assert t.s3(cluster.a).get_object(Bucket=bucket, Key=key)["Body"].read() == data
+
+
 def test_a_storage_quota_holds_under_concurrent_writes_split_over_both_nodes(cluster):
     t, bucket, a, b = tenant_on(cluster)
     quota = 10 * MiB

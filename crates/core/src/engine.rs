@@ -217,10 +217,16 @@ impl Engine {
         // be another writer's, on another node, about to be referenced.
         let tidy = async {
             if result.is_err() {
-                if created && self.meta.release_blob(&id, &claim).await?.is_some() {
+                if !created {
+                    self.meta.end_claim(&id, &claim).await?;
+                } else if self.meta.release_blob(&id, &claim).await?.is_some() {
                     self.delete_marked_blob(&id).await?;
                 }
-            } else if self.meta.blob_inline(&id).await? == Some(true) {
+                return Ok(());
+            }
+            // Our reference holds the bytes now; another writer's claim, if any, stays.
+            self.meta.end_claim(&id, &claim).await?;
+            if self.meta.blob_inline(&id).await? == Some(true) {
                 // The commit found the blob kept inline (under an earlier, larger threshold):
                 // no row names the file, and the row our object now references cannot turn
                 // into a file row while it does.

@@ -82,7 +82,7 @@ impl Engine {
     /// beside writers and GC on any node: each candidate is reserved as a new row and then
     /// released and marked ([`MaintenanceStore::reserve_blob`], `release_blob`) before its
     /// bytes go, exactly as a writer whose commit failed, so one that a writer reserved
-    /// meanwhile (a row appeared, or the claim changed) is left alone.
+    /// meanwhile (a row appeared, or another writer holds a claim on it) is left alone.
     ///
     /// [`MaintenanceStore::reserve_blob`]: chuan_store::MaintenanceStore::reserve_blob
     pub async fn remove_orphan_blobs(&self) -> CoreResult<usize> {
@@ -96,7 +96,11 @@ impl Engine {
             match self.meta.reserve_blob(&id, size, &claim).await {
                 Ok(true) => {}
                 // A row appeared (a writer's), or GC is deleting it: not ours to remove.
-                Ok(false) | Err(StoreError::Conflict(_)) => continue,
+                Ok(false) => {
+                    self.meta.end_claim(&id, &claim).await?;
+                    continue;
+                }
+                Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
             if self.meta.release_blob(&id, &claim).await?.is_some() {

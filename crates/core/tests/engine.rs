@@ -832,8 +832,13 @@ async fn gc_on_one_node_and_an_upload_of_the_same_bytes_on_another_keep_the_byte
     assert!(blobs.size(&id).await.unwrap().is_some());
     put(&b, "z", &data).await;
     assert_eq!(read_all(&a, "z").await, data);
-    // Once referenced and then deleted, it is freed as usual.
+    // Another writer's commit (the put above, with a claim of its own) and the deletion of
+    // its object leave the first writer's reservation standing.
     b.delete_object(&alice(), "bkt", "z").await.unwrap();
+    assert_eq!(a.gc(Duration::ZERO).await.unwrap().blobs_freed, 0, "still reserved by writer-on-b");
+    assert!(blobs.size(&id).await.unwrap().is_some());
+    // Once that writer ends its claim, the unreferenced blob is freed as usual.
+    meta.end_claim(&id, "writer-on-b").await.unwrap();
     assert_eq!(a.gc(Duration::ZERO).await.unwrap().blobs_freed, 1);
     assert!(blobs.size(&id).await.unwrap().is_none());
     assert!(b.fsck().await.unwrap().problems.is_empty());

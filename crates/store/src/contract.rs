@@ -1216,7 +1216,7 @@ pub async fn blob_reservations(s: Store) {
     let (blobs, problems) = s.check().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(blobs, [StoredBlob { id: blob.clone(), size: 5, referenced: false }], "not required yet");
-    // The commit references it and ends the reservation.
+    // The commit references it; the writer's release (or `end_claim`) ends the reservation.
     put(&s, "bkt", "k", "r", 5).await;
     assert_eq!(blob_refs(&s).await.get(&blob), Some(&5));
     assert_eq!(s.release_blob(&blob, "w1").await.unwrap(), None, "referenced: nothing to release");
@@ -1269,6 +1269,26 @@ pub async fn blob_reservations(s: Store) {
     s.reserve_blob(&small, 3, "w5").await.unwrap();
     assert_eq!(s.blob_inline(&small).await.unwrap(), Some(true));
     assert_eq!(s.release_blob(&small, "w5").await.unwrap(), None);
+    // Two writers of the same bytes: the first one's commit and the end of its claim leave
+    // the second one's reservation in place, so GC keeps the bytes until the second commits,
+    // even with no grace and the first one's object deleted meanwhile.
+    let shared = digests("shared-r").sha256;
+    assert!(s.reserve_blob(&shared, 5, "a").await.unwrap());
+    assert!(!s.reserve_blob(&shared, 5, "b").await.unwrap());
+    put(&s, "bkt", "first", "shared-r", 5).await;
+    s.end_claim(&shared, "a").await.unwrap();
+    s.delete_object("bkt", "first").await.unwrap();
+    assert!(!s.unreferenced_blobs(later(), 100).await.unwrap().contains(&shared), "claimed: no GC candidate");
+    assert_eq!(s.forget_blob(&shared, later()).await.unwrap(), None, "the second writer's claim holds");
+    assert_eq!(s.release_blob(&shared, "a").await.unwrap(), None, "another writer's claim holds");
+    put(&s, "bkt", "second", "shared-r", 5).await;
+    s.end_claim(&shared, "b").await.unwrap();
+    s.end_claim(&shared, "unknown").await.unwrap();
+    s.delete_object("bkt", "second").await.unwrap();
+    assert!(s.unreferenced_blobs(later(), 100).await.unwrap().contains(&shared));
+    assert!(s.forget_blob(&shared, later()).await.unwrap().is_some(), "no claim left: GC frees it");
+    s.drop_blob(&shared).await.unwrap();
+    assert_eq!(s.blob_inline(&shared).await.unwrap(), None);
     let (_, problems) = s.check().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 }

@@ -524,9 +524,9 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     async fn blob_inline(&self, id: &str) -> StoreResult<Option<bool>>;
     /// Blobs with no reference since before `cutoff_ms`.
     async fn unreferenced_blobs(&self, cutoff_ms: i64, limit: usize) -> StoreResult<Vec<BlobId>>;
-    /// Frees a blob that is still unreferenced since before `cutoff_ms` (and, when a writer
-    /// reserved it and never committed, since before [`RESERVATION_GRACE_MS`]); `Some` when
-    /// it did. An inline blob's row and bytes go at once. A BlobStore blob's row is marked for
+    /// Frees a blob that is still unreferenced since before `cutoff_ms` and that no writer
+    /// holds a claim on (claims lapse [`RESERVATION_GRACE_MS`] after they were made); `Some`
+    /// when it did. An inline blob's row and bytes go at once. A BlobStore blob's row is marked for
     /// deletion instead: the caller deletes its bytes, then [`MaintenanceStore::drop_blob`];
     /// until then [`MaintenanceStore::reserve_blob`] refuses it, so no writer can count on
     /// bytes being deleted. A mark older than [`STALE_DELETION_MS`] (a deleter that died) is
@@ -534,19 +534,25 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     async fn forget_blob(&self, id: &str, cutoff_ms: i64) -> StoreResult<Option<ForgottenBlob>>;
     /// Declares that a writer is about to make blob `id` (`size` bytes) durable in the
     /// BlobStore and commit a reference to it, before it writes the bytes: creates the blob's
-    /// row without references, or restarts an unreferenced row's grace, under `claim` (the
-    /// writer's own random token). GC leaves a reserved blob alone (see
-    /// [`MaintenanceStore::forget_blob`]), on every node, so bytes a writer finds already in
-    /// the BlobStore stay there until its commit. Fails `Conflict` while the blob is being
+    /// row without references, or restarts an unreferenced row's grace, and records `claim`
+    /// (the writer's own random token) on it until [`MaintenanceStore::end_claim`] or
+    /// [`MaintenanceStore::release_blob`] (or [`RESERVATION_GRACE_MS`], for a writer that
+    /// died). GC leaves a blob with any claim alone (see [`MaintenanceStore::forget_blob`]),
+    /// on every node, so bytes a writer finds already in the BlobStore stay there until its
+    /// commit, whatever other writers of the same bytes do meanwhile. Fails `Conflict` while the blob is being
     /// deleted: the caller waits and tries again. A no-op for an inline blob. `true` when the
     /// blob had no row: only then may the writer take its bytes back
     /// ([`MaintenanceStore::release_blob`]), since bytes it found may be another writer's.
     async fn reserve_blob(&self, id: &str, size: u64, claim: &str) -> StoreResult<bool>;
     /// Undoes a reservation whose commit failed (made by a writer that created the blob's
-    /// row): `Some` when the blob is still unreferenced and `claim` is its latest reservation
-    /// (no other writer reserved it since); it is then marked for deletion, and the caller
-    /// deletes the bytes and calls [`MaintenanceStore::drop_blob`].
+    /// row): ends `claim`; `Some` when the blob is still unreferenced and no other writer
+    /// holds a claim on it; it is then marked for deletion, and the caller deletes the bytes
+    /// and calls [`MaintenanceStore::drop_blob`].
     async fn release_blob(&self, id: &str, claim: &str) -> StoreResult<Option<ForgottenBlob>>;
+    /// Ends a writer's reservation (`claim`, see [`MaintenanceStore::reserve_blob`]) after
+    /// its commit, or after a failed commit of a writer that found the blob's row: the blob
+    /// is then GC's to judge by its references alone. A no-op for an unknown claim.
+    async fn end_claim(&self, id: &str, claim: &str) -> StoreResult<()>;
     /// Removes the row of a blob marked for deletion, once its bytes are gone.
     async fn drop_blob(&self, id: &str) -> StoreResult<()>;
     /// Takes the mark off a blob whose bytes could not be deleted (the BlobStore failed): the

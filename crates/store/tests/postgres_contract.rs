@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use chuan_store::{MetaStore, QuotaStore, SettingStore, SqlMetaStore};
+use chuan_store::{MaintenanceStore, MetaStore, QuotaStore, SettingStore, SqlMetaStore};
 
 /// A throwaway PostgreSQL server on a loopback port, stopped when this process exits.
 struct Server {
@@ -196,7 +196,7 @@ async fn reads_and_writes_survive_connections_broken_while_idle() {
 }
 
 /// A version-1 database (before quotas had their table) is migrated: each `quota:TENANT`
-/// setting becomes a quota row, its consumption kept.
+/// setting becomes a quota row, its consumption kept; a blob reservation becomes a claim.
 #[tokio::test]
 async fn a_version_1_database_is_migrated() {
     let url = tokio::task::spawn_blocking(|| server().database()).await.unwrap();
@@ -206,8 +206,9 @@ async fn a_version_1_database_is_migrated() {
         let mut c = postgres::Client::connect(&setup, postgres::NoTls).unwrap();
         c.batch_execute(
             "DROP TABLE quotas; DROP TABLE rate_buckets; ALTER TABLE contents DROP COLUMN digest_lease;
-             UPDATE chuan_schema SET version = 1;
-             INSERT INTO settings VALUES('quota:alice', '{\"download_bytes\":900,\"used_download_bytes\":12}');",
+             DROP TABLE blob_claims; UPDATE chuan_schema SET version = 1;
+             INSERT INTO settings VALUES('quota:alice', '{\"download_bytes\":900,\"used_download_bytes\":12}');
+             INSERT INTO blobs(id, size, refs, zero_since, inline, claim) VALUES('b1', 5, 0, 0, 0, 'w');",
         )
         .unwrap();
     })
@@ -219,4 +220,7 @@ async fn a_version_1_database_is_migrated() {
     assert_eq!((q.used_download_bytes, q.used_requests), (12, 0));
     assert_eq!(s.get_setting("quota:alice").await.unwrap(), None);
     assert!(s.take_tokens(vec![chuan_store::TokenTake { key: "k".into(), burst: 1.0, per_sec: 1.0 }]).await.unwrap());
+    // A writer's open reservation (version 2: `blobs.claim`) holds after the migration.
+    assert_eq!(s.forget_blob("b1", chuan_store::now_ms() + 1).await.unwrap(), None, "still reserved");
+    assert!(s.release_blob("b1", "w").await.unwrap().is_some(), "the writer's claim carried over");
 }

@@ -26,8 +26,9 @@ impl MaintenanceStore for SqlMetaStore {
             // page and starve the rest.
             c.query_map(
                 "SELECT id FROM blobs WHERE refs <= 0 AND zero_since <= ?1
-                   AND (claim IS NULL OR zero_since <= ?3) AND (deleting IS NULL OR deleting <= ?4) LIMIT ?2",
-                params![cutoff_ms, limit as i64, now - RESERVATION_GRACE_MS, now - STALE_DELETION_MS],
+                   AND NOT EXISTS (SELECT 1 FROM blob_claims c WHERE c.blob = blobs.id AND c.until > ?3)
+                   AND (deleting IS NULL OR deleting <= ?4) LIMIT ?2",
+                params![cutoff_ms, limit as i64, now, now - STALE_DELETION_MS],
                 |r| r.get(0),
             )
             .map_err(backend)
@@ -39,13 +40,16 @@ impl MaintenanceStore for SqlMetaStore {
         let id = id.to_owned();
         self.write(move |txn| {
             let now = now_ms();
-            // Unreferenced since the cutoff, and not reserved by a writer since the
-            // reservation grace (a commit clears the claim).
-            const FREE: &str = "refs <= 0 AND zero_since <= ?2 AND (claim IS NULL OR zero_since <= ?3)";
+            // Claims of writers that died lapse.
+            txn.execute("DELETE FROM blob_claims WHERE blob = ?1 AND until <= ?2", params![id, now])
+                .map_err(backend)?;
+            // Unreferenced since the cutoff, and no writer's claim on it.
+            const FREE: &str =
+                "refs <= 0 AND zero_since <= ?2 AND NOT EXISTS (SELECT 1 FROM blob_claims c WHERE c.blob = ?1)";
             let inline: Option<i64> = txn
                 .query_row(
                     &format!("DELETE FROM blobs WHERE id = ?1 AND inline = 1 AND {FREE} RETURNING size"),
-                    params![id, cutoff_ms, now - RESERVATION_GRACE_MS],
+                    params![id, cutoff_ms],
                     |r| r.get(0),
                 )
                 .optional()
@@ -57,10 +61,10 @@ impl MaintenanceStore for SqlMetaStore {
             let marked: Option<i64> = txn
                 .query_row(
                     &format!(
-                        "UPDATE blobs SET deleting = ?4 WHERE id = ?1 AND inline = 0 AND {FREE}
-                           AND (deleting IS NULL OR deleting <= ?5) RETURNING size"
+                        "UPDATE blobs SET deleting = ?3 WHERE id = ?1 AND inline = 0 AND {FREE}
+                           AND (deleting IS NULL OR deleting <= ?4) RETURNING size"
                     ),
-                    params![id, cutoff_ms, now - RESERVATION_GRACE_MS, now, now - STALE_DELETION_MS],
+                    params![id, cutoff_ms, now, now - STALE_DELETION_MS],
                     |r| r.get(0),
                 )
                 .optional()
@@ -86,11 +90,18 @@ impl MaintenanceStore for SqlMetaStore {
             let created = deleting.is_none();
             // A stale mark is dropped: its deleter died, and the bytes are written again.
             txn.execute(
-                "INSERT INTO blobs(id, size, refs, zero_since, inline, claim) VALUES(?1, ?2, 0, ?3, 0, ?4)
-                 ON CONFLICT(id) DO UPDATE SET claim = ?4, deleting = NULL,
+                "INSERT INTO blobs(id, size, refs, zero_since, inline) VALUES(?1, ?2, 0, ?3, 0)
+                 ON CONFLICT(id) DO UPDATE SET deleting = NULL,
                      zero_since = CASE WHEN blobs.refs <= 0 THEN ?3 ELSE blobs.zero_since END
                  WHERE blobs.inline = 0",
-                params![id, size as i64, now, claim],
+                params![id, size as i64, now],
+            )
+            .map_err(backend)?;
+            // One claim per writer (an inline row's too: it keeps GC off until the commit).
+            txn.execute(
+                "INSERT INTO blob_claims(blob, claim, until) VALUES(?1, ?2, ?3)
+                 ON CONFLICT(blob, claim) DO UPDATE SET until = ?3",
+                params![id, claim, now + RESERVATION_GRACE_MS],
             )
             .map_err(backend)?;
             Ok(created)
@@ -101,11 +112,16 @@ impl MaintenanceStore for SqlMetaStore {
     async fn release_blob(&self, id: &str, claim: &str) -> StoreResult<Option<ForgottenBlob>> {
         let (id, claim) = (id.to_owned(), claim.to_owned());
         self.write(move |txn| {
+            let now = now_ms();
+            txn.execute("DELETE FROM blob_claims WHERE blob = ?1 AND claim = ?2", params![id, claim])
+                .map_err(backend)?;
             let marked: Option<i64> = txn
                 .query_row(
-                    "UPDATE blobs SET deleting = ?3
-                     WHERE id = ?1 AND claim = ?2 AND refs <= 0 AND inline = 0 AND deleting IS NULL RETURNING size",
-                    params![id, claim, now_ms()],
+                    "UPDATE blobs SET deleting = ?2
+                     WHERE id = ?1 AND refs <= 0 AND inline = 0 AND deleting IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM blob_claims c WHERE c.blob = ?1 AND c.until > ?2)
+                     RETURNING size",
+                    params![id, now],
                     |r| r.get(0),
                 )
                 .optional()
@@ -115,11 +131,26 @@ impl MaintenanceStore for SqlMetaStore {
         .await
     }
 
+    async fn end_claim(&self, id: &str, claim: &str) -> StoreResult<()> {
+        let (id, claim) = (id.to_owned(), claim.to_owned());
+        self.write(move |txn| {
+            txn.execute("DELETE FROM blob_claims WHERE blob = ?1 AND claim = ?2", params![id, claim])
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn drop_blob(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
         self.write(move |txn| {
-            txn.execute("DELETE FROM blobs WHERE id = ?1 AND deleting IS NOT NULL AND refs <= 0", params![id])
+            let dropped = txn
+                .execute("DELETE FROM blobs WHERE id = ?1 AND deleting IS NOT NULL AND refs <= 0", params![id])
                 .map_err(backend)?;
+            if dropped > 0 {
+                // Only lapsed ones: nobody reserves a marked row.
+                txn.execute("DELETE FROM blob_claims WHERE blob = ?1", params![id]).map_err(backend)?;
+            }
             Ok(())
         })
         .await
@@ -129,7 +160,7 @@ impl MaintenanceStore for SqlMetaStore {
         let id = id.to_owned();
         self.write(move |txn| {
             txn.execute(
-                "UPDATE blobs SET deleting = NULL, claim = NULL, zero_since = ?2
+                "UPDATE blobs SET deleting = NULL, zero_since = ?2
                  WHERE id = ?1 AND deleting IS NOT NULL AND refs <= 0",
                 params![id, now_ms()],
             )

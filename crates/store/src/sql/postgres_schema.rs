@@ -7,7 +7,7 @@
 //! migrate one at a time (a transaction-scoped advisory lock).
 
 /// The schema version this code writes.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 /// Key of the advisory lock held while migrating ("chuan" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_68_75_61_6e;
@@ -126,6 +126,17 @@ INSERT INTO quotas(tenant, storage_bytes, download_bytes, requests, used_downloa
 DELETE FROM settings WHERE name LIKE 'quota:%';
 "#;
 
+/// Version 3: one row per writer's blob reservation (`blob_claims`; `blobs.claim` is no
+/// longer used), so one writer's commit no longer ends another's reservation. An open
+/// reservation carries over for a whole reservation grace ([`crate::RESERVATION_GRACE_MS`]).
+const V3: &str = r#"
+CREATE TABLE blob_claims(
+    blob TEXT COLLATE "C" NOT NULL, claim TEXT COLLATE "C" NOT NULL, until BIGINT NOT NULL,
+    PRIMARY KEY(blob, claim));
+INSERT INTO blob_claims(blob, claim, until) SELECT id, claim, 0 FROM blobs WHERE claim IS NOT NULL;
+UPDATE blobs SET claim = NULL WHERE claim IS NOT NULL;
+"#;
+
 /// Brings the database to [`VERSION`] in one transaction; refuses a newer one.
 pub(crate) fn migrate(client: &mut postgres::Client) -> Result<(), String> {
     let mut tx = client.transaction().map_err(|e| e.to_string())?;
@@ -147,6 +158,11 @@ pub(crate) fn migrate(client: &mut postgres::Client) -> Result<(), String> {
     }
     if version < 2 {
         tx.batch_execute(V2).map_err(|e| format!("migrating the schema to version 2: {e}"))?;
+    }
+    if version < 3 {
+        tx.batch_execute(V3).map_err(|e| format!("migrating the schema to version 3: {e}"))?;
+        let until = crate::now_ms() + crate::RESERVATION_GRACE_MS;
+        tx.execute("UPDATE blob_claims SET until = $1", &[&until]).map_err(|e| e.to_string())?;
     }
     tx.execute("UPDATE chuan_schema SET version = $1", &[&VERSION]).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())

@@ -14,12 +14,13 @@ use crate::now_ms;
 /// the write brings the bytes; else in the BlobStore. Returns whether the blob is inline (a
 /// blob already known stays where it is, whatever this write brings).
 pub(crate) fn blob_ref(txn: &Db, id: &str, size: u64, data: Option<&[u8]>) -> StoreResult<bool> {
-    // A reference ends a writer's reservation; a blob marked for deletion takes none (its
-    // bytes are going: the writer reserves it again once they are gone).
+    // A blob marked for deletion takes no reference (its bytes are going: the writer reserves
+    // it again once they are gone). The writer ends its own reservation after the commit
+    // (`MaintenanceStore::end_claim`): another writer's stays.
     let inline: bool = txn
         .query_row(
             "INSERT INTO blobs(id, size, refs, zero_since, inline) VALUES(?1, ?2, 1, NULL, ?3)
-             ON CONFLICT(id) DO UPDATE SET refs = blobs.refs + 1, zero_since = NULL, claim = NULL
+             ON CONFLICT(id) DO UPDATE SET refs = blobs.refs + 1, zero_since = NULL
              WHERE blobs.deleting IS NULL
              RETURNING inline",
             params![id, size as i64, data.is_some()],

@@ -9,7 +9,9 @@
 //! nodes, see `MaintenanceStore::reserve_blob`); version 8 quotas in a table of their own
 //! (`quotas`, moved from the `quota:TENANT` settings, so a write transaction reads its
 //! tenant's storage limit and allowances are taken from one count) and digest job claims
-//! (`contents.digest_lease`, see `ObjectStore::claim_pending_digests`).
+//! (`contents.digest_lease`, see `ObjectStore::claim_pending_digests`); version 9 one row per
+//! writer's blob reservation (`blob_claims`, so one writer's commit no longer ends another's
+//! reservation; `blobs.claim` is no longer used).
 
 use rusqlite::{params, Connection};
 
@@ -17,7 +19,7 @@ use super::rows::backend;
 use crate::meta::StoreResult;
 
 /// The schema version this code writes.
-pub(crate) const VERSION: i64 = 8;
+pub(crate) const VERSION: i64 = 9;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tenants(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
@@ -56,6 +58,8 @@ CREATE TABLE IF NOT EXISTS blobs(
     id TEXT PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, zero_since INTEGER,
     inline INTEGER NOT NULL DEFAULT 0, claim TEXT, deleting INTEGER);
 CREATE TABLE IF NOT EXISTS inline_blobs(id TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blob_claims(
+    blob TEXT NOT NULL, claim TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY(blob, claim)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blobs_unreferenced ON blobs(zero_since) WHERE refs = 0;
 CREATE TABLE IF NOT EXISTS contents(
     id INTEGER PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL, etag TEXT NOT NULL,
@@ -163,6 +167,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if (1..=7).contains(&version) {
         after_v7(&txn).map_err(backend)?;
     }
+    if (1..=8).contains(&version) {
+        after_v8(&txn).map_err(backend)?;
+    }
     txn.pragma_update(None, "user_version", VERSION).map_err(backend)?;
     txn.commit().map_err(backend)
 }
@@ -234,6 +241,16 @@ fn after_v7(txn: &Connection) -> rusqlite::Result<()> {
          FROM settings WHERE name LIKE 'quota:%' AND json_valid(value) AND json_type(value) = 'object';
          DELETE FROM settings WHERE name LIKE 'quota:%';",
     )
+}
+
+/// Reservations were one claim per blob row (`blobs.claim`) before version 9; an open one
+/// carries over for a whole reservation grace.
+fn after_v8(txn: &Connection) -> rusqlite::Result<()> {
+    txn.execute(
+        "INSERT INTO blob_claims(blob, claim, until) SELECT id, claim, ?1 FROM blobs WHERE claim IS NOT NULL",
+        params![crate::now_ms() + crate::RESERVATION_GRACE_MS],
+    )?;
+    txn.execute_batch("UPDATE blobs SET claim = NULL WHERE claim IS NOT NULL;")
 }
 
 /// The tree of version-2 data: each object's parent, and a folder row for every folder its
@@ -438,5 +455,23 @@ INSERT INTO objects VALUES('photos', 'dir/sub/f.txt', 1, 1, 'e', 4, '{}', 'i4');
         // Opening again is a no-op.
         let s = crate::SqlMetaStore::open_sqlite(&path).unwrap();
         assert_eq!(s.list_tenants().await.unwrap().len(), 2);
+    }
+
+    /// A version-8 database's open blob reservation (`blobs.claim`) becomes a claim.
+    #[tokio::test]
+    async fn a_version_8_reservation_carries_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        drop(crate::SqlMetaStore::open_sqlite(&path).unwrap());
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "DROP TABLE blob_claims; PRAGMA user_version = 8;
+                 INSERT INTO blobs(id, size, refs, zero_since, inline, claim) VALUES('b1', 5, 0, 0, 0, 'w');",
+            )
+            .unwrap();
+        let s = crate::SqlMetaStore::open_sqlite(&path).unwrap();
+        assert_eq!(s.forget_blob("b1", crate::now_ms() + 1).await.unwrap(), None, "still reserved");
+        assert!(s.release_blob("b1", "w").await.unwrap().is_some(), "the writer's claim carried over");
     }
 }
