@@ -39,15 +39,9 @@ esac
 [ -x "$CHUAN_BIN" ] || die "$CHUAN_BIN not found: run 'cargo build --release' first"
 
 # ---------- tools, idempotently ----------
-need=()
-for t in wrk curl openssl; do command -v "$t" >/dev/null || need+=("$t"); done
-[ -x /usr/sbin/nginx ] || need+=(nginx-light)
-if [ "${#need[@]}" -gt 0 ]; then
-  sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
-  say "installing ${need[*]} (apt-get)"
-  "${sudo[@]}" apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || die "apt-get failed"
-fi
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
+bench_tools
 /usr/sbin/nginx -V 2>&1 | grep -q http_dav_module || die "this nginx has no WebDAV module"
 S3S_FS=$TOOLS/bin/s3s-fs
 if ! [ -x "$S3S_FS" ] || [ "$("$S3S_FS" --version 2>/dev/null | awk '{print $2}')" != "$S3S_FS_VERSION" ]; then
@@ -75,18 +69,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo; say "interrupted"; exit 130' INT TERM
-port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {  # name port pid
-  local i
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$3" 2>/dev/null || die "$1 exited during start-up (see $OUTDIR/$1.log)"
-    curl -s -o /dev/null -m 1 "http://127.0.0.1:$2/" && return 0
-    sleep 0.1
-  done
-  die "$1 did not listen on $2 within 30 s"
-}
-
-P_CHUAN=$(port); P_S3S=$(port); P_NGINX=$(port)
+P_CHUAN=$(bench_port); P_S3S=$(bench_port); P_NGINX=$(bench_port)
 mkdir -p "$WORKDIR/chuan" "$WORKDIR/s3s/$BUCKET" "$WORKDIR/nginx/$BUCKET"
 # The per-tenant request rate limit is off: the peers have none, and one tenant is all a
 # benchmark has (with it on, a 4 KiB GET phase is mostly 503 SlowDown after the burst).
@@ -118,9 +101,9 @@ mkdir -p "$WORKDIR/nginx-tmp"
 chmod 755 "$WORKDIR" && chmod 777 "$WORKDIR/nginx" "$WORKDIR/nginx/$BUCKET" "$WORKDIR/nginx-tmp"
 /usr/sbin/nginx -c "$WORKDIR/nginx.conf" > "$OUTDIR/nginx.log" 2>&1 &
 PID_NGINX=$!; PIDS+=("$PID_NGINX")
-wait_port chuan "$P_CHUAN" "$PID_CHUAN"
-wait_port s3s-fs "$P_S3S" "$PID_S3S"
-wait_port nginx "$P_NGINX" "$PID_NGINX"
+bench_wait_port chuan "$P_CHUAN" "$PID_CHUAN" "$OUTDIR/chuan.log"
+bench_wait_port s3s-fs "$P_S3S" "$PID_S3S" "$OUTDIR/s3s-fs.log"
+bench_wait_port nginx "$P_NGINX" "$PID_NGINX" "$OUTDIR/nginx.log"
 NGINX_PIDS=$(echo "$PID_NGINX" $(pgrep -P "$PID_NGINX") | tr ' ' ',')
 "$PYTHON" - "$P_CHUAN" "$AK" "$SK" "$BUCKET" <<'PY' || die "creating the chuan bucket failed"
 import sys, boto3

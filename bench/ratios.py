@@ -24,9 +24,8 @@ FIGURES = [
 ]
 
 
-def main() -> None:
-    path = sys.argv[1]
-    me = sys.argv[2] if len(sys.argv) > 2 else "chuan"
+def medians(path: str) -> dict[str, dict[str, float]]:
+    """figure -> target -> median over rounds, from run-peers.sh's results.tsv."""
     vals = defaultdict(lambda: defaultdict(list))
     for line in open(path):
         parts = line.rstrip("\n").split("\t")
@@ -38,7 +37,13 @@ def main() -> None:
         except ValueError:
             continue  # FAIL
         vals[figure][target].append(v)
-    med = {f: {t: statistics.median(v) for t, v in ts.items()} for f, ts in vals.items()}
+    return {f: {t: statistics.median(v) for t, v in ts.items()} for f, ts in vals.items()}
+
+
+def main() -> None:
+    path = sys.argv[1]
+    me = sys.argv[2] if len(sys.argv) > 2 else "chuan"
+    med = medians(path)
     peers = sorted({t for ts in med.values() for t in ts} - {me, "machine"})
     print(f"{'figure':36} " + " ".join(f"{t:>10}" for t in [me, *peers]) + f" {'vs best peer':>13}  target")
     for fig, label, higher, goal in FIGURES:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Copied from ../shared/bench/s3bench.sh (2026-11-22, sha256 675b8724ca44c775); one shellcheck directive added;
-# changed: WRK_SCRIPT picks the wrk script (default smallobj.lua; bench/inline.sh uses uniqueobj.lua).
+# changed: WRK_SCRIPT picks the wrk script (default smallobj.lua; bench/inline.sh uses uniqueobj.lua);
+# BIG_FRESH=1 writes new random bytes for each run (bench/cluster.sh: a content-addressed store
+# must not find the last round's blob still in its GC grace).
 # s3bench.sh - benchmark ONE running S3 (or plain HTTP PUT/GET) server on loopback.
 # See README.md beside this file. Every figure is printed as
 #   RESULT <target> <figure> <value>
@@ -25,6 +27,7 @@ REGION=${REGION:-us-east-1}
 SERVER_PID=${SERVER_PID:-}              # PIDs (space/comma separated) for RSS/CPU
 BENCH_WORKDIR=${BENCH_WORKDIR:-/tmp/s3bench-work}
 BIG_BYTES=${BIG_BYTES:-1073741824}
+BIG_FRESH=${BIG_FRESH:-0}               # 1: new random bytes for the big file on every run
 SMALL_SIZE=${SMALL_SIZE:-4096}
 SMALL_CONC=${SMALL_CONC:-16}
 SMALL_SECS=${SMALL_SECS:-10}
@@ -132,6 +135,9 @@ py() {
 
 # ---------- the 1 GiB random file ----------
 ensure_big() {
+  if [ "$BIG_FRESH" = 1 ] && [ -z "${BIG_REFRESHED:-}" ]; then
+    rm -f "$BIG" "$BIG.md5"; BIG_REFRESHED=1
+  fi
   if [ ! -f "$BIG" ] || [ "$(stat -c %s "$BIG")" != "$BIG_BYTES" ]; then
     info "creating $BIG ($BIG_BYTES random bytes)"
     head -c "$BIG_BYTES" /dev/urandom > "$BIG.tmp" && mv "$BIG.tmp" "$BIG" || die "cannot write $BIG"

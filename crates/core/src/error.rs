@@ -132,6 +132,8 @@ impl From<StoreError> for CoreError {
             StoreError::Backend(m) => CoreError::Internal(m),
             StoreError::Unavailable(m) => CoreError::Unavailable(m),
             StoreError::QuotaExceeded => CoreError::QuotaExceeded("storage volume".into()),
+            // Every protocol's "slow down, retry" (S3 503 SlowDown).
+            StoreError::Contended(_) => CoreError::SlowDown,
             other => CoreError::Internal(other.to_string()),
         }
     }

@@ -31,6 +31,12 @@ pub enum StoreError {
     KindConflict,
     #[error("metadata backend error: {0}")]
     Backend(String),
+    /// The write lost to concurrent writes of the same rows every time it ran (PostgreSQL's
+    /// serialization conflicts, retried with growing pauses): nothing was written; worth
+    /// retrying later. Writes that all change one row (the same small content stored under
+    /// many keys at once, say) queue this way.
+    #[error("metadata write contended: {0}")]
+    Contended(String),
     /// The metadata backend cannot be reached now (a connection lost or refused). Nothing was
     /// written, unless the connection broke during the commit itself, whose outcome is then
     /// unknown (as for any client of a remote database). Worth retrying: the store reconnects

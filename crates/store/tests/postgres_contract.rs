@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use chuan_store::{MaintenanceStore, MetaStore, QuotaStore, SettingStore, SqlMetaStore};
+use chuan_store::{MaintenanceStore, MetaStore, QuotaStore, SettingStore, SqlMetaStore, UsageStore};
 
 /// A throwaway PostgreSQL server on a loopback port, stopped when this process exits.
 struct Server {
@@ -206,7 +206,8 @@ async fn a_version_1_database_is_migrated() {
         let mut c = postgres::Client::connect(&setup, postgres::NoTls).unwrap();
         c.batch_execute(
             "DROP TABLE quotas; DROP TABLE rate_buckets; ALTER TABLE contents DROP COLUMN digest_lease;
-             DROP TABLE blob_claims; UPDATE chuan_schema SET version = 1;
+             DROP TABLE blob_claims; DROP TABLE bucket_bytes; UPDATE chuan_schema SET version = 1;
+             INSERT INTO buckets(name, tenant, public, region, created, bytes) VALUES('photos', 'alice', 0, 'r', 9, 42);
              INSERT INTO settings VALUES('quota:alice', '{\"download_bytes\":900,\"used_download_bytes\":12}');
              INSERT INTO blobs(id, size, refs, zero_since, inline, claim) VALUES('b1', 5, 0, 0, 0, 'w');",
         )
@@ -220,6 +221,7 @@ async fn a_version_1_database_is_migrated() {
     assert_eq!((q.used_download_bytes, q.used_requests), (12, 0));
     assert_eq!(s.get_setting("quota:alice").await.unwrap(), None);
     assert!(s.take_tokens(vec![chuan_store::TokenTake { key: "k".into(), burst: 1.0, per_sec: 1.0 }]).await.unwrap());
+    assert_eq!(s.bucket_bytes("photos").await.unwrap(), 42, "the byte count moved to its rows");
     // A writer's open reservation (version 2: `blobs.claim`) holds after the migration.
     assert_eq!(s.forget_blob("b1", chuan_store::now_ms() + 1).await.unwrap(), None, "still reserved");
     assert!(s.release_blob("b1", "w").await.unwrap().is_some(), "the writer's claim carried over");

@@ -110,6 +110,7 @@ impl BucketStore for SqlMetaStore {
             }
             // Folders kept without a marker (UpYun's) hold nothing now: they go too.
             exec(txn, "DELETE FROM folders WHERE bucket = ?1", params![name]).map_err(backend)?;
+            exec(txn, "DELETE FROM bucket_bytes WHERE bucket = ?1", params![name]).map_err(backend)?;
             let n = exec(txn, "DELETE FROM buckets WHERE name = ?1", params![name]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound);

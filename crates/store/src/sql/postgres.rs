@@ -215,9 +215,10 @@ fn retryable(code: Option<&postgres::error::SqlState>) -> bool {
     matches!(code, Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
 }
 
-/// A short random pause before another attempt, longer after each conflict (at most ~64 ms).
+/// A short random pause before another attempt, longer after each conflict (at most ~256 ms,
+/// so that 50 attempts span seconds: enough for a queue of writers of one row to drain).
 fn backoff(attempt: u32) {
-    let cap_us = 1_000u64 << attempt.min(6);
+    let cap_us = 1_000u64 << attempt.min(8);
     std::thread::sleep(Duration::from_micros(rand::random::<u64>() % cap_us));
 }
 
@@ -276,7 +277,7 @@ fn write_tx<T>(conn: &mut PgConn, f: &impl Fn(&Db<'_>) -> StoreResult<T>) -> Res
         }
         backoff(attempt);
     }
-    Ok(Err(StoreError::Backend(format!(
+    Ok(Err(StoreError::Contended(format!(
         "PostgreSQL: the write conflicted with concurrent writes {MAX_ATTEMPTS} times in a row"
     ))))
 }

@@ -7,7 +7,7 @@
 //! migrate one at a time (a transaction-scoped advisory lock).
 
 /// The schema version this code writes.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 /// Key of the advisory lock held while migrating ("chuan" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_68_75_61_6e;
@@ -137,6 +137,15 @@ INSERT INTO blob_claims(blob, claim, until) SELECT id, claim, 0 FROM blobs WHERE
 UPDATE blobs SET claim = NULL WHERE claim IS NOT NULL;
 "#;
 
+/// Version 4: bucket byte counts spread over rows (`bucket_bytes`; `buckets.bytes` is no
+/// longer used), so concurrent writes into one bucket do not all update one row.
+const V4: &str = r#"
+CREATE TABLE bucket_bytes(
+    bucket TEXT COLLATE "C" NOT NULL, shard BIGINT NOT NULL, bytes BIGINT NOT NULL, PRIMARY KEY(bucket, shard));
+INSERT INTO bucket_bytes(bucket, shard, bytes) SELECT name, 0, bytes FROM buckets WHERE bytes <> 0;
+UPDATE buckets SET bytes = 0 WHERE bytes <> 0;
+"#;
+
 /// Brings the database to [`VERSION`] in one transaction; refuses a newer one.
 pub(crate) fn migrate(client: &mut postgres::Client) -> Result<(), String> {
     let mut tx = client.transaction().map_err(|e| e.to_string())?;
@@ -163,6 +172,9 @@ pub(crate) fn migrate(client: &mut postgres::Client) -> Result<(), String> {
         tx.batch_execute(V3).map_err(|e| format!("migrating the schema to version 3: {e}"))?;
         let until = crate::now_ms() + crate::RESERVATION_GRACE_MS;
         tx.execute("UPDATE blob_claims SET until = $1", &[&until]).map_err(|e| e.to_string())?;
+    }
+    if version < 4 {
+        tx.batch_execute(V4).map_err(|e| format!("migrating the schema to version 4: {e}"))?;
     }
     tx.execute("UPDATE chuan_schema SET version = $1", &[&VERSION]).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())

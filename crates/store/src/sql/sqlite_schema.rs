@@ -11,7 +11,9 @@
 //! tenant's storage limit and allowances are taken from one count) and digest job claims
 //! (`contents.digest_lease`, see `ObjectStore::claim_pending_digests`); version 9 one row per
 //! writer's blob reservation (`blob_claims`, so one writer's commit no longer ends another's
-//! reservation; `blobs.claim` is no longer used).
+//! reservation; `blobs.claim` is no longer used); version 10 bucket byte counts spread over
+//! rows (`bucket_bytes`, so concurrent writes into one bucket do not all update one row;
+//! `buckets.bytes` is no longer used).
 
 use rusqlite::{params, Connection};
 
@@ -19,7 +21,7 @@ use super::rows::backend;
 use crate::meta::StoreResult;
 
 /// The schema version this code writes.
-pub(crate) const VERSION: i64 = 9;
+pub(crate) const VERSION: i64 = 10;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tenants(name TEXT PRIMARY KEY, created INTEGER NOT NULL);
@@ -46,6 +48,8 @@ CREATE TABLE IF NOT EXISTS buckets(
     region TEXT NOT NULL, created INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0,
     config TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS buckets_of_tenant ON buckets(tenant);
+CREATE TABLE IF NOT EXISTS bucket_bytes(
+    bucket TEXT NOT NULL, shard INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY(bucket, shard)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS callbacks(
     id INTEGER PRIMARY KEY, url TEXT NOT NULL, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     next_at INTEGER NOT NULL, created INTEGER NOT NULL, headers TEXT NOT NULL DEFAULT '[]');
@@ -170,6 +174,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if (1..=8).contains(&version) {
         after_v8(&txn).map_err(backend)?;
     }
+    if (1..=9).contains(&version) {
+        after_v9(&txn).map_err(backend)?;
+    }
     txn.pragma_update(None, "user_version", VERSION).map_err(backend)?;
     txn.commit().map_err(backend)
 }
@@ -251,6 +258,14 @@ fn after_v8(txn: &Connection) -> rusqlite::Result<()> {
         params![crate::now_ms() + crate::RESERVATION_GRACE_MS],
     )?;
     txn.execute_batch("UPDATE blobs SET claim = NULL WHERE claim IS NOT NULL;")
+}
+
+/// Bucket byte counts were one column (`buckets.bytes`) before version 10.
+fn after_v9(txn: &Connection) -> rusqlite::Result<()> {
+    txn.execute_batch(
+        "INSERT INTO bucket_bytes(bucket, shard, bytes) SELECT name, 0, bytes FROM buckets WHERE bytes <> 0;
+         UPDATE buckets SET bytes = 0 WHERE bytes <> 0;",
+    )
 }
 
 /// The tree of version-2 data: each object's parent, and a folder row for every folder its
@@ -394,7 +409,7 @@ INSERT INTO settings VALUES('cos.tenant-of-appid.1250000007', 'alice');
 INSERT INTO settings VALUES('cos.appid-of-tenant.alice', '1250000007');
 INSERT INTO settings VALUES('upyun.form_secret:photos', 'formsecret');
 INSERT INTO settings VALUES('quota:alice', '{"storage_bytes":1000,"requests":50,"used_download_bytes":7,"used_requests":3}');
-INSERT INTO buckets VALUES('photos', 'alice', 0, 'r', 9, 0);
+INSERT INTO buckets VALUES('photos', 'alice', 0, 'r', 9, 42);
 INSERT INTO uploads VALUES('u1', 'photos', 'k', 'alice', 1, '{"user":{"cos-biz-attr":"b"}}', '{"dialect":"cos","filesize":1}', 5);
 INSERT INTO credentials VALUES('TOKEN_x', 'y', 'alice', 'ufile-token', 7, NULL, '{"ops":["read"],"name":"reader"}');
 INSERT INTO credentials VALUES('adrive-refresh:ab', 'z', 'drivers', 'adrive-refresh', 3, NULL, NULL);
@@ -451,6 +466,9 @@ INSERT INTO objects VALUES('photos', 'dir/sub/f.txt', 1, 1, 'e', 4, '{}', 'i4');
         assert_eq!(q.limits, QuotaLimits { storage_bytes: Some(1000), download_bytes: None, requests: Some(50) });
         assert_eq!((q.used_download_bytes, q.used_requests), (7, 3));
         assert_eq!(s.get_setting("quota:alice").await.unwrap(), None);
+        // The bucket's byte count moved to its rows.
+        assert_eq!(s.bucket_bytes("photos").await.unwrap(), 42);
+        assert_eq!(s.tenant_bytes("alice").await.unwrap(), 42);
         drop(s);
         // Opening again is a no-op.
         let s = crate::SqlMetaStore::open_sqlite(&path).unwrap();

@@ -434,7 +434,7 @@ fn copy_tx(txn: &Db, m: &TreeMove) -> StoreResult<TreeEntry> {
         exec(txn, "UPDATE contents SET refs = refs + 1 WHERE id = ?1", params![o.content_id]).map_err(backend)?;
         grown += o.size as i64;
     }
-    exec(txn, "UPDATE buckets SET bytes = bytes + ?2 WHERE name = ?1", params![bucket, grown]).map_err(backend)?;
+    super::refs::add_bucket_bytes(txn, bucket, grown)?;
     if grown > 0 {
         check_quota(txn, bucket)?;
     }
@@ -477,13 +477,9 @@ pub(crate) fn check_quota(txn: &Db, bucket: &str) -> StoreResult<()> {
     .optional()
     .map_err(backend)?;
     let Some(Some(limit)) = limit else { return Ok(()) };
-    let used: i64 = query_one(
-        txn,
-        "SELECT CAST(coalesce(sum(bytes), 0) AS BIGINT) FROM buckets WHERE tenant = (SELECT tenant FROM buckets WHERE name = ?1)",
-        params![bucket],
-        |r| r.get(0),
-    )
-    .map_err(backend)?;
+    let tenant: String =
+        query_one(txn, "SELECT tenant FROM buckets WHERE name = ?1", params![bucket], |r| r.get(0)).map_err(backend)?;
+    let used: i64 = query_one(txn, super::refs::TENANT_BYTES_OF, params![tenant], |r| r.get(0)).map_err(backend)?;
     if used > limit {
         return Err(StoreError::QuotaExceeded);
     }
@@ -741,8 +737,7 @@ fn restore_tx(txn: &Db, bucket: &str, id: &str, to: &str, now: i64) -> StoreResu
 pub(crate) fn purge_tx(txn: &Db, bucket: &str, id: &str) -> StoreResult<TrashItem> {
     let (item, _) = get_trash_tx(txn, bucket, id)?.ok_or(StoreError::NotFound)?;
     for o in trashed_objects(txn, bucket, id)? {
-        exec(txn, "UPDATE buckets SET bytes = bytes - ?2 WHERE name = ?1", params![bucket, o.size as i64])
-            .map_err(backend)?;
+        super::refs::add_bucket_bytes(txn, bucket, -(o.size as i64))?;
         content_unref(txn, o.content_id)?;
     }
     drop_trash_rows(txn, bucket, id)?;

@@ -16,7 +16,7 @@ impl UsageStore for SqlMetaStore {
                 exec(
                     txn,
                     "INSERT INTO usage(tenant, bucket, day, storage, downloads, requests)
-                     VALUES(?1, ?2, ?3, coalesce((SELECT bytes FROM buckets WHERE name = ?2), 0), ?4, ?5)
+                     VALUES(?1, ?2, ?3, (SELECT CAST(coalesce(sum(bytes), 0) AS BIGINT) FROM bucket_bytes WHERE bucket = ?2), ?4, ?5)
                      ON CONFLICT(tenant, day, bucket) DO UPDATE SET
                        downloads = usage.downloads + ?4, requests = usage.requests + ?5,
                        storage = CASE WHEN usage.storage > excluded.storage THEN usage.storage ELSE excluded.storage END",
@@ -48,14 +48,9 @@ impl UsageStore for SqlMetaStore {
     async fn tenant_bytes(&self, tenant: &str) -> StoreResult<u64> {
         let tenant = tenant.to_owned();
         self.read(move |c| {
-            query_one(
-                c,
-                "SELECT CAST(coalesce(sum(bytes), 0) AS BIGINT) FROM buckets WHERE tenant = ?1",
-                params![tenant],
-                |r| r.get::<i64>(0),
-            )
-            .map(|v| v as u64)
-            .map_err(backend)
+            query_one(c, super::refs::TENANT_BYTES_OF, params![tenant], |r| r.get::<i64>(0))
+                .map(|v| v as u64)
+                .map_err(backend)
         })
         .await
     }
@@ -63,11 +58,9 @@ impl UsageStore for SqlMetaStore {
     async fn bucket_bytes(&self, bucket: &str) -> StoreResult<u64> {
         let bucket = bucket.to_owned();
         self.read(move |c| {
-            query_one(c, "SELECT coalesce(max(bytes), 0) FROM buckets WHERE name = ?1", params![bucket], |r| {
-                r.get::<i64>(0)
-            })
-            .map(|v| v as u64)
-            .map_err(backend)
+            query_one(c, super::refs::BUCKET_BYTES_OF, params![bucket], |r| r.get::<i64>(0))
+                .map(|v| v as u64)
+                .map_err(backend)
         })
         .await
     }
