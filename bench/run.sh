@@ -57,27 +57,13 @@ esac
 [ -x "$CHUAN_BIN" ] || die "$CHUAN_BIN not found: run 'cargo build --release' in $REPO first (this script builds nothing)"
 
 # ---------- 2. tools ----------
-APT_UPDATED=0
-apt_install() {   # packages...
-  command -v apt-get >/dev/null || die "missing $*; install them (no apt-get here)"
-  local sudo=()
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || die "missing $*; run as root or install them"
-    sudo=(sudo)
-  fi
-  say "installing $* (apt-get)"
-  if [ "$APT_UPDATED" = 0 ]; then
-    "${sudo[@]}" apt-get update -qq >/dev/null || die "apt-get update failed"
-    APT_UPDATED=1
-  fi
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >/dev/null \
-    || die "apt-get install $* failed"
-}
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 ensure_tools() {
   local missing=() t
   for t in wrk curl openssl; do command -v "$t" >/dev/null || missing+=("$t"); done
-  [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+  [ "${#missing[@]}" -eq 0 ] || bench_apt_install "${missing[@]}"
   for t in wrk curl openssl md5sum dd awk sync getconf sort setsid find; do
     command -v "$t" >/dev/null || die "missing tool: $t"
   done
@@ -105,10 +91,10 @@ pick_python() {
   local priv="$HERE/.venv-bench" py
   py="$priv/bin/python"
   if has_boto3 "$py"; then PYTHON=$py; return; fi
-  command -v python3 >/dev/null || apt_install python3 python3-venv
+  command -v python3 >/dev/null || bench_apt_install python3 python3-venv
   if [ ! -x "$py" ]; then
     say "creating $priv (boto3)"
-    python3 -m venv "$priv" 2>/dev/null || { rm -rf "$priv"; apt_install python3-venv; python3 -m venv "$priv"; } \
+    python3 -m venv "$priv" 2>/dev/null || { rm -rf "$priv"; bench_apt_install python3-venv; python3 -m venv "$priv"; } \
       || die "cannot create a venv in $priv"
   fi
   "$py" -m pip install -q --disable-pip-version-check boto3 || die "pip install boto3 failed"
