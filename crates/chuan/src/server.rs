@@ -110,6 +110,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         max_connections,
         open_files,
         limits = %limits.summary(),
+        lookup_floor_ms = engine.config.lookup_floor.as_millis() as u64,
         "chuan is serving"
     );
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
