@@ -4,7 +4,8 @@
 #
 # Idempotent: does nothing when .venv already holds exactly these
 # requirements (stamp file with their hash). Installs the Debian packages
-# it needs (curl, python3-venv, postgresql, Ceph's radosgw) with apt-get only when they are missing.
+# it needs (curl, python3-venv, postgresql, Ceph's radosgw, Node.js and npm) with apt-get only when
+# they are missing. Also installs tus-js-client (tests/compat/tusjs) with `npm ci`.
 #
 #   scripts/setup-venv.sh && .venv/bin/pytest tests/compat -q
 set -euo pipefail
@@ -48,6 +49,12 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 for pkg in ceph-mon ceph-osd radosgw ceph-common; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# Debian's Chromium: the web console's end-to-end test (tests/console/e2e.mjs, playwright-core
+# driving /usr/bin/chromium; tests/compat/test_console.py).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+# Node.js and npm: tus-js-client 4.3.1 (tests/compat/test_tus_js.py) needs Node.js >= 18.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
     command -v apt-get >/dev/null 2>&1 || { log "missing ${missing[*]} and no apt-get"; exit 1; }
     apt_install "${missing[@]}"
@@ -129,6 +136,30 @@ install_cos_sdks() {
     install_cos_sdk qcloud-cos 3.3.6 1e564f530cb04fb6c9b9593d9e3a053ca422558d2c59f42271b53ac1078d9218 "$VENV/cos-v3"
 }
 
+# --- tus-js-client 4.3.1, from the npm registry ------------------------------------
+# `npm ci` installs exactly tests/compat/tusjs/package-lock.json (integrity-pinned) into
+# tests/compat/tusjs/node_modules (git-ignored). Idempotent: skipped while node_modules
+# holds what this package.json + lock file + Node.js version describe (stamp with their hash).
+install_tusjs() {
+    local dir="$ROOT/tests/compat/tusjs" want stamp
+    stamp="$dir/node_modules/.chuan-npm-ci.sha256"
+    want="$( { cat "$dir/package.json" "$dir/package-lock.json"; node --version; } | sha256sum | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$dir/node_modules/tus-js-client/package.json" ]; then
+        return 0
+    fi
+    log "npm ci in ${dir#"$ROOT"/}"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    node -e "const v = require('$dir/node_modules/tus-js-client/package.json').version; if (v !== '4.3.1') { console.error('tus-js-client ' + v); process.exit(1); }"
+    printf '%s\n' "$want" >"$stamp"
+}
+
+# --- web console --------------------------------------------------------------
+# console/dist (npm ci + vite build) and tests/console/node_modules (playwright-core), each
+# only when missing or made from other sources/locks (tests/console/prepare.sh keeps stamps).
+setup_console() {
+    "$ROOT/tests/console/prepare.sh"
+}
+
 # --- venv ---------------------------------------------------------------------
 want="$( { cat "$REQ"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
 
@@ -137,6 +168,8 @@ if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>
     install_ufile_327
     install_upyun_242
     install_cos_sdks
+    install_tusjs
+    setup_console
     log "$VENV is up to date"
     exit 0
 fi
@@ -150,12 +183,14 @@ fi
 
 log "installing ${REQ#"$ROOT"/}"
 "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQ"
-"$VENV/bin/python" -c 'import boto3, botocore, awscrt, pytest, requests'
+"$VENV/bin/python" -c 'import boto3, botocore, awscrt, pytest, requests, tusclient'
 "$VENV/bin/aws" --version >/dev/null
 
 install_ufile_327
 install_upyun_242
 install_cos_sdks
+install_tusjs
+setup_console
 
 rm -f "$STAMP"
 printf '%s\n' "$want" >"$STAMP"

@@ -179,6 +179,29 @@ pub fn auth_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     (head.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
 }
 
+/// `(user, password)` of an `Authorization: Basic <base64 of user:password>` value (RFC 7617
+/// §2; the user id is everything before the first `:`); `None` for anything else.
+pub fn parse_basic(value: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD.decode(auth_scheme(value, "Basic")?).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// The caller behind a request's HTTP Basic credentials: `Ok(None)` without valid ones,
+/// `Err` when the credential store cannot be asked (answered 503, not 401).
+pub async fn basic_principal(
+    engine: &chuan_core::Engine,
+    headers: &http::HeaderMap,
+) -> Result<Option<chuan_core::Principal>, chuan_core::CoreError> {
+    let Some((ak, sk)) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(parse_basic)
+    else {
+        return Ok(None);
+    };
+    engine.basic(&ak, &sk).await
+}
+
 /// An IMF-fixdate (RFC 9110 §5.6.7) of a time in milliseconds since the epoch.
 pub fn http_date(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);

@@ -57,6 +57,11 @@ pub fn to_s3_error(e: CoreError) -> S3Error {
         CoreError::InvalidRange => (C::InvalidRange, "The requested range is not satisfiable".to_owned()),
         CoreError::InvalidArgument(m) => (C::InvalidArgument, m.clone()),
         CoreError::InvalidRequest(m) => (C::InvalidRequest, m.clone()),
+        // Resumable uploads' errors (tus, the IETF draft): S3 requests never meet them.
+        CoreError::OffsetMismatch { .. }
+        | CoreError::UploadExpired
+        | CoreError::ChecksumMismatch
+        | CoreError::UploadComplete => (C::InvalidRequest, format!("{e}")),
         CoreError::Unavailable(_) => {
             tracing::warn!(error = %e, "storage backend unavailable");
             (C::ServiceUnavailable, "A storage backend cannot be reached. Please try again.".to_owned())

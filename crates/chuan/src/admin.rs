@@ -6,7 +6,6 @@
 //! or the metrics token (`Authorization: Bearer`, `--metrics-token`); only health is open. Use them over loopback or
 //! behind TLS.
 
-use base64::Engine as _;
 use bytes::Bytes;
 use chuan_core::store::CredentialKind;
 use chuan_core::{CoreError, CredentialSpec, Engine, Principal};
@@ -40,7 +39,7 @@ pub async fn create_tenant(engine: &Engine, p: &Principal, name: &str) -> anyhow
     })
 }
 
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp {
+pub(crate) fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp {
     Response::builder()
         .status(status)
         .header("content-type", content_type)
@@ -62,28 +61,7 @@ fn unauthorized(msg: &str) -> Resp {
     r
 }
 
-/// `(user, password)` of an `Authorization: Basic <base64 of user:password>` value (RFC 7617
-/// §2; the user id is everything before the first `:`); `None` for anything else.
-pub fn parse_basic(value: &str) -> Option<(String, String)> {
-    let raw = base64::engine::general_purpose::STANDARD.decode(chuan_api_common::auth_scheme(value, "Basic")?).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
-}
-
-/// The principal behind HTTP Basic credentials (access key : secret).
-/// The HTTP Basic caller: `Ok(None)` without valid credentials, `Err` when the credential
-/// could not be looked up (the metadata store unreachable: answered 503, not 401).
-async fn basic_principal(engine: &Engine, headers: &http::HeaderMap) -> Result<Option<Principal>, CoreError> {
-    let Some((ak, sk)) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(parse_basic)
-    else {
-        return Ok(None);
-    };
-    Ok(match engine.credential(&ak, chuan_core::KEY_PAIRS).await? {
-        Some((secret, p)) if chuan_core::constant_time_eq(secret.as_bytes(), sk.as_bytes()) => Some(p),
-        _ => None,
-    })
-}
+use chuan_api_common::basic_principal;
 
 /// Handles a request whose path starts with `/_chuan/`.
 pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api_common::RequestBody>) -> Resp {
@@ -92,6 +70,9 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api
     let (method, path, query, headers) = (&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers);
     match (method, path) {
         (&Method::GET | &Method::HEAD, "/_chuan/health") => return respond(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET | &Method::HEAD, p) if p == "/_chuan/console" || p.starts_with(crate::console::BASE) => {
+            return crate::console::serve(p, method == Method::HEAD)
+        }
         (&Method::GET, "/_chuan/metrics") => {
             // Operators' numbers: the root key pair (HTTP Basic) or the metrics token (Bearer).
             let bearer = headers
@@ -143,6 +124,18 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api
             return error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
         }
         return crate::native::handle(engine, &p, op, &body).await;
+    }
+    if path == "/_chuan/v1/account" {
+        if method != Method::GET {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+        }
+        return crate::native::account(engine, &p).await;
+    }
+    if let Some(rest) = path.strip_prefix("/_chuan/v1/tokens") {
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return error(StatusCode::NOT_FOUND, "no such Chuan endpoint");
+        }
+        return crate::native::tokens(engine, &p, method, rest.trim_start_matches('/'), &body).await;
     }
     if let Some(op) = path.strip_prefix("/_chuan/admin/") {
         if !p.is_admin() {

@@ -3,7 +3,8 @@
 //! One listener serves every protocol. The order of the tests matters:
 //! 0. A GET/HEAD without credentials on `<bucket>-<appid>.<host>`, where the appid is a
 //!    tenant's and the bucket that tenant's, is a Tencent COS download.
-//! 1. `/_chuan/...` is Chuan's own (health, metrics, admin); no bucket may start with `_`, so
+//! 1. `/_chuan/tus/` and `/_chuan/resumable/` are resumable uploads (tus, the IETF draft);
+//!    the rest of `/_chuan/...` is Chuan's own (health, metrics, admin); no bucket may start with `_`, so
 //!    `PUT /_chuan` still reaches S3 and is refused there as an invalid bucket name.
 //! 2. The `Authorization` scheme names the dialect when it is unambiguous
 //!    (`UCloud`/`Inspur` → UFile, `UPYUN` → UpYun, `Bearer` → Aliyun Drive).
@@ -32,6 +33,7 @@ pub struct State {
     pub iot: chuan_api_iot::IotDialect,
     pub upyun: chuan_api_upyun::UpyunDialect,
     pub cos: chuan_api_cos::CosDialect,
+    pub tus: chuan_api_tus::TusDialect,
     /// The S3 dialect's virtual-host base domains (other hosts name UFile buckets).
     pub s3_domains: Vec<String>,
     /// What every request body must deliver while the server waits for it.
@@ -43,6 +45,8 @@ pub struct State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Chuan,
+    /// Resumable uploads: tus (`/_chuan/tus/`) and the IETF draft (`/_chuan/resumable/`).
+    Tus,
     S3,
     Adrive,
     Ufile,
@@ -59,6 +63,9 @@ pub enum Dialect {
 
 pub fn classify(uri: &Uri, headers: &http::HeaderMap, s3_domains: &[String]) -> Dialect {
     let path = uri.path();
+    if chuan_api_tus::is_resumable_path(path) {
+        return Dialect::Tus;
+    }
     if path.starts_with("/_chuan/") {
         return Dialect::Chuan;
     }
@@ -288,7 +295,17 @@ pub async fn route(state: &State, mut req: Request<RequestBody>) -> Response<chu
         return state.cos.download(req, &bucket, &appid).await;
     }
     let resp = match classify(req.uri(), req.headers(), &state.s3_domains) {
+        // The native API (instant upload, account, tokens) is called from browsers too.
+        Dialect::Chuan if req.uri().path().starts_with("/_chuan/v1/") => match state.tus.cors_preflight(&req) {
+            Some(r) => r,
+            None => {
+                let origin = req.headers().get(http::header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
+                let method = req.method().as_str().to_owned();
+                state.tus.with_cors(origin.as_deref(), &method, admin::handle(state, req).await)
+            }
+        },
         Dialect::Chuan => admin::handle(state, req).await,
+        Dialect::Tus => state.tus.handle(req).await,
         Dialect::S3 => state.s3.handle(req).await.map(chuan_api_common::boxed),
         Dialect::Adrive => state.adrive.handle(req).await,
         Dialect::Ufile => state.ufile.handle(req).await,

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod callbacks;
+pub mod console;
 pub mod dispatch;
 pub mod host;
 pub mod limits;

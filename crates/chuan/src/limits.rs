@@ -124,6 +124,16 @@ pub struct ServeLimits {
     /// s3://...`; raise it when `chuan_lookup_floor_overruns_total` moves.
     #[arg(long, env = "CHUAN_LOOKUP_FLOOR_MS", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub lookup_floor_ms: Option<u64>,
+    /// The most bytes one resumable upload (tus, IETF draft) may have (`Tus-Max-Size`);
+    /// default 5 TiB.
+    #[arg(long, env = "CHUAN_TUS_MAX_SIZE", value_parser = clap::value_parser!(u64).range(1..=(5u64 << 40)))]
+    pub tus_max_size: Option<u64>,
+    /// Origins browsers may upload from to Chuan's own endpoints (tus, `/_chuan/resumable/`,
+    /// the native instant-upload API), comma-separated: `https://app.example.com`, patterns
+    /// with one `*` (`https://*.example.com`), or `*` for any. Default: none (same origin,
+    /// such as the web console, needs none). S3 requests follow each bucket's CORS rules.
+    #[arg(long, env = "CHUAN_UPLOAD_ORIGINS", value_delimiter = ',')]
+    pub upload_origins: Vec<String>,
     /// Token for `GET /_chuan/metrics` (`Authorization: Bearer <token>`), besides the root key
     /// pair over HTTP Basic.
     #[arg(long, env = "CHUAN_METRICS_TOKEN")]
@@ -165,6 +175,10 @@ pub struct Lifetimes {
     /// Seconds an unfinished Aliyun Drive upload lives (default 86400).
     #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_ADRIVE", value_parser = clap::value_parser!(u64).range(0..=MAX_UPLOAD_TTL))]
     pub upload_ttl_secs_adrive: Option<u64>,
+    /// Seconds a resumable upload (tus, IETF draft) lives from its creation, finished or not
+    /// (default 86400; `Upload-Expires`).
+    #[arg(long, env = "CHUAN_UPLOAD_TTL_SECS_TUS", value_parser = clap::value_parser!(u64).range(0..=MAX_UPLOAD_TTL))]
+    pub upload_ttl_secs_tus: Option<u64>,
     /// Factor on the callback retry waits (5 s, 30 s, ... about a day over 10 attempts);
     /// tests use 0.001.
     #[arg(long, env = "CHUAN_CALLBACK_BACKOFF_SCALE", default_value_t = 1.0, value_parser = scale)]
@@ -190,6 +204,7 @@ impl Lifetimes {
             (K::Upyun, self.upload_ttl_secs_upyun),
             (K::UpyunBlock, self.upload_ttl_secs_upyun_block),
             (K::Adrive, self.upload_ttl_secs_adrive),
+            (K::Tus, self.upload_ttl_secs_tus),
         ]
         .into_iter()
         .filter_map(|(k, secs)| secs.map(|s| (k, (s > 0).then(|| Duration::from_secs(s)))))

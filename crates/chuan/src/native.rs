@@ -36,6 +36,8 @@ fn core_error(e: CoreError) -> Resp {
     let (status, code) = match &e {
         CoreError::SlowDown => (StatusCode::TOO_MANY_REQUESTS, "SlowDown"),
         CoreError::NoSuchBucket => (StatusCode::NOT_FOUND, "NoSuchBucket"),
+        CoreError::NoSuchCredential => (StatusCode::NOT_FOUND, "NoSuchCredential"),
+        CoreError::NoSuchTenant => (StatusCode::NOT_FOUND, "NoSuchTenant"),
         CoreError::AccessDenied => (StatusCode::FORBIDDEN, "AccessDenied"),
         CoreError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "QuotaExceeded"),
         CoreError::PreconditionFailed | CoreError::AlreadyExists => (StatusCode::CONFLICT, "AlreadyExists"),
@@ -94,5 +96,95 @@ pub async fn handle(engine: &Engine, p: &Principal, op: &str, body: &[u8]) -> Re
             }
         }
         _ => error(StatusCode::NOT_FOUND, "no such instant-upload operation"),
+    }
+}
+
+/// `GET /_chuan/v1/account`: who is signed in, what the tenant stores and its quota (the web
+/// console's account page). Tenant keys only (a scoped token manages nothing: 403).
+///
+/// ```text
+/// → 200 {"tenant","access_key","stored_bytes","quota":{"storage_bytes",...}|null}
+/// ```
+pub async fn account(engine: &Engine, p: &Principal) -> Resp {
+    match engine.quota_status(p).await {
+        Ok((quota, stored)) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "tenant": p.tenant(), "access_key": p.access_key(), "stored_bytes": stored, "quota": quota,
+            }),
+        ),
+        Err(e) => core_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    #[serde(default)]
+    label: String,
+    bucket: String,
+    #[serde(default)]
+    prefix: String,
+    /// `read`, `write`, `list`, `delete`; all when missing.
+    ops: Option<Vec<chuan_core::Op>>,
+    /// Lifetime in seconds; none: until revoked.
+    ttl_secs: Option<u64>,
+}
+
+/// Scoped tokens a tenant issues from its own key (the web console's token page): key pairs
+/// limited to one bucket, optionally a prefix and some operations, optionally expiring.
+///
+/// ```text
+/// GET    /_chuan/v1/tokens        → 200 [{"access_key","label","scope","expires_at"}]
+/// POST   /_chuan/v1/tokens        {"label","bucket","prefix","ops":["read",...],"ttl_secs"}
+///                                 → 201 {"access_key","secret","expires_at"}
+/// DELETE /_chuan/v1/tokens/{key}  → 204
+/// ```
+pub async fn tokens(engine: &Engine, p: &Principal, method: &http::Method, rest: &str, body: &[u8]) -> Resp {
+    use chuan_core::store::CredentialKind;
+    match (method, rest) {
+        (&http::Method::GET, "") => match engine.list_credentials(p, None, Some(CredentialKind::UfileToken)).await {
+            Ok(list) => json(
+                StatusCode::OK,
+                &list
+                    .into_iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "access_key": c.access_key, "label": c.label, "scope": c.scope,
+                            "expires_at": c.expires_ms, "created_at": c.created_ms,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => core_error(e),
+        },
+        (&http::Method::POST, "") => {
+            let Ok(req) = serde_json::from_slice::<NewToken>(body) else {
+                return error(StatusCode::BAD_REQUEST, "expected JSON {label, bucket, prefix, ops, ttl_secs}");
+            };
+            let mut spec = chuan_core::CredentialSpec::new(p.tenant(), CredentialKind::UfileToken);
+            spec.label = req.label;
+            spec.scope = Some(chuan_core::Scope {
+                ops: req.ops,
+                buckets: Some(vec![req.bucket]),
+                prefixes: (!req.prefix.is_empty()).then(|| vec![req.prefix]),
+            });
+            spec.expires_ms =
+                req.ttl_secs.map(|s| chuan_core::store::now_ms() + (s.min(10 * 365 * 86400) as i64) * 1000);
+            match engine.issue_credential(p, spec).await {
+                Ok(c) => json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({"access_key": c.access_key, "secret": c.secret, "expires_at": c.expires_ms}),
+                ),
+                Err(e) => core_error(e),
+            }
+        }
+        (&http::Method::DELETE, key) if !key.is_empty() => match engine.revoke_credential(p, key).await {
+            Ok(()) => crate::admin::respond(StatusCode::NO_CONTENT, "text/plain", ""),
+            Err(e) => core_error(e),
+        },
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET or POST /_chuan/v1/tokens, DELETE /_chuan/v1/tokens/{access_key}",
+        ),
     }
 }

@@ -48,6 +48,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             (None, Some(_)) => chuan_core::REMOTE_LOOKUP_FLOOR,
             (None, None) => chuan_core::DEFAULT_LOOKUP_FLOOR,
         },
+        upload_origins: limits.upload_origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect(),
+        resumable_max_size: limits.tus_max_size.unwrap_or(chuan_core::DEFAULT_RESUMABLE_MAX_SIZE),
         ..Default::default()
     };
     chuan_api_common::form::set_limits(limits.form_limits());
@@ -191,6 +193,7 @@ pub fn build_state(engine: Arc<chuan_core::Engine>, domains: Vec<String>, limits
         ufile,
         iot,
         upyun: chuan_api_upyun::UpyunDialect::new(engine.clone()),
+        tus: chuan_api_tus::TusDialect::new(engine.clone()),
         cos: chuan_api_cos::CosDialect::new(
             engine.clone(),
             limits.lifetimes.cos_download_domain.clone().filter(|d| !d.is_empty()),

@@ -144,7 +144,30 @@ impl Engine {
         let rules = b.config.cors.as_deref().unwrap_or_default();
         Ok(rules.iter().find(|r| rule_allows(r, origin, method, headers)).map(|r| answer(r, origin, headers)))
     }
+
+    /// The cross-origin decision for Chuan's own upload endpoints (tus, the IETF resumable
+    /// uploads, the native instant-upload API), which belong to no bucket: the origins the
+    /// operator configured ([`EngineConfig::upload_origins`](crate::EngineConfig::upload_origins),
+    /// patterns with one `*` each), any method those endpoints serve and any request header;
+    /// `expose` names the response headers the browser may read. `None` for any other origin.
+    pub fn upload_cors(&self, origin: &str, method: &str, headers: &[String], expose: &[&str]) -> Option<CorsAnswer> {
+        if self.config.upload_origins.is_empty() {
+            return None;
+        }
+        let rule = CorsRule {
+            allowed_origins: self.config.upload_origins.clone(),
+            allowed_methods: UPLOAD_METHODS.iter().map(|m| m.to_string()).collect(),
+            allowed_headers: vec!["*".into()],
+            expose_headers: expose.iter().map(|h| h.to_string()).collect(),
+            max_age_secs: Some(600),
+            ..CorsRule::default()
+        };
+        rule_allows(&rule, origin, method, headers).then(|| answer(&rule, origin, headers))
+    }
 }
+
+/// The methods of Chuan's upload endpoints (tus uses `PATCH`, which S3 rules cannot name).
+const UPLOAD_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 #[cfg(test)]
 mod tests {

@@ -34,6 +34,12 @@ pub struct EngineConfig {
     /// How long every instant-upload lookup takes at least, hit or miss (see
     /// [`crate::DEFAULT_LOOKUP_FLOOR`]); must exceed the slowest proof read.
     pub lookup_floor: Duration,
+    /// Origins that browsers may call the upload endpoints from (tus, resumable uploads, the
+    /// native instant-upload API): exact origins or patterns with one `*` (`*` alone: any).
+    /// Empty: same origin only.
+    pub upload_origins: Vec<String>,
+    /// The most bytes one resumable upload (tus, IETF draft) may declare or receive.
+    pub resumable_max_size: u64,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +54,8 @@ impl Default for EngineConfig {
             trash_retention: crate::tree::DEFAULT_TRASH_RETENTION,
             inline_max: crate::ingest::DEFAULT_INLINE_MAX,
             lookup_floor: crate::instant::DEFAULT_LOOKUP_FLOOR,
+            upload_origins: Vec::new(),
+            resumable_max_size: crate::resumable::DEFAULT_RESUMABLE_MAX_SIZE,
         }
     }
 }

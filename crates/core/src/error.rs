@@ -87,6 +87,18 @@ pub enum CoreError {
     Io(std::io::Error),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A resumable upload holds `actual` bytes, not the offset the client named.
+    #[error("the upload holds {actual} bytes: append at that offset")]
+    OffsetMismatch { actual: u64 },
+    /// The resumable upload expired (it is removed by the next GC).
+    #[error("the upload expired")]
+    UploadExpired,
+    /// The checksum sent with an append does not match its bytes (none were stored).
+    #[error("the checksum does not match the bytes sent")]
+    ChecksumMismatch,
+    /// The resumable upload is finished and takes no more bytes.
+    #[error("the upload is complete")]
+    UploadComplete,
     /// A storage backend cannot be reached now ([`StoreError::Unavailable`]: nothing was
     /// changed, but for a commit cut off mid-way). Every protocol answers it as its "service
     /// unavailable, retry" (HTTP 503 where the protocol has statuses).

@@ -366,6 +366,17 @@ impl Engine {
         Ok(Some((c.secret, principal)))
     }
 
+    /// The principal of HTTP Basic credentials (RFC 7617): a key pair's access key as the
+    /// user and its secret as the password (any of [`KEY_PAIRS`], scoped ones held to their
+    /// scope). `None` when the key is unknown, expired, or the secret is wrong (compared in
+    /// constant time); `Unavailable` when the store cannot be asked.
+    pub async fn basic(&self, access_key: &str, secret: &str) -> CoreResult<Option<Principal>> {
+        Ok(match self.credential(access_key, KEY_PAIRS).await? {
+            Some((expected, p)) if crate::constant_time_eq(expected.as_bytes(), secret.as_bytes()) => Some(p),
+            _ => None,
+        })
+    }
+
     /// Makes `access_key`/`secret` the root credential (from the environment or the data
     /// directory at start-up).
     pub async fn ensure_root_credential(&self, access_key: &str, secret: &str) -> CoreResult<()> {

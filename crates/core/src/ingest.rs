@@ -214,7 +214,7 @@ async fn run_stage<T: Send + 'static>(
 struct TooLarge(u64);
 
 /// The core's error for a body stream that failed.
-fn body_error(e: BodyError) -> CoreError {
+pub(crate) fn body_error(e: BodyError) -> CoreError {
     if is_stalled(e.as_ref()) {
         CoreError::RequestTimeout
     } else if let Some(t) = e.downcast_ref::<TooLarge>() {

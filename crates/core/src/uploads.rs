@@ -28,7 +28,7 @@ pub const MAX_PARTS: u32 = 10_000;
 pub fn default_ttl(kind: UploadKind) -> Option<Duration> {
     match kind {
         UploadKind::S3 | UploadKind::Ufile => None,
-        UploadKind::Cos | UploadKind::Upyun | UploadKind::UpyunBlock | UploadKind::Adrive => {
+        UploadKind::Cos | UploadKind::Upyun | UploadKind::UpyunBlock | UploadKind::Adrive | UploadKind::Tus => {
             Some(Duration::from_secs(24 * 3600))
         }
     }
@@ -98,6 +98,9 @@ pub struct Completion {
     pub claims: Vec<Claim>,
     /// Compute whole-file digests now even without a claim (to answer with them).
     pub digests: bool,
+    /// Keep the session as the record of the finished upload, with this state (resumable
+    /// uploads), instead of removing it.
+    pub(crate) keep_session: Option<String>,
     /// The id the new object must have (announced to the client at upload start).
     pub object_id: Option<String>,
     /// Store the object under this key instead of the session's (admitted for writing).
@@ -117,6 +120,7 @@ impl Completion {
             size: None,
             claims: Vec::new(),
             digests: false,
+            keep_session: None,
             object_id: None,
             key: None,
             condition: None,
@@ -166,7 +170,9 @@ impl Engine {
         match kind {
             UploadKind::S3 => PartRule::AtLeast(self.config.min_part_size),
             UploadKind::Ufile => PartRule::Block(UFILE_BLOCK),
-            UploadKind::Cos | UploadKind::Upyun | UploadKind::UpyunBlock | UploadKind::Adrive => PartRule::Any,
+            UploadKind::Cos | UploadKind::Upyun | UploadKind::UpyunBlock | UploadKind::Adrive | UploadKind::Tus => {
+                PartRule::Any
+            }
         }
     }
 
@@ -206,7 +212,7 @@ impl Engine {
         let b = self.admit(p, Op::Write, bucket, key).await?;
         self.charge_request(p, &b).await?;
         match self.meta.get_upload(upload_id).await? {
-            Some(u) if u.bucket == bucket && u.key == key && live(&u) => Ok(u),
+            Some(u) if u.bucket == bucket && u.key == key && live(&u) && u.kind != UploadKind::Tus => Ok(u),
             _ => Err(CoreError::NoSuchUpload),
         }
     }
@@ -223,7 +229,12 @@ impl Engine {
     /// be allowed to write the session's key (so a scoped credential cannot reach sessions
     /// outside its scope by guessing ids).
     pub async fn upload_by_id(&self, p: &Principal, upload_id: &str) -> CoreResult<UploadRecord> {
-        let u = self.meta.get_upload(upload_id).await?.filter(live).ok_or(CoreError::NoSuchUpload)?;
+        let u = self
+            .meta
+            .get_upload(upload_id)
+            .await?
+            .filter(|u| live(u) && u.kind != UploadKind::Tus)
+            .ok_or(CoreError::NoSuchUpload)?;
         match self.admit(p, Op::Write, &u.bucket, &u.key).await {
             Ok(b) => {
                 self.charge_request(p, &b).await?;
@@ -487,7 +498,11 @@ impl Engine {
                 return Err(CoreError::BadDigest { algorithm: bad.algorithm() });
             }
         }
-        let etag = multipart_etag(chosen.iter().map(|p| p.etag.as_str()));
+        // A resumable upload sent in one append is one plain upload: its ETag is its MD5.
+        let etag = match (&chosen[..], upload.kind) {
+            ([one], UploadKind::Tus) => one.etag.clone(),
+            _ => multipart_etag(chosen.iter().map(|p| p.etag.as_str())),
+        };
         let complete = CompleteUpload {
             upload_id: upload.id.clone(),
             parts: chosen.iter().map(|p| (p.number, p.etag.clone())).collect(),
@@ -498,9 +513,11 @@ impl Engine {
             ufile_etag: ufile_etag_of_parts(&chosen),
             key: c.key,
             condition: c.condition,
-            // S3 and UFile keys are plain; UpYun keeps the directories an upload makes.
+            keep_session: c.keep_session,
+            // S3, UFile and resumable uploads' keys are plain; UpYun keeps the directories an
+            // upload makes.
             tree: match upload.kind {
-                UploadKind::S3 | UploadKind::Ufile => TreeRule::Flat,
+                UploadKind::S3 | UploadKind::Ufile | UploadKind::Tus => TreeRule::Flat,
                 UploadKind::Upyun | UploadKind::UpyunBlock => TreeRule::KeepFolders,
                 _ => TreeRule::Folders,
             },

@@ -137,8 +137,8 @@ pub fn auth_headers(data: &[u8]) {
             assert!(!token.is_empty() && token.trim() == token);
         }
     }
-    let _ = chuan::admin::parse_basic(&text);
-    if let Some((user, password)) = chuan::admin::parse_basic(&format!("Basic {b64}")) {
+    let _ = chuan_api_common::parse_basic(&text);
+    if let Some((user, password)) = chuan_api_common::parse_basic(&format!("Basic {b64}")) {
         assert!(!user.contains(':'));
         assert_eq!(format!("{user}:{password}").as_bytes(), data);
     }

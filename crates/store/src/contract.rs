@@ -36,7 +36,7 @@ macro_rules! meta_store_contract {
             identity, settings, grants, grants_are_single_use_under_concurrency, buckets, objects,
             tree_moves, tree_copies, tree_listing, tree_trash, tree_kinds, references, quotas, quotas_hold_under_concurrency,
             allowances, allowances_hold_under_concurrency, token_buckets, listing, hash_index,
-            uploads, upload_listing, usage_and_callbacks, callbacks_are_claimed_once_under_concurrency, maintenance, blob_reservations, inline_blobs);
+            uploads, resumable_appends, upload_listing, usage_and_callbacks, callbacks_are_claimed_once_under_concurrency, maintenance, blob_reservations, inline_blobs);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -155,6 +155,7 @@ fn complete(upload: &str, parts: &[(u32, &str)]) -> CompleteUpload {
         key: None,
         condition: None,
         tree: TreeRule::Flat,
+        keep_session: None,
     }
 }
 
@@ -1094,6 +1095,66 @@ pub async fn uploads(s: Store) {
 
 /// Session listings: live sessions only, by key (newest first) and by prefix in (key, id)
 /// order with paging.
+/// Appends at an offset (resumable uploads): exactly one of two appends at one offset lands,
+/// the offset is the parts' sum, state changes compare and set, parts of other sessions are
+/// adopted by reference, a completion can keep the session, and multipart listings skip them.
+pub async fn resumable_appends(s: Store) {
+    bucket(&s, "bkt", "alice").await;
+    s.create_upload(upload("r1", "bkt", "k", "alice", UploadKind::Tus)).await.unwrap();
+    assert_eq!(s.upload_progress("r1").await.unwrap(), (0, 0));
+    let (a, b) =
+        tokio::join!(s.append_part(0, "{}", part("r1", 0, "a", 10)), s.append_part(0, "{}", part("r1", 0, "b", 7)));
+    let landed: Vec<&Appended> =
+        [a.as_ref().unwrap(), b.as_ref().unwrap()].into_iter().filter(|x| matches!(x, Appended::Part { .. })).collect();
+    assert_eq!(landed.len(), 1, "one of two appends at one offset: {a:?} {b:?}");
+    let (held, parts) = s.upload_progress("r1").await.unwrap();
+    assert_eq!(parts, 1);
+    assert!(held == 10 || held == 7);
+    assert_eq!(s.append_part(3, "{}", part("r1", 0, "c", 1)).await.unwrap(), Appended::OffsetMismatch { actual: held });
+    match s.append_part(held, "{}", part("r1", 0, "c", 5)).await.unwrap() {
+        Appended::Part { part, offset } => assert_eq!((part.number, offset), (2, held + 5)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(s.append_part(0, "{}", part("nope", 0, "x", 1)).await, Err(StoreError::NotFound)));
+
+    let state = s.get_upload("r1").await.unwrap().unwrap().state;
+    assert!(s.set_upload_state("r1", &state, r#"{"length":20}"#).await.unwrap());
+    assert!(!s.set_upload_state("r1", &state, r#"{"length":30}"#).await.unwrap(), "compare and set");
+    assert_eq!(s.get_upload("r1").await.unwrap().unwrap().state, r#"{"length":20}"#);
+    let stale = s.append_part(held + 5, "{}", part("r1", 0, "e", 1)).await.unwrap();
+    assert_eq!(stale, Appended::StateChanged, "an append made for an older state stores nothing");
+
+    // Adoption: r2 gets r1's parts after its own, as references; a wrong size adopts nothing.
+    s.create_upload(upload("r2", "bkt", "k2", "alice", UploadKind::Tus)).await.unwrap();
+    s.append_part(0, "{}", part("r2", 0, "d", 2)).await.unwrap();
+    let wrong = s.adopt_parts("r2", &[("r1".into(), held + 6)]).await;
+    assert!(matches!(wrong, Err(StoreError::Conflict(_))), "{wrong:?}");
+    assert_eq!(s.upload_progress("r2").await.unwrap(), (2, 1));
+    assert!(matches!(s.adopt_parts("r2", &[("gone".into(), 1)]).await, Err(StoreError::NotFound)));
+    assert_eq!(s.adopt_parts("r2", &[("r1".into(), held + 5)]).await.unwrap(), held + 7);
+    let blobs: Vec<String> = s.list_parts("r2", 0, 10).await.unwrap().into_iter().map(|p| p.blob).collect();
+    assert_eq!(blobs.len(), 3);
+    assert_eq!(blobs[2], digests("c").sha256, "adopted by reference");
+
+    // A completion that keeps the session: the object exists, the session stays without parts.
+    let parts: Vec<(u32, String)> =
+        s.list_parts("r2", 0, 10).await.unwrap().into_iter().map(|p| (p.number, p.etag)).collect();
+    let mut done = complete("r2", &[]);
+    done.parts = parts;
+    done.keep_session = Some(r#"{"done":true}"#.into());
+    let obj = s.complete_upload(done).await.unwrap();
+    assert_eq!(obj.size, held + 7);
+    assert_eq!(s.get_upload("r2").await.unwrap().unwrap().state, r#"{"done":true}"#);
+    assert_eq!(s.upload_progress("r2").await.unwrap(), (0, 0));
+    // r1's parts keep their blobs (the object references them too).
+    s.abort_upload("r1").await.unwrap();
+    let content = s.get_content(obj.content_id).await.unwrap().unwrap();
+    assert_eq!(content.extents.len(), 3);
+    assert!(s.unreferenced_blobs(now_ms() + 1, 10).await.unwrap().iter().all(|b| *b != digests("c").sha256));
+    // Resumable sessions are not multipart uploads: S3-style listings skip them.
+    assert!(s.list_uploads("bkt", "", None, 10).await.unwrap().is_empty());
+}
+
 pub async fn upload_listing(s: Store) {
     bucket(&s, "bkt", "alice").await;
     bucket(&s, "other", "alice").await;

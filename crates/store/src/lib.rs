@@ -28,11 +28,11 @@ mod sql;
 
 pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
 pub use meta::{
-    Allowance, AllowanceKind, AllowanceTake, BucketStore, Callback, CallbackStore, CompleteUpload, ContentSource,
-    ForgottenBlob, GrantStore, IdentityStore, ListPage, ListStart, MaintenanceStore, MetaStore, NewContent,
-    ObjectStore, ObjectWrite, PartWrite, QuotaLimits, QuotaRecord, QuotaStore, SettingStore, StoreError, StoreResult,
-    TokenTake, TreeMove, TreeStore, UploadListPage, UploadStore, UsageDay, UsageDelta, UsageStore, WriteCondition,
-    RESERVATION_GRACE_MS, STALE_DELETION_MS,
+    Allowance, AllowanceKind, AllowanceTake, Appended, BucketStore, Callback, CallbackStore, CompleteUpload,
+    ContentSource, ForgottenBlob, GrantStore, IdentityStore, ListPage, ListStart, MaintenanceStore, MetaStore,
+    NewContent, ObjectStore, ObjectWrite, PartWrite, QuotaLimits, QuotaRecord, QuotaStore, SettingStore, StoreError,
+    StoreResult, TokenTake, TreeMove, TreeStore, UploadListPage, UploadStore, UsageDay, UsageDelta, UsageStore,
+    WriteCondition, RESERVATION_GRACE_MS, STALE_DELETION_MS,
 };
 pub use model::*;
 pub use rate::TokenBuckets;

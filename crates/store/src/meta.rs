@@ -155,6 +155,23 @@ pub struct CompleteUpload {
     pub condition: Option<WriteCondition>,
     /// As [`ObjectWrite::tree`].
     pub tree: TreeRule,
+    /// Keep the session as a record of the finished upload with this state (its parts are
+    /// dropped; GC removes it at its expiry) instead of removing it: resumable uploads answer
+    /// "complete" to a client that asks again.
+    pub keep_session: Option<String>,
+}
+
+/// What [`UploadStore::append_part`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// The part was stored after every other; the session now holds `offset` bytes.
+    Part { part: PartRecord, offset: u64 },
+    /// The session holds `actual` bytes, not the offset the append was made for: nothing
+    /// was stored.
+    OffsetMismatch { actual: u64 },
+    /// The session's state is no longer the one the append was made for (it was completed,
+    /// or its length declared, meanwhile): nothing was stored.
+    StateChanged,
 }
 
 /// A callback waiting to be delivered: a form-encoded POST body for `url`, with extra request
@@ -512,6 +529,21 @@ pub trait UploadStore: Send + Sync + 'static {
     /// Adds or replaces a part (a replaced part's blob loses a reference); returns it as
     /// stored. `NotFound` when the session is gone or expired.
     async fn put_part(&self, part: PartWrite) -> StoreResult<PartRecord>;
+    /// Appends a part after the session's last (its number is ignored: one more than the
+    /// highest), only if the session's state is still `state` and its parts sum to `offset`
+    /// bytes, both checked in the same transaction (so of two appends at one offset exactly one
+    /// is stored, and none after a completion). `NotFound` when the session is gone or expired.
+    async fn append_part(&self, offset: u64, state: &str, part: PartWrite) -> StoreResult<Appended>;
+    /// Bytes held by a session's parts and how many parts there are: `(bytes, parts)`.
+    async fn upload_progress(&self, upload_id: &str) -> StoreResult<(u64, u32)>;
+    /// Replaces a live session's state if it is still `from` (compare and set): `false` when
+    /// it changed meanwhile; `NotFound` when the session is gone or expired.
+    async fn set_upload_state(&self, upload_id: &str, from: &str, to: &str) -> StoreResult<bool>;
+    /// Appends, after `upload_id`'s parts, the parts of each of `sources` in order, as
+    /// references to the same blobs (no bytes copied), in one transaction; every source must be
+    /// live (`NotFound` otherwise) and hold exactly the bytes given with it (`Conflict`
+    /// otherwise). Returns the bytes the session then holds.
+    async fn adopt_parts(&self, upload_id: &str, sources: &[(String, u64)]) -> StoreResult<u64>;
     async fn list_parts(&self, upload_id: &str, after: u32, limit: usize) -> StoreResult<Vec<PartRecord>>;
     /// Turns the named parts into the extents of new content and points the upload's key at
     /// it; unnamed parts are dropped; the session is gone afterwards. No blob is copied.

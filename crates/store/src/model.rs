@@ -645,10 +645,14 @@ pub enum UploadKind {
     UpyunBlock,
     /// Aliyun Drive `create_with_proof` upload.
     Adrive,
+    /// A resumable upload of tus 1.0 or the IETF draft: appended at an offset, one part per
+    /// append (see `chuan_core::resumable`).
+    Tus,
 }
 
 impl UploadKind {
-    pub const ALL: [UploadKind; 6] = [Self::S3, Self::Ufile, Self::Cos, Self::Upyun, Self::UpyunBlock, Self::Adrive];
+    pub const ALL: [UploadKind; 7] =
+        [Self::S3, Self::Ufile, Self::Cos, Self::Upyun, Self::UpyunBlock, Self::Adrive, Self::Tus];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -658,6 +662,7 @@ impl UploadKind {
             Self::Upyun => "upyun",
             Self::UpyunBlock => "upyun-block",
             Self::Adrive => "adrive",
+            Self::Tus => "tus",
         }
     }
 

@@ -272,12 +272,18 @@ pub(crate) fn set_object(txn: &Db, w: SetObject<'_>) -> StoreResult<ObjectRecord
 
 /// Deletes an upload session and its parts, releasing the parts' blobs.
 pub(crate) fn drop_upload(txn: &Db, id: &str) -> StoreResult<()> {
+    drop_parts(txn, id)?;
+    exec(txn, "DELETE FROM uploads WHERE id = ?1", params![id]).map_err(backend)?;
+    Ok(())
+}
+
+/// Removes a session's parts, unreferencing their blobs.
+pub(crate) fn drop_parts(txn: &Db, id: &str) -> StoreResult<()> {
     let blobs: Vec<String> =
         { txn.query_map("SELECT blob FROM parts WHERE upload = ?1", params![id], |r| r.get(0)).map_err(backend)? };
     for b in blobs {
         blob_unref(txn, &b)?;
     }
     exec(txn, "DELETE FROM parts WHERE upload = ?1", params![id]).map_err(backend)?;
-    exec(txn, "DELETE FROM uploads WHERE id = ?1", params![id]).map_err(backend)?;
     Ok(())
 }

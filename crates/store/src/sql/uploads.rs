@@ -22,6 +22,51 @@ fn live_upload(txn: &Db, id: &str) -> StoreResult<Option<UploadRecord>> {
     .map_err(backend)
 }
 
+/// `(bytes, highest part number)` of a session's parts.
+fn progress(c: &Db, id: &str) -> StoreResult<(u64, u32)> {
+    let (bytes, last): (i64, i64) = query_one(
+        c,
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT), CAST(COALESCE(MAX(number), 0) AS BIGINT) FROM parts WHERE upload = ?1",
+        params![id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(backend)?;
+    Ok((bytes as u64, last as u32))
+}
+
+/// Stores `p` as part `number` of its session, replacing (and unreferencing) a part with that
+/// number.
+fn insert_part(txn: &Db, p: &PartWrite, number: u32) -> StoreResult<PartRecord> {
+    let old: Option<String> =
+        query_one(txn, "SELECT blob FROM parts WHERE upload = ?1 AND number = ?2", params![p.upload_id, number], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    let inline = blob_ref(txn, &p.blob, p.size, p.data.as_deref())?;
+    let modified_ms = now_ms();
+    if let Some(old) = old {
+        blob_unref(txn, &old)?;
+    }
+    exec(
+        txn,
+        "INSERT INTO parts(upload, number, blob, size, etag, digests, modified) VALUES(?1,?2,?3,?4,?5,?6,?7)
+         ON CONFLICT(upload, number) DO UPDATE SET blob=?3, size=?4, etag=?5, digests=?6, modified=?7",
+        params![p.upload_id, number, p.blob, p.size as i64, p.etag, to_json(&p.digests)?, modified_ms],
+    )
+    .map_err(backend)?;
+    Ok(PartRecord {
+        upload_id: p.upload_id.clone(),
+        number,
+        blob: p.blob.clone(),
+        size: p.size,
+        etag: p.etag.clone(),
+        digests: p.digests.clone(),
+        modified_ms,
+        inline,
+    })
+}
+
 #[async_trait]
 impl UploadStore for SqlMetaStore {
     async fn create_upload(&self, u: UploadRecord) -> StoreResult<()> {
@@ -86,7 +131,7 @@ impl UploadStore for SqlMetaStore {
             c.query_map(
                 &format!(
                     "SELECT {UPLOAD_COLS} FROM uploads
-                     WHERE bucket = ?1 AND {} AND (key > ?4 OR (key = ?4 AND id > ?5))
+                     WHERE bucket = ?1 AND {} AND (key > ?4 OR (key = ?4 AND id > ?5)) AND kind <> 'tus'
                        AND (expires IS NULL OR expires >= ?7)
                      ORDER BY key, id LIMIT ?6",
                     prefix_test(c.dialect(), "key", 2, 3)
@@ -104,36 +149,84 @@ impl UploadStore for SqlMetaStore {
             if live_upload(txn, &p.upload_id)?.is_none() {
                 return Err(StoreError::NotFound);
             }
-            let old: Option<String> = query_one(
-                txn,
-                "SELECT blob FROM parts WHERE upload = ?1 AND number = ?2",
-                params![p.upload_id, p.number],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?;
-            let inline = blob_ref(txn, &p.blob, p.size, p.data.as_deref())?;
-            let modified_ms = now_ms();
-            if let Some(old) = old {
-                blob_unref(txn, &old)?;
+            insert_part(txn, &p, p.number)
+        })
+        .await
+    }
+
+    async fn append_part(&self, offset: u64, state: &str, p: PartWrite) -> StoreResult<Appended> {
+        let state = state.to_owned();
+        self.write(move |txn| {
+            let Some(upload) = live_upload(txn, &p.upload_id)? else { return Err(StoreError::NotFound) };
+            if upload.state != state {
+                return Ok(Appended::StateChanged);
             }
-            exec(
-                txn,
-                "INSERT INTO parts(upload, number, blob, size, etag, digests, modified) VALUES(?1,?2,?3,?4,?5,?6,?7)
-                 ON CONFLICT(upload, number) DO UPDATE SET blob=?3, size=?4, etag=?5, digests=?6, modified=?7",
-                params![p.upload_id, p.number, p.blob, p.size as i64, p.etag, to_json(&p.digests)?, modified_ms],
-            )
-            .map_err(backend)?;
-            Ok(PartRecord {
-                upload_id: p.upload_id.clone(),
-                number: p.number,
-                blob: p.blob.clone(),
-                size: p.size,
-                etag: p.etag.clone(),
-                digests: p.digests.clone(),
-                modified_ms,
-                inline,
-            })
+            let (bytes, last) = progress(txn, &p.upload_id)?;
+            if bytes != offset {
+                return Ok(Appended::OffsetMismatch { actual: bytes });
+            }
+            let part = insert_part(txn, &p, last + 1)?;
+            Ok(Appended::Part { offset: bytes + part.size, part })
+        })
+        .await
+    }
+
+    async fn upload_progress(&self, upload_id: &str) -> StoreResult<(u64, u32)> {
+        let id = upload_id.to_owned();
+        self.read(move |c| progress(c, &id)).await
+    }
+
+    async fn set_upload_state(&self, upload_id: &str, from: &str, to: &str) -> StoreResult<bool> {
+        let (id, from, to) = (upload_id.to_owned(), from.to_owned(), to.to_owned());
+        self.write(move |txn| {
+            if live_upload(txn, &id)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let n = exec(txn, "UPDATE uploads SET state = ?3 WHERE id = ?1 AND state = ?2", params![id, from, to])
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn adopt_parts(&self, upload_id: &str, sources: &[(String, u64)]) -> StoreResult<u64> {
+        let (id, sources) = (upload_id.to_owned(), sources.to_vec());
+        self.write(move |txn| {
+            if live_upload(txn, &id)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let (mut bytes, mut number) = progress(txn, &id)?;
+            for (source, expected) in &sources {
+                if live_upload(txn, source)?.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                let parts: Vec<PartRecord> = txn
+                    .query_map(
+                        &format!("SELECT {PART_COLS} FROM parts WHERE upload = ?1 ORDER BY number"),
+                        params![source],
+                        part_from_row,
+                    )
+                    .map_err(backend)?;
+                let held: u64 = parts.iter().map(|p| p.size).sum();
+                if held != *expected {
+                    return Err(StoreError::Conflict(format!("upload {source} holds {held} bytes, not {expected}")));
+                }
+                for part in parts {
+                    number += 1;
+                    let write = PartWrite {
+                        upload_id: id.clone(),
+                        number,
+                        blob: part.blob,
+                        size: part.size,
+                        etag: part.etag,
+                        digests: part.digests,
+                        data: None, // the blob is referenced already: it stays where it is
+                    };
+                    insert_part(txn, &write, number)?;
+                    bytes += write.size;
+                }
+            }
+            Ok(bytes)
         })
         .await
     }
@@ -199,7 +292,14 @@ impl UploadStore for SqlMetaStore {
                     tree: cu.tree,
                 },
             )?;
-            drop_upload(txn, &cu.upload_id)?;
+            match &cu.keep_session {
+                Some(state) => {
+                    drop_parts(txn, &cu.upload_id)?;
+                    exec(txn, "UPDATE uploads SET state = ?2 WHERE id = ?1", params![cu.upload_id, state])
+                        .map_err(backend)?;
+                }
+                None => drop_upload(txn, &cu.upload_id)?,
+            }
             Ok(obj)
         })
         .await

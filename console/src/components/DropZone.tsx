@@ -1,0 +1,87 @@
+import { useRef, useState } from 'preact/hooks';
+import { filesFromDataTransfer, filesFromInput } from '../dropfiles';
+import type { FileToUpload } from '../uploads';
+
+/**
+ * Drop files or whole folders here, or use the two buttons (keyboard users, and browsers
+ * without folder drops). Everything lands in the current folder, folders keep their tree.
+ */
+export function DropZone(props: { target: string; onFiles: (files: FileToUpload[]) => void }) {
+  const fileInput = useRef<HTMLInputElement>(null);
+  const dirInput = useRef<HTMLInputElement>(null);
+  const [over, setOver] = useState(false);
+  const [reading, setReading] = useState(false);
+
+  const onDrop = async (e: DragEvent) => {
+    e.preventDefault();
+    setOver(false);
+    if (!e.dataTransfer) return;
+    setReading(true);
+    try {
+      const files = await filesFromDataTransfer(e.dataTransfer);
+      if (files.length) props.onFiles(files);
+    } finally {
+      setReading(false);
+    }
+  };
+
+  return (
+    <div
+      class={over ? 'dropzone over' : 'dropzone'}
+      data-testid="dropzone"
+      onDragEnter={(e) => {
+        e.preventDefault();
+        setOver(true);
+      }}
+      onDragOver={(e) => {
+        e.preventDefault();
+        if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
+      }}
+      onDragLeave={(e) => {
+        if (e.currentTarget === e.target) setOver(false);
+      }}
+      onDrop={onDrop}
+    >
+      <p class="dz-text">
+        <span aria-hidden="true">⇪ </span>
+        {reading ? 'Reading the dropped folders…' : 'Drop files or folders here to upload them to '}
+        {!reading && <strong>{props.target}</strong>}
+      </p>
+      <div class="dz-buttons">
+        <button type="button" onClick={() => fileInput.current?.click()}>
+          Choose files
+        </button>
+        <button type="button" onClick={() => dirInput.current?.click()}>
+          Choose folder
+        </button>
+      </div>
+      <input
+        ref={fileInput}
+        type="file"
+        multiple
+        hidden
+        data-testid="file-input"
+        aria-label="Files to upload"
+        onChange={(e) => {
+          const files = filesFromInput(e.currentTarget.files);
+          e.currentTarget.value = '';
+          if (files.length) props.onFiles(files);
+        }}
+      />
+      <input
+        ref={dirInput}
+        type="file"
+        multiple
+        hidden
+        data-testid="folder-input"
+        aria-label="Folder to upload"
+        {...{ webkitdirectory: true }}
+        onChange={(e) => {
+          const files = filesFromInput(e.currentTarget.files);
+          e.currentTarget.value = '';
+          if (files.length) props.onFiles(files);
+        }}
+      />
+    </div>
+  );
+}

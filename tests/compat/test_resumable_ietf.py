@@ -1,0 +1,170 @@
+"""IETF "Resumable Uploads for HTTP" (draft-ietf-httpbis-resumable-upload-13, interop 10) with
+curl, and CORS on Chuan's upload endpoints (`--upload-origins`).
+
+Creation at `/_chuan/resumable/{bucket}/{key}`; the upload resource is `/_chuan/tus/{id}` (the
+same sessions as tus). Each refusal checks that nothing was stored.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import requests
+
+from compat_helpers import unique_name
+from tus_helpers import tus_ctx
+
+DRAFT = {"Upload-Draft-Interop-Version": "10"}
+
+
+def curl(server, auth, method: str, path: str, headers: dict[str, str], data: bytes | None = None,
+         extra: list[str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request with curl; returns (status, lower-cased headers of the last response, body)."""
+    cmd = ["curl", "-sS", "-D", "-", "-o", "-", "-X", method, "-u", f"{auth[0]}:{auth[1]}"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    if data is not None:
+        cmd += ["--data-binary", "@-"]
+    cmd += extra or []
+    cmd.append(f"http://127.0.0.1:{server.port}{path}")
+    out = subprocess.run(cmd, input=data, capture_output=True, check=True, timeout=60).stdout
+    head, _, body = out.partition(b"\r\n\r\n")
+    # An interim response (100 Continue) comes first: keep the last header block.
+    while body.startswith(b"HTTP/1.1 ") and head.split(b" ")[1].startswith(b"1"):
+        head, _, body = body.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    hdrs = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return status, hdrs, body
+
+
+@pytest.fixture
+def ctx(server):
+    return tus_ctx(server)
+
+
+def test_one_request_upload_and_careful_creation_then_appends(server, ctx):
+    auth = ctx.tenant.auth
+    status, h, body = curl(server, auth, "PUT", f"/_chuan/resumable/{ctx.bucket}/one%20shot.bin",
+                           {**DRAFT, "Upload-Complete": "?1", "Content-Type": "text/plain"}, b"x" * 1000)
+    assert status == 201, body
+    assert h["upload-complete"] == "?1" and h["upload-offset"] == "1000"
+    assert json.loads(body)["size"] == 1000
+    obj = ctx.s3.get_object(Bucket=ctx.bucket, Key="one shot.bin")
+    assert obj["Body"].read() == b"x" * 1000 and obj["ContentType"] == "text/plain"
+
+    # Careful creation: empty, incomplete; the answer carries the upload URL and the limits.
+    status, h, _ = curl(server, auth, "POST", f"/_chuan/resumable/{ctx.bucket}/dir/big.bin",
+                        {**DRAFT, "Upload-Complete": "?0"})
+    assert status == 201
+    url = h["location"]
+    assert url.startswith("/_chuan/tus/") and "max-size=" in h["upload-limit"] and h["upload-offset"] == "0"
+    part = bytes(range(256)) * 4096  # 1 MiB
+    append = {**DRAFT, "Content-Type": "application/partial-upload"}
+    status, h, _ = curl(server, auth, "PATCH", url, {**append, "Upload-Offset": "0", "Upload-Complete": "?0"}, part)
+    assert status == 204 and h["upload-offset"] == str(len(part)) and h["upload-complete"] == "?0"
+    # Offset retrieval.
+    status, h, _ = curl(server, auth, "HEAD", url, DRAFT, extra=["-I"])
+    assert status == 204 and h["upload-offset"] == str(len(part)) and h["upload-complete"] == "?0"
+    assert h["cache-control"] == "no-store" and "max-age=" in h["upload-limit"]
+    # A wrong offset: 409 with the right one and a problem document; nothing stored.
+    status, h, body = curl(server, auth, "PATCH", url, {**append, "Upload-Offset": "5", "Upload-Complete": "?1"},
+                           b"zz")
+    assert status == 409 and h["upload-offset"] == str(len(part)) and h["upload-complete"] == "?0"
+    problem = json.loads(body)
+    assert problem["type"].endswith("#mismatching-upload-offset")
+    assert (problem["expected-offset"], problem["provided-offset"]) == (len(part), 5)
+    # The last append completes the object.
+    status, h, body = curl(server, auth, "PATCH", url,
+                           {**append, "Upload-Offset": str(len(part)), "Upload-Complete": "?1"}, b"end")
+    assert status == 200 and h["upload-complete"] == "?1", body
+    assert ctx.s3.get_object(Bucket=ctx.bucket, Key="dir/big.bin")["Body"].read() == part + b"end"
+    # Nothing more goes into a complete upload.
+    status, _, body = curl(server, auth, "PATCH", url,
+                           {**append, "Upload-Offset": str(len(part) + 3), "Upload-Complete": "?1"}, b"more")
+    assert status == 400 and json.loads(body)["type"].endswith("#inconsistent-upload-length")
+    assert ctx.s3.head_object(Bucket=ctx.bucket, Key="dir/big.bin")["ContentLength"] == len(part) + 3
+
+
+def test_bad_appends_and_cancellation(server, ctx):
+    auth = ctx.tenant.auth
+    status, h, _ = curl(server, auth, "POST", f"/_chuan/resumable/{ctx.bucket}/k.bin",
+                        {**DRAFT, "Upload-Complete": "?0", "Upload-Length": "4"})
+    assert status == 201
+    url = h["location"]
+    append = {**DRAFT, "Upload-Offset": "0", "Upload-Complete": "?0"}
+    # Wrong media type, missing headers, more than the declared length: refused, nothing stored.
+    assert curl(server, auth, "PATCH", url, {**append, "Content-Type": "application/octet-stream"}, b"ab")[0] == 415
+    assert curl(server, auth, "PATCH", url, {**DRAFT, "Content-Type": "application/partial-upload"}, b"ab")[0] == 400
+    status, _, _ = curl(server, auth, "PATCH", url, {**append, "Content-Type": "application/partial-upload"},
+                        b"abcdefgh")
+    assert status in (400, 413)
+    # Completing short of the declared length is inconsistent.
+    status, _, body = curl(server, auth, "PATCH", url,
+                           {**DRAFT, "Upload-Offset": "0", "Upload-Complete": "?1",
+                            "Content-Type": "application/partial-upload"}, b"ab")
+    assert status == 400 and json.loads(body)["type"].endswith("#inconsistent-upload-length")
+    status, h, _ = curl(server, auth, "HEAD", url, DRAFT, extra=["-I"])
+    assert status == 204 and h["upload-offset"] in ("0", "2")
+    # Cancellation, then the upload is gone; no object was made.
+    assert curl(server, auth, "DELETE", url, DRAFT)[0] == 204
+    assert curl(server, auth, "HEAD", url, DRAFT, extra=["-I"])[0] == 404
+    with pytest.raises(Exception):
+        ctx.s3.head_object(Bucket=ctx.bucket, Key="k.bin")
+    # OPTIONS tells the limits; another tenant cannot see the upload (404, as unknown).
+    status, h, _ = curl(server, auth, "OPTIONS", f"/_chuan/resumable/{ctx.bucket}/x", DRAFT)
+    assert status == 204 and h["upload-limit"].startswith("max-size=")
+    other = tus_ctx(server)
+    status, h, _ = curl(server, auth, "POST", f"/_chuan/resumable/{ctx.bucket}/y.bin",
+                        {**DRAFT, "Upload-Complete": "?0"})
+    assert curl(server, other.tenant.auth, "HEAD", h["location"], DRAFT, extra=["-I"])[0] == 404
+    # No credentials: 401 with a challenge.
+    r = requests.post(f"http://127.0.0.1:{server.port}/_chuan/resumable/{ctx.bucket}/z", headers=DRAFT)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_a_tus_upload_continues_with_the_draft_and_back(server, ctx):
+    """One session, two wire formats: created with tus, appended with the draft, read with tus."""
+    r = ctx.tus.create(6, ctx.meta("mixed.txt"))
+    url = r.headers["Location"]
+    status, h, _ = curl(server, ctx.tenant.auth, "PATCH", url,
+                        {**DRAFT, "Content-Type": "application/partial-upload", "Upload-Offset": "0",
+                         "Upload-Complete": "?0"}, b"abc")
+    assert status == 204 and h["upload-offset"] == "3"
+    r = ctx.tus.patch(ctx.tus.location(r), 3, b"def")
+    assert r.status_code == 204 and r.headers["Upload-Offset"] == "6"
+    assert ctx.s3.get_object(Bucket=ctx.bucket, Key="mixed.txt")["Body"].read() == b"abcdef"
+
+
+def test_cors_on_upload_endpoints(server, server_factory):
+    srv = server_factory(env={"CHUAN_UPLOAD_ORIGINS": "https://app.example.com,https://*.good.test"})
+    base = f"http://127.0.0.1:{srv.port}"
+    for origin in ("https://app.example.com", "https://x.good.test"):
+        for path in ("/_chuan/tus/", "/_chuan/resumable/b/k", "/_chuan/v1/instant/challenge"):
+            r = requests.options(base + path, headers={
+                "Origin": origin, "Access-Control-Request-Method": "PATCH" if "tus" in path else "POST",
+                "Access-Control-Request-Headers": "authorization, tus-resumable, upload-offset, content-type"})
+            assert r.status_code == 204, (path, r.status_code, r.text)
+            assert r.headers["Access-Control-Allow-Origin"] == origin
+            assert "PATCH" in r.headers["Access-Control-Allow-Methods"]
+            assert "upload-offset" in r.headers["Access-Control-Allow-Headers"]
+    # The actual response lets the page read the tus headers.
+    r = requests.options(base + "/_chuan/tus/", headers={"Origin": "https://app.example.com"})
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "Upload-Offset" in r.headers["Access-Control-Expose-Headers"]
+    assert "Location" in r.headers["Access-Control-Expose-Headers"]
+    # Other origins are refused at preflight and get no CORS headers.
+    r = requests.options(base + "/_chuan/tus/", headers={
+        "Origin": "https://evil.test", "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 403 and "Access-Control-Allow-Origin" not in r.headers
+    r = requests.post(base + "/_chuan/tus/", headers={"Origin": "https://evil.test", "Tus-Resumable": "1.0.0"})
+    assert r.status_code == 401 and "Access-Control-Allow-Origin" not in r.headers
+    # Without the setting (the shared server), no origin is let in.
+    r = requests.options(f"http://127.0.0.1:{server.port}/_chuan/tus/{unique_name('o')}",
+                         headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "PATCH"})
+    assert r.status_code == 403 and "Access-Control-Allow-Origin" not in r.headers
