@@ -12,6 +12,7 @@ and stopped at its end.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import ctypes
 import ctypes.util
@@ -368,6 +369,45 @@ def assert_s3_on_both(cluster, keys: tuple[str, str], bucket: str, key: str, dat
         mid = len(data) // 2
         got = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={mid - 10}-{mid + 9}")["Body"].read()
         assert got == data[mid - 10 : mid + 10], f"S3 ranged GET {bucket}/{key} on {node.name}"
+
+
+def test_a_tus_upload_begun_on_one_node_is_finished_on_the_other(cluster):
+    """tus: created and half sent through A; two PATCHes at one offset race on A and B (one
+    lands, the other gets 409); the rest goes through B with the IETF draft's append; every
+    HEAD agrees on the offset."""
+    t, bucket, _, _ = tenant_on(cluster)
+    auth = (t.access_key, t.secret_key)
+    tus = {"Tus-Resumable": "1.0.0"}
+    data = os.urandom(3 * MiB + 11)
+    meta = f"bucket {base64.b64encode(bucket.encode()).decode()},key {base64.b64encode(b'tus/big.bin').decode()}"
+    r = requests.post(f"{cluster.a.endpoint}/_chuan/tus/", auth=auth,
+                      headers={**tus, "Upload-Length": str(len(data)), "Upload-Metadata": meta})
+    assert r.status_code == 201, r.text
+    path = r.headers["Location"]
+    octets = {**tus, "Content-Type": "application/offset+octet-stream"}
+    r = requests.patch(cluster.a.endpoint + path, auth=auth, data=data[:MiB], headers={**octets, "Upload-Offset": "0"})
+    assert r.status_code == 204 and r.headers["Upload-Offset"] == str(MiB)
+    for node in (cluster.a, cluster.b):
+        r = requests.head(node.endpoint + path, auth=auth, headers=tus)
+        assert r.status_code == 200 and r.headers["Upload-Offset"] == str(MiB), (node.name, r.headers)
+
+    def patch(node):
+        return requests.patch(node.endpoint + path, auth=auth, data=data[MiB:2 * MiB],
+                              headers={**octets, "Upload-Offset": str(MiB)}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(patch, (cluster.a, cluster.b)))
+    assert codes == [204, 409], f"two PATCHes at one offset on two nodes: {codes}"
+    r = requests.head(cluster.b.endpoint + path, auth=auth, headers=tus)
+    offset = int(r.headers["Upload-Offset"])
+    assert offset == 2 * MiB, r.headers
+    r = requests.patch(cluster.b.endpoint + path, auth=auth, data=data[offset:], headers={
+        "Upload-Draft-Interop-Version": "10", "Content-Type": "application/partial-upload",
+        "Upload-Offset": str(offset), "Upload-Complete": "?1"})
+    assert r.status_code == 200 and r.headers["Upload-Complete"] == "?1", r.text
+    assert_s3_on_both(cluster, auth, bucket, "tus/big.bin", data)
+    r = requests.head(cluster.a.endpoint + path, auth=auth, headers=tus)
+    assert r.headers["Upload-Offset"] == r.headers["Upload-Length"] == str(len(data))
 
 
 def test_a_ufile_multipart_upload_begun_on_one_node_is_resumed_on_the_other(cluster):

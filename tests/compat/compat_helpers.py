@@ -144,6 +144,19 @@ def checksum_b64(algorithm: str, data: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+def recv_all(sock) -> bytes:
+    """Everything a socket delivers until the peer closes it (or resets it, or it times out)."""
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
 def unique_name(prefix: str = "t") -> str:
     """A fresh, valid bucket name."""
     return f"{prefix}-{secrets.token_hex(6)}"

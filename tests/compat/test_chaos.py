@@ -1,7 +1,7 @@
 """Chaos: uploads in every protocol while the server is killed (-9) and restarted.
 
 Workers upload unique keys with random contents through S3 (single and multipart), UFile,
-UpYun, Tencent COS, Aliyun Drive and an IoT device, alongside clients that stall after one
+UpYun, Tencent COS, Aliyun Drive, an IoT device and tus (resumed across the restarts), alongside clients that stall after one
 byte and clients that trickle. The server is killed with SIGKILL at random moments and
 restarted on the same data directory, several times. Afterwards:
 
@@ -15,6 +15,7 @@ Bounded: 30 s of chaos, about a minute in all.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import random
@@ -173,6 +174,45 @@ def test_kill_9_during_uploads_in_every_protocol_loses_only_unanswered_writes(se
         if iot_put(body["URL"], body["Authorization"], data).status_code == 200:
             ledger.ack(s3_bucket, f"{dev.product_sn}/{dev.device_sn}/{name}")
 
+    def tus_once(rng, key):
+        """tus: created, then sent in pieces; across kills it resumes from the offset a HEAD
+        reports (only durable bytes count), so an acknowledged upload went through restarts."""
+        data = payload(rng) + rng.randbytes(rng.randrange(1, 400_000))
+        key = "tus-" + key
+        base = srv.endpoint + "/_chuan/tus/"
+        auth = (tenant.access_key, tenant.secret_key)
+        tus = {"Tus-Resumable": "1.0.0"}
+        meta = f"bucket {base64.b64encode(s3_bucket.encode()).decode()},key {base64.b64encode(key.encode()).decode()}"
+        ledger.attempt(s3_bucket, key, data)
+        r = requests.post(base, auth=auth, headers={**tus, "Upload-Length": str(len(data)), "Upload-Metadata": meta},
+                          timeout=10)
+        if r.status_code != 201:
+            return
+        url = srv.endpoint + r.headers["Location"]
+        offset, piece = 0, max(1, len(data) // 3)
+        for _ in range(60):
+            try:
+                r = requests.patch(url, auth=auth, data=data[offset:offset + piece], timeout=10, headers={
+                    **tus, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+                if r.status_code not in (204, 409):
+                    return  # e.g. 503 while restarting: the upload is abandoned, never visible
+                if r.status_code == 204:
+                    offset = int(r.headers["Upload-Offset"])
+                else:
+                    offset = int(requests.head(url, auth=auth, headers=tus, timeout=10).headers["Upload-Offset"])
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.3)
+                try:
+                    h = requests.head(url, auth=auth, headers=tus, timeout=10)
+                    if h.status_code != 200:
+                        return
+                    offset = int(h.headers["Upload-Offset"])
+                except (requests.ConnectionError, requests.Timeout):
+                    continue
+            if offset == len(data):
+                ledger.ack(s3_bucket, key)
+                return
+
     def stalled_client(rng, key):
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
         # Past the in-memory head (96 KiB), so a temporary file is being written when it stalls.
@@ -203,6 +243,7 @@ def test_kill_9_during_uploads_in_every_protocol_loses_only_unanswered_writes(se
         "cos": cos_once,
         "adrive": adrive_once,
         "iot": iot_once,
+        "tus": tus_once,
         "stall": stalled_client,
         "slow": slow_client,
     }
@@ -252,6 +293,9 @@ def test_kill_9_during_uploads_in_every_protocol_loses_only_unanswered_writes(se
     assert not strays, f"objects nobody uploaded: {strays[:10]}"
     protocols = {b for b, _ in ledger.acked}
     assert len(protocols) >= 5, f"acknowledged uploads came from only {protocols}"
+    tus_acked = sum(1 for _, k in ledger.acked if k.startswith("tus-"))
+    print(f"chaos: {tus_acked} tus uploads acknowledged")
+    assert tus_acked >= 5, f"only {tus_acked} tus uploads were acknowledged"
 
     srv.stop_expect_clean_exit()
     srv.assert_fsck_clean()

@@ -1,5 +1,5 @@
 """IETF "Resumable Uploads for HTTP" (draft-ietf-httpbis-resumable-upload-13, interop 10) with
-curl, and CORS on Chuan's upload endpoints (`--upload-origins`).
+curl and a raw socket (the 104 interim response), and CORS on Chuan's upload endpoints (`--upload-origins`).
 
 Creation at `/_chuan/resumable/{bucket}/{key}`; the upload resource is `/_chuan/tus/{id}` (the
 same sessions as tus). Each refusal checks that nothing was stored.
@@ -7,8 +7,11 @@ same sessions as tus). Each refusal checks that nothing was stored.
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
 import subprocess
+import time
 
 import pytest
 import requests
@@ -168,3 +171,57 @@ def test_cors_on_upload_endpoints(server, server_factory):
     r = requests.options(f"http://127.0.0.1:{server.port}/_chuan/tus/{unique_name('o')}",
                          headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "PATCH"})
     assert r.status_code == 403 and "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_104_carries_the_upload_url_before_the_body_is_sent(server, ctx):
+    """A creation with content (interop 10): `104 Upload Resumption Supported` with the upload
+    URL arrives while the client has sent only the head; the client drops the connection after
+    half the body, resumes at the URL the 104 gave, and completes."""
+    body = bytes(range(256)) * 2048  # 512 KiB
+    auth = base64.b64encode(f"{ctx.tenant.auth[0]}:{ctx.tenant.auth[1]}".encode()).decode()
+    head = (f"POST /_chuan/resumable/{ctx.bucket}/early.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+            f"Upload-Draft-Interop-Version: 10\r\nUpload-Complete: ?1\r\nContent-Length: {len(body)}\r\n\r\n")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(head.encode())
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = sock.recv(4096)
+        assert chunk, f"connection closed before an interim response: {got!r}"
+        got += chunk
+    interim, _, _ = got.partition(b"\r\n\r\n")
+    lines = interim.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 104 Upload Resumption Supported", lines
+    fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert fields["upload-draft-interop-version"] == "10" and "max-size=" in fields["upload-limit"]
+    url = fields["location"]
+    assert url.startswith("/_chuan/tus/")
+    sock.sendall(body[: len(body) // 2])
+    time.sleep(0.3)
+    sock.close()
+    # The bytes that arrived are kept; the rest goes to the URL the 104 named.
+    deadline = time.monotonic() + 10
+    while True:
+        status, h, _ = curl(server, ctx.tenant.auth, "HEAD", url, DRAFT, extra=["-I"])
+        if status == 204 and int(h["upload-offset"]) > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    offset = int(h["upload-offset"])
+    assert 0 < offset <= len(body) // 2 and h["upload-complete"] == "?0", h
+    status, h, _ = curl(server, ctx.tenant.auth, "PATCH", url,
+                        {**DRAFT, "Content-Type": "application/partial-upload", "Upload-Offset": str(offset),
+                         "Upload-Complete": "?1"}, body[offset:])
+    assert status == 200 and h["upload-complete"] == "?1"
+    assert ctx.s3.get_object(Bucket=ctx.bucket, Key="early.bin")["Body"].read() == body
+
+
+def test_no_104_without_the_interop_version(server, ctx):
+    """Without `Upload-Draft-Interop-Version: 10` no interim response is sent (draft: MUST NOT)."""
+    status, h, body = curl(server, ctx.tenant.auth, "POST", f"/_chuan/resumable/{ctx.bucket}/plain.bin",
+                           {"Upload-Complete": "?1", "Upload-Draft-Interop-Version": "6"}, b"abc",
+                           extra=["-H", "Expect:"])
+    assert status == 201 and h["upload-complete"] == "?1"
+    out = subprocess.run(["curl", "-sS", "-D", "-", "-o", "/dev/null", "-u", ":".join(ctx.tenant.auth), "-H",
+                          "Upload-Complete: ?1", "-H", "Expect:", "--data-binary", "xyz",
+                          f"http://127.0.0.1:{server.port}/_chuan/resumable/{ctx.bucket}/plain2.bin"],
+                         capture_output=True, check=True).stdout
+    assert b" 104 " not in out and out.startswith(b"HTTP/1.1 201"), out

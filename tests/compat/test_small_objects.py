@@ -29,7 +29,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from compat_helpers import HEALTH_PATH, KiB, assert_no_object, list_all_keys, s3_error_code, unique_name
+from compat_helpers import HEALTH_PATH, KiB, assert_no_object, list_all_keys, recv_all, s3_error_code, unique_name
 
 INLINE_MAX = 96 * KiB  # --inline-max-bytes default
 BURST = 10_000
@@ -143,16 +143,7 @@ def raw_exchange(srv, head: bytes, body: bytes) -> bytes:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server answered and closed before taking it all: what it said is read below
-        out = b""
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+        return recv_all(sock)
     finally:
         sock.close()
 

@@ -718,8 +718,7 @@ def test_checksums(ctx):
 
 def test_checksum_trailer(ctx):
     r = ctx.tus.options()
-    if "checksum-trailer" not in {e.strip() for e in r.headers.get("Tus-Extension", "").split(",")}:
-        pytest.skip("checksum-trailer is not advertised")
+    assert "checksum-trailer" in {e.strip() for e in r.headers.get("Tus-Extension", "").split(",")}, describe(r)
     t = ctx.tus
     data = os.urandom(100 * KiB + 1)
     url = t.create_ok(len(data), ctx.meta("trailer.bin"))
@@ -732,6 +731,13 @@ def test_checksum_trailer(ctx):
         return raw_exchange(ctx.server, "PATCH", upload_path(url), h, payload)
 
     half = data[:50 * KiB]
+    # Announced but never sent: refused, nothing stored.
+    h = auth_headers(ctx.tenant.auth)
+    h.update({"Content-Type": OCTET_OFFSET, "Upload-Offset": "0", "Transfer-Encoding": "chunked",
+              "Trailer": "Upload-Checksum"})
+    status, hdrs, _ = raw_exchange(ctx.server, "PATCH", upload_path(url), h, chunked(half, 8192) + b"0\r\n\r\n")
+    assert status == 400, f"announced trailer missing: {status} {hdrs}"
+    assert t.offset(url) == 0
     status, hdrs, _ = trailer_patch(0, half, checksum_header("sha1", half[1:]))
     assert status == 460, f"trailer with a wrong checksum: {status} {hdrs}"
     assert t.offset(url) == 0

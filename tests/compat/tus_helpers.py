@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from adrive_helpers import Tenant, create_tenant
-from compat_helpers import unique_name
+from compat_helpers import recv_all, unique_name
 
 TUS_PATH = "/_chuan/tus/"
 TUS_VERSION = "1.0.0"
@@ -232,15 +232,7 @@ def connect(server, timeout: float = 60) -> socket.socket:
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """Read one response from a `Connection: close` exchange (until EOF)."""
-    buf = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
-            break
-        if not chunk:
-            break
-        buf += chunk
+    buf = recv_all(sock)
     head, sep, body = buf.partition(b"\r\n\r\n")
     assert sep, f"no complete HTTP response head: {buf[:500]!r}"
     lines = head.decode("latin-1").split("\r\n")

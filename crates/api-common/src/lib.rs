@@ -4,6 +4,7 @@
 //! handling, and the request's origin for building URLs that point back here.
 
 pub mod form;
+pub mod interim;
 pub mod query;
 pub mod sign;
 
@@ -55,6 +56,33 @@ where
     B::Error: Into<BoxError>,
 {
     b.map_err(Into::into).boxed_unsync()
+}
+
+/// Where a request's trailer fields land once its body has been read ([`data_with_trailers`]).
+pub type Trailers = std::sync::Arc<std::sync::Mutex<Option<http::HeaderMap>>>;
+
+/// A body's data as a stream; its trailer fields (the last section of a chunked body, RFC 9112
+/// §7.1.2) are put in `trailers` when they arrive, so a check that depends on them runs after
+/// the stream ends.
+pub fn data_with_trailers(body: RequestBody, trailers: Trailers) -> impl Stream<Item = Result<Bytes, BoxError>> + Send {
+    futures::stream::unfold(body, move |mut body| {
+        let trailers = trailers.clone();
+        async move {
+            loop {
+                match body.frame().await? {
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) => return Some((Ok(data), body)),
+                        Err(frame) => {
+                            if let Ok(t) = frame.into_trailers() {
+                                *trailers.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+                            }
+                        }
+                    },
+                    Err(e) => return Some((Err(e), body)),
+                }
+            }
+        }
+    })
 }
 
 /// Why [`read_limited`] refused a body.
@@ -200,6 +228,12 @@ pub async fn basic_principal(
         return Ok(None);
     };
     engine.basic(&ak, &sk).await
+}
+
+/// Whether a request has a body to read: chunked, or a `Content-Length` above zero.
+pub fn has_body(h: &http::HeaderMap) -> bool {
+    h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0")
 }
 
 /// An IMF-fixdate (RFC 9110 §5.6.7) of a time in milliseconds since the epoch.

@@ -4,11 +4,13 @@
 //! application/partial-upload` with `Upload-Offset` and `Upload-Complete`) and cancellation
 //! (`DELETE`) at the upload resource `/_chuan/tus/{id}`, limits in `Upload-Limit`.
 //!
-//! Not sent: the `104 Upload Resumption Supported` interim response (hyper, the HTTP server
-//! underneath, cannot send 1xx responses); the draft makes it optional, and a client that
-//! needs the upload URL before sending its data creates the upload empty with
-//! `Upload-Complete: ?0` ("careful creation") and appends. Every append answer carries
-//! `Upload-Offset` (tus-js-client's draft mode reads it).
+//! A creation with content from a client of interop version 10 on HTTP/1.1 gets `104 Upload
+//! Resumption Supported` (`Location`, `Upload-Limit`) before its body is read, through the
+//! listener's interim-response channel (`chuan_api_common::interim`); it is skipped when the
+//! connection is still writing a previous response (the draft makes it optional), and a
+//! client can always create the upload empty with `Upload-Complete: ?0` ("careful creation")
+//! to learn the URL first. Every append answer carries `Upload-Offset` (tus-js-client's draft
+//! mode reads it).
 
 use chuan_api_common::RequestBody;
 use chuan_core::{Append, Appended, CoreError, NewResumable, Resumable};
@@ -17,6 +19,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use crate::{header, number, set, text, upload_url, Resp, TusDialect, WIRE};
 
 const PARTIAL_UPLOAD: &str = "application/partial-upload";
+const INTEROP: &str = "upload-draft-interop-version";
+/// The interop version of draft -13 (the one 104 responses are sent to).
+const INTEROP_VERSION: &str = "10";
 const PROBLEM_BASE: &str = "https://iana.org/assignments/http-problem-types";
 
 /// An SF boolean header: `Ok(None)` when missing.
@@ -81,6 +86,16 @@ fn draft_error(d: &TusDialect, e: &CoreError, provided: Option<u64>) -> Resp {
     r
 }
 
+/// `OPTIONS`: the server's limits (the draft's server-limits discovery).
+fn options(d: &TusDialect) -> Resp {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header("upload-limit", limits(d, None))
+        .header("accept-patch", PARTIAL_UPLOAD)
+        .body(chuan_api_common::empty())
+        .expect("valid response")
+}
+
 /// Creation (`POST`/`PUT`) and limits (`OPTIONS`) at `/_chuan/resumable/{bucket}/{key}`.
 pub(crate) async fn creation_or_options(
     d: &TusDialect,
@@ -89,12 +104,7 @@ pub(crate) async fn creation_or_options(
     req: Request<RequestBody>,
 ) -> Resp {
     if method == Method::OPTIONS {
-        return Response::builder()
-            .status(StatusCode::NO_CONTENT)
-            .header("upload-limit", limits(d, None))
-            .header("accept-patch", PARTIAL_UPLOAD)
-            .body(chuan_api_common::empty())
-            .expect("valid response");
+        return options(d);
     }
     if method != Method::POST && method != Method::PUT {
         return text(StatusCode::METHOD_NOT_ALLOWED, "POST or PUT creates an upload here");
@@ -135,11 +145,25 @@ pub(crate) async fn creation_or_options(
         Ok(u) => u,
         Err(e) => return draft_error(d, &e, Some(0)),
     };
-    if !crate::has_body(h) && !complete {
+    if !chuan_api_common::has_body(h) && !complete {
         return incomplete(d, StatusCode::CREATED, &u, true);
     }
+    // 104: the upload URL before the data, so a client cut off mid-body can resume (only to a
+    // client of this interop version, on HTTP/1.1).
+    if let (Some(interim), Some(INTEROP_VERSION), http::Version::HTTP_11) =
+        (parts.extensions.get::<chuan_api_common::interim::Interim>(), header(h, INTEROP), parts.version)
+    {
+        let mut head = HeaderMap::new();
+        set(&mut head, "location", &upload_url(&u.id));
+        set(&mut head, "upload-limit", &limits(d, Some(&u)));
+        set(&mut head, "upload-draft-interop-version", INTEROP_VERSION);
+        let status = StatusCode::from_u16(104).expect("valid status");
+        if !interim.send(status, "Upload Resumption Supported", &head).await {
+            tracing::debug!(upload = %u.id, "104 not sent: the connection was busy");
+        }
+    }
     let a = Append { offset: 0, length: None, checksum: None, keep_prefix: true, last: complete };
-    match crate::append_detached(&d.engine, p, u.id.clone(), a, body).await {
+    match crate::append_detached(&d.engine, p, u.id.clone(), a, body, Default::default()).await {
         Ok(done) => appended(d, StatusCode::CREATED, done, true),
         Err(e) => {
             let mut r = draft_error(d, &e, Some(0));
@@ -191,12 +215,7 @@ fn appended(d: &TusDialect, status: StatusCode, done: Appended, location: bool) 
 /// Requests to the upload resource.
 pub(crate) async fn upload(d: &TusDialect, method: &Method, id: &str, req: Request<RequestBody>) -> Resp {
     if method == Method::OPTIONS {
-        return Response::builder()
-            .status(StatusCode::NO_CONTENT)
-            .header("upload-limit", limits(d, None))
-            .header("accept-patch", PARTIAL_UPLOAD)
-            .body(chuan_api_common::empty())
-            .expect("valid response");
+        return options(d);
     }
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
@@ -234,9 +253,9 @@ pub(crate) async fn upload(d: &TusDialect, method: &Method, id: &str, req: Reque
                 Ok(l) => l,
                 Err(m) => return text(StatusCode::BAD_REQUEST, &m),
             };
-            let with_body = crate::has_body(h);
+            let with_body = chuan_api_common::has_body(h);
             let a = Append { offset, length, checksum: None, keep_prefix: true, last: complete };
-            match crate::append_detached(&d.engine, p, id.to_owned(), a, body).await {
+            match crate::append_detached(&d.engine, p, id.to_owned(), a, body, Default::default()).await {
                 Ok(done) => appended(d, StatusCode::OK, done, false),
                 // An empty append to a finished upload: the final answer again.
                 Err(CoreError::UploadComplete) if !with_body => {

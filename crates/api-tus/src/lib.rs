@@ -1,5 +1,5 @@
-//! Resumable uploads from browsers and apps: tus 1.0 (`/_chuan/tus/`, every extension but
-//! `checksum-trailer`) and the IETF draft "Resumable Uploads for HTTP"
+//! Resumable uploads from browsers and apps: tus 1.0 (`/_chuan/tus/`, every extension) and
+//! the IETF draft "Resumable Uploads for HTTP"
 //! (`/_chuan/resumable/{bucket}/{key}`, draft-ietf-httpbis-resumable-upload-13, interop
 //! version 10; requests of interop versions 6 to 10 are answered alike).
 //!
@@ -280,11 +280,6 @@ pub(crate) fn error(e: &CoreError) -> Resp {
     r
 }
 
-/// Whether a request has a body to read (a length above zero, or chunked).
-pub(crate) fn has_body(h: &HeaderMap) -> bool {
-    h.contains_key(http::header::TRANSFER_ENCODING) || number(h, "content-length").ok().flatten().is_some_and(|n| n > 0)
-}
-
 /// Runs an append on a task of its own, so that a client whose connection drops mid-body
 /// still gets the bytes that arrived kept (the connection's task is dropped with it).
 pub(crate) async fn append_detached(
@@ -293,10 +288,11 @@ pub(crate) async fn append_detached(
     id: String,
     a: chuan_core::Append,
     body: RequestBody,
+    trailers: chuan_api_common::Trailers,
 ) -> Result<chuan_core::Appended, CoreError> {
     let engine = engine.clone();
     let task = tokio::spawn(async move {
-        let data = http_body_util::BodyDataStream::new(body);
+        let data = chuan_api_common::data_with_trailers(body, trailers);
         engine.append_resumable(&p, &id, a, data).await
     });
     task.await.map_err(|e| CoreError::Internal(e.to_string()))?

@@ -1,19 +1,19 @@
 //! tus 1.0.0 (https://tus.io/protocols/resumable-upload): the core protocol (`HEAD`, `PATCH`
 //! with `application/offset+octet-stream`), `OPTIONS` discovery, and the extensions creation,
-//! creation-with-upload, creation-defer-length, expiration, checksum, termination and
-//! concatenation.
+//! creation-with-upload, creation-defer-length, expiration, checksum, checksum-trailer,
+//! termination and concatenation.
 
 use base64::Engine as _;
 use chuan_api_common::RequestBody;
-use chuan_core::{Append, AppendChecksum, CoreError, NewResumable, Resumable};
+use chuan_core::{Append, AppendCheck, AppendChecksum, CoreError, NewResumable, Resumable};
 use http::{HeaderMap, Request, Response, StatusCode};
 
 use crate::{error, header, number, set, text, upload_url, Resp, TusDialect};
 
 /// The protocol version served (and the only one: `Tus-Version`).
 const VERSION: &str = "1.0.0";
-const EXTENSIONS: &str =
-    "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation";
+const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,\
+     checksum-trailer,termination,concatenation";
 const CONTENT_TYPE: &str = "application/offset+octet-stream";
 
 fn base(status: StatusCode) -> http::response::Builder {
@@ -45,6 +45,13 @@ fn check_version(h: &HeaderMap) -> Result<(), Resp> {
             Err(r)
         }
     }
+}
+
+/// The caller of a tus request: `412` unless it speaks tus 1.0.0, then `401` without valid
+/// credentials.
+async fn caller(d: &TusDialect, h: &HeaderMap) -> Result<chuan_core::Principal, Resp> {
+    check_version(h)?;
+    d.caller(h).await
 }
 
 pub(crate) fn options(d: &TusDialect) -> Resp {
@@ -84,10 +91,7 @@ fn describe(r: &mut Resp, u: &Resumable) {
 pub(crate) async fn create(d: &TusDialect, req: Request<RequestBody>) -> Resp {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
-    if let Err(r) = check_version(h) {
-        return r;
-    }
-    let p = match d.caller(h).await {
+    let p = match caller(d, h).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -150,12 +154,12 @@ pub(crate) async fn create(d: &TusDialect, req: Request<RequestBody>) -> Resp {
     };
     // creation-with-upload: the body is the first append (not read when the upload is
     // already complete: an instant upload).
-    if crate::has_body(h) && !u.complete {
+    if chuan_api_common::has_body(h) && !u.complete {
         if header(h, "content-type") != Some(CONTENT_TYPE) {
             return created(&u); // a body of another type is not upload data (tus §creation-with-upload)
         }
         let a = Append { offset: 0, length: None, checksum: None, keep_prefix: true, last: false };
-        return match crate::append_detached(&d.engine, p, u.id.clone(), a, body).await {
+        return match crate::append_detached(&d.engine, p, u.id.clone(), a, body, Default::default()).await {
             Ok(done) => created(&done.upload),
             Err(e) => {
                 // The upload exists; its offset tells the client where to resume.
@@ -178,10 +182,7 @@ fn created(u: &Resumable) -> Resp {
 }
 
 pub(crate) async fn head(d: &TusDialect, id: &str, req: Request<RequestBody>) -> Resp {
-    if let Err(r) = check_version(req.headers()) {
-        return r;
-    }
-    let p = match d.caller(req.headers()).await {
+    let p = match caller(d, req.headers()).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -199,25 +200,45 @@ pub(crate) async fn head(d: &TusDialect, id: &str, req: Request<RequestBody>) ->
     }
 }
 
-/// `Upload-Checksum: <algorithm> <Base64>`: `Ok(None)` when missing; `Err` (400) for an
-/// unsupported algorithm or a malformed value.
-fn checksum(h: &HeaderMap) -> Result<Option<(AppendChecksum, Vec<u8>)>, String> {
-    let Some(v) = header(h, "upload-checksum") else { return Ok(None) };
+/// `Upload-Checksum: <algorithm> <Base64>`, as a header or announced (`Trailer:
+/// Upload-Checksum`) as a trailer of a chunked body (tus checksum-trailer): `Ok(None)` when
+/// neither; `Err` (400) for an unsupported algorithm or a malformed value.
+fn checksum(h: &HeaderMap, trailers: &chuan_api_common::Trailers) -> Result<Option<AppendCheck>, String> {
+    if let Some(v) = header(h, "upload-checksum") {
+        let (algo, raw) = parse_checksum(v)?;
+        return Ok(Some(AppendCheck::Now(algo, raw)));
+    }
+    let announced = h
+        .get_all(http::header::TRAILER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|name| name.trim().eq_ignore_ascii_case("upload-checksum"));
+    if !announced {
+        return Ok(None);
+    }
+    let trailers = trailers.clone();
+    Ok(Some(AppendCheck::Later(Box::new(move || {
+        let fields = trailers.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        let v = header(&fields, "upload-checksum")
+            .ok_or_else(|| CoreError::InvalidArgument("the announced Upload-Checksum trailer did not come".into()))?;
+        parse_checksum(v).map_err(CoreError::InvalidArgument)
+    }))))
+}
+
+fn parse_checksum(v: &str) -> Result<(AppendChecksum, Vec<u8>), String> {
     let (name, b64) = v.split_once(' ').ok_or("Upload-Checksum is `<algorithm> <Base64 digest>`")?;
     let algo = AppendChecksum::parse(name).ok_or_else(|| format!("unsupported checksum algorithm {name:?}"))?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|_| "Upload-Checksum: the digest is not Base64".to_owned())?;
-    Ok(Some((algo, raw)))
+    Ok((algo, raw))
 }
 
 pub(crate) async fn patch(d: &TusDialect, id: &str, req: Request<RequestBody>) -> Resp {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
-    if let Err(r) = check_version(h) {
-        return r;
-    }
-    let p = match d.caller(h).await {
+    let p = match caller(d, h).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -233,13 +254,14 @@ pub(crate) async fn patch(d: &TusDialect, id: &str, req: Request<RequestBody>) -
         Ok(l) => l,
         Err(m) => return bad(StatusCode::BAD_REQUEST, &m),
     };
-    let checksum = match checksum(h) {
+    let trailers = chuan_api_common::Trailers::default();
+    let checksum = match checksum(h, &trailers) {
         Ok(c) => c,
         Err(m) => return bad(StatusCode::BAD_REQUEST, &m),
     };
-    let with_body = crate::has_body(h);
+    let with_body = chuan_api_common::has_body(h);
     let a = Append { offset, length, checksum, keep_prefix: true, last: false };
-    match crate::append_detached(&d.engine, p, id.to_owned(), a, body).await {
+    match crate::append_detached(&d.engine, p, id.to_owned(), a, body, trailers).await {
         Ok(done) => match done.cut {
             Some(e) => {
                 let mut r = tus_error(&e);
@@ -265,10 +287,7 @@ pub(crate) async fn patch(d: &TusDialect, id: &str, req: Request<RequestBody>) -
 }
 
 pub(crate) async fn delete(d: &TusDialect, id: &str, req: Request<RequestBody>) -> Resp {
-    if let Err(r) = check_version(req.headers()) {
-        return r;
-    }
-    let p = match d.caller(req.headers()).await {
+    let p = match caller(d, req.headers()).await {
         Ok(p) => p,
         Err(r) => return r,
     };

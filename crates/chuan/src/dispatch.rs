@@ -289,8 +289,7 @@ pub async fn handle(
 pub async fn route(state: &State, mut req: Request<RequestBody>) -> Response<chuan_api_common::Body> {
     state.engine.metrics.http_requests.inc();
     normalise_target(&mut req);
-    let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
-        || req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0");
+    let has_body = chuan_api_common::has_body(req.headers());
     if let Some((bucket, appid)) = cos_download(state, req.method(), req.uri(), req.headers()).await {
         return state.cos.download(req, &bucket, &appid).await;
     }

@@ -9,6 +9,7 @@ pub mod callbacks;
 pub mod console;
 pub mod dispatch;
 pub mod host;
+pub mod interim;
 pub mod limits;
 pub mod native;
 pub mod server;

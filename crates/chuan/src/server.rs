@@ -136,14 +136,21 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 let client = peer.ip();
-                let svc = hyper::service::service_fn(move |req| {
-                    chuan_core::with_client(client, dispatch::handle(state.clone(), req))
-                });
+                // Interim (1xx) responses a dialect sends (the IETF draft's 104).
+                let interim = chuan_api_common::interim::Interim::new();
+                let svc = {
+                    let interim = interim.clone();
+                    hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(interim.clone());
+                        chuan_core::with_client(client, dispatch::handle(state.clone(), req))
+                    })
+                };
                 // A client that stops taking its response is cut off (hyper has no write
                 // timeout of its own).
                 let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
                 stream.set_write_timeout(Some(send_timeout));
-                let conn = http.serve_connection(TokioIo::new(Box::pin(stream)), svc);
+                let io = crate::interim::InterimIo::new(Box::pin(stream), interim);
+                let conn = http.serve_connection(TokioIo::new(io), svc);
                 let conn = graceful.watch(conn);
                 let metrics = engine.metrics.clone();
                 tokio::spawn(async move {

@@ -69,7 +69,9 @@ pub use maintenance::{check_callback_url, GcReport, MAX_CALLBACK_URL};
 pub use metering::{day_of, Quota};
 pub use metrics::Metrics;
 pub use objects::{PutTarget, MAX_DELETE_BATCH};
-pub use resumable::{Append, AppendChecksum, Appended, NewResumable, Resumable, DEFAULT_RESUMABLE_MAX_SIZE};
+pub use resumable::{
+    Append, AppendCheck, AppendChecksum, Appended, LateChecksum, NewResumable, Resumable, DEFAULT_RESUMABLE_MAX_SIZE,
+};
 pub use throttle::{current_client, with_client, FairnessConfig, UploadSlot};
 pub use tree::{validate_name, AttrUpdate, Page, UserMetaChange, DEFAULT_TRASH_RETENTION, MAX_PAGE};
 pub use uploads::{default_ttl, Claim, Completed, Completion, NewUpload, PartList, MAX_PARTS};

@@ -180,7 +180,28 @@ impl AppendChecksum {
 }
 
 /// One append.
-#[derive(Debug, Clone)]
+/// A checksum that arrives after the bytes it covers (tus `checksum-trailer`): read once the
+/// body has ended; `Err` (the trailer missing or malformed) stores nothing.
+pub type LateChecksum = Box<dyn FnOnce() -> CoreResult<(AppendChecksum, Vec<u8>)> + Send>;
+
+/// An append's checksum.
+pub enum AppendCheck {
+    /// Sent before the bytes (tus `Upload-Checksum`).
+    Now(AppendChecksum, Vec<u8>),
+    /// Announced before the bytes and sent after them.
+    Later(LateChecksum),
+}
+
+impl std::fmt::Debug for AppendCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Now(a, raw) => f.debug_tuple("Now").field(a).field(&hex::encode(raw)).finish(),
+            Self::Later(_) => f.write_str("Later"),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct Append {
     /// Where the client says the bytes go: the upload's current offset, else
     /// [`CoreError::OffsetMismatch`] and nothing is read or stored.
@@ -188,7 +209,7 @@ pub struct Append {
     /// The total length, declared now (a deferred length; must agree when already known).
     pub length: Option<u64>,
     /// The bytes' checksum: a mismatch stores none of them ([`CoreError::ChecksumMismatch`]).
-    pub checksum: Option<(AppendChecksum, Vec<u8>)>,
+    pub checksum: Option<AppendCheck>,
     /// Keep the bytes that arrived before the body failed (ignored with a checksum).
     pub keep_prefix: bool,
     /// These bytes end the upload (the IETF draft's `Upload-Complete: ?1`): the length becomes
@@ -213,27 +234,14 @@ impl Engine {
     /// Errors: `EntityTooLarge` when the length is over the configured maximum; what
     /// [`Engine::create_upload`] refuses (access, scope, names, metadata).
     pub async fn create_resumable(&self, p: &Principal, new: NewResumable) -> CoreResult<Resumable> {
-        let max = self.config.resumable_max_size;
-        if new.length.is_some_and(|l| l > max) {
-            return Err(CoreError::EntityTooLarge { limit: max });
-        }
-        let state = ResumableState {
-            length: new.length,
-            partial: new.partial,
-            claim: new.claim.as_ref().map(claim_pair),
-            echo: new.echo,
-            ..ResumableState::default()
-        };
-        let mut upload = NewUpload::new(UploadKind::Tus, &new.bucket, &new.key);
-        upload.meta = new.meta;
-        upload.state = state.json();
-        let rec = self.create_upload(p, upload).await?;
-        if new.length == Some(0) && !new.partial {
+        let claim = new.claim.clone();
+        let (rec, state) = self.new_session(p, new, false).await?;
+        if state.length == Some(0) && !state.partial {
             // Nothing to send: the empty object exists at once.
             self.finish_resumable(p, &rec, &state, 0).await?;
             return Ok(view(&rec, &ResumableState { done: true, ..state }, 0));
         }
-        if let (Some(claim), Some(length), false) = (&new.claim, new.length, new.partial) {
+        if let (Some(claim), Some(length), false) = (&claim, state.length, state.partial) {
             let (algo, hex) = claim_pair(claim);
             if let Some(held) = self.claimable_content(p, &algo, &hex, length, &Possession::None).await? {
                 let target = PutTarget { meta: rec.meta.clone(), ..PutTarget::new(&rec.bucket, &rec.key) };
@@ -244,6 +252,32 @@ impl Engine {
             }
         }
         Ok(view(&rec, &state, 0))
+    }
+
+    /// Creates the session of a new resumable upload (concatenated: made of other uploads'
+    /// parts, taking no appends).
+    async fn new_session(
+        &self,
+        p: &Principal,
+        new: NewResumable,
+        concatenated: bool,
+    ) -> CoreResult<(UploadRecord, ResumableState)> {
+        let max = self.config.resumable_max_size;
+        if new.length.is_some_and(|l| l > max) {
+            return Err(CoreError::EntityTooLarge { limit: max });
+        }
+        let state = ResumableState {
+            length: new.length,
+            partial: new.partial,
+            concatenated,
+            claim: new.claim.as_ref().map(claim_pair),
+            echo: new.echo,
+            ..ResumableState::default()
+        };
+        let mut upload = NewUpload::new(UploadKind::Tus, &new.bucket, &new.key);
+        upload.meta = new.meta;
+        upload.state = state.json();
+        Ok((self.create_upload(p, upload).await?, state))
     }
 
     /// The resumable upload `id`, which `p` must be allowed to write: another tenant's is
@@ -325,7 +359,8 @@ impl Engine {
             return Err(CoreError::InvalidPart(format!("an upload takes at most {MAX_PARTS} appends")));
         }
         let room = state.length.unwrap_or(self.config.resumable_max_size) - offset;
-        let sha1_needed = matches!(a.checksum, Some((AppendChecksum::Sha1, _)));
+        // A SHA-1 named up front is computed in the pass; one named in a trailer afterwards.
+        let sha1_needed = matches!(a.checksum, Some(AppendCheck::Now(AppendChecksum::Sha1, _)));
         let options = StageOptions { max_size: Some(room), defer_sha1: !sha1_needed, ..StageOptions::default() };
         let cut_error: Arc<Mutex<Option<BodyError>>> = Arc::default();
         let staged = if a.keep_prefix && a.checksum.is_none() {
@@ -344,8 +379,17 @@ impl Engine {
             self.stage_with(p, body, options).await?
         };
         let cut = cut_error.lock().expect("not poisoned").take().map(crate::ingest::body_error);
-        if let Some((algo, raw)) = &a.checksum {
-            if !algo.holds(&staged.digests, raw) {
+        let mut staged = staged;
+        let checksum = match a.checksum {
+            Some(AppendCheck::Now(algo, raw)) => Some((algo, raw)),
+            Some(AppendCheck::Later(read)) => Some(read()?),
+            None => None,
+        };
+        if let Some((algo, raw)) = checksum {
+            if algo == AppendChecksum::Sha1 {
+                staged.ensure_sha1().await?;
+            }
+            if !algo.holds(&staged.digests, &raw) {
                 return Err(CoreError::ChecksumMismatch);
             }
         }
@@ -473,21 +517,10 @@ impl Engine {
             adopted.push((u.id, u.offset));
         }
         let total: u64 = adopted.iter().map(|(_, n)| n).sum();
-        if total > self.config.resumable_max_size {
-            return Err(CoreError::EntityTooLarge { limit: self.config.resumable_max_size });
-        }
-        new.length = Some(total);
+        new.length = Some(total); // over the maximum: refused by `new_session`
         new.partial = false;
-        let claim = new.claim.take();
-        let created = self.create_resumable(p, new).await?;
-        let (rec, mut state) = self.resumable_record(p, &created.id).await?;
-        state.concatenated = true;
-        state.claim = claim.as_ref().map(claim_pair);
+        let (rec, state) = self.new_session(p, new, true).await?;
         let result = async {
-            if !self.meta.set_upload_state(&rec.id, &rec.state, &state.json()).await? {
-                return Err(CoreError::SlowDown);
-            }
-            let rec = UploadRecord { state: state.json(), ..rec.clone() };
             match self.meta.adopt_parts(&rec.id, &adopted).await {
                 Err(StoreError::NotFound) => return Err(CoreError::NoSuchUpload),
                 Err(StoreError::Conflict(m)) => return Err(CoreError::InvalidArgument(m)),
