@@ -1,7 +1,9 @@
 //! Embeds the web console (`console/dist`, built by npm) into the binary: generates
 //! `$OUT_DIR/console_assets.rs`, a table of (path, content type, bytes). When the console is not
-//! built yet and npm is on the machine, builds it first (`npm ci` and `npm run build` in
-//! `console/`); without npm the binary serves a page that says how to build it.
+//! built yet, or its sources are newer than the build, and npm is on the machine, builds it
+//! first (`npm ci` and `npm run build` in `console/`); otherwise it warns (without any build
+//! the binary serves a page that says how to build it). The test command builds it before
+//! cargo runs (`tests/console/prepare.sh`), so this is the fallback for a plain `cargo build`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,15 +36,42 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The newest modification time among `paths` (files, or folders searched whole).
+fn newest(paths: &[PathBuf]) -> Option<std::time::SystemTime> {
+    let mut all = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files(p, &mut all);
+        } else {
+            all.push(p.clone());
+        }
+    }
+    all.iter().filter_map(|f| f.metadata().and_then(|m| m.modified()).ok()).max()
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../console");
     let dist = root.join("dist");
+    let sources: Vec<PathBuf> =
+        ["src", "index.html", "package.json", "package-lock.json", "vite.config.ts", "tsconfig.json"]
+            .iter()
+            .map(|s| root.join(s))
+            .collect();
     println!("cargo:rerun-if-changed={}", dist.display());
-    println!("cargo:rerun-if-changed={}", root.join("src").display());
-    if !dist.join("index.html").exists() && root.join("package.json").exists() {
+    for s in &sources {
+        println!("cargo:rerun-if-changed={}", s.display());
+    }
+    let built = dist.join("index.html").metadata().and_then(|m| m.modified()).ok();
+    let stale = match (built, newest(&sources)) {
+        (None, _) => true,
+        (Some(b), Some(s)) => s > b,
+        (Some(_), None) => false,
+    };
+    if stale && root.join("package.json").exists() {
         let npm = |args: &[&str]| Command::new("npm").args(args).current_dir(&root).status().is_ok_and(|s| s.success());
         if !(npm(&["ci", "--no-audit", "--no-fund"]) && npm(&["run", "build"])) {
-            println!("cargo:warning=the web console is not built (npm failed or is missing): run `npm ci && npm run build` in console/ and build again");
+            let what = if built.is_some() { "older than its sources (embedding the old build)" } else { "not built" };
+            println!("cargo:warning=the web console is {what}: npm failed or is missing; run `npm ci && npm run build` in console/ and build again");
         }
     }
     let mut list = Vec::new();

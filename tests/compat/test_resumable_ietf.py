@@ -113,7 +113,7 @@ def test_bad_appends_and_cancellation(server, ctx):
                             "Content-Type": "application/partial-upload"}, b"ab")
     assert status == 400 and json.loads(body)["type"].endswith("#inconsistent-upload-length")
     status, h, _ = curl(server, auth, "HEAD", url, DRAFT, extra=["-I"])
-    assert status == 204 and h["upload-offset"] in ("0", "2")
+    assert status == 204 and h["upload-offset"] == "0", "a refused last append stores nothing"
     # Cancellation, then the upload is gone; no object was made.
     assert curl(server, auth, "DELETE", url, DRAFT)[0] == 204
     assert curl(server, auth, "HEAD", url, DRAFT, extra=["-I"])[0] == 404
@@ -156,11 +156,17 @@ def test_cors_on_upload_endpoints(server, server_factory):
             assert r.headers["Access-Control-Allow-Origin"] == origin
             assert "PATCH" in r.headers["Access-Control-Allow-Methods"]
             assert "upload-offset" in r.headers["Access-Control-Allow-Headers"]
+            # Header-authenticated endpoints: never credentialed cross-origin requests.
+            assert "Access-Control-Allow-Credentials" not in r.headers
     # The actual response lets the page read the tus headers.
     r = requests.options(base + "/_chuan/tus/", headers={"Origin": "https://app.example.com"})
     assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert "Upload-Offset" in r.headers["Access-Control-Expose-Headers"]
     assert "Location" in r.headers["Access-Control-Expose-Headers"]
+    # Token management and the account are for the console only (same origin).
+    r = requests.options(base + "/_chuan/v1/tokens", headers={
+        "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in r.headers, r.headers
     # Other origins are refused at preflight and get no CORS headers.
     r = requests.options(base + "/_chuan/tus/", headers={
         "Origin": "https://evil.test", "Access-Control-Request-Method": "POST"})
@@ -225,3 +231,52 @@ def test_no_104_without_the_interop_version(server, ctx):
                           f"http://127.0.0.1:{server.port}/_chuan/resumable/{ctx.bucket}/plain2.bin"],
                          capture_output=True, check=True).stdout
     assert b" 104 " not in out and out.startswith(b"HTTP/1.1 201"), out
+
+
+def test_a_completion_refused_by_the_quota_is_retried_and_never_reported_done_before(server, ctx):
+    """The last append lands but the object cannot be written (storage quota): the offset
+    is not reported as complete while no object exists; once the quota allows it, asking
+    again completes the upload."""
+    from test_ufile_tokens_quotas import set_quota
+
+    data = b"q" * 5000
+    r = ctx.tus.create(len(data), ctx.meta("quota.bin"))
+    url = ctx.tus.location(r)
+    set_quota(server, ctx.tenant.name, storage_bytes=1000)
+    r = ctx.tus.patch(url, 0, data)
+    assert r.status_code == 403, r.text  # QuotaExceeded: the bytes are in, the object is not
+    with pytest.raises(Exception):
+        ctx.s3.head_object(Bucket=ctx.bucket, Key="quota.bin")
+    r = ctx.tus.head(url)
+    assert r.status_code == 403, f"HEAD must not report a finished upload without its object: {r.headers}"
+    set_quota(server, ctx.tenant.name, storage_bytes=10**9)
+    r = ctx.tus.head(url)
+    assert r.status_code == 200 and r.headers["Upload-Offset"] == str(len(data)), r.headers
+    assert ctx.s3.get_object(Bucket=ctx.bucket, Key="quota.bin")["Body"].read() == data
+
+
+def test_empty_uploads_and_finished_uploads(server, ctx):
+    auth = ctx.tenant.auth
+    # An empty upload in one request: complete at once.
+    status, h, body = curl(server, auth, "PUT", f"/_chuan/resumable/{ctx.bucket}/empty.bin",
+                           {**DRAFT, "Upload-Complete": "?1"}, b"")
+    assert status == 201 and h["upload-complete"] == "?1" and h["upload-offset"] == "0", body
+    assert ctx.s3.get_object(Bucket=ctx.bucket, Key="empty.bin")["Body"].read() == b""
+    # Re-sending the last, empty append of a finished upload is answered with the final answer.
+    status, h, _ = curl(server, auth, "PUT", f"/_chuan/resumable/{ctx.bucket}/done.bin",
+                        {**DRAFT, "Upload-Complete": "?1"}, b"abc")
+    url = h["location"]
+    append = {**DRAFT, "Content-Type": "application/partial-upload", "Upload-Offset": "3", "Upload-Complete": "?1"}
+    status, h, _ = curl(server, auth, "PATCH", url, append, b"")
+    assert status == 200 and h["upload-complete"] == "?1", h
+    # A tus final upload takes no PATCH at all, not even an empty one (tus 1.0: 403).
+    parts = []
+    for i in range(2):
+        r = ctx.tus.create(2, ctx.meta(f"part{i}"), headers={"Upload-Concat": "partial"})
+        parts.append(ctx.tus.location(r))
+        ctx.tus.patch_ok(parts[-1], 0, b"xy")
+    r = ctx.tus.create(None, ctx.meta("final.bin"), headers={"Upload-Concat": "final;" + " ".join(parts)})
+    assert r.status_code == 201, r.text
+    final = ctx.tus.location(r)
+    assert ctx.tus.patch(final, 4, b"").status_code == 403
+    assert ctx.tus.patch(final, 4, b"z").status_code == 403

@@ -13,6 +13,7 @@
 //! mode reads it).
 
 use chuan_api_common::RequestBody;
+use chuan_core::store::ObjectRecord;
 use chuan_core::{Append, Appended, CoreError, NewResumable, Resumable};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
@@ -145,6 +146,10 @@ pub(crate) async fn creation_or_options(
         Ok(u) => u,
         Err(e) => return draft_error(d, &e, Some(0)),
     };
+    if u.complete {
+        // Nothing to send (an empty upload): the object exists already.
+        return finished(StatusCode::CREATED, &u, None, true);
+    }
     if !chuan_api_common::has_body(h) && !complete {
         return incomplete(d, StatusCode::CREATED, &u, true);
     }
@@ -193,23 +198,29 @@ fn appended(d: &TusDialect, status: StatusCode, done: Appended, location: bool) 
         set(r.headers_mut(), "upload-offset", &done.upload.offset.to_string());
         return r;
     }
-    match done.object {
-        Some(o) => {
-            let body = serde_json::json!({
-                "bucket": o.bucket, "key": o.key, "size": done.upload.offset, "etag": o.etag,
-            });
-            let mut r = chuan_api_common::json(status, &body);
-            let h = r.headers_mut();
-            if location {
-                set(h, "location", &upload_url(&done.upload.id));
-            }
-            set(h, "upload-complete", "?1");
-            set(h, "upload-offset", &done.upload.offset.to_string());
-            set(h, "etag", &format!("\"{}\"", o.etag));
-            r
-        }
-        None => incomplete(d, if location { status } else { StatusCode::NO_CONTENT }, &done.upload, location),
+    if done.upload.complete && !done.upload.partial {
+        return finished(status, &done.upload, done.object.as_ref(), location);
     }
+    incomplete(d, if location { status } else { StatusCode::NO_CONTENT }, &done.upload, location)
+}
+
+/// The answer for a completed upload (the object's ETag when this request completed it).
+fn finished(status: StatusCode, u: &Resumable, object: Option<&ObjectRecord>, location: bool) -> Resp {
+    let mut body = serde_json::json!({ "bucket": u.bucket, "key": u.key, "size": u.offset });
+    if let Some(o) = object {
+        body["etag"] = o.etag.clone().into();
+    }
+    let mut r = chuan_api_common::json(status, &body);
+    let h = r.headers_mut();
+    if location {
+        set(h, "location", &upload_url(&u.id));
+    }
+    set(h, "upload-complete", "?1");
+    set(h, "upload-offset", &u.offset.to_string());
+    if let Some(o) = object {
+        set(h, "etag", &format!("\"{}\"", o.etag));
+    }
+    r
 }
 
 /// Requests to the upload resource.
@@ -253,17 +264,9 @@ pub(crate) async fn upload(d: &TusDialect, method: &Method, id: &str, req: Reque
                 Ok(l) => l,
                 Err(m) => return text(StatusCode::BAD_REQUEST, &m),
             };
-            let with_body = chuan_api_common::has_body(h);
             let a = Append { offset, length, checksum: None, keep_prefix: true, last: complete };
             match crate::append_detached(&d.engine, p, id.to_owned(), a, body, Default::default()).await {
                 Ok(done) => appended(d, StatusCode::OK, done, false),
-                // An empty append to a finished upload: the final answer again.
-                Err(CoreError::UploadComplete) if !with_body => {
-                    let mut r = Response::builder().status(StatusCode::OK).body(chuan_api_common::empty()).expect("ok");
-                    set(r.headers_mut(), "upload-complete", "?1");
-                    set(r.headers_mut(), "upload-offset", &offset.to_string());
-                    r
-                }
                 Err(e) => draft_error(d, &e, Some(offset)),
             }
         }

@@ -143,7 +143,7 @@ pub(crate) async fn create(d: &TusDialect, req: Request<RequestBody>) -> Resp {
         echo.insert("concat".into(), concat.unwrap_or_default().into()); // as received (tus §concatenation)
         new.echo = echo.into();
         return match d.engine.concatenate_resumable(&p, new, ids).await {
-            Ok((u, _)) => created(&u),
+            Ok(u) => created(&u),
             Err(e) => tus_error(&e),
         };
     }
@@ -259,7 +259,6 @@ pub(crate) async fn patch(d: &TusDialect, id: &str, req: Request<RequestBody>) -
         Ok(c) => c,
         Err(m) => return bad(StatusCode::BAD_REQUEST, &m),
     };
-    let with_body = chuan_api_common::has_body(h);
     let a = Append { offset, length, checksum, keep_prefix: true, last: false };
     match crate::append_detached(&d.engine, p, id.to_owned(), a, body, trailers).await {
         Ok(done) => match done.cut {
@@ -274,12 +273,6 @@ pub(crate) async fn patch(d: &TusDialect, id: &str, req: Request<RequestBody>) -
                 r
             }
         },
-        // Nothing to add to a finished upload: a client re-sending its last, empty PATCH.
-        Err(CoreError::UploadComplete) if !with_body => {
-            let mut r = base(StatusCode::NO_CONTENT).body(chuan_api_common::empty()).expect("valid response");
-            set(r.headers_mut(), "upload-offset", &offset.to_string());
-            r
-        }
         // A final upload (tus §concatenation) or a finished one takes no more bytes.
         Err(CoreError::UploadComplete) => bad(StatusCode::FORBIDDEN, "the upload is complete and takes no more bytes"),
         Err(e) => tus_error(&e),

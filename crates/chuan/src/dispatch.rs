@@ -294,8 +294,9 @@ pub async fn route(state: &State, mut req: Request<RequestBody>) -> Response<chu
         return state.cos.download(req, &bucket, &appid).await;
     }
     let resp = match classify(req.uri(), req.headers(), &state.s3_domains) {
-        // The native API (instant upload, account, tokens) is called from browsers too.
-        Dialect::Chuan if req.uri().path().starts_with("/_chuan/v1/") => match state.tus.cors_preflight(&req) {
+        // The native instant-upload API is called from browsers on other origins too (token
+        // management and the account are not: only the console, on this origin).
+        Dialect::Chuan if req.uri().path().starts_with("/_chuan/v1/instant/") => match state.tus.cors_preflight(&req) {
             Some(r) => r,
             None => {
                 let origin = req.headers().get(http::header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);

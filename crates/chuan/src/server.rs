@@ -100,6 +100,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let mut backoff = AcceptBackoff::default();
     let send_timeout = Duration::from_secs(limits.send_timeout_secs.max(1));
     let mut http = http1::Builder::new();
+    // No `pipeline_flush(true)`: with it hyper may skip flushing the stream while request
+    // bytes wait, and an interim response (`interim.rs`) would wait for the send timeout.
     http.keep_alive(true)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_timeout_secs.max(1)))

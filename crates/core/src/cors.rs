@@ -148,7 +148,8 @@ impl Engine {
     /// The cross-origin decision for Chuan's own upload endpoints (tus, the IETF resumable
     /// uploads, the native instant-upload API), which belong to no bucket: the origins the
     /// operator configured ([`EngineConfig::upload_origins`](crate::EngineConfig::upload_origins),
-    /// patterns with one `*` each), any method those endpoints serve and any request header;
+    /// patterns with one `*` each), any method those endpoints serve and any request header,
+    /// never with credentials (they authenticate by header);
     /// `expose` names the response headers the browser may read. `None` for any other origin.
     pub fn upload_cors(&self, origin: &str, method: &str, headers: &[String], expose: &[&str]) -> Option<CorsAnswer> {
         if self.config.upload_origins.is_empty() {
@@ -162,7 +163,10 @@ impl Engine {
             max_age_secs: Some(600),
             ..CorsRule::default()
         };
-        rule_allows(&rule, origin, method, headers).then(|| answer(&rule, origin, headers))
+        // These endpoints authenticate by header, never by cookies or a browser's remembered
+        // login: no credentialed cross-origin requests.
+        rule_allows(&rule, origin, method, headers)
+            .then(|| CorsAnswer { allow_credentials: false, ..answer(&rule, origin, headers) })
     }
 }
 

@@ -282,13 +282,19 @@ impl Engine {
 
     /// The resumable upload `id`, which `p` must be allowed to write: another tenant's is
     /// answered like an unknown one (`NoSuchUpload`); an expired one not yet collected is
-    /// `UploadExpired`.
+    /// `UploadExpired`. An upload whose bytes are all in but whose completion failed (or was
+    /// cut off by a crash) is completed now: its offset is reported only once the object
+    /// exists, else the completion's error.
     pub async fn resumable(&self, p: &Principal, id: &str) -> CoreResult<Resumable> {
         let (rec, state) = self.resumable_record(p, id).await?;
-        let offset = match state.done {
-            true => state.length.unwrap_or(0),
-            false => self.meta.upload_progress(&rec.id).await?.0,
-        };
+        if state.done {
+            return Ok(view(&rec, &state, state.length.unwrap_or(0)));
+        }
+        let offset = self.meta.upload_progress(&rec.id).await?.0;
+        if state.length == Some(offset) && !state.partial {
+            self.finish_resumable(p, &rec, &state, offset).await?;
+            return Ok(view(&rec, &ResumableState { done: true, ..state }, offset));
+        }
         Ok(view(&rec, &state, offset))
     }
 
@@ -333,7 +339,13 @@ impl Engine {
             return Err(CoreError::OffsetMismatch { actual: offset });
         }
         if state.done {
-            return Err(CoreError::UploadComplete);
+            // Nothing more goes in; an empty append (a client re-sending its last one) is
+            // answered with the finished upload.
+            return match self.stage_with(p, body, StageOptions::at_most(0)).await {
+                Ok(_) => Ok(Appended { upload: view(&rec, &state, offset), object: None, cut: None }),
+                Err(CoreError::EntityTooLarge { .. }) => Err(CoreError::UploadComplete),
+                Err(e) => Err(e),
+            };
         }
         if let Some(length) = a.length {
             match state.length {
@@ -346,24 +358,21 @@ impl Engine {
                     return Err(CoreError::EntityTooLarge { limit: self.config.resumable_max_size })
                 }
                 None => {
-                    let next = ResumableState { length: Some(length), ..state.clone() };
-                    if !self.meta.set_upload_state(&rec.id, &rec.state, &next.json()).await? {
-                        return Err(CoreError::SlowDown); // changed meanwhile: the client retries
-                    }
-                    rec.state = next.json();
-                    state = next;
+                    state = self.set_state(&mut rec, ResumableState { length: Some(length), ..state }).await?;
                 }
             }
         }
         if parts >= MAX_PARTS {
             return Err(CoreError::InvalidPart(format!("an upload takes at most {MAX_PARTS} appends")));
         }
-        let room = state.length.unwrap_or(self.config.resumable_max_size) - offset;
+        // The most this append may bring (a maximum lowered since the upload began leaves none).
+        let max = self.config.resumable_max_size;
+        let room = state.length.unwrap_or(max).checked_sub(offset).ok_or(CoreError::EntityTooLarge { limit: max })?;
         // A SHA-1 named up front is computed in the pass; one named in a trailer afterwards.
         let sha1_needed = matches!(a.checksum, Some(AppendCheck::Now(AppendChecksum::Sha1, _)));
         let options = StageOptions { max_size: Some(room), defer_sha1: !sha1_needed, ..StageOptions::default() };
         let cut_error: Arc<Mutex<Option<BodyError>>> = Arc::default();
-        let staged = if a.keep_prefix && a.checksum.is_none() {
+        let mut staged = if a.keep_prefix && a.checksum.is_none() {
             let slot = cut_error.clone();
             let body = body.scan((), move |_, item| {
                 futures::future::ready(match item {
@@ -379,7 +388,6 @@ impl Engine {
             self.stage_with(p, body, options).await?
         };
         let cut = cut_error.lock().expect("not poisoned").take().map(crate::ingest::body_error);
-        let mut staged = staged;
         let checksum = match a.checksum {
             Some(AppendCheck::Now(algo, raw)) => Some((algo, raw)),
             Some(AppendCheck::Later(read)) => Some(read()?),
@@ -393,6 +401,16 @@ impl Engine {
                 return Err(CoreError::ChecksumMismatch);
             }
         }
+        // The last bytes (IETF `Upload-Complete: ?1`) fix the length: checked or recorded
+        // before anything is stored.
+        let end = offset + staged.size;
+        if a.last && cut.is_none() {
+            match state.length {
+                Some(length) if length != end => return Err(CoreError::SizeMismatch { expected: length, actual: end }),
+                Some(_) => {}
+                None => state = self.set_state(&mut rec, ResumableState { length: Some(end), ..state }).await?,
+            }
+        }
         let mut offset = offset;
         if staged.size > 0 {
             offset = match self.append_staged(&rec, offset, staged).await {
@@ -404,27 +422,25 @@ impl Engine {
                 r => r?,
             };
         }
-        if a.last && cut.is_none() {
-            if let Some(length) = state.length.filter(|l| *l != offset) {
-                return Err(CoreError::SizeMismatch { expected: length, actual: offset });
-            }
-            if state.length.is_none() {
-                let next = ResumableState { length: Some(offset), ..state.clone() };
-                if !self.meta.set_upload_state(&rec.id, &rec.state, &next.json()).await? {
-                    return Err(CoreError::SlowDown);
-                }
-                rec.state = next.json();
-                state = next;
-            }
-        }
         let mut object = None;
         if state.length == Some(offset) && !state.partial {
-            object = Some(self.finish_resumable(p, &rec, &state, offset).await?);
+            object = self.finish_resumable(p, &rec, &state, offset).await?;
             state.done = true;
         } else if state.length == Some(offset) {
             state.done = true; // a finished partial upload
         }
         Ok(Appended { upload: view(&rec, &state, offset), object, cut })
+    }
+
+    /// Replaces the session's state if it is still `rec.state` (`SlowDown` when it changed
+    /// meanwhile: the client retries); `rec` follows.
+    async fn set_state(&self, rec: &mut UploadRecord, next: ResumableState) -> CoreResult<ResumableState> {
+        let json = next.json();
+        if !self.meta.set_upload_state(&rec.id, &rec.state, &json).await? {
+            return Err(CoreError::SlowDown);
+        }
+        rec.state = json;
+        Ok(next)
     }
 
     /// Stores staged bytes as the next part, if the upload still holds `offset` bytes and its
@@ -457,14 +473,16 @@ impl Engine {
         }
     }
 
-    /// Turns a finished upload's parts into its object, keeping the session as its record.
+    /// Turns a finished upload's parts into its object, keeping the session as its record
+    /// (only if its state is still `rec.state`). `None` when another request completed it
+    /// meanwhile.
     async fn finish_resumable(
         &self,
         p: &Principal,
         rec: &UploadRecord,
         state: &ResumableState,
         length: u64,
-    ) -> CoreResult<ObjectRecord> {
+    ) -> CoreResult<Option<ObjectRecord>> {
         if length == 0 {
             // An empty upload: one empty part makes the empty object.
             let staged = self.stage(p, futures::stream::empty::<Result<Bytes, BodyError>>()).await?;
@@ -473,8 +491,14 @@ impl Engine {
         let mut c = Completion::new(PartList::Stored);
         c.size = Some(length);
         c.claims = state.claim().into_iter().collect();
-        c.keep_session = Some(ResumableState { done: true, ..state.clone() }.json());
-        Ok(self.complete_upload(p, rec, c).await?.object)
+        c.keep_session = Some((rec.state.clone(), ResumableState { done: true, ..state.clone() }.json()));
+        match self.complete_upload(p, rec, c).await {
+            Ok(done) => Ok(Some(done.object)),
+            Err(e) => match self.meta.get_upload(&rec.id).await? {
+                Some(now) if ResumableState::of(&now)?.done => Ok(None),
+                _ => Err(e),
+            },
+        }
     }
 
     /// Ends the resumable upload `id` (tus termination, IETF cancellation): its parts are
@@ -498,11 +522,12 @@ impl Engine {
         p: &Principal,
         mut new: NewResumable,
         sources: &[String],
-    ) -> CoreResult<(Resumable, ObjectRecord)> {
+    ) -> CoreResult<Resumable> {
         if sources.is_empty() {
             return Err(CoreError::InvalidArgument("a final upload names at least one partial upload".into()));
         }
         let mut adopted = Vec::with_capacity(sources.len());
+        let mut parts = 0u32;
         for id in sources {
             let u = self.resumable(p, id).await?;
             if u.bucket != new.bucket {
@@ -514,7 +539,13 @@ impl Engine {
             if u.length != Some(u.offset) {
                 return Err(CoreError::InvalidArgument(format!("partial upload {id} is not finished")));
             }
+            parts += self.meta.upload_progress(&u.id).await?.1;
             adopted.push((u.id, u.offset));
+        }
+        if parts > MAX_PARTS {
+            return Err(CoreError::InvalidArgument(format!(
+                "the partial uploads hold {parts} appends; a final upload takes at most {MAX_PARTS}"
+            )));
         }
         let total: u64 = adopted.iter().map(|(_, n)| n).sum();
         new.length = Some(total); // over the maximum: refused by `new_session`
@@ -530,10 +561,7 @@ impl Engine {
         }
         .await;
         match result {
-            Ok(object) => {
-                let done = ResumableState { done: true, ..state };
-                Ok((view(&rec, &done, total), object))
-            }
+            Ok(_) => Ok(view(&rec, &ResumableState { done: true, ..state }, total)),
             Err(e) => {
                 let _ = self.meta.abort_upload(&rec.id).await;
                 Err(e)

@@ -98,9 +98,9 @@ pub struct Completion {
     pub claims: Vec<Claim>,
     /// Compute whole-file digests now even without a claim (to answer with them).
     pub digests: bool,
-    /// Keep the session as the record of the finished upload, with this state (resumable
-    /// uploads), instead of removing it.
-    pub(crate) keep_session: Option<String>,
+    /// Keep the session as the record of the finished upload (resumable uploads) instead of
+    /// removing it: (the state it must still have, the state it keeps).
+    pub(crate) keep_session: Option<(String, String)>,
     /// The id the new object must have (announced to the client at upload start).
     pub object_id: Option<String>,
     /// Store the object under this key instead of the session's (admitted for writing).

@@ -1093,8 +1093,6 @@ pub async fn uploads(s: Store) {
     blob_refs(&s).await;
 }
 
-/// Session listings: live sessions only, by key (newest first) and by prefix in (key, id)
-/// order with paging.
 /// Appends at an offset (resumable uploads): exactly one of two appends at one offset lands,
 /// the offset is the parts' sum, state changes compare and set, parts of other sessions are
 /// adopted by reference, a completion can keep the session, and multipart listings skip them.
@@ -1141,11 +1139,16 @@ pub async fn resumable_appends(s: Store) {
         s.list_parts("r2", 0, 10).await.unwrap().into_iter().map(|p| (p.number, p.etag)).collect();
     let mut done = complete("r2", &[]);
     done.parts = parts;
-    done.keep_session = Some(r#"{"done":true}"#.into());
+    done.keep_session = Some((r#"{"stale":1}"#.into(), r#"{"done":true}"#.into()));
+    let stale = s.complete_upload(done.clone()).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "completion made for another state: {stale:?}");
+    done.keep_session = Some(("{}".into(), r#"{"done":true}"#.into()));
     let obj = s.complete_upload(done).await.unwrap();
     assert_eq!(obj.size, held + 7);
     assert_eq!(s.get_upload("r2").await.unwrap().unwrap().state, r#"{"done":true}"#);
     assert_eq!(s.upload_progress("r2").await.unwrap(), (0, 0));
+    let late = s.append_part(0, "{}", part("r2", 0, "f", 1)).await.unwrap();
+    assert_eq!(late, Appended::StateChanged, "nothing is appended to a completed session");
     // r1's parts keep their blobs (the object references them too).
     s.abort_upload("r1").await.unwrap();
     let content = s.get_content(obj.content_id).await.unwrap().unwrap();
@@ -1155,6 +1158,8 @@ pub async fn resumable_appends(s: Store) {
     assert!(s.list_uploads("bkt", "", None, 10).await.unwrap().is_empty());
 }
 
+/// Session listings: live sessions only, by key (newest first) and by prefix in (key, id)
+/// order with paging.
 pub async fn upload_listing(s: Store) {
     bucket(&s, "bkt", "alice").await;
     bucket(&s, "other", "alice").await;

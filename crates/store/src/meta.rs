@@ -155,10 +155,11 @@ pub struct CompleteUpload {
     pub condition: Option<WriteCondition>,
     /// As [`ObjectWrite::tree`].
     pub tree: TreeRule,
-    /// Keep the session as a record of the finished upload with this state (its parts are
-    /// dropped; GC removes it at its expiry) instead of removing it: resumable uploads answer
-    /// "complete" to a client that asks again.
-    pub keep_session: Option<String>,
+    /// Keep the session as a record of the finished upload instead of removing it (its parts
+    /// are dropped; GC removes it at its expiry), as `(the state it must still have, the state
+    /// it keeps)`: `Conflict` when its state changed meanwhile (another request completed
+    /// it). Resumable uploads answer "complete" to a client that asks again.
+    pub keep_session: Option<(String, String)>,
 }
 
 /// What [`UploadStore::append_part`] did.

@@ -292,8 +292,13 @@ impl UploadStore for SqlMetaStore {
                     tree: cu.tree,
                 },
             )?;
+            if let Some((from, _)) = &cu.keep_session {
+                if &upload.state != from {
+                    return Err(StoreError::Conflict("the upload session changed meanwhile".into()));
+                }
+            }
             match &cu.keep_session {
-                Some(state) => {
+                Some((_, state)) => {
                     drop_parts(txn, &cu.upload_id)?;
                     exec(txn, "UPDATE uploads SET state = ?2 WHERE id = ?1", params![cu.upload_id, state])
                         .map_err(backend)?;
