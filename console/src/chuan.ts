@@ -54,7 +54,7 @@ export type CommitResult =
 
 export function instantChallenge(
   creds: Creds,
-  req: { bucket: string; key: string; size: number; sha256: string },
+  req: { bucket: string; key: string; size: number; sha256: string; content_type?: string },
 ): Promise<Challenge> {
   return call(creds, 'POST', '/_chuan/v1/instant/challenge', req);
 }

@@ -304,7 +304,13 @@ export class UploadManager {
       );
     }
     if (!this.stillRunning(it)) return false;
-    const c = await instantChallenge(this.creds, { bucket: it.bucket, key: it.key, size: it.size, sha256: it.sha256 });
+    const c = await instantChallenge(this.creds, {
+      bucket: it.bucket,
+      key: it.key,
+      size: it.size,
+      sha256: it.sha256,
+      content_type: it.file.type || undefined,
+    });
     if (!this.stillRunning(it)) return false;
     let proof: string | undefined;
     if (c.proof_required) {

@@ -123,6 +123,24 @@ def test_same_tenant_needs_no_proof(server):
     assert metric_value(server, INSTANT_HITS_METRIC) - hits0 == 2
 
 
+def test_a_hit_takes_the_content_type_named_in_the_challenge(server):
+    """The web console names the file's type with the challenge; the object gets it on a hit;
+    a type with control characters is refused before any lookup."""
+    a, s3a, bucket = _tenant_with_bucket(server)
+    data = os.urandom(100 * 1024)
+    s3a.put_object(Bucket=bucket, Key="typed-src.bin", Body=data)
+    body = {"bucket": bucket, "key": "typed.png", "size": len(data), "sha256": sha256_hex(data),
+            "content_type": "image/png"}
+    r = requests.post(server.endpoint + "/_chuan/v1/instant/challenge", json=body, auth=a.auth, timeout=30)
+    c = check_challenge(r, len(data))
+    r = instant_commit(server, a.auth, c["challenge_id"])
+    assert r.status_code == 200 and r.json().get("hit") is True, r.text
+    assert s3a.head_object(Bucket=bucket, Key="typed.png")["ContentType"] == "image/png"
+    r = requests.post(server.endpoint + "/_chuan/v1/instant/challenge", json={**body, "content_type": "a\u0001b"},
+                      auth=a.auth, timeout=30)
+    assert r.status_code == 400, r.text
+
+
 def test_wrong_or_missing_proof_is_a_miss(server):
     a, s3a, bucket_a = _tenant_with_bucket(server)
     b, s3b, bucket_b = _tenant_with_bucket(server)

@@ -2,7 +2,7 @@
 //! possession, what Chuan's own CLI and web console use.
 //!
 //! ```text
-//! POST /_chuan/v1/instant/challenge  {"bucket","key","size","sha256"}
+//! POST /_chuan/v1/instant/challenge  {"bucket","key","size","sha256"[,"content_type"]}
 //!   → 200 {"challenge_id","proof_required","nonce","ranges":[[offset,length],...],"expires_at"}
 //! POST /_chuan/v1/instant/commit     {"challenge_id","proof": hex(HMAC-SHA256(nonce, file[r0]‖file[r1]‖…))}
 //!   → 200 {"hit":true,"bucket","key","etag","size"} | 200 {"hit":false}
@@ -24,6 +24,8 @@ struct ChallengeRequest {
     key: String,
     size: u64,
     sha256: String,
+    /// The object's content type on a hit.
+    content_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -56,7 +58,10 @@ pub async fn handle(engine: &Engine, p: &Principal, op: &str, body: &[u8]) -> Re
             let Ok(req) = serde_json::from_slice::<ChallengeRequest>(body) else {
                 return error(StatusCode::BAD_REQUEST, "expected JSON {bucket, key, size, sha256}");
             };
-            match engine.issue_challenge(p, &req.bucket, &req.key, req.size, &req.sha256).await {
+            match engine
+                .issue_challenge_typed(p, &req.bucket, &req.key, req.size, &req.sha256, req.content_type.as_deref())
+                .await
+            {
                 Ok(c) => json(
                     StatusCode::OK,
                     &serde_json::json!({

@@ -13,7 +13,7 @@
 //! * every other case is a miss, answered exactly like unknown content, and probes are
 //!   rate-limited per tenant and per client address (`throttle.rs`).
 
-use chuan_store::{ContentRecord, ContentSource, GrantKind, ObjectRecord};
+use chuan_store::{ContentRecord, ContentSource, GrantKind, ObjectMeta, ObjectRecord};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -120,6 +120,9 @@ pub struct Challenge {
     pub ranges: Vec<(u64, u64)>,
     pub proof_required: bool,
     pub expires_ms: i64,
+    /// The content type the object gets on a hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }
 
 /// The outcome of answering a native challenge.
@@ -273,7 +276,22 @@ impl Engine {
         size: u64,
         sha256: &str,
     ) -> CoreResult<Challenge> {
+        self.issue_challenge_typed(p, bucket, key, size, sha256, None).await
+    }
+
+    /// [`Engine::issue_challenge`] for an object that gets `content_type` on a hit.
+    pub async fn issue_challenge_typed(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        size: u64,
+        sha256: &str,
+        content_type: Option<&str>,
+    ) -> CoreResult<Challenge> {
         validate_key(key)?;
+        let content_type = content_type.filter(|t| !t.is_empty()).map(str::to_owned);
+        crate::names::validate_meta(&ObjectMeta { content_type: content_type.clone(), ..ObjectMeta::default() })?;
         let b = self.admit(p, Op::Write, bucket, key).await?;
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(CoreError::InvalidArgument("sha256 must be 64 hex digits".into()));
@@ -304,6 +322,7 @@ impl Engine {
             ranges: if own { Vec::new() } else { ranges },
             proof_required: !own,
             expires_ms: chuan_store::now_ms() + ttl.as_millis() as i64,
+            content_type,
         };
         // Kept an hour past its expiry, so a late answer gets "expired" rather than "unknown".
         c.id = self.issue_grant(GrantKind::Challenge, &c, ttl + Duration::from_secs(3600)).await?;
@@ -344,7 +363,8 @@ impl Engine {
             })
             .await?;
         let Some(held) = content else { return Ok(ChallengeOutcome::Miss) };
-        let target = PutTarget::new(&c.bucket, &c.key);
+        let mut target = PutTarget::new(&c.bucket, &c.key);
+        target.meta.content_type = c.content_type.take();
         Ok(ChallengeOutcome::Hit(self.instant_put(p, target, held, None).await?))
     }
 }
