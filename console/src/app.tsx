@@ -9,6 +9,7 @@ import { AppContext, type Ctx } from './context';
 import { useRoute } from './routes';
 import { makeS3 } from './s3';
 import { clearCreds, loadCreds, saveCreds, type Creds } from './session';
+import { dropAllFor } from './keep';
 import { UploadManager } from './uploads';
 
 interface Toast {
@@ -127,6 +128,7 @@ export function App() {
       key={creds.accessKey}
       creds={creds}
       onSignOut={() => {
+        void dropAllFor(creds.accessKey); // signing out forgets the files kept for resuming
         clearCreds();
         setCreds(null);
         window.location.hash = '#/';

@@ -1,11 +1,14 @@
 // The upload queue: a few files at a time; each first tries an instant upload (SHA-256 in a
 // worker, challenge, proof when asked, commit) and otherwise sends its bytes with tus, which
 // resumes after a dropped connection (retries, then the browser's `online` event) and after a
-// page reload (its fingerprints in localStorage, found again with findPreviousUploads).
+// page reload (its fingerprints in localStorage, found again with findPreviousUploads): by
+// itself when a copy of the file was kept in this browser (keep.ts), else once the user picks
+// the file again from the "interrupted uploads" list.
 import * as tus from 'tus-js-client';
 import { instantChallenge, instantCommit } from './chuan';
 import { errorText } from './format';
 import { possessionProof, sha256File } from './hashing';
+import * as kept from './keep';
 import { basicAuth, type Creds } from './session';
 
 export const TUS_PATH = '/_chuan/tus/';
@@ -44,6 +47,8 @@ export interface UploadItem {
   instant: boolean;
   /** offset at which the last resume continued (null: never resumed) */
   resumedAt: number | null;
+  /** brought back from a copy kept in this browser after a page reload */
+  restored: boolean;
   message: string;
 }
 
@@ -55,6 +60,8 @@ interface Item extends UploadItem {
   /** storage key of an interrupted upload the user asked to continue */
   resumeOf?: string;
   prevChecked: boolean;
+  /** id of the copy kept in this browser (keep.ts); undefined while it is being written */
+  keptId?: string | null;
 }
 
 export interface FileToUpload {
@@ -103,11 +110,13 @@ export class UploadManager {
   private nextId = 1;
   private timer: number | null = null;
   private disposed = false;
+  private readonly restoring: Promise<void>;
   /** called once per object stored (tus or instant) */
   onStored?: (bucket: string, key: string) => void;
 
   constructor(private readonly creds: Creds) {
     window.addEventListener('online', this.onOnline);
+    this.restoring = this.restore();
   }
 
   get endpoint(): string {
@@ -155,25 +164,63 @@ export class UploadManager {
   add(files: FileToUpload[], bucket: string, prefix: string, resumeOf?: string): void {
     for (const { file, path } of files) {
       const rel = cleanPath(path) || file.name;
-      this.items.push({
-        id: this.nextId++,
-        file,
-        bucket,
-        key: prefix + rel,
-        size: file.size,
-        state: 'queued',
-        sent: 0,
-        hashed: 0,
-        instant: false,
-        resumedAt: null,
-        message: '',
-        instantDone: false,
-        prevChecked: false,
-        resumeOf,
-      });
+      const it = this.push(file, bucket, prefix + rel, { resumeOf });
+      void this.keepCopy(it);
     }
     this.changed(true);
     this.pump();
+  }
+
+  private push(file: File, bucket: string, key: string, extra: Partial<Item>): Item {
+    const it: Item = {
+      id: this.nextId++,
+      file,
+      bucket,
+      key,
+      size: file.size,
+      state: 'queued',
+      sent: 0,
+      hashed: 0,
+      instant: false,
+      resumedAt: null,
+      restored: false,
+      message: '',
+      instantDone: false,
+      prevChecked: false,
+      ...extra,
+    };
+    this.items.push(it);
+    return it;
+  }
+
+  /** Keeps a copy of the file for a resume after a reload (when allowed and small enough). */
+  private async keepCopy(it: Item): Promise<void> {
+    const id = await kept.keep(this.creds.accessKey, it.bucket, it.key, it.file);
+    it.keptId = id;
+    if (id && (it.state === 'done' || it.state === 'canceled' || this.disposed)) await kept.drop(id);
+  }
+
+  /** Drops the kept copy once the upload has ended. */
+  private release(it: Item): void {
+    if (it.keptId) void kept.drop(it.keptId);
+    it.keptId = null;
+  }
+
+  /** Uploads a page before this one left unfinished, from the copies it kept: resumed at once. */
+  private async restore(): Promise<void> {
+    const copies = await kept.keptFor(this.creds.accessKey);
+    if (this.disposed) return;
+    let any = false;
+    for (const c of copies) {
+      const taken = this.items.some((i) => i.state !== 'canceled' && i.bucket === c.bucket && i.key === c.key);
+      if (taken) continue;
+      this.push(c.file, c.bucket, c.key, { keptId: c.id, restored: true, message: 'continued after the page reload' });
+      any = true;
+    }
+    if (any) {
+      this.changed(true);
+      this.pump();
+    }
   }
 
   private find(id: number): Item | undefined {
@@ -229,6 +276,7 @@ export class UploadManager {
     it.state = 'canceled';
     it.message = '';
     it.abort?.abort();
+    this.release(it);
     if (it.upload) {
       const up = it.upload;
       // terminate on the server when it supports it; forget the fingerprint either way
@@ -272,6 +320,7 @@ export class UploadManager {
             it.instant = true;
             it.sent = it.size;
             it.message = 'instant: already stored, nothing sent';
+            this.release(it);
             this.changed(true);
             this.onStored?.(it.bucket, it.key);
             this.pump();
@@ -405,6 +454,7 @@ export class UploadManager {
       onSuccess: () => {
         it.state = 'done';
         it.sent = it.size;
+        this.release(it);
         this.changed(true);
         this.onStored?.(it.bucket, it.key);
         this.pump();
@@ -438,6 +488,7 @@ export class UploadManager {
 
   /** Interrupted uploads of this key pair left in localStorage by an earlier page. */
   async pending(): Promise<PendingUpload[]> {
+    await this.restoring; // uploads continued from kept copies are not "interrupted"
     const mine = `tus::${FP_TAG}|${encodeURIComponent(this.creds.accessKey)}|`;
     const active = new Set(
       this.items.filter((i) => i.state !== 'canceled').map((i) => `${i.bucket}\n${i.key}`),

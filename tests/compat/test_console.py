@@ -1,7 +1,9 @@
 """The web console (console/, served by the server at /_chuan/console/) end to end in Debian's
 Chromium: tests/console/e2e.mjs (playwright-core) signs in with a tenant key pair, creates a
-bucket, uploads a folder and dropped files with tus, survives a network cut and a page reload
-in the middle of uploads, makes instant uploads (own content, and another tenant's content with
+bucket, uploads a folder (the folder picker, and a folder dragged in through the browser's
+native drag path), dropped files with tus, survives a network cut and two page reloads in the
+middle of uploads (continued by itself from a copy kept in IndexedDB, and with copies off from
+the "interrupted uploads" list), makes instant uploads (own content, and another tenant's content with
 a proof of possession), shares, downloads, filters, sorts, pages, renames, moves, deletes,
 uses the account page (usage, scoped tokens) and checks the 375 px layout and keyboard focus.
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from compat_helpers import unique_name
-from tus_helpers import tus_ctx
+from tus_helpers import tus_ctx, uploads_count
 
 DRAFT = {"Upload-Draft-Interop-Version": "10"}
 
@@ -129,6 +129,21 @@ def test_bad_appends_and_cancellation(server, ctx):
     # No credentials: 401 with a challenge.
     r = requests.post(f"http://127.0.0.1:{server.port}/_chuan/resumable/{ctx.bucket}/z", headers=DRAFT)
     assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_a_refused_creation_leaves_no_upload(server, ctx):
+    # A creation whose content is over its declared length is refused as a whole: the upload
+    # it would have started (announced by the 104 to a client that asked) is removed with it.
+    auth = ctx.tenant.auth
+    before = uploads_count(server)
+    for interop in ({}, DRAFT):
+        status, h, body = curl(server, auth, "POST", f"/_chuan/resumable/{ctx.bucket}/over.bin",
+                               {**interop, "Upload-Complete": "?0", "Upload-Length": "4"}, b"abcdefgh")
+        assert status in (400, 413), (status, h, body)
+        assert "location" not in h, f"a refused creation names no upload: {h}"
+        assert uploads_count(server) == before, "the refused creation left an upload behind"
+    with pytest.raises(Exception):
+        ctx.s3.head_object(Bucket=ctx.bucket, Key="over.bin")
 
 
 def test_a_tus_upload_continues_with_the_draft_and_back(server, ctx):

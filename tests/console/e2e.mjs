@@ -8,7 +8,8 @@
 //
 // Signs in, creates a bucket, uploads a folder (folder picker) and dropped files (a drop event
 // with a DataTransfer), cuts the network in the middle of a larger upload and sees it resume,
-// reloads the page in the middle of another and continues it from the "interrupted uploads"
+// reloads the page in the middle of another and sees it continue by itself (a copy kept in
+// IndexedDB), and once more with copies turned off, continued from the "interrupted uploads"
 // list, uploads a duplicate and sees the instant result, makes a share link and fetches it,
 // downloads, filters, sorts, pages, renames and moves a file and a folder, deletes both (with
 // confirmation), uses the account page (usage, scoped tokens) and checks the 375 px layout and
@@ -88,13 +89,22 @@ const files = {
     'album/sub/c.txt': Buffer.from('third file, in a sub-folder\n'),
     'album/sub/deeper/d.json': Buffer.from('{"deep": true}\n'),
   },
+  dragged: {
+    'dragged/one.txt': Buffer.from('dragged from the file manager\n'),
+    'dragged/inner/two.bin': rnd(70 * 1024 + 5),
+    'dragged/inner/deepest/three.txt': Buffer.from('three levels down\n'),
+  },
   big: rnd(40 * MiB + 777),
   big2: rnd(24 * MiB + 99),
+  big3: rnd(20 * MiB + 3),
 };
 for (const [rel, data] of Object.entries(files.album)) writeFile(rel, data);
 const albumDir = path.join(work, 'album');
+for (const [rel, data] of Object.entries(files.dragged)) writeFile(rel, data);
+const draggedDir = path.join(work, 'dragged');
 const bigPath = writeFile('big.bin', files.big);
 const big2Path = writeFile('reload/big2.bin', files.big2);
+const big3Path = writeFile('reload/big3.bin', files.big3);
 const dupPath = writeFile('dup/dup-copy.bin', dupBytes);
 
 // ---- harness -----------------------------------------------------------------------------------
@@ -155,7 +165,13 @@ async function waitUpload(key, timeout = 90_000) {
 async function rowState(key) {
   return page.evaluate((k) => {
     const row = [...document.querySelectorAll('.upload-row')].find((r) => r.dataset.key === k);
-    return row ? { state: row.dataset.state, resumedAt: row.querySelector('[data-resumed-at]')?.dataset.resumedAt ?? null } : null;
+    return row
+      ? {
+          state: row.dataset.state,
+          restored: row.dataset.restored,
+          resumedAt: row.querySelector('[data-resumed-at]')?.dataset.resumedAt ?? null,
+        }
+      : null;
   }, key);
 }
 
@@ -339,6 +355,30 @@ async function main() {
     return { dropped: Object.keys(dropped) };
   });
 
+  await step('drag a folder in from the file manager (a native drag of a directory path)', async () => {
+    await goBucket(bucket, '');
+    // The browser's own drag path (Input.dispatchDragEvent), as a drag from the desktop: the
+    // page sees a directory entry and walks it, sub-folders included.
+    const box = await page.getByTestId('dropzone').boundingBox();
+    const x = box.x + box.width / 2;
+    const y = box.y + box.height / 2;
+    const cdp = await context.newCDPSession(page);
+    const data = { items: [], files: [draggedDir], dragOperationsMask: 1 };
+    for (const type of ['dragEnter', 'dragOver', 'drop']) await cdp.send('Input.dispatchDragEvent', { type, x, y, data });
+    await cdp.detach();
+    for (const [rel, bytes] of Object.entries(files.dragged)) {
+      await waitUpload(rel);
+      present[`${bucket}/${rel}`] = sha256(bytes);
+    }
+    await waitListed('dragged');
+    await goBucket(bucket, 'dragged/inner/');
+    const names = await listedNames();
+    check(names.includes('two.bin') && names.includes('deepest'), `dragged/inner/ lists ${names}`);
+    await shot('folder-dragged');
+    await goBucket(bucket, '');
+    return { dragged: Object.keys(files.dragged) };
+  });
+
   await step('network cut mid-upload, then resumed', async () => {
     let patches = 0;
     let cut = null;
@@ -400,9 +440,10 @@ async function main() {
     return result.instant.same_tenant;
   });
 
-  await step('reload mid-upload, continue from the interrupted list', async () => {
+  // Starts an upload of `file` with slowed PATCHes, reloads the page once its first PATCH is
+  // answered and returns the offset the server had then and the POSTs made for `key` so far.
+  async function reloadMidUpload(file, key, beforeReload = async () => {}) {
     let slow = true;
-    let firstPatchDone = null;
     await page.route('**/_chuan/tus/**', async (route) => {
       if (slow && route.request().method() === 'PATCH') await sleep(1200);
       await route.continue().catch(() => {});
@@ -410,26 +451,75 @@ async function main() {
     const donePatch = page.waitForResponse((r) => r.url().includes('/_chuan/tus/') && r.request().method() === 'PATCH' && r.status() === 204, {
       timeout: 90_000,
     });
-    await page.getByTestId('file-input').setInputFiles(big2Path);
-    firstPatchDone = await donePatch;
+    await page.getByTestId('file-input').setInputFiles(file);
+    const firstPatchDone = await donePatch;
     const offsetBefore = Number(firstPatchDone.headers()['upload-offset']);
+    await beforeReload();
     slow = false;
     await page.reload({ waitUntil: 'load' });
     await page.unroute('**/_chuan/tus/**');
-    await page.getByRole('heading', { name: 'Interrupted uploads' }).waitFor({ timeout: 15_000 });
-    const pendingKeys = await page.$$eval('.pending-row', (rows) => rows.map((r) => r.dataset.key));
-    check(pendingKeys.includes('big2.bin'), `interrupted list: ${pendingKeys}`);
-    await shot('interrupted-after-reload');
-    const postsBefore = tusLog.filter((r) => r.method === 'POST' && r.key === 'big2.bin').length;
-    await page.getByTestId('resume-input').setInputFiles(big2Path);
+    const posts = tusLog.filter((r) => r.method === 'POST' && r.key === key).length;
+    return { offsetBefore, posts };
+  }
+
+  const keptCopies = () =>
+    page.evaluate(
+      () =>
+        new Promise((resolve) => {
+          const req = indexedDB.open('chuan-console');
+          req.onsuccess = () => {
+            const db = req.result;
+            if (!db.objectStoreNames.contains('kept-files')) return resolve([]);
+            const all = db.transaction('kept-files').objectStore('kept-files').getAll();
+            all.onsuccess = () => resolve(all.result.map((r) => ({ key: r.key, size: r.file.size })));
+            all.onerror = () => resolve(['unreadable']);
+          };
+          req.onerror = () => resolve(['unopenable']);
+        }),
+    );
+
+  await step('reload mid-upload, continued by itself from the copy kept in the browser', async () => {
+    check(await page.getByTestId('keep-copies').isChecked(), 'keeping copies for a reload is on by default');
+    const { offsetBefore, posts } = await reloadMidUpload(big2Path, 'big2.bin', async () => {
+      const copies = await keptCopies();
+      check(copies.some((c) => c.key === 'big2.bin' && c.size === files.big2.length), `kept copies before the reload: ${JSON.stringify(copies)}`);
+    });
+    // No file picked again: the row comes back and finishes on its own.
+    await page.waitForSelector('.upload-row[data-key="big2.bin"]', { timeout: 15_000 });
     await waitUpload('big2.bin', 120_000);
     const st = await rowState('big2.bin');
+    check(st.restored === 'true', `big2.bin row after the reload: ${JSON.stringify(st)}`);
     const postsAfter = tusLog.filter((r) => r.method === 'POST' && r.key === 'big2.bin').length;
-    check(postsAfter === postsBefore, 'the resumed upload created a new tus upload');
+    check(postsAfter === posts && posts === 1, `big2.bin made ${postsAfter} tus uploads (1 expected: resumed, not restarted)`);
+    check(Number(st.resumedAt) >= offsetBefore && offsetBefore > 0, `resumed at ${st.resumedAt}, stored before reload ${offsetBefore}`);
+    const left = await keptCopies();
+    check(left.length === 0, `copies kept after the upload finished: ${JSON.stringify(left)}`);
+    await shot('continued-after-reload');
+    present[`${bucket}/big2.bin`] = sha256(files.big2);
+    return { stored_before_reload: offsetBefore, resumed_at: Number(st.resumedAt) };
+  });
+
+  await step('reload mid-upload with copies off, continued from the interrupted list', async () => {
+    await page.getByTestId('keep-copies').uncheck();
+    const { offsetBefore, posts } = await reloadMidUpload(big3Path, 'big3.bin', async () => {
+      const copies = await keptCopies();
+      check(copies.length === 0, `copies kept although turned off: ${JSON.stringify(copies)}`);
+    });
+    await page.getByRole('heading', { name: 'Interrupted uploads' }).waitFor({ timeout: 15_000 });
+    check(!(await page.getByTestId('keep-copies').isChecked()), 'the choice to keep no copies survives the reload');
+    const pendingKeys = await page.$$eval('.pending-row', (rows) => rows.map((r) => r.dataset.key));
+    check(pendingKeys.includes('big3.bin'), `interrupted list: ${pendingKeys}`);
+    await shot('interrupted-after-reload');
+    await page.getByTestId('resume-input').setInputFiles(big3Path);
+    await waitUpload('big3.bin', 120_000);
+    const st = await rowState('big3.bin');
+    const postsAfter = tusLog.filter((r) => r.method === 'POST' && r.key === 'big3.bin').length;
+    check(postsAfter === posts, 'the resumed upload created a new tus upload');
     check(Number(st.resumedAt) >= offsetBefore && offsetBefore > 0, `resumed at ${st.resumedAt}, stored before reload ${offsetBefore}`);
     const leftover = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('tus::')));
     check(leftover.length === 0, `tus fingerprints left after success: ${leftover}`);
-    present[`${bucket}/big2.bin`] = sha256(files.big2);
+    await page.getByTestId('keep-copies').check();
+    present[`${bucket}/big3.bin`] = sha256(files.big3);
     return { stored_before_reload: offsetBefore, resumed_at: Number(st.resumedAt) };
   });
 

@@ -1,5 +1,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { filesFromDataTransfer, filesFromInput } from '../dropfiles';
+import { formatBytes } from '../format';
+import { KEEP_MAX_FILE, keepEnabled, setKeepEnabled } from '../keep';
 import type { FileToUpload } from '../uploads';
 
 /**
@@ -11,6 +13,7 @@ export function DropZone(props: { target: string; onFiles: (files: FileToUpload[
   const dirInput = useRef<HTMLInputElement>(null);
   const [over, setOver] = useState(false);
   const [reading, setReading] = useState(false);
+  const [keepCopies, setKeepCopies] = useState(keepEnabled());
 
   const onDrop = async (e: DragEvent) => {
     e.preventDefault();
@@ -54,6 +57,25 @@ export function DropZone(props: { target: string; onFiles: (files: FileToUpload[
         <button type="button" onClick={() => dirInput.current?.click()}>
           Choose folder
         </button>
+      </div>
+      <div class="dz-keep">
+        <label>
+          <input
+            type="checkbox"
+            data-testid="keep-copies"
+            aria-describedby="dz-keep-hint"
+            checked={keepCopies}
+            onChange={(e) => {
+              setKeepEnabled(e.currentTarget.checked);
+              setKeepCopies(e.currentTarget.checked);
+            }}
+          />{' '}
+          Resume by itself after a page reload
+        </label>
+        <span id="dz-keep-hint" class="hint">
+          Keeps a copy of each file up to {formatBytes(KEEP_MAX_FILE)} in this browser until it is uploaded; turn
+          off on a shared computer.
+        </span>
       </div>
       <input
         ref={fileInput}

@@ -236,7 +236,7 @@ export function UploadPanel() {
             const pct = rowProgress(it);
             const name = it.key.split('/').pop() || it.key;
             return (
-              <li key={it.id} class={`upload-row state-${it.state}`} data-key={it.key} data-state={it.state} data-instant={it.instant ? 'true' : 'false'}>
+              <li key={it.id} class={`upload-row state-${it.state}`} data-key={it.key} data-state={it.state} data-instant={it.instant ? 'true' : 'false'} data-restored={it.restored ? 'true' : 'false'}>
                 <div class="upload-line">
                   <span class="ukey" title={`${it.bucket}/${it.key}`}>
                     {it.key}

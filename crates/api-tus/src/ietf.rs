@@ -168,13 +168,9 @@ pub(crate) async fn creation_or_options(
         }
     }
     let a = Append { offset: 0, length: None, checksum: None, keep_prefix: true, last: complete };
-    match crate::append_detached(&d.engine, p, u.id.clone(), a, body, Default::default()).await {
+    match crate::append_detached(&d.engine, p, u.id.clone(), a, body, Default::default(), true).await {
         Ok(done) => appended(d, StatusCode::CREATED, done, true),
-        Err(e) => {
-            let mut r = draft_error(d, &e, Some(0));
-            set(r.headers_mut(), "location", &upload_url(&u.id));
-            r
-        }
+        Err(e) => draft_error(d, &e, None), // refused: the upload (announced by the 104) is gone
     }
 }
 
@@ -265,7 +261,7 @@ pub(crate) async fn upload(d: &TusDialect, method: &Method, id: &str, req: Reque
                 Err(m) => return text(StatusCode::BAD_REQUEST, &m),
             };
             let a = Append { offset, length, checksum: None, keep_prefix: true, last: complete };
-            match crate::append_detached(&d.engine, p, id.to_owned(), a, body, Default::default()).await {
+            match crate::append_detached(&d.engine, p, id.to_owned(), a, body, Default::default(), false).await {
                 Ok(done) => appended(d, StatusCode::OK, done, false),
                 Err(e) => draft_error(d, &e, Some(offset)),
             }

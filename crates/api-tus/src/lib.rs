@@ -282,6 +282,8 @@ pub(crate) fn error(e: &CoreError) -> Resp {
 
 /// Runs an append on a task of its own, so that a client whose connection drops mid-body
 /// still gets the bytes that arrived kept (the connection's task is dropped with it).
+/// `creation`: the first append of a creation, whose refusal removes the upload
+/// ([`chuan_core::Engine::append_creation`]).
 pub(crate) async fn append_detached(
     engine: &Arc<Engine>,
     p: Principal,
@@ -289,11 +291,15 @@ pub(crate) async fn append_detached(
     a: chuan_core::Append,
     body: RequestBody,
     trailers: chuan_api_common::Trailers,
+    creation: bool,
 ) -> Result<chuan_core::Appended, CoreError> {
     let engine = engine.clone();
     let task = tokio::spawn(async move {
         let data = chuan_api_common::data_with_trailers(body, trailers);
-        engine.append_resumable(&p, &id, a, data).await
+        match creation {
+            true => engine.append_creation(&p, &id, a, data).await,
+            false => engine.append_resumable(&p, &id, a, data).await,
+        }
     });
     task.await.map_err(|e| CoreError::Internal(e.to_string()))?
 }

@@ -148,25 +148,25 @@ pub(crate) async fn create(d: &TusDialect, req: Request<RequestBody>) -> Resp {
         };
     }
     new.echo = echo.into();
+    // creation-with-upload: a body of the tus type is the first append, checked like a
+    // PATCH's (an `Upload-Checksum` header or trailer); a body of another type is not upload
+    // data (tus §creation-with-upload).
+    let data = chuan_api_common::has_body(h) && header(h, "content-type") == Some(CONTENT_TYPE);
+    let trailers = chuan_api_common::Trailers::default();
+    let checksum = match data.then(|| checksum(h, &trailers)).transpose() {
+        Ok(c) => c.flatten(),
+        Err(m) => return bad(StatusCode::BAD_REQUEST, &m),
+    };
     let u = match d.engine.create_resumable(&p, new).await {
         Ok(u) => u,
         Err(e) => return tus_error(&e),
     };
-    // creation-with-upload: the body is the first append (not read when the upload is
-    // already complete: an instant upload).
-    if chuan_api_common::has_body(h) && !u.complete {
-        if header(h, "content-type") != Some(CONTENT_TYPE) {
-            return created(&u); // a body of another type is not upload data (tus §creation-with-upload)
-        }
-        let a = Append { offset: 0, length: None, checksum: None, keep_prefix: true, last: false };
-        return match crate::append_detached(&d.engine, p, u.id.clone(), a, body, Default::default()).await {
+    // Not read when the upload is already complete: an instant upload.
+    if data && !u.complete {
+        let a = Append { offset: 0, length: None, checksum, keep_prefix: true, last: false };
+        return match crate::append_detached(&d.engine, p, u.id.clone(), a, body, trailers, true).await {
             Ok(done) => created(&done.upload),
-            Err(e) => {
-                // The upload exists; its offset tells the client where to resume.
-                let mut r = tus_error(&e);
-                set(r.headers_mut(), "location", &upload_url(&u.id));
-                r
-            }
+            Err(e) => tus_error(&e), // refused: the upload is gone with it
         };
     }
     created(&u)
@@ -260,7 +260,7 @@ pub(crate) async fn patch(d: &TusDialect, id: &str, req: Request<RequestBody>) -
         Err(m) => return bad(StatusCode::BAD_REQUEST, &m),
     };
     let a = Append { offset, length, checksum, keep_prefix: true, last: false };
-    match crate::append_detached(&d.engine, p, id.to_owned(), a, body, trailers).await {
+    match crate::append_detached(&d.engine, p, id.to_owned(), a, body, trailers, false).await {
         Ok(done) => match done.cut {
             Some(e) => {
                 let mut r = tus_error(&e);

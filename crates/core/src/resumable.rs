@@ -501,6 +501,27 @@ impl Engine {
         }
     }
 
+    /// The first append of a creation that carries data (tus creation-with-upload, the IETF
+    /// draft's creation with content), as [`Engine::append_resumable`] — but an append refused
+    /// outright (over the length, a checksum mismatch, a quota) also removes the upload it was
+    /// to start, so a refused creation leaves nothing behind. An append cut short by the client
+    /// keeps its prefix and the upload, to be resumed.
+    pub async fn append_creation<S, E>(&self, p: &Principal, id: &str, a: Append, body: S) -> CoreResult<Appended>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: Into<BodyError>,
+    {
+        let result = self.append_resumable(p, id, a, body).await;
+        if result.is_err() {
+            // The creation already counted as the caller's request: removed without a charge.
+            match self.meta.abort_upload(id).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => tracing::warn!(upload = id, error = %e, "a refused creation's upload stays until it expires"),
+            }
+        }
+        result
+    }
+
     /// Ends the resumable upload `id` (tus termination, IETF cancellation): its parts are
     /// dropped; a finished upload's object stays.
     pub async fn terminate_resumable(&self, p: &Principal, id: &str) -> CoreResult<()> {
