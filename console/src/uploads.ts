@@ -130,6 +130,7 @@ export class UploadManager {
       it.abort?.abort();
       // not terminated: the upload stays resumable from its stored fingerprint
       if (it.upload && isActive(it.state)) void it.upload.abort(false).catch(() => {});
+      if (it.keptId) kept.release(it.keptId); // another page may continue it
     }
     this.listeners.clear();
   }
@@ -197,7 +198,9 @@ export class UploadManager {
   private async keepCopy(it: Item): Promise<void> {
     const id = await kept.keep(this.creds.accessKey, it.bucket, it.key, it.file);
     it.keptId = id;
-    if (id && (it.state === 'done' || it.state === 'canceled' || this.disposed)) await kept.drop(id);
+    if (!id) return;
+    if (it.state === 'done' || it.state === 'canceled' || it.state === 'error') await kept.drop(id);
+    else if (this.disposed) kept.release(id); // still wanted: another page may continue it
   }
 
   /** Drops the kept copy once the upload has ended. */
@@ -206,20 +209,43 @@ export class UploadManager {
     it.keptId = null;
   }
 
-  /** Uploads a page before this one left unfinished, from the copies it kept: resumed at once. */
+  /**
+   * Uploads a page before this one left unfinished, from the copies it kept: resumed at once
+   * (paused ones stay paused). A copy another tab owns is left to it; asked again a few times,
+   * since the page this one replaced may still be letting go of its copies.
+   */
   private async restore(): Promise<void> {
-    const copies = await kept.keptFor(this.creds.accessKey);
-    if (this.disposed) return;
-    let any = false;
-    for (const c of copies) {
-      const taken = this.items.some((i) => i.state !== 'canceled' && i.bucket === c.bucket && i.key === c.key);
-      if (taken) continue;
-      this.push(c.file, c.bucket, c.key, { keptId: c.id, restored: true, message: 'continued after the page reload' });
-      any = true;
-    }
-    if (any) {
-      this.changed(true);
-      this.pump();
+    if (!kept.keepEnabled()) return;
+    let copies = await kept.keptFor(this.creds.accessKey); // newest first
+    for (let attempt = 0; copies.length > 0 && attempt < 4 && !this.disposed; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 500));
+      const owned: kept.KeptFile[] = [];
+      const others: kept.KeptFile[] = [];
+      for (const c of copies) ((await kept.claim(c.id)) ? owned : others).push(c);
+      if (this.disposed) {
+        owned.forEach((c) => kept.release(c.id));
+        return;
+      }
+      for (const c of owned) {
+        // The key is being uploaded here already (picked again, or a newer copy): this copy
+        // is superseded, as the later upload of a key wins.
+        const taken = this.items.some((i) => i.state !== 'canceled' && i.bucket === c.bucket && i.key === c.key);
+        if (taken) {
+          void kept.drop(c.id);
+          continue;
+        }
+        this.push(c.file, c.bucket, c.key, {
+          keptId: c.id,
+          restored: true,
+          state: c.paused ? 'paused' : 'queued',
+          message: 'continued after the page reload',
+        });
+      }
+      if (owned.length) {
+        this.changed(true);
+        this.pump();
+      }
+      copies = others;
     }
   }
 
@@ -248,6 +274,7 @@ export class UploadManager {
     it.state = 'paused';
     it.message = '';
     it.abort?.abort();
+    if (it.keptId) void kept.markPaused(it.keptId, true);
     if (wasActive && it.upload) void it.upload.abort(false).catch(() => {});
     this.changed(true);
     this.pump();
@@ -258,6 +285,7 @@ export class UploadManager {
     if (!it || !['paused', 'error', 'offline'].includes(it.state)) return;
     it.state = 'queued';
     it.message = '';
+    if (it.keptId) void kept.markPaused(it.keptId, false);
     this.pump();
   }
 
@@ -266,8 +294,7 @@ export class UploadManager {
   }
 
   resumeAll(): void {
-    for (const it of this.items) if (it.state === 'paused') it.state = 'queued';
-    this.pump();
+    for (const it of this.items) if (it.state === 'paused') this.resume(it.id);
   }
 
   cancel(id: number): void {
@@ -443,7 +470,10 @@ export class UploadManager {
           it.state = 'offline';
           it.message = 'offline: resumes when the network is back';
         } else {
+          // Refused for good (or out of retries): the copy is not kept for another page;
+          // Retry here still has the file.
           it.state = 'error';
+          this.release(it);
           const res = (err as tus.DetailedError).originalResponse;
           const body = res ? res.getBody() : '';
           it.message = res ? `HTTP ${res.getStatus()}${body ? ': ' + body.slice(0, 160) : ''}` : err.message;

@@ -480,10 +480,22 @@ async function main() {
 
   await step('reload mid-upload, continued by itself from the copy kept in the browser', async () => {
     check(await page.getByTestId('keep-copies').isChecked(), 'keeping copies for a reload is on by default');
+    let secondTab = null;
     const { offsetBefore, posts } = await reloadMidUpload(big2Path, 'big2.bin', async () => {
       const copies = await keptCopies();
       check(copies.some((c) => c.key === 'big2.bin' && c.size === files.big2.length), `kept copies before the reload: ${JSON.stringify(copies)}`);
+      // A second tab of the same key pair sees the copy but leaves it to the tab uploading it.
+      const tab = await context.newPage();
+      await tab.goto(consoleUrl);
+      await tab.getByLabel('Access key').fill(ak);
+      await tab.getByLabel('Secret').fill(sk);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await tab.getByRole('heading', { name: 'Buckets', level: 1 }).waitFor({ timeout: 15_000 });
+      await sleep(2500); // longer than a restore's retries
+      secondTab = { rows: await tab.$$eval('.upload-row', (rows) => rows.map((r) => r.dataset.key)) };
+      await tab.close();
     });
+    check(secondTab && secondTab.rows.length === 0, `a second tab took over uploads: ${JSON.stringify(secondTab)}`);
     // No file picked again: the row comes back and finishes on its own.
     await page.waitForSelector('.upload-row[data-key="big2.bin"]', { timeout: 15_000 });
     await waitUpload('big2.bin', 120_000);
@@ -492,7 +504,11 @@ async function main() {
     const postsAfter = tusLog.filter((r) => r.method === 'POST' && r.key === 'big2.bin').length;
     check(postsAfter === posts && posts === 1, `big2.bin made ${postsAfter} tus uploads (1 expected: resumed, not restarted)`);
     check(Number(st.resumedAt) >= offsetBefore && offsetBefore > 0, `resumed at ${st.resumedAt}, stored before reload ${offsetBefore}`);
-    const left = await keptCopies();
+    let left = await keptCopies();
+    for (let i = 0; i < 50 && left.length > 0; i++) {
+      await sleep(100); // dropped right after the upload ends
+      left = await keptCopies();
+    }
     check(left.length === 0, `copies kept after the upload finished: ${JSON.stringify(left)}`);
     await shot('continued-after-reload');
     present[`${bucket}/big2.bin`] = sha256(files.big2);
@@ -751,11 +767,31 @@ async function main() {
     return { horizontal_overflow_px: out };
   });
 
-  await step('sign out', async () => {
+  await step('sign out (forgets the credentials and the copies kept for resuming)', async () => {
+    // An upload held at its creation keeps its copy until the user signs out.
+    await goBucket(bucket, '');
+    await page.route('**/_chuan/tus/**', async (route) => {
+      if (route.request().method() === 'POST') await sleep(4000);
+      await route.continue().catch(() => {});
+    });
+    await page.getByTestId('file-input').setInputFiles({ name: 'held.txt', mimeType: 'text/plain', buffer: Buffer.from('held at creation\n') });
+    let copies = [];
+    for (let i = 0; i < 50 && !copies.some((c) => c.key === 'held.txt'); i++) {
+      await sleep(100);
+      copies = await keptCopies();
+    }
+    check(copies.some((c) => c.key === 'held.txt'), `no copy kept for a queued upload: ${JSON.stringify(copies)}`);
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    await page.unroute('**/_chuan/tus/**');
     const left = await page.evaluate(() => sessionStorage.getItem('chuan.console.creds'));
     check(left === null, 'credentials left in sessionStorage');
+    let after = await keptCopies();
+    for (let i = 0; i < 50 && after.length > 0; i++) {
+      await sleep(100);
+      after = await keptCopies();
+    }
+    check(after.length === 0, `copies left after sign-out: ${JSON.stringify(after)}`);
   });
 
   if (ak2 && sk2) {

@@ -1,7 +1,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { filesFromDataTransfer, filesFromInput } from '../dropfiles';
 import { formatBytes } from '../format';
-import { KEEP_MAX_FILE, keepEnabled, setKeepEnabled } from '../keep';
+import { dropAll, KEEP_MAX_FILE, keepEnabled, setKeepEnabled } from '../keep';
 import type { FileToUpload } from '../uploads';
 
 /**
@@ -66,8 +66,10 @@ export function DropZone(props: { target: string; onFiles: (files: FileToUpload[
             aria-describedby="dz-keep-hint"
             checked={keepCopies}
             onChange={(e) => {
-              setKeepEnabled(e.currentTarget.checked);
-              setKeepCopies(e.currentTarget.checked);
+              const on = e.currentTarget.checked;
+              setKeepEnabled(on);
+              setKeepCopies(on);
+              if (!on) void dropAll(); // no copy stays in this browser
             }}
           />{' '}
           Resume by itself after a page reload

@@ -502,20 +502,30 @@ impl Engine {
     }
 
     /// The first append of a creation that carries data (tus creation-with-upload, the IETF
-    /// draft's creation with content), as [`Engine::append_resumable`] — but an append refused
-    /// outright (over the length, a checksum mismatch, a quota) also removes the upload it was
-    /// to start, so a refused creation leaves nothing behind. An append cut short by the client
-    /// keeps its prefix and the upload, to be resumed.
+    /// draft's creation with content), as [`Engine::append_resumable`] — but when the append
+    /// is refused for what the request sent (over the length or the maximum, a checksum or
+    /// length mismatch, a quota, a malformed trailer), the upload it was to start goes too, so
+    /// a refused creation leaves nothing behind. It stays when anything else went wrong (a cut
+    /// body keeps its prefix, an outage, a completion to be retried) and when another request
+    /// appended meanwhile (an IETF client resuming at the URL of the 104): only a session with
+    /// no parts is removed, checked in the removal's transaction.
     pub async fn append_creation<S, E>(&self, p: &Principal, id: &str, a: Append, body: S) -> CoreResult<Appended>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Into<BodyError>,
     {
         let result = self.append_resumable(p, id, a, body).await;
-        if result.is_err() {
+        if let Err(
+            CoreError::EntityTooLarge { .. }
+            | CoreError::ChecksumMismatch
+            | CoreError::SizeMismatch { .. }
+            | CoreError::QuotaExceeded(_)
+            | CoreError::InvalidArgument(_),
+        ) = &result
+        {
             // The creation already counted as the caller's request: removed without a charge.
-            match self.meta.abort_upload(id).await {
-                Ok(()) | Err(StoreError::NotFound) => {}
+            match self.meta.abort_empty_upload(id).await {
+                Ok(_) | Err(StoreError::NotFound) => {}
                 Err(e) => tracing::warn!(upload = id, error = %e, "a refused creation's upload stays until it expires"),
             }
         }

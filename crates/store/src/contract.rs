@@ -1149,6 +1149,13 @@ pub async fn resumable_appends(s: Store) {
     assert_eq!(s.upload_progress("r2").await.unwrap(), (0, 0));
     let late = s.append_part(0, "{}", part("r2", 0, "f", 1)).await.unwrap();
     assert_eq!(late, Appended::StateChanged, "nothing is appended to a completed session");
+    // Removed only while empty: r1 has parts and stays; an empty session goes; a gone one is NotFound.
+    assert!(!s.abort_empty_upload("r1").await.unwrap(), "a session with parts is kept");
+    assert!(s.get_upload("r1").await.unwrap().is_some());
+    s.create_upload(upload("r3", "bkt", "k3", "alice", UploadKind::Tus)).await.unwrap();
+    assert!(s.abort_empty_upload("r3").await.unwrap());
+    assert!(s.get_upload("r3").await.unwrap().is_none());
+    assert!(matches!(s.abort_empty_upload("r3").await, Err(StoreError::NotFound)));
     // r1's parts keep their blobs (the object references them too).
     s.abort_upload("r1").await.unwrap();
     let content = s.get_content(obj.content_id).await.unwrap().unwrap();

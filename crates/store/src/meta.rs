@@ -551,6 +551,10 @@ pub trait UploadStore: Send + Sync + 'static {
     /// `NotFound` when the session is gone or expired.
     async fn complete_upload(&self, complete: CompleteUpload) -> StoreResult<ObjectRecord>;
     async fn abort_upload(&self, id: &str) -> StoreResult<()>;
+    /// Removes the session `id` only while it holds no parts, in one transaction (a creation
+    /// whose first append was refused — unless another request appended meanwhile):
+    /// `Ok(true)` when removed, `Ok(false)` when it holds parts and stays; `NotFound` when gone.
+    async fn abort_empty_upload(&self, id: &str) -> StoreResult<bool>;
     /// Upload sessions whose expiry has passed.
     async fn expired_uploads(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<String>>;
 }

@@ -324,6 +324,27 @@ impl UploadStore for SqlMetaStore {
         .await
     }
 
+    async fn abort_empty_upload(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |txn| {
+            let exists: bool =
+                query_one(txn, "SELECT EXISTS(SELECT 1 FROM uploads WHERE id = ?1)", params![id], |r| r.get(0))
+                    .map_err(backend)?;
+            if !exists {
+                return Err(StoreError::NotFound);
+            }
+            let has_parts: bool =
+                query_one(txn, "SELECT EXISTS(SELECT 1 FROM parts WHERE upload = ?1)", params![id], |r| r.get(0))
+                    .map_err(backend)?;
+            if has_parts {
+                return Ok(false);
+            }
+            drop_upload(txn, &id)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn expired_uploads(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<String>> {
         self.read(move |c| {
             c.query_map(
