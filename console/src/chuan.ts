@@ -75,16 +75,23 @@ export interface Account {
 
 export type TokenOp = 'read' | 'write' | 'list' | 'delete';
 
+export type TokenType = 'key-pair' | 'upload';
+
 export interface TokenInfo {
+  type?: TokenType;
+  /** the access key of a key pair, the id of an upload token */
   access_key: string;
   label: string;
   scope: { buckets: string[]; prefixes: string[]; ops: string[] };
   expires_at: number | null;
 }
 
+/** A new key pair ({access_key, secret}) or upload token ({token, id}); secrets are shown once. */
 export interface NewToken {
-  access_key: string;
-  secret: string;
+  access_key?: string;
+  secret?: string;
+  token?: string;
+  id?: string;
   expires_at: number | null;
 }
 
@@ -98,7 +105,7 @@ export function listTokens(creds: Creds): Promise<TokenInfo[]> {
 
 export function createToken(
   creds: Creds,
-  req: { label: string; bucket: string; prefix: string; ops: TokenOp[]; ttl_secs: number },
+  req: { type: TokenType; label: string; bucket: string; prefix: string; ops: TokenOp[]; ttl_secs: number },
 ): Promise<NewToken> {
   return call(creds, 'POST', '/_chuan/v1/tokens', req);
 }

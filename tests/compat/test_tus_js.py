@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from compat_helpers import KiB, MiB, assert_no_object, get_body, md5_hex
 from tus_helpers import OCTET_OFFSET, TUS_VERSION, expect, tus_ctx, wait_offset
@@ -286,3 +287,23 @@ def test_empty_file(node, ctx, tmp_path):
     assert_success(out)
     assert [r["method"] for r in out["requests"]] == ["POST"], summary(out)
     assert_object(ctx, "js/empty.bin", b"")
+
+
+def test_upload_token_as_bearer(node, ctx, tmp_path):
+    # The way a web page uploads without a key pair: its server issues an upload token
+    # (POST /_chuan/v1/tokens, type "upload") and the page sends it as a Bearer token.
+    r = requests.post(ctx.server.endpoint + "/_chuan/v1/tokens", auth=ctx.tenant.auth, timeout=30,
+                      json={"type": "upload", "label": "page", "bucket": ctx.bucket, "prefix": "inbox/",
+                            "ops": ["write"], "ttl_secs": 600})
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    f, data = write(tmp_path, "page.bin", 300 * KiB + 3)
+    out = run_tusjs(node, ctx, f, bearer=token, chunkSize=100 * KiB,
+                    metadata={"bucket": ctx.bucket, "key": "inbox/page.bin"})
+    assert_success(out)
+    assert len(of(out, "PATCH")) == 4, summary(out)
+    assert_object(ctx, "inbox/page.bin", data)
+    # Held to its scope: outside its prefix it is refused, nothing stored.
+    out = run_tusjs(node, ctx, f, bearer=token, metadata={"bucket": ctx.bucket, "key": "elsewhere/page.bin"})
+    assert out["status"] == "error" and out["errorStatus"] == 403, summary(out)
+    assert_no_object(ctx.s3, ctx.bucket, "elsewhere/page.bin")

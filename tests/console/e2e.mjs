@@ -728,7 +728,36 @@ async function main() {
       await page.locator('dialog[open]').getByRole('button', { name: 'Revoke', exact: true }).click();
       await page.locator(`tr[data-access-key="${revoked.access_key}"]`).waitFor({ state: 'detached' });
       result.tokens = { bucket, prefix: 'album/', kept: { ...kept, ops: ['read', 'list'] }, revoked: { ...revoked } };
-      return { kept: kept.access_key, revoked: revoked.access_key };
+      // An upload token (Bearer) for a web page: shown once, listed by its id, and it uploads.
+      await page.getByRole('radio', { name: /Upload token/ }).check();
+      await page.getByLabel('Label').fill('e2e-upload');
+      await page.getByLabel('Bucket', { exact: true }).selectOption(bucket);
+      await page.getByLabel('Key prefix (optional)').fill('uploads/');
+      await page.getByLabel('Expires after').selectOption({ label: '1 day' });
+      check(!(await page.getByLabel('Expires after').locator('option', { hasText: '1 year' }).count()), 'upload tokens offer a year');
+      await page.getByRole('button', { name: 'Create token' }).click();
+      const token = await page.getByTestId('upload-token').inputValue();
+      await shot('upload-token');
+      await page.getByRole('button', { name: 'I have copied it' }).click();
+      const id = `upload-token:${sha256(Buffer.from(token))}`;
+      await page.locator(`tr[data-access-key="${id}"]`).waitFor();
+      check(!(await page.evaluate((t) => document.body.innerText.includes(t), token)), 'the upload token is still shown');
+      const bytes = Buffer.from('uploaded with an upload token\n');
+      const meta = `bucket ${Buffer.from(bucket).toString('base64')},key ${Buffer.from('uploads/via-token.txt').toString('base64')}`;
+      const res = await fetch(`${base}/_chuan/tus/`, {
+        method: 'POST',
+        headers: {
+          Authorization: `Bearer ${token}`,
+          'Tus-Resumable': '1.0.0',
+          'Upload-Length': String(bytes.length),
+          'Upload-Metadata': meta,
+          'Content-Type': 'application/offset+octet-stream',
+        },
+        body: bytes,
+      });
+      check(res.status === 201 && res.headers.get('upload-offset') === String(bytes.length), `tus with the upload token: HTTP ${res.status}`);
+      present[`${bucket}/uploads/via-token.txt`] = sha256(bytes);
+      return { kept: kept.access_key, revoked: revoked.access_key, upload_token: id };
     },
     { fatal: false },
   );

@@ -1,6 +1,17 @@
 import { Fragment } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, createToken, getAccount, listTokens, revokeToken, type Account, type NewToken, type TokenInfo, type TokenOp } from '../chuan';
+import {
+  ApiError,
+  createToken,
+  getAccount,
+  listTokens,
+  revokeToken,
+  type Account,
+  type NewToken,
+  type TokenInfo,
+  type TokenOp,
+  type TokenType,
+} from '../chuan';
 import { useApp } from '../context';
 import { errorText, formatBytes, formatDate, percent } from '../format';
 import { listBuckets } from '../s3';
@@ -14,6 +25,8 @@ const TTLS: [number, string][] = [
   [30 * 86400, '30 days'],
   [365 * 86400, '1 year'],
 ];
+/** Upload tokens live at most 30 days (the server's limit). */
+const UPLOAD_TTL_MAX = 30 * 86400;
 
 function apiProblem(e: unknown): string {
   if (e instanceof ApiError && e.status === 404) return 'This server does not offer this yet (HTTP 404).';
@@ -73,6 +86,7 @@ function Usage() {
 
 function NewTokenForm(props: { onCreated: (t: NewToken & { label: string }) => void }) {
   const { creds, s3 } = useApp();
+  const [type, setType] = useState<TokenType>('key-pair');
   const [buckets, setBuckets] = useState<string[]>([]);
   const [label, setLabel] = useState('');
   const [bucket, setBucket] = useState('');
@@ -101,7 +115,8 @@ function NewTokenForm(props: { onCreated: (t: NewToken & { label: string }) => v
     setBusy(true);
     setError('');
     try {
-      const t = await createToken(creds, { label: label.trim(), bucket, prefix: prefix.trim(), ops, ttl_secs: ttl });
+      const ttlSecs = type === 'upload' ? Math.min(ttl, UPLOAD_TTL_MAX) : ttl;
+      const t = await createToken(creds, { type, label: label.trim(), bucket, prefix: prefix.trim(), ops, ttl_secs: ttlSecs });
       props.onCreated({ ...t, label: label.trim() });
       setLabel('');
       setPrefix('');
@@ -115,6 +130,33 @@ function NewTokenForm(props: { onCreated: (t: NewToken & { label: string }) => v
   return (
     <form class="card token-form" onSubmit={submit} aria-labelledby="new-token-title">
       <h3 id="new-token-title">New scoped token</h3>
+      <fieldset class="token-type">
+        <legend>Kind</legend>
+        <label class="check">
+          <input
+            type="radio"
+            name="tok-type"
+            value="key-pair"
+            checked={type === 'key-pair'}
+            onChange={() => setType('key-pair')}
+          />{' '}
+          Key pair — for scripts and S3 clients (access key and secret)
+        </label>
+        <label class="check">
+          <input
+            type="radio"
+            name="tok-type"
+            value="upload"
+            checked={type === 'upload'}
+            onChange={() => {
+              setType('upload');
+              setOps(['write']);
+              setTtl((t) => Math.min(t, UPLOAD_TTL_MAX));
+            }}
+          />{' '}
+          Upload token — for a web page or an app (Authorization: Bearer on tus and the resumable uploads)
+        </label>
+      </fieldset>
       <div class="grid2">
         <div class="field">
           <label for="tok-label">Label</label>
@@ -138,7 +180,7 @@ function NewTokenForm(props: { onCreated: (t: NewToken & { label: string }) => v
         <div class="field">
           <label for="tok-ttl">Expires after</label>
           <select id="tok-ttl" value={String(ttl)} onChange={(e) => setTtl(Number(e.currentTarget.value))}>
-            {TTLS.map(([s, l]) => (
+            {TTLS.filter(([s]) => type === 'key-pair' || s <= UPLOAD_TTL_MAX).map(([s, l]) => (
               <option key={s} value={String(s)}>
                 {l}
               </option>
@@ -189,7 +231,10 @@ function Tokens() {
   return (
     <section aria-labelledby="tokens-title" class="tokens">
       <h2 id="tokens-title">Scoped tokens</h2>
-      <p class="hint">Key pairs limited to one bucket, an optional prefix and chosen operations, for scripts and other people.</p>
+      <p class="hint">
+        Key pairs and upload tokens limited to one bucket, an optional prefix and chosen operations, for scripts, web pages,
+        apps and other people.
+      </p>
       {error && (
         <p class="error" role="alert">
           Tokens unavailable: {error}
@@ -201,7 +246,8 @@ function Tokens() {
           <thead>
             <tr>
               <th scope="col">Label</th>
-              <th scope="col">Access key</th>
+              <th scope="col">Kind</th>
+              <th scope="col">Access key or id</th>
               <th scope="col">Scope</th>
               <th scope="col">Expires</th>
               <th scope="col">
@@ -213,7 +259,8 @@ function Tokens() {
             {tokens.map((t) => (
               <tr key={t.access_key} data-access-key={t.access_key}>
                 <td data-label="Label">{t.label || '—'}</td>
-                <td data-label="Access key">
+                <td data-label="Kind">{t.type === 'upload' ? 'upload token' : 'key pair'}</td>
+                <td data-label="Access key or id">
                   <code>{t.access_key}</code>
                 </td>
                 <td data-label="Scope">
@@ -243,10 +290,23 @@ function Tokens() {
         <Modal title="Token created" onClose={() => setCreated(null)} wide>
           <div class="modal-body" data-testid="new-token">
             <p>
-              <strong>Copy the secret now: it is shown only this once.</strong>
+              <strong>Copy the {created.token ? 'token' : 'secret'} now: it is shown only this once.</strong>
             </p>
-            <CopyField label="Access key" value={created.access_key} testId="token-access-key" />
-            <CopyField label="Secret" value={created.secret} testId="token-secret" />
+            {created.token ? (
+              <>
+                <CopyField label="Upload token" value={created.token} testId="upload-token" />
+                <p class="hint">
+                  Send it as <code>Authorization: Bearer …</code> to <code>/_chuan/tus/</code>,{' '}
+                  <code>/_chuan/resumable/</code> or the instant-upload API (e.g. tus-js-client&rsquo;s{' '}
+                  <code>headers</code> option).
+                </p>
+              </>
+            ) : (
+              <>
+                <CopyField label="Access key" value={created.access_key ?? ''} testId="token-access-key" />
+                <CopyField label="Secret" value={created.secret ?? ''} testId="token-secret" />
+              </>
+            )}
             <p class="hint">{created.expires_at == null ? 'Does not expire.' : `Expires ${formatDate(created.expires_at)}.`}</p>
             <div class="modal-actions">
               <button type="button" class="primary" onClick={() => setCreated(null)}>

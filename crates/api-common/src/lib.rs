@@ -217,18 +217,30 @@ pub fn parse_basic(value: &str) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-/// The caller behind a request's HTTP Basic credentials: `Ok(None)` without valid ones,
-/// `Err` when the credential store cannot be asked (answered 503, not 401).
-pub async fn basic_principal(
+/// The caller of a request to Chuan's own endpoints (tus, the IETF resumable uploads,
+/// `/_chuan/v1`): HTTP Basic with a key pair (RFC 7617), or an upload token as `Authorization:
+/// Bearer <token>` (RFC 6750 §2.1; [`chuan_core::Engine::issue_upload_token`]), each held to
+/// its scope. `Ok(None)` without valid credentials, `Err` when the credential store cannot be
+/// asked (answered 503, not 401).
+pub async fn native_principal(
     engine: &chuan_core::Engine,
     headers: &http::HeaderMap,
 ) -> Result<Option<chuan_core::Principal>, chuan_core::CoreError> {
-    let Some((ak, sk)) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(parse_basic)
-    else {
+    let Some(value) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
-    engine.basic(&ak, &sk).await
+    if let Some(token) = auth_scheme(value, "Bearer") {
+        return engine.bearer(chuan_core::store::CredentialKind::UploadToken, token).await;
+    }
+    match parse_basic(value) {
+        Some((ak, sk)) => engine.basic(&ak, &sk).await,
+        None => Ok(None),
+    }
 }
+
+/// The `WWW-Authenticate` challenges of Chuan's own endpoints (RFC 9110 §11.6.1): a key pair
+/// with HTTP Basic, or an upload token.
+pub const NATIVE_CHALLENGES: &str = "Basic realm=\"chuan\", charset=\"UTF-8\", Bearer realm=\"chuan\"";
 
 /// Whether a request has a body to read: chunked, or a `Content-Length` above zero.
 pub fn has_body(h: &http::HeaderMap) -> bool {

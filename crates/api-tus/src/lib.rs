@@ -181,14 +181,15 @@ impl TusDialect {
 
     /// The caller, or the 401 to answer (503 when the credential store cannot be asked).
     pub(crate) async fn caller(&self, headers: &HeaderMap) -> Result<Principal, Resp> {
-        match chuan_api_common::basic_principal(&self.engine, headers).await {
+        match chuan_api_common::native_principal(&self.engine, headers).await {
             Ok(Some(p)) => Ok(p),
             Ok(None) => {
                 let mut r = text(
                     StatusCode::UNAUTHORIZED,
-                    "send a key pair as HTTP Basic credentials: Authorization: Basic base64(access_key:secret)",
+                    "send a key pair as HTTP Basic credentials (Authorization: Basic base64(access_key:secret)) \
+                     or an upload token (Authorization: Bearer <token>)",
                 );
-                set(r.headers_mut(), "www-authenticate", "Basic realm=\"chuan\", charset=\"UTF-8\"");
+                set(r.headers_mut(), "www-authenticate", chuan_api_common::NATIVE_CHALLENGES);
                 Err(r)
             }
             Err(e) => Err(text(status_of(&e), &e.to_string())),

@@ -57,11 +57,11 @@ pub fn error(status: StatusCode, msg: &str) -> Resp {
 
 fn unauthorized(msg: &str) -> Resp {
     let mut r = error(StatusCode::UNAUTHORIZED, msg);
-    r.headers_mut().insert("www-authenticate", http::HeaderValue::from_static("Basic realm=\"chuan\""));
+    r.headers_mut().insert("www-authenticate", http::HeaderValue::from_static(chuan_api_common::NATIVE_CHALLENGES));
     r
 }
 
-use chuan_api_common::basic_principal;
+use chuan_api_common::native_principal;
 
 /// Handles a request whose path starts with `/_chuan/`.
 pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api_common::RequestBody>) -> Resp {
@@ -84,7 +84,7 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api
                 _ => false,
             };
             if !token_ok {
-                match basic_principal(engine, headers).await {
+                match native_principal(engine, headers).await {
                     Ok(Some(p)) if p.is_admin() => {}
                     Ok(_) => {
                         return unauthorized(
@@ -114,9 +114,13 @@ pub async fn handle(state: &crate::dispatch::State, req: http::Request<chuan_api
             return error(StatusCode::BAD_REQUEST, &format!("the request body could not be read: {e}"))
         }
     };
-    let p = match basic_principal(engine, headers).await {
+    let p = match native_principal(engine, headers).await {
         Ok(Some(p)) => p,
-        Ok(None) => return unauthorized("credentials required (HTTP Basic: access key and secret)"),
+        Ok(None) => {
+            return unauthorized(
+                "credentials required: HTTP Basic with an access key and secret, or Bearer with an upload token",
+            )
+        }
         Err(e) => return core_error(&e),
     };
     if let Some(op) = path.strip_prefix("/_chuan/v1/instant/") {

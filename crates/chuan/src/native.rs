@@ -122,8 +122,22 @@ pub async fn account(engine: &Engine, p: &Principal) -> Resp {
     }
 }
 
+/// What `POST /_chuan/v1/tokens` issues.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum TokenType {
+    /// A key pair (access key and secret): signs S3 requests, HTTP Basic elsewhere.
+    #[default]
+    KeyPair,
+    /// An upload token: one string for `Authorization: Bearer` on tus, the IETF resumable
+    /// uploads and the native instant-upload API (browsers and apps); always expires.
+    Upload,
+}
+
 #[derive(Deserialize)]
 struct NewToken {
+    #[serde(default, rename = "type")]
+    kind: TokenType,
     #[serde(default)]
     label: String,
     bucket: String,
@@ -131,48 +145,69 @@ struct NewToken {
     prefix: String,
     /// `read`, `write`, `list`, `delete`; all when missing.
     ops: Option<Vec<chuan_core::Op>>,
-    /// Lifetime in seconds; none: until revoked.
+    /// Lifetime in seconds; none: until revoked (key pairs only).
     ttl_secs: Option<u64>,
 }
 
-/// Scoped tokens a tenant issues from its own key (the web console's token page): key pairs
-/// limited to one bucket, optionally a prefix and some operations, optionally expiring.
+/// Scoped tokens a tenant issues from its own key (the web console's token page): key pairs,
+/// or upload tokens (bearer), limited to one bucket, optionally a prefix and some operations;
+/// key pairs optionally expiring, upload tokens always (at most
+/// [`chuan_core::UPLOAD_TOKEN_MAX_TTL`]).
 ///
 /// ```text
-/// GET    /_chuan/v1/tokens        → 200 [{"access_key","label","scope","expires_at"}]
-/// POST   /_chuan/v1/tokens        {"label","bucket","prefix","ops":["read",...],"ttl_secs"}
-///                                 → 201 {"access_key","secret","expires_at"}
-/// DELETE /_chuan/v1/tokens/{key}  → 204
+/// GET    /_chuan/v1/tokens        → 200 [{"type","access_key","label","scope","expires_at","created_at"}]
+///                                   (for an upload token, access_key is its id: upload-token:<SHA-256 hex>)
+/// POST   /_chuan/v1/tokens        {"type":"key-pair"|"upload","label","bucket","prefix","ops":["read",...],"ttl_secs"}
+///                                 → 201 {"access_key","secret","expires_at"} (key pair)
+///                                 → 201 {"token","id","expires_at"} (upload token; shown once)
+/// DELETE /_chuan/v1/tokens/{key}  → 204 (an access key or an upload token's id)
 /// ```
 pub async fn tokens(engine: &Engine, p: &Principal, method: &http::Method, rest: &str, body: &[u8]) -> Resp {
     use chuan_core::store::CredentialKind;
     match (method, rest) {
-        (&http::Method::GET, "") => match engine.list_credentials(p, None, Some(CredentialKind::UfileToken)).await {
-            Ok(list) => json(
-                StatusCode::OK,
-                &list
-                    .into_iter()
-                    .map(|c| {
+        (&http::Method::GET, "") => {
+            let mut out = Vec::new();
+            for (kind, name) in [(CredentialKind::UfileToken, "key-pair"), (CredentialKind::UploadToken, "upload")] {
+                match engine.list_credentials(p, None, Some(kind)).await {
+                    Ok(list) => out.extend(list.into_iter().map(|c| {
                         serde_json::json!({
-                            "access_key": c.access_key, "label": c.label, "scope": c.scope,
+                            "type": name, "access_key": c.access_key, "label": c.label, "scope": c.scope,
                             "expires_at": c.expires_ms, "created_at": c.created_ms,
                         })
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            Err(e) => core_error(e),
-        },
+                    })),
+                    Err(e) => return core_error(e),
+                }
+            }
+            json(StatusCode::OK, &out)
+        }
         (&http::Method::POST, "") => {
             let Ok(req) = serde_json::from_slice::<NewToken>(body) else {
-                return error(StatusCode::BAD_REQUEST, "expected JSON {label, bucket, prefix, ops, ttl_secs}");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "expected JSON {type: \"key-pair\"|\"upload\", label, bucket, prefix, ops, ttl_secs}",
+                );
             };
-            let mut spec = chuan_core::CredentialSpec::new(p.tenant(), CredentialKind::UfileToken);
-            spec.label = req.label;
-            spec.scope = Some(chuan_core::Scope {
+            let scope = chuan_core::Scope {
                 ops: req.ops,
                 buckets: Some(vec![req.bucket]),
                 prefixes: (!req.prefix.is_empty()).then(|| vec![req.prefix]),
-            });
+            };
+            if req.kind == TokenType::Upload {
+                let Some(ttl) = req.ttl_secs else {
+                    return error(StatusCode::BAD_REQUEST, "an upload token needs ttl_secs (it always expires)");
+                };
+                let ttl = std::time::Duration::from_secs(ttl);
+                return match engine.issue_upload_token(p, p.tenant(), req.label, scope, ttl).await {
+                    Ok((token, id, expires_ms)) => json(
+                        StatusCode::CREATED,
+                        &serde_json::json!({"token": token, "id": id, "expires_at": expires_ms}),
+                    ),
+                    Err(e) => core_error(e),
+                };
+            }
+            let mut spec = chuan_core::CredentialSpec::new(p.tenant(), CredentialKind::UfileToken);
+            spec.label = req.label;
+            spec.scope = Some(scope);
             spec.expires_ms =
                 req.ttl_secs.map(|s| chuan_core::store::now_ms() + (s.min(10 * 365 * 86400) as i64) * 1000);
             match engine.issue_credential(p, spec).await {

@@ -168,8 +168,15 @@ fn scoped(kind: CredentialKind) -> bool {
             | CredentialKind::IotDevice
             | CredentialKind::UpyunOperator
             | CredentialKind::UpyunFormSecret
+            | CredentialKind::UploadToken
     )
 }
+
+/// The longest an upload token lives.
+pub const UPLOAD_TOKEN_MAX_TTL: Duration = Duration::from_secs(30 * 86400);
+
+/// The kinds a tenant's own unscoped key issues and manages for itself.
+const TENANT_ISSUED: [CredentialKind; 2] = [CredentialKind::UfileToken, CredentialKind::UploadToken];
 
 impl Engine {
     // ----- tenants
@@ -200,10 +207,10 @@ impl Engine {
 
     // ----- credentials
 
-    /// Who may issue or manage a credential of `tenant`: the root, or (for UFile tokens) the
-    /// tenant's own unscoped key.
+    /// Who may issue or manage a credential of `tenant`: the root, or (for UFile tokens and
+    /// upload tokens) the tenant's own unscoped key.
     fn may_manage(p: &Principal, tenant: &str, kind: CredentialKind) -> bool {
-        p.admin || (kind == CredentialKind::UfileToken && p.scope.is_none() && !p.is_anonymous() && p.tenant == tenant)
+        p.admin || (TENANT_ISSUED.contains(&kind) && p.scope.is_none() && !p.is_anonymous() && p.tenant == tenant)
     }
 
     /// Every bucket a scope names must be the tenant's.
@@ -325,7 +332,7 @@ impl Engine {
     }
 
     /// The credentials `p` manages: every one for the root (filtered), its tenant's UFile
-    /// tokens for a tenant key.
+    /// tokens or upload tokens for a tenant key (`kind` names which).
     pub async fn list_credentials(
         &self,
         p: &Principal,
@@ -335,7 +342,7 @@ impl Engine {
         let filter = if p.admin {
             CredentialFilter { tenant: tenant.map(str::to_owned), kind }
         } else {
-            if p.scope.is_some() || p.is_anonymous() || kind != Some(CredentialKind::UfileToken) {
+            if p.scope.is_some() || p.is_anonymous() || !kind.is_some_and(|k| TENANT_ISSUED.contains(&k)) {
                 return Err(CoreError::AccessDenied);
             }
             CredentialFilter { tenant: Some(p.tenant.clone()), kind }
@@ -415,7 +422,52 @@ impl Engine {
         if !self.tenant_exists(tenant).await? {
             return Err(CoreError::NoSuchTenant);
         }
-        self.store_bearer(tenant, kind, ttl, None).await
+        if scoped(kind) {
+            return Err(CoreError::InvalidArgument(format!("a {} needs a scope", kind.as_str())));
+        }
+        self.store_bearer(tenant, kind, ttl.map(|t| now_ms() + t.as_millis() as i64), String::new(), None).await
+    }
+
+    /// Issues an upload token for `tenant`: a bearer token for a browser or an app
+    /// (`Authorization: Bearer <token>` on tus, the IETF resumable uploads and the native
+    /// instant-upload API), held to `scope` (which names the tenant's buckets) and expiring
+    /// after `ttl` (1 s to [`UPLOAD_TOKEN_MAX_TTL`]). Issued by the tenant's own unscoped key or
+    /// the root; the store keeps only its SHA-256. Returns the token (shown once), its
+    /// credential id (`upload-token:<SHA-256 hex>`, what listing shows and revocation takes)
+    /// and its expiry (ms since the Unix epoch).
+    ///
+    /// Errors: `AccessDenied` for another issuer, `NoSuchTenant`, `NoSuchBucket` or
+    /// `AccessDenied` for a bucket not the tenant's, `InvalidArgument` for a scope without
+    /// buckets or a lifetime out of range.
+    pub async fn issue_upload_token(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        label: String,
+        scope: Scope,
+        ttl: Duration,
+    ) -> CoreResult<(String, String, i64)> {
+        let kind = CredentialKind::UploadToken;
+        if !Self::may_manage(p, tenant, kind) {
+            return Err(CoreError::AccessDenied);
+        }
+        if ttl.is_zero() || ttl > UPLOAD_TOKEN_MAX_TTL {
+            return Err(CoreError::InvalidArgument(format!(
+                "an upload token lives 1 s to {} days",
+                UPLOAD_TOKEN_MAX_TTL.as_secs() / 86400
+            )));
+        }
+        if scope.buckets.as_ref().is_none_or(|b| b.is_empty()) {
+            return Err(CoreError::InvalidArgument("an upload token names its bucket".into()));
+        }
+        if !self.tenant_exists(tenant).await? {
+            return Err(CoreError::NoSuchTenant);
+        }
+        self.check_scope_buckets(tenant, &scope).await?;
+        let expires_ms = now_ms() + ttl.as_millis() as i64;
+        let token = self.store_bearer(tenant, kind, expires_ms.into(), label, Some(scope)).await?;
+        let id = bearer_key(kind, &token);
+        Ok((token, id, expires_ms))
     }
 
     /// The credential id (`<kind>:<sha256 hex of the token>`) under which a bearer token is
@@ -424,14 +476,16 @@ impl Engine {
         bearer_key(kind, token)
     }
 
-    /// Stores a new bearer token; `parent` is the credential id of the token it was bought
-    /// with, which it dies with (revoked together, and never valid once the parent is gone).
+    /// Stores a new bearer token. `label`: [`ISSUED_BY`] and the credential id of the token
+    /// it was bought with, which it dies with (revoked together, and never valid once the
+    /// parent is gone) — or the issuer's own label.
     async fn store_bearer(
         &self,
         tenant: &str,
         kind: CredentialKind,
-        ttl: Option<Duration>,
-        parent: Option<String>,
+        expires_ms: Option<i64>,
+        label: String,
+        scope: Option<Scope>,
     ) -> CoreResult<String> {
         let token = hex::encode(rand::random::<[u8; 24]>());
         let rec = CredentialRecord {
@@ -439,10 +493,10 @@ impl Engine {
             secret: new_secret(),
             tenant: tenant.to_owned(),
             kind,
-            label: parent.map(|p| format!("{ISSUED_BY}{p}")).unwrap_or_default(),
+            label,
             created_ms: now_ms(),
-            expires_ms: ttl.map(|t| now_ms() + t.as_millis() as i64),
-            scope: None,
+            expires_ms,
+            scope: scope.as_ref().map(|s| serde_json::to_string(s).expect("serialisable")),
         };
         self.meta.put_credential(rec).await?;
         Ok(token)
@@ -461,7 +515,11 @@ impl Engine {
         if !to.is_bearer() {
             return Err(CoreError::AccessDenied);
         }
-        let new = self.store_bearer(&p.tenant, to, Some(ttl), Some(bearer_key(from, token))).await?;
+        if scoped(to) {
+            return Err(CoreError::AccessDenied);
+        }
+        let label = format!("{ISSUED_BY}{}", bearer_key(from, token));
+        let new = self.store_bearer(&p.tenant, to, Some(now_ms() + ttl.as_millis() as i64), label, None).await?;
         Ok(Some((new, p.tenant)))
     }
 
@@ -482,12 +540,13 @@ impl Engine {
                 return Ok(None);
             }
         }
+        let scope = parse_scope(&c)?;
         Ok(Some(Principal::new(
             c.tenant,
             format!("{}:{}", kind.as_str(), &c.access_key[c.access_key.len() - 12..]),
             Some(kind),
             false,
-            None,
+            scope,
         )))
     }
 

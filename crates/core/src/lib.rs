@@ -61,6 +61,7 @@ pub use error::{is_stalled, BodyStalled, CoreError, CoreResult};
 pub use grants::Redeemed;
 pub use identity::{
     new_access_key, new_secret, validate_tenant, AliasKind, Credential, CredentialSpec, CredentialUpdate, KEY_PAIRS,
+    UPLOAD_TOKEN_MAX_TTL,
 };
 pub use ingest::{StageOptions, Staged, StagedReader, DEFAULT_INLINE_MAX, INLINE_MAX_LIMIT};
 pub use instant::{Challenge, ChallengeOutcome, HeldContent, Possession, DEFAULT_LOOKUP_FLOOR, REMOTE_LOOKUP_FLOOR};

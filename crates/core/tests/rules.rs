@@ -281,6 +281,58 @@ async fn identity_is_issued_by_whom_it_may_be() {
 }
 
 #[tokio::test]
+async fn upload_tokens_are_scoped_expiring_bearers_a_tenant_issues() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let scope = |prefix: &str| Scope {
+        ops: Some(vec![Op::Write]),
+        buckets: Some(vec!["bkt".into()]),
+        prefixes: Some(vec![prefix.into()]),
+    };
+    let hour = Duration::from_secs(3600);
+    let (token, id, expires) =
+        e.issue_upload_token(&alice(), "alice", "page".into(), scope("in/"), hour).await.unwrap();
+    assert_eq!(id, chuan_core::Engine::bearer_credential_id(CredentialKind::UploadToken, &token));
+    assert!(expires > chuan_core::store::now_ms());
+    // A bearer of alice held to its scope, and never a key pair.
+    let p = e.bearer(CredentialKind::UploadToken, &token).await.unwrap().unwrap();
+    assert_eq!(p.tenant(), "alice");
+    assert!(e.credential(&token, KEY_PAIRS).await.unwrap().is_none(), "bearers never sign");
+    assert!(e.bearer(CredentialKind::AdriveAccess, &token).await.unwrap().is_none(), "kinds do not mix");
+    let staged = e.stage(&p, body(b"ok", 100)).await.unwrap();
+    e.commit_put(&p, target("bkt", "in/a"), staged).await.unwrap();
+    let staged = e.stage(&p, body(b"no", 100)).await.unwrap();
+    denied(e.commit_put(&p, target("bkt", "out/a"), staged).await);
+    denied(read_as(&e, &p, "bkt", "in/a").await);
+    // Who issues: the tenant's own unscoped key or the root; for the tenant's buckets only.
+    denied(e.issue_upload_token(&bob(), "alice", String::new(), scope(""), hour).await);
+    denied(e.issue_upload_token(&scoped(None, &["in/"]), "alice", String::new(), scope(""), hour).await);
+    denied(e.issue_upload_token(&p, "alice", String::new(), scope(""), hour).await);
+    assert!(e.issue_upload_token(&bob(), "bob", String::new(), scope(""), hour).await.is_err(), "alice's bucket");
+    for ttl in [Duration::ZERO, chuan_core::UPLOAD_TOKEN_MAX_TTL + Duration::from_secs(1)] {
+        assert!(matches!(
+            e.issue_upload_token(&alice(), "alice", String::new(), scope(""), ttl).await,
+            Err(CoreError::InvalidArgument(_))
+        ));
+    }
+    let unbounded = Scope { ops: None, buckets: None, prefixes: None };
+    assert!(matches!(
+        e.issue_upload_token(&alice(), "alice", String::new(), unbounded, hour).await,
+        Err(CoreError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        e.issue_credential(&alice(), CredentialSpec::new("alice", CredentialKind::UploadToken)).await,
+        Err(CoreError::AccessDenied)
+    ));
+    // Listed for its tenant (by id), revoked by it: refused at once.
+    let listed = e.list_credentials(&alice(), None, Some(CredentialKind::UploadToken)).await.unwrap();
+    assert_eq!(listed.iter().map(|c| c.access_key.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+    assert!(matches!(e.revoke_credential(&bob(), &id).await, Err(CoreError::NoSuchCredential)));
+    e.revoke_credential(&alice(), &id).await.unwrap();
+    assert!(e.bearer(CredentialKind::UploadToken, &token).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn aliases_are_random_stable_and_unique() {
     let dir = tempfile::tempdir().unwrap();
     let e = setup(dir.path()).await;

@@ -533,10 +533,13 @@ pub enum CredentialKind {
     AdriveRefresh,
     /// An Aliyun Drive access token (bearer; stored as its SHA-256; expires).
     AdriveAccess,
+    /// An upload token a tenant hands to a browser or an app (bearer, `Authorization: Bearer`
+    /// on Chuan's own upload endpoints; stored as its SHA-256; scoped; expires).
+    UploadToken,
 }
 
 impl CredentialKind {
-    pub const ALL: [CredentialKind; 8] = [
+    pub const ALL: [CredentialKind; 9] = [
         Self::Root,
         Self::TenantKey,
         Self::UfileToken,
@@ -545,6 +548,7 @@ impl CredentialKind {
         Self::UpyunFormSecret,
         Self::AdriveRefresh,
         Self::AdriveAccess,
+        Self::UploadToken,
     ];
 
     /// The name stored in the metadata (`s3` for tenant keys, as first stored).
@@ -558,6 +562,7 @@ impl CredentialKind {
             Self::UpyunFormSecret => "upyun-form-secret",
             Self::AdriveRefresh => "adrive-refresh",
             Self::AdriveAccess => "adrive-access",
+            Self::UploadToken => "upload-token",
         }
     }
 
@@ -568,7 +573,7 @@ impl CredentialKind {
     /// Bearer tokens are handed to the client whole; the store keeps only their SHA-256 as
     /// the access key and a secret nobody is ever given (so they cannot sign requests).
     pub fn is_bearer(&self) -> bool {
-        matches!(self, Self::AdriveRefresh | Self::AdriveAccess)
+        matches!(self, Self::AdriveRefresh | Self::AdriveAccess | Self::UploadToken)
     }
 }
 

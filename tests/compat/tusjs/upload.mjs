@@ -3,6 +3,7 @@
 // Input: one JSON object, as argv[2] or on stdin:
 //   endpoint            creation URL (http://127.0.0.1:PORT/_chuan/tus/)
 //   accessKey, secretKey  key pair for HTTP Basic
+//   bearer              an upload token instead (Authorization: Bearer <token>)
 //   file                path of the bytes to upload
 //   input               "file" (fs.ReadStream, default), "buffer" (Buffer) or
 //                       "stream" (a plain Readable of unknown length)
@@ -93,7 +94,11 @@ function startAbort() {
 
 const options = {
   endpoint: cfg.endpoint,
-  headers: { Authorization: `Basic ${Buffer.from(`${cfg.accessKey}:${cfg.secretKey}`).toString('base64')}` },
+  headers: {
+    Authorization: cfg.bearer
+      ? `Bearer ${cfg.bearer}`
+      : `Basic ${Buffer.from(`${cfg.accessKey}:${cfg.secretKey}`).toString('base64')}`,
+  },
   metadata: cfg.metadata ?? {},
   onBeforeRequest(req) {
     const entry = {
