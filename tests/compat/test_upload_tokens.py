@@ -65,8 +65,10 @@ def test_issue_use_list_and_revoke(ctx):
     assert len(mine) == 1 and mine[0]["type"] == "upload" and mine[0]["label"] == "page", listed.json()
     assert mine[0]["scope"] == {"ops": ["write"], "buckets": [ctx.bucket], "prefixes": ["inbox/"]}, mine[0]
     assert t["token"] not in listed.text
-    # Revoked: refused at once, with the challenges of both schemes.
-    r = requests.delete(ctx.server.endpoint + f"{TOKENS}/{t['id']}", auth=ctx.tenant.auth, timeout=30)
+    # Revoked by its id, as a client that percent-encodes the path sends it: refused at once,
+    # with the challenges of both schemes.
+    encoded = t["id"].replace(":", "%3A")
+    r = requests.delete(ctx.server.endpoint + f"{TOKENS}/{encoded}", auth=ctx.tenant.auth, timeout=30)
     assert r.status_code == 204, r.text
     r = tus_upload(ctx, t["token"], "inbox/b.bin", b"after revocation")
     assert r.status_code == 401, (r.status_code, r.text)
@@ -89,10 +91,22 @@ def test_held_to_its_scope(ctx, server):
     # A read-only token cannot upload; no token manages credentials.
     ro = issue(ctx, ops=["read"])["token"]
     assert tus_upload(ctx, ro, "inbox/ro.bin", b"x").status_code == 403
+    # Nor anything else: the account, its own revocation, the admin API, metrics.
+    own_id = "upload-token:" + hashlib.sha256(t.encode()).hexdigest()
     for method, path, body in (("POST", TOKENS, {"type": "upload", "bucket": ctx.bucket, "ttl_secs": 60}),
-                               ("GET", TOKENS, None)):
+                               ("GET", TOKENS, None),
+                               ("DELETE", f"{TOKENS}/{own_id}", None),
+                               ("GET", "/_chuan/v1/account", None),
+                               ("GET", "/_chuan/admin/tenants", None),
+                               ("POST", "/_chuan/admin/tenants", {"name": "evil"}),
+                               ("GET", "/_chuan/admin/credentials", None),
+                               ("GET", "/_chuan/metrics", None)):
         r = requests.request(method, server.endpoint + path, headers=bearer(t), json=body, timeout=30)
-        assert r.status_code in (401, 403), f"{method} {path} with an upload token: HTTP {r.status_code} {r.text}"
+        # (A credential the caller may not manage is answered as one that does not exist.)
+        refused = (401, 403, 404) if method == "DELETE" else (401, 403)
+        assert r.status_code in refused, f"{method} {path} with an upload token: HTTP {r.status_code} {r.text}"
+    r = tus_upload(ctx, t, "inbox/still.bin", b"still valid")
+    assert r.status_code == 201, "the refused self-revocation left the token as it was"
     # It is not a key pair: S3 does not know it.
     s3 = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=t, aws_secret_access_key="x",
                       region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
@@ -134,3 +148,34 @@ def test_resumable_draft_and_instant_api_take_it(ctx, server):
     # An unknown token is refused.
     r = requests.post(server.endpoint + "/_chuan/v1/instant/challenge", headers=bearer("0" * 48), json=body, timeout=30)
     assert r.status_code == 401
+
+
+def test_write_only_by_default_and_gone_with_the_issuing_key(ctx, server):
+    from adrive_helpers import create_tenant
+
+    # A second key of the same tenant issues the token (a key a page's server holds).
+    key = create_tenant(server, ctx.tenant.name)
+    r = requests.post(server.endpoint + TOKENS, auth=key.auth, timeout=30,
+                      json={"type": "upload", "label": "app", "bucket": ctx.bucket, "ttl_secs": 600})
+    assert r.status_code == 201, r.text
+    t = r.json()
+    listed = requests.get(server.endpoint + TOKENS, auth=ctx.tenant.auth, timeout=30).json()
+    mine = [x for x in listed if x["access_key"] == t["id"]]
+    assert len(mine) == 1 and mine[0]["label"] == "app", listed
+    assert mine[0]["scope"]["ops"] == ["write"], mine[0]
+    assert tus_upload(ctx, t["token"], "w.bin", b"written").status_code == 201
+    # Writing is all the instant-upload API needs.
+    r = requests.post(server.endpoint + "/_chuan/v1/instant/challenge", headers=bearer(t["token"]), timeout=30,
+                      json={"bucket": ctx.bucket, "key": "w2.bin", "size": 7,
+                            "sha256": hashlib.sha256(b"written").hexdigest()})
+    assert r.status_code == 200, r.text
+    # Revoking the key that issued it revokes the token, and the tenant's other key keeps working.
+    r = requests.delete(f"{server.endpoint}/_chuan/admin/credentials", params={"access_key": key.access_key},
+                        auth=(server.access_key, server.secret_key), timeout=10)
+    assert r.status_code == 200, r.text
+    r = tus_upload(ctx, t["token"], "after.bin", b"after the key went")
+    assert r.status_code == 401, (r.status_code, r.text)
+    assert_no_object(ctx.s3, ctx.bucket, "after.bin")
+    listed = requests.get(server.endpoint + TOKENS, auth=ctx.tenant.auth, timeout=30).json()
+    assert t["id"] not in {x["access_key"] for x in listed}, "deleted with its issuer, not only refused"
+    assert get_body(ctx.s3, ctx.bucket, "w.bin") == b"written"

@@ -757,6 +757,23 @@ async function main() {
       });
       check(res.status === 201 && res.headers.get('upload-offset') === String(bytes.length), `tus with the upload token: HTTP ${res.status}`);
       present[`${bucket}/uploads/via-token.txt`] = sha256(bytes);
+      // Revoked from its row (its id holds a ':' the page percent-encodes): refused at once.
+      await page.getByRole('radio', { name: /Key pair/ }).check();
+      const second = await make('e2e-kept-after', ['read', 'list']);
+      await page.getByRole('button', { name: 'Revoke token e2e-upload' }).click();
+      await page.locator('dialog[open]').getByRole('button', { name: 'Revoke', exact: true }).click();
+      await page.locator(`tr[data-access-key="${id}"]`).waitFor({ state: 'detached' });
+      check(await page.locator(`tr[data-access-key="${second.access_key}"]`).count(), 'another token went with it');
+      const after = await fetch(`${base}/_chuan/tus/`, {
+        method: 'POST',
+        headers: {
+          Authorization: `Bearer ${token}`,
+          'Tus-Resumable': '1.0.0',
+          'Upload-Length': '1',
+          'Upload-Metadata': `bucket ${Buffer.from(bucket).toString('base64')},key ${Buffer.from('uploads/revoked.txt').toString('base64')}`,
+        },
+      });
+      check(after.status === 401, `tus with a revoked upload token: HTTP ${after.status}`);
       return { kept: kept.access_key, revoked: revoked.access_key, upload_token: id };
     },
     { fatal: false },

@@ -2,7 +2,8 @@
 //! and the admin API.
 //!
 //! The admin API takes HTTP Basic auth with a root access key and secret (`curl -u AK:SK`);
-//! the native API takes any tenant's S3 key pair the same way. Metrics take the root key pair
+//! the native API takes any tenant's key pair the same way, or an upload token (`Authorization:
+//! Bearer`, [`chuan_api_common::native_principal`]). Metrics take the root key pair
 //! or the metrics token (`Authorization: Bearer`, `--metrics-token`); only health is open. Use them over loopback or
 //! behind TLS.
 

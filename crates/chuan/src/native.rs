@@ -8,7 +8,8 @@
 //!   → 200 {"hit":true,"bucket","key","etag","size"} | 200 {"hit":false}
 //!   → 409 {"error":"ChallengeUsed"} | 410 {"error":"ChallengeExpired"} | 404 {"error":"NoSuchChallenge"}
 //! ```
-//! Auth: HTTP Basic with an S3 access key and secret of the caller's tenant. The challenge is
+//! Auth: HTTP Basic with a key pair of the caller's tenant, or an upload token (`Authorization:
+//! Bearer`), each held to its scope. The challenge is
 //! answered identically for known and unknown content; `proof_required` is false only when
 //! the caller's own tenant already holds the content. Probes are rate-limited (429 SlowDown).
 
@@ -143,7 +144,8 @@ struct NewToken {
     bucket: String,
     #[serde(default)]
     prefix: String,
-    /// `read`, `write`, `list`, `delete`; all when missing.
+    /// `read`, `write`, `list`, `delete`; when missing, all for a key pair, `write` for an
+    /// upload token.
     ops: Option<Vec<chuan_core::Op>>,
     /// Lifetime in seconds; none: until revoked (key pairs only).
     ttl_secs: Option<u64>,
@@ -160,21 +162,25 @@ struct NewToken {
 /// POST   /_chuan/v1/tokens        {"type":"key-pair"|"upload","label","bucket","prefix","ops":["read",...],"ttl_secs"}
 ///                                 → 201 {"access_key","secret","expires_at"} (key pair)
 ///                                 → 201 {"token","id","expires_at"} (upload token; shown once)
-/// DELETE /_chuan/v1/tokens/{key}  → 204 (an access key or an upload token's id)
+/// DELETE /_chuan/v1/tokens/{key}  → 204 (an access key or an upload token's id; `%XX`-decoded)
 /// ```
+/// Expired tokens are not listed (expired upload tokens are deleted by GC).
 pub async fn tokens(engine: &Engine, p: &Principal, method: &http::Method, rest: &str, body: &[u8]) -> Resp {
     use chuan_core::store::CredentialKind;
     match (method, rest) {
         (&http::Method::GET, "") => {
             let mut out = Vec::new();
             for (kind, name) in [(CredentialKind::UfileToken, "key-pair"), (CredentialKind::UploadToken, "upload")] {
+                let now = chuan_core::store::now_ms();
                 match engine.list_credentials(p, None, Some(kind)).await {
-                    Ok(list) => out.extend(list.into_iter().map(|c| {
-                        serde_json::json!({
-                            "type": name, "access_key": c.access_key, "label": c.label, "scope": c.scope,
-                            "expires_at": c.expires_ms, "created_at": c.created_ms,
-                        })
-                    })),
+                    Ok(list) => {
+                        out.extend(list.into_iter().filter(|c| c.expires_ms.is_none_or(|e| e > now)).map(|c| {
+                            serde_json::json!({
+                                "type": name, "access_key": c.access_key, "label": c.label, "scope": c.scope,
+                                "expires_at": c.expires_ms, "created_at": c.created_ms,
+                            })
+                        }))
+                    }
                     Err(e) => return core_error(e),
                 }
             }
@@ -187,8 +193,12 @@ pub async fn tokens(engine: &Engine, p: &Principal, method: &http::Method, rest:
                     "expected JSON {type: \"key-pair\"|\"upload\", label, bucket, prefix, ops, ttl_secs}",
                 );
             };
+            let ops = match (req.kind, req.ops) {
+                (TokenType::Upload, None) => Some(vec![chuan_core::Op::Write]),
+                (_, ops) => ops,
+            };
             let scope = chuan_core::Scope {
-                ops: req.ops,
+                ops,
                 buckets: Some(vec![req.bucket]),
                 prefixes: (!req.prefix.is_empty()).then(|| vec![req.prefix]),
             };
@@ -218,10 +228,12 @@ pub async fn tokens(engine: &Engine, p: &Principal, method: &http::Method, rest:
                 Err(e) => core_error(e),
             }
         }
-        (&http::Method::DELETE, key) if !key.is_empty() => match engine.revoke_credential(p, key).await {
-            Ok(()) => crate::admin::respond(StatusCode::NO_CONTENT, "text/plain", ""),
-            Err(e) => core_error(e),
-        },
+        (&http::Method::DELETE, key) if !key.is_empty() => {
+            match engine.revoke_credential(p, &chuan_api_common::query::percent_decode(key)).await {
+                Ok(()) => crate::admin::respond(StatusCode::NO_CONTENT, "text/plain", ""),
+                Err(e) => core_error(e),
+            }
+        }
         _ => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "GET or POST /_chuan/v1/tokens, DELETE /_chuan/v1/tokens/{access_key}",

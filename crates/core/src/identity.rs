@@ -4,8 +4,13 @@
 //! are typed, their scopes are checked against the buckets they name, and one rule says who
 //! may issue what:
 //! * the root (or the operator at the console) issues anything for any tenant;
-//! * a tenant's own unscoped key issues UFile tokens for that tenant, over its own buckets;
+//! * a tenant's own unscoped key issues UFile tokens (scoped key pairs) and upload tokens
+//!   (scoped bearer tokens, [`Engine::issue_upload_token`]) for that tenant, over its own
+//!   buckets;
 //! * nobody else issues anything.
+//!
+//! A bearer token bought with or issued by another credential dies with it: its label starts
+//! with `issued-by:` and that credential's id (then, after a space, the issuer's own label).
 
 use chuan_store::{now_ms, CredentialFilter, CredentialKind, CredentialRecord, StoreError, TenantRecord};
 use rand::Rng;
@@ -66,10 +71,13 @@ pub struct Credential {
     pub secret: String,
     pub tenant: String,
     pub kind: CredentialKind,
+    /// The label its issuer gave it.
     pub label: String,
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
     pub scope: Option<Scope>,
+    /// The credential it was issued by or bought with, which it dies with (bearer tokens).
+    pub issued_by: Option<String>,
 }
 
 /// Changes to a credential; `None` leaves a field as it is.
@@ -138,6 +146,18 @@ fn bearer_key(kind: CredentialKind, token: &str) -> String {
     format!("{}:{}", kind.as_str(), hex::encode(Sha256::digest(token.as_bytes())))
 }
 
+/// A stored label's parts: the credential it was issued by (`issued-by:<id>[ <label>]`), if
+/// any, and the issuer's own label.
+fn split_label(label: &str) -> (Option<&str>, &str) {
+    match label.strip_prefix(ISSUED_BY) {
+        Some(rest) => match rest.split_once(' ') {
+            Some((parent, own)) => (Some(parent), own),
+            None => (Some(rest), ""),
+        },
+        None => (None, label),
+    }
+}
+
 fn parse_scope(c: &CredentialRecord) -> CoreResult<Option<Scope>> {
     c.scope
         .as_deref()
@@ -149,12 +169,17 @@ fn parse_scope(c: &CredentialRecord) -> CoreResult<Option<Scope>> {
 
 fn info(c: CredentialRecord) -> CoreResult<Credential> {
     let scope = parse_scope(&c)?;
+    let (issued_by, label) = match c.kind.is_bearer() {
+        true => split_label(&c.label),
+        false => (None, c.label.as_str()),
+    };
     Ok(Credential {
+        issued_by: issued_by.map(str::to_owned),
+        label: label.to_owned(),
         access_key: c.access_key,
         secret: c.secret,
         tenant: c.tenant,
         kind: c.kind,
-        label: c.label,
         created_ms: c.created_ms,
         expires_ms: c.expires_ms,
         scope,
@@ -293,6 +318,14 @@ impl Engine {
             Some(c) if Self::may_manage(p, &c.tenant, c.kind) => c,
             _ => return Err(CoreError::NoSuchCredential),
         };
+        if c.kind.is_bearer() {
+            // Their scope and lifetime were checked at issue (an upload token's bounds); a
+            // different one is a new token.
+            return Err(CoreError::InvalidArgument(format!(
+                "a {} is not changed: revoke it and issue another",
+                c.kind.as_str()
+            )));
+        }
         if let Some(scope) = update.scope {
             self.check_scope_buckets(&c.tenant, &scope).await?;
             c.scope = Some(serde_json::to_string(&scope).expect("serialisable"));
@@ -314,12 +347,12 @@ impl Engine {
             Some(c) if Self::may_manage(p, &c.tenant, c.kind) => {
                 self.meta.delete_credential(access_key).await?;
                 self.forget_credential(access_key);
-                // Tokens bought with it go with it (an Aliyun Drive refresh token's access tokens).
-                if c.kind.is_bearer() {
-                    let label = format!("{ISSUED_BY}{access_key}");
+                // Tokens bought with it or issued by it go with it (an Aliyun Drive refresh
+                // token's access tokens, the upload tokens a tenant key issued).
+                {
                     let filter = CredentialFilter { tenant: Some(c.tenant.clone()), kind: None };
                     for child in self.meta.list_credentials(filter).await? {
-                        if child.label == label {
+                        if child.kind.is_bearer() && split_label(&child.label).0 == Some(access_key) {
                             self.meta.delete_credential(&child.access_key).await?;
                             self.forget_credential(&child.access_key);
                         }
@@ -465,6 +498,12 @@ impl Engine {
         }
         self.check_scope_buckets(tenant, &scope).await?;
         let expires_ms = now_ms() + ttl.as_millis() as i64;
+        // Dies with the key that issued it (a stolen key's tokens go when it is revoked); the
+        // operator at the console holds no stored key.
+        let label = match self.credential_record(p.access_key()).await? {
+            Some(_) => format!("{ISSUED_BY}{} {label}", p.access_key()),
+            None => label,
+        };
         let token = self.store_bearer(tenant, kind, expires_ms.into(), label, Some(scope)).await?;
         let id = bearer_key(kind, &token);
         Ok((token, id, expires_ms))
@@ -533,9 +572,9 @@ impl Engine {
         else {
             return Ok(None);
         };
-        // Bought with another token: valid only while that one is (revoked meanwhile, even
-        // during the exchange, it takes this one with it).
-        if let Some(parent) = c.label.strip_prefix(ISSUED_BY) {
+        // Bought with or issued by another credential: valid only while that one is (revoked
+        // meanwhile, even during the exchange, it takes this one with it).
+        if let (Some(parent), _) = split_label(&c.label) {
             if self.credential_record(parent).await?.is_none() {
                 return Ok(None);
             }

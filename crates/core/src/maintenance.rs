@@ -23,12 +23,14 @@ pub struct GcReport {
     pub grants_purged: u64,
     pub uploads_expired: u64,
     pub trash_purged: u64,
+    /// Bearer tokens (upload tokens, Aliyun Drive access tokens) expired for an hour.
+    pub credentials_purged: u64,
 }
 
 impl Engine {
     /// Frees blobs unreferenced for longer than `grace`, temporary files that no upload in
-    /// this process is writing and that are older than `grace`, single-use grants expired for
-    /// an hour, and upload sessions past their expiry.
+    /// this process is writing and that are older than `grace`, single-use grants and bearer
+    /// tokens expired for an hour, and upload sessions past their expiry.
     pub async fn gc(&self, grace: Duration) -> CoreResult<GcReport> {
         let mut report = GcReport::default();
         // Sessions first: their parts become unreferenced blobs, freed after the grace period.
@@ -71,6 +73,10 @@ impl Engine {
         // Grants are useless once expired; kept an hour longer so a late answer still gets
         // "expired" rather than "unknown".
         report.grants_purged = self.meta.purge_grants(now_ms() - 3_600_000).await?;
+        // Bearer tokens are issued often (an upload token per page, an access token per
+        // refresh) and are worth nothing once expired.
+        let bearers: Vec<_> = chuan_store::CredentialKind::ALL.into_iter().filter(|k| k.is_bearer()).collect();
+        report.credentials_purged = self.meta.purge_expired_credentials(&bearers, now_ms() - 3_600_000).await?;
         self.meta.purge_tokens(now_ms() - self.config.fairness.idle_bucket_ms()).await?;
         self.metrics.blobs_freed.inc_by(report.blobs_freed);
         self.metrics.temps_swept.inc_by(report.temps_removed);

@@ -298,6 +298,7 @@ async fn upload_tokens_are_scoped_expiring_bearers_a_tenant_issues() {
     let p = e.bearer(CredentialKind::UploadToken, &token).await.unwrap().unwrap();
     assert_eq!(p.tenant(), "alice");
     assert!(e.credential(&token, KEY_PAIRS).await.unwrap().is_none(), "bearers never sign");
+    assert!(e.credential(&id, KEY_PAIRS).await.unwrap().is_none(), "nor does their id");
     assert!(e.bearer(CredentialKind::AdriveAccess, &token).await.unwrap().is_none(), "kinds do not mix");
     let staged = e.stage(&p, body(b"ok", 100)).await.unwrap();
     e.commit_put(&p, target("bkt", "in/a"), staged).await.unwrap();
@@ -308,7 +309,7 @@ async fn upload_tokens_are_scoped_expiring_bearers_a_tenant_issues() {
     denied(e.issue_upload_token(&bob(), "alice", String::new(), scope(""), hour).await);
     denied(e.issue_upload_token(&scoped(None, &["in/"]), "alice", String::new(), scope(""), hour).await);
     denied(e.issue_upload_token(&p, "alice", String::new(), scope(""), hour).await);
-    assert!(e.issue_upload_token(&bob(), "bob", String::new(), scope(""), hour).await.is_err(), "alice's bucket");
+    denied(e.issue_upload_token(&bob(), "bob", String::new(), scope(""), hour).await);
     for ttl in [Duration::ZERO, chuan_core::UPLOAD_TOKEN_MAX_TTL + Duration::from_secs(1)] {
         assert!(matches!(
             e.issue_upload_token(&alice(), "alice", String::new(), scope(""), ttl).await,
@@ -328,8 +329,79 @@ async fn upload_tokens_are_scoped_expiring_bearers_a_tenant_issues() {
     let listed = e.list_credentials(&alice(), None, Some(CredentialKind::UploadToken)).await.unwrap();
     assert_eq!(listed.iter().map(|c| c.access_key.as_str()).collect::<Vec<_>>(), [id.as_str()]);
     assert!(matches!(e.revoke_credential(&bob(), &id).await, Err(CoreError::NoSuchCredential)));
+    assert!(matches!(
+        e.update_credential(&alice(), &id, CredentialUpdate { scope: Some(scope("")), ..Default::default() }).await,
+        Err(CoreError::InvalidArgument(_))
+    ));
     e.revoke_credential(&alice(), &id).await.unwrap();
     assert!(e.bearer(CredentialKind::UploadToken, &token).await.unwrap().is_none());
+
+    // Tokens a stored key issued die with it (a leaked key's tokens go when it is revoked).
+    let key = e
+        .issue_credential(&Principal::operator(), CredentialSpec::new("alice", CredentialKind::TenantKey))
+        .await
+        .unwrap();
+    let (_, issuer) = e.credential(&key.access_key, KEY_PAIRS).await.unwrap().unwrap();
+    let (token, id, _) = e.issue_upload_token(&issuer, "alice", "app".into(), scope(""), hour).await.unwrap();
+    let (other, _, _) = e.issue_upload_token(&alice(), "alice", String::new(), scope(""), hour).await.unwrap();
+    let listed = e.list_credentials(&alice(), None, Some(CredentialKind::UploadToken)).await.unwrap();
+    let mine = listed.iter().find(|c| c.access_key == id).unwrap();
+    assert_eq!((mine.label.as_str(), mine.issued_by.as_deref()), ("app", Some(key.access_key.as_str())));
+    assert!(e.bearer(CredentialKind::UploadToken, &token).await.unwrap().is_some());
+    e.revoke_credential(&Principal::operator(), &key.access_key).await.unwrap();
+    assert!(e.bearer(CredentialKind::UploadToken, &token).await.unwrap().is_none(), "gone with its issuer");
+    let left = e.list_credentials(&alice(), None, Some(CredentialKind::UploadToken)).await.unwrap();
+    assert!(left.iter().all(|c| c.access_key != id), "deleted, not only refused");
+    assert!(e.bearer(CredentialKind::UploadToken, &other).await.unwrap().is_some(), "others stay");
+}
+
+#[tokio::test]
+async fn gc_deletes_bearer_tokens_an_hour_after_they_expire() {
+    use chuan_store::{CredentialRecord, IdentityStore};
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let scope = Scope { ops: Some(vec![Op::Write]), buckets: Some(vec!["bkt".into()]), prefixes: None };
+    let (_, fresh, _) =
+        e.issue_upload_token(&alice(), "alice", String::new(), scope.clone(), Duration::from_secs(1)).await.unwrap();
+    let (live, _, _) =
+        e.issue_upload_token(&alice(), "alice", String::new(), scope, Duration::from_secs(3600)).await.unwrap();
+    let key = e
+        .issue_credential(&Principal::operator(), CredentialSpec::new("alice", CredentialKind::TenantKey))
+        .await
+        .unwrap();
+    // Two bearers that expired two hours ago, and an expired key pair, written as an older
+    // process would have left them.
+    let store = chuan_store::SqlMetaStore::open_sqlite(&dir.path().join("meta.db")).unwrap();
+    let two_hours_ago = chuan_core::store::now_ms() - 7_200_000;
+    let old = |id: &str, kind| CredentialRecord {
+        access_key: id.into(),
+        secret: "s".into(),
+        tenant: "alice".into(),
+        kind,
+        label: String::new(),
+        created_ms: two_hours_ago - 1000,
+        expires_ms: Some(two_hours_ago),
+        scope: None,
+    };
+    store.put_credential(old("upload-token:00", CredentialKind::UploadToken)).await.unwrap();
+    store.put_credential(old("adrive-access:00", CredentialKind::AdriveAccess)).await.unwrap();
+    store.put_credential(old("TOKEN_old", CredentialKind::UfileToken)).await.unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(e.gc(Duration::from_secs(3600)).await.unwrap().credentials_purged, 2);
+    let listed: Vec<String> = e
+        .list_credentials(&Principal::operator(), Some("alice"), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.access_key)
+        .collect();
+    assert!(!listed.iter().any(|k| k == "upload-token:00" || k == "adrive-access:00"), "{listed:?}");
+    // Expired within the hour (a late request is told "expired", not "unknown"), live tokens
+    // and key pairs stay.
+    for kept in [fresh.as_str(), key.access_key.as_str(), "TOKEN_old"] {
+        assert!(listed.iter().any(|k| k == kept), "{kept} in {listed:?}");
+    }
+    assert!(e.bearer(CredentialKind::UploadToken, &live).await.unwrap().is_some());
 }
 
 #[tokio::test]

@@ -222,6 +222,21 @@ pub async fn identity(s: Store) {
     assert_eq!(s.alias_of("appid", "carol").await.unwrap(), None);
     assert_eq!(s.resolve_alias("appid", "300").await.unwrap().as_deref(), Some("bob"));
     assert_eq!(s.resolve_alias("appid", "999").await.unwrap(), None);
+
+    // Purging expired credentials: only the kinds named, only those expired before the cutoff.
+    let mut gone = cred("upload-token:1", "alice", CredentialKind::UploadToken);
+    gone.expires_ms = Some(50);
+    let mut kept = cred("upload-token:2", "alice", CredentialKind::UploadToken);
+    kept.expires_ms = Some(150);
+    s.put_credential(gone).await.unwrap();
+    s.put_credential(kept).await.unwrap();
+    s.put_credential(cred("upload-token:3", "alice", CredentialKind::UploadToken)).await.unwrap();
+    let purged = s.purge_expired_credentials(&[CredentialKind::UploadToken, CredentialKind::AdriveAccess], 100).await;
+    assert_eq!(purged.unwrap(), 1, "iot:P/D expired at 99 but is not a kind named");
+    assert!(s.get_credential("upload-token:1").await.unwrap().is_none());
+    for id in ["upload-token:2", "upload-token:3", "iot:P/D"] {
+        assert!(s.get_credential(id).await.unwrap().is_some(), "{id}");
+    }
 }
 
 /// Settings: first value wins for `setting_or_init`, `put_settings` replaces.

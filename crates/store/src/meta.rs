@@ -292,6 +292,8 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn list_credentials(&self, filter: CredentialFilter) -> StoreResult<Vec<CredentialRecord>>;
     /// Whether there was one to delete.
     async fn delete_credential(&self, access_key: &str) -> StoreResult<bool>;
+    /// Deletes the credentials of `kinds` that expired before `cutoff_ms`; returns how many.
+    async fn purge_expired_credentials(&self, kinds: &[CredentialKind], cutoff_ms: i64) -> StoreResult<u64>;
 
     /// The tenant's alias of `kind`: the one it has, else `alias` if no tenant has taken it
     /// (then `Exists` when it is taken: the caller picks another). Aliases never change.

@@ -95,6 +95,23 @@ impl IdentityStore for SqlMetaStore {
         .await
     }
 
+    async fn purge_expired_credentials(&self, kinds: &[CredentialKind], cutoff_ms: i64) -> StoreResult<u64> {
+        let kinds: Vec<&'static str> = kinds.iter().map(|k| k.as_str()).collect();
+        self.write(move |txn| {
+            let mut n = 0;
+            for kind in &kinds {
+                n += exec(
+                    txn,
+                    "DELETE FROM credentials WHERE kind = ?1 AND expires IS NOT NULL AND expires < ?2",
+                    params![kind, cutoff_ms],
+                )
+                .map_err(backend)?;
+            }
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn claim_alias(&self, kind: &str, alias: &str, tenant: &str) -> StoreResult<String> {
         let (kind, alias, tenant) = (kind.to_owned(), alias.to_owned(), tenant.to_owned());
         self.write(move |txn| {
