@@ -921,3 +921,48 @@ def test_the_data_directory_is_its_owners_alone(server_factory):
     # The metadata is in the data directory unless it is in PostgreSQL.
     assert (srv.data_dir / "meta.db").exists() != pg_scratch.enabled()
     assert healthy(srv)
+
+
+def test_stored_pages_cannot_script_the_consoles_origin(server, s3, bucket):
+    """What tenants store is served on the origin of the web console (which keeps its session
+    and copies of pending uploads there): a body a browser would run scripts in (HTML, XHTML,
+    SVG, XML) is served with `Content-Security-Policy: sandbox`, every answer with `nosniff`;
+    images and PDFs are untouched; in every protocol that downloads."""
+    page = b"<html><script>localStorage.x = document.cookie</script></html>"
+    kinds = {
+        "p.html": ("text/html", True),
+        "p-charset.html": ("Text/HTML; charset=utf-8", True),
+        "p.xhtml": ("application/xhtml+xml", True),
+        "p.svg": ("image/svg+xml", True),
+        "p.xml": ("application/xml", True),
+        "p.png": ("image/png", False),
+        "p.pdf": ("application/pdf", False),
+        "p.bin": ("application/octet-stream", False),
+    }
+    for key, (ctype, _) in kinds.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=page, ContentType=ctype)
+    for key, (ctype, active) in kinds.items():
+        for method, op in (("GET", "get_object"), ("HEAD", "head_object")):
+            url = s3.generate_presigned_url(op, Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
+            r = requests.request(method, url, timeout=30)
+            assert r.status_code == 200, (key, method, r.status_code)
+            assert r.headers.get("X-Content-Type-Options") == "nosniff", (key, method, r.headers)
+            csp = r.headers.get("Content-Security-Policy")
+            assert csp == ("sandbox" if active else None), (key, method, ctype, csp)
+    # A type chosen at download time (response-content-type) is judged as served.
+    url = s3.generate_presigned_url("get_object", ExpiresIn=300,
+                                    Params={"Bucket": bucket, "Key": "p.png", "ResponseContentType": "text/html"})
+    r = requests.get(url, timeout=30)
+    assert r.headers["Content-Type"].startswith("text/html") and r.headers.get("Content-Security-Policy") == "sandbox"
+    # Another protocol's download of the same kind of body.
+    up = make_account(server)
+    up.sdk().put("/page.html", page, headers={"Content-Type": "text/html"})
+    r = up.raw().request("GET", "page.html")
+    assert r.status_code == 200 and r.content == page, (r.status_code, r.text[:200])
+    assert r.headers.get("Content-Security-Policy") == "sandbox", r.headers
+    # Errors and API answers are nosniff too; the console itself runs its scripts.
+    r = requests.get(server.endpoint + f"/{bucket}/missing.html", timeout=30)
+    assert r.status_code in (403, 404) and r.headers.get("X-Content-Type-Options") == "nosniff"
+    r = requests.get(server.endpoint + "/_chuan/console/", timeout=30)
+    assert r.status_code == 200 and "text/html" in r.headers["Content-Type"]
+    assert "Content-Security-Policy" not in r.headers or "sandbox" not in r.headers["Content-Security-Policy"]

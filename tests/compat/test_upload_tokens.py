@@ -88,9 +88,10 @@ def test_held_to_its_scope(ctx, server):
     assert_no_object(ctx.s3, ctx.bucket, "outside/x.bin")
     assert_no_object(ctx.s3, mine2, "inbox/x.bin")
     assert_no_object(other.s3, other.bucket, "inbox/x.bin")
-    # A read-only token cannot upload; no token manages credentials.
-    ro = issue(ctx, ops=["read"])["token"]
-    assert tus_upload(ctx, ro, "inbox/ro.bin", b"x").status_code == 403
+    # A token that could not upload is not issued; no token manages credentials.
+    for ops in (["read"], [], ["list", "delete"]):
+        r = issue(ctx, expect_status=400, ops=ops)
+        assert "write" in str(r), r
     # Nor anything else: the account, its own revocation, the admin API, metrics.
     own_id = "upload-token:" + hashlib.sha256(t.encode()).hexdigest()
     for method, path, body in (("POST", TOKENS, {"type": "upload", "bucket": ctx.bucket, "ttl_secs": 60}),
@@ -113,6 +114,22 @@ def test_held_to_its_scope(ctx, server):
     with pytest.raises(ClientError) as e:
         s3.list_objects_v2(Bucket=ctx.bucket)
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_the_type_is_required_and_fields_are_checked(ctx):
+    """A request without `type` is refused, not read as a key pair (the stronger credential);
+    an unknown field or operation is named in the answer; nothing is issued."""
+    before = requests.get(ctx.server.endpoint + TOKENS, auth=ctx.tenant.auth, timeout=30).json()
+    for body, named in (({"bucket": ctx.bucket, "ttl_secs": 60}, "type"),
+                        ({"type": "upload", "buckets": [ctx.bucket], "bucket": ctx.bucket, "ttl_secs": 60}, "buckets"),
+                        ({"type": "upload", "bucket": ctx.bucket, "ttl_secs": 60, "ops": ["upload"]}, "upload"),
+                        ({"type": "bearer", "bucket": ctx.bucket, "ttl_secs": 60}, "bearer"),
+                        ({"type": "upload", "bucket": ctx.bucket, "ttl_secs": -5}, "ttl_secs")):
+        r = requests.post(ctx.server.endpoint + TOKENS, auth=ctx.tenant.auth, json=body, timeout=30)
+        assert r.status_code == 400, (body, r.status_code, r.text)
+        assert named in r.text and "type" in r.text, (body, r.text)
+    after = requests.get(ctx.server.endpoint + TOKENS, auth=ctx.tenant.auth, timeout=30).json()
+    assert after == before
 
 
 def test_lifetime_is_required_and_bounded_and_ends(ctx):
@@ -163,6 +180,7 @@ def test_write_only_by_default_and_gone_with_the_issuing_key(ctx, server):
     mine = [x for x in listed if x["access_key"] == t["id"]]
     assert len(mine) == 1 and mine[0]["label"] == "app", listed
     assert mine[0]["scope"]["ops"] == ["write"], mine[0]
+    assert mine[0]["issued_by"] == key.access_key, mine[0]
     assert tus_upload(ctx, t["token"], "w.bin", b"written").status_code == 201
     # Writing is all the instant-upload API needs.
     r = requests.post(server.endpoint + "/_chuan/v1/instant/challenge", headers=bearer(t["token"]), timeout=30,

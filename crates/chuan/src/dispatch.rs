@@ -290,8 +290,11 @@ pub async fn route(state: &State, mut req: Request<RequestBody>) -> Response<chu
     state.engine.metrics.http_requests.inc();
     normalise_target(&mut req);
     let has_body = chuan_api_common::has_body(req.headers());
+    let console = req.uri().path() == "/_chuan/console" || req.uri().path().starts_with(crate::console::BASE);
     if let Some((bucket, appid)) = cos_download(state, req.method(), req.uri(), req.headers()).await {
-        return state.cos.download(req, &bucket, &appid).await;
+        let mut resp = state.cos.download(req, &bucket, &appid).await;
+        sandbox_active_content(&mut resp);
+        return resp;
     }
     let resp = match classify(req.uri(), req.headers(), &state.s3_domains) {
         // The native instant-upload API is called from browsers on other origins too (token
@@ -322,7 +325,33 @@ pub async fn route(state: &State, mut req: Request<RequestBody>) -> Response<chu
     if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
         resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if !console {
+        sandbox_active_content(&mut resp);
+    }
     resp
+}
+
+/// Keeps what tenants store from running as this server's origin, where the web console
+/// keeps its session and its copies of pending uploads: every answer outside the console is
+/// `nosniff` (a browser renders a body only as the type it is served with), and one whose type
+/// a browser runs scripts in (HTML, XHTML, SVG, XML) also gets `Content-Security-Policy:
+/// sandbox`, so it renders in an opaque origin with no scripts, forms or plugins. Images, PDFs,
+/// media and downloads are untouched. A tenant who wants to host a working web page serves it
+/// from a host of its own (a CDN or a reverse proxy in front of a public bucket).
+fn sandbox_active_content<B>(resp: &mut Response<B>) {
+    let headers = resp.headers_mut();
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    let active = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        essence == "text/html"
+            || essence == "text/xml"
+            || essence == "text/xsl"
+            || essence == "application/xml"
+            || essence.ends_with("+xml") // XHTML, SVG, XSLT, RSS, MathML...
+    });
+    if active {
+        headers.insert(http::header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    }
 }
 
 #[cfg(test)]

@@ -124,11 +124,12 @@ pub async fn account(engine: &Engine, p: &Principal) -> Resp {
 }
 
 /// What `POST /_chuan/v1/tokens` issues.
-#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+/// Required: a missing `type` is refused rather than read as the stronger of the two (a key
+/// pair signs any S3 request within its scope; an upload token only uploads).
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 enum TokenType {
     /// A key pair (access key and secret): signs S3 requests, HTTP Basic elsewhere.
-    #[default]
     KeyPair,
     /// An upload token: one string for `Authorization: Bearer` on tus, the IETF resumable
     /// uploads and the native instant-upload API (browsers and apps); always expires.
@@ -136,8 +137,9 @@ enum TokenType {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewToken {
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     kind: TokenType,
     #[serde(default)]
     label: String,
@@ -157,8 +159,9 @@ struct NewToken {
 /// [`chuan_core::UPLOAD_TOKEN_MAX_TTL`]).
 ///
 /// ```text
-/// GET    /_chuan/v1/tokens        → 200 [{"type","access_key","label","scope","expires_at","created_at"}]
-///                                   (for an upload token, access_key is its id: upload-token:<SHA-256 hex>)
+/// GET    /_chuan/v1/tokens        → 200 [{"type","access_key","label","scope","expires_at","created_at","issued_by"}]
+///                                   (for an upload token, access_key is its id: upload-token:<SHA-256 hex>,
+///                                   and issued_by the key it dies with; times in ms since the Unix epoch)
 /// POST   /_chuan/v1/tokens        {"type":"key-pair"|"upload","label","bucket","prefix","ops":["read",...],"ttl_secs"}
 ///                                 → 201 {"access_key","secret","expires_at"} (key pair)
 ///                                 → 201 {"token","id","expires_at"} (upload token; shown once)
@@ -177,7 +180,7 @@ pub async fn tokens(engine: &Engine, p: &Principal, method: &http::Method, rest:
                         out.extend(list.into_iter().filter(|c| c.expires_ms.is_none_or(|e| e > now)).map(|c| {
                             serde_json::json!({
                                 "type": name, "access_key": c.access_key, "label": c.label, "scope": c.scope,
-                                "expires_at": c.expires_ms, "created_at": c.created_ms,
+                                "expires_at": c.expires_ms, "created_at": c.created_ms, "issued_by": c.issued_by,
                             })
                         }))
                     }
@@ -187,11 +190,19 @@ pub async fn tokens(engine: &Engine, p: &Principal, method: &http::Method, rest:
             json(StatusCode::OK, &out)
         }
         (&http::Method::POST, "") => {
-            let Ok(req) = serde_json::from_slice::<NewToken>(body) else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "expected JSON {type: \"key-pair\"|\"upload\", label, bucket, prefix, ops, ttl_secs}",
-                );
+            let req = match serde_json::from_slice::<NewToken>(body) {
+                Ok(req) => req,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!(
+                            "{e}; expected JSON {{\"type\": \"upload\" or \"key-pair\", \"bucket\": name, \"label\", \
+                             \"prefix\", \"ops\": some of [\"read\", \"write\", \"list\", \"delete\"], \"ttl_secs\": \
+                             seconds (1 to {} days for an upload token)}}",
+                            chuan_core::UPLOAD_TOKEN_MAX_TTL.as_secs() / 86400
+                        ),
+                    )
+                }
             };
             let ops = match (req.kind, req.ops) {
                 (TokenType::Upload, None) => Some(vec![chuan_core::Op::Write]),

@@ -17,7 +17,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-use crate::access::{Principal, Scope};
+use crate::access::{Op, Principal, Scope};
 use crate::engine::Engine;
 use crate::error::{CoreError, CoreResult};
 
@@ -471,7 +471,7 @@ impl Engine {
     ///
     /// Errors: `AccessDenied` for another issuer, `NoSuchTenant`, `NoSuchBucket` or
     /// `AccessDenied` for a bucket not the tenant's, `InvalidArgument` for a scope without
-    /// buckets or a lifetime out of range.
+    /// buckets or without `write`, or a lifetime out of range.
     pub async fn issue_upload_token(
         &self,
         p: &Principal,
@@ -492,6 +492,10 @@ impl Engine {
         }
         if scope.buckets.as_ref().is_none_or(|b| b.is_empty()) {
             return Err(CoreError::InvalidArgument("an upload token names its bucket".into()));
+        }
+        // Every request an upload token may make uploads: without `write` it could do nothing.
+        if scope.ops.as_ref().is_some_and(|ops| !ops.contains(&Op::Write)) {
+            return Err(CoreError::InvalidArgument("an upload token's ops include \"write\"".into()));
         }
         if !self.tenant_exists(tenant).await? {
             return Err(CoreError::NoSuchTenant);

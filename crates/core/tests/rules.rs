@@ -316,6 +316,11 @@ async fn upload_tokens_are_scoped_expiring_bearers_a_tenant_issues() {
             Err(CoreError::InvalidArgument(_))
         ));
     }
+    let read_only = Scope { ops: Some(vec![Op::Read, Op::List]), ..scope("") };
+    assert!(matches!(
+        e.issue_upload_token(&alice(), "alice", String::new(), read_only, hour).await,
+        Err(CoreError::InvalidArgument(_))
+    ));
     let unbounded = Scope { ops: None, buckets: None, prefixes: None };
     assert!(matches!(
         e.issue_upload_token(&alice(), "alice", String::new(), unbounded, hour).await,
