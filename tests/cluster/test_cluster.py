@@ -259,6 +259,36 @@ def test_a_storage_quota_holds_under_concurrent_writes_split_over_both_nodes(clu
     assert total > quota - MiB // 2, f"writes were refused while room was left: {total}"
 
 
+def test_a_key_revoked_on_one_node_is_refused_by_the_other_at_once(cluster):
+    """Each node caches the credentials it reads (a signed request looks its key up more than
+    once); a change on one node is announced through PostgreSQL as it commits (a trigger's
+    NOTIFY) and the other forgets the key then, not when its 1 s cache runs out. Node B reads
+    the key just before the revocation, so without the announcement it would accept it for
+    about a second."""
+    t, bucket, a, _ = tenant_on(cluster)
+    waits = []
+    for _ in range(5):
+        extra = create_tenant(cluster.a, t.name)  # another key of the same tenant
+        kb = cluster.b.client(extra.access_key, extra.secret_key)
+        assert kb.list_objects_v2(Bucket=bucket)["KeyCount"] == 0  # cached by node B now
+        t0 = time.monotonic()
+        r = requests.delete(f"{cluster.a.endpoint}/_chuan/admin/credentials", params={"access_key": extra.access_key},
+                            auth=(cluster.a.access_key, cluster.a.secret_key), timeout=10)
+        assert r.status_code == 200, r.text
+        while True:
+            try:
+                kb.list_objects_v2(Bucket=bucket)
+            except kb.exceptions.ClientError as e:
+                assert e.response["Error"]["Code"] == "InvalidAccessKeyId", e.response
+                break
+            waited = time.monotonic() - t0
+            assert waited < 0.25, f"node B still accepted a key revoked on node A {waited:.3f} s before"
+            time.sleep(0.005)
+        waits.append(time.monotonic() - t0)
+    print(f"revoked on A, refused by B after {', '.join(f'{w * 1000:.0f}' for w in waits)} ms")
+    assert a.list_objects_v2(Bucket=bucket)["KeyCount"] == 0, "the tenant's first key is untouched"
+
+
 def test_the_database_down_is_a_503_and_service_resumes_by_itself(cluster):
     t, bucket, a, b = tenant_on(cluster)
     a.put_object(Bucket=bucket, Key="k", Body=b"v")

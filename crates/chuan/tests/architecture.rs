@@ -133,7 +133,7 @@ fn the_core_does_not_hand_out_the_store() {
     }
 }
 
-/// `unsafe` only where ARCHITECTURE.md (invariant 19) lists it, each block with its reason.
+/// `unsafe` only where ARCHITECTURE.md (invariant 20) lists it, each block with its reason.
 #[test]
 fn unsafe_code_only_where_listed() {
     let allowed =

@@ -83,8 +83,10 @@ pub(crate) type AliasCache = std::collections::HashMap<(&'static str, String), (
 /// How long a cached bucket record is trusted (see [`Engine::bucket_record`]).
 const BUCKET_CACHE_TTL: Duration = Duration::from_secs(2);
 /// How long a credential read from the MetaStore is reused. Every change made on this node
-/// (issue, re-key, revoke) invalidates its entry at once; another node sharing the MetaStore
-/// stops accepting a revoked credential within this time.
+/// (issue, re-key, revoke) invalidates its entry at once, and so does a change made on another
+/// node sharing a PostgreSQL MetaStore, announced as it commits
+/// ([`chuan_store::IdentityStore::credential_changes`]); this lifetime bounds what an
+/// announcement lost in transit (the listener reconnecting) can leave behind.
 pub const CREDENTIAL_CACHE_TTL: Duration = Duration::from_secs(1);
 
 pub struct Engine {
@@ -102,8 +104,7 @@ pub struct Engine {
     /// Credentials read in the last [`CREDENTIAL_CACHE_TTL`] (known ones only: unknown keys
     /// are not remembered, so guessing keys cannot fill it). A signed request looks its key
     /// up more than once (signature check, then its principal); the MetaStore sees one.
-    credentials:
-        parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, chuan_store::CredentialRecord)>>,
+    credentials: Arc<CredentialCache>,
     /// The key signed URL grants are made with (from the MetaStore, so every node agrees).
     pub(crate) url_key: tokio::sync::OnceCell<Vec<u8>>,
     /// Tenant aliases looked up so far, (kind, alias) → (when, tenant or none).
@@ -114,10 +115,54 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
 }
 
+/// Credential records read lately, by access key (or bearer id).
+#[derive(Default)]
+pub(crate) struct CredentialCache {
+    entries: parking_lot::Mutex<std::collections::HashMap<String, (std::time::Instant, chuan_store::CredentialRecord)>>,
+    /// Bumped by every forget: a read that began before one is not cached (it may have read
+    /// what was just changed).
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl CredentialCache {
+    fn forget(&self, access_key: &str) {
+        let mut entries = self.entries.lock();
+        entries.remove(access_key);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn forget_all(&self) {
+        let mut entries = self.entries.lock();
+        entries.clear();
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Forgets what the MetaStore announces other processes changed, on a thread of its own,
+    /// until the store or the cache is gone.
+    fn watch(cache: &Arc<Self>, meta: &dyn MetaStore) {
+        let Some(mut changes) = meta.credential_changes() else { return };
+        let cache = Arc::downgrade(cache);
+        let watcher = std::thread::Builder::new().name("credential-watch".into()).spawn(move || loop {
+            let change = changes.blocking_recv();
+            let Some(cache) = cache.upgrade() else { return };
+            match change {
+                Ok(Some(key)) => cache.forget(&key),
+                Ok(None) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.forget_all(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        });
+        if let Err(e) = watcher {
+            tracing::warn!(error = %e, "cannot watch credential changes; cached credentials live {CREDENTIAL_CACHE_TTL:?}");
+        }
+    }
+}
+
 impl Engine {
     /// The engine over a metadata store and a blob store. Only the binary (and tests) build
     /// one; dialects receive it.
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, config: EngineConfig) -> Self {
+        let credentials = Arc::new(CredentialCache::default());
+        CredentialCache::watch(&credentials, meta.as_ref());
         Self {
             meta,
             blobs,
@@ -126,7 +171,7 @@ impl Engine {
             uploads: Default::default(),
             meter: Default::default(),
             buckets: Default::default(),
-            credentials: Default::default(),
+            credentials,
             url_key: Default::default(),
             overrun_logged: Default::default(),
             aliases: Default::default(),
@@ -160,20 +205,22 @@ impl Engine {
         &self,
         access_key: &str,
     ) -> CoreResult<Option<chuan_store::CredentialRecord>> {
-        if let Some((at, rec)) = self.credentials.lock().get(access_key) {
+        if let Some((at, rec)) = self.credentials.entries.lock().get(access_key) {
             if at.elapsed() < CREDENTIAL_CACHE_TTL {
                 return Ok(Some(rec.clone()));
             }
         }
+        let generation = self.credentials.generation.load(std::sync::atomic::Ordering::Acquire);
         let rec = self.meta.get_credential(access_key).await?;
-        let mut cache = self.credentials.lock();
+        let mut cache = self.credentials.entries.lock();
         match &rec {
-            Some(r) => {
+            Some(r) if self.credentials.generation.load(std::sync::atomic::Ordering::Acquire) == generation => {
                 if cache.len() > 10_000 {
                     cache.clear();
                 }
                 cache.insert(access_key.to_owned(), (std::time::Instant::now(), r.clone()));
             }
+            Some(_) => {}
             None => {
                 cache.remove(access_key);
             }
@@ -183,7 +230,7 @@ impl Engine {
 
     /// Drops a credential from the cache (after any change to it on this node).
     pub(crate) fn forget_credential(&self, access_key: &str) {
-        self.credentials.lock().remove(access_key);
+        self.credentials.forget(access_key);
     }
 
     /// Makes a staged blob durable under its name and runs `commit` (which must reference

@@ -295,6 +295,16 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Deletes the credentials of `kinds` that expired before `cutoff_ms`; returns how many.
     async fn purge_expired_credentials(&self, kinds: &[CredentialKind], cutoff_ms: i64) -> StoreResult<u64>;
 
+    /// Changes made to stored credentials by anyone sharing this store, as they commit, for
+    /// a process that caches credentials: `Some(access_key)` for a credential changed or
+    /// deleted, `None` when changes may have been missed (the watch was down and reconnected)
+    /// so every cached credential is to be forgotten. A lagging receiver has missed some too.
+    /// `None` instead of a receiver: nobody else writes this store's credentials while a
+    /// process serves it (the embedded store), so a process's own invalidation is complete.
+    fn credential_changes(&self) -> Option<tokio::sync::broadcast::Receiver<Option<String>>> {
+        None
+    }
+
     /// The tenant's alias of `kind`: the one it has, else `alias` if no tenant has taken it
     /// (then `Exists` when it is taken: the caller picks another). Aliases never change.
     async fn claim_alias(&self, kind: &str, alias: &str, tenant: &str) -> StoreResult<String>;

@@ -8,7 +8,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use chuan_store::{MaintenanceStore, MetaStore, QuotaStore, SettingStore, SqlMetaStore, UsageStore};
+use chuan_store::{
+    CredentialKind, CredentialRecord, IdentityStore, MaintenanceStore, MetaStore, QuotaStore, SettingStore,
+    SqlMetaStore, UsageStore,
+};
 
 /// A throwaway PostgreSQL server on a loopback port, stopped when this process exits.
 struct Server {
@@ -151,6 +154,48 @@ async fn a_second_node_shares_the_schema() {
     let b = SqlMetaStore::connect_postgres(&url).unwrap();
     a.setting_or_init("k", "from-a".into()).await.unwrap();
     assert_eq!(b.setting_or_init("k", "from-b".into()).await.unwrap(), "from-a");
+}
+
+/// A credential changed or deleted through one node is announced to the other as it commits
+/// (the schema's trigger, the store's listener), so a node caching it can forget it.
+#[tokio::test]
+async fn credential_changes_are_announced_to_every_node() {
+    let url = tokio::task::spawn_blocking(|| server().database()).await.unwrap();
+    let a = SqlMetaStore::connect_postgres(&url).unwrap();
+    let b = SqlMetaStore::connect_postgres(&url).unwrap();
+    let mut changes = b.credential_changes().expect("PostgreSQL announces changes");
+    let next = |changes: &mut tokio::sync::broadcast::Receiver<Option<String>>| {
+        let mut changes = changes.resubscribe();
+        async move { tokio::time::timeout(std::time::Duration::from_secs(5), changes.recv()).await }
+    };
+    // The listener says when it starts listening (forget all: what came before is unknown).
+    assert_eq!(tokio::time::timeout(std::time::Duration::from_secs(5), changes.recv()).await.unwrap().unwrap(), None);
+    let cred = |expires_ms| CredentialRecord {
+        access_key: "AK1".into(),
+        secret: "s".into(),
+        tenant: "t".into(),
+        kind: CredentialKind::UploadToken,
+        label: String::new(),
+        created_ms: 1,
+        expires_ms,
+        scope: None,
+    };
+    a.put_credential(cred(None)).await.unwrap(); // new: nobody can have cached it
+    let pending = next(&mut changes);
+    a.put_credential(cred(Some(5))).await.unwrap();
+    assert_eq!(pending.await.unwrap().unwrap(), Some("AK1".into()), "a change");
+    let pending = next(&mut changes);
+    assert_eq!(a.purge_expired_credentials(&[CredentialKind::UploadToken], 10).await.unwrap(), 1);
+    assert_eq!(pending.await.unwrap().unwrap(), Some("AK1".into()), "a purge");
+    a.put_credential(cred(None)).await.unwrap();
+    let pending = next(&mut changes);
+    assert!(a.delete_credential("AK1").await.unwrap());
+    assert_eq!(pending.await.unwrap().unwrap(), Some("AK1".into()), "a deletion");
+    // The embedded store has no other writers to hear from.
+    let dir = std::env::temp_dir().join(format!("chuan-cc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(SqlMetaStore::open_sqlite(&dir.join("meta.db")).unwrap().credential_changes().is_none());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Every worker's idle connection broken (PostgreSQL restarted, say): each read and write

@@ -95,6 +95,10 @@ impl IdentityStore for SqlMetaStore {
         .await
     }
 
+    fn credential_changes(&self) -> Option<tokio::sync::broadcast::Receiver<Option<String>>> {
+        self.postgres().map(|pg| pg.credential_changes())
+    }
+
     async fn purge_expired_credentials(&self, kinds: &[CredentialKind], cutoff_ms: i64) -> StoreResult<u64> {
         let kinds: Vec<&'static str> = kinds.iter().map(|k| k.as_str()).collect();
         self.write(move |txn| {

@@ -73,6 +73,14 @@ impl SqlMetaStore {
         }
     }
 
+    /// The PostgreSQL engine, when that is the one.
+    pub(crate) fn postgres(&self) -> Option<&postgres::Postgres> {
+        match &self.engine {
+            Engine::Sqlite(_) => None,
+            Engine::Postgres(p) => Some(p),
+        }
+    }
+
     /// Which engine's SQL statements built outside [`Self::read`]/[`Self::write`] are for.
     pub(crate) fn dialect(&self) -> Dialect {
         match &self.engine {

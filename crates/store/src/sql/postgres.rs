@@ -17,6 +17,8 @@
 use parking_lot::Mutex;
 use postgres::IsolationLevel;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -75,6 +77,62 @@ impl Slot {
 pub(crate) struct Postgres {
     jobs: Mutex<Option<crossbeam_channel::Sender<Job>>>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Credential changes announced by the database ([`listen_loop`]).
+    changes: tokio::sync::broadcast::Sender<Option<String>>,
+    /// Set to stop the listener, which looks at it between waits.
+    stop_listening: Arc<AtomicBool>,
+    listener: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How long the listener waits for a notification before it looks whether to stop.
+const LISTEN_TICK: Duration = Duration::from_millis(250);
+
+/// Receives what [`postgres_schema::CREDENTIALS_CHANNEL`] announces on a connection of its own
+/// and passes it on; after any interruption it reconnects (once a second) and sends `None`
+/// (forget everything: announcements made meanwhile are lost).
+fn listen_loop(
+    config: &postgres::Config,
+    name: &str,
+    changes: &tokio::sync::broadcast::Sender<Option<String>>,
+    stop: &AtomicBool,
+) {
+    let mut warned = false;
+    while !stop.load(Ordering::Relaxed) {
+        let mut conn = match open(config, name) {
+            Ok(c) => c,
+            Err(e) => {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(error = %e, "cannot listen for credential changes; retrying (cached credentials live 1 s meanwhile)");
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if let Err(e) = conn.client.batch_execute(&format!("LISTEN {}", postgres_schema::CREDENTIALS_CHANNEL)) {
+            tracing::warn!(error = %e, "LISTEN for credential changes failed; retrying");
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        warned = false;
+        let _ = changes.send(None);
+        while !stop.load(Ordering::Relaxed) {
+            let next = {
+                use postgres::fallible_iterator::FallibleIterator;
+                conn.client.notifications().timeout_iter(LISTEN_TICK).next()
+            };
+            match next {
+                Ok(Some(n)) => {
+                    let _ = changes.send(Some(n.payload().to_owned()));
+                }
+                Ok(None) if !conn.client.is_closed() => {}
+                Ok(None) | Err(_) => {
+                    tracing::warn!(server = %name, "the credential-change listener lost its connection; reconnecting");
+                    let _ = changes.send(None);
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// `host:port/db` of a configuration, for messages (never the password).
@@ -137,12 +195,37 @@ impl Postgres {
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
             workers.push(h);
         }
-        Ok(Self { jobs: Mutex::new(Some(tx)), workers: Mutex::new(workers) })
+        let (changes, _) = tokio::sync::broadcast::channel(4096);
+        let stop_listening = Arc::new(AtomicBool::new(false));
+        let listener = {
+            let (changes, stop) = (changes.clone(), stop_listening.clone());
+            std::thread::Builder::new()
+                .name("meta-pg-listen".into())
+                .spawn(move || listen_loop(&config, &name, &changes, &stop))
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+        };
+        Ok(Self {
+            jobs: Mutex::new(Some(tx)),
+            workers: Mutex::new(workers),
+            changes,
+            stop_listening,
+            listener: Mutex::new(Some(listener)),
+        })
+    }
+
+    /// Credential changes as the database announces them (see
+    /// [`crate::IdentityStore::credential_changes`]).
+    pub(crate) fn credential_changes(&self) -> tokio::sync::broadcast::Receiver<Option<String>> {
+        self.changes.subscribe()
     }
 
     pub(crate) fn close(&self) {
         self.jobs.lock().take();
         for h in self.workers.lock().drain(..) {
+            let _ = h.join();
+        }
+        self.stop_listening.store(true, Ordering::Relaxed);
+        if let Some(h) = self.listener.lock().take() {
             let _ = h.join();
         }
     }

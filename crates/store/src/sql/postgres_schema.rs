@@ -7,7 +7,7 @@
 //! migrate one at a time (a transaction-scoped advisory lock).
 
 /// The schema version this code writes.
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 /// Key of the advisory lock held while migrating ("chuan" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_68_75_61_6e;
@@ -146,6 +146,26 @@ INSERT INTO bucket_bytes(bucket, shard, bytes) SELECT name, 0, bytes FROM bucket
 UPDATE buckets SET bytes = 0 WHERE bytes <> 0;
 "#;
 
+/// Version 5: a change to a credential (deleted, re-keyed, re-scoped) is announced to every
+/// node as it commits (`NOTIFY chuan_credentials, '<access key>'`), so a node that caches it
+/// forgets it at once ([`crate::IdentityStore::credential_changes`]). A trigger rather than a
+/// statement in each write, so nothing that changes the table (an older node, the CLI, an
+/// operator's SQL) is left out.
+const V5: &str = r#"
+CREATE OR REPLACE FUNCTION chuan_credential_changed() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('chuan_credentials', OLD.access_key);
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS credentials_changed ON credentials;
+CREATE TRIGGER credentials_changed AFTER UPDATE OR DELETE ON credentials
+    FOR EACH ROW EXECUTE FUNCTION chuan_credential_changed();
+"#;
+
+/// The channel [`V5`]'s trigger notifies.
+pub(crate) const CREDENTIALS_CHANNEL: &str = "chuan_credentials";
+
 /// Brings the database to [`VERSION`] in one transaction; refuses a newer one.
 pub(crate) fn migrate(client: &mut postgres::Client) -> Result<(), String> {
     let mut tx = client.transaction().map_err(|e| e.to_string())?;
@@ -175,6 +195,9 @@ pub(crate) fn migrate(client: &mut postgres::Client) -> Result<(), String> {
     }
     if version < 4 {
         tx.batch_execute(V4).map_err(|e| format!("migrating the schema to version 4: {e}"))?;
+    }
+    if version < 5 {
+        tx.batch_execute(V5).map_err(|e| format!("migrating the schema to version 5: {e}"))?;
     }
     tx.execute("UPDATE chuan_schema SET version = $1", &[&VERSION]).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
