@@ -192,14 +192,13 @@ def test_cors_on_upload_endpoints(server, server_factory):
     assert r.status_code == 403 and "Access-Control-Allow-Origin" not in r.headers
 
 
-def test_104_carries_the_upload_url_before_the_body_is_sent(server, ctx):
-    """A creation with content (interop 10): `104 Upload Resumption Supported` with the upload
-    URL arrives while the client has sent only the head; the client drops the connection after
-    half the body, resumes at the URL the 104 gave, and completes."""
-    body = bytes(range(256)) * 2048  # 512 KiB
+def send_head_until_104(server, ctx, key: str, fields: str) -> tuple[socket.socket, dict[str, str], bytes]:
+    """Opens a raw connection, sends only the head of a creation of `key` (Basic auth, interop
+    version 10, then `fields`: CRLF-ended header lines) and reads up to the end of the first
+    interim answer, which must be a 104: (the socket, its fields lowercased, bytes after it)."""
     auth = base64.b64encode(f"{ctx.tenant.auth[0]}:{ctx.tenant.auth[1]}".encode()).decode()
-    head = (f"POST /_chuan/resumable/{ctx.bucket}/early.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
-            f"Upload-Draft-Interop-Version: 10\r\nUpload-Complete: ?1\r\nContent-Length: {len(body)}\r\n\r\n")
+    head = (f"POST /_chuan/resumable/{ctx.bucket}/{key} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+            f"Upload-Draft-Interop-Version: 10\r\n{fields}\r\n")
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     sock.sendall(head.encode())
     got = b""
@@ -207,10 +206,19 @@ def test_104_carries_the_upload_url_before_the_body_is_sent(server, ctx):
         chunk = sock.recv(4096)
         assert chunk, f"connection closed before an interim response: {got!r}"
         got += chunk
-    interim, _, _ = got.partition(b"\r\n\r\n")
+    interim, _, rest = got.partition(b"\r\n\r\n")
     lines = interim.decode().split("\r\n")
     assert lines[0] == "HTTP/1.1 104 Upload Resumption Supported", lines
-    fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return sock, {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}, rest
+
+
+def test_104_carries_the_upload_url_before_the_body_is_sent(server, ctx):
+    """A creation with content (interop 10): `104 Upload Resumption Supported` with the upload
+    URL arrives while the client has sent only the head; the client drops the connection after
+    half the body, resumes at the URL the 104 gave, and completes."""
+    body = bytes(range(256)) * 2048  # 512 KiB
+    sock, fields, _ = send_head_until_104(server, ctx, "early.bin",
+                                          f"Upload-Complete: ?1\r\nContent-Length: {len(body)}\r\n")
     assert fields["upload-draft-interop-version"] == "10" and "max-size=" in fields["upload-limit"]
     url = fields["location"]
     assert url.startswith("/_chuan/tus/")
@@ -236,22 +244,12 @@ def test_104_carries_the_upload_url_before_the_body_is_sent(server, ctx):
 def test_the_url_of_a_104_is_gone_after_a_refused_creation(server, ctx):
     """The 104 names the upload before the body is read; when the body is then refused (more
     bytes than `Upload-Length`), that upload goes with the refusal: its URL answers 404."""
-    auth = base64.b64encode(f"{ctx.tenant.auth[0]}:{ctx.tenant.auth[1]}".encode()).decode()
     body = b"x" * 64
-    head = (f"POST /_chuan/resumable/{ctx.bucket}/refused.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
-            f"Upload-Draft-Interop-Version: 10\r\nUpload-Complete: ?0\r\nUpload-Length: 16\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(head.encode())
-        got = b""
-        while b"\r\n\r\n" not in got:
-            chunk = sock.recv(4096)
-            assert chunk, f"connection closed before an interim response: {got!r}"
-            got += chunk
-        interim, _, rest = got.partition(b"\r\n\r\n")
-        lines = interim.decode().split("\r\n")
-        assert lines[0].startswith("HTTP/1.1 104 "), lines
-        url = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}["location"]
+    sock, fields, rest = send_head_until_104(
+        server, ctx, "refused.bin",
+        f"Upload-Complete: ?0\r\nUpload-Length: 16\r\nContent-Length: {len(body)}\r\nConnection: close\r\n")
+    url = fields["location"]
+    with sock:
         sock.sendall(body)
         while True:
             chunk = sock.recv(4096)

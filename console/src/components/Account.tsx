@@ -116,7 +116,8 @@ function NewTokenForm(props: { onCreated: (t: NewToken & { label: string }) => v
     setError('');
     try {
       const ttlSecs = type === 'upload' ? Math.min(ttl, UPLOAD_TTL_MAX) : ttl;
-      const t = await createToken(creds, { type, label: label.trim(), bucket, prefix: prefix.trim(), ops, ttl_secs: ttlSecs });
+      const sent = type === 'upload' && !ops.includes('write') ? [...ops, 'write' as TokenOp] : ops;
+      const t = await createToken(creds, { type, label: label.trim(), bucket, prefix: prefix.trim(), ops: sent, ttl_secs: ttlSecs });
       props.onCreated({ ...t, label: label.trim() });
       setLabel('');
       setPrefix('');
@@ -194,10 +195,12 @@ function NewTokenForm(props: { onCreated: (t: NewToken & { label: string }) => v
           <label key={op} class="check">
             <input
               type="checkbox"
-              checked={ops.includes(op)}
+              checked={ops.includes(op) || (type === 'upload' && op === 'write')}
+              disabled={type === 'upload' && op === 'write'}
               onChange={(e) => setOps(e.currentTarget.checked ? [...ops, op] : ops.filter((o) => o !== op))}
             />{' '}
             {op}
+            {type === 'upload' && op === 'write' && <span class="hint"> (always, for an upload token)</span>}
           </label>
         ))}
       </fieldset>

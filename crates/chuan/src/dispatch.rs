@@ -333,30 +333,107 @@ pub async fn route(state: &State, mut req: Request<RequestBody>) -> Response<chu
 
 /// Keeps what tenants store from running as this server's origin, where the web console
 /// keeps its session and its copies of pending uploads: every answer outside the console is
-/// `nosniff` (a browser renders a body only as the type it is served with), and one whose type
-/// a browser runs scripts in (HTML, XHTML, SVG, XML) also gets `Content-Security-Policy:
-/// sandbox`, so it renders in an opaque origin with no scripts, forms or plugins. Images, PDFs,
-/// media and downloads are untouched. A tenant who wants to host a working web page serves it
-/// from a host of its own (a CDN or a reverse proxy in front of a public bucket).
+/// `nosniff` (a browser renders a body only as the type it is served with), and gets
+/// `Content-Security-Policy: sandbox` (rendered in an opaque origin with no scripts, forms or
+/// plugins) unless its `Content-Type` is one plain type a browser never runs scripts in
+/// ([`passive_type`]). Fails closed: a missing, empty, non-ASCII or comma-separated type (a
+/// browser takes the last of a list, RFC 9110 §8.3 aside) is sandboxed. A tenant who wants to
+/// host a working web page serves it from a host of its own (a CDN or a reverse proxy that
+/// drops the header in front of a public bucket).
 fn sandbox_active_content<B>(resp: &mut Response<B>) {
     let headers = resp.headers_mut();
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    let active = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        essence == "text/html"
-            || essence == "text/xml"
-            || essence == "text/xsl"
-            || essence == "application/xml"
-            || essence.ends_with("+xml") // XHTML, SVG, XSLT, RSS, MathML...
-    });
-    if active {
+    let passive = {
+        let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
+        match (types.next(), types.next()) {
+            (Some(ct), None) => passive_type(ct.as_bytes()),
+            _ => false,
+        }
+    };
+    if !passive {
         headers.insert(http::header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    }
+}
+
+/// Whether a `Content-Type` value is a single media type browsers only display or hand to a
+/// viewer: raster images, audio, video, fonts, PDF, plain text and the usual data and archive
+/// types. Everything else (HTML, XHTML, SVG, any `+xml`, XML, unknown types) is treated as
+/// active.
+fn passive_type(value: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(value) else { return false };
+    if !value.is_ascii() || value.contains(',') {
+        return false;
+    }
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some((top, sub)) = essence.split_once('/') else { return false };
+    let token = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+    if !token(top) || !token(sub) || sub.contains("xml") || sub.contains("svg") || sub.contains("html") {
+        return false;
+    }
+    match top {
+        "image" | "audio" | "video" | "font" => true,
+        "text" => matches!(sub, "plain" | "csv" | "css" | "javascript" | "markdown" | "tab-separated-values"),
+        "application" => matches!(
+            sub,
+            "pdf"
+                | "json"
+                | "octet-stream"
+                | "zip"
+                | "gzip"
+                | "x-gzip"
+                | "x-tar"
+                | "x-7z-compressed"
+                | "x-bzip2"
+                | "x-xz"
+                | "zstd"
+                | "javascript"
+                | "wasm"
+                | "vnd.apple.mpegurl"
+                | "x-mpegurl"
+                | "dash+json"
+        ),
+        "binary" => sub == "octet-stream",
+        _ => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_passive_types_escape_the_sandbox() {
+        for t in [
+            "image/png",
+            "IMAGE/JPEG; q=1",
+            "application/pdf",
+            "text/plain; charset=utf-8",
+            "video/mp4",
+            "binary/octet-stream",
+            "application/json",
+        ] {
+            assert!(passive_type(t.as_bytes()), "{t}");
+        }
+        for t in [
+            "text/html",
+            "Text/HTML; charset=utf-8",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "text/xml",
+            "application/xml",
+            "text/plain,text/html",
+            "text/html;x=\u{e9}",
+            "",
+            "text",
+            "nonsense/type",
+            "multipart/x-mixed-replace; boundary=x",
+            "application/rss+xml",
+            "text/xsl",
+        ] {
+            assert!(!passive_type(t.as_bytes()), "{t}");
+        }
+        assert!(!passive_type(b"text/plain;x=\xff"));
+    }
 
     fn classify_str(uri: &str, auth: Option<&str>) -> Dialect {
         let mut h = http::HeaderMap::new();

@@ -210,7 +210,9 @@ impl Engine {
                 return Ok(Some(rec.clone()));
             }
         }
-        let generation = self.credentials.generation.load(std::sync::atomic::Ordering::Acquire);
+        // Both before the read: the entry's lifetime counts from when it may have been read.
+        let (generation, read_at) =
+            (self.credentials.generation.load(std::sync::atomic::Ordering::Acquire), std::time::Instant::now());
         let rec = self.meta.get_credential(access_key).await?;
         let mut cache = self.credentials.entries.lock();
         match &rec {
@@ -218,7 +220,7 @@ impl Engine {
                 if cache.len() > 10_000 {
                     cache.clear();
                 }
-                cache.insert(access_key.to_owned(), (std::time::Instant::now(), r.clone()));
+                cache.insert(access_key.to_owned(), (read_at, r.clone()));
             }
             Some(_) => {}
             None => {

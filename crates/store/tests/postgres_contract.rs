@@ -156,21 +156,20 @@ async fn a_second_node_shares_the_schema() {
     assert_eq!(b.setting_or_init("k", "from-b".into()).await.unwrap(), "from-a");
 }
 
-/// A credential changed or deleted through one node is announced to the other as it commits
-/// (the schema's trigger, the store's listener), so a node caching it can forget it.
-#[tokio::test]
-async fn credential_changes_are_announced_to_every_node() {
-    let url = tokio::task::spawn_blocking(|| server().database()).await.unwrap();
-    let a = SqlMetaStore::connect_postgres(&url).unwrap();
-    let b = SqlMetaStore::connect_postgres(&url).unwrap();
-    let mut changes = b.credential_changes().expect("PostgreSQL announces changes");
-    let next = |changes: &mut tokio::sync::broadcast::Receiver<Option<String>>| {
-        let mut changes = changes.resubscribe();
-        async move { tokio::time::timeout(std::time::Duration::from_secs(5), changes.recv()).await }
-    };
-    // The listener says when it starts listening (forget all: what came before is unknown).
-    assert_eq!(tokio::time::timeout(std::time::Duration::from_secs(5), changes.recv()).await.unwrap().unwrap(), None);
-    let cred = |expires_ms| CredentialRecord {
+/// Waits (5 s at most) for the announcement of `key`, skipping others and `None`s.
+async fn announced(changes: &mut tokio::sync::broadcast::Receiver<Option<String>>, key: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, changes.recv()).await {
+            Ok(Ok(Some(k))) if k == key => return,
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            other => panic!("{key} was not announced: {other:?}"),
+        }
+    }
+}
+
+fn credential(expires_ms: Option<i64>) -> CredentialRecord {
+    CredentialRecord {
         access_key: "AK1".into(),
         secret: "s".into(),
         tenant: "t".into(),
@@ -179,23 +178,87 @@ async fn credential_changes_are_announced_to_every_node() {
         created_ms: 1,
         expires_ms,
         scope: None,
-    };
-    a.put_credential(cred(None)).await.unwrap(); // new: nobody can have cached it
-    let pending = next(&mut changes);
-    a.put_credential(cred(Some(5))).await.unwrap();
-    assert_eq!(pending.await.unwrap().unwrap(), Some("AK1".into()), "a change");
-    let pending = next(&mut changes);
+    }
+}
+
+/// A store whose listener is known to be listening (it announced a probe change) and a
+/// second node's store on the same database: (a, b, b's announcements).
+async fn two_listening_nodes() -> (SqlMetaStore, SqlMetaStore, tokio::sync::broadcast::Receiver<Option<String>>, String)
+{
+    let url = tokio::task::spawn_blocking(|| server().database()).await.unwrap();
+    let a = SqlMetaStore::connect_postgres(&url).unwrap();
+    let b = SqlMetaStore::connect_postgres(&url).unwrap();
+    let mut changes = b.credential_changes().expect("PostgreSQL announces changes");
+    a.put_credential(credential(None)).await.unwrap(); // new: nobody can have cached it
+                                                       // Changes made before b listens are not announced; probe until one is.
+    for _ in 0..50 {
+        a.put_credential(credential(None)).await.unwrap();
+        if let Ok(Ok(Some(_))) = tokio::time::timeout(std::time::Duration::from_millis(100), changes.recv()).await {
+            return (a, b, changes, url);
+        }
+    }
+    panic!("b's listener never heard a change");
+}
+
+/// A credential changed, purged or deleted through one node is announced to the other as it
+/// commits (the schema's trigger, the store's listener), so a node caching it can forget it.
+#[tokio::test]
+async fn credential_changes_are_announced_to_every_node() {
+    let (a, _b, mut changes, _) = two_listening_nodes().await;
+    a.put_credential(credential(Some(5))).await.unwrap();
+    announced(&mut changes, "AK1").await;
     assert_eq!(a.purge_expired_credentials(&[CredentialKind::UploadToken], 10).await.unwrap(), 1);
-    assert_eq!(pending.await.unwrap().unwrap(), Some("AK1".into()), "a purge");
-    a.put_credential(cred(None)).await.unwrap();
-    let pending = next(&mut changes);
+    announced(&mut changes, "AK1").await;
+    a.put_credential(credential(None)).await.unwrap();
     assert!(a.delete_credential("AK1").await.unwrap());
-    assert_eq!(pending.await.unwrap().unwrap(), Some("AK1".into()), "a deletion");
+    announced(&mut changes, "AK1").await;
     // The embedded store has no other writers to hear from.
     let dir = std::env::temp_dir().join(format!("chuan-cc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     assert!(SqlMetaStore::open_sqlite(&dir.join("meta.db")).unwrap().credential_changes().is_none());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A listener whose connection is cut says so (`None`: forget everything, announcements may
+/// have been lost), connects again and goes on announcing.
+#[tokio::test]
+async fn a_cut_listener_says_so_and_listens_again() {
+    let (a, _b, mut changes, url) = two_listening_nodes().await;
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let port = server().port;
+    let cut: i64 = tokio::task::spawn_blocking(move || {
+        let mut admin = postgres::Client::connect(
+            &format!("host=127.0.0.1 port={port} user=chuan dbname=postgres"),
+            postgres::NoTls,
+        )
+        .unwrap();
+        admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = $1 AND query LIKE 'LISTEN%'",
+                &[&db],
+            )
+            .unwrap()
+            .get(0)
+    })
+    .await
+    .unwrap();
+    assert!(cut >= 1, "no listener connection found");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, changes.recv()).await {
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(_))) => continue,
+            other => panic!("the cut was not reported: {other:?}"),
+        }
+    }
+    for attempt in 0.. {
+        a.put_credential(credential(Some(attempt))).await.unwrap();
+        match tokio::time::timeout(std::time::Duration::from_millis(200), changes.recv()).await {
+            Ok(Ok(Some(k))) if k == "AK1" => break,
+            _ => assert!(attempt < 50, "no announcement after reconnecting"),
+        }
+    }
 }
 
 /// Every worker's idle connection broken (PostgreSQL restarted, say): each read and write

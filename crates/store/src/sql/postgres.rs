@@ -86,50 +86,74 @@ pub(crate) struct Postgres {
 
 /// How long the listener waits for a notification before it looks whether to stop.
 const LISTEN_TICK: Duration = Duration::from_millis(250);
+/// How often an idle listener asks the server something, so a connection that died without a
+/// word (a crashed host, a moved address) is noticed within a few seconds.
+const LISTEN_PING: Duration = Duration::from_secs(5);
 
 /// Receives what [`postgres_schema::CREDENTIALS_CHANNEL`] announces on a connection of its own
 /// and passes it on; after any interruption it reconnects (once a second) and sends `None`
-/// (forget everything: announcements made meanwhile are lost).
+/// (forget everything: announcements made meanwhile are lost). Returns soon after `stop` is
+/// set, or after its current connection attempt.
 fn listen_loop(
     config: &postgres::Config,
     name: &str,
     changes: &tokio::sync::broadcast::Sender<Option<String>>,
     stop: &AtomicBool,
 ) {
+    // TCP keepalives bound how long a ping can wait on a dead peer.
+    let mut config = config.clone();
+    config.keepalives(true).keepalives_idle(Duration::from_secs(5)).keepalives_interval(Duration::from_secs(2));
+    config.keepalives_retries(3);
+    let pause = |d: Duration| {
+        let until = std::time::Instant::now() + d;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(LISTEN_TICK.min(until - std::time::Instant::now()));
+        }
+    };
     let mut warned = false;
     while !stop.load(Ordering::Relaxed) {
-        let mut conn = match open(config, name) {
+        let mut conn = match open(&config, name) {
             Ok(c) => c,
             Err(e) => {
                 if !std::mem::replace(&mut warned, true) {
                     tracing::warn!(error = %e, "cannot listen for credential changes; retrying (cached credentials live 1 s meanwhile)");
                 }
-                std::thread::sleep(Duration::from_secs(1));
+                pause(Duration::from_secs(1));
                 continue;
             }
         };
         if let Err(e) = conn.client.batch_execute(&format!("LISTEN {}", postgres_schema::CREDENTIALS_CHANNEL)) {
             tracing::warn!(error = %e, "LISTEN for credential changes failed; retrying");
-            std::thread::sleep(Duration::from_secs(1));
+            pause(Duration::from_secs(1));
             continue;
         }
-        warned = false;
+        if std::mem::replace(&mut warned, false) {
+            tracing::info!(server = %name, "listening for credential changes again");
+        }
         let _ = changes.send(None);
+        let mut pinged = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let next = {
                 use postgres::fallible_iterator::FallibleIterator;
                 conn.client.notifications().timeout_iter(LISTEN_TICK).next()
             };
-            match next {
+            let alive = match next {
                 Ok(Some(n)) => {
                     let _ = changes.send(Some(n.payload().to_owned()));
+                    true
                 }
-                Ok(None) if !conn.client.is_closed() => {}
-                Ok(None) | Err(_) => {
-                    tracing::warn!(server = %name, "the credential-change listener lost its connection; reconnecting");
-                    let _ = changes.send(None);
-                    break;
+                Ok(None) if pinged.elapsed() >= LISTEN_PING => {
+                    pinged = std::time::Instant::now();
+                    conn.client.simple_query("SELECT 1").is_ok()
                 }
+                Ok(None) => !conn.client.is_closed(),
+                Err(_) => false,
+            };
+            if !alive {
+                tracing::warn!(server = %name, "the credential-change listener lost its connection; reconnecting");
+                warned = true;
+                let _ = changes.send(None);
+                break;
             }
         }
     }
@@ -220,12 +244,12 @@ impl Postgres {
     }
 
     pub(crate) fn close(&self) {
+        // The listener only sends to a channel: it is told to stop, not waited for (it may be
+        // in a connection attempt of up to the connect timeout).
+        self.stop_listening.store(true, Ordering::Relaxed);
+        self.listener.lock().take();
         self.jobs.lock().take();
         for h in self.workers.lock().drain(..) {
-            let _ = h.join();
-        }
-        self.stop_listening.store(true, Ordering::Relaxed);
-        if let Some(h) = self.listener.lock().take() {
             let _ = h.join();
         }
     }

@@ -149,8 +149,8 @@ UPDATE buckets SET bytes = 0 WHERE bytes <> 0;
 /// Version 5: a change to a credential (deleted, re-keyed, re-scoped) is announced to every
 /// node as it commits (`NOTIFY chuan_credentials, '<access key>'`), so a node that caches it
 /// forgets it at once ([`crate::IdentityStore::credential_changes`]). A trigger rather than a
-/// statement in each write, so nothing that changes the table (an older node, the CLI, an
-/// operator's SQL) is left out.
+/// statement in each write, so no row change (an older node, the CLI, an operator's UPDATE or
+/// DELETE) is left out; a `TRUNCATE` is not announced. PostgreSQL 11 or newer.
 const V5: &str = r#"
 CREATE OR REPLACE FUNCTION chuan_credential_changed() RETURNS trigger AS $$
 BEGIN

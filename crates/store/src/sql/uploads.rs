@@ -313,12 +313,7 @@ impl UploadStore for SqlMetaStore {
     async fn abort_upload(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
         self.write(move |txn| {
-            let exists: bool =
-                query_one(txn, "SELECT EXISTS(SELECT 1 FROM uploads WHERE id = ?1)", params![id], |r| r.get(0))
-                    .map_err(backend)?;
-            if !exists {
-                return Err(StoreError::NotFound);
-            }
+            require_upload(txn, &id)?;
             drop_upload(txn, &id)
         })
         .await
@@ -327,12 +322,7 @@ impl UploadStore for SqlMetaStore {
     async fn abort_empty_upload(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_owned();
         self.write(move |txn| {
-            let exists: bool =
-                query_one(txn, "SELECT EXISTS(SELECT 1 FROM uploads WHERE id = ?1)", params![id], |r| r.get(0))
-                    .map_err(backend)?;
-            if !exists {
-                return Err(StoreError::NotFound);
-            }
+            require_upload(txn, &id)?;
             let has_parts: bool =
                 query_one(txn, "SELECT EXISTS(SELECT 1 FROM parts WHERE upload = ?1)", params![id], |r| r.get(0))
                     .map_err(backend)?;
@@ -356,4 +346,14 @@ impl UploadStore for SqlMetaStore {
         })
         .await
     }
+}
+
+/// `NotFound` unless the upload session `id` exists.
+fn require_upload(txn: &Db, id: &str) -> StoreResult<()> {
+    let exists: bool = query_one(txn, "SELECT EXISTS(SELECT 1 FROM uploads WHERE id = ?1)", params![id], |r| r.get(0))
+        .map_err(backend)?;
+    if !exists {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
 }
