@@ -204,12 +204,8 @@ pub async fn tokens(engine: &Engine, p: &Principal, method: &http::Method, rest:
                     )
                 }
             };
-            let ops = match (req.kind, req.ops) {
-                (TokenType::Upload, None) => Some(vec![chuan_core::Op::Write]),
-                (_, ops) => ops,
-            };
             let scope = chuan_core::Scope {
-                ops,
+                ops: req.ops,
                 buckets: Some(vec![req.bucket]),
                 prefixes: (!req.prefix.is_empty()).then(|| vec![req.prefix]),
             };

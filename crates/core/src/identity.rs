@@ -471,7 +471,8 @@ impl Engine {
     ///
     /// Errors: `AccessDenied` for another issuer, `NoSuchTenant`, `NoSuchBucket` or
     /// `AccessDenied` for a bucket not the tenant's, `InvalidArgument` for a scope without
-    /// buckets or without `write`, or a lifetime out of range.
+    /// buckets or without `write`, or a lifetime out of range. A scope without `ops` gets
+    /// `write` alone.
     pub async fn issue_upload_token(
         &self,
         p: &Principal,
@@ -493,7 +494,9 @@ impl Engine {
         if scope.buckets.as_ref().is_none_or(|b| b.is_empty()) {
             return Err(CoreError::InvalidArgument("an upload token names its bucket".into()));
         }
-        // Every request an upload token may make uploads: without `write` it could do nothing.
+        // Every request an upload token may make uploads: `write` unless more is asked, and
+        // never without it (it could do nothing).
+        let scope = Scope { ops: Some(scope.ops.unwrap_or_else(|| vec![Op::Write])), ..scope };
         if scope.ops.as_ref().is_some_and(|ops| !ops.contains(&Op::Write)) {
             return Err(CoreError::InvalidArgument("an upload token's ops include \"write\"".into()));
         }
