@@ -92,8 +92,18 @@ enum Inner<'a> {
 /// A connection inside one transaction, on either engine.
 pub(crate) struct Db<'a>(Inner<'a>);
 
-/// A read snapshot guard from [`Db::snapshot`].
-pub(crate) struct Snapshot<'a>(#[allow(dead_code)] Option<rusqlite::Transaction<'a>>);
+/// A read snapshot guard from [`Db::snapshot`]: on SQLite, a deferred transaction that ends
+/// when the guard is dropped.
+pub(crate) struct Snapshot<'a>(Option<&'a rusqlite::Connection>);
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            // The transaction wrote nothing: ending it either way releases the snapshot.
+            let _ = c.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        }
+    }
+}
 
 /// Parameters of a statement, as rusqlite's `params!` gives them.
 pub(crate) type Params<'p> = &'p [&'p dyn ToSql];
@@ -126,8 +136,15 @@ impl<'a> Db<'a> {
     /// is always inside a transaction already; a SQLite reader is not.)
     pub(crate) fn snapshot(&self) -> rusqlite::Result<Snapshot<'a>> {
         match &self.0 {
-            Inner::Sqlite(c) => Ok(Snapshot(Some(c.unchecked_transaction()?))),
-            Inner::Postgres(_) => Ok(Snapshot(None)),
+            // `BEGIN` and `ROLLBACK` are prepared once per connection and kept, not parsed on
+            // every read as `Connection::unchecked_transaction` does (measured with perf: 2–3 %
+            // of the server's CPU in 4 KiB GETs went to parsing them). Inside a transaction
+            // already (a write's savepoint), its own snapshot holds.
+            Inner::Sqlite(c) if c.is_autocommit() => {
+                c.prepare_cached("BEGIN")?.execute([])?;
+                Ok(Snapshot(Some(c)))
+            }
+            Inner::Sqlite(_) | Inner::Postgres(_) => Ok(Snapshot(None)),
         }
     }
 

@@ -38,7 +38,19 @@ const MAX_BATCH: usize = 256;
 /// - SQLite's mmap for the readers: +8–15 %, but each connection maps the file on its own and
 ///   the touched pages count in the process's RSS (peak 0.5–1.1 GB against 52 MB);
 /// - 2 readers, or 2 for key lookups beside 4 for scans: within the noise of 8 (17,700–24,800
-///   against 20,600–23,800 in the same runs).
+///   against 20,600–23,800 in the same runs; again 2026-12-02 with every body different: 2, 4
+///   and 8 readers 14,300–17,500, 15,400–17,000, 16,200–18,300);
+/// - a condition-variable job queue in place of the channel, whose idle receivers spin and
+///   `sched_yield` before they sleep (the yields were 14 % of perf's samples): slower, 10,700–12,400
+///   against 13,000–15,900 in the same runs (2026-12-02) — a reader that yields usually finds the
+///   next job without a sleep and a wake-up.
+///
+/// Adopted (2026-12-02): the bundled SQLite built without `SQLITE_ENABLE_MEMORY_MANAGEMENT` and
+/// with `SQLITE_DEFAULT_MEMSTATUS=0` (`.cargo/config.toml`). With them the readers' page
+/// caches shared one mutex and every SQLite allocation took another; perf showed the readers
+/// waiting on each other in `pcache1Fetch`, `pcache1Alloc` and `pcache1Unpin`. 4 KiB GETs of
+/// distinct objects (`bench/inline.sh`'s bodies), 16 connections, 9 interleaved runs each:
+/// median 12,050 op/s before (11,200–15,000), 14,050 after (12,800–17,600): +17 %.
 const READERS: usize = 8;
 
 /// The SQLite engine's threads: one writer (group commit), a checkpointer, [`READERS`] readers.
