@@ -389,6 +389,7 @@ def test_a_trickling_body_is_cut_off_and_a_steady_slow_one_is_not(server_factory
     wait_for_no_temps(srv)
 
 
+@pytest.mark.timing
 def test_stalled_uploads_of_one_tenant_do_not_delay_another(server_factory):
     """200 PUTs of one tenant stall after one byte; another tenant's HEADs keep a p99 under
     100 ms. (Each stalled upload used to hold three threads of the pool metadata reads share.)"""
@@ -537,6 +538,7 @@ def test_no_counter_tells_held_content_from_unknown(server_factory):
     assert not any("dedup" in k for k in all_metrics(srv)), "a deduplication counter is still exposed"
 
 
+@pytest.mark.timing
 def test_claim_timing_does_not_reveal_content(server_factory):
     """Wrong-proof claims on content another tenant holds and on unknown content: the medians
     of 200 interleaved samples each agree within 0.3 ms (they differed by 0.4-0.75 ms before the

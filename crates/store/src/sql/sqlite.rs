@@ -223,6 +223,14 @@ impl Drop for Sqlite {
 fn reader_loop(conn: &Connection, jobs: &crossbeam_channel::Receiver<ReadJob>) {
     while let Ok(job) = jobs.recv() {
         job(conn);
+        // A read's snapshot ends with its guard; should that fail, the connection would keep
+        // serving one old view and hold back every checkpoint. End it here instead.
+        if !conn.is_autocommit() {
+            tracing::error!("a metadata read left its transaction open: rolled back");
+            if let Err(e) = conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "rolling back a metadata read failed");
+            }
+        }
     }
 }
 
