@@ -89,6 +89,12 @@ pub(crate) struct Meter {
     /// Emptied by each flush (leases given back), so quotas are re-read at least that often.
     held: parking_lot::Mutex<HashMap<String, Held>>,
     pending: parking_lot::Mutex<PendingUsage>,
+    /// Held shared while an allowance moves between this node's lease and the store (a take
+    /// that asks the store, a flush giving leases back), exclusively by [`Engine::quota`]: the
+    /// store's count and this node's lease are then read at one point of those moves. (Read
+    /// in the middle of one, a lease given back but not yet returned counted as used: a quota
+    /// answer that was too low by up to a lease, seen once in CI.)
+    moves: tokio::sync::RwLock<()>,
 }
 
 fn exceeded(kind: AllowanceKind) -> CoreError {
@@ -132,6 +138,7 @@ impl Engine {
 
     /// A tenant's quota (`None`: unlimited), read from the store now.
     pub async fn quota(&self, tenant: &str) -> CoreResult<Option<Quota>> {
+        let _no_moves = self.meter.moves.write().await;
         let Some(q) = self.meta.get_quota(tenant).await? else { return Ok(None) };
         let lease = match self.meter.held.lock().get(tenant) {
             Some(Held { quota: Some(mine), lease }) if mine.generation == q.generation => *lease,
@@ -219,6 +226,7 @@ impl Engine {
         if need == Allowance::default() {
             return Ok(());
         }
+        let _moving = self.meter.moves.read().await;
         // What the lease covers is taken from it now; the store is asked only for the rest,
         // so a node's own lease never makes it refuse what the allowance still holds.
         let from_lease = {
@@ -288,6 +296,7 @@ impl Engine {
         if !rows.is_empty() {
             self.meta.add_usage(rows).await?;
         }
+        let _moving = self.meter.moves.read().await;
         let held = std::mem::take(&mut *self.meter.held.lock());
         let mut failed = None;
         for (tenant, h) in held {
