@@ -23,9 +23,12 @@ REPS=${REPS:-3}
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 OUTDIR=${OUTDIR:-/tmp/chuan-ab/$(date -u +%Y%m%dT%H%M%SZ)}
 export SMALL_SECS=${SMALL_SECS:-8} SMALL_CONC=${SMALL_CONC:-16} SMALL_URLS=${SMALL_URLS:-100000}
-SIZE=${SMALL_SIZE:-4096}
-AK=benchak SK=benchsecretkey0123456789 BUCKET=bench
+export SMALL_SIZE=${SMALL_SIZE:-4096}
+SIZE=$SMALL_SIZE
+say() { echo "ab.sh: $*" >&2; }
 die() { echo "ab.sh: error: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 [ $# -ge 2 ] || die "usage: bench/ab.sh NAME=BINARY NAME=BINARY [...]"
 for nb in "$@"; do
   [[ $nb == *=* ]] || die "'$nb' is not NAME=BINARY"
@@ -36,34 +39,20 @@ command -v wrk >/dev/null || die "wrk not found (bench/peers.sh installs it; or 
 mkdir -p "$OUTDIR"
 RESULTS="$OUTDIR/results.tsv"
 : > "$RESULTS"
-PID=
-WORK=
-cleanup() { [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; [ -n "$WORK" ] && rm -rf -- "$WORK"; }
+BENCH_PID=
+BENCH_WORK=
+cleanup() { [ -n "$BENCH_PID" ] && kill -TERM "$BENCH_PID" 2>/dev/null && wait "$BENCH_PID" 2>/dev/null; [ -n "$BENCH_WORK" ] && rm -rf -- "$BENCH_WORK"; }
 trap cleanup EXIT
 
 one() {  # name binary round
-  local name=$1 bin=$2 round=$3 port log
-  WORK=$(mktemp -d /tmp/chuan-ab-run.XXXXXX)
-  port=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  CHUAN_ACCESS_KEY=$AK CHUAN_SECRET_KEY=$SK CHUAN_LOG=warn CHUAN_TENANT_REQUESTS_PER_SEC=0 CHUAN_TENANT_UPLOADS=0 \
-    "$bin" serve --data "$WORK/data" --listen "127.0.0.1:$port" > "$OUTDIR/server-$name-$round.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-  "$PYTHON" -c "import boto3; boto3.client('s3', endpoint_url='http://127.0.0.1:$port', aws_access_key_id='$AK',
-    aws_secret_access_key='$SK', region_name='us-east-1').create_bucket(Bucket='$BUCKET')" || die "create bucket failed"
-  log="$OUTDIR/$name-$round.log"
-  TARGET_NAME=$name MODE=s3 ENDPOINT="http://127.0.0.1:$port" ACCESS_KEY=$AK SECRET_KEY=$SK BUCKET=$BUCKET \
-    SERVER_PID=$PID PYTHON=$PYTHON LIMITS=0 PHASES=small CLEANUP=none SMALL_SIZE=$SIZE \
-    WRK_SCRIPT="$HERE/uniqueobj.lua" BENCH_WORKDIR="$WORK/bench" \
-    bash "$HERE/s3bench.sh" > "$log" 2>&1 || die "s3bench failed (see $log)"
+  local name=$1 bin=$2 round=$3 log="$OUTDIR/$1-$3.log"
+  bench_unique_small "$bin" "$log"
   local put get
   put=$(awk '$1 == "RESULT" && $3 == "put4k_ops" { print $4; exit }' "$log")
   get=$(awk '$1 == "RESULT" && $3 == "get4k_ops" { print $4; exit }' "$log")
   printf '%s\tput4k_ops\t%s\n%s\tget4k_ops\t%s\n' "$name" "$put" "$name" "$get" >> "$RESULTS"
   printf 'round %s %-10s PUT %9s op/s  GET %9s op/s  | %s\n' "$round" "$name" "$put" "$get" \
     "$(grep -o 'get4k: wrk cpu.*' "$log" | head -1 | sed 's/get4k: //')"
-  kill -TERM "$PID"; wait "$PID" 2>/dev/null; PID=
-  rm -rf -- "$WORK"; WORK=
 }
 
 echo "== ab.sh $(date -u +%FT%TZ): $* — $REPS rounds, ${SMALL_SECS} s per phase, $SMALL_CONC connections, $SIZE-byte bodies (all different); logs in $OUTDIR"

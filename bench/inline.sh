@@ -21,41 +21,29 @@ CHUAN_BIN=${CHUAN_BIN:-$REPO/target/release/chuan}
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 OUTDIR=${OUTDIR:-/tmp/chuan-inline/$(date -u +%Y%m%dT%H%M%SZ)}
 export SMALL_SECS=${SMALL_SECS:-5} SMALL_CONC=${SMALL_CONC:-16} SMALL_URLS=${SMALL_URLS:-100000}
-AK=benchak SK=benchsecretkey0123456789 BUCKET=bench
+say() { echo "inline.sh: $*" >&2; }
 die() { echo "inline.sh: error: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 [ -x "$CHUAN_BIN" ] || die "$CHUAN_BIN not found: run 'cargo build --release' first"
 command -v wrk >/dev/null || die "wrk not found (bench/peers.sh installs it; or apt-get install wrk)"
 "$PYTHON" -c 'import boto3' 2>/dev/null || die "$PYTHON has no boto3: run scripts/setup-venv.sh"
 mkdir -p "$OUTDIR"
 RESULTS="$OUTDIR/results.tsv"
 : > "$RESULTS"
-PID=
-WORK=
-cleanup() { [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; [ -n "$WORK" ] && rm -rf -- "$WORK"; }
+BENCH_PID=
+BENCH_WORK=
+cleanup() { [ -n "$BENCH_PID" ] && kill -TERM "$BENCH_PID" 2>/dev/null && wait "$BENCH_PID" 2>/dev/null; [ -n "$BENCH_WORK" ] && rm -rf -- "$BENCH_WORK"; }
 trap cleanup EXIT
 
 one() {  # mode size round
-  local mode=$1 size=$2 round=$3 max port
+  local mode=$1 size=$2 round=$3 max
   case $mode in inline) max=1048576 ;; files) max=0 ;; esac
-  WORK=$(mktemp -d /tmp/chuan-inline-run.XXXXXX)
-  port=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  CHUAN_ACCESS_KEY=$AK CHUAN_SECRET_KEY=$SK CHUAN_LOG=warn CHUAN_TENANT_REQUESTS_PER_SEC=0 CHUAN_TENANT_UPLOADS=0 \
-    CHUAN_INLINE_MAX_BYTES=$max "$CHUAN_BIN" serve --data "$WORK/data" --listen "127.0.0.1:$port" \
-    > "$OUTDIR/server-$mode-$size-$round.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-  "$PYTHON" -c "import boto3,sys; boto3.client('s3', endpoint_url='http://127.0.0.1:$port', aws_access_key_id='$AK',
-    aws_secret_access_key='$SK', region_name='us-east-1').create_bucket(Bucket='$BUCKET')" || die "create bucket failed"
-  TARGET_NAME=$mode MODE=s3 ENDPOINT="http://127.0.0.1:$port" ACCESS_KEY=$AK SECRET_KEY=$SK BUCKET=$BUCKET \
-    SERVER_PID=$PID PYTHON=$PYTHON LIMITS=0 PHASES=small CLEANUP=none SMALL_SIZE=$size \
-    WRK_SCRIPT="$HERE/uniqueobj.lua" BENCH_WORKDIR="$WORK/bench" \
-    bash "$HERE/s3bench.sh" > "$OUTDIR/$mode-$size-$round.log" 2>&1 || die "s3bench failed (see $OUTDIR/$mode-$size-$round.log)"
+  SMALL_SIZE=$size bench_unique_small "$CHUAN_BIN" "$OUTDIR/$mode-$size-$round.log" CHUAN_INLINE_MAX_BYTES=$max
   for fig in put4k_ops get4k_ops; do
     printf '%s\t%s\t%s\t%s\n' "$mode" "$size" "$fig" \
       "$(awk -v f="$fig" '$1 == "RESULT" && $3 == f { print $4 }' "$OUTDIR/$mode-$size-$round.log" | tail -1)" >> "$RESULTS"
   done
-  kill -TERM "$PID"; wait "$PID" 2>/dev/null; PID=
-  rm -rf -- "$WORK"; WORK=
 }
 
 for ((r = 1; r <= REPS; r++)); do

@@ -41,3 +41,31 @@ bench_wait_port() {  # name port pid log
   done
   die "$1 did not listen on $2 within 30 s"
 }
+
+# One run of s3bench.sh's small phase against a fresh Chuan, every PUT body different
+# (uniqueobj.lua): starts BINARY on a new data dir and a free loopback port with the rate
+# limits off and the extra environment given, creates bucket `bench`, writes s3bench's output
+# to LOG and the server's to LOG.server, stops the server and deletes the dir. BENCH_PID and
+# BENCH_WORK name the server and the dir while it runs (for the caller's exit trap). Reads
+# PYTHON and s3bench's SMALL_* knobs (SMALL_SIZE, SMALL_SECS, SMALL_CONC, SMALL_URLS).
+bench_unique_small() {  # binary log [VAR=value ...]
+  local bin=$1 log=$2 port here
+  shift 2
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  BENCH_WORK=$(mktemp -d /tmp/chuan-bench-run.XXXXXX)
+  port=$(bench_port)
+  env CHUAN_ACCESS_KEY=benchak CHUAN_SECRET_KEY=benchsecretkey0123456789 CHUAN_LOG=warn \
+    CHUAN_TENANT_REQUESTS_PER_SEC=0 CHUAN_TENANT_UPLOADS=0 "$@" \
+    "$bin" serve --data "$BENCH_WORK/data" --listen "127.0.0.1:$port" > "$log.server" 2>&1 &
+  BENCH_PID=$!
+  bench_wait_port chuan "$port" "$BENCH_PID" "$log.server"
+  "$PYTHON" -c "import boto3; boto3.client('s3', endpoint_url='http://127.0.0.1:$port', aws_access_key_id='benchak',
+    aws_secret_access_key='benchsecretkey0123456789', region_name='us-east-1').create_bucket(Bucket='bench')" \
+    || die "create bucket failed"
+  TARGET_NAME=chuan MODE=s3 ENDPOINT="http://127.0.0.1:$port" ACCESS_KEY=benchak SECRET_KEY=benchsecretkey0123456789 \
+    BUCKET=bench SERVER_PID=$BENCH_PID PYTHON=$PYTHON LIMITS=0 PHASES=small CLEANUP=none \
+    WRK_SCRIPT="$here/uniqueobj.lua" BENCH_WORKDIR="$BENCH_WORK/bench" \
+    bash "$here/s3bench.sh" > "$log" 2>&1 || die "s3bench failed (see $log)"
+  kill -TERM "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
+  rm -rf -- "$BENCH_WORK"; BENCH_WORK=
+}
