@@ -34,15 +34,11 @@ for nb in "$@"; do
   [[ $nb == *=* ]] || die "'$nb' is not NAME=BINARY"
   [ -x "${nb#*=}" ] || die "${nb#*=} is not an executable"
 done
-command -v wrk >/dev/null || die "wrk not found (bench/peers.sh installs it; or apt-get install wrk)"
-"$PYTHON" -c 'import boto3' 2>/dev/null || die "$PYTHON has no boto3: run scripts/setup-venv.sh"
+bench_unique_check
 mkdir -p "$OUTDIR"
 RESULTS="$OUTDIR/results.tsv"
 : > "$RESULTS"
-BENCH_PID=
-BENCH_WORK=
-cleanup() { [ -n "$BENCH_PID" ] && kill -TERM "$BENCH_PID" 2>/dev/null && wait "$BENCH_PID" 2>/dev/null; [ -n "$BENCH_WORK" ] && rm -rf -- "$BENCH_WORK"; }
-trap cleanup EXIT
+trap bench_unique_cleanup EXIT
 
 one() {  # name binary round
   local name=$1 bin=$2 round=$3 log="$OUTDIR/$1-$3.log"

@@ -26,15 +26,11 @@ die() { echo "inline.sh: error: $*" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 [ -x "$CHUAN_BIN" ] || die "$CHUAN_BIN not found: run 'cargo build --release' first"
-command -v wrk >/dev/null || die "wrk not found (bench/peers.sh installs it; or apt-get install wrk)"
-"$PYTHON" -c 'import boto3' 2>/dev/null || die "$PYTHON has no boto3: run scripts/setup-venv.sh"
+bench_unique_check
 mkdir -p "$OUTDIR"
 RESULTS="$OUTDIR/results.tsv"
 : > "$RESULTS"
-BENCH_PID=
-BENCH_WORK=
-cleanup() { [ -n "$BENCH_PID" ] && kill -TERM "$BENCH_PID" 2>/dev/null && wait "$BENCH_PID" 2>/dev/null; [ -n "$BENCH_WORK" ] && rm -rf -- "$BENCH_WORK"; }
-trap cleanup EXIT
+trap bench_unique_cleanup EXIT
 
 one() {  # mode size round
   local mode=$1 size=$2 round=$3 max

@@ -69,3 +69,16 @@ bench_unique_small() {  # binary log [VAR=value ...]
   kill -TERM "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
   rm -rf -- "$BENCH_WORK"; BENCH_WORK=
 }
+
+# What bench_unique_small needs (wrk; boto3 in PYTHON), checked before the first run.
+bench_unique_check() {
+  command -v wrk >/dev/null || die "wrk not found (bench/peers.sh installs it; or apt-get install wrk)"
+  "$PYTHON" -c 'import boto3' 2>/dev/null || die "$PYTHON has no boto3: run scripts/setup-venv.sh"
+}
+
+# For an exit trap: stops the server a bench_unique_small run left behind, deletes its dir.
+bench_unique_cleanup() {
+  [ -n "${BENCH_PID:-}" ] && kill -TERM "$BENCH_PID" 2>/dev/null && wait "$BENCH_PID" 2>/dev/null
+  [ -n "${BENCH_WORK:-}" ] && rm -rf -- "$BENCH_WORK"
+  return 0
+}
