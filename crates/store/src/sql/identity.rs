@@ -28,7 +28,7 @@ impl IdentityStore for SqlMetaStore {
 
     async fn get_tenant(&self, name: &str) -> StoreResult<Option<TenantRecord>> {
         let name = name.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             query_one(c, "SELECT name, created FROM tenants WHERE name = ?1", params![name], |r| {
                 Ok(TenantRecord { name: r.get(0)?, created_ms: r.get(1)? })
             })
@@ -64,7 +64,7 @@ impl IdentityStore for SqlMetaStore {
 
     async fn get_credential(&self, access_key: &str) -> StoreResult<Option<CredentialRecord>> {
         let ak = access_key.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             c.query_row(
                 &format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE access_key = ?1"),
                 params![ak],
@@ -146,7 +146,7 @@ impl IdentityStore for SqlMetaStore {
 
     async fn alias_of(&self, kind: &str, tenant: &str) -> StoreResult<Option<String>> {
         let (kind, tenant) = (kind.to_owned(), tenant.to_owned());
-        self.read(move |c| {
+        self.lookup(move |c| {
             query_one(c, "SELECT alias FROM aliases WHERE kind = ?1 AND tenant = ?2", params![kind, tenant], |r| {
                 r.get(0)
             })
@@ -158,7 +158,7 @@ impl IdentityStore for SqlMetaStore {
 
     async fn resolve_alias(&self, kind: &str, alias: &str) -> StoreResult<Option<String>> {
         let (kind, alias) = (kind.to_owned(), alias.to_owned());
-        self.read(move |c| {
+        self.lookup(move |c| {
             query_one(c, "SELECT tenant FROM aliases WHERE kind = ?1 AND alias = ?2", params![kind, alias], |r| {
                 r.get(0)
             })
@@ -183,7 +183,7 @@ impl SettingStore for SqlMetaStore {
 
     async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
         let name = name.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             query_one(c, "SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0))
                 .optional()
                 .map_err(backend)
@@ -227,7 +227,7 @@ impl GrantStore for SqlMetaStore {
 
     async fn get_grant(&self, kind: GrantKind, id: &str) -> StoreResult<Option<GrantRecord>> {
         let id = id.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             query_one(
                 c,
                 "SELECT id, payload, expires, used FROM grants WHERE kind = ?1 AND id = ?2",

@@ -112,6 +112,19 @@ impl SqlMetaStore {
         }
     }
 
+    /// Runs `f`, a point lookup (rows found by key, never a scan), on one consistent
+    /// snapshot: SQLite runs it on the calling thread (see `Sqlite::lookup`), PostgreSQL as
+    /// any read.
+    pub(crate) async fn lookup<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.lookup(f).await,
+            Engine::Postgres(p) => p.read(f).await,
+        }
+    }
+
     /// Runs `f` on one consistent snapshot.
     pub(crate) async fn read<T: Send + 'static>(
         &self,

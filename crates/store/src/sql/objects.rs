@@ -35,7 +35,7 @@ impl BucketStore for SqlMetaStore {
 
     async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>> {
         let name = name.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             c.query_row(&format!("SELECT {BUCKET_COLS} FROM buckets WHERE name = ?1"), params![name], bucket_from_row)
                 .optional()
                 .map_err(backend)
@@ -176,12 +176,12 @@ fn content_in(snapshot: &Db, id: i64, with_bytes: bool) -> StoreResult<Option<Co
 impl ObjectStore for SqlMetaStore {
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.read(move |c| get_object_tx(c, &bucket, &key)).await
+        self.lookup(move |c| get_object_tx(c, &bucket, &key)).await
     }
 
     async fn get_object_for_read(&self, bucket: &str, key: &str) -> StoreResult<Option<(ObjectRecord, ContentRecord)>> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.read(move |c| {
+        self.lookup(move |c| {
             let _snapshot = c.snapshot().map_err(backend)?;
             let Some(o) = get_object_tx(c, &bucket, &key)? else { return Ok(None) };
             let content = content_in(c, o.content_id, true)?
@@ -193,7 +193,7 @@ impl ObjectStore for SqlMetaStore {
 
     async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>> {
         let (bucket, id) = (bucket.to_owned(), id.to_owned());
-        self.read(move |c| {
+        self.lookup(move |c| {
             query_one(
                 c,
                 &format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = ?1 AND id = ?2"),
@@ -207,16 +207,16 @@ impl ObjectStore for SqlMetaStore {
     }
 
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>> {
-        self.read(move |c| content_tx(c, id, false)).await
+        self.lookup(move |c| content_tx(c, id, false)).await
     }
 
     async fn get_content_with_bytes(&self, id: i64) -> StoreResult<Option<ContentRecord>> {
-        self.read(move |c| content_tx(c, id, true)).await
+        self.lookup(move |c| content_tx(c, id, true)).await
     }
 
     async fn inline_blob(&self, id: &str) -> StoreResult<Option<Bytes>> {
         let id = id.to_owned();
-        self.read(move |c| inline_data(c, &id)).await
+        self.lookup(move |c| inline_data(c, &id)).await
     }
 
     async fn list_objects(

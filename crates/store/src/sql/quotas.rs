@@ -78,7 +78,7 @@ impl QuotaStore for SqlMetaStore {
 
     async fn get_quota(&self, tenant: &str) -> StoreResult<Option<QuotaRecord>> {
         let tenant = tenant.to_owned();
-        self.read(move |c| get_quota_tx(c, &tenant)).await
+        self.lookup(move |c| get_quota_tx(c, &tenant)).await
     }
 
     async fn take_allowance(&self, tenant: &str, need: Allowance, extra: Allowance) -> StoreResult<AllowanceTake> {

@@ -27,14 +27,16 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 /// Most writes batched into one commit.
 const MAX_BATCH: usize = 256;
 
-/// Reader threads, each with its own connection. Reads run on these dedicated threads, not on
-/// the runtime's shared blocking pool, so no amount of blob I/O (uploads, downloads) can delay
-/// a metadata read: every request's lookups keep this capacity to themselves.
+/// Reader threads, each with its own connection, for the reads that are not point lookups
+/// (listings, scans, reports; point lookups run on the calling thread: [`Sqlite::lookup`]).
+/// Reads run on these dedicated threads, not on the runtime's shared blocking pool, so no
+/// amount of blob I/O (uploads, downloads) can delay a metadata read.
 ///
 /// Measured and rejected (2026-12-01, 4 KiB S3 GETs at 16 connections on 2 cores, 3
 /// interleaved runs each, op/s):
 /// - primary-key lookups on the runtime's own threads with pooled connections, to save the
-///   hand-off: 19,300–20,100 against 20,500–21,400 through these threads;
+///   hand-off: 19,300–20,100 against 20,500–21,400 through these threads (but adopted
+///   2026-12-02, once the mutexes below were gone: see [`Sqlite::lookup`]);
 /// - SQLite's mmap for the readers: +8–15 %, but each connection maps the file on its own and
 ///   the touched pages count in the process's RSS (peak 0.5–1.1 GB against 52 MB);
 /// - 2 readers, or 2 for key lookups beside 4 for scans: within the noise of 8 (17,700–24,800
@@ -53,6 +55,23 @@ const MAX_BATCH: usize = 256;
 /// median 12,050 op/s before (11,200–15,000), 14,050 after (12,800–17,600): +17 %.
 const READERS: usize = 8;
 
+/// Connections for point lookups on the calling thread ([`Sqlite::lookup`]): two per core,
+/// so each runtime worker keeps one to itself; a lookup that finds none idle goes to the
+/// readers.
+fn lookup_connections() -> usize {
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8)
+}
+
+thread_local! {
+    /// Which of a store's lookup connections this thread tries first: threads are numbered as
+    /// they first look something up, so runtime workers (the threads that do) each keep to
+    /// their own connection and its page cache.
+    static LOOKUP_SLOT: usize = {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    };
+}
+
 /// The SQLite engine's threads: one writer (group commit), a checkpointer, [`READERS`] readers.
 pub(crate) struct Sqlite {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
@@ -61,6 +80,9 @@ pub(crate) struct Sqlite {
     checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
     reads: Mutex<Option<crossbeam_channel::Sender<ReadJob>>>,
     readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Connections for [`Sqlite::lookup`], which runs on the calling thread; each thread
+    /// starts with its own one of them ([`LOOKUP_SLOT`]).
+    lookups: Vec<Mutex<Option<Connection>>>,
 }
 
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
@@ -115,6 +137,10 @@ impl Sqlite {
                 .map_err(backend)?;
             readers.push(h);
         }
+        let lookups = (0..lookup_connections())
+            .map(|_| open_conn(path).map(|c| Mutex::new(Some(c))))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(backend)?;
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES).map_err(backend)?;
         let writer = std::thread::Builder::new()
@@ -133,6 +159,7 @@ impl Sqlite {
             checkpointer: Mutex::new(Some((stop_checkpoints, checkpointer))),
             reads: Mutex::new(Some(read_tx)),
             readers: Mutex::new(readers),
+            lookups,
         })
     }
 
@@ -150,6 +177,9 @@ impl Sqlite {
         self.reads.lock().take();
         for h in self.readers.lock().drain(..) {
             let _ = h.join();
+        }
+        for conn in &self.lookups {
+            conn.lock().take();
         }
     }
 
@@ -193,6 +223,38 @@ impl Sqlite {
         rx.await.map_err(|_| StoreError::Backend("metadata writer stopped".into()))?
     }
 
+    /// Runs `f`, a point lookup (a handful of rows found by key: its pages are few and
+    /// usually cached), on the calling thread with an idle connection of [`lookup_connections`]
+    /// (this thread's own, if idle), or on a reader thread when none is idle. Sees one
+    /// consistent WAL snapshot, as [`Sqlite::read`] does.
+    ///
+    /// Why on the calling thread, though it blocks a runtime worker for the lookup: handing a
+    /// lookup to a reader thread and the answer back costs two thread switches, and the rows a
+    /// reader allocated were freed on the runtime's threads, which made glibc's allocator lock
+    /// its arenas across threads (perf: a third of a GET's samples were in the scheduler).
+    /// Measured (2026-12-02, `bench/ab.sh`, 4 KiB S3 GETs of distinct objects at 16
+    /// connections on 2 cores, 4 interleaved runs each, op/s): through the readers 14,610
+    /// (11,836–17,645), here 20,392 (10,462–22,591), with less of the server's CPU (1.46 cores
+    /// against 1.58); a shared stack of idle connections 18,454 (17,431–21,841), a connection
+    /// per thread held in thread-local storage 17,765 (13,820–20,552). A lookup whose pages are
+    /// not in memory waits for the disk on the runtime thread; the other workers take over the
+    /// tasks queued behind it.
+    pub(crate) async fn lookup<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let n = self.lookups.len();
+        let first = LOOKUP_SLOT.with(|s| *s);
+        for i in 0..n {
+            if let Some(guard) = self.lookups[(first + i) % n].try_lock() {
+                if let Some(conn) = guard.as_ref() {
+                    return run_read(conn, f);
+                }
+            }
+        }
+        self.read(f).await
+    }
+
     /// Runs `f` on one of the reader threads' connections (a consistent WAL snapshot).
     pub(crate) async fn read<T: Send + 'static>(
         &self,
@@ -200,10 +262,7 @@ impl Sqlite {
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
         let job: ReadJob = Box::new(move |conn: &Connection| {
-            // A panicking query answers an error and leaves the reader thread serving.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&Db::sqlite(conn))))
-                .unwrap_or_else(|_| Err(StoreError::Backend("metadata read panicked".into())));
-            let _ = tx.send(r);
+            let _ = tx.send(run_read(conn, f));
         });
         {
             let guard = self.reads.lock();
@@ -220,17 +279,24 @@ impl Drop for Sqlite {
     }
 }
 
+/// Runs a read on `conn`. A panicking query answers an error and leaves the connection
+/// serving. A read's snapshot ends with its guard; should that fail, the connection would keep
+/// serving one old view and hold back every checkpoint, so it is ended here instead.
+fn run_read<T>(conn: &Connection, f: impl FnOnce(&Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&Db::sqlite(conn))))
+        .unwrap_or_else(|_| Err(StoreError::Backend("metadata read panicked".into())));
+    if !conn.is_autocommit() {
+        tracing::error!("a metadata read left its transaction open: rolled back");
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "rolling back a metadata read failed");
+        }
+    }
+    r
+}
+
 fn reader_loop(conn: &Connection, jobs: &crossbeam_channel::Receiver<ReadJob>) {
     while let Ok(job) = jobs.recv() {
         job(conn);
-        // A read's snapshot ends with its guard; should that fail, the connection would keep
-        // serving one old view and hold back every checkpoint. End it here instead.
-        if !conn.is_autocommit() {
-            tracing::error!("a metadata read left its transaction open: rolled back");
-            if let Err(e) = conn.execute_batch("ROLLBACK") {
-                tracing::error!(error = %e, "rolling back a metadata read failed");
-            }
-        }
     }
 }
 
