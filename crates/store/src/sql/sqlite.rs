@@ -339,3 +339,53 @@ fn writer_loop(conn: &mut Connection, rx: mpsc::Receiver<Job>) {
         drop(batch);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(db: &Db<'_>) -> StoreResult<i64> {
+        db.query_row("SELECT count(*) FROM settings", &[], |r| r.get(0)).map_err(backend)
+    }
+
+    /// A lookup sees every write answered before it, from any runtime thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookups_see_committed_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("meta.db")).unwrap();
+        for i in 0..20 {
+            s.write(move |db| {
+                db.execute("INSERT INTO settings(name, value) VALUES(?1, 'v')", &[&format!("k{i}")]).map_err(backend)
+            })
+            .await
+            .unwrap();
+            assert_eq!(s.lookup(count).await.unwrap(), i + 1);
+        }
+    }
+
+    /// With every lookup connection busy (held by other threads), a lookup is answered by a
+    /// reader thread rather than waiting; a closed store refuses lookups.
+    #[test]
+    fn a_lookup_with_no_idle_connection_goes_to_the_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("meta.db")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let here = std::thread::current().id();
+        let on = |s: &Sqlite| {
+            rt.block_on(s.lookup(move |db| {
+                count(db)?;
+                Ok(std::thread::current().id())
+            }))
+            .unwrap()
+        };
+        assert_eq!(on(&s), here, "an idle connection: on the calling thread");
+        let held: Vec<_> = s.lookups.iter().map(|c| c.lock()).collect();
+        let there = on(&s);
+        assert_ne!(there, here, "none idle: on a reader thread");
+        drop(held);
+        assert_eq!(on(&s), here);
+        s.close();
+        let refused = rt.block_on(s.lookup(count));
+        assert!(matches!(refused, Err(StoreError::Backend(_))), "{refused:?}");
+    }
+}
