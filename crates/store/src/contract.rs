@@ -1422,6 +1422,48 @@ pub async fn inline_blobs(s: Store) {
     let st = s.stats().await.unwrap();
     assert_eq!((st.blobs, st.inline_blobs, st.inline_bytes, st.physical_bytes), (1, 1, 5, 5));
 
+    // A content read brings an inline blob's bytes up to 128 KiB; a larger one's are left to
+    // `inline_blob` (they are read on a reader thread, not the caller's).
+    let large: &'static [u8] = Box::leak(vec![7u8; (128 << 10) + 1].into_boxed_slice());
+    let l = s
+        .put_object(write(
+            "bkt",
+            "large",
+            ContentSource::New(NewContent {
+                size: large.len() as u64,
+                etag: digests("large").md5,
+                extents: vec![inline_extent("large", large)],
+                digests: Some(digests("large")),
+                ufile_etag: None,
+            }),
+        ))
+        .await
+        .unwrap();
+    let lc = s.get_content_with_bytes(l.content_id).await.unwrap().unwrap();
+    assert!(lc.extents[0].inline && lc.extents[0].data.is_none(), "{lc:?}");
+    assert_eq!(s.get_object_for_read("bkt", "large").await.unwrap().map(|(_, c)| c), Some(lc));
+    assert_eq!(s.inline_blob(&digests("large").sha256).await.unwrap().as_deref(), Some(large));
+    let exactly: &'static [u8] = Box::leak(vec![8u8; 128 << 10].into_boxed_slice());
+    let e = s
+        .put_object(write(
+            "bkt",
+            "exactly",
+            ContentSource::New(NewContent {
+                size: exactly.len() as u64,
+                etag: digests("exactly").md5,
+                extents: vec![inline_extent("exactly", exactly)],
+                digests: Some(digests("exactly")),
+                ufile_etag: None,
+            }),
+        ))
+        .await
+        .unwrap();
+    let ec = s.get_content_with_bytes(e.content_id).await.unwrap().unwrap();
+    assert_eq!(ec.extents[0].data.as_deref(), Some(exactly));
+    for k in ["large", "exactly"] {
+        s.delete_object("bkt", k).await.unwrap();
+    }
+
     // A blob already in the BlobStore stays there, whatever a later write brings.
     put(&s, "bkt", "file", "filed", 4).await;
     let f = s
@@ -1466,7 +1508,7 @@ pub async fn inline_blobs(s: Store) {
     let later = now_ms() + 1;
     assert_eq!(s.forget_blob(&d.sha256, later).await.unwrap(), Some(ForgottenBlob { size: 5, inline: true }));
     assert_eq!(s.inline_blob(&d.sha256).await.unwrap(), None);
-    for seed in ["p1", "p2"] {
+    for seed in ["p1", "p2", "large", "exactly"] {
         assert!(s.forget_blob(&digests(seed).sha256, later).await.unwrap().is_some_and(|f| f.inline));
     }
     let (blobs, problems) = s.check().await.unwrap();

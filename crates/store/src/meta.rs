@@ -411,9 +411,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn get_object_by_id(&self, bucket: &str, id: &str) -> StoreResult<Option<ObjectRecord>>;
     /// A content (extents without their bytes).
     async fn get_content(&self, id: i64) -> StoreResult<Option<ContentRecord>>;
-    /// A content with the bytes of its extent when it is a single inline blob, read in the
-    /// same snapshot (so a small object is downloaded after one metadata round trip, without
-    /// opening a file).
+    /// A content with the bytes of its extent when it is a single inline blob of at most
+    /// 128 KiB, read in the same snapshot (so a small object is downloaded after one metadata
+    /// round trip, without opening a file). A larger inline blob's bytes are left to
+    /// [`ObjectStore::inline_blob`].
     async fn get_content_with_bytes(&self, id: i64) -> StoreResult<Option<ContentRecord>>;
     /// The bytes of an inline blob ([`Extent::inline`]); `None` when no inline blob has this id.
     async fn inline_blob(&self, id: &str) -> StoreResult<Option<bytes::Bytes>>;

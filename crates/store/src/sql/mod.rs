@@ -5,7 +5,8 @@
 //! written once, in the files per concern below, against [`db::Db`]: one transaction on either
 //! engine. What differs between the engines is how a transaction runs:
 //! - SQLite ([`sqlite`]): one writer thread with group commit (each write in a savepoint of a
-//!   shared commit), reader threads on WAL snapshots.
+//!   shared commit); reads on WAL snapshots, point lookups on the calling thread
+//!   ([`SqlMetaStore::lookup`]), everything else on reader threads.
 //! - PostgreSQL ([`postgres`]): a pool of connections, each write one `SERIALIZABLE`
 //!   transaction, retried from the start when the server reports a serialization conflict
 //!   (so reference counts, quotas and single-use grants hold across nodes exactly as they do
@@ -113,11 +114,11 @@ impl SqlMetaStore {
     }
 
     /// Runs `f`, a point lookup (rows found by key, never a scan), on one consistent
-    /// snapshot: SQLite runs it on the calling thread (see `Sqlite::lookup`), PostgreSQL as
-    /// any read.
+    /// snapshot: SQLite runs it on the calling thread (see `Sqlite::lookup`; `f` may run
+    /// twice there), PostgreSQL as any read.
     pub(crate) async fn lookup<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+        f: impl Fn(&Db<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         match &self.engine {
             Engine::Sqlite(s) => s.lookup(f).await,

@@ -153,19 +153,26 @@ fn within_sql(d: Dialect, within: &Within, bucket_col: &str, key_col: &str, valu
 
 /// A content, with the bytes of a single inline extent when `with_bytes`. Both reads run in
 /// one transaction, so the bytes are those of the row read (a GC in between cannot free them).
+/// The most bytes of an inline blob a content read brings along
+/// ([`ObjectStore::get_content_with_bytes`]): such reads are point lookups, run on the calling
+/// thread, so a larger inline blob (inline blobs go up to 1 MiB when so configured) is left
+/// for [`ObjectStore::inline_blob`], which runs on a reader thread.
+pub(crate) const CONTENT_BYTES_MAX: u64 = 128 << 10;
+
 fn content_tx(c: &Db, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
     let _snapshot = c.snapshot().map_err(backend)?;
     content_in(c, id, with_bytes)
 }
 
-/// [`content_tx`] inside the caller's transaction.
+/// [`content_tx`] inside the caller's transaction. `with_bytes`: the bytes of a single inline
+/// extent of at most [`CONTENT_BYTES_MAX`] too.
 fn content_in(snapshot: &Db, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
     let mut content = snapshot
         .query_row(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"), params![id], content_from_row)
         .optional()
         .map_err(backend)?;
     if let (true, Some([e])) = (with_bytes, content.as_mut().map(|c| c.extents.as_mut_slice())) {
-        if e.inline {
+        if e.inline && e.size <= CONTENT_BYTES_MAX {
             e.data = inline_data(snapshot, &e.blob)?;
         }
     }
@@ -216,7 +223,7 @@ impl ObjectStore for SqlMetaStore {
 
     async fn inline_blob(&self, id: &str) -> StoreResult<Option<Bytes>> {
         let id = id.to_owned();
-        self.lookup(move |c| inline_data(c, &id)).await
+        self.read(move |c| inline_data(c, &id)).await
     }
 
     async fn list_objects(

@@ -55,24 +55,31 @@ const MAX_BATCH: usize = 256;
 /// median 12,050 op/s before (11,200–15,000), 14,050 after (12,800–17,600): +17 %.
 const READERS: usize = 8;
 
-/// Connections for point lookups on the calling thread ([`Sqlite::lookup`]): two per core,
-/// so each runtime worker keeps one to itself; a lookup that finds none idle goes to the
-/// readers.
+/// Connections for point lookups on the calling thread ([`Sqlite::lookup`]): twice the
+/// cores (at most 16), so the runtime's workers (one per core by default) each find one of
+/// their own idle; a lookup that finds none idle goes to the readers.
 fn lookup_connections() -> usize {
     2 * std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8)
 }
 
+/// How long a lookup connection waits for a lock another connection holds (`SQLITE_BUSY`: a
+/// WAL reader meets it only while another process recovers or reconfigures the database).
+/// Short, because it waits on a runtime thread: past it, the lookup is run again on a reader
+/// thread, whose connection waits the full `busy_timeout`.
+const LOOKUP_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(20);
+
 thread_local! {
     /// Which of a store's lookup connections this thread tries first: threads are numbered as
-    /// they first look something up, so runtime workers (the threads that do) each keep to
-    /// their own connection and its page cache.
+    /// they first look something up (in a server, the runtime's workers and the thread that
+    /// starts it), so each keeps to one connection and its page cache.
     static LOOKUP_SLOT: usize = {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     };
 }
 
-/// The SQLite engine's threads: one writer (group commit), a checkpointer, [`READERS`] readers.
+/// The SQLite engine: one writer thread (group commit), a checkpointer, [`READERS`] reader
+/// threads, and [`lookup_connections`] connections for point lookups on the calling thread.
 pub(crate) struct Sqlite {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -143,8 +150,12 @@ impl Sqlite {
             readers.push(h);
         }
         let lookups = (0..lookup_connections())
-            .map(|_| open_conn(path).map(|c| Mutex::new(Some(c))))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|_| {
+                let c = open_conn(path)?;
+                c.busy_timeout(LOOKUP_BUSY_TIMEOUT)?;
+                Ok(Mutex::new(Some(c)))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(backend)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(backend)?;
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES).map_err(backend)?;
@@ -169,7 +180,7 @@ impl Sqlite {
     }
 
     /// Stops the writer thread after it has committed what it holds, the checkpointer and the
-    /// reader threads.
+    /// reader threads, and closes the lookup connections.
     pub(crate) fn close(&self) {
         self.jobs.lock().take();
         if let Some(h) = self.writer.lock().take() {
@@ -228,10 +239,12 @@ impl Sqlite {
         rx.await.map_err(|_| StoreError::Backend("metadata writer stopped".into()))?
     }
 
-    /// Runs `f`, a point lookup (a handful of rows found by key: its pages are few and
-    /// usually cached), on the calling thread with an idle connection of [`lookup_connections`]
-    /// (this thread's own, if idle), or on a reader thread when none is idle. Sees one
-    /// consistent WAL snapshot, as [`Sqlite::read`] does.
+    /// Runs `f`, a point lookup (a handful of rows found by key, never a scan; at most
+    /// `CONTENT_BYTES_MAX` of inline bytes), on the calling thread with an idle connection of
+    /// [`lookup_connections`] (this thread's own, if idle), or on a reader thread when none is
+    /// idle. Sees one consistent WAL snapshot, as [`Sqlite::read`] does. A lookup that fails on
+    /// the calling thread (a lock held elsewhere past [`LOOKUP_BUSY_TIMEOUT`], any error) is run
+    /// once more on a reader thread, whose answer stands.
     ///
     /// Why on the calling thread, though it blocks a runtime worker for the lookup: handing a
     /// lookup to a reader thread and the answer back costs two thread switches, and the rows a
@@ -241,19 +254,28 @@ impl Sqlite {
     /// connections on 2 cores, 4 interleaved runs each, op/s): through the readers 14,610
     /// (11,836–17,645), here 20,392 (10,462–22,591), with less of the server's CPU (1.46 cores
     /// against 1.58); a shared stack of idle connections 18,454 (17,431–21,841), a connection
-    /// per thread held in thread-local storage 17,765 (13,820–20,552). A lookup whose pages are
-    /// not in memory waits for the disk on the runtime thread; the other workers take over the
-    /// tasks queued behind it.
+    /// per thread held in thread-local storage 17,765 (13,820–20,552). The price: a lookup
+    /// whose pages are not in memory waits for the disk on a runtime worker, and other tasks
+    /// wait with it unless another worker is free to take them. Each lookup spends the task's
+    /// cooperative budget (`tokio::task::coop`), so a loop of many lookups (a listing page's
+    /// contents) still yields to other tasks.
     pub(crate) async fn lookup<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+        f: impl Fn(&Db<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        tokio::task::coop::consume_budget().await;
         let n = self.lookups.len();
         let first = LOOKUP_SLOT.with(|s| *s);
         for i in 0..n {
             if let Some(guard) = self.lookups[(first + i) % n].try_lock() {
                 if let Some(conn) = guard.as_ref() {
-                    return run_read(conn, f);
+                    match run_read(conn, &f) {
+                        Ok(found) => return Ok(found),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a metadata lookup failed on the calling thread: asking a reader");
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -353,19 +375,56 @@ mod tests {
         db.query_row("SELECT count(*) FROM settings", &[], |r| r.get(0)).map_err(backend)
     }
 
-    /// A lookup sees every write answered before it, from any runtime thread.
+    /// A lookup sees every write answered before it, on the runtime's worker threads.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lookups_see_committed_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sqlite::open(&dir.path().join("meta.db")).unwrap();
+        let s = std::sync::Arc::new(Sqlite::open(&dir.path().join("meta.db")).unwrap());
         for i in 0..20 {
             s.write(move |db| {
                 db.execute("INSERT INTO settings(name, value) VALUES(?1, 'v')", &[&format!("k{i}")]).map_err(backend)
             })
             .await
             .unwrap();
-            assert_eq!(s.lookup(count).await.unwrap(), i + 1);
+            let s2 = s.clone();
+            let (n, on) = tokio::spawn(async move {
+                let n = s2.lookup(count).await.unwrap();
+                (n, std::thread::current().name().map(str::to_owned))
+            })
+            .await
+            .unwrap();
+            assert_eq!(n, i + 1);
+            assert_eq!(on.as_deref(), Some("tokio-rt-worker"));
         }
+    }
+
+    /// A lookup that panics or leaves its snapshot open answers an error or its result, and
+    /// the connection (the same thread's next lookup) goes on serving fresh snapshots.
+    #[test]
+    fn a_failed_lookup_leaves_its_connection_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("meta.db")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let insert = |name: &'static str| {
+            rt.block_on(s.write(move |db| {
+                db.execute("INSERT INTO settings(name, value) VALUES(?1, 'v')", &[&name]).map_err(backend)
+            }))
+            .unwrap()
+        };
+        let panicked = rt.block_on(s.lookup(|db| -> StoreResult<i64> {
+            let _ = count(db)?;
+            panic!("a query that panics");
+        }));
+        assert!(matches!(&panicked, Err(StoreError::Backend(m)) if m.contains("panicked")), "{panicked:?}");
+        let left_open = rt.block_on(s.lookup(|db| {
+            std::mem::forget(db.snapshot().map_err(backend)?);
+            count(db)
+        }));
+        assert_eq!(left_open.unwrap(), 0);
+        insert("a");
+        assert_eq!(rt.block_on(s.lookup(count)).unwrap(), 1, "a fresh snapshot, not the one left open");
+        insert("b");
+        assert_eq!(rt.block_on(s.lookup(count)).unwrap(), 2);
     }
 
     /// With every lookup connection busy (held by other threads), a lookup is answered by a
