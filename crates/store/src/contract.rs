@@ -1424,40 +1424,24 @@ pub async fn inline_blobs(s: Store) {
 
     // A content read brings an inline blob's bytes up to 128 KiB; a larger one's are left to
     // `inline_blob` (they are read on a reader thread, not the caller's).
-    let large: &'static [u8] = Box::leak(vec![7u8; (128 << 10) + 1].into_boxed_slice());
-    let l = s
-        .put_object(write(
-            "bkt",
-            "large",
-            ContentSource::New(NewContent {
-                size: large.len() as u64,
-                etag: digests("large").md5,
-                extents: vec![inline_extent("large", large)],
-                digests: Some(digests("large")),
-                ufile_etag: None,
-            }),
-        ))
-        .await
-        .unwrap();
+    let put_inline = |key: &'static str, byte: u8, len: usize| {
+        let data: &'static [u8] = Box::leak(vec![byte; len].into_boxed_slice());
+        let content = NewContent {
+            size: len as u64,
+            etag: digests(key).md5,
+            extents: vec![inline_extent(key, data)],
+            digests: Some(digests(key)),
+            ufile_etag: None,
+        };
+        let s = s.clone();
+        async move { (s.put_object(write("bkt", key, ContentSource::New(content))).await.unwrap(), data) }
+    };
+    let (l, large) = put_inline("large", 7, (128 << 10) + 1).await;
     let lc = s.get_content_with_bytes(l.content_id).await.unwrap().unwrap();
     assert!(lc.extents[0].inline && lc.extents[0].data.is_none(), "{lc:?}");
     assert_eq!(s.get_object_for_read("bkt", "large").await.unwrap().map(|(_, c)| c), Some(lc));
     assert_eq!(s.inline_blob(&digests("large").sha256).await.unwrap().as_deref(), Some(large));
-    let exactly: &'static [u8] = Box::leak(vec![8u8; 128 << 10].into_boxed_slice());
-    let e = s
-        .put_object(write(
-            "bkt",
-            "exactly",
-            ContentSource::New(NewContent {
-                size: exactly.len() as u64,
-                etag: digests("exactly").md5,
-                extents: vec![inline_extent("exactly", exactly)],
-                digests: Some(digests("exactly")),
-                ufile_etag: None,
-            }),
-        ))
-        .await
-        .unwrap();
+    let (e, exactly) = put_inline("exactly", 8, 128 << 10).await;
     let ec = s.get_content_with_bytes(e.content_id).await.unwrap().unwrap();
     assert_eq!(ec.extents[0].data.as_deref(), Some(exactly));
     for k in ["large", "exactly"] {
