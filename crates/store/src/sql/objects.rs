@@ -151,14 +151,14 @@ fn within_sql(d: Dialect, within: &Within, bucket_col: &str, key_col: &str, valu
     sql
 }
 
-/// A content, with the bytes of a single inline extent when `with_bytes`. Both reads run in
-/// one transaction, so the bytes are those of the row read (a GC in between cannot free them).
 /// The most bytes of an inline blob a content read brings along
 /// ([`ObjectStore::get_content_with_bytes`]): such reads are point lookups, run on the calling
 /// thread, so a larger inline blob (inline blobs go up to 1 MiB when so configured) is left
 /// for [`ObjectStore::inline_blob`], which runs on a reader thread.
 pub(crate) const CONTENT_BYTES_MAX: u64 = 128 << 10;
 
+/// A content, with the bytes of a single inline extent when `with_bytes`. Both reads run in
+/// one transaction, so the bytes are those of the row read (a GC in between cannot free them).
 fn content_tx(c: &Db, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
     let _snapshot = c.snapshot().map_err(backend)?;
     content_in(c, id, with_bytes)

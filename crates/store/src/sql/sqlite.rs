@@ -427,8 +427,8 @@ mod tests {
         assert_eq!(rt.block_on(s.lookup(count)).unwrap(), 2);
     }
 
-    /// With every lookup connection busy (held by other threads), a lookup is answered by a
-    /// reader thread rather than waiting; a closed store refuses lookups.
+    /// With every lookup connection busy (their locks held elsewhere), a lookup is answered by
+    /// a reader thread rather than waiting; a closed store refuses lookups.
     #[test]
     fn a_lookup_with_no_idle_connection_goes_to_the_readers() {
         let dir = tempfile::tempdir().unwrap();
