@@ -737,26 +737,68 @@ pub async fn tree_kinds(s: Store) {
 /// Reference counts: contents counted by objects, blobs by extents and parts; freed at zero.
 pub async fn references(s: Store) {
     bucket(&s, "bkt", "alice").await;
+    bucket(&s, "other", "bob").await;
     let a = put(&s, "bkt", "one", "same", 100).await;
     let b = s.put_object(write("bkt", "two", ContentSource::Existing(a.content_id))).await.unwrap();
     assert_eq!(a.content_id, b.content_id);
     assert_eq!(s.get_content(a.content_id).await.unwrap().unwrap().refs, 2);
-    // A second content with the same bytes shares the blob.
+    // The same bytes written again into the bucket, with the same ETag and digests, share
+    // its content; into another bucket (another tenant's) they share the blob only, so what a
+    // write does never depends on what another tenant holds ...
     let c = put(&s, "bkt", "three", "same", 100).await;
-    assert_ne!(c.content_id, a.content_id);
+    assert_eq!(c.content_id, a.content_id, "an equal content in the bucket is shared");
+    let elsewhere = put(&s, "other", "x", "same", 100).await;
+    assert_ne!(elsewhere.content_id, a.content_id, "another bucket's content is not");
+    assert_eq!(s.get_content(a.content_id).await.unwrap().unwrap().refs, 3);
+    // ... nor with another ETag (a multipart upload's), or a UFile ETag or digest that
+    // differs, or while its digests are pending: those get a content of their own, sharing
+    // the blob.
+    let variant = |f: fn(&mut NewContent)| {
+        let mut c = new_content("same", 100);
+        f(&mut c);
+        c
+    };
+    let others = [
+        variant(|c| c.etag = "same-md5-1".into()),
+        variant(|c| c.ufile_etag = Some("other-ufile".into())),
+        variant(|c| c.digests.as_mut().unwrap().crc32 = 9),
+        variant(|c| c.extents[0].digests.crc32c = 9),
+        variant(|c| {
+            c.digests = None;
+            c.ufile_etag = None;
+        }),
+    ];
+    let mut own = Vec::new();
+    for (i, content) in others.into_iter().enumerate() {
+        let o = s.put_object(write("bkt", &format!("v{i}"), ContentSource::New(content))).await.unwrap();
+        assert!(
+            ![a.content_id, elsewhere.content_id].contains(&o.content_id) && !own.contains(&o.content_id),
+            "variant {i} has its own content"
+        );
+        own.push(o.content_id);
+    }
+    let d = s.get_object("bkt", "v0").await.unwrap().unwrap();
     let blob = digests("same").sha256;
     assert_eq!(blob_refs(&s).await.get(&blob), Some(&100));
     let stats = s.stats().await.unwrap();
-    assert_eq!((stats.objects, stats.logical_bytes, stats.contents, stats.blobs), (3, 300, 2, 1));
+    assert_eq!((stats.objects, stats.logical_bytes, stats.contents, stats.blobs), (9, 900, 7, 1));
     assert_eq!(stats.physical_bytes, 100);
 
     s.delete_object("bkt", "one").await.unwrap();
-    assert_eq!(s.get_content(a.content_id).await.unwrap().unwrap().refs, 1);
     s.delete_object("bkt", "two").await.unwrap();
-    assert!(s.get_content(a.content_id).await.unwrap().is_none(), "the last reference frees the content");
-    assert!(s.find_content("md5", "same-md5", 100, 10).await.unwrap().contains(&c.content_id));
-    assert!(!s.find_content("md5", "same-md5", 100, 10).await.unwrap().contains(&a.content_id));
+    assert_eq!(s.get_content(a.content_id).await.unwrap().unwrap().refs, 1);
     s.delete_object("bkt", "three").await.unwrap();
+    assert!(s.get_content(a.content_id).await.unwrap().is_none(), "the last reference frees the content");
+    assert!(s.find_content("md5", "same-md5", 100, 10).await.unwrap().contains(&d.content_id));
+    assert!(!s.find_content("md5", "same-md5", 100, 10).await.unwrap().contains(&a.content_id));
+    // Written again now, the bytes get a content of their own: the bucket holds none equal
+    // (bob's, in his bucket, does not count).
+    let e = put(&s, "bkt", "again", "same", 100).await;
+    assert!(![a.content_id, elsewhere.content_id].contains(&e.content_id) && !own.contains(&e.content_id));
+    for key in ["v0", "v1", "v2", "v3", "v4", "again"] {
+        s.delete_object("bkt", key).await.unwrap();
+    }
+    s.delete_object("other", "x").await.unwrap();
     assert_eq!(s.stats().await.unwrap().unreferenced_blobs, 1);
     assert!(s.unreferenced_blobs(now_ms() + 1, 10).await.unwrap().contains(&blob));
     blob_refs(&s).await;

@@ -10,8 +10,9 @@
 //!   updates. It is the sum of one trait per concern ([`IdentityStore`], [`ObjectStore`],
 //!   [`UploadStore`], ...); [`contract`] is the test suite every implementation must pass.
 //!   [`SqlMetaStore`] implements it over SQL, on SQLite (the embedded default: WAL mode,
-//!   `synchronous=FULL`, one writer thread that batches concurrent writes into one transaction
-//!   — group commit — so durable small writes do not each pay a full fsync) or on PostgreSQL
+//!   one writer thread that batches concurrent writes into one transaction — group commit —
+//!   and a syncer thread that fsyncs the WAL before answering them, so durable small writes do
+//!   not each pay a full fsync, nor wait for one to start the next batch) or on PostgreSQL
 //!   (several nodes sharing one database; each write one `SERIALIZABLE` transaction).
 //!
 //! Reference counting lives here because it must change in the same transaction as the rows

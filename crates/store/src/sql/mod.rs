@@ -5,7 +5,7 @@
 //! written once, in the files per concern below, against [`db::Db`]: one transaction on either
 //! engine. What differs between the engines is how a transaction runs:
 //! - SQLite ([`sqlite`]): one writer thread with group commit (each write in a savepoint of a
-//!   shared commit); reads on WAL snapshots, point lookups on the calling thread
+//!   shared commit; a syncer thread fsyncs the WAL before the batch is answered); reads on WAL snapshots, point lookups on the calling thread
 //!   ([`SqlMetaStore::lookup`]), everything else on reader threads.
 //! - PostgreSQL ([`postgres`]): a pool of connections, each write one `SERIALIZABLE`
 //!   transaction, retried from the start when the server reports a serialization conflict

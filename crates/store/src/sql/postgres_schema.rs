@@ -7,7 +7,7 @@
 //! migrate one at a time (a transaction-scoped advisory lock).
 
 /// The schema version this code writes.
-const VERSION: i64 = 5;
+const VERSION: i64 = 6;
 
 /// Key of the advisory lock held while migrating ("chuan" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_68_75_61_6e;
@@ -163,6 +163,12 @@ CREATE TRIGGER credentials_changed AFTER UPDATE OR DELETE ON credentials
     FOR EACH ROW EXECUTE FUNCTION chuan_credential_changed();
 "#;
 
+/// Version 6: a bucket's objects by ETag and size, where a write looks for an equal content
+/// to share (`refs::equal_content`).
+const V6: &str = r#"
+CREATE INDEX IF NOT EXISTS objects_by_etag ON objects(bucket, etag, size, content);
+"#;
+
 /// The channel [`V5`]'s trigger notifies.
 pub(crate) const CREDENTIALS_CHANNEL: &str = "chuan_credentials";
 
@@ -198,6 +204,9 @@ pub(crate) fn migrate(client: &mut postgres::Client) -> Result<(), String> {
     }
     if version < 5 {
         tx.batch_execute(V5).map_err(|e| format!("migrating the schema to version 5: {e}"))?;
+    }
+    if version < 6 {
+        tx.batch_execute(V6).map_err(|e| format!("migrating the schema to version 6: {e}"))?;
     }
     tx.execute("UPDATE chuan_schema SET version = $1", &[&VERSION]).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())

@@ -13,7 +13,9 @@
 //! writer's blob reservation (`blob_claims`, so one writer's commit no longer ends another's
 //! reservation; `blobs.claim` is no longer used); version 10 bucket byte counts spread over
 //! rows (`bucket_bytes`, so concurrent writes into one bucket do not all update one row;
-//! `buckets.bytes` is no longer used).
+//! `buckets.bytes` is no longer used). Indexes that need no other change are added by the
+//! schema's `CREATE INDEX IF NOT EXISTS` when a database is opened, without a new version
+//! (`objects_by_etag`, 2026-12-02).
 
 use rusqlite::{params, Connection};
 
@@ -84,6 +86,7 @@ CREATE INDEX IF NOT EXISTS objects_by_name ON objects(bucket, parent, key);
 CREATE INDEX IF NOT EXISTS objects_by_modified ON objects(bucket, parent, modified, key);
 CREATE INDEX IF NOT EXISTS objects_by_created ON objects(bucket, parent, created, key);
 CREATE INDEX IF NOT EXISTS objects_by_size ON objects(bucket, parent, size, key);
+CREATE INDEX IF NOT EXISTS objects_by_etag ON objects(bucket, etag, size, content);
 CREATE TABLE IF NOT EXISTS folders(
     bucket TEXT NOT NULL, key TEXT NOT NULL, parent TEXT NOT NULL, id TEXT NOT NULL,
     created INTEGER NOT NULL, modified INTEGER NOT NULL, meta TEXT NOT NULL, explicit INTEGER NOT NULL,

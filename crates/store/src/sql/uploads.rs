@@ -278,7 +278,7 @@ impl UploadStore for SqlMetaStore {
             if let Some(cond) = &cu.condition {
                 check_condition(txn, &upload.bucket, &key, cond)?;
             }
-            let content_id = insert_content(txn, &content)?;
+            let content_id = content_for(txn, &upload.bucket, &content)?;
             let obj = set_object(
                 txn,
                 SetObject {
