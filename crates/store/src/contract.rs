@@ -749,6 +749,20 @@ pub async fn references(s: Store) {
     assert_eq!(c.content_id, a.content_id, "an equal content in the bucket is shared");
     let elsewhere = put(&s, "other", "x", "same", 100).await;
     assert_ne!(elsewhere.content_id, a.content_id, "another bucket's content is not");
+    // Nor another tenant's objects in the bucket (an ACL may let bob write into alice's bucket,
+    // and what he writes is his): he shares his own, not alice's.
+    let by_bob = |key: &str| {
+        let mut w = write("bkt", key, ContentSource::New(new_content("same", 100)));
+        w.meta.acl = Some(Acl { owner: "bob".into(), grants: vec![] });
+        w
+    };
+    let bobs = s.put_object(by_bob("bob/1")).await.unwrap();
+    assert_ne!(bobs.content_id, a.content_id, "alice's content is not shared with bob");
+    assert_eq!(s.put_object(by_bob("bob/2")).await.unwrap().content_id, bobs.content_id, "his own is");
+    assert_eq!(put(&s, "bkt", "alice/again", "same", 100).await.content_id, a.content_id, "and alice hers");
+    for key in ["bob/1", "bob/2", "alice/again"] {
+        s.delete_object("bkt", key).await.unwrap();
+    }
     assert_eq!(s.get_content(a.content_id).await.unwrap().unwrap().refs, 3);
     // ... nor with another ETag (a multipart upload's), or a UFile ETag or digest that
     // differs, or while its digests are pending: those get a content of their own, sharing

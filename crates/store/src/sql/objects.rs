@@ -260,7 +260,10 @@ impl ObjectStore for SqlMetaStore {
                 check_condition(txn, &w.bucket, &w.key, cond)?;
             }
             let (content_id, etag) = match &w.content {
-                ContentSource::New(c) => (content_for(txn, &w.bucket, c)?, c.etag.clone()),
+                ContentSource::New(c) => {
+                    let owner = w.meta.acl.as_ref().map(|a| a.owner.as_str());
+                    (content_for(txn, &w.bucket, owner, c)?, c.etag.clone())
+                }
                 ContentSource::Existing(id) => {
                     let etag: String =
                         query_one(txn, "SELECT etag FROM contents WHERE id = ?1", params![id], |r| r.get(0))

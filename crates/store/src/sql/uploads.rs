@@ -278,7 +278,8 @@ impl UploadStore for SqlMetaStore {
             if let Some(cond) = &cu.condition {
                 check_condition(txn, &upload.bucket, &key, cond)?;
             }
-            let content_id = content_for(txn, &upload.bucket, &content)?;
+            let owner = upload.meta.acl.as_ref().map(|a| a.owner.as_str());
+            let content_id = content_for(txn, &upload.bucket, owner, &content)?;
             let obj = set_object(
                 txn,
                 SetObject {
