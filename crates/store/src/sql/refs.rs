@@ -113,11 +113,12 @@ const EQUAL_CONTENT_CANDIDATES: usize = 4;
 /// within the noise).
 ///
 /// Only the writer's own objects count (their ACL owner; a bucket can hold other tenants'
-/// objects when its ACL lets them write): whether a write shares must not tell what another
-/// tenant holds (invariant 15). The lookup reads at most four objects and four content rows
-/// whoever owns them — a few microseconds that can depend on others' objects in a bucket
-/// they may write to, where sharing cannot. Contents of several blobs (multipart) are not
-/// looked for.
+/// objects when its ACL lets them write): a write never shares another tenant's content
+/// (invariant 15). In a bucket others write to, their objects still take part in the lookup:
+/// it reads at most four objects and four content rows whoever owns them (a few
+/// microseconds), a content is judged by one object that references it, and other owners'
+/// newer contents can use up the four steps, so that the writer's own equal content is not
+/// reached and not shared. Contents of several blobs (multipart) are not looked for.
 fn equal_content(txn: &Db, bucket: &str, owner: Option<&str>, c: &NewContent) -> StoreResult<Option<i64>> {
     let ([one], Some(digests), Some(ufile_etag)) = (c.extents.as_slice(), &c.digests, &c.ufile_etag) else {
         return Ok(None);
