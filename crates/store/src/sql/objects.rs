@@ -166,7 +166,7 @@ fn content_tx(c: &Db, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRe
 
 /// [`content_tx`] inside the caller's transaction. `with_bytes`: the bytes of a single inline
 /// extent of at most [`CONTENT_BYTES_MAX`] too.
-fn content_in(snapshot: &Db, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
+pub(crate) fn content_in(snapshot: &Db, id: i64, with_bytes: bool) -> StoreResult<Option<ContentRecord>> {
     let mut content = snapshot
         .query_row(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"), params![id], content_from_row)
         .optional()

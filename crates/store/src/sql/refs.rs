@@ -159,9 +159,7 @@ fn equal_content(txn: &Db, bucket: &str, owner: Option<&str>, c: &NewContent) ->
         if !same_owner {
             continue;
         }
-        let sql = format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1");
-        let their = query_one(txn, &sql, params![id], content_from_row).optional().map_err(backend)?;
-        let Some(their) = their else { continue };
+        let Some(their) = super::objects::content_in(txn, id, false)? else { continue };
         if their.size == c.size
             && their.etag == c.etag
             && their.digests.as_ref() == Some(digests)
