@@ -509,6 +509,16 @@ enum OnSyncFailure {
 /// checkpoint would copy them into the database file; ended, the process leaves the WAL on
 /// disk to SQLite's recovery at the next start, which keeps it up to the last commit whose
 /// frames are intact (they are checksummed in a chain). PostgreSQL stops for the same reason.
+///
+/// One syncer, not two: a second thread with its own WAL handle, so that a batch committed
+/// during an fsync need not wait for it to end (an fsync started after a commit vouches for
+/// it and every earlier one; answers kept in commit order), was no faster (2026-12-02, 4 KiB
+/// S3 PUTs of one body under every key, 16 connections, 3 interleaved runs, op/s: one syncer
+/// 5,893, 5,975, 5,962; two 5,485, 5,560, 5,982) — two fdatasyncs of one file do not overlap
+/// on this disk. Where a PUT's time in the store went then (timestamps per job and batch,
+/// 7,500 writes/s): 536 µs queued behind the running batch, 464 µs per batch of 5.3 writes,
+/// 151 µs from commit to the start of its fsync, 343 µs fsync, 168 µs from the answer to the
+/// request's task running again: 1.6 ms of the request's 2.3.
 fn sync_loop(
     mut wal: WalFile,
     committed: &mpsc::Receiver<Committed>,
