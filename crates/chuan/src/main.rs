@@ -282,28 +282,34 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// Two glibc malloc arenas per core instead of eight: each tokio worker and blocking-pool
-/// thread that allocated would otherwise keep an arena of its own, and memory freed after a
-/// burst of small requests stays resident in them. Measured with `bench/peers.sh` (ONLY=chuan,
-/// 2 rounds, 2026-12-01): with eight per core the 1 GiB PUT's peak RSS after a round of 4 KiB
-/// PUT/GET was 64.7 MiB, with two arenas in all 48.7 MiB, throughput unchanged.
+/// The most glibc malloc arenas [`limit_malloc_arenas`] allows, whatever the core count: the
+/// count measured (on 2 cores) to keep RSS where two arenas kept it.
+const MAX_MALLOC_ARENAS: usize = 8;
+
+/// Two glibc malloc arenas per core, at most [`MAX_MALLOC_ARENAS`], instead of glibc's eight
+/// per core (64-bit): each tokio worker and blocking-pool thread that allocated would
+/// otherwise keep an arena of its own, and memory freed after a burst of small requests stays
+/// resident in them. Measured with `bench/peers.sh` (ONLY=chuan, 2 rounds, 2026-12-01): with
+/// glibc's 16 arenas on 2 cores the 1 GiB PUT's peak RSS after a round of 4 KiB PUT/GET was
+/// 64.7 MiB, with two arenas in all 48.7 MiB, throughput unchanged.
 ///
 /// Why not two in all, as from then until 2026-12-02: the metadata writer thread and the
 /// runtime's workers then shared arenas, and waited for each other's arena locks (perf of
 /// 4 KiB PUTs: `__lll_lock_wait_private`/`__lll_lock_wake_private` 6.5 % of the samples).
 /// Measured on 2 cores (2026-12-02; `bench/ab.sh`'s loop with the peers harness's one body
-/// under every key, 16 connections, 5 interleaved runs each, medians, op/s): 2 arenas PUT
-/// 6,354 (5,930–6,506) and GET 19,500 (16,300–22,800); 4 arenas 7,167 (5,425–7,693) and 20,100
-/// (17,000–23,300); 8 arenas 7,322 (6,548–8,666) and 21,900 (19,600–23,700). Peak RSS the same
-/// for all three (VmHWM 48.3–49.3 MB over the small round; the 1 GiB PUT's peak after such a
-/// round in `peers.sh`: 53.6 and 55.3 MiB with 2, 54.8 with 4, 52.0 with 8). Four on 2 cores
-/// has most of the gain with half the arenas of eight. `MALLOC_ARENA_MAX` in the environment
-/// still decides.
+/// under every key, 16 connections, 5 interleaved runs each, medians, op/s): 2 arenas in all
+/// PUT 6,354 (5,930–6,506) and GET 19,500 (16,300–22,800); 4 in all 7,167 (5,425–7,693) and
+/// 20,100 (17,000–23,300); 8 in all 7,322 (6,548–8,666) and 21,900 (19,600–23,700). Peak RSS
+/// the same for all three (VmHWM 48.3–49.3 MB over the small round; the 1 GiB PUT's peak after
+/// such a round in `peers.sh`: 53.6 and 55.3 MiB with 2, 54.8 with 4, 52.0 with 8). Four on 2
+/// cores has most of the PUT gain (a quarter of the GET gain) with half the arenas of eight.
+/// The cap keeps a many-core machine from going back towards one arena per thread (RSS was
+/// measured on 2 cores only). `MALLOC_ARENA_MAX` in the environment still decides.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let arenas = i32::try_from(2 * cores).unwrap_or(i32::MAX);
+        let arenas = i32::try_from((2 * cores).min(MAX_MALLOC_ARENAS)).unwrap_or(2);
         // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
