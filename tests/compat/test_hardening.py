@@ -541,8 +541,10 @@ def test_no_counter_tells_held_content_from_unknown(server_factory):
 @pytest.mark.timing
 def test_claim_timing_does_not_reveal_content(server_factory):
     """Wrong-proof claims on content another tenant holds and on unknown content: the medians
-    of 200 interleaved samples each agree within 0.3 ms (they differed by 0.4-0.75 ms before the
-    floor; with it, 100 samples on this shared machine still wandered up to ±0.36 ms, hence 200)."""
+    of 200 interleaved samples each agree within 0.3 ms, for each step (they differed by
+    0.4-0.75 ms before the floor; with it, 100 samples on this shared machine still wandered up
+    to ±0.36 ms, hence 200). The challenge is where the server works out the proof from the
+    stored bytes, the commit where it compares a wrong one: both must look the same."""
     srv = server_factory(env={"CHUAN_PROBES_PER_SEC": "0", "CHUAN_ADDRESS_PROBES_PER_SEC": "0"})
     a, b = owner(srv), owner(srv)
     held = os.urandom(4 * MiB)
@@ -553,14 +555,17 @@ def test_claim_timing_does_not_reveal_content(server_factory):
     session.auth = b.keys
     base = srv.endpoint + "/_chuan/v1/instant/"
 
-    def sample(sha: str) -> float:
-        c = session.post(base + "challenge", json={"bucket": b.bucket, "key": "k", "size": len(held), "sha256": sha}, timeout=10)
-        cid = c.json()["challenge_id"]
+    def sample(sha: str) -> tuple[float, float]:
         t = time.perf_counter()
-        r = session.post(base + "commit", json={"challenge_id": cid, "proof": "11" * 32}, timeout=10)
-        elapsed = time.perf_counter() - t
+        c = session.post(base + "challenge", json={"bucket": b.bucket, "key": "k", "size": len(held), "sha256": sha}, timeout=10)
+        challenge = time.perf_counter() - t
+        doc = c.json()
+        assert c.status_code == 200 and doc["proof_required"] and len(doc["ranges"]) == 4, c.text
+        t = time.perf_counter()
+        r = session.post(base + "commit", json={"challenge_id": doc["challenge_id"], "proof": "11" * 32}, timeout=10)
+        commit = time.perf_counter() - t
         assert r.status_code == 200 and r.json() == {"hit": False}, r.text
-        return elapsed
+        return challenge, commit
 
     for _ in range(10):  # warm up connections and caches
         sample(held_sha), sample(unknown_sha)
@@ -568,8 +573,9 @@ def test_claim_timing_does_not_reveal_content(server_factory):
     for _ in range(200):
         h.append(sample(held_sha))
         u.append(sample(unknown_sha))
-    mh, mu = statistics.median(h), statistics.median(u)
-    assert abs(mh - mu) < 0.0003, f"median {mh * 1000:.3f} ms (held) vs {mu * 1000:.3f} ms (unknown)"
+    for step, i in (("challenge", 0), ("commit", 1)):
+        mh, mu = statistics.median(x[i] for x in h), statistics.median(x[i] for x in u)
+        assert abs(mh - mu) < 0.0003, f"{step}: median {mh * 1000:.3f} ms (held) vs {mu * 1000:.3f} ms (unknown)"
 
 
 def test_probe_limit_is_per_tenant_not_per_token(server):

@@ -123,6 +123,48 @@ pub struct Challenge {
     /// The content type the object gets on a hit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// The proof that answers this challenge, worked out when it was issued (under the lookup
+    /// floor) from whichever stored content has the digest; random when none has. Never shown
+    /// to the caller. Empty in a challenge issued by a version that did not keep it: such a
+    /// challenge is answered as before, the proof checked against the stored bytes.
+    #[serde(default, skip_serializing_if = "ExpectedProof::is_empty")]
+    pub(crate) expected: ExpectedProof,
+    /// When no proof is required: the content the caller's tenant held at issue, and the
+    /// credential that asked (its key and scope). Never shown to the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) held: Option<HeldAtIssue>,
+}
+
+/// What [`Engine::issue_challenge`] found the caller's tenant holding, within the scope of the
+/// credential that asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeldAtIssue {
+    content: i64,
+    access_key: String,
+    scope: Option<crate::access::Scope>,
+}
+
+/// The HMAC-SHA256 a right answer to a [`Challenge`] carries (32 bytes, hex in the grant's
+/// payload). Its `Debug` shows nothing, so it cannot reach a log line.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct ExpectedProof(String);
+
+impl ExpectedProof {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `mac` is this proof (constant time; false when none was kept).
+    fn matches(&self, mac: &[u8]) -> bool {
+        !self.0.is_empty() && hex::decode(&self.0).is_ok_and(|want| crate::constant_time_eq(&want, mac))
+    }
+}
+
+impl std::fmt::Debug for ExpectedProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "ExpectedProof(none)" } else { "ExpectedProof(..)" })
+    }
 }
 
 /// The outcome of answering a native challenge.
@@ -232,17 +274,27 @@ impl Engine {
                 ok
             }
             Possession::Mac { nonce, ranges, mac } => {
-                let mut h =
-                    <Hmac<Sha256> as Mac>::new_from_slice(nonce).map_err(|e| CoreError::Internal(e.to_string()))?;
-                for (offset, len) in ranges {
-                    if offset + len > content.size {
-                        return Ok(false);
-                    }
-                    h.update(&self.read_range(content, *offset, *len).await?);
-                }
-                h.verify_slice(mac).is_ok()
+                self.mac_over(content, nonce, ranges).await?.is_some_and(|want| crate::constant_time_eq(&want, mac))
             }
         })
+    }
+
+    /// HMAC-SHA256 keyed with `nonce` over `content`'s bytes at `ranges`, in order; `None` when
+    /// a range runs past its end.
+    async fn mac_over(
+        &self,
+        content: &ContentRecord,
+        nonce: &[u8],
+        ranges: &[(u64, u64)],
+    ) -> CoreResult<Option<Vec<u8>>> {
+        let mut h = <Hmac<Sha256> as Mac>::new_from_slice(nonce).map_err(|e| CoreError::Internal(e.to_string()))?;
+        for (offset, len) in ranges {
+            if offset + len > content.size {
+                return Ok(None);
+            }
+            h.update(&self.read_range(content, *offset, *len).await?);
+        }
+        Ok(Some(h.finalize().into_bytes().to_vec()))
     }
 
     /// Creates `target` sharing content granted by [`Engine::claimable_content`]: the instant
@@ -299,8 +351,7 @@ impl Engine {
         self.probe(p).await?;
         self.charge_request(p, &b).await?;
         let sha256 = sha256.to_ascii_lowercase();
-        let own = self.at_least_floor(self.own_content_now(p, "sha256", &sha256, size)).await?.is_some();
-        let (ranges, nonce) = {
+        let (ranges, nonce, decoy) = {
             let mut rng = rand::thread_rng();
             let len = CHALLENGE_RANGE_BYTES.min(size);
             let ranges: Vec<(u64, u64)> = if size == 0 {
@@ -308,8 +359,27 @@ impl Engine {
             } else {
                 (0..CHALLENGE_RANGES).map(|_| (rng.gen_range(0..=size - len), len)).collect()
             };
-            (ranges, rng.gen::<[u8; 32]>())
+            (ranges, rng.gen::<[u8; 32]>(), rng.gen::<[u8; 32]>())
         };
+        // Everything that depends on who stores the content happens here, under the floor:
+        // whether the caller's tenant holds it, and else the proof that answers the challenge,
+        // from anyone's content with this digest (a decoy no answer can match when nobody's).
+        // Step two then compares an answer with that proof and reads no content for a wrong
+        // one, so it needs no floor of its own: one floor per instant upload, not two.
+        let (held, expected) = self
+            .at_least_floor(async {
+                if let Some(own) = self.own_content_now(p, "sha256", &sha256, size).await? {
+                    let held = HeldAtIssue { content: own.0, access_key: p.access_key.clone(), scope: p.scope.clone() };
+                    return Ok::<_, CoreError>((Some(held), ExpectedProof::default()));
+                }
+                let stored = match self.meta.find_content("sha256", &sha256, size, 1).await?.first() {
+                    Some(&id) => self.mac_over(&self.content(id).await?, &nonce, &ranges).await?,
+                    None => None,
+                };
+                Ok((None, ExpectedProof(hex::encode(stored.unwrap_or_else(|| decoy.to_vec())))))
+            })
+            .await?;
+        let own = held.is_some();
         let ttl = self.config.challenge_ttl;
         let mut c = Challenge {
             id: String::new(),
@@ -323,6 +393,8 @@ impl Engine {
             proof_required: !own,
             expires_ms: chuan_store::now_ms() + ttl.as_millis() as i64,
             content_type,
+            expected,
+            held,
         };
         // Kept an hour past its expiry, so a late answer gets "expired" rather than "unknown".
         c.id = self.issue_grant(GrantKind::Challenge, &c, ttl + Duration::from_secs(3600)).await?;
@@ -344,13 +416,38 @@ impl Engine {
         if chuan_store::now_ms() > c.expires_ms {
             return Ok(ChallengeOutcome::Expired);
         }
+        // Asked by the same credential, with the same scope, that was found holding the
+        // content at issue: that decision stands, and the content is still there (a content no
+        // object refers to any more is kept for the GC grace, longer than a challenge lives),
+        // so the answer depends on nothing another tenant does and needs no lookup or floor.
+        if let Some(h) = c.held.take().filter(|h| {
+            h.access_key == p.access_key && h.scope == p.scope && self.config.challenge_ttl < self.config.gc_grace
+        }) {
+            let mut target = PutTarget::new(&c.bucket, &c.key);
+            target.meta.content_type = c.content_type.take();
+            return Ok(ChallengeOutcome::Hit(self.instant_put(p, target, HeldContent(h.content), None).await?));
+        }
+        // A right answer to the proof worked out at issue: the caller has the bytes, so the
+        // lookup that follows may take what time it takes (the content can have gone since).
+        if c.proof_required && mac.is_some_and(|m| c.expected.matches(m)) {
+            if let Some(&id) = self.meta.find_content("sha256", &c.sha256, c.size, 1).await?.first() {
+                let mut target = PutTarget::new(&c.bucket, &c.key);
+                target.meta.content_type = c.content_type.take();
+                return Ok(ChallengeOutcome::Hit(self.instant_put(p, target, HeldContent(id), None).await?));
+            }
+            return Ok(ChallengeOutcome::Miss);
+        }
+        // Every other answer (none or a wrong one to a proof, another credential of the tenant,
+        // a challenge issued by a version that kept neither) takes the floor, hit or miss: it
+        // looks the content up again, and only the floor keeps that lookup's time from telling
+        // whether anyone else holds it.
         let proof = match mac {
-            Some(m) => Possession::Mac {
+            Some(m) if c.expected.is_empty() => Possession::Mac {
                 nonce: hex::decode(&c.nonce).unwrap_or_default(),
                 ranges: c.ranges.clone(),
                 mac: m.to_vec(),
             },
-            None => Possession::None,
+            _ => Possession::None,
         };
         // Probes were counted when the challenge was issued.
         let content = self

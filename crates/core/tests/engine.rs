@@ -526,6 +526,67 @@ async fn native_challenge_is_single_use_and_checks_the_mac() {
 }
 
 #[tokio::test]
+async fn a_right_answer_takes_no_second_lookup_floor_and_the_proof_is_never_shown() {
+    use chuan_core::ChallengeOutcome;
+    use hmac::{Hmac, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    // A floor no machine's lookup comes near, so which steps wait it out shows plainly.
+    let floor = std::time::Duration::from_millis(1500);
+    let e = open_with(dir.path(), EngineConfig { min_part_size: 1024, lookup_floor: floor, ..Default::default() });
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    e.create_bucket(&bob(), "bobs", None).await.unwrap();
+    let data = pseudo_random(300_000, 9);
+    put(&e, "orig", &data).await;
+    let sha = chuan_core::hash::digest_all(&data).sha256;
+    let answer = |nonce: &str, ranges: &[(u64, u64)]| {
+        let mut h = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&hex::decode(nonce).unwrap()).unwrap();
+        for (o, l) in ranges {
+            h.update(&data[*o as usize..(*o + *l) as usize]);
+        }
+        h.finalize().into_bytes().to_vec()
+    };
+    // A wrong answer waits out the floor, like every miss.
+    let c = e.issue_challenge(&bob(), "bobs", "y", 300_000, &sha).await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&[7; 32])).await.unwrap(), ChallengeOutcome::Miss));
+    assert!(started.elapsed() >= floor, "a wrong answer came back before the floor");
+    // The challenge's lookup waits it out; a right answer does not wait a second time.
+    let started = std::time::Instant::now();
+    let c = e.issue_challenge(&bob(), "bobs", "x", 300_000, &sha).await.unwrap();
+    assert!(started.elapsed() >= floor, "the challenge's lookup answered before the floor");
+    let right = answer(&c.nonce, &c.ranges);
+    assert!(!format!("{c:?}").contains(&hex::encode(&right)), "the expected proof shows in Debug: {c:?}");
+    let started = std::time::Instant::now();
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Hit(_)));
+    assert!(started.elapsed() < floor, "a right answer waited out a second floor ({:?})", started.elapsed());
+    // Bob's tenant holds it now: no proof, and no second floor for the credential that asked;
+    // another credential of the tenant (a narrower scope, say) is looked up again, floored.
+    let c = e.issue_challenge(&bob(), "bobs", "own", 300_000, &sha).await.unwrap();
+    assert!(!c.proof_required && c.ranges.is_empty());
+    let started = std::time::Instant::now();
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, None).await.unwrap(), ChallengeOutcome::Hit(_)));
+    assert!(started.elapsed() < floor, "the owner's answer waited out a second floor ({:?})", started.elapsed());
+    let c = e.issue_challenge(&bob(), "bobs", "own2", 300_000, &sha).await.unwrap();
+    let started = std::time::Instant::now();
+    let other_key = Principal::of_tenant("bob", "bob-other-key");
+    assert!(matches!(e.answer_challenge(&other_key, &c.id, None).await.unwrap(), ChallengeOutcome::Hit(_)));
+    assert!(started.elapsed() >= floor, "another credential's answer skipped the floor");
+    // Content gone between the two steps: a right answer is a miss, and nothing is created.
+    e.delete_object(&bob(), "bobs", "own").await.unwrap();
+    e.delete_object(&bob(), "bobs", "own2").await.unwrap();
+    let carol = Principal::of_tenant("carol", "carol-key");
+    e.create_bucket(&carol, "carols", None).await.unwrap();
+    let c = e.issue_challenge(&carol, "carols", "z", 300_000, &sha).await.unwrap();
+    assert!(c.proof_required);
+    let right = answer(&c.nonce, &c.ranges);
+    e.delete_object(&alice(), "bkt", "orig").await.unwrap();
+    e.delete_object(&bob(), "bobs", "x").await.unwrap();
+    e.gc(Duration::ZERO).await.unwrap();
+    assert!(matches!(e.answer_challenge(&carol, &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Miss));
+    assert!(e.head_object(&carol, "carols", "z").await.is_err());
+}
+
+#[tokio::test]
 async fn existence_probes_are_rate_limited_per_tenant_whatever_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
