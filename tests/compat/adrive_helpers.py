@@ -711,6 +711,9 @@ def check_challenge(r: requests.Response, size: int, ttl_ms: int = 60_000) -> di
     assert r.status_code == 200, f"challenge: HTTP {r.status_code} {r.text[:500]}"
     c = r.json()
     now_ms = int(time.time() * 1000)
+    # Exactly these: the proof the server works out at issue (and anything else it keeps with
+    # the challenge) must never reach the caller.
+    assert set(c) == {"challenge_id", "proof_required", "nonce", "ranges", "expires_at"}, c
     assert isinstance(c.get("challenge_id"), str) and c["challenge_id"], c
     assert isinstance(c.get("proof_required"), bool), c
     nonce = c.get("nonce")

@@ -129,19 +129,6 @@ pub struct Challenge {
     /// challenge is answered as before, the proof checked against the stored bytes.
     #[serde(default, skip_serializing_if = "ExpectedProof::is_empty")]
     pub(crate) expected: ExpectedProof,
-    /// When no proof is required: the content the caller's tenant held at issue, and the
-    /// credential that asked (its key and scope). Never shown to the caller.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) held: Option<HeldAtIssue>,
-}
-
-/// What [`Engine::issue_challenge`] found the caller's tenant holding, within the scope of the
-/// credential that asked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct HeldAtIssue {
-    content: i64,
-    access_key: String,
-    scope: Option<crate::access::Scope>,
 }
 
 /// The HMAC-SHA256 a right answer to a [`Challenge`] carries (32 bytes, hex in the grant's
@@ -297,6 +284,26 @@ impl Engine {
         Ok(Some(h.finalize().into_bytes().to_vec()))
     }
 
+    /// The answer to a challenge (`nonce`, `ranges`) from anyone's stored content with this
+    /// digest and size; `None` when nobody's. A failure on the way (the content deleted between
+    /// the lookup and the read, a blob store that does not answer) is `None` too and logged for
+    /// the operator only: an error in the caller's answer would tell that someone holds it.
+    async fn stored_proof(&self, sha256: &str, size: u64, nonce: &[u8], ranges: &[(u64, u64)]) -> Option<Vec<u8>> {
+        let found = async {
+            let Some(&id) = self.meta.find_content("sha256", sha256, size, 1).await?.first() else {
+                return Ok(None);
+            };
+            self.mac_over(&self.content(id).await?, nonce, ranges).await
+        };
+        match found.await {
+            Ok(proof) => proof,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not work out the answer to an instant-upload challenge; answering as if nobody held the content");
+                None
+            }
+        }
+    }
+
     /// Creates `target` sharing content granted by [`Engine::claimable_content`]: the instant
     /// upload itself, no bytes received.
     pub async fn instant_put(
@@ -366,20 +373,15 @@ impl Engine {
         // from anyone's content with this digest (a decoy no answer can match when nobody's).
         // Step two then compares an answer with that proof and reads no content for a wrong
         // one, so it needs no floor of its own: one floor per instant upload, not two.
-        let (held, expected) = self
+        let (own, expected) = self
             .at_least_floor(async {
-                if let Some(own) = self.own_content_now(p, "sha256", &sha256, size).await? {
-                    let held = HeldAtIssue { content: own.0, access_key: p.access_key.clone(), scope: p.scope.clone() };
-                    return Ok::<_, CoreError>((Some(held), ExpectedProof::default()));
+                if self.own_content_now(p, "sha256", &sha256, size).await?.is_some() {
+                    return Ok::<_, CoreError>((true, ExpectedProof::default()));
                 }
-                let stored = match self.meta.find_content("sha256", &sha256, size, 1).await?.first() {
-                    Some(&id) => self.mac_over(&self.content(id).await?, &nonce, &ranges).await?,
-                    None => None,
-                };
-                Ok((None, ExpectedProof(hex::encode(stored.unwrap_or_else(|| decoy.to_vec())))))
+                let stored = self.stored_proof(&sha256, size, &nonce, &ranges).await;
+                Ok((false, ExpectedProof(hex::encode(stored.unwrap_or_else(|| decoy.to_vec())))))
             })
             .await?;
-        let own = held.is_some();
         let ttl = self.config.challenge_ttl;
         let mut c = Challenge {
             id: String::new(),
@@ -394,7 +396,6 @@ impl Engine {
             expires_ms: chuan_store::now_ms() + ttl.as_millis() as i64,
             content_type,
             expected,
-            held,
         };
         // Kept an hour past its expiry, so a late answer gets "expired" rather than "unknown".
         c.id = self.issue_grant(GrantKind::Challenge, &c, ttl + Duration::from_secs(3600)).await?;
@@ -416,17 +417,6 @@ impl Engine {
         if chuan_store::now_ms() > c.expires_ms {
             return Ok(ChallengeOutcome::Expired);
         }
-        // Asked by the same credential, with the same scope, that was found holding the
-        // content at issue: that decision stands, and the content is still there (a content no
-        // object refers to any more is kept for the GC grace, longer than a challenge lives),
-        // so the answer depends on nothing another tenant does and needs no lookup or floor.
-        if let Some(h) = c.held.take().filter(|h| {
-            h.access_key == p.access_key && h.scope == p.scope && self.config.challenge_ttl < self.config.gc_grace
-        }) {
-            let mut target = PutTarget::new(&c.bucket, &c.key);
-            target.meta.content_type = c.content_type.take();
-            return Ok(ChallengeOutcome::Hit(self.instant_put(p, target, HeldContent(h.content), None).await?));
-        }
         // A right answer to the proof worked out at issue: the caller has the bytes, so the
         // lookup that follows may take what time it takes (the content can have gone since).
         if c.proof_required && mac.is_some_and(|m| c.expected.matches(m)) {
@@ -437,10 +427,12 @@ impl Engine {
             }
             return Ok(ChallengeOutcome::Miss);
         }
-        // Every other answer (none or a wrong one to a proof, another credential of the tenant,
-        // a challenge issued by a version that kept neither) takes the floor, hit or miss: it
-        // looks the content up again, and only the floor keeps that lookup's time from telling
-        // whether anyone else holds it.
+        // Every other answer (none or a wrong one, to a challenge that needs no proof, or one
+        // issued by a version that kept no proof) takes the floor, hit or miss: it looks the
+        // content up again, and only the floor keeps that lookup's time from telling whether
+        // anyone else holds it. (A challenge that needs no proof is not committed on what its
+        // issue found: the caller's object may be gone since, and on SQLite the content's id
+        // taken by other bytes.)
         let proof = match mac {
             Some(m) if c.expected.is_empty() => Possession::Mac {
                 nonce: hex::decode(&c.nonce).unwrap_or_default(),
