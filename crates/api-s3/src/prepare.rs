@@ -307,10 +307,11 @@ pub(crate) async fn sigv2_bucket_path<B>(engine: &Engine, req: &mut Request<B>, 
     }
 }
 
-/// A request id in S3's form: 16 upper-case hex digits.
+/// A request id in S3's form: 16 upper-case hex digits, from the thread's seeded RNG (a UUID
+/// cut to 16 digits, as before, asked the kernel for randomness on every request: 1.8 % of a
+/// 4 KiB GET's CPU in perf, 2026-12-03).
 pub(crate) fn new_request_id() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string().to_ascii_uppercase();
-    id[..16].to_owned()
+    format!("{:016X}", rand::random::<u64>())
 }
 
 #[cfg(test)]

@@ -1500,6 +1500,7 @@ pub async fn inline_blobs(s: Store) {
     let (e, exactly) = put_inline("exactly", 8, 128 << 10).await;
     let ec = s.get_content_with_bytes(e.content_id).await.unwrap().unwrap();
     assert_eq!(ec.extents[0].data.as_deref(), Some(exactly));
+    assert_eq!(s.get_object_for_read("bkt", "exactly").await.unwrap(), Some((e.clone(), ec.clone())));
     for k in ["large", "exactly"] {
         s.delete_object("bkt", k).await.unwrap();
     }
@@ -1539,6 +1540,11 @@ pub async fn inline_blobs(s: Store) {
     assert!(s.list_parts("u1", 0, 10).await.unwrap().is_empty(), "completed");
     let bc = s.get_content_with_bytes(big.content_id).await.unwrap().unwrap();
     assert_eq!(bc.extents.iter().map(|e| (e.inline, e.data.is_some())).collect::<Vec<_>>(), [(true, false); 2]);
+    // Nor does a GET's read: only a content of one inline blob comes with its bytes.
+    assert_eq!(s.get_object_for_read("bkt", "big").await.unwrap(), Some((big.clone(), bc.clone())));
+    // A file blob's content comes without bytes (none are kept inline under its id).
+    let (fo, fcr) = s.get_object_for_read("bkt", "file2").await.unwrap().unwrap();
+    assert_eq!((fo, fcr), (f.clone(), fc.clone()));
     assert_eq!(s.inline_blob(&digests("p2").sha256).await.unwrap().as_deref(), Some(&b"two!"[..]));
 
     // Freed with the row once unreferenced and past the cutoff.

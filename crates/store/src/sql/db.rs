@@ -37,7 +37,7 @@ impl Dialect {
         }
     }
 
-    /// The text at a `$.a.b` path of a JSON text column (SQL NULL when absent).
+    /// The text at a `$.a.b` (or `$[0].b`) path of a JSON text column (SQL NULL when absent).
     pub(crate) fn json_text(self, col: &str, path: &str) -> String {
         match self {
             Dialect::Sqlite => format!("json_extract({col}, '{path}')"),
@@ -63,9 +63,10 @@ impl Dialect {
     }
 }
 
-/// `$.a.b` as PostgreSQL's path array `{a,b}`.
+/// `$.a.b` as PostgreSQL's path array `{a,b}`; `$[0].b` as `{0,b}`.
 fn json_steps(path: &str) -> String {
-    format!("{{{}}}", path.trim_start_matches("$.").replace('.', ","))
+    let dotted = path.trim_start_matches('$').replace('[', ".").replace(']', "");
+    format!("{{{}}}", dotted.trim_start_matches('.').replace('.', ","))
 }
 
 /// A PostgreSQL connection with its statement cache (statements are prepared once per
@@ -398,5 +399,12 @@ mod tests {
             super::numbered_params("SELECT ?1, ?12 WHERE a = '$.x' AND b = ? AND c = ?1"),
             ("SELECT $1, $12 WHERE a = '$.x' AND b = ? AND c = $1".to_owned(), vec![1, 12, 1])
         );
+    }
+
+    #[test]
+    fn json_paths_become_postgres_path_arrays() {
+        assert_eq!(super::json_steps("$.acl.owner"), "{acl,owner}");
+        assert_eq!(super::json_steps("$[0].blob"), "{0,blob}");
+        assert_eq!(super::json_steps("$.a[2].b"), "{a,2,b}");
     }
 }

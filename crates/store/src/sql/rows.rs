@@ -68,18 +68,32 @@ pub(crate) fn credential_from_row(r: &DbRow<'_>) -> rusqlite::Result<CredentialR
 
 pub(crate) const OBJECT_COLS: &str = "bucket, key, content, size, etag, modified, meta, id, created";
 
+/// How many columns [`OBJECT_COLS`] names.
+pub(crate) const OBJECT_COL_COUNT: usize = 9;
+
 pub(crate) fn object_from_row(row: &DbRow<'_>) -> rusqlite::Result<ObjectRecord> {
+    object_from_row_at(row, 0)
+}
+
+/// An object from [`OBJECT_COLS`] starting at column `at` of a wider row (a join).
+pub(crate) fn object_from_row_at(row: &DbRow<'_>, at: usize) -> rusqlite::Result<ObjectRecord> {
     Ok(ObjectRecord {
-        id: row.get(7)?,
-        bucket: row.get(0)?,
-        key: row.get(1)?,
-        content_id: row.get(2)?,
-        size: row.get::<i64>(3)? as u64,
-        etag: row.get(4)?,
-        modified_ms: row.get(5)?,
-        created_ms: row.get(8)?,
-        meta: from_json(&row.get::<String>(6)?)?,
+        id: row.get(at + 7)?,
+        bucket: row.get(at)?,
+        key: row.get(at + 1)?,
+        content_id: row.get(at + 2)?,
+        size: row.get::<i64>(at + 3)? as u64,
+        etag: row.get(at + 4)?,
+        modified_ms: row.get(at + 5)?,
+        created_ms: row.get(at + 8)?,
+        meta: from_json(&row.get::<String>(at + 6)?)?,
     })
+}
+
+/// `cols` (a list such as [`OBJECT_COLS`]) with each column qualified by a table alias:
+/// `qualified("a, b", "o")` is `"o.a, o.b"`.
+pub(crate) fn qualified(cols: &str, alias: &str) -> String {
+    cols.split(',').map(|c| format!("{alias}.{}", c.trim())).collect::<Vec<_>>().join(", ")
 }
 
 /// A new object id: 40 hex digits, the shape of Aliyun Drive file ids.
@@ -89,16 +103,24 @@ pub(crate) fn new_object_id() -> String {
 
 pub(crate) const CONTENT_COLS: &str = "id, size, refs, etag, digests, extents, ufile_etag";
 
+/// How many columns [`CONTENT_COLS`] names.
+pub(crate) const CONTENT_COL_COUNT: usize = 7;
+
 pub(crate) fn content_from_row(row: &DbRow<'_>) -> rusqlite::Result<ContentRecord> {
-    let digests: Option<String> = row.get(4)?;
+    content_from_row_at(row, 0)
+}
+
+/// A content from [`CONTENT_COLS`] starting at column `at` of a wider row (a join).
+pub(crate) fn content_from_row_at(row: &DbRow<'_>, at: usize) -> rusqlite::Result<ContentRecord> {
+    let digests: Option<String> = row.get(at + 4)?;
     Ok(ContentRecord {
-        id: row.get(0)?,
-        size: row.get::<i64>(1)? as u64,
-        refs: row.get(2)?,
-        etag: row.get(3)?,
+        id: row.get(at)?,
+        size: row.get::<i64>(at + 1)? as u64,
+        refs: row.get(at + 2)?,
+        etag: row.get(at + 3)?,
         digests: digests.map(|d| from_json(&d)).transpose()?,
-        extents: from_json(&row.get::<String>(5)?)?,
-        ufile_etag: row.get(6)?,
+        extents: from_json(&row.get::<String>(at + 5)?)?,
+        ufile_etag: row.get(at + 6)?,
     })
 }
 
