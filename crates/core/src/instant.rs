@@ -417,40 +417,35 @@ impl Engine {
         if chuan_store::now_ms() > c.expires_ms {
             return Ok(ChallengeOutcome::Expired);
         }
-        // A right answer to the proof worked out at issue: the caller has the bytes, so the
-        // lookup that follows may take what time it takes (the content can have gone since).
-        if c.proof_required && mac.is_some_and(|m| c.expected.matches(m)) {
-            if let Some(&id) = self.meta.find_content("sha256", &c.sha256, c.size, 1).await?.first() {
-                let mut target = PutTarget::new(&c.bucket, &c.key);
-                target.meta.content_type = c.content_type.take();
-                return Ok(ChallengeOutcome::Hit(self.instant_put(p, target, HeldContent(id), None).await?));
-            }
-            return Ok(ChallengeOutcome::Miss);
-        }
-        // Every other answer (none or a wrong one, to a challenge that needs no proof, or one
-        // issued by a version that kept no proof) takes the floor, hit or miss: it looks the
-        // content up again, and only the floor keeps that lookup's time from telling whether
-        // anyone else holds it. (A challenge that needs no proof is not committed on what its
-        // issue found: the caller's object may be gone since, and on SQLite the content's id
-        // taken by other bytes.)
-        let proof = match mac {
-            Some(m) if c.expected.is_empty() => Possession::Mac {
-                nonce: hex::decode(&c.nonce).unwrap_or_default(),
-                ranges: c.ranges.clone(),
-                mac: m.to_vec(),
-            },
-            _ => Possession::None,
-        };
-        // Probes were counted when the challenge was issued.
-        let content = self
-            .at_least_floor(async {
+        let content = if c.proof_required && mac.is_some_and(|m| c.expected.matches(m)) {
+            // A right answer to the proof worked out at issue: the caller has the bytes, so
+            // this lookup may take what time it takes (the content can have gone since).
+            self.meta.find_content("sha256", &c.sha256, c.size, 1).await?.first().map(|&id| HeldContent(id))
+        } else {
+            // Every other answer (none or a wrong one, to a challenge that needs no proof, or
+            // one issued by a version that kept no proof) takes the floor, hit or miss: it looks
+            // the content up again, and only the floor keeps that lookup's time from telling
+            // whether anyone else holds it. (A challenge that needs no proof is not committed on
+            // what its issue found: the caller's object may be gone since, and on SQLite the
+            // content's id taken by other bytes.)
+            let proof = match mac {
+                Some(m) if c.expected.is_empty() => Possession::Mac {
+                    nonce: hex::decode(&c.nonce).unwrap_or_default(),
+                    ranges: c.ranges.clone(),
+                    mac: m.to_vec(),
+                },
+                _ => Possession::None,
+            };
+            // Probes were counted when the challenge was issued.
+            self.at_least_floor(async {
                 Ok::<_, CoreError>(match self.own_content_now(p, "sha256", &c.sha256, c.size).await? {
                     Some(id) => Some(id),
                     None if c.proof_required => self.proven_content("sha256", &c.sha256, c.size, &proof).await?,
                     None => None,
                 })
             })
-            .await?;
+            .await?
+        };
         let Some(held) = content else { return Ok(ChallengeOutcome::Miss) };
         let mut target = PutTarget::new(&c.bucket, &c.key);
         target.meta.content_type = c.content_type.take();

@@ -171,12 +171,19 @@ pub(crate) fn content_in(snapshot: &Db, id: i64, with_bytes: bool) -> StoreResul
         .query_row(&format!("SELECT {CONTENT_COLS} FROM contents WHERE id = ?1"), params![id], content_from_row)
         .optional()
         .map_err(backend)?;
-    if let (true, Some([e])) = (with_bytes, content.as_mut().map(|c| c.extents.as_mut_slice())) {
-        if e.inline && e.size <= CONTENT_BYTES_MAX {
-            e.data = inline_data(snapshot, &e.blob)?;
-        }
+    if let (true, Some(e)) = (with_bytes, content.as_mut().and_then(bytes_travel_with)) {
+        e.data = inline_data(snapshot, &e.blob)?;
     }
     Ok(content)
+}
+
+/// The extent whose bytes a content read brings along: the only one, when it is inline and at
+/// most [`CONTENT_BYTES_MAX`].
+fn bytes_travel_with(content: &mut ContentRecord) -> Option<&mut Extent> {
+    match content.extents.as_mut_slice() {
+        [e] if e.inline && e.size <= CONTENT_BYTES_MAX => Some(e),
+        _ => None,
+    }
 }
 
 /// The object at (bucket, key) with its content and, for a content of one inline blob, that
@@ -207,10 +214,8 @@ pub(crate) fn object_for_read(c: &Db, bucket: &str, key: &str) -> StoreResult<Op
         }
         let mut content = content_from_row_at(r, OBJECT_COL_COUNT)?;
         let data: Option<Vec<u8>> = r.get(OBJECT_COL_COUNT + CONTENT_COL_COUNT)?;
-        if let ([e], Some(d)) = (content.extents.as_mut_slice(), data) {
-            if e.inline && e.size <= CONTENT_BYTES_MAX {
-                e.data = Some(Bytes::from(d));
-            }
+        if let (Some(e), Some(d)) = (bytes_travel_with(&mut content), data) {
+            e.data = Some(Bytes::from(d));
         }
         Ok((o, Some(content)))
     })

@@ -174,3 +174,15 @@ pub(crate) fn bucket_from_row(r: &DbRow<'_>) -> rusqlite::Result<BucketRecord> {
 pub(crate) fn grant_from_row(r: &DbRow<'_>, kind: GrantKind) -> rusqlite::Result<GrantRecord> {
     Ok(GrantRecord { kind, id: r.get(0)?, payload: r.get(1)?, expires_ms: r.get(2)?, used: r.get(3)? })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_counts_match_the_column_lists() {
+        assert_eq!(OBJECT_COLS.split(',').count(), OBJECT_COL_COUNT);
+        assert_eq!(CONTENT_COLS.split(',').count(), CONTENT_COL_COUNT);
+        assert_eq!(qualified("a, b", "o"), "o.a, o.b");
+    }
+}
