@@ -3,6 +3,8 @@
 //! character is kept, never a panic), names and values as UTF-8 (invalid sequences replaced),
 //! and `+` read as a space or kept literal as the caller's protocol says.
 
+use std::borrow::Cow;
+
 /// How a `+` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plus {
@@ -32,19 +34,22 @@ impl Wire {
 
     /// A query string's pairs, each decoded once by this protocol's rule.
     pub fn query(&self, raw: Option<&str>) -> Query {
-        let pairs = raw
-            .unwrap_or("")
-            .split('&')
-            .filter(|s| !s.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                let name = decode(k, self.plus);
-                let plus = if self.raw_params.contains(&name.as_str()) { Plus::Literal } else { self.plus };
-                let value = decode(v, plus);
-                (name, value)
-            })
-            .collect();
-        Query(pairs)
+        Query(self.pairs(raw.unwrap_or("")).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+    }
+
+    /// The same pairs as [`Wire::query`], in order, decoded as they are reached; a component
+    /// with nothing to decode is borrowed from `raw`, not copied. For hot paths that look at a
+    /// few parameters of every request (a presigned URL's expiry): decoding and copying a whole
+    /// query for that was ~3 % of a presigned 4 KiB GET's CPU (perf, 2026-12-03).
+    pub fn pairs<'a>(&self, raw: &'a str) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + 'a {
+        let rule = *self;
+        raw.split('&').filter(|s| !s.is_empty()).map(move |kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let name = decode_cow(k, rule.plus);
+            let plus = if rule.raw_params.contains(&name.as_ref()) { Plus::Literal } else { rule.plus };
+            let value = decode_cow(v, plus);
+            (name, value)
+        })
     }
 
     /// An `application/x-www-form-urlencoded` body's pairs (the query rule applies).
@@ -68,6 +73,16 @@ impl Wire {
 /// Decodes `%XX` escapes (invalid ones are kept as they are).
 pub fn percent_decode(s: &str) -> String {
     decode(s, Plus::Literal)
+}
+
+/// [`decode`], borrowing `s` when there is nothing in it to decode.
+pub fn decode_cow(s: &str, plus: Plus) -> Cow<'_, str> {
+    let plain = !s.bytes().any(|b| b == b'%' || (b == b'+' && plus == Plus::Space));
+    if plain {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(decode(s, plus))
+    }
 }
 
 /// Decodes one query or form component.
@@ -179,6 +194,21 @@ mod tests {
         assert_eq!((q.get("prefix"), q.get("flag"), q.get("k")), (Some("a b"), Some(""), Some("&")));
         assert!(q.has("flag") && !q.has("nope"));
         assert_eq!(percent_encode("a b/c+d~"), "a%20b%2Fc%2Bd~");
+    }
+
+    #[test]
+    fn pairs_read_as_the_query_does_and_borrow_what_is_plain() {
+        const W: Wire = Wire::new(Plus::Space, &["sign"]);
+        for raw in ["", "a=1&&b", "x=a+b&sign=a+b%2B&k%3D=%26&%=%zz&e=%e4%b8%ad", "=v&k=&k=2", "%ff=+"] {
+            let lazy: Vec<(String, String)> = W.pairs(raw).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            assert_eq!(lazy, W.query(Some(raw)).0, "{raw}");
+        }
+        let borrowed = |c: &Cow<'_, str>| matches!(c, Cow::Borrowed(_));
+        let got: Vec<_> = W.pairs("X-Amz-Expires=60&n=a+b&sign=a+b&p=%2F").collect();
+        assert!(borrowed(&got[0].0) && borrowed(&got[0].1));
+        assert!(!borrowed(&got[1].1), "a + read as a space is decoded");
+        assert!(borrowed(&got[2].1), "a raw parameter's + stays");
+        assert_eq!(got[3].1, "/");
     }
 
     #[test]

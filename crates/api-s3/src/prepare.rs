@@ -166,15 +166,7 @@ pub(crate) fn presigned_refusal<B>(req: &Request<B>) -> Option<Response<s3s::Bod
     if !query.contains("X-Amz-Signature") && !query.contains("X-Amz-Algorithm") {
         return None;
     }
-    let q = crate::WIRE.query(Some(query));
-    let get = |name: &str| q.get(name);
-    if !q.has("X-Amz-Signature") && !q.has("X-Amz-Credential") {
-        return None;
-    }
-    let refuse = |message: &str| {
-        Some(crate::service::xml_error(StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError", message))
-    };
-    let required = [
+    const REQUIRED: [&str; 6] = [
         "X-Amz-Algorithm",
         "X-Amz-Credential",
         "X-Amz-Signature",
@@ -182,13 +174,27 @@ pub(crate) fn presigned_refusal<B>(req: &Request<B>) -> Option<Response<s3s::Bod
         "X-Amz-SignedHeaders",
         "X-Amz-Expires",
     ];
-    if required.iter().any(|r| get(r).is_none()) {
+    // The first value of each (as `Query::get` reads it), decoded only where it needs to be:
+    // this runs on every presigned request.
+    let mut found: [Option<std::borrow::Cow<'_, str>>; 6] = Default::default();
+    for (name, value) in crate::WIRE.pairs(query) {
+        if let Some(i) = REQUIRED.iter().position(|r| *r == name) {
+            found[i].get_or_insert(value);
+        }
+    }
+    let [_, credential, signature, _, _, expires] = &found;
+    if signature.is_none() && credential.is_none() {
+        return None;
+    }
+    let refuse = |message: &str| {
+        Some(crate::service::xml_error(StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError", message))
+    };
+    let Some(expires) = expires.as_deref().filter(|_| found.iter().all(Option::is_some)) else {
         return refuse(
             "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, \
              X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.",
         );
-    }
-    let expires = get("X-Amz-Expires").unwrap_or_default();
+    };
     match expires.parse::<i64>() {
         Err(_) => refuse("X-Amz-Expires should be a number"),
         // A URL whose validity ended before it was signed has expired (as S3-compatible
@@ -342,6 +348,12 @@ mod tests {
             assert_eq!(r.status().as_u16(), status, "{bad}");
         }
         assert!(presigned_refusal(&url(base)).is_some(), "X-Amz-Expires is required");
+        // Names are read decoded; the first of a repeated parameter counts (as `Query::get`).
+        assert!(presigned_refusal(&url(&format!("{base}&X%2DAmz-Expires=60"))).is_none(), "an encoded name");
+        let r = presigned_refusal(&url(&format!("{base}&X%2DAmz-Expires=604801"))).expect("an encoded name");
+        assert_eq!(r.status().as_u16(), 400);
+        assert!(presigned_refusal(&url(&format!("{base}&X-Amz-Expires=60&X-Amz-Expires=604801"))).is_none());
+        assert!(presigned_refusal(&url(&format!("{base}&X-Amz-Expires=%36%30"))).is_none(), "a value is decoded");
         assert!(presigned_refusal(&url("list-type=2")).is_none());
     }
 }
