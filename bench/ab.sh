@@ -9,10 +9,10 @@
 # Each run starts BINARY on a fresh data dir and a free loopback port (rate limits off, as in
 # run.sh), creates bucket `bench` and runs s3bench.sh's small phase: PUT for SMALL_SECS, then
 # GET of the keys written for SMALL_SECS, SMALL_CONC connections. REPS rounds, the builds in
-# the same order each round. Prints every run as it ends (with the server's and wrk's CPU, to
-# tell a server limit from a client one) and the median, min and max per build. A change
-# worth keeping shows in the medians of interleaved runs, not in one pair: the machine is
-# shared and noisy (runs of one build vary by ±20 %).
+# the same order each round. Prints every run as it ends (the server's peak RSS, and the
+# server's and wrk's CPU, to tell a server limit from a client one) and the median, min and
+# max per build. A change worth keeping shows in the medians of interleaved runs, not in one
+# pair: the machine is shared and noisy (runs of one build vary by ±20 %).
 #
 # Knobs (env): REPS=3  SMALL_SECS=8  SMALL_CONC=16  SMALL_SIZE=4096  PYTHON=.venv/bin/python
 #   OUTDIR=/tmp/chuan-ab/<utc>
@@ -43,11 +43,12 @@ trap bench_unique_cleanup EXIT
 one() {  # name binary round
   local name=$1 bin=$2 round=$3 log="$OUTDIR/$1-$3.log"
   bench_unique_small "$bin" "$log"
-  local put get
+  local put get rss
   put=$(awk '$1 == "RESULT" && $3 == "put4k_ops" { print $4; exit }' "$log")
   get=$(awk '$1 == "RESULT" && $3 == "get4k_ops" { print $4; exit }' "$log")
-  printf '%s\tput4k_ops\t%s\n%s\tget4k_ops\t%s\n' "$name" "$put" "$name" "$get" >> "$RESULTS"
-  printf 'round %s %-10s PUT %9s op/s  GET %9s op/s  | %s\n' "$round" "$name" "$put" "$get" \
+  rss=$(awk '$1 == "RESULT" && $3 == "peak_rss_MiB" { print $4; exit }' "$log")
+  printf '%s\tput4k_ops\t%s\n%s\tget4k_ops\t%s\n%s\tpeak_rss_MiB\t%s\n' "$name" "$put" "$name" "$get" "$name" "$rss" >> "$RESULTS"
+  printf 'round %s %-10s PUT %9s op/s  GET %9s op/s  RSS %5s MiB | %s\n' "$round" "$name" "$put" "$get" "$rss" \
     "$(grep -o 'get4k: wrk cpu.*' "$log" | head -1 | sed 's/get4k: //')"
 }
 

@@ -45,7 +45,8 @@ bench_wait_port() {  # name port pid log
 # One run of s3bench.sh's small phase against a fresh Chuan, every PUT body different
 # (uniqueobj.lua): starts BINARY on a new data dir and a free loopback port with the rate
 # limits off and the extra environment given, creates bucket `bench`, writes s3bench's output
-# to LOG and the server's to LOG.server, stops the server and deletes the dir. BENCH_PID and
+# to LOG and the server's to LOG.server, appends the server's peak RSS over the run to LOG
+# (`RESULT chuan peak_rss_MiB`), stops the server and deletes the dir. BENCH_PID and
 # BENCH_WORK name the server and the dir while it runs (for the caller's exit trap). Reads
 # PYTHON and s3bench's SMALL_* knobs (SMALL_SIZE, SMALL_SECS, SMALL_CONC, SMALL_URLS).
 bench_unique_small() {  # binary log [VAR=value ...]
@@ -66,6 +67,7 @@ bench_unique_small() {  # binary log [VAR=value ...]
     BUCKET=bench SERVER_PID=$BENCH_PID PYTHON=$PYTHON LIMITS=0 PHASES=small CLEANUP=none \
     WRK_SCRIPT="$here/uniqueobj.lua" BENCH_WORKDIR="$BENCH_WORK/bench" \
     bash "$here/s3bench.sh" > "$log" 2>&1 || die "s3bench failed (see $log)"
+  awk '$1 == "VmHWM:" { printf "RESULT chuan peak_rss_MiB %.1f\n", $2 / 1024 }' "/proc/$BENCH_PID/status" >> "$log"
   kill -TERM "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
   rm -rf -- "$BENCH_WORK"; BENCH_WORK=
 }
