@@ -120,18 +120,19 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// A connection that only reads (a reader thread's, a lookup's, the checkpointer's), with a
-/// page cache of [`READER_CACHE_KIB`].
+/// A connection that runs no writes of the store's (a reader thread's, a lookup's, the
+/// checkpointer's, which only copies committed WAL pages), with a page cache of
+/// [`READER_CACHE_KIB`].
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = open_conn(path)?;
     conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
     Ok(conn)
 }
 
-/// Pages each reading connection caches (negative: KiB). There are 13 or more of them
-/// ([`READERS`], the lookups, the checkpointer), and each one's cache holds a copy of pages
-/// the kernel's page cache holds anyway; 1 MiB keeps the interior pages of the indexes a read
-/// descends (the leaf a random read lands on is rarely hit again). Measured with `REPS=3
+/// Pages each such connection caches (negative: KiB). There are [`READERS`], two lookup
+/// connections per core (up to 16) and the checkpointer's (13 on two cores), and each one's
+/// cache holds a copy of pages the kernel's page cache holds anyway; 1 MiB keeps the interior
+/// pages of the indexes a read descends (the leaf a random read lands on is rarely hit again). Measured with `REPS=3
 /// SMALL_SECS=10 bench/ab.sh` (2026-12-04, medians): SQLite's default (2 MiB) 5,616 PUT/s,
 /// 39,672 GET/s, server peak RSS 46.8 MiB; 1 MiB 5,780, 40,347, 38.3 MiB.
 const READER_CACHE_KIB: i64 = 1 << 10;
