@@ -597,8 +597,9 @@ def test_probe_limit_is_per_tenant_not_per_token(server):
         return r.status_code
 
     first = with_token(uf, create_token(uf, ALL_OPS, [""], [uf.bucket]))
-    # A burst of 50, 20 a second after that. Each lookup takes at least the server's lookup
-    # floor (10 ms, 100 ms with blobs in S3), so probes go 8 at a time to outrun the refill.
+    # A burst of 50, 20 a second after that. A miss takes at least the server's lookup floor
+    # (10 ms, 100 ms with blobs in S3) and a hit less, so probes go 8 at a time to outrun the
+    # refill whichever they are.
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: hit(first), range(120)))
     assert results.count(404) > 0, "120 probes, 8 at a time, were never limited"

@@ -118,9 +118,10 @@ pub struct ServeLimits {
     #[arg(long, env = "CHUAN_INLINE_MAX_BYTES", default_value_t = chuan_core::DEFAULT_INLINE_MAX,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=chuan_core::INLINE_MAX_LIMIT as u64))]
     pub inline_max_bytes: usize,
-    /// How long every instant-upload lookup takes at least, hit or miss, in milliseconds, so
+    /// How long every instant-upload lookup that misses takes at least, in milliseconds, so
     /// its timing does not tell whether another tenant holds the content: it must exceed the
-    /// slowest proof read of the blob store. Default: 10 with local blobs, 100 with `--blobs
+    /// slowest proof read of the blob store. A hit (content the caller may read, or has proved
+    /// it has) is answered at once. Default: 10 with local blobs, 100 with `--blobs
     /// s3://...`; raise it when `chuan_lookup_floor_overruns_total` moves.
     #[arg(long, env = "CHUAN_LOOKUP_FLOOR_MS", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub lookup_floor_ms: Option<u64>,

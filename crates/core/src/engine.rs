@@ -31,8 +31,9 @@ pub struct EngineConfig {
     /// `chuan_store::Extent`); 0 keeps every body in the BlobStore. At most
     /// [`crate::INLINE_MAX_LIMIT`]. A change applies to new blobs: a stored blob stays where it is.
     pub inline_max: usize,
-    /// How long every instant-upload lookup takes at least, hit or miss (see
-    /// [`crate::DEFAULT_LOOKUP_FLOOR`]); must exceed the slowest proof read.
+    /// How long every instant-upload lookup that misses takes at least (see
+    /// [`crate::DEFAULT_LOOKUP_FLOOR`]); must exceed the slowest proof read. Hits are answered
+    /// at once.
     pub lookup_floor: Duration,
     /// Origins that browsers may call the upload endpoints from (tus, resumable uploads, the
     /// native instant-upload API): exact origins or patterns with one `*` (`*` alone: any).

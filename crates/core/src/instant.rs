@@ -10,8 +10,10 @@
 //!   the caller cannot choose ([`Possession::Bytes`], Aliyun `proof_version v1`), or a keyed
 //!   hash over server-chosen ranges with a single-use nonce ([`Possession::Mac`], Chuan's
 //!   native challenge);
-//! * every other case is a miss, answered exactly like unknown content, and probes are
-//!   rate-limited per tenant and per client address (`throttle.rs`).
+//! * every other case is a miss, answered exactly like unknown content and no sooner than
+//!   the lookup floor, and probes are rate-limited per tenant and per client address
+//!   (`throttle.rs`). A hit is answered at once: its time can only tell its caller about
+//!   content the caller may read or has just shown it has.
 
 use chuan_store::{ContentRecord, ContentSource, GrantKind, ObjectMeta, ObjectRecord};
 use hmac::{Hmac, Mac};
@@ -54,11 +56,13 @@ impl HeldContent {
     }
 }
 
-/// How long every instant-upload lookup takes at least, hit or miss, with local blobs
+/// How long every instant-upload lookup that misses takes at least, with local blobs
 /// ([`EngineConfig::lookup_floor`](crate::EngineConfig::lookup_floor)). A miss on content
 /// another tenant holds reads its bytes to check a proof, a miss on unknown content reads
 /// nothing; both answer after this floor, so the time taken does not tell them apart
 /// (measured by `tests/compat/test_hardening.py::test_claim_timing_does_not_reveal_content`).
+/// A hit is answered at once: it goes only to a caller that could read the content already
+/// or has shown it has the bytes.
 pub const DEFAULT_LOOKUP_FLOOR: Duration = Duration::from_millis(10);
 
 /// The floor to use with a blob store whose reads take a network round trip or more (an S3
@@ -70,14 +74,24 @@ pub const REMOTE_LOOKUP_FLOOR: Duration = Duration::from_millis(100);
 const OVERRUN_LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl Engine {
-    /// Runs `f`, then waits until the lookup floor has passed since it started. A lookup that
-    /// took longer than the floor answers late, and its timing could tell a hit from a miss:
-    /// counted (`chuan_lookup_floor_overruns_total`) and logged for the operator, who should
-    /// raise the floor.
-    async fn at_least_floor<F: std::future::Future>(&self, f: F) -> F::Output {
+    /// Runs `f`, a lookup; a hit (`Ok(Some(_))`) is answered at once, anything else (a miss,
+    /// an error) once the lookup floor has passed since `f` started. A hit goes only to a
+    /// caller that could read the content already or has just shown it has the bytes, so its
+    /// time tells nothing the hit itself does not; a miss must not tell content that someone
+    /// else holds from content nobody holds, which the floor hides. A miss that took longer
+    /// than the floor answers late, and its timing could tell the two apart: counted
+    /// (`chuan_lookup_floor_overruns_total`) and logged for the operator, who should raise
+    /// the floor.
+    async fn floored_unless_hit<T, F>(&self, f: F) -> CoreResult<Option<T>>
+    where
+        F: std::future::Future<Output = CoreResult<Option<T>>>,
+    {
         let start = tokio::time::Instant::now();
-        let floor = self.config.lookup_floor;
         let out = f.await;
+        if matches!(out, Ok(Some(_))) {
+            return out;
+        }
+        let floor = self.config.lookup_floor;
         let took = start.elapsed();
         if took > floor {
             self.metrics.lookup_floor_overruns.inc();
@@ -87,7 +101,7 @@ impl Engine {
                 tracing::warn!(
                     took_ms = took.as_millis() as u64,
                     floor_ms = floor.as_millis() as u64,
-                    "an instant-upload lookup took longer than the lookup floor, so its timing may tell a hit from a miss: raise --lookup-floor-ms"
+                    "an instant-upload lookup that missed took longer than the lookup floor, so its timing may tell whether someone else holds the content: raise --lookup-floor-ms"
                 );
             }
         }
@@ -178,7 +192,7 @@ impl Engine {
         if self.probe(p).await.is_err() {
             return Ok(None);
         }
-        self.at_least_floor(self.own_content_now(p, algo, digest, size)).await
+        self.floored_unless_hit(self.own_content_now(p, algo, digest, size)).await
     }
 
     /// Content with this digest and size that the principal could read already: held by its
@@ -208,7 +222,8 @@ impl Engine {
     }
 
     /// Content the principal may claim by digest, or `None` (a miss, whatever the reason: not
-    /// held, not proven, or over the probe limit). Takes the same time either way.
+    /// held, not proven, or over the probe limit). Every miss takes the lookup floor; a hit
+    /// (content the caller could read, or proved it has) is answered at once.
     pub async fn claimable_content(
         &self,
         p: &Principal,
@@ -220,7 +235,7 @@ impl Engine {
         if self.probe(p).await.is_err() {
             return Ok(None);
         }
-        self.at_least_floor(async {
+        self.floored_unless_hit(async {
             if let Some(held) = self.own_content_now(p, algo, digest, size).await? {
                 return Ok(Some(held));
             }
@@ -368,20 +383,24 @@ impl Engine {
             };
             (ranges, rng.gen::<[u8; 32]>(), rng.gen::<[u8; 32]>())
         };
-        // Everything that depends on who stores the content happens here, under the floor:
-        // whether the caller's tenant holds it, and else the proof that answers the challenge,
-        // from anyone's content with this digest (a decoy no answer can match when nobody's).
-        // Step two then compares an answer with that proof and reads no content for a wrong
-        // one, so it needs no floor of its own: one floor per instant upload, not two.
-        let (own, expected) = self
-            .at_least_floor(async {
+        // Everything that depends on who stores the content happens here: whether the caller's
+        // tenant holds it (then no proof is asked, at once), and else, under the floor, the
+        // proof that answers the challenge, from anyone's content with this digest (a decoy no
+        // answer can match when nobody's). Step two then compares an answer with that proof and
+        // reads no content for a wrong one, so it needs no floor of its own: one floor per
+        // instant upload by another tenant, none for the content's own tenant.
+        let mut expected = ExpectedProof::default();
+        let own = self
+            .floored_unless_hit(async {
                 if self.own_content_now(p, "sha256", &sha256, size).await?.is_some() {
-                    return Ok::<_, CoreError>((true, ExpectedProof::default()));
+                    return Ok(Some(()));
                 }
                 let stored = self.stored_proof(&sha256, size, &nonce, &ranges).await;
-                Ok((false, ExpectedProof(hex::encode(stored.unwrap_or_else(|| decoy.to_vec())))))
+                expected = ExpectedProof(hex::encode(stored.unwrap_or_else(|| decoy.to_vec())));
+                Ok(None)
             })
-            .await?;
+            .await?
+            .is_some();
         let ttl = self.config.challenge_ttl;
         let mut c = Challenge {
             id: String::new(),
@@ -423,11 +442,12 @@ impl Engine {
             self.meta.find_content("sha256", &c.sha256, c.size, 1).await?.first().map(|&id| HeldContent(id))
         } else {
             // Every other answer (none or a wrong one, to a challenge that needs no proof, or
-            // one issued by a version that kept no proof) takes the floor, hit or miss: it looks
-            // the content up again, and only the floor keeps that lookup's time from telling
-            // whether anyone else holds it. (A challenge that needs no proof is not committed on
-            // what its issue found: the caller's object may be gone since, and on SQLite the
-            // content's id taken by other bytes.)
+            // one issued by a version that kept no proof) looks the content up again: a hit
+            // (the caller's tenant holds it, or an old challenge's proof checks out) at once, a
+            // miss after the floor, which keeps that lookup's time from telling whether anyone
+            // else holds it. (A challenge that needs no proof is not committed on what its
+            // issue found: the caller's object may be gone since, and on SQLite the content's
+            // id taken by other bytes.)
             let proof = match mac {
                 Some(m) if c.expected.is_empty() => Possession::Mac {
                     nonce: hex::decode(&c.nonce).unwrap_or_default(),
@@ -437,12 +457,12 @@ impl Engine {
                 _ => Possession::None,
             };
             // Probes were counted when the challenge was issued.
-            self.at_least_floor(async {
-                Ok::<_, CoreError>(match self.own_content_now(p, "sha256", &c.sha256, c.size).await? {
-                    Some(id) => Some(id),
-                    None if c.proof_required => self.proven_content("sha256", &c.sha256, c.size, &proof).await?,
-                    None => None,
-                })
+            self.floored_unless_hit(async {
+                match self.own_content_now(p, "sha256", &c.sha256, c.size).await? {
+                    Some(id) => Ok(Some(id)),
+                    None if c.proof_required => self.proven_content("sha256", &c.sha256, c.size, &proof).await,
+                    None => Ok(None),
+                }
             })
             .await?
         };

@@ -526,8 +526,8 @@ async fn native_challenge_is_single_use_and_checks_the_mac() {
 }
 
 #[tokio::test]
-async fn a_right_answer_takes_no_second_lookup_floor_and_the_proof_is_never_shown() {
-    use chuan_core::ChallengeOutcome;
+async fn only_misses_wait_the_lookup_floor_and_the_proof_is_never_shown() {
+    use chuan_core::{ChallengeOutcome, Possession};
     use hmac::{Hmac, Mac};
     let dir = tempfile::tempdir().unwrap();
     // A floor no machine's lookup comes near, so which steps wait it out shows plainly.
@@ -559,12 +559,40 @@ async fn a_right_answer_takes_no_second_lookup_floor_and_the_proof_is_never_show
     let started = std::time::Instant::now();
     assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Hit(_)));
     assert!(started.elapsed() < floor, "a right answer waited out a second floor ({:?})", started.elapsed());
-    // Bob's tenant holds it now: no proof asked, and the answer is looked up again (floored).
+    // Bob's tenant holds it now: no proof asked, and both steps hit, so neither waits.
+    let started = std::time::Instant::now();
     let c = e.issue_challenge(&bob(), "bobs", "own", 300_000, &sha).await.unwrap();
     assert!(!c.proof_required && c.ranges.is_empty());
+    assert!(started.elapsed() < floor, "the owner's challenge waited out the floor ({:?})", started.elapsed());
     let started = std::time::Instant::now();
     assert!(matches!(e.answer_challenge(&bob(), &c.id, None).await.unwrap(), ChallengeOutcome::Hit(_)));
-    assert!(started.elapsed() >= floor, "the owner's answer was not looked up again");
+    assert!(started.elapsed() < floor, "the owner's answer waited out the floor ({:?})", started.elapsed());
+    // The owner's answer is looked up again: gone since the challenge, it is a miss, floored.
+    let c = e.issue_challenge(&bob(), "bobs", "own-again", 300_000, &sha).await.unwrap();
+    assert!(!c.proof_required);
+    e.delete_object(&bob(), "bobs", "x").await.unwrap();
+    e.delete_object(&bob(), "bobs", "own").await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, None).await.unwrap(), ChallengeOutcome::Miss));
+    assert!(started.elapsed() >= floor, "the owner's miss came back before the floor");
+    assert!(e.head_object(&bob(), "bobs", "own-again").await.is_err());
+    // Claims by digest alone: the owner's hit at once, anyone's miss after the floor.
+    let started = std::time::Instant::now();
+    assert!(e.own_content(&alice(), "sha256", &sha, 300_000).await.unwrap().is_some());
+    assert!(started.elapsed() < floor, "an own hit waited out the floor ({:?})", started.elapsed());
+    let started = std::time::Instant::now();
+    assert!(e.own_content(&bob(), "sha256", &sha, 300_000).await.unwrap().is_none());
+    assert!(started.elapsed() >= floor, "a miss came back before the floor");
+    let started = std::time::Instant::now();
+    assert!(e.claimable_content(&alice(), "sha256", &sha, 300_000, &Possession::None).await.unwrap().is_some());
+    assert!(started.elapsed() < floor, "an own claim waited out the floor ({:?})", started.elapsed());
+    let started = std::time::Instant::now();
+    assert!(e.claimable_content(&bob(), "sha256", &sha, 300_000, &Possession::None).await.unwrap().is_none());
+    assert!(started.elapsed() >= floor, "a claim without proof came back before the floor");
+    let proof = Possession::Bytes(vec![(1000, data[1000..1008].to_vec())]);
+    let started = std::time::Instant::now();
+    assert!(e.claimable_content(&bob(), "sha256", &sha, 300_000, &proof).await.unwrap().is_some());
+    assert!(started.elapsed() < floor, "a proven claim waited out the floor ({:?})", started.elapsed());
     // What a challenge's issue found is not what it commits: held then, deleted, and its id
     // reused by other bytes (SQLite reuses the highest freed rowid) must be a miss.
     let mine = pseudo_random(5_000, 21);
@@ -578,14 +606,12 @@ async fn a_right_answer_takes_no_second_lookup_floor_and_the_proof_is_never_show
     assert!(matches!(e.answer_challenge(&bob(), &c.id, None).await.unwrap(), ChallengeOutcome::Miss));
     assert!(e.head_object(&bob(), "bobs", "again").await.is_err());
     // Content gone between the two steps: a right answer is a miss, and nothing is created.
-    e.delete_object(&bob(), "bobs", "own").await.unwrap();
     let carol = Principal::of_tenant("carol", "carol-key");
     e.create_bucket(&carol, "carols", None).await.unwrap();
     let c = e.issue_challenge(&carol, "carols", "z", 300_000, &sha).await.unwrap();
     assert!(c.proof_required);
     let right = answer(&c.nonce, &c.ranges);
     e.delete_object(&alice(), "bkt", "orig").await.unwrap();
-    e.delete_object(&bob(), "bobs", "x").await.unwrap();
     e.gc(Duration::ZERO).await.unwrap();
     assert!(matches!(e.answer_challenge(&carol, &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Miss));
     assert!(e.head_object(&carol, "carols", "z").await.is_err());
