@@ -687,13 +687,13 @@ def raw_upload(client: AdriveRaw, name: str, data: bytes, parent: str = "root") 
 # native instant upload
 
 
-def instant_challenge(server, auth, bucket: str, key: str, size: int, sha256: str) -> requests.Response:
-    return requests.post(
-        server.endpoint + INSTANT_CHALLENGE_PATH,
-        json={"bucket": bucket, "key": key, "size": size, "sha256": sha256},
-        auth=auth,
-        timeout=30,
-    )
+def instant_challenge(
+    server, auth, bucket: str, key: str, size: int, sha256: str, prove: bool | None = None
+) -> requests.Response:
+    body = {"bucket": bucket, "key": key, "size": size, "sha256": sha256}
+    if prove is not None:
+        body["prove"] = prove
+    return requests.post(server.endpoint + INSTANT_CHALLENGE_PATH, json=body, auth=auth, timeout=30)
 
 
 _OMIT = object()

@@ -5,7 +5,7 @@ ranges, keyed with the server's nonce). A tenant that already holds the
 content needs no proof; everybody else without the bytes learns nothing.
 
 Contract:
-  POST /_chuan/v1/instant/challenge {bucket,key,size,sha256}
+  POST /_chuan/v1/instant/challenge {bucket,key,size,sha256[,content_type][,prove]}
        -> 200 {challenge_id, proof_required, nonce, ranges, expires_at}
   POST /_chuan/v1/instant/commit {challenge_id, proof}
        -> 200 {"hit": true, bucket, key, etag, size} | 200 {"hit": false}
@@ -226,6 +226,53 @@ def test_unknown_content_is_answered_like_known_content(server):
     r = instant_commit(server, b.auth, known["challenge_id"], instant_proof(known["nonce"], known["ranges"], data))
     assert r.status_code == 200 and r.json().get("hit") is True, r.text[:500]
     assert get_body(s3b, bucket_b, "k.bin") == data
+
+
+def test_a_caller_that_will_prove_gets_a_challenge_that_looks_nothing_up(server):
+    """`"prove": true`: the challenge always asks for a proof, even of the content's own
+    tenant, and is shaped alike for held and unknown content; the commit checks the proof
+    against the stored bytes: right is a hit (for another tenant too), anything else a miss
+    that creates nothing."""
+    a, s3a, bucket_a = _tenant_with_bucket(server)
+    b, s3b, bucket_b = _tenant_with_bucket(server)
+    data = os.urandom(2 * MiB + 77)
+    s3a.put_object(Bucket=bucket_a, Key="orig.bin", Body=data)
+    sha, size = sha256_hex(data), len(data)
+    unknown = os.urandom(size)
+
+    held = check_challenge(instant_challenge(server, b.auth, bucket_b, "copy.bin", size, sha, prove=True), size)
+    unk = check_challenge(
+        instant_challenge(server, b.auth, bucket_b, "u.bin", size, sha256_hex(unknown), prove=True), size
+    )
+    own = check_challenge(instant_challenge(server, a.auth, bucket_a, "again.bin", size, sha, prove=True), size)
+    for c in (held, unk, own):
+        assert c["proof_required"] is True and len(c["ranges"]) == len(held["ranges"]) > 0, c
+
+    # Wrong proofs (other bytes; none) are misses and create nothing; the challenge is spent.
+    wrong = check_challenge(instant_challenge(server, b.auth, bucket_b, "w.bin", size, sha, prove=True), size)
+    tampered = bytearray(data)
+    for off, _length in wrong["ranges"]:
+        tampered[off] ^= 0x80
+    tampered_proof = instant_proof(wrong["nonce"], wrong["ranges"], bytes(tampered))
+    _assert_miss(instant_commit(server, b.auth, wrong["challenge_id"], tampered_proof), "wrong proof")
+    none = check_challenge(instant_challenge(server, b.auth, bucket_b, "n.bin", size, sha, prove=True), size)
+    _assert_miss(instant_commit(server, b.auth, none["challenge_id"]), "no proof")
+    for key in ("w.bin", "n.bin"):
+        assert_no_object(s3b, bucket_b, key)
+    # Unknown content proved right is still a miss: nobody holds it.
+    unknown_proof = instant_proof(unk["nonce"], unk["ranges"], unknown)
+    _assert_miss(instant_commit(server, b.auth, unk["challenge_id"], unknown_proof), "unknown content")
+    assert_no_object(s3b, bucket_b, "u.bin")
+
+    # Right proofs: another tenant's content and the tenant's own.
+    r = instant_commit(server, b.auth, held["challenge_id"], instant_proof(held["nonce"], held["ranges"], data))
+    assert r.status_code == 200 and r.json().get("hit") is True, r.text[:500]
+    assert get_body(s3b, bucket_b, "copy.bin") == data
+    r = instant_commit(server, a.auth, own["challenge_id"], instant_proof(own["nonce"], own["ranges"], data))
+    assert r.status_code == 200 and r.json().get("hit") is True, r.text[:500]
+    assert get_body(s3a, bucket_a, "again.bin") == data
+    again = instant_commit(server, b.auth, held["challenge_id"], instant_proof(held["nonce"], held["ranges"], data))
+    _assert_error(again, 409, "ChallengeUsed", "second commit")
 
 
 def test_challenge_is_single_use(server):

@@ -2,7 +2,7 @@
 //! possession, what Chuan's own CLI and web console use.
 //!
 //! ```text
-//! POST /_chuan/v1/instant/challenge  {"bucket","key","size","sha256"[,"content_type"]}
+//! POST /_chuan/v1/instant/challenge  {"bucket","key","size","sha256"[,"content_type"][,"prove":true]}
 //!   → 200 {"challenge_id","proof_required","nonce","ranges":[[offset,length],...],"expires_at"}
 //! POST /_chuan/v1/instant/commit     {"challenge_id","proof": hex(HMAC-SHA256(nonce, file[r0]‖file[r1]‖…))}
 //!   → 200 {"hit":true,"bucket","key","etag","size"} | 200 {"hit":false}
@@ -11,9 +11,12 @@
 //! Auth: HTTP Basic with a key pair of the caller's tenant, or an upload token (`Authorization:
 //! Bearer`), each held to its scope. The challenge is
 //! answered identically for known and unknown content; `proof_required` is false only when
-//! the caller's own tenant already holds the content. Probes are rate-limited (429 SlowDown).
+//! the caller's own tenant already holds the content. With `"prove": true` (a caller that has
+//! the file) the challenge always asks for a proof and looks nothing up, so it is answered at
+//! once; the proof is checked at commit ([`chuan_core::ChallengeOptions::prove`]). Probes are
+//! rate-limited (429 SlowDown).
 
-use chuan_core::{ChallengeOutcome, CoreError, Engine, Principal};
+use chuan_core::{ChallengeOptions, ChallengeOutcome, CoreError, Engine, Principal};
 use http::StatusCode;
 use serde::Deserialize;
 
@@ -27,6 +30,9 @@ struct ChallengeRequest {
     sha256: String,
     /// The object's content type on a hit.
     content_type: Option<String>,
+    /// The caller will answer with a proof whoever holds the content.
+    #[serde(default)]
+    prove: bool,
 }
 
 #[derive(Deserialize)]
@@ -59,10 +65,8 @@ pub async fn handle(engine: &Engine, p: &Principal, op: &str, body: &[u8]) -> Re
             let Ok(req) = serde_json::from_slice::<ChallengeRequest>(body) else {
                 return error(StatusCode::BAD_REQUEST, "expected JSON {bucket, key, size, sha256}");
             };
-            match engine
-                .issue_challenge_typed(p, &req.bucket, &req.key, req.size, &req.sha256, req.content_type.as_deref())
-                .await
-            {
+            let options = ChallengeOptions { content_type: req.content_type, prove: req.prove };
+            match engine.issue_challenge_with(p, &req.bucket, &req.key, req.size, &req.sha256, &options).await {
                 Ok(c) => json(
                     StatusCode::OK,
                     &serde_json::json!({

@@ -139,8 +139,9 @@ pub struct Challenge {
     pub content_type: Option<String>,
     /// The proof that answers this challenge, worked out when it was issued (under the lookup
     /// floor) from whichever stored content has the digest; random when none has. Never shown
-    /// to the caller. Empty in a challenge issued by a version that did not keep it: such a
-    /// challenge is answered as before, the proof checked against the stored bytes.
+    /// to the caller. Empty in a challenge issued with [`ChallengeOptions::prove`] or by a
+    /// version that did not keep it: such a challenge's answer is checked against the stored
+    /// bytes.
     #[serde(default, skip_serializing_if = "ExpectedProof::is_empty")]
     pub(crate) expected: ExpectedProof,
 }
@@ -166,6 +167,20 @@ impl std::fmt::Debug for ExpectedProof {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_empty() { "ExpectedProof(none)" } else { "ExpectedProof(..)" })
     }
+}
+
+/// How a native challenge is asked for ([`Engine::issue_challenge_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ChallengeOptions {
+    /// The object's content type on a hit; `None` or empty: none.
+    pub content_type: Option<String>,
+    /// The caller has the file and will answer with a proof whoever holds the content: the
+    /// challenge asks for one without looking anything up, so it is answered at once, and the
+    /// answer is checked against the stored bytes (a right one is a hit at once, any other a
+    /// miss after the lookup floor). Without it the challenge looks the content up (under
+    /// the floor unless the caller's tenant holds it) to ask no proof of the content's own
+    /// tenant.
+    pub prove: bool,
 }
 
 /// The outcome of answering a native challenge.
@@ -350,21 +365,21 @@ impl Engine {
         size: u64,
         sha256: &str,
     ) -> CoreResult<Challenge> {
-        self.issue_challenge_typed(p, bucket, key, size, sha256, None).await
+        self.issue_challenge_with(p, bucket, key, size, sha256, &ChallengeOptions::default()).await
     }
 
-    /// [`Engine::issue_challenge`] for an object that gets `content_type` on a hit.
-    pub async fn issue_challenge_typed(
+    /// [`Engine::issue_challenge`] with [`ChallengeOptions`].
+    pub async fn issue_challenge_with(
         &self,
         p: &Principal,
         bucket: &str,
         key: &str,
         size: u64,
         sha256: &str,
-        content_type: Option<&str>,
+        options: &ChallengeOptions,
     ) -> CoreResult<Challenge> {
         validate_key(key)?;
-        let content_type = content_type.filter(|t| !t.is_empty()).map(str::to_owned);
+        let content_type = options.content_type.as_deref().filter(|t| !t.is_empty()).map(str::to_owned);
         crate::names::validate_meta(&ObjectMeta { content_type: content_type.clone(), ..ObjectMeta::default() })?;
         let b = self.admit(p, Op::Write, bucket, key).await?;
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -389,9 +404,13 @@ impl Engine {
         // answer can match when nobody's). Step two then compares an answer with that proof and
         // reads no content for a wrong one, so it needs no floor of its own: one floor per
         // instant upload by another tenant, none for the content's own tenant.
+        // With `prove`, nothing is looked up here (so nothing waits): the answer is checked
+        // against the stored bytes at step two, a right one at once, any other under the floor.
         let mut expected = ExpectedProof::default();
-        let own = self
-            .floored_unless_hit(async {
+        let own = if options.prove {
+            false
+        } else {
+            self.floored_unless_hit(async {
                 if self.own_content_now(p, "sha256", &sha256, size).await?.is_some() {
                     return Ok(Some(()));
                 }
@@ -400,7 +419,8 @@ impl Engine {
                 Ok(None)
             })
             .await?
-            .is_some();
+            .is_some()
+        };
         let ttl = self.config.challenge_ttl;
         let mut c = Challenge {
             id: String::new(),

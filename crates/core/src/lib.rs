@@ -64,7 +64,9 @@ pub use identity::{
     UPLOAD_TOKEN_MAX_TTL,
 };
 pub use ingest::{StageOptions, Staged, StagedReader, DEFAULT_INLINE_MAX, INLINE_MAX_LIMIT};
-pub use instant::{Challenge, ChallengeOutcome, HeldContent, Possession, DEFAULT_LOOKUP_FLOOR, REMOTE_LOOKUP_FLOOR};
+pub use instant::{
+    Challenge, ChallengeOptions, ChallengeOutcome, HeldContent, Possession, DEFAULT_LOOKUP_FLOOR, REMOTE_LOOKUP_FLOOR,
+};
 pub use list::{ListQuery, ListResult};
 pub use maintenance::{check_callback_url, GcReport, MAX_CALLBACK_URL};
 pub use metering::{day_of, Quota};

@@ -618,6 +618,59 @@ async fn only_misses_wait_the_lookup_floor_and_the_proof_is_never_shown() {
 }
 
 #[tokio::test]
+async fn a_challenge_for_a_caller_that_will_prove_looks_nothing_up() {
+    use chuan_core::{ChallengeOptions, ChallengeOutcome};
+    use hmac::{Hmac, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    let floor = std::time::Duration::from_millis(1500);
+    let e = open_with(dir.path(), EngineConfig { min_part_size: 1024, lookup_floor: floor, ..Default::default() });
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    e.create_bucket(&bob(), "bobs", None).await.unwrap();
+    let data = pseudo_random(200_000, 5);
+    put(&e, "orig", &data).await;
+    let sha = chuan_core::hash::digest_all(&data).sha256;
+    let answer = |nonce: &str, ranges: &[(u64, u64)]| {
+        let mut h = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&hex::decode(nonce).unwrap()).unwrap();
+        for (o, l) in ranges {
+            h.update(&data[*o as usize..(*o + *l) as usize]);
+        }
+        h.finalize().into_bytes().to_vec()
+    };
+    let prove = ChallengeOptions { prove: true, ..Default::default() };
+    // Nothing is looked up at issue: even the owner is asked for a proof, and nobody waits.
+    for (p, bucket) in [(alice(), "bkt"), (bob(), "bobs")] {
+        let started = std::time::Instant::now();
+        let c = e.issue_challenge_with(&p, bucket, "k", 200_000, &sha, &prove).await.unwrap();
+        assert!(c.proof_required && c.ranges.len() == 4, "{c:?}");
+        assert!(started.elapsed() < floor, "a challenge that looks nothing up waited ({:?})", started.elapsed());
+    }
+    // A wrong answer is a miss after the floor; a right one a hit at once, for another tenant.
+    let c = e.issue_challenge_with(&bob(), "bobs", "wrong", 200_000, &sha, &prove).await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&[3; 32])).await.unwrap(), ChallengeOutcome::Miss));
+    assert!(started.elapsed() >= floor, "a wrong answer came back before the floor");
+    assert!(e.head_object(&bob(), "bobs", "wrong").await.is_err());
+    let c = e.issue_challenge_with(&bob(), "bobs", "copy", 200_000, &sha, &prove).await.unwrap();
+    let started = std::time::Instant::now();
+    let right = answer(&c.nonce, &c.ranges);
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Hit(_)));
+    assert!(started.elapsed() < floor, "a right answer waited ({:?})", started.elapsed());
+    assert_eq!(e.head_object(&bob(), "bobs", "copy").await.unwrap().size, 200_000);
+    // Unknown content answered with a proof over the caller's bytes: a miss, floored.
+    let other = pseudo_random(200_000, 6);
+    let other_sha = chuan_core::hash::digest_all(&other).sha256;
+    let c = e.issue_challenge_with(&bob(), "bobs", "unknown", 200_000, &other_sha, &prove).await.unwrap();
+    let mut h = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&hex::decode(&c.nonce).unwrap()).unwrap();
+    for (o, l) in &c.ranges {
+        h.update(&other[*o as usize..(*o + *l) as usize]);
+    }
+    let started = std::time::Instant::now();
+    let outcome = e.answer_challenge(&bob(), &c.id, Some(&h.finalize().into_bytes())).await.unwrap();
+    assert!(matches!(outcome, ChallengeOutcome::Miss));
+    assert!(started.elapsed() >= floor, "a miss came back before the floor");
+}
+
+#[tokio::test]
 async fn existence_probes_are_rate_limited_per_tenant_whatever_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
