@@ -483,10 +483,28 @@ async fn instant_upload_needs_proof_across_tenants() {
     assert!(e.fsck().await.unwrap().problems.is_empty());
 }
 
+/// The right answer to a native challenge over `bytes`: HMAC-SHA256 keyed with the nonce over
+/// the ranges, in order.
+fn challenge_answer(nonce: &str, ranges: &[(u64, u64)], bytes: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut h = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&hex::decode(nonce).unwrap()).unwrap();
+    for (o, l) in ranges {
+        h.update(&bytes[*o as usize..(*o + *l) as usize]);
+    }
+    h.finalize().into_bytes().to_vec()
+}
+
+/// An engine whose lookup floor is `floor`, with alice's bucket `bkt` and bob's `bobs`.
+async fn engine_with_floor(dir: &std::path::Path, floor: Duration) -> Arc<chuan_core::Engine> {
+    let e = open_with(dir, EngineConfig { min_part_size: 1024, lookup_floor: floor, ..Default::default() });
+    e.create_bucket(&alice(), "bkt", None).await.unwrap();
+    e.create_bucket(&bob(), "bobs", None).await.unwrap();
+    e
+}
+
 #[tokio::test]
 async fn native_challenge_is_single_use_and_checks_the_mac() {
     use chuan_core::ChallengeOutcome;
-    use hmac::{Hmac, Mac};
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
     e.create_bucket(&alice(), "bkt", None).await.unwrap();
@@ -494,13 +512,6 @@ async fn native_challenge_is_single_use_and_checks_the_mac() {
     let data = pseudo_random(100_000, 7);
     put(&e, "orig", &data).await;
     let sha = chuan_core::hash::digest_all(&data).sha256;
-    let answer = |nonce: &str, ranges: &[(u64, u64)], bytes: &[u8]| {
-        let mut h = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&hex::decode(nonce).unwrap()).unwrap();
-        for (o, l) in ranges {
-            h.update(&bytes[*o as usize..(*o + *l) as usize]);
-        }
-        h.finalize().into_bytes().to_vec()
-    };
     // The owner needs no proof.
     let c = e.issue_challenge(&alice(), "bkt", "again", 100_000, &sha).await.unwrap();
     assert!(!c.proof_required && c.ranges.is_empty());
@@ -508,16 +519,16 @@ async fn native_challenge_is_single_use_and_checks_the_mac() {
     // Another tenant: a wrong MAC misses; the challenge is then used up.
     let c = e.issue_challenge(&bob(), "bobs", "x", 100_000, &sha).await.unwrap();
     assert!(c.proof_required && c.ranges.len() == 4);
-    let wrong = answer(&c.nonce, &c.ranges, &pseudo_random(100_000, 8));
+    let wrong = challenge_answer(&c.nonce, &c.ranges, &pseudo_random(100_000, 8));
     assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&wrong)).await.unwrap(), ChallengeOutcome::Miss));
-    let right = answer(&c.nonce, &c.ranges, &data);
+    let right = challenge_answer(&c.nonce, &c.ranges, &data);
     assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Used));
     // A fresh challenge answered right is a hit; someone else cannot answer it.
     let c = e.issue_challenge(&bob(), "bobs", "x", 100_000, &sha).await.unwrap();
-    let right = answer(&c.nonce, &c.ranges, &data);
+    let right = challenge_answer(&c.nonce, &c.ranges, &data);
     assert!(matches!(e.answer_challenge(&alice(), &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Unknown));
     let c = e.issue_challenge(&bob(), "bobs", "x", 100_000, &sha).await.unwrap();
-    let right = answer(&c.nonce, &c.ranges, &data);
+    let right = challenge_answer(&c.nonce, &c.ranges, &data);
     assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&right)).await.unwrap(), ChallengeOutcome::Hit(_)));
     // Unknown content gets a challenge of the same shape, and a miss.
     let c = e.issue_challenge(&bob(), "bobs", "y", 100_000, &"ab".repeat(32)).await.unwrap();
@@ -528,23 +539,14 @@ async fn native_challenge_is_single_use_and_checks_the_mac() {
 #[tokio::test]
 async fn only_misses_wait_the_lookup_floor_and_the_proof_is_never_shown() {
     use chuan_core::{ChallengeOutcome, Possession};
-    use hmac::{Hmac, Mac};
     let dir = tempfile::tempdir().unwrap();
     // A floor no machine's lookup comes near, so which steps wait it out shows plainly.
     let floor = std::time::Duration::from_millis(1500);
-    let e = open_with(dir.path(), EngineConfig { min_part_size: 1024, lookup_floor: floor, ..Default::default() });
-    e.create_bucket(&alice(), "bkt", None).await.unwrap();
-    e.create_bucket(&bob(), "bobs", None).await.unwrap();
+    let e = engine_with_floor(dir.path(), floor).await;
     let data = pseudo_random(300_000, 9);
     put(&e, "orig", &data).await;
     let sha = chuan_core::hash::digest_all(&data).sha256;
-    let answer = |nonce: &str, ranges: &[(u64, u64)]| {
-        let mut h = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&hex::decode(nonce).unwrap()).unwrap();
-        for (o, l) in ranges {
-            h.update(&data[*o as usize..(*o + *l) as usize]);
-        }
-        h.finalize().into_bytes().to_vec()
-    };
+    let answer = |nonce: &str, ranges: &[(u64, u64)]| challenge_answer(nonce, ranges, &data);
     // A wrong answer waits out the floor, like every miss.
     let c = e.issue_challenge(&bob(), "bobs", "y", 300_000, &sha).await.unwrap();
     let started = std::time::Instant::now();
@@ -620,22 +622,13 @@ async fn only_misses_wait_the_lookup_floor_and_the_proof_is_never_shown() {
 #[tokio::test]
 async fn a_challenge_for_a_caller_that_will_prove_looks_nothing_up() {
     use chuan_core::{ChallengeOptions, ChallengeOutcome};
-    use hmac::{Hmac, Mac};
     let dir = tempfile::tempdir().unwrap();
     let floor = std::time::Duration::from_millis(1500);
-    let e = open_with(dir.path(), EngineConfig { min_part_size: 1024, lookup_floor: floor, ..Default::default() });
-    e.create_bucket(&alice(), "bkt", None).await.unwrap();
-    e.create_bucket(&bob(), "bobs", None).await.unwrap();
+    let e = engine_with_floor(dir.path(), floor).await;
     let data = pseudo_random(200_000, 5);
     put(&e, "orig", &data).await;
     let sha = chuan_core::hash::digest_all(&data).sha256;
-    let answer = |nonce: &str, ranges: &[(u64, u64)]| {
-        let mut h = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&hex::decode(nonce).unwrap()).unwrap();
-        for (o, l) in ranges {
-            h.update(&data[*o as usize..(*o + *l) as usize]);
-        }
-        h.finalize().into_bytes().to_vec()
-    };
+    let answer = |nonce: &str, ranges: &[(u64, u64)]| challenge_answer(nonce, ranges, &data);
     let prove = ChallengeOptions { prove: true, ..Default::default() };
     // Nothing is looked up at issue: even the owner is asked for a proof, and nobody waits.
     for (p, bucket) in [(alice(), "bkt"), (bob(), "bobs")] {
@@ -660,12 +653,9 @@ async fn a_challenge_for_a_caller_that_will_prove_looks_nothing_up() {
     let other = pseudo_random(200_000, 6);
     let other_sha = chuan_core::hash::digest_all(&other).sha256;
     let c = e.issue_challenge_with(&bob(), "bobs", "unknown", 200_000, &other_sha, &prove).await.unwrap();
-    let mut h = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&hex::decode(&c.nonce).unwrap()).unwrap();
-    for (o, l) in &c.ranges {
-        h.update(&other[*o as usize..(*o + *l) as usize]);
-    }
     let started = std::time::Instant::now();
-    let outcome = e.answer_challenge(&bob(), &c.id, Some(&h.finalize().into_bytes())).await.unwrap();
+    let outcome =
+        e.answer_challenge(&bob(), &c.id, Some(&challenge_answer(&c.nonce, &c.ranges, &other))).await.unwrap();
     assert!(matches!(outcome, ChallengeOutcome::Miss));
     assert!(started.elapsed() >= floor, "a miss came back before the floor");
 }
