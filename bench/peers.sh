@@ -14,6 +14,8 @@
 #
 # Knobs (env): REPS=3  TOOLS=~/.cache/chuan-bench  S3S_FS_VERSION=0.14.1  KEEP_WORKDIR=0
 #   OUTDIR=/tmp/chuan-peers/<utc>  CHUAN_BIN=target/release/chuan  ONLY="chuan nginx"
+#   EXTRAS=1 (0: skip CompleteMultipartUpload of 1,000 parts and instant upload, which run
+#   against Chuan after the rounds so that every issue-15 target is printed with a verdict)
 #   and everything run-peers.sh and s3bench.sh read (BIG_BYTES, SMALL_SECS, SMALL_CONC, ...).
 set -u -o pipefail
 
@@ -32,7 +34,7 @@ BUCKET=bench
 say() { echo "peers.sh: $*"; }
 die() { echo "peers.sh: error: $*" >&2; exit 1; }
 case "${1:-}" in
-  -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
   "") ;;
   *) die "unknown argument: $1 (see --help)" ;;
 esac
@@ -117,6 +119,25 @@ TARGETS="name=chuan mode=s3 endpoint=http://127.0.0.1:$P_CHUAN access_key=$AK se
 name=s3s-fs mode=s3 endpoint=http://127.0.0.1:$P_S3S access_key=$AK secret_key=$SK bucket=$BUCKET pid=$PID_S3S
 name=nginx mode=plain endpoint=http://127.0.0.1:$P_NGINX bucket=$BUCKET pid=$NGINX_PIDS" \
   REPS=$REPS OUTDIR=$OUTDIR bash "$HERE/run-peers.sh" || die "run-peers.sh failed"
+
+# ---------- Chuan's other issue-15 figures, on the same server ----------
+# Peak RSS since the last round's big phase reset it: that whole round (and the cleanup).
+awk '$1 == "VmHWM:" { printf "x\tchuan\tround_peak_rss_MiB\t%.1f\n", $2 / 1024 }' "/proc/$PID_CHUAN/status" \
+  >> "$OUTDIR/results.tsv"
+if [ "${EXTRAS:-1}" = 1 ] && { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" chuan "* ]]; }; then
+  say "CompleteMultipartUpload of 1,000 parts (bench/complete.py, 5 rounds)"
+  "$PYTHON" "$HERE/complete.py" "http://127.0.0.1:$P_CHUAN" "$AK" "$SK" 1000 5 > "$OUTDIR/complete.log" 2>&1 \
+    || say "complete.py failed (see $OUTDIR/complete.log)"
+  BIG_FILE=${BENCH_WORKDIR:-/tmp/s3bench-work}/big-${BIG_BYTES:-1073741824}.bin
+  if [ -f "$BIG_FILE" ]; then
+    say "instant upload of the stored big file (bench/instant.py, REPS=$REPS x 3)"
+    ENDPOINT="http://127.0.0.1:$P_CHUAN" ACCESS_KEY=$AK SECRET_KEY=$SK BUCKET=$BUCKET FILE=$BIG_FILE \
+      TARGET_NAME=chuan REPS=$((REPS * 3)) "$PYTHON" "$HERE/instant.py" > "$OUTDIR/instant.log" 2>&1 \
+      || say "instant.py failed (see $OUTDIR/instant.log)"
+  fi
+  grep -h '^RESULT' "$OUTDIR/complete.log" "$OUTDIR/instant.log" 2>/dev/null \
+    | awk '{ print "x\t" $2 "\t" $3 "\t" $4 }' >> "$OUTDIR/results.tsv"
+fi
 
 echo
 say "Chuan against its peers (medians of $REPS rounds; $(nproc) cores, client and servers share them):"

@@ -6,7 +6,10 @@ Input lines: round<TAB>target<TAB>figure<TAB>value. For each main figure prints 
 over rounds of every target, the best peer's, and target / best peer (for latencies and
 RSS, where less is better, best = lowest: a ratio > 1 is better than the peer), the issue's
 target for the figure against the peer it names, then the machine-limit ratios (PUT / md5sum,
-GET / cat, measured in the same rounds).
+GET / cat, measured in the same rounds), then issue 15's other targets with their verdicts:
+PUT / md5sum (with the disk's durable write rate, `dd conv=fdatasync`, that bounds it), peak
+RSS, CompleteMultipartUpload of 1,000 parts and instant upload (figures of round `x`, which
+bench/peers.sh measures on Chuan after the rounds).
 """
 import statistics
 import sys
@@ -72,6 +75,53 @@ def main() -> None:
             lim = med.get(limit, {}).get("machine")
             extra = f" (machine {lim:.0f} MB/s)" if lim else ""
             print(f"{label:36} {med[fig][me]:>10.2f}{extra}")
+    targets(med, me)
+
+
+def targets(med: dict[str, dict[str, float]], me: str) -> None:
+    """Issue 15's targets that are not a ratio to a peer, each with its verdict."""
+    def get(fig, who=me):
+        return med.get(fig, {}).get(who)
+
+    rows = []
+    put, md5, dd = get("put_MBps"), get("md5sum_MBps", "machine"), get("dd_fdatasync_MBps", "machine")
+    if get("put_over_md5sum") is not None:
+        ratio = get("put_over_md5sum")
+        why = ""
+        if ratio < 0.75 and md5 and dd and 0.75 * md5 > dd:
+            # Every PUT is fsynced before it is answered: the disk's own durable write rate bounds it.
+            why = (f" (out of reach on this disk: 0.75 x md5sum = {0.75 * md5:.0f} MB/s durable, "
+                   f"dd conv=fdatasync writes {dd:.0f}; Chuan {put:.0f})")
+        rows.append(("1 GiB PUT / md5sum", f"{ratio:.2f}", ">= 0.75", ratio >= 0.75, why))
+    if put and dd:
+        rows.append(("1 GiB PUT / dd conv=fdatasync", f"{put / dd:.2f}", "(the disk's durable write rate)", None, ""))
+    for fig, label in (("round_peak_rss_MiB", "peak RSS over the last round (MiB)"),
+                       ("put_peak_rss_MiB", "peak RSS in the 1 GiB PUT (MiB)")):
+        if get(fig) is not None:
+            rows.append((label, f"{get(fig):.1f}", "<= 64", get(fig) <= 64, ""))
+    if get("complete_1000_parts_ms") is not None:
+        v = get("complete_1000_parts_ms")
+        rows.append(("CompleteMultipartUpload, 1,000 parts (ms)", f"{v:.1f}", "< 50", v < 50, ""))
+    # bench/instant.py: x the upload of the same file in the same run, and ms per instant upload.
+    for fig, ms_fig, label, judged in (
+            ("instant_prove_speedup", "instant_prove_ms", "instant upload: another tenant, \"prove\"", True),
+            ("adrive_instant_speedup", "adrive_instant_ms", "instant upload: another tenant, Aliyun v1", True),
+            ("instant_own_speedup", "instant_own_ms", "instant upload: the same tenant again", True),
+            # Its challenge looks the content up for a tenant that does not hold it: a miss, so
+            # it waits the lookup floor (10 ms) by design. Shown, not judged.
+            ("instant_speedup", "instant_upload_ms", "instant upload: another tenant, no \"prove\"", False)):
+        if get(fig) is not None:
+            ms = get(ms_fig)
+            extra = f" ({ms:.2f} ms)" if ms else ""
+            if not judged:
+                extra += " (waits the lookup floor: its challenge's lookup misses)"
+            rows.append((label + " (x)", f"{get(fig):.0f}", ">= 500", get(fig) >= 500 if judged else None, extra))
+    if not rows:
+        return
+    print(f"\n{'issue-15 target':50} {'value':>8}  goal")
+    for label, value, goal, ok, why in rows:
+        verdict = "" if ok is None else (" met" if ok else " MISSED")
+        print(f"{label:50} {value:>8}  {goal}{verdict}{why}")
 
 
 if __name__ == "__main__":

@@ -637,6 +637,39 @@ def test_content_hash_with_correct_proof_is_instant_for_another_tenant(server):
     assert f.json().get("content_hash") == sha1_upper(x)
 
 
+def test_a_v1_proof_window_cannot_be_picked(server):
+    """The v1 window's offset comes from the access token, and a client may buy more than
+    one: a window that runs into the file's end (fewer than 8 bytes, guessable) proves
+    nothing, and a refresh token buys a burst of 60 access tokens, then one a minute
+    (429 TooManyRequests in Aliyun's format), so nobody picks the window it knows."""
+    a, b = create_drive_tenant(server), create_drive_tenant(server)
+    x = os.urandom(20)
+    raw_upload(raw_client(server, a), "tiny.bin", x)
+    bought, short, full = 0, None, None
+    while (short is None or full is None) and bought < 50:
+        c = raw_client(server, b)
+        bought += 1
+        if len(x) - proof_offset(c.access_token, len(x)) < 8:
+            short = short or c
+        else:
+            full = full or c
+    assert short and full, f"{bought} tokens gave no {'short' if short is None else 'full'} window"
+    r = short.create_with_content_hash("short.bin", x, proof_code(short.access_token, x))
+    assert r.status_code == 201 and r.json().get("rapid_upload") is False, r.text[:500]
+    r = full.create_with_content_hash("full.bin", x, proof_code(full.access_token, x))
+    assert r.status_code == 201 and r.json().get("rapid_upload") is True, r.text[:500]
+    # Buying on: refused before the 61st, in the dialect's format.
+    while True:
+        got = requests.post(server.endpoint + "/v2/account/token", timeout=30,
+                            json={"refresh_token": b.refresh_token, "grant_type": "refresh_token"})
+        if got.status_code != 200:
+            break
+        bought += 1
+        assert bought <= 60, "a refresh token bought more than 60 access tokens at once"
+    assert got.status_code == 429, f"token purchase over the limit: HTTP {got.status_code} {got.text[:300]}"
+    assert got.json().get("code") == "TooManyRequests" and got.json().get("message"), got.text[:300]
+
+
 def test_big_s3_upload_is_instant_for_another_tenant_once_digested(server):
     """An S3 PUT past 4 MiB commits before its SHA-1 is known (the background job computes
     it); once the job has run, another tenant's content_hash with a correct proof hits."""

@@ -549,7 +549,8 @@ impl Engine {
     }
 
     /// A new bearer token of kind `to` for the tenant of a valid `from` token (Aliyun Drive:
-    /// a refresh token buys an access token). `None` when `token` is not a valid `from`.
+    /// a refresh token buys an access token). `None` when `token` is not a valid `from`;
+    /// `SlowDown` when that token has bought its burst of 60 and not yet one a minute since.
     pub async fn exchange_bearer(
         &self,
         from: CredentialKind,
@@ -564,6 +565,7 @@ impl Engine {
         if scoped(to) {
             return Err(CoreError::AccessDenied);
         }
+        self.exchange_slot(&bearer_key(from, token)).await?;
         let label = format!("{ISSUED_BY}{}", bearer_key(from, token));
         let new = self.store_bearer(&p.tenant, to, Some(now_ms() + ttl.as_millis() as i64), label, None).await?;
         Ok(Some((new, p.tenant)))

@@ -11,9 +11,11 @@
 //!   hash over server-chosen ranges with a single-use nonce ([`Possession::Mac`], Chuan's
 //!   native challenge);
 //! * every other case is a miss, answered exactly like unknown content and no sooner than
-//!   the lookup floor, and probes are rate-limited per tenant and per client address
-//!   (`throttle.rs`). A hit is answered at once: its time can only tell its caller about
-//!   content the caller may read or has just shown it has.
+//!   the lookup floor (but at once over the probe limit, or for a right proof whose content
+//!   went since: neither depends on what anyone stores), and probes are rate-limited per
+//!   tenant and per client address (`throttle.rs`). A hit by a whole digest is answered at
+//!   once: its time can only tell its caller about content the caller may read or has just
+//!   shown it has.
 
 use chuan_store::{ContentRecord, ContentSource, GrantKind, ObjectMeta, ObjectRecord};
 use hmac::{Hmac, Mac};
@@ -33,7 +35,8 @@ use crate::objects::PutTarget;
 #[derive(Debug, Clone)]
 pub enum Possession {
     None,
-    /// These bytes are at these offsets.
+    /// These bytes are at these offsets. Proves nothing unless they cover at least 8 distinct
+    /// bytes of the file (all of it when it is shorter).
     Bytes(Vec<(u64, Vec<u8>)>),
     /// HMAC-SHA256 keyed with `nonce` over the concatenation of the given (offset, length) ranges.
     Mac {
@@ -86,9 +89,20 @@ impl Engine {
     where
         F: std::future::Future<Output = CoreResult<Option<T>>>,
     {
+        self.floored(f, false).await
+    }
+
+    /// [`Engine::floored_unless_hit`], or with `hits_wait` every answer after the floor: for a
+    /// lookup by a digest too weak to show that the caller has the file (Aliyun Drive's
+    /// pre-hash of the first KiB), whose hit's time could tell how many other objects share
+    /// what it covers.
+    async fn floored<T, F>(&self, f: F, hits_wait: bool) -> CoreResult<Option<T>>
+    where
+        F: std::future::Future<Output = CoreResult<Option<T>>>,
+    {
         let start = tokio::time::Instant::now();
         let out = f.await;
-        if matches!(out, Ok(Some(_))) {
+        if !hits_wait && matches!(out, Ok(Some(_))) {
             return out;
         }
         let floor = self.config.lookup_floor;
@@ -112,6 +126,26 @@ impl Engine {
 
 /// Pending contents of one size settled by a lookup at most (the probe limit bounds how often).
 const PENDING_SETTLE_LIMIT: usize = 4;
+
+/// The fewest bytes a [`Possession::Bytes`] proof must show (all of a shorter file): Aliyun
+/// Drive's `proof_version v1` window is 8 bytes, fewer only where it runs into the file's end.
+const MIN_PROOF_BYTES: u64 = 8;
+
+/// How many distinct bytes of the file `pieces` show (overlaps counted once).
+fn covered(pieces: &[(u64, Vec<u8>)]) -> u64 {
+    let mut spans: Vec<(u64, u64)> =
+        pieces.iter().map(|(offset, bytes)| (*offset, offset.saturating_add(bytes.len() as u64))).collect();
+    spans.sort_unstable();
+    let (mut total, mut reached) = (0, 0);
+    for (start, end) in spans {
+        let start = start.max(reached);
+        if end > start {
+            total += end - start;
+            reached = end;
+        }
+    }
+    total
+}
 
 /// Ranges in a native challenge, and the most bytes each covers.
 const CHALLENGE_RANGES: usize = 4;
@@ -176,10 +210,11 @@ pub struct ChallengeOptions {
     pub content_type: Option<String>,
     /// The caller has the file and will answer with a proof whoever holds the content: the
     /// challenge asks for one without looking anything up, so it is answered at once, and the
-    /// answer is checked against the stored bytes (a right one is a hit at once, any other a
-    /// miss after the lookup floor). Without it the challenge looks the content up (under
-    /// the floor unless the caller's tenant holds it) to ask no proof of the content's own
-    /// tenant.
+    /// answer is checked against the stored bytes. A right one is a hit at once; any other
+    /// answer is a hit at once only when the caller's tenant holds the content within the
+    /// credential's scope (as without `prove`), else a miss after the lookup floor. Without it
+    /// the challenge looks the content up (under the floor unless the caller's tenant holds
+    /// it) to ask no proof of the content's own tenant.
     pub prove: bool,
 }
 
@@ -195,8 +230,11 @@ pub enum ChallengeOutcome {
 
 impl Engine {
     /// Content with this digest and size that the principal could read already (see
-    /// [`Engine::own_content_now`]), for a claim by digest alone (Aliyun Drive's `pre_hash`).
-    /// Counted as a probe; over the probe limit it is a miss, like any other.
+    /// [`Engine::own_content_now`]), for a claim by a partial digest (Aliyun Drive's
+    /// `pre_hash`, SHA-1 of the first KiB). Counted as a probe; over the probe limit it is a
+    /// miss, like any other. Hit or miss, it answers after the lookup floor: the caller may
+    /// have no more than the bytes the digest covers, and a hit's time grows with the other
+    /// objects that share them (`find_held_content` walks them).
     pub async fn own_content(
         &self,
         p: &Principal,
@@ -207,7 +245,7 @@ impl Engine {
         if self.probe(p).await.is_err() {
             return Ok(None);
         }
-        self.floored_unless_hit(self.own_content_now(p, algo, digest, size)).await
+        self.floored(self.own_content_now(p, algo, digest, size), true).await
     }
 
     /// Content with this digest and size that the principal could read already: held by its
@@ -254,32 +292,44 @@ impl Engine {
             if let Some(held) = self.own_content_now(p, algo, digest, size).await? {
                 return Ok(Some(held));
             }
-            self.proven_content(algo, digest, size, proof).await
+            Ok(self.proven_content(algo, digest, size, proof).await)
         })
         .await
     }
 
-    /// Content of anyone's with this digest that `proof` proves the caller holds.
-    async fn proven_content(
-        &self,
-        algo: &str,
-        digest: &str,
-        size: u64,
-        proof: &Possession,
-    ) -> CoreResult<Option<HeldContent>> {
+    /// Content of anyone's with this digest that `proof` proves the caller holds. A failure
+    /// on the way (the content deleted between the lookup and the read, a blob store that does
+    /// not answer) is `None` too, logged for the operator only: only content someone holds can
+    /// fail so, and an error in the caller's answer would tell that someone holds it.
+    async fn proven_content(&self, algo: &str, digest: &str, size: u64, proof: &Possession) -> Option<HeldContent> {
         if matches!(proof, Possession::None) {
-            return Ok(None);
+            return None;
         }
-        // Contents with one digest hold the same bytes: any one of them decides.
-        let Some(&id) = self.meta.find_content(algo, digest, size, 1).await?.first() else { return Ok(None) };
-        let content = self.content(id).await?;
-        Ok(self.proves(&content, proof).await?.then_some(HeldContent(id)))
+        let found = async {
+            // Contents with one digest hold the same bytes: any one of them decides.
+            let Some(&id) = self.meta.find_content(algo, digest, size, 1).await?.first() else { return Ok(None) };
+            let content = self.content(id).await?;
+            Ok::<_, CoreError>(self.proves(&content, proof).await?.then_some(HeldContent(id)))
+        };
+        match found.await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check a proof of possession; answering as if nobody held the content");
+                None
+            }
+        }
     }
 
     async fn proves(&self, content: &ContentRecord, proof: &Possession) -> CoreResult<bool> {
         Ok(match proof {
             Possession::None => false,
             Possession::Bytes(pieces) => {
+                // Too few bytes prove nothing: a client that can pick where its window falls
+                // (Aliyun's v1 offset comes from the access token, and a caller can get
+                // another token) would else be asked for a guessable byte or two.
+                if covered(pieces) < MIN_PROOF_BYTES.min(content.size) {
+                    return Ok(false);
+                }
                 let mut ok = !pieces.is_empty();
                 for (offset, bytes) in pieces {
                     let len = bytes.len() as u64;
@@ -480,7 +530,7 @@ impl Engine {
             self.floored_unless_hit(async {
                 match self.own_content_now(p, "sha256", &c.sha256, c.size).await? {
                     Some(id) => Ok(Some(id)),
-                    None if c.proof_required => self.proven_content("sha256", &c.sha256, c.size, &proof).await,
+                    None if c.proof_required => Ok(self.proven_content("sha256", &c.sha256, c.size, &proof).await),
                     None => Ok(None),
                 }
             })

@@ -46,6 +46,10 @@ pub struct FairnessConfig {
     pub address_probe_burst: f64,
 }
 
+/// Access tokens one refresh token may buy at once ([`Engine::exchange_slot`]); after that one
+/// a minute. A client buys one per session and one per expiry (2 h).
+pub(crate) const EXCHANGE_BURST: f64 = 60.0;
+
 impl Default for FairnessConfig {
     fn default() -> Self {
         Self {
@@ -154,6 +158,20 @@ impl Engine {
             Ok(())
         } else {
             self.metrics.refused("request_rate");
+            Err(CoreError::SlowDown)
+        }
+    }
+
+    /// Counts one bearer-token exchange against the credential `from_key` that buys it;
+    /// `SlowDown` over [`EXCHANGE_BURST`] then one a minute. An Aliyun Drive access token
+    /// decides where its `proof_version v1` window falls in a file, so a caller able to buy
+    /// tokens without limit could pick the window it knows (invariant 15).
+    pub(crate) async fn exchange_slot(&self, from_key: &str) -> CoreResult<()> {
+        let take = TokenTake { key: format!("exchange:{from_key}"), burst: EXCHANGE_BURST, per_sec: 1.0 / 60.0 };
+        if self.meta.take_tokens(vec![take]).await? {
+            Ok(())
+        } else {
+            self.metrics.refused("token_exchange");
             Err(CoreError::SlowDown)
         }
     }

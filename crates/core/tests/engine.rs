@@ -468,6 +468,15 @@ async fn instant_upload_needs_proof_across_tenants() {
     assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 4999, &right).await.unwrap(), None);
     let out_of_range = Possession::Bytes(vec![(4998, data[4992..5000].to_vec())]);
     assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &out_of_range).await.unwrap(), None);
+    // Fewer than 8 bytes prove nothing, right as they are (a window that runs into the end of
+    // the file; a caller that can pick its window would else guess a byte), nor do pieces
+    // that show the same bytes twice.
+    let short = Possession::Bytes(vec![(4997, data[4997..5000].to_vec())]);
+    assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &short).await.unwrap(), None);
+    let twice = Possession::Bytes(vec![(10, data[10..14].to_vec()), (10, data[10..14].to_vec())]);
+    assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &twice).await.unwrap(), None);
+    let split = Possession::Bytes(vec![(10, data[10..14].to_vec()), (14, data[14..18].to_vec())]);
+    assert!(e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &split).await.unwrap().is_some());
     // With the right bytes: granted, and the new object shares the content.
     let id = e.claimable_content(&bob(), "sha1", &d.sha1, 5000, &right).await.unwrap().unwrap();
     let target = PutTarget {
@@ -578,13 +587,15 @@ async fn only_misses_wait_the_lookup_floor_and_the_proof_is_never_shown() {
     assert!(matches!(e.answer_challenge(&bob(), &c.id, None).await.unwrap(), ChallengeOutcome::Miss));
     assert!(started.elapsed() >= floor, "the owner's miss came back before the floor");
     assert!(e.head_object(&bob(), "bobs", "own-again").await.is_err());
-    // Claims by digest alone: the owner's hit at once, anyone's miss after the floor.
+    // A claim by a partial digest (Aliyun's pre-hash) waits the floor, hit or miss: its
+    // caller may have only what the digest covers.
     let started = std::time::Instant::now();
     assert!(e.own_content(&alice(), "sha256", &sha, 300_000).await.unwrap().is_some());
-    assert!(started.elapsed() < floor, "an own hit waited out the floor ({:?})", started.elapsed());
+    assert!(started.elapsed() >= floor, "a pre-hash hit came back before the floor");
     let started = std::time::Instant::now();
     assert!(e.own_content(&bob(), "sha256", &sha, 300_000).await.unwrap().is_none());
     assert!(started.elapsed() >= floor, "a miss came back before the floor");
+    // Claims by a whole digest: the owner's hit at once, anyone's miss after the floor.
     let started = std::time::Instant::now();
     assert!(e.claimable_content(&alice(), "sha256", &sha, 300_000, &Possession::None).await.unwrap().is_some());
     assert!(started.elapsed() < floor, "an own claim waited out the floor ({:?})", started.elapsed());
@@ -658,6 +669,46 @@ async fn a_challenge_for_a_caller_that_will_prove_looks_nothing_up() {
         e.answer_challenge(&bob(), &c.id, Some(&challenge_answer(&c.nonce, &c.ranges, &other))).await.unwrap();
     assert!(matches!(outcome, ChallengeOutcome::Miss));
     assert!(started.elapsed() >= floor, "a miss came back before the floor");
+}
+
+#[tokio::test]
+async fn a_proof_that_cannot_be_checked_is_a_miss_not_an_error() {
+    // Only content someone holds can fail to be read: an error would tell that it exists.
+    use chuan_core::{ChallengeOptions, ChallengeOutcome, Possession};
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine_with_floor(dir.path(), Duration::from_millis(10)).await;
+    let data = pseudo_random(400_000, 31);
+    put(&e, "orig", &data).await;
+    let d = chuan_core::hash::digest_all(&data);
+    // The blob's file goes missing (a disk fault, a blob store that does not answer).
+    let mut gone = 0;
+    for entry in walkdir(dir.path()) {
+        if std::fs::metadata(&entry).is_ok_and(|m| m.is_file() && m.len() == data.len() as u64) {
+            std::fs::remove_file(&entry).unwrap();
+            gone += 1;
+        }
+    }
+    assert_eq!(gone, 1, "the blob's file was not found");
+    let right = Possession::Bytes(vec![(1000, data[1000..1008].to_vec())]);
+    assert_eq!(e.claimable_content(&bob(), "sha1", &d.sha1, 400_000, &right).await.unwrap(), None);
+    let prove = ChallengeOptions { prove: true, ..Default::default() };
+    let c = e.issue_challenge_with(&bob(), "bobs", "copy", 400_000, &d.sha256, &prove).await.unwrap();
+    let answer = challenge_answer(&c.nonce, &c.ranges, &data);
+    assert!(matches!(e.answer_challenge(&bob(), &c.id, Some(&answer)).await.unwrap(), ChallengeOutcome::Miss));
+}
+
+/// Every file under `dir`, recursively.
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 #[tokio::test]

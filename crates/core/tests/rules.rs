@@ -281,6 +281,35 @@ async fn identity_is_issued_by_whom_it_may_be() {
 }
 
 #[tokio::test]
+async fn a_refresh_token_buys_a_burst_of_access_tokens_then_one_a_minute() {
+    // An Aliyun Drive access token decides where its v1 proof window falls: buying tokens
+    // without limit would let a caller pick the window it knows.
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(dir.path()).await;
+    let root = Principal::operator();
+    let refresh = e.issue_bearer(&root, "alice", CredentialKind::AdriveRefresh, None).await.unwrap();
+    let other = e.issue_bearer(&root, "alice", CredentialKind::AdriveRefresh, None).await.unwrap();
+    let buy = |token: String| {
+        let e = e.clone();
+        async move {
+            e.exchange_bearer(
+                CredentialKind::AdriveRefresh,
+                &token,
+                CredentialKind::AdriveAccess,
+                Duration::from_secs(60),
+            )
+            .await
+        }
+    };
+    for i in 0..60 {
+        assert!(buy(refresh.clone()).await.unwrap().is_some(), "exchange {i} of the burst refused");
+    }
+    assert!(matches!(buy(refresh.clone()).await, Err(CoreError::SlowDown)), "the 61st exchange was not refused");
+    // The limit is the refresh token's: another one still buys.
+    assert!(buy(other).await.unwrap().is_some());
+}
+
+#[tokio::test]
 async fn upload_tokens_are_scoped_expiring_bearers_a_tenant_issues() {
     let dir = tempfile::tempdir().unwrap();
     let e = setup(dir.path()).await;
