@@ -512,10 +512,10 @@ impl Engine {
             self.meta.find_content("sha256", &c.sha256, c.size, 1).await?.first().map(|&id| HeldContent(id))
         } else {
             // Every other answer (none or a wrong one, to a challenge that needs no proof, or
-            // one issued by a version that kept no proof) looks the content up again: a hit
-            // (the caller's tenant holds it, or an old challenge's proof checks out) at once, a
-            // miss after the floor, which keeps that lookup's time from telling whether anyone
-            // else holds it. (A challenge that needs no proof is not committed on what its
+            // any to one issued with `prove` or by a version that kept no proof) looks the
+            // content up again: a hit (the caller's tenant holds it, or the proof checks out
+            // against the stored bytes) at once, a miss after the floor, which keeps that
+            // lookup's time from telling whether anyone else holds it. (A challenge that needs no proof is not committed on what its
             // issue found: the caller's object may be gone since, and on SQLite the content's
             // id taken by other bytes.)
             let proof = match mac {
