@@ -123,6 +123,7 @@ def main():
             prove_times.append(instant(s, f, auth, bucket, "copy", True, prove=True))
         for i in range(REPS):
             own_times.append(instant(s, f, auth, bucket, f"again-{i}", False))
+
     def adrive_instant(s, f, n):
         """Aliyun Drive's instant upload as another new tenant (login not timed); seconds."""
         r = requests.post(f"{ENDPOINT}/_chuan/admin/tenants?name=bench-{uuid.uuid4().hex[:8]}", auth=(AK, SK), timeout=30)
