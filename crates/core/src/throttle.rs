@@ -168,12 +168,7 @@ impl Engine {
     /// tokens without limit could pick the window it knows (invariant 15).
     pub(crate) async fn exchange_slot(&self, from_key: &str) -> CoreResult<()> {
         let take = TokenTake { key: format!("exchange:{from_key}"), burst: EXCHANGE_BURST, per_sec: 1.0 / 60.0 };
-        if self.meta.take_tokens(vec![take]).await? {
-            Ok(())
-        } else {
-            self.metrics.refused("token_exchange");
-            Err(CoreError::SlowDown)
-        }
+        self.take_shared(vec![take], "token_exchange").await
     }
 
     /// Counts one existence probe against the principal's tenant and client address;
@@ -192,10 +187,16 @@ impl Engine {
                 per_sec: f.address_probes_per_sec,
             });
         }
+        self.take_shared(takes, "probe_rate").await
+    }
+
+    /// Takes one token from each of `takes` in the MetaStore (one budget for every node), all
+    /// or none; `SlowDown`, counted under `limit`, when any is empty.
+    async fn take_shared(&self, takes: Vec<TokenTake>, limit: &str) -> CoreResult<()> {
         if self.meta.take_tokens(takes).await? {
             Ok(())
         } else {
-            self.metrics.refused("probe_rate");
+            self.metrics.refused(limit);
             Err(CoreError::SlowDown)
         }
     }
