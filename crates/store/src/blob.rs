@@ -76,9 +76,10 @@ impl Drop for TempBlob {
 /// Files are freed this many bytes at a time ([`remove_gently`]).
 const REMOVE_STEP: u64 = 32 << 20;
 
-/// Removes a file of `len` bytes (about: only the choice of how depends on it): a file of at
-/// most [`REMOVE_STEP`] at once, a longer one by [`remove_gently`] on the remover thread, so
-/// neither the caller (a request answering, a GC pass) nor anyone else's fsync waits for it.
+/// Removes a file of `len` bytes (its size as far as the caller knows: it only picks how): one
+/// of at most [`REMOVE_STEP`] at once, a longer one by [`remove_gently`] on the remover
+/// thread, so neither the caller (a request about to answer, a GC pass) nor anyone else's
+/// I/O waits for it.
 /// Best effort: a file left behind by a failure or a crash is in `tmp/`, which the GC's
 /// sweep empties by age, or in `retired/`, emptied at startup ([`BlobStore::sweep_temps`]).
 fn retire(path: PathBuf, len: u64) {
@@ -242,15 +243,18 @@ impl LocalBlobStore {
         let dir = dest.parent().expect("blob path has a parent");
         if dest.exists() {
             // Same name, same bytes: keep the one that is already durable. The temp goes
-            // through the same work as a new blob's (a rename and a directory fsync, here in
-            // `tmp/`) and is removed off the request path ([`retire`]): how long this takes
-            // must not tell a writer that these bytes were stored already, by anyone.
+            // through the same work as a new blob's (a rename and a directory fsync, here
+            // into `retired/`) and is freed off the request path ([`retire`]): how long this
+            // takes must not tell a writer that these bytes were stored already, by anyone.
             let len = temp.len();
+            let src = temp.disarm();
             let spent = self.retired.join(uuid::Uuid::new_v4().simple().to_string());
-            std::fs::rename(temp.disarm(), &spent)?;
-            let synced = sync_dir(&self.retired);
+            let spent = match std::fs::rename(&src, &spent) {
+                Ok(()) => spent,
+                Err(_) => src, // freed where it is, in `tmp/`
+            };
             retire(spent, len);
-            return synced;
+            return sync_dir(&self.retired);
         }
         if !dir.exists() {
             std::fs::create_dir_all(dir)?;
