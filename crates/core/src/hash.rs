@@ -7,6 +7,13 @@
 //! (crc-fast, carry-less multiply). So the ingest pipeline runs MD5 and SHA-1
 //! ([`Sha1Hasher`]) on stages of their own, and [`MainHasher`] does SHA-256 and the four CRCs
 //! next to the file write.
+//!
+//! The four CRCs stay in the write pass even for dialects that answer without them (S3 reads
+//! CRC64-NVME, its default checksum, and any claimed one; Aliyun Drive CRC64-XZ; tus CRC32):
+//! with crc-fast's AVX-512 carry-less multiply they were 2.2 % of the server's samples in a
+//! 1 GiB PUT (perf, 2026-12-04), and a build without CRC32, CRC32C and CRC64-XZ ran no faster
+//! in 6 interleaved pairs. Leaving them to the digest job would only move the same work to a
+//! second read of the content.
 
 use base64::Engine as _;
 use chuan_store::Digests;

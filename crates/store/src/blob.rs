@@ -78,8 +78,8 @@ const REMOVE_STEP: u64 = 32 << 20;
 
 /// Removes a file of `len` bytes (its size as far as the caller knows: it only picks how): one
 /// of at most [`REMOVE_STEP`] at once, a longer one by [`remove_gently`] on the remover
-/// thread, so neither the caller (a request about to answer, a GC pass) nor anyone else's
-/// I/O waits for it.
+/// thread, so neither the request about to answer nor anyone else's I/O waits for it. Only
+/// for files no one else has open (temporaries): the removal truncates.
 /// Best effort: a file left behind by a failure or a crash is in `tmp/`, which the GC's
 /// sweep empties by age, or in `retired/`, emptied at startup ([`BlobStore::sweep_temps`]).
 fn retire(path: PathBuf, len: u64) {
@@ -186,8 +186,10 @@ pub(crate) fn sweep_temps_in(tmp: &Path, age: Duration) -> io::Result<usize> {
             Err(e) => return Err(e),
         };
         if now.duration_since(modified).unwrap_or_default() >= age {
-            match remove_gently(&entry.path()) {
-                Ok(now) => removed += usize::from(now),
+            // Unlinked, not truncated: a temp untouched for `age` may still be read (one
+            // being uploaded to an S3 backend).
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
                 Err(e) if gone(&e) => {}
                 Err(e) => return Err(e),
             }
@@ -201,9 +203,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 
     tokio::task::spawn_blocking(f).await.map_err(|e| io::Error::other(e.to_string()))?
 }
 
-/// Blobs as files: `<root>/blobs/ab/cd/<sha256>`; temporaries in `<root>/tmp/`; files no
-/// longer needed (a deleted blob, a second copy of stored bytes) in `<root>/retired/` while
-/// the remover thread frees them ([`retire`]).
+/// Blobs as files: `<root>/blobs/ab/cd/<sha256>`; temporaries in `<root>/tmp/`; second
+/// copies of stored bytes in `<root>/retired/` while the remover thread frees them
+/// ([`retire`]).
 pub struct LocalBlobStore {
     blobs: PathBuf,
     tmp: PathBuf,
@@ -312,31 +314,12 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn delete(&self, id: &BlobId) -> io::Result<()> {
-        let path = self.path_of(id)?;
-        let len = match std::fs::metadata(&path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        if len <= REMOVE_STEP {
-            return match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            };
-        }
-        // Gone from its name at once (a rename), its blocks freed gently later ([`retire`]).
-        let spent = self.retired.join(uuid::Uuid::new_v4().simple().to_string());
-        match std::fs::rename(&path, &spent) {
-            Ok(()) => {
-                retire(spent, len);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            // `retired/` on another file system (`EXDEV`): removed where it is.
-            Err(_) => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
+        // Unlinked, never truncated: a reader that opened the blob before (a long GET of an
+        // object deleted since) reads every byte until it closes the file. Only GC and
+        // failed commits get here, off the request path.
+        match std::fs::remove_file(self.path_of(id)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
     }
 
@@ -534,10 +517,20 @@ mod tests {
             }
             assert_eq!(temps_drain(&store).await, 0, "the second copy of blob {n} is removed");
         }
-        // A big blob deleted is gone from its name at once; its bytes follow.
+        // A big blob deleted while a reader has it open: gone from its name at once, and the
+        // reader still gets every byte (deletion unlinks; only temps are freed in steps).
+        let size = REMOVE_STEP as usize * 2 + 5;
+        let mut reading = store.read(&id_of(2), 0, size as u64).await.unwrap();
         store.delete(&id_of(2)).await.unwrap();
         assert_eq!(store.size(&id_of(2)).await.unwrap(), None);
         assert_eq!(temps_drain(&store).await, 0);
+        let mut got = 0;
+        while let Some(chunk) = futures_util_lite::next(&mut reading).await {
+            let chunk = chunk.unwrap();
+            assert!(chunk.iter().all(|b| *b == 2));
+            got += chunk.len();
+        }
+        assert_eq!(got, size);
         store.delete(&id_of(2)).await.unwrap(); // already gone: not an error
         assert_eq!(store.list().await.unwrap(), [id_of(1)]);
         // So is a big temp dropped unpersisted (a refused upload).
