@@ -179,6 +179,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "final usage flush failed");
     }
     drop(state);
+    // Big temporaries and deleted blobs the remover thread still holds go before the marker
+    // says the stop was clean (a stop cut short leaves them to the next start's sweep).
+    let drained = tokio::task::spawn_blocking(|| chuan_store::drain_removals(Duration::from_secs(30))).await;
+    if !matches!(drained, Ok(true)) {
+        tracing::warn!("files still being removed after 30 s; the next start sweeps them");
+    }
     std::fs::write(&marker, b"")?;
     tracing::info!("stopped");
     Ok(())

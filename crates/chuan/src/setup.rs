@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 /// Opens the engine over the metadata store (`meta`, a PostgreSQL connection string, or else
 /// SQLite at `DATA/meta.db`) and the blob store (`blobs`, an `s3://` address, or else files in
-/// `DATA/blobs`). Temporaries are always in `DATA/tmp`.
+/// `DATA/blobs`). Temporaries are always in `DATA/tmp`; with files, what the remover thread
+/// has yet to free in `DATA/retired`.
 pub async fn open_engine(
     data: &Path,
     meta: Option<&str>,

@@ -27,7 +27,7 @@ mod rate;
 mod s3blob;
 mod sql;
 
-pub use blob::{BlobStore, ByteStream, LocalBlobStore, TempBlob};
+pub use blob::{drain_removals, BlobStore, ByteStream, LocalBlobStore, TempBlob};
 pub use meta::{
     Allowance, AllowanceKind, AllowanceTake, Appended, BucketStore, Callback, CallbackStore, CompleteUpload,
     ContentSource, ForgottenBlob, GrantStore, IdentityStore, ListPage, ListStart, MaintenanceStore, MetaStore,

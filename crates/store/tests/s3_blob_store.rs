@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use chuan_store::{BlobStore, S3BlobStore, S3Location};
 
@@ -87,6 +88,8 @@ async fn blobs_round_trip_through_a_real_s3_store() {
     let id = format!("{:064x}", 0xb16u64 + std::process::id() as u64);
     assert_eq!(s.size(&id).await.unwrap(), None);
     persist(&s, &big, &id).await;
+    // Over 32 MiB: removed by the remover thread, a moment later.
+    assert!(tokio::task::spawn_blocking(|| chuan_store::drain_removals(Duration::from_secs(20))).await.unwrap());
     assert_eq!(s.temp_count().unwrap(), 0, "the temporary is gone once the blob is stored");
     assert_eq!(s.size(&id).await.unwrap(), Some(big.len() as u64));
     assert_eq!(read(&s, &id, 0, big.len() as u64).await.unwrap(), big);
@@ -100,6 +103,7 @@ async fn blobs_round_trip_through_a_real_s3_store() {
     assert!(read(&s, &id, 0, 0).await.unwrap().is_empty());
     // A second persist of the same name keeps the stored copy and drops the temporary.
     persist(&s, &big, &id).await;
+    assert!(tokio::task::spawn_blocking(|| chuan_store::drain_removals(Duration::from_secs(20))).await.unwrap());
     assert_eq!(s.temp_count().unwrap(), 0);
     // A small one: one PUT.
     let small_id = format!("{:064x}", 0x5u64 + std::process::id() as u64);
