@@ -594,7 +594,8 @@ mod tests {
     async fn bytes_stored_already_keep_their_blob_and_the_new_copy_goes() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalBlobStore::open(dir.path()).unwrap();
-        // One blob freed at once, one (past a removal step) by the remover thread.
+        // A small second copy and a big one (past a removal step): both go through the remover
+        // thread, a moment later.
         for (n, size) in [(1u8, 1000usize), (2, REMOVE_STEP as usize * 2 + 5)] {
             let body = vec![n; size];
             for _ in 0..2 {
