@@ -263,11 +263,7 @@ pub(crate) fn sweep_temps_in(tmp: &Path, age: Duration) -> io::Result<usize> {
         if now.duration_since(modified).unwrap_or_default() >= age {
             // Unlinked, not truncated: a temp untouched for `age` may still be read (one
             // being uploaded to an S3 backend).
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => removed += 1,
-                Err(e) if gone(&e) => {}
-                Err(e) => return Err(e),
-            }
+            removed += usize::from(Removal::Unlink.run(&entry.path())?);
         }
     }
     Ok(removed)
@@ -281,6 +277,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 
 /// Blobs as files: `<root>/blobs/ab/cd/<sha256>`; temporaries in `<root>/tmp/`; deleted
 /// blobs and second copies of stored bytes in `<root>/retired/` until the remover thread
 /// frees them ([`retire`]).
+#[derive(Clone)]
 pub struct LocalBlobStore {
     blobs: PathBuf,
     tmp: PathBuf,
@@ -379,7 +376,7 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn persist(&self, temp: TempBlob, id: &BlobId) -> io::Result<()> {
-        let this = Self { blobs: self.blobs.clone(), tmp: self.tmp.clone(), retired: self.retired.clone() };
+        let this = self.clone();
         let id = id.clone();
         blocking(move || this.persist_now(temp, &id)).await
     }
